@@ -1,1 +1,18 @@
-//! Tern control plane.
+//! Tern's control plane: the domain rules (roles, phases, audit) and the control
+//! store that keeps them (SQLite by default, PostgreSQL for a fleet of workers).
+//!
+//! It knows nothing of the web: the server, the UI's server functions and the CLI
+//! all call the same functions here, so a rule holds the same way everywhere.
+
+pub mod audit;
+pub mod buckets;
+pub mod clock;
+pub mod error;
+pub mod migrations;
+pub mod sessions;
+pub mod store;
+pub mod users;
+
+pub use error::ControlError;
+pub use store::{Dialect, Store};
+pub use users::{Actor, Role, User};

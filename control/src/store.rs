@@ -1,0 +1,213 @@
+//! The control store: one connection pool, SQLite by default (a file under the
+//! data directory, created on first start) or PostgreSQL when several `tern`
+//! processes share the work. Its schema migrations run every time it opens.
+//!
+//! Queries are written once, in the SQL both dialects accept (`$1` parameters,
+//! `RETURNING`, `ON CONFLICT`), through sqlx's `Any` driver; the few places that
+//! differ (leasing with `FOR UPDATE SKIP LOCKED`) ask [`Store::dialect`].
+
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+
+use crate::error::{ControlError, Result};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Which database the control store lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The dialect a connection URL names, or a message saying which URLs are accepted.
+    pub fn of_url(url: &str) -> Result<Dialect> {
+        if url.starts_with("sqlite:") {
+            Ok(Dialect::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Dialect::Postgres)
+        } else {
+            Err(ControlError::Invalid(format!(
+                "control store URL `{}` is neither SQLite (`sqlite://path/tern.db`) nor \
+                 PostgreSQL (`postgres://user@host/db`)",
+                redact_url(url)
+            )))
+        }
+    }
+}
+
+/// The control store handle; cheap to clone (it shares one pool).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+    url: String,
+}
+
+/// Hides a password in a connection URL before it is logged or shown.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => match authority[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end],
+                &authority[..colon],
+                &rest[at..]
+            ),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+impl Store {
+    /// Connects to the store at `url` and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Store> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+        let dialect = Dialect::of_url(url)?;
+        let options: AnyConnectOptions = url.parse().map_err(|e: sqlx::Error| {
+            ControlError::Invalid(format!(
+                "control store URL `{}` cannot be parsed: {e}",
+                redact_url(url)
+            ))
+        })?;
+        let pool = match dialect {
+            Dialect::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL lets pages read while a worker writes; NORMAL is durable
+                            // across process crashes, which is what WAL needs.
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await
+            }
+            Dialect::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+            }
+        }
+        .map_err(ControlError::db(format!(
+            "connecting to {}",
+            redact_url(url)
+        )))?;
+
+        match dialect {
+            Dialect::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Dialect::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        tracing::debug!(store = %redact_url(url), ?dialect, "control store open");
+        Ok(Store {
+            pool,
+            dialect,
+            url: url.to_string(),
+        })
+    }
+
+    /// Opens (creating when missing) the SQLite store file at `path`.
+    pub async fn open_sqlite_file(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                ControlError::Invalid(format!(
+                    "cannot create the data directory {}: {e}; choose another with \
+                     `data_dir` (TERN_DATA_DIR)",
+                    dir.display()
+                ))
+            })?;
+        }
+        Store::open(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    /// The underlying pool, for the modules of this crate.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Which database this store lives in.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The store's URL with any password hidden, for logs and the UI.
+    pub fn display_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// Starts a transaction; changes and their audit events commit together.
+    pub async fn begin(&self) -> Result<Transaction<'static, Any>> {
+        self.pool
+            .begin()
+            .await
+            .map_err(ControlError::db("starting a transaction"))
+    }
+
+    /// Succeeds when the store answers a trivial query (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(ControlError::db("checking the control store"))
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hides_passwords_in_urls() {
+        assert_eq!(
+            redact_url("postgres://tern:s3cret@db.internal:5432/tern"),
+            "postgres://tern:***@db.internal:5432/tern"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/tern"),
+            "postgres://postgres@127.0.0.1/tern"
+        );
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn knows_the_dialect_of_a_url() {
+        assert_eq!(Dialect::of_url("sqlite://a.db").ok(), Some(Dialect::Sqlite));
+        assert_eq!(
+            Dialect::of_url("postgresql://h/db").ok(),
+            Some(Dialect::Postgres)
+        );
+        let err = Dialect::of_url("mysql://root@h/db")
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|m| m.contains("neither SQLite")));
+    }
+}

@@ -1,0 +1,478 @@
+//! Users, roles and passwords.
+//!
+//! Roles: `viewer` (the program manager: reads everything), `engineer` (also
+//! starts jobs, flips ramps, rolls back), `client-owner` (reads, and edits only the
+//! clients bound to them) and `admin` (everything, and manages users). Passwords
+//! are hashed with Argon2id; a hash never leaves this module.
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::{Argon2, PasswordHash};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::audit::{self, AuditEntry};
+use crate::clock::now_ms;
+use crate::error::{ControlError, Result};
+use crate::store::Store;
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Viewer,
+    Engineer,
+    ClientOwner,
+    Admin,
+}
+
+impl Role {
+    /// Every role, in the order the UI lists them.
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Engineer, Role::ClientOwner, Role::Admin];
+
+    /// The role's name as stored and typed (`client-owner`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Engineer => "engineer",
+            Role::ClientOwner => "client-owner",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses a role name, saying which names exist when it is none of them.
+    pub fn parse(s: &str) -> Result<Role> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                ControlError::Invalid(format!(
+                    "unknown role `{s}`: use one of viewer, engineer, client-owner, admin"
+                ))
+            })
+    }
+
+    /// May start and stop jobs, flip ramps and roll back.
+    pub fn can_operate(self) -> bool {
+        matches!(self, Role::Engineer | Role::Admin)
+    }
+
+    /// May manage users and override gates.
+    pub fn can_administer(self) -> bool {
+        matches!(self, Role::Admin)
+    }
+
+    /// May read the audit log and every migration's internals.
+    pub fn can_read_audit(self) -> bool {
+        !matches!(self, Role::ClientOwner)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A user as the rest of the system sees it (no password hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: i64,
+    /// For client-owners: the clients they own.
+    pub clients: Vec<String>,
+}
+
+/// Who performs an action: a signed-in user, or Tern itself (workers, the demo).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub name: String,
+    pub role: Role,
+    pub clients: Vec<String>,
+}
+
+impl Actor {
+    /// Tern acting on its own (scheduled work, the demo's set-up): admin rights.
+    pub fn system() -> Actor {
+        Actor {
+            name: "system".into(),
+            role: Role::Admin,
+            clients: Vec::new(),
+        }
+    }
+
+    /// Refuses unless the actor may operate (engineer or admin).
+    pub fn require_operate(&self, what: &str) -> Result<()> {
+        if self.role.can_operate() {
+            Ok(())
+        } else {
+            Err(ControlError::Forbidden(format!(
+                "{what} needs the engineer or admin role; {} is signed in as {}",
+                self.name, self.role
+            )))
+        }
+    }
+
+    /// Refuses unless the actor is an admin.
+    pub fn require_admin(&self, what: &str) -> Result<()> {
+        if self.role.can_administer() {
+            Ok(())
+        } else {
+            Err(ControlError::Forbidden(format!(
+                "{what} needs the admin role; {} is signed in as {}",
+                self.name, self.role
+            )))
+        }
+    }
+
+    /// Refuses client-owners (who see only their own clients).
+    pub fn require_reader(&self, what: &str) -> Result<()> {
+        if self.role.can_read_audit() {
+            Ok(())
+        } else {
+            Err(ControlError::Forbidden(format!(
+                "{what} is for program managers, engineers and admins; {} is signed in as {}",
+                self.name, self.role
+            )))
+        }
+    }
+}
+
+impl From<&User> for Actor {
+    fn from(u: &User) -> Actor {
+        Actor {
+            name: u.username.clone(),
+            role: u.role,
+            clients: u.clients.clone(),
+        }
+    }
+}
+
+/// What `create_user` needs.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub password: String,
+    pub clients: Vec<String>,
+}
+
+/// The shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+fn validate_username(name: &str) -> Result<()> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    if (2..=64).contains(&name.len()) && ok_chars {
+        Ok(())
+    } else {
+        Err(ControlError::Invalid(format!(
+            "username `{name}` is not valid: use 2 to 64 characters from a-z, 0-9, `.`, `_` and `-`"
+        )))
+    }
+}
+
+fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ControlError::Internal(format!("hashing a password: {e}")))
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A real hash of a random password, checked against when the username is
+/// unknown, so that a sign-in takes as long whether or not the user exists.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let random = SaltString::generate(&mut OsRng);
+        hash_password(random.as_str()).unwrap_or_default()
+    })
+}
+
+/// Argon2 is deliberately slow; it runs off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ControlError::Internal(format!("password task failed: {e}")))
+}
+
+fn user_from_row(row: &sqlx::any::AnyRow, clients: Vec<String>) -> Result<User> {
+    let role: String = row
+        .try_get("role")
+        .map_err(ControlError::db("reading a user"))?;
+    Ok(User {
+        id: row
+            .try_get("id")
+            .map_err(ControlError::db("reading a user"))?,
+        username: row
+            .try_get("username")
+            .map_err(ControlError::db("reading a user"))?,
+        display_name: row
+            .try_get("display_name")
+            .map_err(ControlError::db("reading a user"))?,
+        role: Role::parse(&role)?,
+        disabled: row
+            .try_get::<i64, _>("disabled")
+            .map_err(ControlError::db("reading a user"))?
+            != 0,
+        created_at: row
+            .try_get("created_at")
+            .map_err(ControlError::db("reading a user"))?,
+        clients,
+    })
+}
+
+impl Store {
+    /// Creates a user (audited). Refuses a taken username, a short password, or
+    /// a client-owner without clients.
+    pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<User> {
+        actor.require_admin("creating users")?;
+        validate_username(&new.username)?;
+        if new.password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(ControlError::Invalid(format!(
+                "the password for `{}` is too short: use at least {MIN_PASSWORD_LEN} characters",
+                new.username
+            )));
+        }
+        if new.role == Role::ClientOwner && new.clients.is_empty() {
+            return Err(ControlError::Invalid(format!(
+                "`{}` is a client-owner but owns no client: name at least one client",
+                new.username
+            )));
+        }
+        let display_name = if new.display_name.trim().is_empty() {
+            new.username.clone()
+        } else {
+            new.display_name.trim().to_string()
+        };
+        let password = new.password;
+        let hash = blocking(move || hash_password(&password)).await??;
+        let now = now_ms();
+
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "INSERT INTO users (username, display_name, role, password_hash, disabled, created_at)
+             VALUES ($1, $2, $3, $4, 0, $5) RETURNING id",
+        )
+        .bind(&new.username)
+        .bind(&display_name)
+        .bind(new.role.as_str())
+        .bind(&hash)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(ControlError::db(format!("creating user {}", new.username)))
+        .map_err(|e| {
+            if e.is_unique_violation() {
+                ControlError::Conflict(format!(
+                    "a user named `{}` already exists: choose another username",
+                    new.username
+                ))
+            } else {
+                e
+            }
+        })?;
+        let id: i64 = row
+            .try_get("id")
+            .map_err(ControlError::db("reading a user id"))?;
+        let mut clients = new.clients.clone();
+        clients.sort();
+        clients.dedup();
+        for client in &clients {
+            sqlx::query("INSERT INTO user_clients (user_id, client) VALUES ($1, $2)")
+                .bind(id)
+                .bind(client)
+                .execute(&mut *tx)
+                .await
+                .map_err(ControlError::db("binding a client-owner to a client"))?;
+        }
+        audit::record(
+            &mut tx,
+            AuditEntry::new(actor, "user.create", "user", &new.username)
+                .to_state(new.role.as_str())
+                .details(serde_json::json!({ "clients": clients })),
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a new user"))?;
+        Ok(User {
+            id,
+            username: new.username,
+            display_name,
+            role: new.role,
+            disabled: false,
+            created_at: now,
+            clients,
+        })
+    }
+
+    async fn clients_of(&self, user_id: i64) -> Result<Vec<String>> {
+        let rows =
+            sqlx::query("SELECT client FROM user_clients WHERE user_id = $1 ORDER BY client")
+                .bind(user_id)
+                .fetch_all(self.pool())
+                .await
+                .map_err(ControlError::db("reading a user's clients"))?;
+        rows.iter()
+            .map(|r| {
+                r.try_get("client")
+                    .map_err(ControlError::db("reading a client name"))
+            })
+            .collect()
+    }
+
+    /// The user with this id, if any.
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(ControlError::db("reading a user"))?;
+        match row {
+            Some(row) => Ok(Some(user_from_row(&row, self.clients_of(id).await?)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every user, by username.
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users ORDER BY username")
+            .fetch_all(self.pool())
+            .await
+            .map_err(ControlError::db("listing users"))?;
+        let mut users = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row
+                .try_get("id")
+                .map_err(ControlError::db("reading a user"))?;
+            users.push(user_from_row(row, self.clients_of(id).await?)?);
+        }
+        Ok(users)
+    }
+
+    /// Checks a username and password. `Ok(None)` for an unknown user, a wrong
+    /// password or a disabled account: the caller must not tell them apart.
+    pub async fn authenticate(&self, username: &str, password: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(ControlError::db("checking a sign-in"))?;
+        let Some(row) = row else {
+            // Spend the same time as a real check so that timing does not reveal
+            // which usernames exist.
+            let password = password.to_string();
+            blocking(move || verify_password(&password, dummy_hash())).await?;
+            return Ok(None);
+        };
+        let hash: String = row
+            .try_get("password_hash")
+            .map_err(ControlError::db("reading a password hash"))?;
+        let password = password.to_string();
+        let ok = blocking(move || verify_password(&password, &hash)).await?;
+        let id: i64 = row
+            .try_get("id")
+            .map_err(ControlError::db("reading a user"))?;
+        let user = user_from_row(&row, self.clients_of(id).await?)?;
+        Ok((ok && !user.disabled).then_some(user))
+    }
+
+    /// Enables or disables a user (audited). A disabled user cannot sign in, and
+    /// their open sessions stop working at their next request.
+    pub async fn set_user_disabled(
+        &self,
+        actor: &Actor,
+        username: &str,
+        disabled: bool,
+    ) -> Result<()> {
+        actor.require_admin("disabling users")?;
+        if disabled && actor.name == username {
+            return Err(ControlError::Conflict(
+                "you cannot disable your own account: ask another admin".into(),
+            ));
+        }
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("UPDATE users SET disabled = $1 WHERE username = $2")
+            .bind(i64::from(disabled))
+            .bind(username)
+            .execute(&mut *tx)
+            .await
+            .map_err(ControlError::db("disabling a user"))?;
+        if done.rows_affected() == 0 {
+            return Err(ControlError::NotFound(format!(
+                "no user named `{username}`"
+            )));
+        }
+        let (from, to) = if disabled {
+            ("enabled", "disabled")
+        } else {
+            ("disabled", "enabled")
+        };
+        audit::record(
+            &mut tx,
+            AuditEntry::new(actor, "user.disable", "user", username)
+                .from_state(from)
+                .to_state(to),
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a user change"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_round_trip() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()).ok(), Some(role));
+        }
+        let err = Role::parse("root").err().map(|e| e.to_string());
+        assert!(err.is_some_and(|m| m.contains("viewer, engineer, client-owner, admin")));
+    }
+
+    #[test]
+    fn only_engineers_and_admins_operate() {
+        assert!(!Role::Viewer.can_operate());
+        assert!(!Role::ClientOwner.can_operate());
+        assert!(Role::Engineer.can_operate());
+        assert!(Role::Admin.can_operate());
+        assert!(Role::Admin.can_administer());
+        assert!(!Role::Engineer.can_administer());
+    }
+
+    #[test]
+    fn usernames_are_checked() {
+        assert!(validate_username("pm.alice").is_ok());
+        assert!(validate_username("A").is_err());
+        assert!(validate_username("bob smith").is_err());
+    }
+
+    #[test]
+    fn passwords_verify_only_against_their_hash() {
+        let hash = hash_password("correct horse").expect("hash");
+        assert!(verify_password("correct horse", &hash));
+        assert!(!verify_password("wrong horse", &hash));
+        assert!(!verify_password("correct horse", "not a hash"));
+    }
+}
