@@ -1,1 +1,65 @@
-//! Tern UI.
+//! Tern's web UI: pages and components rendered on the server and hydrated in
+//! the browser. Server functions here are thin: they take the shared state,
+//! call one function of `tern-control`, and convert the answer into a UI type.
+
+pub mod components;
+pub mod error;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod server;
+#[cfg(feature = "ssr")]
+pub mod state;
+pub mod types;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{ParentRoute, Route, Router, Routes};
+use leptos_router::{SsrMode, path};
+
+use crate::components::layout::Shell;
+use crate::pages::{
+    audit::AuditPage, login::LoginPage, migration::MigrationPage, not_found::NotFound,
+    overview::Overview, users::UsersPage,
+};
+
+/// The HTML document around the app, rendered on the server for every page.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <link rel="icon" href="/favicon.ico"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// The app: routes and the layout they share. Pages render completely on the
+/// server before they are sent (`SsrMode::Async`), so a page can answer with its
+/// own status (403, 404).
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="tern" href="/pkg/tern.css"/>
+        <Title formatter=|page: String| if page.is_empty() { "Tern".to_string() } else { format!("{page} · Tern") }/>
+        <Router>
+            <Routes fallback=NotFound>
+                <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
+                <ParentRoute path=path!("") view=Shell ssr=SsrMode::Async>
+                    <Route path=path!("") view=Overview ssr=SsrMode::Async/>
+                    <Route path=path!("migrations/:id") view=MigrationPage ssr=SsrMode::Async/>
+                    <Route path=path!("audit") view=AuditPage ssr=SsrMode::Async/>
+                    <Route path=path!("admin/users") view=UsersPage ssr=SsrMode::Async/>
+                </ParentRoute>
+            </Routes>
+        </Router>
+    }
+}

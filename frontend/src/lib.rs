@@ -1,1 +1,9 @@
-//! hydrate
+//! The browser entry point: hydrates the page the server rendered, so that its
+//! controls respond without reloading. Built for `wasm32-unknown-unknown` by
+//! `cargo xtask` (or cargo-leptos).
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(tern_app::App);
+}

@@ -1,1 +1,82 @@
-fn main() {}
+//! `tern`: the control plane for zero-downtime data migrations.
+//!
+//! One binary: the web control plane (`serve`, `demo`), user management, and
+//! the engines' commands for scripts and operators.
+
+mod cli;
+mod settings;
+mod telemetry;
+mod web;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Tern: plan, run and verify zero-downtime data migrations.
+#[derive(Debug, Parser)]
+#[command(name = "tern", version, about, long_about = None)]
+struct Cli {
+    /// Settings file (TOML). Every setting can also be given as a TERN_… variable.
+    #[arg(long, global = true, env = "TERN_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the control plane: web UI, JSON API and workers, on the configured store.
+    Serve(cli::serve::Args),
+    /// Run the control plane on a fresh embedded store with a demo migration and one user per role.
+    Demo(cli::demo::Args),
+    /// Manage the users who can sign in.
+    #[command(subcommand)]
+    User(cli::user::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = std::env::vars();
+    let mut settings = match settings::Settings::load(cli.config.as_deref(), env) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tern: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.log_json {
+        settings.log_format = settings::LogFormat::Json;
+    }
+    telemetry::init(settings.log_format, &settings.log);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tern: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => cli::serve::run(settings, args).await,
+            Command::Demo(args) => cli::demo::run(settings, args).await,
+            Command::User(cmd) => cli::user::run(settings, cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tern: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

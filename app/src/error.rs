@@ -1,0 +1,57 @@
+//! The UI's one error type: what a server function can fail with, in words a
+//! person can act on. On the server it is built from `ControlError`; in the
+//! browser it arrives as JSON.
+
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+/// Why a server function refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    #[error("your session has ended: sign in again")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+    #[error("the server could not be reached or answered strangely: {0}")]
+    Transport(String),
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        AppError::Transport(value.to_string())
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<tern_control::ControlError> for AppError {
+    fn from(e: tern_control::ControlError) -> Self {
+        use tern_control::ControlError as C;
+        match e {
+            C::NotFound(m) => AppError::NotFound(m),
+            C::Invalid(m) => AppError::Invalid(m),
+            C::Forbidden(m) => AppError::Forbidden(m),
+            C::Conflict(m) => AppError::Conflict(m),
+            e @ C::Unavailable { .. } => {
+                tracing::warn!(error = %e, "control store unavailable");
+                AppError::Unavailable(e.to_string())
+            }
+            e => {
+                tracing::error!(error = %e, "server function failed");
+                AppError::Internal(e.to_string())
+            }
+        }
+    }
+}

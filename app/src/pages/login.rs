@@ -1,0 +1,36 @@
+//! Sign-in. A plain HTML form posted to `/auth/login`, so it works before (and
+//! without) the page's WebAssembly.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    let query = use_query_map();
+    let failed = move || query.with(|q| q.get("error").is_some());
+    let signed_out = move || query.with(|q| q.get("signed_out").is_some());
+    let next = move || query.with(|q| q.get("next").unwrap_or_default());
+    view! {
+        <Title text="Sign in"/>
+        <div class="login-wrap">
+            <form class="panel login" method="post" action="/auth/login">
+                <h1><span class="brand-mark">"◤"</span>" Tern"</h1>
+                <p class="muted">"Sign in to follow and drive your migrations."</p>
+                <Show when=failed>
+                    <p class="flash flash-error" role="alert" data-testid="login-error">
+                        "Wrong username or password. Check both and try again; an admin can reset a forgotten password with "
+                        <code>"tern user add"</code>"."
+                    </p>
+                </Show>
+                <Show when=signed_out>
+                    <p class="flash flash-ok">"You are signed out."</p>
+                </Show>
+                <input type="hidden" name="next" prop:value=next/>
+                <label>"Username" <input name="username" autocomplete="username" required autofocus/></label>
+                <label>"Password" <input name="password" type="password" autocomplete="current-password" required/></label>
+                <button type="submit" class="button primary">"Sign in"</button>
+            </form>
+        </div>
+    }
+}

@@ -1,0 +1,8 @@
+//! One file per page.
+
+pub mod audit;
+pub mod login;
+pub mod migration;
+pub mod not_found;
+pub mod overview;
+pub mod users;

@@ -1,0 +1,135 @@
+//! The JSON API (`/api/v1/…`) for scripts and other tools: the same operations
+//! and the same role checks as the pages. Documented in `docs/api.md`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tern_app::server::CurrentUser;
+use tern_app::state::AppState;
+use tern_control::Actor;
+use tern_control::audit::AuditFilter;
+use tern_control::users::NewUser;
+
+use crate::web::auth;
+use crate::web::error::ApiError;
+
+/// The `/api/v1` routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/session",
+            post(auth::login_json).delete(auth::logout_json),
+        )
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/migrations", get(migrations))
+        .route("/api/v1/migrations/{id}", get(migration))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/users", get(users).post(create_user))
+}
+
+fn actor(user: &CurrentUser) -> Actor {
+    Actor::from(&user.0)
+}
+
+async fn me(Extension(user): Extension<CurrentUser>) -> Json<Value> {
+    let u = &user.0;
+    Json(json!({
+        "username": u.username,
+        "display_name": u.display_name,
+        "role": u.role,
+        "clients": u.clients,
+    }))
+}
+
+async fn migrations(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let list = state.store.migration_summaries().await?;
+    Ok(Json(json!(list
+        .into_iter()
+        .map(|s| json!({
+            "id": s.migration.id,
+            "name": s.migration.name,
+            "description": s.migration.description,
+            "status": s.migration.status,
+            "buckets": s.buckets,
+            "phases": s.phases.into_iter().map(|(p, n)| (p.as_str().to_string(), n)).collect::<std::collections::BTreeMap<_, _>>(),
+            "planned_rows": s.planned_rows,
+            "rows_copied": s.rows_copied,
+        }))
+        .collect::<Vec<_>>())))
+}
+
+async fn migration(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let m = state.store.migration(id).await?;
+    let buckets = state.store.list_buckets(id).await?;
+    Ok(Json(json!({ "migration": m, "buckets": buckets })))
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    actor: Option<String>,
+    action: Option<String>,
+    entity_kind: Option<String>,
+    entity_id: Option<String>,
+    since: Option<i64>,
+    before_id: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let filter = AuditFilter {
+        actor: q.actor,
+        action: q.action,
+        entity_kind: q.entity_kind,
+        entity_id: q.entity_id,
+        since: q.since,
+        before_id: q.before_id,
+        limit: q.limit,
+    };
+    let events = state.store.list_audit(&actor(&user), &filter).await?;
+    Ok(Json(json!(events)))
+}
+
+async fn users(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+) -> Result<Json<Value>, ApiError> {
+    actor(&user).require_admin("listing users")?;
+    Ok(Json(json!(state.store.list_users().await?)))
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateUser {
+    username: String,
+    #[serde(default)]
+    display_name: String,
+    role: String,
+    password: String,
+    #[serde(default)]
+    clients: Vec<String>,
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Json(body): Json<CreateUser>,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    let new = NewUser {
+        username: body.username,
+        display_name: body.display_name,
+        role: tern_control::Role::parse(&body.role)?,
+        password: body.password,
+        clients: body.clients,
+    };
+    let created = state.store.create_user(&actor(&user), new).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(json!(created))))
+}

@@ -1,0 +1,84 @@
+//! The web edge: one axum router for the pages (Leptos, server-rendered and
+//! hydrated), the server functions, the JSON API, sign-in, health and metrics.
+//!
+//! Every request passes, outermost first: metrics → compression → session →
+//! CSRF check (state-changing requests) → user lookup (and the sign-in wall).
+
+pub mod api;
+pub mod auth;
+pub mod csrf;
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod session_store;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use leptos::prelude::LeptosOptions;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use tern_app::state::AppState;
+use tern_app::{App, shell};
+use tern_control::Store;
+use tower_http::compression::CompressionLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::settings::Settings;
+
+/// The name of the session cookie.
+pub const SESSION_COOKIE: &str = "tern_session";
+
+/// Leptos's options, from our settings (not from a Cargo.toml at run time).
+pub fn leptos_options(settings: &Settings) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name("tern")
+        .site_root(settings.site_root.display().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(settings.listen)
+        .build()
+}
+
+/// The shared state for a store and settings.
+pub fn app_state(store: Store, settings: &Settings) -> AppState {
+    AppState {
+        store,
+        leptos_options: leptos_options(settings),
+    }
+}
+
+/// The whole router.
+pub fn router(state: AppState, settings: &Settings) -> Router {
+    let routes = generate_route_list(App);
+    let metrics = metrics::Metrics::default();
+    let sessions =
+        SessionManagerLayer::new(session_store::ControlSessionStore::new(state.store.clone()))
+            .with_name(SESSION_COOKIE)
+            .with_secure(settings.secure_cookies)
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_expiry(Expiry::OnInactivity(time::Duration::minutes(i64::from(
+                settings.session_idle_minutes,
+            ))));
+    let allowed = csrf::AllowedOrigins(Arc::new(settings.allowed_origins.clone()));
+    let leptos_options = state.leptos_options.clone();
+
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::endpoint))
+        .route("/auth/login", post(auth::login_form))
+        .route("/auth/logout", post(auth::logout))
+        .merge(api::routes())
+        .leptos_routes(&state, routes, move || shell(leptos_options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(from_fn_with_state(state.clone(), auth::require_user))
+        .layer(from_fn_with_state(allowed, csrf::protect))
+        .layer(sessions)
+        .layer(CompressionLayer::new())
+        .layer(axum::Extension(metrics.clone()))
+        .layer(from_fn_with_state(metrics, metrics::track))
+        .with_state(state)
+}
