@@ -1,0 +1,138 @@
+//! HTTP tests against the real `tern` binary, started on port 0 with its own
+//! data directory (a fresh SQLite control store) and reached over HTTP.
+
+mod auth;
+mod operability;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// The path of the built `tern` binary.
+pub fn tern_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tern")
+}
+
+/// A fresh data directory, removed on drop.
+pub struct DataDir(pub PathBuf);
+
+impl DataDir {
+    pub fn new() -> DataDir {
+        let dir = std::env::temp_dir().join(format!("tern-it-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).ok();
+        DataDir(dir)
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// `tern user add NAME --role ROLE` with the test password.
+pub async fn add_user(data: &Path, name: &str, role: &str, clients: &[&str]) -> anyhow::Result<()> {
+    let mut cmd = Command::new(tern_bin());
+    cmd.args(["user", "add", name, "--role", role, "--password-stdin"])
+        .env("TERN_DATA_DIR", data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for c in clients {
+        cmd.args(["--client", c]);
+    }
+    let mut child = cmd.spawn().context("starting tern user add")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(format!("{PASSWORD}\n").as_bytes()).await?;
+    }
+    let out = child.wait_with_output().await?;
+    if !out.status.success() {
+        bail!("tern user add failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// A running `tern serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Server {
+    /// Starts `tern serve` on a free port with `data` as its data directory.
+    pub async fn start(data: &Path) -> anyhow::Result<Server> {
+        Server::start_with(data, &[]).await
+    }
+
+    pub async fn start_with(data: &Path, env: &[(&str, &str)]) -> anyhow::Result<Server> {
+        let mut cmd = Command::new(tern_bin());
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .env("TERN_DATA_DIR", data)
+            .env("TERN_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().context("starting tern serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(addr) = line.strip_prefix("Tern listening on ") {
+                    return Ok::<_, anyhow::Error>(addr.trim().to_string());
+                }
+            }
+            bail!("tern serve exited before listening")
+        })
+        .await
+        .context("tern serve did not start within 30 s")??;
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Server { child, base })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// The host:port the server is reached at (for Origin headers).
+    pub fn origin(&self) -> String {
+        self.base.clone()
+    }
+}
+
+/// An HTTP client with a cookie jar that does not follow redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
+/// Signs in through the sign-in form, as a browser would.
+pub async fn sign_in(server: &Server, http: &reqwest::Client, user: &str) -> anyhow::Result<reqwest::Response> {
+    Ok(http
+        .post(server.url("/auth/login"))
+        .header("Origin", server.origin())
+        .form(&[("username", user), ("password", PASSWORD), ("next", "/")])
+        .send()
+        .await?)
+}
