@@ -4,9 +4,12 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use crate::audit::{self, AuditEntry};
 use crate::clock::now_ms;
 use crate::error::{ControlError, Result};
+use crate::phases;
 use crate::store::Store;
+use crate::users::Actor;
 
 /// Where a bucket stands in the playbook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -88,7 +91,7 @@ pub struct BucketPlan {
 }
 
 /// A stored bucket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bucket {
     pub id: i64,
     pub migration_id: i64,
@@ -99,6 +102,29 @@ pub struct Bucket {
     pub rows_copied: i64,
     pub phase: Phase,
     pub updated_at: i64,
+    /// Where a paused or failed bucket returns to.
+    pub resume_phase: Option<Phase>,
+    /// When the bucket entered its current phase.
+    pub phase_since: Option<i64>,
+    /// Bulk load: when the capture start point was fixed, before the first row was read.
+    pub snapshot_at: Option<i64>,
+    /// The changelog position at that moment (catch-up starts here).
+    pub watermark: Option<String>,
+    pub loaded_at: Option<i64>,
+    /// When the relay began writing this bucket's keys (its dual-write ramp).
+    pub dual_write_at: Option<i64>,
+    /// The catch-up window: from this changelog position …
+    pub catch_up_from: Option<String>,
+    /// … to this one.
+    pub catch_up_to: Option<String>,
+    pub caught_up_at: Option<i64>,
+    pub verified_at: Option<i64>,
+    pub switched_at: Option<i64>,
+    /// Latest verification accuracy, percent.
+    pub accuracy: Option<f64>,
+    pub lag_changes: Option<i64>,
+    pub lag_seconds: Option<f64>,
+    pub last_error: Option<String>,
 }
 
 pub(crate) fn bucket_from_row(row: &sqlx::any::AnyRow) -> Result<Bucket> {
@@ -114,6 +140,26 @@ pub(crate) fn bucket_from_row(row: &sqlx::any::AnyRow) -> Result<Bucket> {
         rows_copied: row.try_get("rows_copied").map_err(get)?,
         phase: Phase::parse(&phase)?,
         updated_at: row.try_get("updated_at").map_err(get)?,
+        resume_phase: row
+            .try_get::<Option<String>, _>("resume_phase")
+            .map_err(get)?
+            .as_deref()
+            .map(Phase::parse)
+            .transpose()?,
+        phase_since: row.try_get("phase_since").map_err(get)?,
+        snapshot_at: row.try_get("snapshot_at").map_err(get)?,
+        watermark: row.try_get("watermark").map_err(get)?,
+        loaded_at: row.try_get("loaded_at").map_err(get)?,
+        dual_write_at: row.try_get("dual_write_at").map_err(get)?,
+        catch_up_from: row.try_get("catch_up_from").map_err(get)?,
+        catch_up_to: row.try_get("catch_up_to").map_err(get)?,
+        caught_up_at: row.try_get("caught_up_at").map_err(get)?,
+        verified_at: row.try_get("verified_at").map_err(get)?,
+        switched_at: row.try_get("switched_at").map_err(get)?,
+        accuracy: row.try_get("accuracy").map_err(get)?,
+        lag_changes: row.try_get("lag_changes").map_err(get)?,
+        lag_seconds: row.try_get("lag_seconds").map_err(get)?,
+        last_error: row.try_get("last_error").map_err(get)?,
     })
 }
 
@@ -129,6 +175,115 @@ impl Store {
             )))?;
         rows.iter().map(bucket_from_row).collect()
     }
+
+    /// The bucket with this id.
+    pub async fn bucket(&self, id: i64) -> Result<Bucket> {
+        let row = sqlx::query("SELECT * FROM buckets WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(ControlError::db(format!("reading bucket {id}")))?;
+        match row {
+            Some(row) => bucket_from_row(&row),
+            None => Err(ControlError::NotFound(format!("there is no bucket {id}"))),
+        }
+    }
+
+    /// The bucket of a migration with this index.
+    pub async fn bucket_by_idx(&self, migration_id: i64, idx: i64) -> Result<Bucket> {
+        let row = sqlx::query("SELECT * FROM buckets WHERE migration_id = $1 AND idx = $2")
+            .bind(migration_id)
+            .bind(idx)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(ControlError::db(format!("reading bucket {idx}")))?;
+        match row {
+            Some(row) => bucket_from_row(&row),
+            None => Err(ControlError::NotFound(format!(
+                "migration {migration_id} has no bucket {idx}"
+            ))),
+        }
+    }
+
+    /// Moves a bucket to another phase, if the state machine allows it (audited).
+    pub async fn move_bucket(
+        &self,
+        actor: &Actor,
+        bucket_id: i64,
+        to: Phase,
+        reason: &str,
+    ) -> Result<Bucket> {
+        actor.require_operate("changing a bucket's phase")?;
+        let mut tx = self.begin().await?;
+        move_bucket_in(&mut tx, actor, bucket_id, to, reason).await?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a phase change"))?;
+        self.bucket(bucket_id).await
+    }
+}
+
+/// Moves a bucket inside the caller's transaction: checks the move against the
+/// state machine, stamps the phase's moment, and writes the audit event.
+pub async fn move_bucket_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    actor: &Actor,
+    bucket_id: i64,
+    to: Phase,
+    reason: &str,
+) -> Result<Bucket> {
+    let row = sqlx::query("SELECT * FROM buckets WHERE id = $1")
+        .bind(bucket_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(ControlError::db(format!("reading bucket {bucket_id}")))?
+        .ok_or_else(|| ControlError::NotFound(format!("there is no bucket {bucket_id}")))?;
+    let bucket = bucket_from_row(&row)?;
+    let what = format!("bucket {} of migration {}", bucket.idx, bucket.migration_id);
+    phases::check_move(&what, bucket.phase, bucket.resume_phase, to)?;
+    let resume = phases::resume_phase_after(bucket.phase, to, bucket.resume_phase);
+    let now = now_ms();
+    let stamp = match to {
+        Phase::Loaded => ", loaded_at = $3",
+        Phase::CaughtUp => ", caught_up_at = $3",
+        Phase::Verified => ", verified_at = $3",
+        Phase::Switched => ", switched_at = $3",
+        _ => "",
+    };
+    let sql = format!(
+        "UPDATE buckets SET phase = $1, resume_phase = $2, phase_since = $3, updated_at = $3{stamp},
+                last_error = CASE WHEN $1 = 'failed' THEN $4 ELSE last_error END
+         WHERE id = $5 AND phase = $6"
+    );
+    let done = sqlx::query(&sql)
+        .bind(to.as_str())
+        .bind(resume.map(Phase::as_str))
+        .bind(now)
+        .bind(reason)
+        .bind(bucket_id)
+        .bind(bucket.phase.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(ControlError::db(format!("moving {what} to {to}")))?;
+    if done.rows_affected() == 0 {
+        return Err(ControlError::Conflict(format!(
+            "{what} changed phase meanwhile: reload and try again"
+        )));
+    }
+    audit::record(
+        tx,
+        AuditEntry::new(
+            actor,
+            "bucket.phase",
+            "bucket",
+            format!("{}/{}", bucket.migration_id, bucket.idx),
+        )
+        .from_state(bucket.phase.as_str())
+        .to_state(to.as_str())
+        .reason(reason),
+    )
+    .await?;
+    Ok(bucket)
 }
 
 /// Stores planned buckets inside the caller's transaction.
@@ -140,8 +295,9 @@ pub(crate) async fn insert_buckets(
     let now = now_ms();
     for plan in plans {
         sqlx::query(
-            "INSERT INTO buckets (migration_id, idx, lo, hi, planned_rows, rows_copied, phase, updated_at)
-             VALUES ($1, $2, $3, $4, $5, 0, 'planned', $6)",
+            "INSERT INTO buckets (migration_id, idx, lo, hi, planned_rows, rows_copied, phase,
+                                  updated_at, phase_since)
+             VALUES ($1, $2, $3, $4, $5, 0, 'planned', $6, $6)",
         )
         .bind(migration_id)
         .bind(plan.idx)

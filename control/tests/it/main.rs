@@ -2,6 +2,8 @@
 //! server, each in its own fresh database.
 
 mod audit;
+mod buckets;
+mod jobs;
 mod migrations;
 mod sessions;
 mod users;

@@ -23,18 +23,29 @@ async fn signing_in_opens_the_overview_and_a_wrong_password_does_not() -> anyhow
 
     // Assert
     assert_eq!(wrong.status(), StatusCode::SEE_OTHER);
-    assert!(wrong.headers()["location"].to_str()?.starts_with("/login?error=1"));
+    assert!(
+        wrong.headers()["location"]
+            .to_str()?
+            .starts_with("/login?error=1")
+    );
     assert_eq!(right.status(), StatusCode::SEE_OTHER);
     assert_eq!(right.headers()["location"], "/");
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await?;
-    assert!(html.contains("pm.alice"), "the overview names the signed-in user");
-    assert!(html.contains("No migrations yet"), "an empty store says what to do next");
+    assert!(
+        html.contains("pm.alice"),
+        "the overview names the signed-in user"
+    );
+    assert!(
+        html.contains("No migrations yet"),
+        "an empty store says what to do next"
+    );
     Ok(())
 }
 
 #[tokio::test]
-async fn without_a_session_pages_redirect_to_sign_in_and_the_api_answers_401() -> anyhow::Result<()> {
+async fn without_a_session_pages_redirect_to_sign_in_and_the_api_answers_401() -> anyhow::Result<()>
+{
     let data = DataDir::new();
     let server = Server::start(&data.0).await?;
     let http = client();
@@ -46,7 +57,11 @@ async fn without_a_session_pages_redirect_to_sign_in_and_the_api_answers_401() -
     let api = http.get(server.url("/api/v1/me")).send().await?;
     assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
     let body: Value = api.json().await?;
-    assert!(body["error"].as_str().is_some_and(|m| m.contains("sign in")));
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("sign in"))
+    );
 
     let login = http.get(server.url("/login")).send().await?;
     assert_eq!(login.status(), StatusCode::OK);
@@ -100,7 +115,11 @@ async fn a_forged_cross_site_post_is_refused_and_changes_nothing() -> anyhow::Re
         .send()
         .await?;
     // A non-browser request with the cookie but without the session's token.
-    let tokenless = admin.post(server.url("/api/v1/users")).json(&new_user).send().await?;
+    let tokenless = admin
+        .post(server.url("/api/v1/users"))
+        .json(&new_user)
+        .send()
+        .await?;
     // A forged sign-out through a server-rendered form.
     let logout = admin
         .post(server.url("/auth/logout"))
@@ -111,9 +130,23 @@ async fn a_forged_cross_site_post_is_refused_and_changes_nothing() -> anyhow::Re
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert_eq!(tokenless.status(), StatusCode::FORBIDDEN);
     assert_eq!(logout.status(), StatusCode::FORBIDDEN);
-    let users: Value = admin.get(server.url("/api/v1/users")).send().await?.json().await?;
-    let names: Vec<_> = users.as_array().into_iter().flatten().filter_map(|u| u["username"].as_str()).collect();
-    assert_eq!(names, vec!["root"], "nothing was created and the admin is still signed in");
+    let users: Value = admin
+        .get(server.url("/api/v1/users"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let names: Vec<_> = users
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u["username"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["root"],
+        "nothing was created and the admin is still signed in"
+    );
     Ok(())
 }
 
@@ -131,7 +164,10 @@ async fn a_script_signs_in_over_the_api_and_uses_its_csrf_token() -> anyhow::Res
         .await?
         .json()
         .await?;
-    let token = session["csrf_token"].as_str().unwrap_or_default().to_string();
+    let token = session["csrf_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(token.len(), 64);
 
     let created = http
@@ -150,7 +186,12 @@ async fn a_script_signs_in_over_the_api_and_uses_its_csrf_token() -> anyhow::Res
         .await?;
     assert_eq!(duplicate.status(), StatusCode::CONFLICT);
 
-    let audit: Value = http.get(server.url("/api/v1/audit?action=user.create")).send().await?.json().await?;
+    let audit: Value = http
+        .get(server.url("/api/v1/audit?action=user.create"))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(audit[0]["entity_id"], "eng.bob");
     assert_eq!(audit[0]["actor"], "root");
     Ok(())
@@ -169,7 +210,11 @@ async fn sessions_survive_a_restart_and_end_when_the_user_is_disabled() -> anyho
     let server = Server::start(&data.0).await?;
     // The cookie was set for the old port's host; the jar sends it to the same host.
     let me = http.get(server.url("/api/v1/me")).send().await?;
-    assert_eq!(me.status(), StatusCode::OK, "still signed in after a restart");
+    assert_eq!(
+        me.status(),
+        StatusCode::OK,
+        "still signed in after a restart"
+    );
     let me: Value = me.json().await?;
     assert_eq!(me["role"], "engineer");
 

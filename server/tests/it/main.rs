@@ -62,7 +62,10 @@ pub async fn add_user(data: &Path, name: &str, role: &str, clients: &[&str]) -> 
     }
     let out = child.wait_with_output().await?;
     if !out.status.success() {
-        bail!("tern user add failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "tern user add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -128,7 +131,11 @@ pub fn client() -> reqwest::Client {
 }
 
 /// Signs in through the sign-in form, as a browser would.
-pub async fn sign_in(server: &Server, http: &reqwest::Client, user: &str) -> anyhow::Result<reqwest::Response> {
+pub async fn sign_in(
+    server: &Server,
+    http: &reqwest::Client,
+    user: &str,
+) -> anyhow::Result<reqwest::Response> {
     Ok(http
         .post(server.url("/auth/login"))
         .header("Origin", server.origin())

@@ -13,12 +13,21 @@ async fn health_readiness_and_metrics_answer_without_a_session() -> anyhow::Resu
 
     let health = http.get(server.url("/healthz")).send().await?;
     let ready = http.get(server.url("/readyz")).send().await?;
-    let metrics = http.get(server.url("/metrics")).send().await?.text().await?;
+    let metrics = http
+        .get(server.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
 
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(ready.status(), StatusCode::OK);
     assert!(metrics.contains("tern_store_up 1"));
-    assert!(metrics.contains("tern_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"2xx\"} 1"));
+    assert!(
+        metrics.contains(
+            "tern_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"2xx\"} 1"
+        )
+    );
     Ok(())
 }
 
@@ -37,29 +46,46 @@ async fn sigterm_stops_the_server_cleanly() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn start_with_bad_settings(env: &[(&str, &str)], args: &[&str]) -> anyhow::Result<(i32, String)> {
+async fn start_with_bad_settings(
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> anyhow::Result<(i32, String)> {
     let data = DataDir::new();
     let mut cmd = tokio::process::Command::new(tern_bin());
-    cmd.args(args).env("TERN_DATA_DIR", &data.0).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.args(args)
+        .env("TERN_DATA_DIR", &data.0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = tokio::time::timeout(Duration::from_secs(20), cmd.output()).await??;
-    Ok((out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string()))
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    ))
 }
 
 #[tokio::test]
 async fn bad_settings_are_refused_at_start_up_naming_the_setting() -> anyhow::Result<()> {
-    let (code, err) = start_with_bad_settings(&[("TERN_SESSION_IDLE_MINUTES", "0")], &["serve"]).await?;
+    let (code, err) =
+        start_with_bad_settings(&[("TERN_SESSION_IDLE_MINUTES", "0")], &["serve"]).await?;
     assert_eq!(code, 2);
     assert!(err.contains("session_idle_minutes"), "{err}");
 
-    let (code, err) = start_with_bad_settings(&[("TERN_LISTEN", "not-an-address")], &["serve"]).await?;
-    assert_eq!(code, 2);
-    assert!(err.contains("TERN_LISTEN") && err.contains("listen"), "{err}");
-
     let (code, err) =
-        start_with_bad_settings(&[("TERN_DATABASE_URL", "mysql://root@127.0.0.1/tern")], &["serve"]).await?;
+        start_with_bad_settings(&[("TERN_LISTEN", "not-an-address")], &["serve"]).await?;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("TERN_LISTEN") && err.contains("listen"),
+        "{err}"
+    );
+
+    let (code, err) = start_with_bad_settings(
+        &[("TERN_DATABASE_URL", "mysql://root@127.0.0.1/tern")],
+        &["serve"],
+    )
+    .await?;
     assert_eq!(code, 2);
     assert!(err.contains("database_url"), "{err}");
 
