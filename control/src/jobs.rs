@@ -203,6 +203,9 @@ pub enum Outcome {
     /// Stopped at a checkpoint on request; resumes from there later.
     Paused,
     Cancelled,
+    /// Stopped at a checkpoint because the worker shuts down: back in the
+    /// queue at once, for any worker to resume.
+    Released,
 }
 
 fn job_from_row(row: &sqlx::any::AnyRow) -> Result<Job> {
@@ -442,6 +445,12 @@ impl Store {
             Outcome::Failed(m) => (JobState::Failed, Some(m.clone())),
             Outcome::Paused => (JobState::Paused, Some("paused at a checkpoint".into())),
             Outcome::Cancelled => (JobState::Cancelled, Some("cancelled".into())),
+            Outcome::Released => (
+                JobState::Queued,
+                Some(format!(
+                    "released by {worker} (shutting down); resumes from its checkpoint"
+                )),
+            ),
         };
         let now = now_ms();
         let finished = state.is_final().then_some(now);

@@ -14,6 +14,7 @@ pub mod phases;
 pub mod sessions;
 pub mod store;
 pub mod users;
+pub mod worker;
 
 pub use error::ControlError;
 pub use store::{Dialect, Store};

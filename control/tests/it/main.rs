@@ -7,6 +7,7 @@ mod jobs;
 mod migrations;
 mod sessions;
 mod users;
+mod worker;
 
 use tern_control::users::NewUser;
 use tern_control::{Actor, Role, Store};
