@@ -125,6 +125,8 @@ pub struct Bucket {
     pub lag_changes: Option<i64>,
     pub lag_seconds: Option<f64>,
     pub last_error: Option<String>,
+    /// The batch the bucket belongs to, once batches are planned.
+    pub batch_id: Option<i64>,
 }
 
 pub(crate) fn bucket_from_row(row: &sqlx::any::AnyRow) -> Result<Bucket> {
@@ -160,6 +162,7 @@ pub(crate) fn bucket_from_row(row: &sqlx::any::AnyRow) -> Result<Bucket> {
         lag_changes: row.try_get("lag_changes").map_err(get)?,
         lag_seconds: row.try_get("lag_seconds").map_err(get)?,
         last_error: row.try_get("last_error").map_err(get)?,
+        batch_id: row.try_get("batch_id").map_err(get)?,
     })
 }
 

@@ -5,6 +5,7 @@
 //! all call the same functions here, so a rule holds the same way everywhere.
 
 pub mod audit;
+pub mod batches;
 pub mod buckets;
 pub mod clock;
 pub mod error;
@@ -13,7 +14,9 @@ pub mod migrations;
 pub mod phases;
 pub mod sessions;
 pub mod store;
+pub mod throughput;
 pub mod users;
+pub mod verify_runs;
 pub mod worker;
 
 pub use error::ControlError;

@@ -15,7 +15,7 @@ use crate::store::Store;
 use crate::users::Actor;
 
 /// A stored migration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Migration {
     pub id: i64,
     pub name: String,
@@ -25,6 +25,66 @@ pub struct Migration {
     pub created_by: String,
     pub created_at: i64,
     pub updated_at: i64,
+    pub settings: MigrationSettings,
+    pub next_batch_at: Option<i64>,
+    pub archived_at: Option<i64>,
+}
+
+/// What an engineer tunes while a migration runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationSettings {
+    /// Rows per chunk for bulk loads and verification.
+    pub chunk_size: i64,
+    /// Rows per second for new jobs (running ones keep their own, changed per job); None = unthrottled.
+    pub rate_limit: Option<f64>,
+    /// A bucket counts as verified at or above this accuracy (percent).
+    pub verify_min_accuracy: f64,
+    /// Start the next planned batch every this many hours while the gates hold; None = off.
+    pub schedule_every_hours: Option<f64>,
+}
+
+impl Default for MigrationSettings {
+    fn default() -> Self {
+        MigrationSettings {
+            chunk_size: 5000,
+            rate_limit: None,
+            verify_min_accuracy: 100.0,
+            schedule_every_hours: None,
+        }
+    }
+}
+
+impl MigrationSettings {
+    /// Refuses settings that cannot work, naming the setting.
+    pub fn validate(&self) -> Result<()> {
+        if !(100..=1_000_000).contains(&self.chunk_size) {
+            return Err(ControlError::Invalid(format!(
+                "chunk size {} is not valid: use 100 to 1,000,000 rows",
+                self.chunk_size
+            )));
+        }
+        if let Some(r) = self.rate_limit {
+            if !(r.is_finite() && r > 0.0) {
+                return Err(ControlError::Invalid(format!(
+                    "rate limit {r} is not valid: give rows per second above 0, or none"
+                )));
+            }
+        }
+        if !(0.0..=100.0).contains(&self.verify_min_accuracy) {
+            return Err(ControlError::Invalid(format!(
+                "verification gate {}% is not valid: use a percentage from 0 to 100",
+                self.verify_min_accuracy
+            )));
+        }
+        if let Some(h) = self.schedule_every_hours {
+            if !(h.is_finite() && (0.01..=24.0 * 90.0).contains(&h)) {
+                return Err(ControlError::Invalid(format!(
+                    "a schedule every {h} hours is not valid: use 0.01 to 2160 hours, or none to turn it off"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What creating a migration needs.
@@ -38,7 +98,7 @@ pub struct NewMigration {
 }
 
 /// A migration with the counts the overview shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MigrationSummary {
     pub migration: Migration,
     pub buckets: i64,
@@ -73,6 +133,14 @@ fn migration_from_row(row: &sqlx::any::AnyRow) -> Result<Migration> {
         created_by: row.try_get("created_by").map_err(get)?,
         created_at: row.try_get("created_at").map_err(get)?,
         updated_at: row.try_get("updated_at").map_err(get)?,
+        settings: MigrationSettings {
+            chunk_size: row.try_get("chunk_size").map_err(get)?,
+            rate_limit: row.try_get("rate_limit").map_err(get)?,
+            verify_min_accuracy: row.try_get("verify_min_accuracy").map_err(get)?,
+            schedule_every_hours: row.try_get("schedule_every_hours").map_err(get)?,
+        },
+        next_batch_at: row.try_get("next_batch_at").map_err(get)?,
+        archived_at: row.try_get("archived_at").map_err(get)?,
     })
 }
 
@@ -125,6 +193,110 @@ impl Store {
         tx.commit()
             .await
             .map_err(ControlError::db("committing a new migration"))?;
+        self.migration(id).await
+    }
+
+    /// Changes a migration's settings (audited with the old and new values).
+    pub async fn update_migration_settings(
+        &self,
+        actor: &Actor,
+        id: i64,
+        settings: &MigrationSettings,
+        reason: &str,
+    ) -> Result<Migration> {
+        actor.require_operate("changing a migration's settings")?;
+        settings.validate()?;
+        let before = self.migration(id).await?;
+        let now = now_ms();
+        let next_batch_at = match (settings.schedule_every_hours, before.next_batch_at) {
+            (Some(h), None) => Some(now + (h * 3_600_000.0) as i64),
+            (Some(_), at) => at,
+            (None, _) => None,
+        };
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE migrations SET chunk_size = $1, rate_limit = $2, verify_min_accuracy = $3,
+                    schedule_every_hours = $4, next_batch_at = $5, updated_at = $6
+             WHERE id = $7",
+        )
+        .bind(settings.chunk_size)
+        .bind(settings.rate_limit)
+        .bind(settings.verify_min_accuracy)
+        .bind(settings.schedule_every_hours)
+        .bind(next_batch_at)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(ControlError::db(format!(
+            "changing the settings of migration {id}"
+        )))?;
+        audit::record(
+            &mut tx,
+            AuditEntry::new(actor, "migration.settings", "migration", &before.name)
+                .reason(reason)
+                .details(serde_json::json!({ "from": before.settings, "to": settings })),
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing new settings"))?;
+        self.migration(id).await
+    }
+
+    /// Archives a migration: it leaves the overview's active list and no job
+    /// starts for it. Refused while a job of it is queued or running.
+    pub async fn archive_migration(
+        &self,
+        actor: &Actor,
+        id: i64,
+        reason: &str,
+    ) -> Result<Migration> {
+        actor.require_operate("archiving a migration")?;
+        let before = self.migration(id).await?;
+        let busy: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM jobs WHERE migration_id = $1 AND state IN ('queued', 'running')",
+        )
+        .bind(id)
+        .fetch_one(self.pool())
+        .await
+        .and_then(|r| r.try_get("n"))
+        .map_err(ControlError::db("counting a migration's jobs"))?;
+        if busy > 0 {
+            return Err(ControlError::Conflict(format!(
+                "migration `{}` has {busy} queued or running job(s): pause or cancel them first",
+                before.name
+            )));
+        }
+        if before.status == "archived" {
+            return Err(ControlError::Conflict(format!(
+                "migration `{}` is archived already",
+                before.name
+            )));
+        }
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE migrations SET status = 'archived', archived_at = $1, updated_at = $1,
+                    schedule_every_hours = NULL, next_batch_at = NULL
+             WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(ControlError::db(format!("archiving migration {id}")))?;
+        audit::record(
+            &mut tx,
+            AuditEntry::new(actor, "migration.archive", "migration", &before.name)
+                .from_state(before.status.as_str())
+                .to_state("archived")
+                .reason(reason),
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing an archive"))?;
         self.migration(id).await
     }
 

@@ -2,6 +2,7 @@
 //! server, each in its own fresh database.
 
 mod audit;
+mod batches;
 mod buckets;
 mod jobs;
 mod migrations;

@@ -1,0 +1,183 @@
+//! Verification runs as the control plane keeps them: the counts and accuracy
+//! of every run it drove, for the accuracy-over-time chart, the bucket page and
+//! the gates. The mismatched rows themselves stay with the engine's run.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::clock::now_ms;
+use crate::error::{ControlError, Result};
+use crate::store::Store;
+
+/// A verification run's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyRun {
+    pub id: i64,
+    pub migration_id: i64,
+    pub bucket_id: Option<i64>,
+    pub job_id: Option<i64>,
+    /// The engine's id of the run (to browse its mismatched rows, or repair it).
+    pub engine_run: Option<String>,
+    /// `full`, `sample`, `incremental` or `repair`.
+    pub kind: String,
+    pub rows_compared: i64,
+    pub matched: i64,
+    pub missing: i64,
+    pub extra: i64,
+    pub different: i64,
+    /// Percent of compared rows that match exactly.
+    pub accuracy: f64,
+    /// The mismatch tree (JSON), per field path: how many rows differ there.
+    pub tree: Option<String>,
+    pub finished_at: i64,
+}
+
+/// A run to record.
+#[derive(Debug, Clone, Default)]
+pub struct NewVerifyRun {
+    pub migration_id: i64,
+    pub bucket_id: Option<i64>,
+    pub job_id: Option<i64>,
+    pub engine_run: Option<String>,
+    pub kind: String,
+    pub rows_compared: i64,
+    pub matched: i64,
+    pub missing: i64,
+    pub extra: i64,
+    pub different: i64,
+    pub accuracy: f64,
+    pub tree: Option<String>,
+}
+
+fn run_from_row(row: &sqlx::any::AnyRow) -> Result<VerifyRun> {
+    let get = |e| ControlError::db("reading a verification run")(e);
+    Ok(VerifyRun {
+        id: row.try_get("id").map_err(get)?,
+        migration_id: row.try_get("migration_id").map_err(get)?,
+        bucket_id: row.try_get("bucket_id").map_err(get)?,
+        job_id: row.try_get("job_id").map_err(get)?,
+        engine_run: row.try_get("engine_run").map_err(get)?,
+        kind: row.try_get("kind").map_err(get)?,
+        rows_compared: row.try_get("rows_compared").map_err(get)?,
+        matched: row.try_get("matched").map_err(get)?,
+        missing: row.try_get("missing").map_err(get)?,
+        extra: row.try_get("extra").map_err(get)?,
+        different: row.try_get("different").map_err(get)?,
+        accuracy: row.try_get("accuracy").map_err(get)?,
+        tree: row.try_get("tree").map_err(get)?,
+        finished_at: row.try_get("finished_at").map_err(get)?,
+    })
+}
+
+/// Records a run inside the caller's transaction and stores its accuracy on
+/// the bucket it verified.
+pub async fn record(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    run: &NewVerifyRun,
+) -> Result<i64> {
+    let now = now_ms();
+    let id: i64 = sqlx::query(
+        "INSERT INTO verify_runs (migration_id, bucket_id, job_id, engine_run, kind, rows_compared,
+                                  matched, missing, extra, different, accuracy, tree, finished_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+    )
+    .bind(run.migration_id)
+    .bind(run.bucket_id)
+    .bind(run.job_id)
+    .bind(run.engine_run.as_deref())
+    .bind(&run.kind)
+    .bind(run.rows_compared)
+    .bind(run.matched)
+    .bind(run.missing)
+    .bind(run.extra)
+    .bind(run.different)
+    .bind(run.accuracy)
+    .bind(run.tree.as_deref())
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .and_then(|r| r.try_get("id"))
+    .map_err(ControlError::db("recording a verification run"))?;
+    if let Some(bucket) = run.bucket_id {
+        sqlx::query("UPDATE buckets SET accuracy = $1, updated_at = $2 WHERE id = $3")
+            .bind(run.accuracy)
+            .bind(now)
+            .bind(bucket)
+            .execute(&mut **tx)
+            .await
+            .map_err(ControlError::db("storing a bucket's accuracy"))?;
+    }
+    Ok(id)
+}
+
+impl Store {
+    /// Records a verification run (see [`record`]).
+    pub async fn record_verify_run(&self, run: &NewVerifyRun) -> Result<VerifyRun> {
+        let mut tx = self.begin().await?;
+        let id = record(&mut tx, run).await?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a verification run"))?;
+        self.verify_run(id).await
+    }
+
+    /// The run with this id.
+    pub async fn verify_run(&self, id: i64) -> Result<VerifyRun> {
+        let row = sqlx::query("SELECT * FROM verify_runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(ControlError::db(format!("reading verification run {id}")))?;
+        match row {
+            Some(row) => run_from_row(&row),
+            None => Err(ControlError::NotFound(format!(
+                "there is no verification run {id}"
+            ))),
+        }
+    }
+
+    /// A migration's runs (or one bucket's), newest first.
+    pub async fn list_verify_runs(
+        &self,
+        migration_id: i64,
+        bucket_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<VerifyRun>> {
+        let rows = sqlx::query(
+            "SELECT * FROM verify_runs WHERE migration_id = $1 AND ($2 IS NULL OR bucket_id = $2)
+             ORDER BY finished_at DESC, id DESC LIMIT $3",
+        )
+        .bind(migration_id)
+        .bind(bucket_id)
+        .bind(limit.clamp(1, 10_000))
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("listing verification runs"))?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// The migration's accuracy over time: after each run, the row-weighted
+    /// accuracy over every bucket's latest run so far (sampled runs left out:
+    /// they estimate, they do not count). Oldest first.
+    pub async fn accuracy_history(&self, migration_id: i64) -> Result<Vec<(i64, f64)>> {
+        let mut runs = self.list_verify_runs(migration_id, None, 10_000).await?;
+        runs.reverse();
+        let mut latest: std::collections::BTreeMap<Option<i64>, (i64, i64)> = Default::default();
+        let mut out = Vec::with_capacity(runs.len());
+        for run in runs {
+            if run.kind == "sample" {
+                continue;
+            }
+            // Each bucket's latest run stands for the bucket (runners record
+            // incremental and repair runs with the bucket's cumulative counts).
+            latest.insert(run.bucket_id, (run.rows_compared, run.matched));
+            let (compared, matched) = latest
+                .values()
+                .fold((0i64, 0i64), |(c, m), (bc, bm)| (c + bc, m + bm));
+            if compared > 0 {
+                out.push((run.finished_at, matched as f64 * 100.0 / compared as f64));
+            }
+        }
+        Ok(out)
+    }
+}
