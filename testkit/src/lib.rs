@@ -70,41 +70,45 @@ fn with_database(url: &str, db: &str) -> String {
 impl TestDb {
     /// A fresh, empty PostgreSQL database.
     pub async fn postgres() -> anyhow::Result<TestDb> {
-        let admin_url = pg_admin_url();
-        let name = fresh_name();
-        let mut conn = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .with_context(|| format!("test PostgreSQL at {admin_url} is unreachable"))?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .with_context(|| format!("creating test database {name}"))?;
-        conn.close().await.ok();
-        Ok(TestDb {
-            url: with_database(&admin_url, &name),
-            name,
-            kind: DbKind::Postgres,
-            admin_url,
-            sqlite_dir: None,
-        })
+        TestDb::create_on_server(DbKind::Postgres, pg_admin_url()).await
     }
 
     /// A fresh, empty MariaDB/MySQL database.
     pub async fn mariadb() -> anyhow::Result<TestDb> {
-        let admin_url = mysql_admin_url();
+        TestDb::create_on_server(DbKind::MariaDb, mysql_admin_url()).await
+    }
+
+    async fn create_on_server(kind: DbKind, admin_url: String) -> anyhow::Result<TestDb> {
         let name = fresh_name();
-        let mut conn = sqlx::MySqlConnection::connect(&admin_url)
+        let create = format!("CREATE DATABASE {name}");
+        let result = match kind {
+            DbKind::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .with_context(|| format!("test PostgreSQL at {admin_url} is unreachable"))?;
+                sqlx::query(&create)
+                    .execute(&mut conn)
+                    .await
+                    .map(|_| conn.close())
+            }
+            _ => {
+                let mut conn = sqlx::MySqlConnection::connect(&admin_url)
+                    .await
+                    .with_context(|| format!("test MariaDB at {admin_url} is unreachable"))?;
+                sqlx::query(&create)
+                    .execute(&mut conn)
+                    .await
+                    .map(|_| conn.close())
+            }
+        };
+        result
+            .with_context(|| format!("creating test database {name}"))?
             .await
-            .with_context(|| format!("test MariaDB at {admin_url} is unreachable"))?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .with_context(|| format!("creating test database {name}"))?;
-        conn.close().await.ok();
+            .ok();
         Ok(TestDb {
             url: with_database(&admin_url, &name),
             name,
-            kind: DbKind::MariaDb,
+            kind,
             admin_url,
             sqlite_dir: None,
         })
