@@ -88,6 +88,9 @@ pub struct BucketPlan {
     /// Exclusive upper bound (None: unbounded).
     pub hi: Option<String>,
     pub planned_rows: i64,
+    /// The target table the bucket belongs to, and its index among that table's buckets.
+    pub table_name: Option<String>,
+    pub table_bucket: Option<i64>,
 }
 
 /// A stored bucket.
@@ -127,6 +130,9 @@ pub struct Bucket {
     pub last_error: Option<String>,
     /// The batch the bucket belongs to, once batches are planned.
     pub batch_id: Option<i64>,
+    /// The target table, and the bucket's index among that table's buckets.
+    pub table_name: Option<String>,
+    pub table_bucket: Option<i64>,
 }
 
 pub(crate) fn bucket_from_row(row: &sqlx::any::AnyRow) -> Result<Bucket> {
@@ -163,6 +169,8 @@ pub(crate) fn bucket_from_row(row: &sqlx::any::AnyRow) -> Result<Bucket> {
         lag_seconds: row.try_get("lag_seconds").map_err(get)?,
         last_error: row.try_get("last_error").map_err(get)?,
         batch_id: row.try_get("batch_id").map_err(get)?,
+        table_name: row.try_get("table_name").map_err(get)?,
+        table_bucket: row.try_get("table_bucket").map_err(get)?,
     })
 }
 
@@ -299,8 +307,8 @@ pub(crate) async fn insert_buckets(
     for plan in plans {
         sqlx::query(
             "INSERT INTO buckets (migration_id, idx, lo, hi, planned_rows, rows_copied, phase,
-                                  updated_at, phase_since)
-             VALUES ($1, $2, $3, $4, $5, 0, 'planned', $6, $6)",
+                                  updated_at, phase_since, table_name, table_bucket)
+             VALUES ($1, $2, $3, $4, $5, 0, 'planned', $6, $6, $7, $8)",
         )
         .bind(migration_id)
         .bind(plan.idx)
@@ -308,6 +316,8 @@ pub(crate) async fn insert_buckets(
         .bind(plan.hi.as_deref())
         .bind(plan.planned_rows)
         .bind(now)
+        .bind(plan.table_name.as_deref())
+        .bind(plan.table_bucket)
         .execute(&mut **tx)
         .await
         .map_err(ControlError::db(format!(

@@ -6,6 +6,12 @@ ALTER TABLE migrations ADD COLUMN rate_limit DOUBLE PRECISION;                  
 ALTER TABLE migrations ADD COLUMN verify_min_accuracy DOUBLE PRECISION NOT NULL DEFAULT 100.0;  -- a bucket is verified at or above this
 ALTER TABLE migrations ADD COLUMN schedule_every_hours DOUBLE PRECISION;           -- progressive schedule; NULL = off
 ALTER TABLE migrations ADD COLUMN next_batch_at BIGINT;
+-- A spec may load several target tables; each plans its own buckets. A
+-- migration numbers all its buckets in one sequence (idx); these say which
+-- table and which of that table's buckets a row is.
+ALTER TABLE buckets ADD COLUMN table_name TEXT;
+ALTER TABLE buckets ADD COLUMN table_bucket BIGINT;
+
 ALTER TABLE migrations ADD COLUMN archived_at BIGINT;
 
 -- Batches of buckets of about equal total size (the pipeline is bound by its largest batch).

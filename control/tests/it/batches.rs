@@ -25,6 +25,8 @@ async fn skewed(store: &Store) -> anyhow::Result<i64> {
                         lo: None,
                         hi: None,
                         planned_rows: *rows,
+                        table_name: None,
+                        table_bucket: None,
                     })
                     .collect(),
             },

@@ -18,6 +18,8 @@ async fn one_bucket(store: &Store) -> anyhow::Result<i64> {
                     lo: None,
                     hi: None,
                     planned_rows: 10,
+                    table_name: None,
+                    table_bucket: None,
                 }],
             },
         )

@@ -16,6 +16,8 @@ fn contacts(buckets: i64) -> NewMigration {
                 lo: Some((i * 100).to_string()),
                 hi: Some(((i + 1) * 100).to_string()),
                 planned_rows: 1000 + i,
+                table_name: Some("contacts".into()),
+                table_bucket: Some(i),
             })
             .collect(),
     }

@@ -113,6 +113,8 @@ async fn create_demo_migration(store: &Store) -> anyhow::Result<()> {
             lo: Some((1 + i * 10_000).to_string()),
             hi: Some((1 + (i + 1) * 10_000).to_string()),
             planned_rows: 25_000,
+            table_name: Some("messages".into()),
+            table_bucket: Some(i),
         })
         .collect();
     store
