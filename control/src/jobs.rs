@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::audit::{self, AuditEntry};
+use crate::buckets::{Phase, move_bucket_in};
 use crate::clock::now_ms;
 use crate::error::{ControlError, Result};
 use crate::store::{Dialect, Store};
@@ -198,7 +199,12 @@ pub enum Heartbeat {
 /// How a worker ends a job it holds.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Succeeded(Option<String>),
+    /// Done; `bucket_phase` is where the job's bucket moves next (loaded after
+    /// a bulk load, verified or caught-up after a verification, …).
+    Succeeded {
+        summary: Option<String>,
+        bucket_phase: Option<Phase>,
+    },
     Failed(String),
     /// Stopped at a checkpoint on request; resumes from there later.
     Paused,
@@ -441,7 +447,7 @@ impl Store {
     /// (the job belongs to another worker now and nothing was written).
     pub async fn finish_job(&self, job_id: i64, worker: &str, outcome: &Outcome) -> Result<bool> {
         let (state, message) = match outcome {
-            Outcome::Succeeded(m) => (JobState::Succeeded, m.clone()),
+            Outcome::Succeeded { summary, .. } => (JobState::Succeeded, summary.clone()),
             Outcome::Failed(m) => (JobState::Failed, Some(m.clone())),
             Outcome::Paused => (JobState::Paused, Some("paused at a checkpoint".into())),
             Outcome::Cancelled => (JobState::Cancelled, Some("cancelled".into())),
@@ -454,6 +460,7 @@ impl Store {
         };
         let now = now_ms();
         let finished = state.is_final().then_some(now);
+        let bucket_id = self.job(job_id).await?.bucket_id;
         let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE jobs
@@ -486,6 +493,18 @@ impl Store {
             entry = entry.reason(m.clone());
         }
         audit::record(&mut tx, entry).await?;
+        if let Some(bucket_id) = bucket_id {
+            let next = match outcome {
+                Outcome::Succeeded { bucket_phase, .. } => *bucket_phase,
+                Outcome::Failed(_) | Outcome::Cancelled => Some(Phase::Failed),
+                Outcome::Paused => Some(Phase::Paused),
+                Outcome::Released => None,
+            };
+            if let Some(next) = next {
+                let why = message.clone().unwrap_or_default();
+                move_bucket_after_job(&mut tx, &actor, bucket_id, next, &why).await?;
+            }
+        }
         tx.commit()
             .await
             .map_err(ControlError::db("committing a finished job"))?;
@@ -558,6 +577,15 @@ impl Store {
                 "job {job_id} changed state meanwhile: reload and try again"
             )));
         }
+        if let (Some(bucket_id), true) = (job.bucket_id, to_state != job.state) {
+            let next = if to_state == JobState::Paused {
+                Phase::Paused
+            } else {
+                Phase::Failed
+            };
+            let why = format!("job {job_id} {} by {}", to_state.as_str(), actor.name);
+            move_bucket_after_job(&mut tx, actor, bucket_id, next, &why).await?;
+        }
         audit::record(
             &mut tx,
             AuditEntry::new(actor, format!("job.{}", request.as_str()), "job", job_id)
@@ -595,6 +623,11 @@ impl Store {
                 "job {job_id} is {}: only a paused job can be resumed",
                 job.state.as_str()
             )));
+        }
+        if let Some(bucket_id) = self.job(job_id).await?.bucket_id {
+            if let Some(resume) = self.bucket(bucket_id).await?.resume_phase {
+                move_bucket_after_job(&mut tx, actor, bucket_id, resume, reason).await?;
+            }
         }
         audit::record(
             &mut tx,
@@ -653,4 +686,35 @@ impl Store {
             .map_err(ControlError::db("committing a rate change"))?;
         self.job(job_id).await
     }
+}
+
+/// Moves a job's bucket as the job's end implies, when the state machine
+/// allows it. A bucket someone already moved elsewhere is left alone (logged):
+/// a job's end never undoes a person's decision.
+async fn move_bucket_after_job(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    actor: &Actor,
+    bucket_id: i64,
+    next: Phase,
+    reason: &str,
+) -> Result<()> {
+    let phase: String = sqlx::query("SELECT phase, resume_phase FROM buckets WHERE id = $1")
+        .bind(bucket_id)
+        .fetch_one(&mut **tx)
+        .await
+        .and_then(|r| r.try_get("phase"))
+        .map_err(ControlError::db(format!("reading bucket {bucket_id}")))?;
+    let from = Phase::parse(&phase)?;
+    if crate::phases::legal_moves(from, None).contains(&next) || from == Phase::Paused {
+        match move_bucket_in(tx, actor, bucket_id, next, reason).await {
+            Ok(_) => {}
+            Err(ControlError::Conflict(m)) => {
+                tracing::warn!(bucket = bucket_id, %m, "bucket not moved after its job ended");
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        tracing::warn!(bucket = bucket_id, from = %from, to = %next, "bucket not moved after its job ended: it was moved meanwhile");
+    }
+    Ok(())
 }

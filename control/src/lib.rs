@@ -12,6 +12,7 @@ pub mod error;
 pub mod jobs;
 pub mod migrations;
 pub mod phases;
+pub mod runbook;
 pub mod sessions;
 pub mod store;
 pub mod throughput;

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::buckets::Phase;
 use crate::error::ControlError;
 use crate::jobs::{Heartbeat, Job, JobKind, Outcome, Progress, Request};
 use crate::store::Store;
@@ -47,8 +48,11 @@ impl JobContext {
 /// How a runner's work ended.
 #[derive(Debug)]
 pub enum RunEnd {
-    /// The work is done; the message sums it up.
-    Completed(String),
+    /// The work is done: a summary, and the phase the job's bucket moves to.
+    Completed {
+        summary: String,
+        bucket_phase: Option<Phase>,
+    },
     /// The runner stopped at a checkpoint because `stop` was cancelled.
     Stopped,
 }
@@ -218,7 +222,13 @@ impl Worker {
             .heartbeat(job_id, &self.id, lease_ms, &beat_ctx.snapshot())
             .await;
         let outcome = match result {
-            Ok(Ok(RunEnd::Completed(summary))) => Outcome::Succeeded(Some(summary)),
+            Ok(Ok(RunEnd::Completed {
+                summary,
+                bucket_phase,
+            })) => Outcome::Succeeded {
+                summary: Some(summary),
+                bucket_phase,
+            },
             Ok(Ok(RunEnd::Stopped)) => match requested {
                 Some(Request::Pause) => Outcome::Paused,
                 Some(Request::Cancel) => Outcome::Cancelled,

@@ -70,7 +70,10 @@ both_stores!(
                 .finish_job(
                     leased.id,
                     "w1",
-                    &Outcome::Succeeded(Some("1000 rows".into()))
+                    &Outcome::Succeeded {
+                        summary: Some("1000 rows".into()),
+                        bucket_phase: None,
+                    }
                 )
                 .await?
         );

@@ -6,6 +6,7 @@ mod batches;
 mod buckets;
 mod jobs;
 mod migrations;
+mod runbook;
 mod sessions;
 mod users;
 mod worker;

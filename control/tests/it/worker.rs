@@ -45,7 +45,10 @@ impl JobRunner for Counter {
                 ..Progress::default()
             });
         }
-        Ok(RunEnd::Completed(format!("counted to {n}")))
+        Ok(RunEnd::Completed {
+            summary: format!("counted to {n}"),
+            bucket_phase: None,
+        })
     }
 }
 

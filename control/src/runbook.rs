@@ -1,0 +1,225 @@
+//! The engineer's actions on buckets: each one moves the buckets into their
+//! working phase and enqueues the jobs that do the work, in one transaction,
+//! checked against the state machine. Workers then run the jobs; a job's end
+//! moves its bucket on (see `jobs::Store::finish_job`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::buckets::{Bucket, Phase, move_bucket_in};
+use crate::error::{ControlError, Result};
+use crate::jobs::{self, JobKind, NewJob};
+use crate::store::Store;
+use crate::users::Actor;
+
+/// How a verification checks a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyMode {
+    /// Every row, field by field.
+    Full,
+    /// Only the keys changed since the bucket's last verification.
+    Incremental,
+}
+
+impl VerifyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyMode::Full => "full",
+            VerifyMode::Incremental => "incremental",
+        }
+    }
+}
+
+impl Store {
+    async fn chosen_buckets(&self, migration_id: i64, bucket_ids: &[i64]) -> Result<Vec<Bucket>> {
+        let migration = self.migration(migration_id).await?;
+        if migration.status == "archived" {
+            return Err(ControlError::Conflict(format!(
+                "migration `{}` is archived: no new work starts for it",
+                migration.name
+            )));
+        }
+        if bucket_ids.is_empty() {
+            return Err(ControlError::Invalid("choose at least one bucket".into()));
+        }
+        let all = self.list_buckets(migration_id).await?;
+        bucket_ids
+            .iter()
+            .map(|id| {
+                all.iter().find(|b| b.id == *id).cloned().ok_or_else(|| {
+                    ControlError::NotFound(format!(
+                        "migration `{}` has no bucket with id {id}",
+                        migration.name
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Starts `kind` jobs on buckets: each moves to `phase` (refused, and
+    /// nothing changes, if any bucket cannot) and gets one job.
+    async fn start_bucket_jobs(
+        &self,
+        actor: &Actor,
+        migration_id: i64,
+        bucket_ids: &[i64],
+        kind: JobKind,
+        phase: Phase,
+        extra: serde_json::Value,
+        check: impl Fn(&Bucket) -> Result<()>,
+    ) -> Result<Vec<i64>> {
+        actor.require_operate(&format!("starting {} jobs", kind.as_str()))?;
+        let migration = self.migration(migration_id).await?;
+        let buckets = self.chosen_buckets(migration_id, bucket_ids).await?;
+        for b in &buckets {
+            check(b)?;
+        }
+        let mut tx = self.begin().await?;
+        let mut ids = Vec::with_capacity(buckets.len());
+        for b in &buckets {
+            move_bucket_in(
+                &mut tx,
+                actor,
+                b.id,
+                phase,
+                &format!("{} started", kind.as_str()),
+            )
+            .await?;
+            let mut params = serde_json::json!({
+                "table": b.table_name,
+                "table_bucket": b.table_bucket,
+                "bucket_idx": b.idx,
+                "lo": b.lo,
+                "hi": b.hi,
+                "chunk_size": migration.settings.chunk_size,
+            });
+            if let (Some(p), Some(e)) = (params.as_object_mut(), extra.as_object()) {
+                p.extend(e.clone());
+            }
+            let job = NewJob {
+                migration_id: Some(migration_id),
+                bucket_id: Some(b.id),
+                kind,
+                params,
+                rate_limit: migration.settings.rate_limit,
+            };
+            ids.push(jobs::enqueue(&mut tx, actor, &job).await?);
+        }
+        tx.commit().await.map_err(ControlError::db(format!(
+            "committing {} jobs",
+            kind.as_str()
+        )))?;
+        Ok(ids)
+    }
+
+    /// Bulk-loads buckets (planned ones, or loaded ones again: a re-bootstrap).
+    pub async fn start_bulk_load(
+        &self,
+        actor: &Actor,
+        migration_id: i64,
+        bucket_ids: &[i64],
+    ) -> Result<Vec<i64>> {
+        self.start_bucket_jobs(
+            actor,
+            migration_id,
+            bucket_ids,
+            JobKind::BulkLoad,
+            Phase::BulkLoading,
+            serde_json::json!({}),
+            |_| Ok(()),
+        )
+        .await
+    }
+
+    /// Catches buckets up from their watermark to the head of the changelog.
+    /// Refused for a bucket the relay does not dual-write yet: changes after
+    /// the catch-up would be missed again.
+    pub async fn start_catch_up(
+        &self,
+        actor: &Actor,
+        migration_id: i64,
+        bucket_ids: &[i64],
+    ) -> Result<Vec<i64>> {
+        self.start_bucket_jobs(
+            actor,
+            migration_id,
+            bucket_ids,
+            JobKind::CatchUp,
+            Phase::CatchingUp,
+            serde_json::json!({}),
+            |b| {
+                if b.dual_write_at.is_none() {
+                    return Err(ControlError::Conflict(format!(
+                        "bucket {} is not dual-written yet: ramp the relay on for it first, \
+                         or changes after the catch-up would be missed",
+                        b.idx
+                    )));
+                }
+                if b.watermark.is_none() {
+                    return Err(ControlError::Conflict(format!(
+                        "bucket {} has no watermark: bulk-load it (with change capture installed) first",
+                        b.idx
+                    )));
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Verifies buckets, fully or only the keys changed since their last run.
+    pub async fn start_verify(
+        &self,
+        actor: &Actor,
+        migration_id: i64,
+        bucket_ids: &[i64],
+        mode: VerifyMode,
+    ) -> Result<Vec<i64>> {
+        self.start_bucket_jobs(
+            actor,
+            migration_id,
+            bucket_ids,
+            JobKind::Verify,
+            Phase::Verifying,
+            serde_json::json!({ "mode": mode.as_str() }),
+            |_| Ok(()),
+        )
+        .await
+    }
+
+    /// Re-copies exactly the mismatched keys of an engine verification run of
+    /// a bucket, then re-verifies them.
+    pub async fn start_repair(
+        &self,
+        actor: &Actor,
+        migration_id: i64,
+        bucket_id: i64,
+        engine_run: &str,
+    ) -> Result<i64> {
+        let ids = self
+            .start_bucket_jobs(
+                actor,
+                migration_id,
+                &[bucket_id],
+                JobKind::Repair,
+                Phase::Verifying,
+                serde_json::json!({ "engine_run": engine_run }),
+                |_| Ok(()),
+            )
+            .await?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| ControlError::Internal("a repair enqueued no job".into()))
+    }
+
+    /// The jobs of a bucket that are queued, running or paused.
+    pub async fn active_bucket_jobs(&self, bucket_id: i64) -> Result<Vec<jobs::Job>> {
+        let bucket = self.bucket(bucket_id).await?;
+        Ok(self
+            .list_jobs(Some(bucket.migration_id), Some(bucket_id), 50)
+            .await?
+            .into_iter()
+            .filter(|j| !j.state.is_final())
+            .collect())
+    }
+}

@@ -1,0 +1,142 @@
+use tern_control::buckets::{BucketPlan, Phase};
+use tern_control::jobs::{JobKind, JobState, Outcome};
+use tern_control::migrations::NewMigration;
+use tern_control::runbook::VerifyMode;
+use tern_control::{ControlError, Store};
+
+use crate::{admin, both_stores};
+
+async fn migration(store: &Store) -> anyhow::Result<(i64, Vec<i64>)> {
+    let m = store
+        .create_migration(
+            &admin(),
+            NewMigration {
+                name: "contacts".into(),
+                description: String::new(),
+                spec: "x = 1".into(),
+                buckets: (0..3)
+                    .map(|i| BucketPlan {
+                        idx: i,
+                        lo: Some((i * 10).to_string()),
+                        hi: Some((i * 10 + 10).to_string()),
+                        planned_rows: 100,
+                        table_name: Some("contacts".into()),
+                        table_bucket: Some(i),
+                    })
+                    .collect(),
+            },
+        )
+        .await?;
+    let ids = store
+        .list_buckets(m.id)
+        .await?
+        .iter()
+        .map(|b| b.id)
+        .collect();
+    Ok((m.id, ids))
+}
+
+both_stores!(
+    starting_a_bulk_load_moves_buckets_and_queues_one_job_each,
+    |store: Store| async move {
+        let (m, buckets) = migration(&store).await?;
+        let jobs = store.start_bulk_load(&admin(), m, &buckets[..2]).await?;
+        assert_eq!(jobs.len(), 2);
+        let job = store.job(jobs[0]).await?;
+        assert_eq!((job.kind, job.state), (JobKind::BulkLoad, JobState::Queued));
+        assert_eq!(job.params["table"], "contacts");
+        assert_eq!(job.params["table_bucket"], 0);
+        assert_eq!(job.params["chunk_size"], 5000);
+        assert_eq!(store.bucket(buckets[0]).await?.phase, Phase::BulkLoading);
+        assert_eq!(store.bucket(buckets[2]).await?.phase, Phase::Planned);
+
+        // Starting the same buckets again is an illegal move: nothing changes.
+        let again = store.start_bulk_load(&admin(), m, &buckets).await;
+        assert!(
+            matches!(again, Err(ControlError::Conflict(ref msg)) if msg.contains("is bulk-loading"))
+        );
+        assert_eq!(
+            store.bucket(buckets[2]).await?.phase,
+            Phase::Planned,
+            "all or nothing"
+        );
+        assert_eq!(store.list_jobs(Some(m), None, 100).await?.len(), 2);
+        Ok(())
+    }
+);
+
+both_stores!(a_jobs_end_moves_its_bucket, |store: Store| async move {
+    let (m, buckets) = migration(&store).await?;
+    let ids = store.start_bulk_load(&admin(), m, &buckets).await?;
+
+    // Success moves the bucket on; failure and cancel mark it failed; pause pauses it.
+    store.lease_job("w", &[JobKind::BulkLoad], 60_000).await?;
+    store
+        .finish_job(
+            ids[0],
+            "w",
+            &Outcome::Succeeded {
+                summary: None,
+                bucket_phase: Some(Phase::Loaded),
+            },
+        )
+        .await?;
+    store.lease_job("w", &[JobKind::BulkLoad], 60_000).await?;
+    store
+        .finish_job(ids[1], "w", &Outcome::Failed("target refused row 7".into()))
+        .await?;
+    store.pause_job(&admin(), ids[2], "later").await?;
+
+    let phases: Vec<Phase> = futures_phases(&store, &buckets).await?;
+    assert_eq!(phases, vec![Phase::Loaded, Phase::Failed, Phase::Paused]);
+    assert_eq!(
+        store.bucket(buckets[1]).await?.last_error.as_deref(),
+        Some("target refused row 7")
+    );
+
+    store.resume_job(&admin(), ids[2], "now").await?;
+    assert_eq!(store.bucket(buckets[2]).await?.phase, Phase::BulkLoading);
+    // A failed bucket retries with a new bulk load.
+    store.start_bulk_load(&admin(), m, &buckets[1..2]).await?;
+    assert_eq!(store.bucket(buckets[1]).await?.phase, Phase::BulkLoading);
+    Ok(())
+});
+
+async fn futures_phases(store: &Store, ids: &[i64]) -> anyhow::Result<Vec<Phase>> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(store.bucket(*id).await?.phase);
+    }
+    Ok(out)
+}
+
+both_stores!(
+    catch_up_needs_dual_write_and_verification_needs_a_caught_up_bucket,
+    |store: Store| async move {
+        let (m, buckets) = migration(&store).await?;
+        let ids = store.start_bulk_load(&admin(), m, &buckets[..1]).await?;
+        store.lease_job("w", &[JobKind::BulkLoad], 60_000).await?;
+        store
+            .finish_job(
+                ids[0],
+                "w",
+                &Outcome::Succeeded {
+                    summary: None,
+                    bucket_phase: Some(Phase::Loaded),
+                },
+            )
+            .await?;
+
+        let refused = store.start_catch_up(&admin(), m, &buckets[..1]).await;
+        assert!(
+            matches!(refused, Err(ControlError::Conflict(ref msg)) if msg.contains("not dual-written yet"))
+        );
+        let refused = store
+            .start_verify(&admin(), m, &buckets[..1], VerifyMode::Full)
+            .await;
+        assert!(
+            matches!(refused, Err(ControlError::Conflict(ref msg)) if msg.contains("is loaded"))
+        );
+        Ok(())
+    }
+);
