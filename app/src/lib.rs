@@ -1,8 +1,11 @@
+#![recursion_limit = "256"]
 //! Tern's web UI: pages and components rendered on the server and hydrated in
 //! the browser. Server functions here are thin: they take the shared state,
 //! call one function of `tern-control`, and convert the answer into a UI type.
 
 pub mod components;
+#[cfg(feature = "ssr")]
+pub mod convert;
 pub mod error;
 pub mod pages;
 #[cfg(feature = "ssr")]
@@ -18,8 +21,8 @@ use leptos_router::{SsrMode, path};
 
 use crate::components::layout::Shell;
 use crate::pages::{
-    audit::AuditPage, login::LoginPage, migration::MigrationPage, not_found::NotFound,
-    overview::Overview, users::UsersPage,
+    audit::AuditPage, bucket::BucketPage, login::LoginPage, migration::MigrationPage,
+    not_found::NotFound, overview::Overview, users::UsersPage,
 };
 
 /// The HTML document around the app, rendered on the server for every page.
@@ -56,6 +59,7 @@ pub fn App() -> impl IntoView {
                 <ParentRoute path=path!("") view=Shell ssr=SsrMode::Async>
                     <Route path=path!("") view=Overview ssr=SsrMode::Async/>
                     <Route path=path!("migrations/:id") view=MigrationPage ssr=SsrMode::Async/>
+                    <Route path=path!("migrations/:id/buckets/:idx") view=BucketPage ssr=SsrMode::Async/>
                     <Route path=path!("audit") view=AuditPage ssr=SsrMode::Async/>
                     <Route path=path!("admin/users") view=UsersPage ssr=SsrMode::Async/>
                 </ParentRoute>

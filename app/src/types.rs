@@ -121,3 +121,158 @@ mod tests {
         assert_eq!(thousands(-1234567), "-1,234,567");
     }
 }
+
+/// A job as the pages show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRow {
+    pub id: i64,
+    pub kind: String,
+    pub state: String,
+    pub requested: Option<String>,
+    pub bucket_idx: Option<i64>,
+    pub rows_done: i64,
+    pub rows_total: Option<i64>,
+    pub rate: Option<f64>,
+    pub rate_limit: Option<f64>,
+    pub eta_seconds: Option<f64>,
+    pub message: String,
+    pub attempts: i64,
+    pub worker: String,
+    pub created_by: String,
+    pub updated_at: String,
+}
+
+/// A bucket on the migration page's grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketLine {
+    pub id: i64,
+    pub idx: i64,
+    pub table: String,
+    pub range: String,
+    pub planned_rows: i64,
+    pub rows_copied: i64,
+    pub phase: String,
+    pub phase_since: String,
+    pub snapshot_at: String,
+    pub loaded_at: String,
+    pub dual_write_at: String,
+    pub caught_up_at: String,
+    pub verified_at: String,
+    pub accuracy: Option<f64>,
+    pub lag_changes: Option<i64>,
+    pub lag_seconds: Option<f64>,
+    pub last_error: String,
+    pub batch: Option<i64>,
+    pub job: Option<JobRow>,
+}
+
+/// A migration's settings as the settings form shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingsView {
+    pub chunk_size: i64,
+    pub rate_limit: Option<f64>,
+    pub verify_min_accuracy: f64,
+    pub schedule_every_hours: Option<f64>,
+    pub next_batch_at: String,
+}
+
+/// Measured pace (rows/s) with its spread, and the ETA it gives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaceView {
+    pub median: f64,
+    pub p10: f64,
+    pub p90: f64,
+    pub eta_seconds: Option<f64>,
+    pub eta_fast: Option<f64>,
+    pub eta_slow: Option<f64>,
+}
+
+/// A batch of buckets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRow {
+    pub id: i64,
+    pub seq: i64,
+    pub planned_rows: i64,
+    pub state: String,
+    pub buckets: Vec<i64>,
+}
+
+/// Everything the migration page shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationBoardView {
+    /// Whether the viewer may act (engineer or admin); the server checks again.
+    pub can_operate: bool,
+    pub card: MigrationCard,
+    pub created_by: String,
+    pub created_at: String,
+    pub spec: String,
+    pub settings: SettingsView,
+    pub buckets: Vec<BucketLine>,
+    pub jobs: Vec<JobRow>,
+    pub pace: Option<PaceView>,
+    /// (time ms, accuracy %), oldest first.
+    pub accuracy: Vec<(i64, f64)>,
+    pub batches: Vec<BatchRow>,
+}
+
+/// A verification run as the bucket page lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyRunRow {
+    pub id: i64,
+    pub kind: String,
+    pub engine_run: String,
+    pub rows_compared: i64,
+    pub matched: i64,
+    pub missing: i64,
+    pub extra: i64,
+    pub different: i64,
+    pub accuracy: f64,
+    pub tree: String,
+    pub finished_at: String,
+}
+
+/// Everything the bucket page shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketBoardView {
+    pub can_operate: bool,
+    pub migration_id: i64,
+    pub migration_name: String,
+    pub bucket: BucketLine,
+    pub jobs: Vec<JobRow>,
+    pub runs: Vec<VerifyRunRow>,
+    pub history: Vec<AuditRow>,
+}
+
+/// `3725.0` seconds → `1h 2m`.
+pub fn duration(seconds: f64) -> String {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return "—".into();
+    }
+    let s = seconds.round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+/// `12345.6` rows/s → `12,346 rows/s`.
+pub fn rate(r: f64) -> String {
+    format!("{} rows/s", thousands(r.round() as i64))
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(42.0), "42s");
+        assert_eq!(duration(125.0), "2m 5s");
+        assert_eq!(duration(3725.0), "1h 2m");
+        assert_eq!(duration(90_000.0), "1d 1h");
+        assert_eq!(duration(f64::NAN), "—");
+        assert_eq!(rate(12_345.6), "12,346 rows/s");
+    }
+}

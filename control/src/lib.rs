@@ -8,6 +8,7 @@ pub mod audit;
 pub mod batches;
 pub mod buckets;
 pub mod clock;
+pub mod dashboard;
 pub mod error;
 pub mod jobs;
 pub mod migrations;

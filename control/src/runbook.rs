@@ -223,3 +223,130 @@ impl Store {
             .collect())
     }
 }
+
+/// An action on buckets, as the migration page and the API name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BucketAction {
+    BulkLoad,
+    CatchUp,
+    VerifyFull,
+    VerifyIncremental,
+    Pause,
+    Resume,
+    Cancel,
+}
+
+impl BucketAction {
+    pub const ALL: [BucketAction; 7] = [
+        BucketAction::BulkLoad,
+        BucketAction::CatchUp,
+        BucketAction::VerifyFull,
+        BucketAction::VerifyIncremental,
+        BucketAction::Pause,
+        BucketAction::Resume,
+        BucketAction::Cancel,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BucketAction::BulkLoad => "bulk-load",
+            BucketAction::CatchUp => "catch-up",
+            BucketAction::VerifyFull => "verify-full",
+            BucketAction::VerifyIncremental => "verify-incremental",
+            BucketAction::Pause => "pause",
+            BucketAction::Resume => "resume",
+            BucketAction::Cancel => "cancel",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<BucketAction> {
+        BucketAction::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                ControlError::Invalid(format!(
+                    "unknown bucket action `{s}`: use one of {}",
+                    BucketAction::ALL.map(|a| a.as_str()).join(", ")
+                ))
+            })
+    }
+}
+
+impl Store {
+    /// Runs an action on buckets and says what it did, e.g. "2 bulk-load jobs queued".
+    pub async fn bucket_action(
+        &self,
+        actor: &Actor,
+        migration_id: i64,
+        action: BucketAction,
+        bucket_ids: &[i64],
+        reason: &str,
+    ) -> Result<String> {
+        let queued = |n: usize, what: &str| {
+            format!("{n} {what} job{} queued", if n == 1 { "" } else { "s" })
+        };
+        match action {
+            BucketAction::BulkLoad => Ok(queued(
+                self.start_bulk_load(actor, migration_id, bucket_ids)
+                    .await?
+                    .len(),
+                "bulk-load",
+            )),
+            BucketAction::CatchUp => Ok(queued(
+                self.start_catch_up(actor, migration_id, bucket_ids)
+                    .await?
+                    .len(),
+                "catch-up",
+            )),
+            BucketAction::VerifyFull => Ok(queued(
+                self.start_verify(actor, migration_id, bucket_ids, VerifyMode::Full)
+                    .await?
+                    .len(),
+                "verification",
+            )),
+            BucketAction::VerifyIncremental => Ok(queued(
+                self.start_verify(actor, migration_id, bucket_ids, VerifyMode::Incremental)
+                    .await?
+                    .len(),
+                "incremental verification",
+            )),
+            BucketAction::Pause | BucketAction::Resume | BucketAction::Cancel => {
+                actor.require_operate(&format!("{} bucket jobs", action.as_str()))?;
+                let buckets = self.chosen_buckets(migration_id, bucket_ids).await?;
+                let mut touched = 0;
+                for b in &buckets {
+                    for job in self.active_bucket_jobs(b.id).await? {
+                        match (action, job.state) {
+                            (BucketAction::Resume, crate::jobs::JobState::Paused) => {
+                                self.resume_job(actor, job.id, reason).await?;
+                            }
+                            (
+                                BucketAction::Pause,
+                                crate::jobs::JobState::Queued | crate::jobs::JobState::Running,
+                            ) => {
+                                self.pause_job(actor, job.id, reason).await?;
+                            }
+                            (BucketAction::Cancel, _) => {
+                                self.cancel_job(actor, job.id, reason).await?;
+                            }
+                            _ => continue,
+                        }
+                        touched += 1;
+                    }
+                }
+                if touched == 0 {
+                    return Err(ControlError::Conflict(format!(
+                        "none of the chosen buckets has a job to {}",
+                        action.as_str()
+                    )));
+                }
+                Ok(format!(
+                    "{} requested for {touched} job{}",
+                    action.as_str(),
+                    if touched == 1 { "" } else { "s" }
+                ))
+            }
+        }
+    }
+}

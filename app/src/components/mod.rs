@@ -1,5 +1,7 @@
 //! Components shared by several pages.
 
+pub mod accuracy_chart;
 pub mod guard;
 pub mod layout;
+pub mod live;
 pub mod phase_bar;

@@ -1,6 +1,7 @@
 //! One file per page.
 
 pub mod audit;
+pub mod bucket;
 pub mod login;
 pub mod migration;
 pub mod not_found;

@@ -1,0 +1,166 @@
+//! The bucket grid: every bucket with its phase, rows, job, lag, accuracy and
+//! the moments that matter (snapshot, dual-write, caught up, verified); and the
+//! engineer's actions on the selected buckets.
+
+use std::collections::BTreeSet;
+
+use leptos::prelude::*;
+
+use crate::error::AppError;
+use crate::types::{BucketLine, duration, rate, thousands};
+
+/// Runs an action on buckets: bulk-load, catch-up, verify-full,
+/// verify-incremental, pause, resume or cancel.
+#[server]
+pub async fn run_bucket_action(
+    migration_id: i64,
+    action: String,
+    bucket_ids: Vec<i64>,
+    reason: String,
+) -> Result<String, AppError> {
+    let me = crate::server::actor()?;
+    let action = tern_control::runbook::BucketAction::parse(&action)?;
+    Ok(crate::server::state()?
+        .store
+        .bucket_action(&me, migration_id, action, &bucket_ids, &reason)
+        .await?)
+}
+
+const ACTIONS: [(&str, &str); 7] = [
+    ("bulk-load", "Bulk load"),
+    ("catch-up", "Catch up"),
+    ("verify-full", "Verify"),
+    ("verify-incremental", "Verify changed keys"),
+    ("pause", "Pause"),
+    ("resume", "Resume"),
+    ("cancel", "Cancel"),
+];
+
+fn short(ts: &str) -> String {
+    // "2026-11-23T17:40:00Z" → "11-23 17:40"
+    if ts.len() >= 16 {
+        format!("{} {}", &ts[5..10], &ts[11..16])
+    } else {
+        ts.to_string()
+    }
+}
+
+#[component]
+pub fn BucketGrid(migration_id: i64, buckets: Vec<BucketLine>, can_operate: bool) -> impl IntoView {
+    let selected = RwSignal::new(BTreeSet::<i64>::new());
+    let action = ServerAction::<RunBucketAction>::new();
+    let changed = use_context::<RwSignal<u64>>();
+    let reason = RwSignal::new(String::new());
+    Effect::new(move |_| {
+        if let (Some(Ok(_)), Some(changed)) = (action.value().get(), changed) {
+            changed.update(|c| *c += 1);
+            selected.update(BTreeSet::clear);
+        }
+    });
+    let all_ids: Vec<i64> = buckets.iter().map(|b| b.id).collect();
+    let toggle_all = {
+        let all = all_ids.clone();
+        move |_| {
+            selected.update(|s| {
+                if s.len() == all.len() {
+                    s.clear()
+                } else {
+                    *s = all.iter().copied().collect()
+                }
+            })
+        }
+    };
+    let rows = buckets
+        .into_iter()
+        .map(|b| {
+            let id = b.id;
+            let pct = if b.planned_rows > 0 { (b.rows_copied as f64 * 100.0 / b.planned_rows as f64).min(100.0) } else { 0.0 };
+            let job = b.job.clone();
+            view! {
+                <tr data-testid="bucket-row" data-phase=b.phase.clone()>
+                    <Show when=move || can_operate>
+                        <td><input type="checkbox" aria-label=format!("select bucket {}", b.idx)
+                            prop:checked=move || selected.with(|s| s.contains(&id))
+                            on:change=move |_| selected.update(|s| if !s.remove(&id) { s.insert(id); })/></td>
+                    </Show>
+                    <td class="num"><a href=format!("/migrations/{migration_id}/buckets/{}", b.idx)>{b.idx}</a></td>
+                    <td class="mono">{b.table.clone()}</td>
+                    <td class="mono small">{b.range.clone()}</td>
+                    <td><span class=format!("chip phase-{}", b.phase) data-testid="bucket-phase">{b.phase.clone()}</span>
+                        {(!b.last_error.is_empty()).then(|| view! { <div class="error-text small" title=b.last_error.clone()>{b.last_error.chars().take(80).collect::<String>()}</div> })}
+                    </td>
+                    <td class="num">
+                        <div class="progress" title=format!("{pct:.1}%")><span style=format!("width: {pct:.1}%")></span></div>
+                        <span class="small" data-testid="bucket-rows">{format!("{} / {}", thousands(b.rows_copied), thousands(b.planned_rows))}</span>
+                    </td>
+                    <td class="small">{job.map(|j| view! {
+                        <span class=format!("job-state job-{}", j.state)>{format!("{} {}", j.kind, j.state)}</span>
+                        <br/>
+                        <span class="muted">{j.rate.filter(|_| j.state == "running").map(rate).unwrap_or_default()}
+                        {j.eta_seconds.filter(|_| j.state == "running").map(|e| format!(" · ETA {}", duration(e))).unwrap_or_default()}</span>
+                    })}</td>
+                    <td class="num small">{match (b.lag_changes, b.lag_seconds) {
+                        (Some(c), Some(s)) => format!("{} ch · {}", thousands(c), duration(s)),
+                        (Some(c), None) => format!("{} ch", thousands(c)),
+                        _ => "—".into(),
+                    }}</td>
+                    <td class="num small" data-testid="bucket-accuracy">{b.accuracy.map(|a| format!("{a:.2}%")).unwrap_or_else(|| "—".into())}</td>
+                    <td class="mono small muted" title="snapshot / dual-write / caught up / verified">
+                        {[&b.snapshot_at, &b.dual_write_at, &b.caught_up_at, &b.verified_at]
+                            .iter()
+                            .map(|t| if t.is_empty() { "·".to_string() } else { short(t) })
+                            .collect::<Vec<_>>()
+                            .join(" │ ")}
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let run = move |name: &'static str| {
+        let ids: Vec<i64> = selected.get_untracked().into_iter().collect();
+        action.dispatch(RunBucketAction {
+            migration_id,
+            action: name.to_string(),
+            bucket_ids: ids,
+            reason: reason.get_untracked(),
+        });
+    };
+    view! {
+        <section class="panel">
+            <h2>"Buckets"</h2>
+            <Show when=move || can_operate>
+                <div class="toolbar" data-testid="bucket-actions">
+                    <span class="muted small">{move || format!("{} selected", selected.with(BTreeSet::len))}</span>
+                    {ACTIONS.iter().map(|(name, label)| {
+                        let name = *name;
+                        view! {
+                            <button class="button small" data-action=name
+                                disabled=move || selected.with(BTreeSet::is_empty) || action.pending().get()
+                                on:click=move |_| run(name)>{*label}</button>
+                        }
+                    }).collect_view()}
+                    <input class="reason" placeholder="reason (for the audit log)"
+                        prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
+                </div>
+                {move || match action.value().get() {
+                    Some(Ok(msg)) => view! { <p class="flash flash-ok" data-testid="action-result">{msg}</p> }.into_any(),
+                    Some(Err(e)) => view! { <p class="flash flash-error" role="alert" data-testid="action-error">{e.to_string()}</p> }.into_any(),
+                    None => ().into_any(),
+                }}
+            </Show>
+            <div class="table-scroll">
+                <table class="grid" data-testid="bucket-grid">
+                    <thead><tr>
+                        <Show when=move || can_operate>
+                            <th><input type="checkbox" aria-label="select all buckets" on:change=toggle_all.clone()/></th>
+                        </Show>
+                        <th>"#"</th><th>"Table"</th><th>"Key range"</th><th>"Phase"</th><th>"Rows"</th>
+                        <th>"Job"</th><th>"Lag"</th><th>"Accuracy"</th><th>"Snapshot │ dual-write │ caught up │ verified (UTC)"</th>
+                    </tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            </div>
+        </section>
+    }
+    .into_any()
+}

@@ -1,0 +1,127 @@
+//! Recent jobs with their progress, and per-job controls: pause, resume,
+//! cancel, and the rate limit, which a running job picks up within seconds.
+
+use leptos::prelude::*;
+
+use crate::error::AppError;
+use crate::types::{JobRow, duration, rate, thousands};
+
+/// Pauses, resumes or cancels one job.
+#[server]
+pub async fn control_job(job_id: i64, action: String, reason: String) -> Result<(), AppError> {
+    let me = crate::server::actor()?;
+    let store = crate::server::state()?.store;
+    match action.as_str() {
+        "pause" => store.pause_job(&me, job_id, &reason).await?,
+        "resume" => store.resume_job(&me, job_id, &reason).await?,
+        "cancel" => store.cancel_job(&me, job_id, &reason).await?,
+        other => {
+            return Err(AppError::Invalid(format!(
+                "unknown job action `{other}`: use pause, resume or cancel"
+            )));
+        }
+    };
+    Ok(())
+}
+
+/// Sets a job's rate limit in rows per second; blank means unthrottled.
+#[server]
+pub async fn set_job_rate(job_id: i64, rate: String, reason: String) -> Result<(), AppError> {
+    let me = crate::server::actor()?;
+    let rate = match rate.trim() {
+        "" => None,
+        r => Some(r.replace([',', '_'], "").parse::<f64>().map_err(|_| {
+            AppError::Invalid(format!(
+                "`{r}` is not a rate: give rows per second, like 5000, or leave it blank"
+            ))
+        })?),
+    };
+    crate::server::state()?
+        .store
+        .set_job_rate(&me, job_id, rate, &reason)
+        .await?;
+    Ok(())
+}
+
+#[component]
+pub fn JobsPanel(jobs: Vec<JobRow>, can_operate: bool) -> impl IntoView {
+    let control = ServerAction::<ControlJob>::new();
+    let set_rate = ServerAction::<SetJobRate>::new();
+    let changed = use_context::<RwSignal<u64>>();
+    Effect::new(move |_| {
+        let done = control.version().get() + set_rate.version().get();
+        if done > 0 {
+            if let Some(c) = changed {
+                c.update(|c| *c += 1);
+            }
+        }
+    });
+    if jobs.is_empty() {
+        return view! {
+            <section class="panel"><h2>"Jobs"</h2>
+                <p class="muted">"No job yet. Select buckets above and start a bulk load."</p></section>
+        }
+        .into_any();
+    }
+    let rows = jobs
+        .into_iter()
+        .map(|j| {
+            let id = j.id;
+            let running = j.state == "running";
+            let pct = match j.rows_total {
+                Some(t) if t > 0 => format!("{:.1}%", (j.rows_done as f64 * 100.0 / t as f64).min(100.0)),
+                _ => String::new(),
+            };
+            let rate_input = RwSignal::new(j.rate_limit.map(|r| format!("{r:.0}")).unwrap_or_default());
+            let can_pause = j.state == "running" || j.state == "queued";
+            let can_resume = j.state == "paused";
+            let active = !matches!(j.state.as_str(), "succeeded" | "failed" | "cancelled");
+            view! {
+                <tr data-testid="job-row" data-state=j.state.clone()>
+                    <td class="num">{j.id}</td>
+                    <td>{j.kind.clone()}</td>
+                    <td class="num">{j.bucket_idx.map(|b| b.to_string()).unwrap_or_default()}</td>
+                    <td><span class=format!("job-state job-{}", j.state) data-testid="job-state">{j.state.clone()}</span>
+                        {j.requested.clone().map(|r| view! { <span class="muted small">{format!(" ({r} requested)")}</span> })}</td>
+                    <td class="num" data-testid="job-rows">{format!("{} {}", thousands(j.rows_done), pct)}</td>
+                    <td class="num">{if running { j.rate.map(rate).unwrap_or_default() } else { String::new() }}</td>
+                    <td class="num">{if running { j.eta_seconds.map(duration).unwrap_or_default() } else { String::new() }}</td>
+                    <td class="small">{j.message.clone()}</td>
+                    <Show when=move || can_operate>
+                        <td class="actions">
+                            {can_pause.then(|| view! {
+                                <button class="button small" on:click=move |_| { control.dispatch(ControlJob { job_id: id, action: "pause".into(), reason: String::new() }); }>"Pause"</button>
+                            })}
+                            {can_resume.then(|| view! {
+                                <button class="button small" on:click=move |_| { control.dispatch(ControlJob { job_id: id, action: "resume".into(), reason: String::new() }); }>"Resume"</button>
+                            })}
+                            {active.then(|| view! {
+                                <button class="button small danger" on:click=move |_| { control.dispatch(ControlJob { job_id: id, action: "cancel".into(), reason: String::new() }); }>"Cancel"</button>
+                                <input class="rate-input" placeholder="rows/s" aria-label=format!("rate limit of job {id}")
+                                    prop:value=move || rate_input.get() on:input=move |ev| rate_input.set(event_target_value(&ev))/>
+                                <button class="button small" data-testid="set-rate" on:click=move |_| {
+                                    set_rate.dispatch(SetJobRate { job_id: id, rate: rate_input.get_untracked(), reason: String::new() });
+                                }>"Set rate"</button>
+                            })}
+                        </td>
+                    </Show>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="panel">
+            <h2>"Jobs"</h2>
+            {move || control.value().get().and_then(Result::err).or_else(|| set_rate.value().get().and_then(Result::err))
+                .map(|e: AppError| view! { <p class="flash flash-error" role="alert">{e.to_string()}</p> })}
+            <div class="table-scroll">
+                <table class="grid" data-testid="jobs">
+                    <thead><tr><th>"Job"</th><th>"Kind"</th><th>"Bucket"</th><th>"State"</th><th>"Rows"</th><th>"Rate"</th><th>"ETA"</th><th>"Message"</th>
+                        <Show when=move || can_operate><th>"Controls"</th></Show></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            </div>
+        </section>
+    }
+    .into_any()
+}

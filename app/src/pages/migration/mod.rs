@@ -1,0 +1,190 @@
+//! One migration: where its buckets stand, what runs, how fast, and the
+//! engineer's controls. It refreshes itself every two seconds.
+
+mod grid;
+mod jobs;
+mod settings;
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+
+use crate::components::accuracy_chart::AccuracyChart;
+use crate::components::guard::ErrorPanel;
+use crate::components::live::use_tick;
+use crate::components::phase_bar::PhaseBar;
+use crate::error::AppError;
+use crate::types::{MigrationBoardView, duration, rate, thousands};
+
+pub use grid::RunBucketAction;
+pub use jobs::{ControlJob, SetJobRate};
+pub use settings::{ArchiveMigration, PlanBatches, SaveSettings};
+
+/// The migration page's data.
+#[server]
+pub async fn migration_board(id: i64) -> Result<MigrationBoardView, AppError> {
+    let me = crate::server::actor()?;
+    let board = crate::server::state()?.store.migration_board(id).await?;
+    Ok(board_view(board, me.role.can_operate()))
+}
+
+#[cfg(feature = "ssr")]
+fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> MigrationBoardView {
+    use crate::convert::{bucket_line, job_row};
+    use crate::types::{BatchRow, PaceView, SettingsView};
+    use tern_control::clock::format_ms;
+    let m = &b.summary.migration;
+    let idx_of = |bucket_id: Option<i64>| {
+        bucket_id.and_then(|id| b.buckets.iter().find(|x| x.id == id).map(|x| x.idx))
+    };
+    let seq_of = |batch: Option<i64>| {
+        batch.and_then(|id| b.batches.iter().find(|x| x.id == id).map(|x| x.seq))
+    };
+    MigrationBoardView {
+        can_operate,
+        created_by: m.created_by.clone(),
+        created_at: format_ms(m.created_at),
+        spec: m.spec.clone(),
+        settings: SettingsView {
+            chunk_size: m.settings.chunk_size,
+            rate_limit: m.settings.rate_limit,
+            verify_min_accuracy: m.settings.verify_min_accuracy,
+            schedule_every_hours: m.settings.schedule_every_hours,
+            next_batch_at: m.next_batch_at.map(format_ms).unwrap_or_default(),
+        },
+        buckets: b
+            .buckets
+            .iter()
+            .map(|bucket| {
+                let job = b
+                    .bucket_jobs
+                    .iter()
+                    .find(|(id, _)| *id == bucket.id)
+                    .map(|(_, j)| j);
+                bucket_line(bucket, job, seq_of(bucket.batch_id))
+            })
+            .collect(),
+        jobs: b
+            .jobs
+            .iter()
+            .map(|j| job_row(j, idx_of(j.bucket_id)))
+            .collect(),
+        pace: b.pace.as_ref().map(|p| PaceView {
+            median: p.median,
+            p10: p.p10,
+            p90: p.p90,
+            eta_seconds: b.eta.as_ref().map(|e| e.seconds),
+            eta_fast: b.eta.as_ref().map(|e| e.seconds_fast),
+            eta_slow: b.eta.as_ref().and_then(|e| e.seconds_slow),
+        }),
+        accuracy: b.accuracy.clone(),
+        batches: b
+            .batches
+            .iter()
+            .map(|x| BatchRow {
+                id: x.id,
+                seq: x.seq,
+                planned_rows: x.planned_rows,
+                state: x.state.clone(),
+                buckets: x
+                    .bucket_ids
+                    .iter()
+                    .filter_map(|id| b.buckets.iter().find(|k| k.id == *id).map(|k| k.idx))
+                    .collect(),
+            })
+            .collect(),
+        card: b.summary.into(),
+    }
+}
+
+#[component]
+pub fn MigrationPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()));
+    let tick = use_tick(Duration::from_secs(2));
+    // Bumped by every action so the page reloads its data at once.
+    let changed = RwSignal::new(0u64);
+    provide_context(changed);
+    let board = Resource::new_blocking(
+        move || (id(), tick.get(), changed.get()),
+        |(id, _, _)| async move {
+            match id {
+                Some(id) => migration_board(id).await,
+                None => Err(AppError::NotFound(
+                    "a migration id is a number, like /migrations/1".into(),
+                )),
+            }
+        },
+    );
+    view! {
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match board.await {
+                    Ok(b) => view! { <Board b/> }.into_any(),
+                    Err(AppError::NotFound(m)) => {
+                        #[cfg(feature = "ssr")]
+                        crate::server::set_status(404);
+                        view! { <ErrorPanel error=m/> }.into_any()
+                    }
+                    Err(e) => view! { <ErrorPanel error=e.to_string()/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn Board(b: MigrationBoardView) -> impl IntoView {
+    let pct = if b.card.planned_rows > 0 {
+        b.card.rows_copied as f64 * 100.0 / b.card.planned_rows as f64
+    } else {
+        0.0
+    };
+    let pace = b.pace.clone();
+    let migration_id = b.card.id;
+    view! {
+        <Title text=b.card.name.clone()/>
+        <div class="page-head">
+            <h1 data-testid="migration-name">{b.card.name.clone()}
+                <span class=format!("status status-{}", b.card.status)>{b.card.status.clone()}</span>
+            </h1>
+            <p class="muted">{b.card.description.clone()}</p>
+            <p class="muted small">{format!("created by {} at {}", b.created_by, b.created_at)}</p>
+        </div>
+        <div class="two-col">
+            <section class="panel">
+                <h2>"Progress"</h2>
+                <PhaseBar phases=b.card.phases.clone() total=b.card.buckets/>
+                <dl class="stats">
+                    <div><dt>"Rows moved"</dt><dd data-testid="rows-moved">{format!("{} of {}", thousands(b.card.rows_copied), thousands(b.card.planned_rows))}</dd></div>
+                    <div><dt>"Done"</dt><dd>{format!("{pct:.1}%")}</dd></div>
+                    <div><dt>"Pace (30 min)"</dt><dd data-testid="pace">{pace.as_ref().map(|p| rate(p.median)).unwrap_or_else(|| "not moving".into())}</dd></div>
+                    <div><dt>"ETA"</dt><dd data-testid="eta">{pace.as_ref().and_then(|p| p.eta_seconds).map(duration).unwrap_or_else(|| "—".into())}</dd></div>
+                </dl>
+                {pace.map(|p| view! {
+                    <p class="muted small">{format!(
+                        "Measured pace {} (slowest tenth {}, fastest tenth {}); ETA between {} and {}.",
+                        rate(p.median), rate(p.p10), rate(p.p90),
+                        p.eta_fast.map(duration).unwrap_or_else(|| "—".into()),
+                        p.eta_slow.map(duration).unwrap_or_else(|| "never at the slowest pace".into()),
+                    )}</p>
+                })}
+            </section>
+            <section class="panel">
+                <h2>"Verification accuracy"</h2>
+                <AccuracyChart points=b.accuracy.clone()/>
+            </section>
+        </div>
+        <grid::BucketGrid migration_id buckets=b.buckets.clone() can_operate=b.can_operate/>
+        <jobs::JobsPanel jobs=b.jobs.clone() can_operate=b.can_operate/>
+        <settings::SettingsPanel migration_id settings=b.settings.clone() batches=b.batches.clone()
+            can_operate=b.can_operate archived={b.card.status == "archived"}/>
+        <details class="panel">
+            <summary>"Spec"</summary>
+            <pre class="code">{b.spec.clone()}</pre>
+        </details>
+    }
+    .into_any()
+}

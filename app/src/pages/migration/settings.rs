@@ -1,0 +1,154 @@
+//! The migration's settings (chunk size, throttle, verification gate,
+//! progressive schedule), its batches, and archiving.
+
+use leptos::prelude::*;
+
+use crate::error::AppError;
+use crate::types::{BatchRow, SettingsView, thousands};
+
+#[cfg(feature = "ssr")]
+fn optional_number(what: &str, s: &str) -> Result<Option<f64>, AppError> {
+    match s.trim() {
+        "" => Ok(None),
+        t => t
+            .replace([',', '_'], "")
+            .parse::<f64>()
+            .map(Some)
+            .map_err(|_| {
+                AppError::Invalid(format!(
+                    "{what}: `{t}` is not a number; leave it blank for none"
+                ))
+            }),
+    }
+}
+
+/// Saves the settings form.
+#[server]
+pub async fn save_settings(
+    migration_id: i64,
+    chunk_size: String,
+    rate_limit: String,
+    verify_min_accuracy: String,
+    schedule_every_hours: String,
+    reason: String,
+) -> Result<(), AppError> {
+    let me = crate::server::actor()?;
+    let settings = tern_control::migrations::MigrationSettings {
+        chunk_size: chunk_size
+            .trim()
+            .replace([',', '_'], "")
+            .parse()
+            .map_err(|_| {
+                AppError::Invalid(format!(
+                    "chunk size: `{chunk_size}` is not a whole number of rows"
+                ))
+            })?,
+        rate_limit: optional_number("rate limit", &rate_limit)?,
+        verify_min_accuracy: optional_number("verification gate", &verify_min_accuracy)?
+            .unwrap_or(100.0),
+        schedule_every_hours: optional_number("schedule", &schedule_every_hours)?,
+    };
+    crate::server::state()?
+        .store
+        .update_migration_settings(&me, migration_id, &settings, &reason)
+        .await?;
+    Ok(())
+}
+
+/// Groups the planned buckets not yet in a batch into `count` batches.
+#[server]
+pub async fn plan_batches(migration_id: i64, count: u32) -> Result<String, AppError> {
+    let me = crate::server::actor()?;
+    let batches = crate::server::state()?
+        .store
+        .plan_batches(&me, migration_id, &[], count as usize)
+        .await?;
+    Ok(format!("{} batch(es) planned", batches.len()))
+}
+
+/// Archives the migration.
+#[server]
+pub async fn archive_migration(migration_id: i64, reason: String) -> Result<(), AppError> {
+    let me = crate::server::actor()?;
+    crate::server::state()?
+        .store
+        .archive_migration(&me, migration_id, &reason)
+        .await?;
+    Ok(())
+}
+
+#[component]
+pub fn SettingsPanel(
+    migration_id: i64,
+    settings: SettingsView,
+    batches: Vec<BatchRow>,
+    can_operate: bool,
+    archived: bool,
+) -> impl IntoView {
+    let save = ServerAction::<SaveSettings>::new();
+    let plan = ServerAction::<PlanBatches>::new();
+    let archive = ServerAction::<ArchiveMigration>::new();
+    let changed = use_context::<RwSignal<u64>>();
+    Effect::new(move |_| {
+        if save.version().get() + plan.version().get() + archive.version().get() > 0 {
+            if let Some(c) = changed {
+                c.update(|c| *c += 1);
+            }
+        }
+    });
+    let fmt = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
+    let batch_rows = batches
+        .into_iter()
+        .map(|b| view! {
+            <tr data-testid="batch-row">
+                <td class="num">{b.seq}</td>
+                <td>{b.state}</td>
+                <td class="num">{thousands(b.planned_rows)}</td>
+                <td class="mono small">{b.buckets.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")}</td>
+            </tr>
+        })
+        .collect_view();
+    view! {
+        <div class="two-col">
+            <section class="panel">
+                <h2>"Settings"</h2>
+                <ActionForm action=save attr:class="form-grid">
+                    <input type="hidden" name="migration_id" value=migration_id/>
+                    <label>"Chunk size (rows)" <input name="chunk_size" value=settings.chunk_size disabled=!can_operate/></label>
+                    <label>"Rate limit for new jobs (rows/s, blank = none)" <input name="rate_limit" value=fmt(settings.rate_limit) disabled=!can_operate/></label>
+                    <label>"Verified at or above (%)" <input name="verify_min_accuracy" value=settings.verify_min_accuracy disabled=!can_operate/></label>
+                    <label>"Next batch every (hours, blank = off)" <input name="schedule_every_hours" value=fmt(settings.schedule_every_hours) disabled=!can_operate/></label>
+                    <Show when=move || can_operate>
+                        <label>"Reason" <input name="reason" placeholder="why (audit log)"/></label>
+                        <button type="submit" class="button primary">"Save settings"</button>
+                    </Show>
+                </ActionForm>
+                {(!settings.next_batch_at.is_empty()).then(|| view! { <p class="muted small">{format!("next batch at {}", settings.next_batch_at)}</p> })}
+                {move || save.value().get().and_then(Result::err).map(|e| view! { <p class="flash flash-error" role="alert">{e.to_string()}</p> })}
+            </section>
+            <section class="panel">
+                <h2>"Batches"</h2>
+                <p class="muted small">"Buckets grouped into batches of about equal rows: a pipeline is as slow as its largest batch."</p>
+                <table class="grid"><thead><tr><th>"#"</th><th>"State"</th><th>"Rows"</th><th>"Buckets"</th></tr></thead><tbody>{batch_rows}</tbody></table>
+                <Show when=move || can_operate && !archived>
+                    <ActionForm action=plan attr:class="inline-form">
+                        <input type="hidden" name="migration_id" value=migration_id/>
+                        <label>"Batches" <input name="count" type="number" min="1" value="4"/></label>
+                        <button type="submit" class="button">"Plan batches of planned buckets"</button>
+                    </ActionForm>
+                    {move || plan.value().get().map(|r| match r {
+                        Ok(m) => view! { <p class="flash flash-ok">{m}</p> }.into_any(),
+                        Err(e) => view! { <p class="flash flash-error" role="alert">{e.to_string()}</p> }.into_any(),
+                    })}
+                    <ActionForm action=archive attr:class="inline-form">
+                        <input type="hidden" name="migration_id" value=migration_id/>
+                        <input name="reason" placeholder="why archive"/>
+                        <button type="submit" class="button danger">"Archive migration"</button>
+                    </ActionForm>
+                    {move || archive.value().get().and_then(Result::err).map(|e| view! { <p class="flash flash-error" role="alert">{e.to_string()}</p> })}
+                </Show>
+            </section>
+        </div>
+    }
+    .into_any()
+}
