@@ -1,0 +1,270 @@
+//! PostgreSQL: reads with prepared statements, writes with `COPY` into a
+//! temporary staging table and one set-based, version-guarded upsert.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::postgres::{PgArguments, PgConnection, PgRow};
+use sqlx::query::Query;
+use sqlx::{Column, Connection, Executor, PgPool, Postgres, Row, TypeInfo};
+
+use super::{Dialect, FetchError, Statement, VERSION_COLUMN, check_affected, insert_columns};
+use crate::transform::{SourceColumn, TableRows};
+use crate::value::{ColumnType, Value};
+
+const D: Dialect = Dialect::Postgres;
+
+/// The engine's type for a PostgreSQL type name.
+pub(super) fn column_type(name: &str) -> Option<ColumnType> {
+    Some(match name.to_ascii_uppercase().as_str() {
+        "BOOL" => ColumnType::Bool,
+        "INT2" | "INT4" | "INT8" => ColumnType::Int,
+        "FLOAT4" | "FLOAT8" => ColumnType::Float,
+        "NUMERIC" => ColumnType::Decimal,
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => ColumnType::Text,
+        "BYTEA" => ColumnType::Bytes,
+        "UUID" => ColumnType::Uuid,
+        "JSON" | "JSONB" => ColumnType::Json,
+        "TIMESTAMP" => ColumnType::Timestamp,
+        "TIMESTAMPTZ" => ColumnType::TimestampTz,
+        "DATE" => ColumnType::Date,
+        _ => return None,
+    })
+}
+
+pub(super) fn sql_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Bool => "BOOLEAN",
+        ColumnType::Int => "BIGINT",
+        ColumnType::Float => "DOUBLE PRECISION",
+        ColumnType::Decimal => "NUMERIC",
+        ColumnType::Text => "TEXT",
+        ColumnType::Bytes => "BYTEA",
+        ColumnType::Uuid => "UUID",
+        ColumnType::Json => "JSONB",
+        ColumnType::Timestamp => "TIMESTAMP",
+        ColumnType::TimestampTz => "TIMESTAMPTZ",
+        ColumnType::Date => "DATE",
+    }
+}
+
+pub(super) async fn describe(p: &PgPool, sql: &str) -> Result<Vec<SourceColumn>, sqlx::Error> {
+    let st = p.prepare(sql).await?;
+    Ok(sqlx::Statement::columns(&st)
+        .iter()
+        .map(|c| SourceColumn {
+            name: c.name().to_string(),
+            ty: column_type(c.type_info().name()),
+        })
+        .collect())
+}
+
+pub(super) async fn table_columns(p: &PgPool, table: &str) -> Result<Option<Vec<SourceColumn>>, sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(D.quote(table))
+        .fetch_one(p)
+        .await?;
+    if !exists {
+        return Ok(None);
+    }
+    describe(p, &format!("SELECT * FROM {}", D.quote(table))).await.map(Some)
+}
+
+pub(super) fn bind_all<'q>(mut q: Query<'q, Postgres, PgArguments>, params: &[Value]) -> Query<'q, Postgres, PgArguments> {
+    for v in params {
+        q = match v.clone() {
+            Value::Null => q.bind(None::<String>),
+            Value::Bool(b) => q.bind(b),
+            Value::Int(i) => q.bind(i),
+            Value::Float(f) => q.bind(f),
+            Value::Decimal(d) => q.bind(d),
+            Value::Text(s) => q.bind(s),
+            Value::Bytes(b) => q.bind(b),
+            Value::Uuid(u) => q.bind(u),
+            Value::Json(j) => q.bind(sqlx::types::Json(j)),
+            Value::Timestamp(t) => q.bind(t),
+            Value::TimestampTz(t) => q.bind(t),
+            Value::Date(d) => q.bind(d),
+        };
+    }
+    q
+}
+
+#[derive(Clone, Copy)]
+enum Dec {
+    Bool,
+    I16,
+    I32,
+    I64,
+    F32,
+    F64,
+    Decimal,
+    Text,
+    Bytes,
+    Uuid,
+    Json,
+    Ts,
+    TsTz,
+    Date,
+    Unsupported,
+}
+
+fn decoder(name: &str) -> Dec {
+    match name {
+        "BOOL" => Dec::Bool,
+        "INT2" => Dec::I16,
+        "INT4" => Dec::I32,
+        "INT8" => Dec::I64,
+        "FLOAT4" => Dec::F32,
+        "FLOAT8" => Dec::F64,
+        "NUMERIC" => Dec::Decimal,
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => Dec::Text,
+        "BYTEA" => Dec::Bytes,
+        "UUID" => Dec::Uuid,
+        "JSON" | "JSONB" => Dec::Json,
+        "TIMESTAMP" => Dec::Ts,
+        "TIMESTAMPTZ" => Dec::TsTz,
+        "DATE" => Dec::Date,
+        _ => Dec::Unsupported,
+    }
+}
+
+fn decode(row: &PgRow, i: usize, dec: Dec) -> Result<Value, sqlx::Error> {
+    fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
+        v.map_or(Value::Null, f)
+    }
+    Ok(match dec {
+        Dec::Bool => opt(row.try_get::<Option<bool>, _>(i)?, Value::Bool),
+        Dec::I16 => opt(row.try_get::<Option<i16>, _>(i)?, |v| Value::Int(v.into())),
+        Dec::I32 => opt(row.try_get::<Option<i32>, _>(i)?, |v| Value::Int(v.into())),
+        Dec::I64 => opt(row.try_get::<Option<i64>, _>(i)?, Value::Int),
+        Dec::F32 => opt(row.try_get::<Option<f32>, _>(i)?, |v| Value::Float(v.into())),
+        Dec::F64 => opt(row.try_get::<Option<f64>, _>(i)?, Value::Float),
+        Dec::Decimal => opt(row.try_get::<Option<Decimal>, _>(i)?, Value::Decimal),
+        Dec::Text => opt(row.try_get::<Option<String>, _>(i)?, Value::Text),
+        Dec::Bytes => opt(row.try_get::<Option<Vec<u8>>, _>(i)?, Value::Bytes),
+        Dec::Uuid => opt(row.try_get::<Option<uuid::Uuid>, _>(i)?, Value::Uuid),
+        Dec::Json => opt(
+            row.try_get::<Option<sqlx::types::Json<serde_json::Value>>, _>(i)?,
+            |j| Value::Json(j.0),
+        ),
+        Dec::Ts => opt(row.try_get::<Option<NaiveDateTime>, _>(i)?, Value::Timestamp),
+        Dec::TsTz => opt(row.try_get::<Option<DateTime<Utc>>, _>(i)?, Value::TimestampTz),
+        Dec::Date => opt(row.try_get::<Option<NaiveDate>, _>(i)?, Value::Date),
+        Dec::Unsupported => Value::Null,
+    })
+}
+
+pub(super) async fn fetch(p: &PgPool, sql: &str, params: &[Value]) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
+    let rows = bind_all(sqlx::query(sql), params).fetch_all(p).await?;
+    let Some(first) = rows.first() else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let names: Vec<String> = first.columns().iter().map(|c| c.name().to_string()).collect();
+    let decs: Vec<Dec> = first.columns().iter().map(|c| decoder(c.type_info().name())).collect();
+    for (i, d) in decs.iter().enumerate() {
+        if matches!(d, Dec::Unsupported) {
+            return Err(FetchError::Decode {
+                column: names[i].clone(),
+                message: format!(
+                    "type {} is not one the engine reads; cast it in a query source (e.g. `{}::text`)",
+                    first.columns()[i].type_info().name(),
+                    names[i]
+                ),
+            });
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut values = Vec::with_capacity(decs.len());
+        for (i, &d) in decs.iter().enumerate() {
+            values.push(decode(row, i, d).map_err(|e| FetchError::Decode {
+                column: names[i].clone(),
+                message: e.to_string(),
+            })?);
+        }
+        out.push(values);
+    }
+    Ok((names, out))
+}
+
+/// Staging tables already created on this connection.
+#[derive(Default)]
+pub(crate) struct Staging {
+    created: HashSet<String>,
+}
+
+fn stage_name(table: &str) -> String {
+    format!("_tern_stage_{}", table.replace('.', "_"))
+}
+
+pub(super) async fn write_chunk(
+    c: &mut PgConnection,
+    staging: &mut Staging,
+    tables: &[TableRows],
+    version: i64,
+    after: &[Statement],
+) -> Result<(), sqlx::Error> {
+    // Staging tables are created outside the chunk's transaction, so that a
+    // rolled-back chunk does not take them away.
+    for t in tables.iter().filter(|t| !t.rows.is_empty()) {
+        if staging.created.insert(t.shape.name.clone()) {
+            let sql = format!(
+                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+                D.quote(&stage_name(&t.shape.name)),
+                D.quote(&t.shape.name)
+            );
+            if let Err(e) = c.execute(sql.as_str()).await {
+                staging.created.remove(&t.shape.name);
+                return Err(e);
+            }
+        }
+    }
+    let mut tx = c.begin().await?;
+    let mut buf = Vec::new();
+    for t in tables.iter().filter(|t| !t.rows.is_empty()) {
+        let stage = D.quote(&stage_name(&t.shape.name));
+        let cols = insert_columns(D, &t.shape.columns);
+        buf.clear();
+        buf.reserve(t.rows.len() * 128);
+        for row in &t.rows {
+            for v in row {
+                v.write_copy_text(&mut buf);
+                buf.push(b'\t');
+            }
+            Value::Int(version).write_copy_text(&mut buf);
+            buf.push(b'\n');
+        }
+        let mut copy = tx.copy_in_raw(&format!("COPY {stage} ({cols}) FROM STDIN")).await?;
+        copy.send(buf.as_slice()).await?;
+        copy.finish().await?;
+
+        let target = D.quote(&t.shape.name);
+        let key: Vec<String> = t.shape.key.iter().map(|&i| D.quote(&t.shape.columns[i])).collect();
+        let mut sets: Vec<String> = t
+            .shape
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !t.shape.key.contains(i))
+            .map(|(_, c)| format!("{0} = EXCLUDED.{0}", D.quote(c)))
+            .collect();
+        sets.push(format!("{0} = EXCLUDED.{0}", D.quote(VERSION_COLUMN)));
+        // The If-Unmodified-Since rule: a row already written with a newer
+        // version (a relay write that saw newer source state) is kept.
+        let upsert = format!(
+            "INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} \
+             ON CONFLICT ({key}) DO UPDATE SET {sets} WHERE {target}.{v} < EXCLUDED.{v}",
+            key = key.join(", "),
+            sets = sets.join(", "),
+            v = D.quote(VERSION_COLUMN),
+        );
+        tx.execute(upsert.as_str()).await?;
+    }
+    for st in after {
+        let r = bind_all(sqlx::query(&st.sql), &st.params).execute(&mut *tx).await?;
+        check_affected(st, r.rows_affected())?;
+    }
+    tx.commit().await
+}
