@@ -75,14 +75,21 @@ pub async fn plan(source: &Connector, query: &SourceQuery, n: usize) -> Result<P
     let from = query.from_clause();
     let ctx = format!("plan buckets of {}", query.table);
     let (_, nulls) = source
-        .fetch(&format!("SELECT COUNT(*) FROM {from} WHERE {b} IS NULL"), &[], &ctx)
+        .fetch(
+            &format!("SELECT COUNT(*) FROM {from} WHERE {b} IS NULL"),
+            &[],
+            &ctx,
+        )
         .await?;
     if let Some(Value::Int(k)) = nulls.first().and_then(|r| r.first())
         && *k > 0
     {
         return Err(EngineError::schema(
             &query.table,
-            format!("{k} source rows have NULL in bucket column {}; no bucket would copy them", query.bucket),
+            format!(
+                "{k} source rows have NULL in bucket column {}; no bucket would copy them",
+                query.bucket
+            ),
         ));
     }
     let n = n.max(1);
@@ -100,10 +107,17 @@ pub async fn plan(source: &Connector, query: &SourceQuery, n: usize) -> Result<P
     for (i, r) in ranges.iter().enumerate() {
         if let Some(hi) = &r.hi {
             params.push(hi.clone());
-            case.push_str(&format!(" WHEN {b} < {} THEN {i}", d.placeholder(params.len())));
+            case.push_str(&format!(
+                " WHEN {b} < {} THEN {i}",
+                d.placeholder(params.len())
+            ));
         }
     }
     case.push_str(&format!(" ELSE {} END", ranges.len() - 1));
+    if params.is_empty() {
+        // One bucket: CASE needs at least one WHEN.
+        case = "0".to_string();
+    }
     let counts_sql = format!(
         "SELECT _tern_bucket, COUNT(*) FROM (SELECT {case} AS _tern_bucket FROM {from}) AS _tern_b GROUP BY _tern_bucket"
     );
@@ -188,7 +202,13 @@ mod tests {
         values.extend(2..52);
         values.sort_unstable();
         let ranges = ranges_from_tile_starts(&tile_starts(&values, 4));
-        assert_eq!(ranges[0], KeyRange { lo: None, hi: Some(Value::Int(2)) });
+        assert_eq!(
+            ranges[0],
+            KeyRange {
+                lo: None,
+                hi: Some(Value::Int(2))
+            }
+        );
         assert_eq!(ranges.len(), 3);
     }
 }

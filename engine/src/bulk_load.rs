@@ -106,7 +106,10 @@ impl std::fmt::Debug for BulkLoader {
         f.debug_struct("BulkLoader")
             .field("source", &self.source.url())
             .field("target", &self.target.url())
-            .field("tables", &self.tables.iter().map(|t| &t.spec.name).collect::<Vec<_>>())
+            .field(
+                "tables",
+                &self.tables.iter().map(|t| &t.spec.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -122,7 +125,12 @@ impl BulkLoader {
     /// Prepares the load on existing connectors. Everything the spec says is
     /// checked against the source before anything is created in the target:
     /// an unknown column or transformer leaves the target untouched.
-    pub async fn prepare(spec: Spec, source: Connector, target: Connector, registry: &TransformerRegistry) -> Result<BulkLoader> {
+    pub async fn prepare(
+        spec: Spec,
+        source: Connector,
+        target: Connector,
+        registry: &TransformerRegistry,
+    ) -> Result<BulkLoader> {
         // 1. Describe every source and compile against provisional shapes.
         let mut described: Vec<(usize, Arc<SourceQuery>)> = Vec::new();
         let mut inferred: Vec<Vec<Option<ColumnType>>> = Vec::new();
@@ -132,7 +140,12 @@ impl BulkLoader {
                 inferred.push(Pipeline::inferred_types(&spec, t, &q.columns)?);
                 described.push((i, q));
             } else {
-                inferred.push(t.columns.iter().map(|c| c.cast.or_else(|| constant_type(&c.transform))).collect());
+                inferred.push(
+                    t.columns
+                        .iter()
+                        .map(|c| c.cast.or_else(|| constant_type(&c.transform)))
+                        .collect(),
+                );
             }
         }
         let provisional: Vec<Arc<TableShape>> = spec
@@ -142,7 +155,13 @@ impl BulkLoader {
             .map(|(t, ty)| Arc::new(TableShape::new(t, ty.clone())))
             .collect();
         for (i, q) in &described {
-            Pipeline::compile(&spec, &spec.tables[*i], &q.columns, provisional.clone(), registry)?;
+            Pipeline::compile(
+                &spec,
+                &spec.tables[*i],
+                &q.columns,
+                provisional.clone(),
+                registry,
+            )?;
         }
 
         // 2. Target tables: create missing ones, check existing ones.
@@ -157,7 +176,13 @@ impl BulkLoader {
         let mut tables = Vec::new();
         for (i, query) in described {
             let t = &spec.tables[i];
-            let pipeline = Arc::new(Pipeline::compile(&spec, t, &query.columns, shapes.clone(), registry)?);
+            let pipeline = Arc::new(Pipeline::compile(
+                &spec,
+                t,
+                &query.columns,
+                shapes.clone(),
+                registry,
+            )?);
             tables.push(LoadTable {
                 spec: t.clone(),
                 query,
@@ -190,10 +215,16 @@ impl BulkLoader {
     }
 
     fn table(&self, name: &str) -> Result<&LoadTable> {
-        self.tables.iter().find(|t| t.spec.name == name).ok_or_else(|| EngineError::Spec {
-            at: self.spec.file.clone(),
-            message: format!("no table `{name}` with a source (loadable: {})", self.tables().join(", ")),
-        })
+        self.tables
+            .iter()
+            .find(|t| t.spec.name == name)
+            .ok_or_else(|| EngineError::Spec {
+                at: self.spec.file.clone(),
+                message: format!(
+                    "no table `{name}` with a source (loadable: {})",
+                    self.tables().join(", ")
+                ),
+            })
     }
 
     /// The compiled transform of a table, to run on chunks outside a load.
@@ -202,7 +233,12 @@ impl BulkLoader {
     }
 
     /// A key-ordered chunk reader over a range of a table's source.
-    pub fn chunk_reader(&self, table: &str, range: KeyRange, after: Option<Vec<Value>>) -> Result<ChunkReader> {
+    pub fn chunk_reader(
+        &self,
+        table: &str,
+        range: KeyRange,
+        after: Option<Vec<Value>>,
+    ) -> Result<ChunkReader> {
         let t = self.table(table)?;
         Ok(ChunkReader::new(
             self.source.clone(),
@@ -314,7 +350,9 @@ impl BulkLoader {
                     table: bucket.table.clone(),
                     bucket: bucket.index,
                     range: chunk.describe_keys(),
-                    message: format!("target rejected the chunk, nothing of it was committed: {message}"),
+                    message: format!(
+                        "target rejected the chunk, nothing of it was committed: {message}"
+                    ),
                 });
             }
             rows_done += n;
@@ -360,7 +398,11 @@ impl BulkLoader {
             let (sql, params) = t.query.keys_sql(batch);
             let (_, rows) = self
                 .source
-                .fetch(&sql, &params, &format!("read {} keys {}..", table, render_key(&batch[0])))
+                .fetch(
+                    &sql,
+                    &params,
+                    &format!("read {} keys {}..", table, render_key(&batch[0])),
+                )
                 .await?;
             let found: HashSet<String> = rows
                 .iter()
@@ -376,11 +418,17 @@ impl BulkLoader {
             }
             report.rows_read += rows.len() as u64;
             let output = t.pipeline.apply(rows)?;
-            writer.write(&output, version, &[]).await.map_err(|message| EngineError::Row {
-                table: table.to_string(),
-                key: render_key(&batch[0]),
-                message: format!("target rejected the rows of {} keys: {message}", batch.len()),
-            })?;
+            writer
+                .write(&output, version, &[])
+                .await
+                .map_err(|message| EngineError::Row {
+                    table: table.to_string(),
+                    key: render_key(&batch[0]),
+                    message: format!(
+                        "target rejected the rows of {} keys: {message}",
+                        batch.len()
+                    ),
+                })?;
             report.rows_written += output.rows() as u64;
         }
         Ok(report)
@@ -389,7 +437,12 @@ impl BulkLoader {
     /// The source keys of `table` that a change to a row of `changed_table`
     /// affects, by the table's `tracks` (for a table source: the row's key).
     /// `row` holds the changed row's columns (old or new image).
-    pub async fn keys_for_change(&self, table: &str, changed_table: &str, row: &Record<'_>) -> Result<Vec<Vec<Value>>> {
+    pub async fn keys_for_change(
+        &self,
+        table: &str,
+        changed_table: &str,
+        row: &Record<'_>,
+    ) -> Result<Vec<Vec<Value>>> {
         let t = self.table(table)?;
         let Some(src) = &t.spec.source else {
             return Ok(Vec::new());
@@ -402,18 +455,27 @@ impl BulkLoader {
                         .iter()
                         .map(|c| {
                             row.get(c).cloned().ok_or_else(|| {
-                                EngineError::schema(table, format!("changed row of {changed_table} has no column {c}"))
+                                EngineError::schema(
+                                    table,
+                                    format!("changed row of {changed_table} has no column {c}"),
+                                )
                             })
                         })
                         .collect::<Result<Vec<_>>>()?;
                     keys.push(key);
                 }
                 TrackMap::Query(q) => {
-                    let (sql, params) = named_params(q, row, self.source.dialect())
-                        .map_err(|m| EngineError::schema(table, format!("track of {changed_table}: {m}")))?;
+                    let (sql, params) =
+                        named_params(q, row, self.source.dialect()).map_err(|m| {
+                            EngineError::schema(table, format!("track of {changed_table}: {m}"))
+                        })?;
                     let (_, rows) = self
                         .source
-                        .fetch(&sql, &params, &format!("map a change of {changed_table} to keys of {table}"))
+                        .fetch(
+                            &sql,
+                            &params,
+                            &format!("map a change of {changed_table} to keys of {table}"),
+                        )
                         .await?;
                     keys.extend(rows);
                 }
@@ -458,12 +520,18 @@ async fn read_and_transform(
 
 /// `:name` placeholders of a track query → the dialect's placeholders and
 /// the changed row's values.
-fn named_params(sql: &str, row: &Record<'_>, d: crate::connector::Dialect) -> std::result::Result<(String, Vec<Value>), String> {
+fn named_params(
+    sql: &str,
+    row: &Record<'_>,
+    d: crate::connector::Dialect,
+) -> std::result::Result<(String, Vec<Value>), String> {
     let mut out = String::with_capacity(sql.len());
     let mut params = Vec::new();
     let mut chars = sql.char_indices().peekable();
     while let Some((_, c)) = chars.next() {
-        let next_is_ident = chars.peek().is_some_and(|(_, n)| n.is_ascii_alphabetic() || *n == '_');
+        let next_is_ident = chars
+            .peek()
+            .is_some_and(|(_, n)| n.is_ascii_alphabetic() || *n == '_');
         if c == ':' && next_is_ident && !out.ends_with(':') {
             let mut name = String::new();
             while let Some(&(_, n)) = chars.peek() {
@@ -474,7 +542,9 @@ fn named_params(sql: &str, row: &Record<'_>, d: crate::connector::Dialect) -> st
                     break;
                 }
             }
-            let v = row.get(&name).ok_or_else(|| format!("the changed row has no column {name}"))?;
+            let v = row
+                .get(&name)
+                .ok_or_else(|| format!("the changed row has no column {name}"))?;
             params.push(v.clone());
             out.push_str(&d.placeholder(params.len()));
         } else {
@@ -494,10 +564,19 @@ fn constant_type(t: &Transform) -> Option<ColumnType> {
 /// Creates `t` in the target when missing (its key as primary key, plus the
 /// version column) and returns the target's column types; an existing table
 /// must have every spec column and the version column.
-async fn ensure_target_table(spec: &Spec, target: &Connector, t: &TableSpec, inferred: &[Option<ColumnType>]) -> Result<Vec<Option<ColumnType>>> {
+async fn ensure_target_table(
+    spec: &Spec,
+    target: &Connector,
+    t: &TableSpec,
+    inferred: &[Option<ColumnType>],
+) -> Result<Vec<Option<ColumnType>>> {
     let d = target.dialect();
     if let Some(existing) = target.table_columns(&t.name).await? {
-        let find = |name: &str| existing.iter().find(|c: &&SourceColumn| c.name.eq_ignore_ascii_case(name));
+        let find = |name: &str| {
+            existing
+                .iter()
+                .find(|c: &&SourceColumn| c.name.eq_ignore_ascii_case(name))
+        };
         if find(VERSION_COLUMN).is_none() {
             return Err(EngineError::schema(
                 &t.name,
@@ -513,7 +592,13 @@ async fn ensure_target_table(spec: &Spec, target: &Connector, t: &TableSpec, inf
             .iter()
             .map(|c| {
                 find(&c.name).map(|e| e.ty).ok_or_else(|| {
-                    EngineError::schema(&t.name, format!("the target table has no column {} (spec line {})", c.name, c.line))
+                    EngineError::schema(
+                        &t.name,
+                        format!(
+                            "the target table has no column {} (spec line {})",
+                            c.name, c.line
+                        ),
+                    )
                 })
             })
             .collect();
@@ -529,7 +614,11 @@ async fn ensure_target_table(spec: &Spec, target: &Connector, t: &TableSpec, inf
         };
         let in_key = t.key.contains(&c.name);
         let not_null = if in_key { " NOT NULL" } else { "" };
-        defs.push(format!("{} {}{not_null}", d.quote(&c.name), target.sql_type(*ty, in_key)));
+        defs.push(format!(
+            "{} {}{not_null}",
+            d.quote(&c.name),
+            target.sql_type(*ty, in_key)
+        ));
     }
     defs.push(format!("{} BIGINT NOT NULL", d.quote(VERSION_COLUMN)));
     let key: Vec<String> = t.key.iter().map(|k| d.quote(k)).collect();
@@ -539,7 +628,9 @@ async fn ensure_target_table(spec: &Spec, target: &Connector, t: &TableSpec, inf
         defs.join(", "),
         key.join(", ")
     );
-    target.execute(&sql, &[], &format!("create target table {}", t.name)).await?;
+    target
+        .execute(&sql, &[], &format!("create target table {}", t.name))
+        .await?;
     tracing::info!(table = %t.name, "created target table");
     Ok(inferred.to_vec())
 }
@@ -562,7 +653,10 @@ mod tests {
             &row,
             Dialect::Postgres,
         )?;
-        assert_eq!(sql, "SELECT member_id, id FROM inbox WHERE thread_id = $1 AND x::text = 'a'");
+        assert_eq!(
+            sql,
+            "SELECT member_id, id FROM inbox WHERE thread_id = $1 AND x::text = 'a'"
+        );
         assert_eq!(params, vec![Value::Int(9)]);
         Ok(())
     }

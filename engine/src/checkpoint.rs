@@ -33,7 +33,11 @@ pub struct Checkpoint {
 /// Creates the checkpoint table if it is missing.
 pub async fn ensure_table(target: &Connector) -> Result<()> {
     let d = target.dialect();
-    let text = if d == Dialect::MySql { "LONGTEXT" } else { "TEXT" };
+    let text = if d == Dialect::MySql {
+        "LONGTEXT"
+    } else {
+        "TEXT"
+    };
     let sql = format!(
         "CREATE TABLE IF NOT EXISTS {t} (table_name VARCHAR(255) NOT NULL, bucket BIGINT NOT NULL, \
          lo {text} NOT NULL, hi {text} NOT NULL, planned_rows BIGINT NOT NULL, last_key {text}, \
@@ -41,7 +45,10 @@ pub async fn ensure_table(target: &Connector) -> Result<()> {
          PRIMARY KEY (table_name, bucket))",
         t = d.quote(CHECKPOINT_TABLE)
     );
-    target.execute(&sql, &[], "create the checkpoint table").await.map(|_| ())
+    target
+        .execute(&sql, &[], "create the checkpoint table")
+        .await
+        .map(|_| ())
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Value {
@@ -83,7 +90,11 @@ pub async fn load_all(target: &Connector, table: &str) -> Result<Vec<Checkpoint>
         d.placeholder(1)
     );
     let (_, rows) = target
-        .fetch(&sql, &[Value::Text(table.into())], &format!("read the checkpoints of {table}"))
+        .fetch(
+            &sql,
+            &[Value::Text(table.into())],
+            &format!("read the checkpoints of {table}"),
+        )
         .await?;
     rows.iter()
         .map(|r| {
@@ -105,7 +116,11 @@ pub async fn load_all(target: &Connector, table: &str) -> Result<Vec<Checkpoint>
 }
 
 /// The plan persisted for a table, if any.
-pub async fn load_plan(target: &Connector, table: &str, bucket_column: &str) -> Result<Option<Plan>> {
+pub async fn load_plan(
+    target: &Connector,
+    table: &str,
+    bucket_column: &str,
+) -> Result<Option<Plan>> {
     let cps = load_all(target, table).await?;
     if cps.is_empty() {
         return Ok(None);
@@ -164,7 +179,11 @@ async fn insert(target: &Connector, b: &Bucket) -> Result<()> {
         Value::Int(process_clock_micros()),
     ];
     target
-        .execute(&sql, &params, &format!("store the plan of {} bucket {}", b.table, b.index))
+        .execute(
+            &sql,
+            &params,
+            &format!("store the plan of {} bucket {}", b.table, b.index),
+        )
         .await
         .map(|_| ())
 }
@@ -204,7 +223,14 @@ pub async fn begin(target: &Connector, bucket: &Bucket) -> Result<Checkpoint> {
 
 /// The statement that advances a bucket's checkpoint, run in the chunk's
 /// transaction; it must update exactly one row.
-pub(crate) fn advance(d: Dialect, table: &str, bucket: usize, last_key: Option<&[Value]>, rows: u64, done: bool) -> Statement {
+pub(crate) fn advance(
+    d: Dialect,
+    table: &str,
+    bucket: usize,
+    last_key: Option<&[Value]>,
+    rows: u64,
+    done: bool,
+) -> Statement {
     let ph: Vec<String> = (1..=6).map(|i| d.placeholder(i)).collect();
     let sql = format!(
         "UPDATE {} SET last_key = COALESCE({}, last_key), rows_written = rows_written + {}, done = {}, updated_at = {} \
@@ -240,7 +266,11 @@ pub async fn forget(target: &Connector, table: &str) -> Result<u64> {
     let d = target.dialect();
     target
         .execute(
-            &format!("DELETE FROM {} WHERE table_name = {}", d.quote(CHECKPOINT_TABLE), d.placeholder(1)),
+            &format!(
+                "DELETE FROM {} WHERE table_name = {}",
+                d.quote(CHECKPOINT_TABLE),
+                d.placeholder(1)
+            ),
             &[Value::Text(table.into())],
             &format!("forget the checkpoints of {table}"),
         )

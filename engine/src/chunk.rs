@@ -31,8 +31,14 @@ impl KeyRange {
     /// Whether a bucket column value falls in the range.
     pub fn contains(&self, v: &Value) -> bool {
         use std::cmp::Ordering::*;
-        let above_lo = self.lo.as_ref().is_none_or(|lo| matches!(v.compare(lo), Some(Greater | Equal)));
-        let below_hi = self.hi.as_ref().is_none_or(|hi| matches!(v.compare(hi), Some(Less)));
+        let above_lo = self
+            .lo
+            .as_ref()
+            .is_none_or(|lo| matches!(v.compare(lo), Some(Greater | Equal)));
+        let below_hi = self
+            .hi
+            .as_ref()
+            .is_none_or(|hi| matches!(v.compare(hi), Some(Less)));
         above_lo && below_hi
     }
 }
@@ -82,7 +88,12 @@ impl SourceQuery {
             Relation::Query(q) => format!("({}) AS _tern_src", q.trim().trim_end_matches(';')),
         };
         let columns = source.describe(&format!("SELECT * FROM {from}")).await?;
-        let pos = |c: &String| columns.iter().position(|s| &s.name == c).unwrap_or(usize::MAX);
+        let pos = |c: &String| {
+            columns
+                .iter()
+                .position(|s| &s.name == c)
+                .unwrap_or(usize::MAX)
+        };
         let order = src.order_columns();
         Ok(SourceQuery {
             table: table.name.clone(),
@@ -107,7 +118,12 @@ impl SourceQuery {
     }
 
     /// The SELECT of one chunk and its parameters.
-    fn chunk_sql(&self, range: &KeyRange, after: Option<&[Value]>, limit: usize) -> (String, Vec<Value>) {
+    fn chunk_sql(
+        &self,
+        range: &KeyRange,
+        after: Option<&[Value]>,
+        limit: usize,
+    ) -> (String, Vec<Value>) {
         let d = self.dialect;
         let mut params = Vec::new();
         let mut conds = Vec::new();
@@ -135,7 +151,11 @@ impl SourceQuery {
                     let eq = ph(&after[i], &mut params);
                     expr.push_str(&format!("({c} > {gt} OR ({c} = {eq} AND ", c = cols[i]));
                 }
-                expr.push_str(&format!("{} > {}", cols[last], ph(&after[last], &mut params)));
+                expr.push_str(&format!(
+                    "{} > {}",
+                    cols[last],
+                    ph(&after[last], &mut params)
+                ));
                 expr.push_str(&"))".repeat(last));
                 conds.push(expr);
             } else {
@@ -150,7 +170,11 @@ impl SourceQuery {
         };
         let order: Vec<String> = self.order.iter().map(|c| d.quote(c)).collect();
         (
-            format!("SELECT * FROM {}{where_} ORDER BY {} LIMIT {limit}", self.from, order.join(", ")),
+            format!(
+                "SELECT * FROM {}{where_} ORDER BY {} LIMIT {limit}",
+                self.from,
+                order.join(", ")
+            ),
             params,
         )
     }
@@ -172,7 +196,10 @@ impl SourceQuery {
                 .collect();
             ors.push(format!("({})", parts.join(" AND ")));
         }
-        (format!("SELECT * FROM {} WHERE {}", self.from, ors.join(" OR ")), params)
+        (
+            format!("SELECT * FROM {} WHERE {}", self.from, ors.join(" OR ")),
+            params,
+        )
     }
 
     /// The order position (bucket column, key) of a source row.
@@ -265,7 +292,9 @@ impl ChunkReader {
         // overwritten by it; stamping after the read would let stale bulk data
         // outrank such a write.
         let version = self.source.clock_micros().await?;
-        let (sql, params) = self.query.chunk_sql(&self.range, self.after.as_deref(), self.chunk_rows + 1);
+        let (sql, params) =
+            self.query
+                .chunk_sql(&self.range, self.after.as_deref(), self.chunk_rows + 1);
         let range_text = match &self.after {
             Some(a) => format!("after {}", render_key(a)),
             None => format!("from the start of {}", self.range),
@@ -275,12 +304,19 @@ impl ChunkReader {
             .fetch(
                 &sql,
                 &params,
-                &format!("read {} bucket {} {range_text}", self.query.table, self.bucket),
+                &format!(
+                    "read {} bucket {} {range_text}",
+                    self.query.table, self.bucket
+                ),
             )
             .await?;
         // One row more than a chunk is read to see whether the next chunk
         // would start with the same key: keyset pagination would skip it.
-        let lookahead = if rows.len() > self.chunk_rows { rows.pop() } else { None };
+        let lookahead = if rows.len() > self.chunk_rows {
+            rows.pop()
+        } else {
+            None
+        };
         self.check_keys(&rows, lookahead.as_ref())?;
         let end = lookahead.is_none();
         self.done = end;
@@ -313,7 +349,10 @@ impl ChunkReader {
                 return Err(EngineError::Row {
                     table: q.table.clone(),
                     key: render_key(&q.key_of(row)),
-                    message: format!("source column {} is NULL; key and bucket columns must not be", q.order[i]),
+                    message: format!(
+                        "source column {} is NULL; key and bucket columns must not be",
+                        q.order[i]
+                    ),
                 });
             }
         }
@@ -362,7 +401,15 @@ mod tests {
             "SELECT * FROM \"t\" AS _tern_src WHERE \"member_id\" >= $1 AND \"member_id\" < $2 \
              AND (\"member_id\", \"id\") > ($3, $4) ORDER BY \"member_id\", \"id\" LIMIT 101"
         );
-        assert_eq!(params, [Value::Int(10), Value::Int(20), Value::Int(12), Value::Int(7)]);
+        assert_eq!(
+            params,
+            [
+                Value::Int(10),
+                Value::Int(20),
+                Value::Int(12),
+                Value::Int(7)
+            ]
+        );
     }
 
     #[test]
@@ -374,7 +421,10 @@ mod tests {
             sql,
             "SELECT * FROM `t` AS _tern_src WHERE `m` >= ? AND (`m` > ? OR (`m` = ? AND `id` > ?)) ORDER BY `m`, `id` LIMIT 5"
         );
-        assert_eq!(params, [Value::Int(1), Value::Int(1), Value::Int(1), Value::Int(2)]);
+        assert_eq!(
+            params,
+            [Value::Int(1), Value::Int(1), Value::Int(1), Value::Int(2)]
+        );
     }
 
     #[test]

@@ -34,7 +34,11 @@ impl Progress {
         elapsed: Duration,
     ) -> Progress {
         let secs = elapsed.as_secs_f64();
-        let rate = if secs > 0.0 { rows_this_run as f64 / secs } else { 0.0 };
+        let rate = if secs > 0.0 {
+            rows_this_run as f64 / secs
+        } else {
+            0.0
+        };
         let left = rows_planned.saturating_sub(rows_done);
         let eta = (rate > 0.0).then(|| Duration::from_secs_f64(left as f64 / rate));
         Progress {

@@ -55,7 +55,9 @@ impl RateThrottle {
 
     /// Changes the rate; applies from the next chunk on (and to a wait in progress).
     pub fn set_rate(&self, rows_per_s: Option<u64>) {
-        self.inner.rate.store(rows_per_s.unwrap_or(0), Ordering::Relaxed);
+        self.inner
+            .rate
+            .store(rows_per_s.unwrap_or(0), Ordering::Relaxed);
     }
 
     pub fn rate(&self) -> Option<u64> {

@@ -210,7 +210,9 @@ impl Value {
                 let s = s.trim();
                 match DateTime::parse_from_rfc3339(s) {
                     Ok(t) => Value::TimestampTz(t.with_timezone(&Utc)),
-                    Err(_) => Value::TimestampTz(parse_naive(s).ok_or_else(|| fail(&self))?.and_utc()),
+                    Err(_) => {
+                        Value::TimestampTz(parse_naive(s).ok_or_else(|| fail(&self))?.and_utc())
+                    }
                 }
             }
             (ColumnType::Date, Value::Timestamp(t)) => Value::Date(t.date()),
@@ -346,14 +348,18 @@ fn format_float(f: f64) -> String {
 
 fn parse_naive(s: &str) -> Option<NaiveDateTime> {
     let s = s.trim();
-    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .or_else(|| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-        })
+    [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    })
 }
 
 fn copy_escape(bytes: &[u8], out: &mut Vec<u8>) {
@@ -394,8 +400,14 @@ mod tests {
 
     #[test]
     fn casts_text_to_the_usual_types() {
-        assert_eq!(Value::Text(" 42 ".into()).cast(ColumnType::Int), Ok(Value::Int(42)));
-        assert_eq!(Value::Text("yes".into()).cast(ColumnType::Bool), Ok(Value::Bool(true)));
+        assert_eq!(
+            Value::Text(" 42 ".into()).cast(ColumnType::Int),
+            Ok(Value::Int(42))
+        );
+        assert_eq!(
+            Value::Text("yes".into()).cast(ColumnType::Bool),
+            Ok(Value::Bool(true))
+        );
         assert_eq!(Value::Int(0).cast(ColumnType::Bool), Ok(Value::Bool(false)));
         assert_eq!(
             Value::Text("2024-02-03 04:05:06".into()).cast(ColumnType::Timestamp),
@@ -410,7 +422,9 @@ mod tests {
 
     #[test]
     fn a_value_that_cannot_be_cast_says_what_and_to_what() {
-        let err = Value::Text("maybe".into()).cast(ColumnType::Int).unwrap_err();
+        let err = Value::Text("maybe".into())
+            .cast(ColumnType::Int)
+            .unwrap_err();
         assert_eq!(err, "cannot cast text 'maybe' to int");
     }
 
@@ -429,7 +443,11 @@ mod tests {
 
     #[test]
     fn values_round_trip_through_json_for_checkpoints() {
-        let key = vec![Value::Int(7), Value::Text("x".into()), Value::Uuid(Uuid::nil())];
+        let key = vec![
+            Value::Int(7),
+            Value::Text("x".into()),
+            Value::Uuid(Uuid::nil()),
+        ];
         let json = serde_json::to_string(&key).expect("serialize");
         let back: Vec<Value> = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, key);

@@ -21,7 +21,12 @@ impl BatchWriter {
     /// Writes `output` stamped with `version`, then `after` (the checkpoint),
     /// atomically. On error nothing of it is committed; the message carries
     /// the database's own detail (PostgreSQL says which COPY line and column).
-    pub(crate) async fn write(&mut self, output: &Output, version: i64, after: &[Statement]) -> std::result::Result<(), String> {
+    pub(crate) async fn write(
+        &mut self,
+        output: &Output,
+        version: i64,
+        after: &[Statement],
+    ) -> std::result::Result<(), String> {
         self.conn
             .write_chunk(&output.tables, version, after)
             .await
@@ -45,4 +50,3 @@ pub(crate) fn describe(e: sqlx::Error) -> String {
     }
     e.to_string()
 }
-

@@ -135,7 +135,10 @@ impl Connector {
     pub async fn connect(url: &str, role: &'static str) -> Result<Connector> {
         let dialect = Dialect::of_url(url).ok_or_else(|| EngineError::Spec {
             at: format!("{role} url"),
-            message: format!("`{}` is not a postgres://, mysql:// or sqlite:// URL", redact(url)),
+            message: format!(
+                "`{}` is not a postgres://, mysql:// or sqlite:// URL",
+                redact(url)
+            ),
         })?;
         let unreachable = |source| EngineError::Unreachable {
             role: role.to_string(),
@@ -210,19 +213,24 @@ impl Connector {
             .fetch_one(p)
             .await
             .map_err(EngineError::db(ctx())),
-            Pool::My(p) => {
-                sqlx::query_scalar::<_, i64>("SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)")
-                    .fetch_one(p)
-                    .await
-                    .map_err(EngineError::db(ctx()))
-            }
+            Pool::My(p) => sqlx::query_scalar::<_, i64>(
+                "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)",
+            )
+            .fetch_one(p)
+            .await
+            .map_err(EngineError::db(ctx())),
             Pool::Lite(_) => Ok(process_clock_micros()),
         }
     }
 
     /// The columns a SELECT returns, with their types where the engine maps them.
     pub async fn describe(&self, sql: &str) -> Result<Vec<SourceColumn>> {
-        let ctx = format!("describe `{}` on {} database {}", one_line(sql), self.role, self.url);
+        let ctx = format!(
+            "describe `{}` on {} database {}",
+            one_line(sql),
+            self.role,
+            self.url
+        );
         match &self.pool {
             Pool::Pg(p) => postgres::describe(p, sql).await,
             Pool::My(p) => mysql::describe(p, sql).await,
@@ -233,7 +241,10 @@ impl Connector {
 
     /// The columns of a table, `None` if it does not exist.
     pub async fn table_columns(&self, table: &str) -> Result<Option<Vec<SourceColumn>>> {
-        let ctx = format!("read the columns of {table} on {} database {}", self.role, self.url);
+        let ctx = format!(
+            "read the columns of {table} on {} database {}",
+            self.role, self.url
+        );
         match &self.pool {
             Pool::Pg(p) => postgres::table_columns(p, table).await,
             Pool::My(p) => mysql::table_columns(p, table).await,
@@ -244,7 +255,12 @@ impl Connector {
 
     /// Runs a query and returns its column names and rows. `context` says
     /// what the query was for, in errors.
-    pub async fn fetch(&self, sql: &str, params: &[Value], context: &str) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
+    pub async fn fetch(
+        &self,
+        sql: &str,
+        params: &[Value],
+        context: &str,
+    ) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
         let ctx = || format!("{context} on {} database {}", self.role, self.url);
         match &self.pool {
             Pool::Pg(p) => postgres::fetch(p, sql, params).await,
@@ -252,7 +268,10 @@ impl Connector {
             Pool::Lite(p) => sqlite::fetch(p, sql, params).await,
         }
         .map_err(|e| match e {
-            FetchError::Db(source) => EngineError::Database { context: ctx(), source },
+            FetchError::Db(source) => EngineError::Database {
+                context: ctx(),
+                source,
+            },
             FetchError::Decode { column, message } => EngineError::Database {
                 context: ctx(),
                 source: sqlx::Error::Decode(format!("column {column}: {message}").into()),
@@ -264,9 +283,18 @@ impl Connector {
     pub async fn execute(&self, sql: &str, params: &[Value], context: &str) -> Result<u64> {
         let ctx = format!("{context} on {} database {}", self.role, self.url);
         match &self.pool {
-            Pool::Pg(p) => postgres::bind_all(sqlx::query(sql), params).execute(p).await.map(|r| r.rows_affected()),
-            Pool::My(p) => mysql::bind_all(sqlx::query(sql), params).execute(p).await.map(|r| r.rows_affected()),
-            Pool::Lite(p) => sqlite::bind_all(sqlx::query(sql), params).execute(p).await.map(|r| r.rows_affected()),
+            Pool::Pg(p) => postgres::bind_all(sqlx::query(sql), params)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()),
+            Pool::My(p) => mysql::bind_all(sqlx::query(sql), params)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()),
+            Pool::Lite(p) => sqlite::bind_all(sqlx::query(sql), params)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()),
         }
         .map_err(EngineError::db(ctx))
     }
@@ -304,7 +332,12 @@ impl Connector {
 impl Conn {
     /// Writes a chunk's rows to their tables, version-guarded, then runs
     /// `after` (the checkpoint), all in one transaction.
-    pub(crate) async fn write_chunk(&mut self, tables: &[TableRows], version: i64, after: &[Statement]) -> Result<(), sqlx::Error> {
+    pub(crate) async fn write_chunk(
+        &mut self,
+        tables: &[TableRows],
+        version: i64,
+        after: &[Statement],
+    ) -> Result<(), sqlx::Error> {
         match self {
             Conn::Pg(c, staging) => postgres::write_chunk(c, staging, tables, version, after).await,
             Conn::My(c) => mysql::write_chunk(c, tables, version, after).await,
@@ -344,7 +377,10 @@ pub(crate) fn process_clock_micros() -> i64 {
 fn one_line(sql: &str) -> String {
     let s: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     if s.len() > 120 {
-        format!("{}...", &s[..s.char_indices().nth(117).map_or(s.len(), |(i, _)| i)])
+        format!(
+            "{}...",
+            &s[..s.char_indices().nth(117).map_or(s.len(), |(i, _)| i)]
+        )
     } else {
         s
     }
@@ -367,8 +403,14 @@ mod tests {
 
     #[test]
     fn redacts_passwords_only() {
-        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redact("mysql://root@127.0.0.1/x"), "mysql://root@127.0.0.1/x");
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact("mysql://root@127.0.0.1/x"),
+            "mysql://root@127.0.0.1/x"
+        );
         assert_eq!(redact("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
     }
 

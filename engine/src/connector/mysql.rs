@@ -59,7 +59,10 @@ pub(super) async fn describe(p: &MySqlPool, sql: &str) -> Result<Vec<SourceColum
         .collect())
 }
 
-pub(super) async fn table_columns(p: &MySqlPool, table: &str) -> Result<Option<Vec<SourceColumn>>, sqlx::Error> {
+pub(super) async fn table_columns(
+    p: &MySqlPool,
+    table: &str,
+) -> Result<Option<Vec<SourceColumn>>, sqlx::Error> {
     let (schema, name) = match table.split_once('.') {
         Some((s, n)) => (Some(s.to_string()), n.to_string()),
         None => (None, table.to_string()),
@@ -74,17 +77,25 @@ pub(super) async fn table_columns(p: &MySqlPool, table: &str) -> Result<Option<V
     if n == 0 {
         return Ok(None);
     }
-    describe(p, &format!("SELECT * FROM {}", D.quote(table))).await.map(Some)
+    describe(p, &format!("SELECT * FROM {}", D.quote(table)))
+        .await
+        .map(Some)
 }
 
-pub(super) fn bind_all<'q>(mut q: Query<'q, MySql, MySqlArguments>, params: &[Value]) -> Query<'q, MySql, MySqlArguments> {
+pub(super) fn bind_all<'q>(
+    mut q: Query<'q, MySql, MySqlArguments>,
+    params: &[Value],
+) -> Query<'q, MySql, MySqlArguments> {
     for v in params {
         q = bind_one(q, v);
     }
     q
 }
 
-fn bind_one<'q>(q: Query<'q, MySql, MySqlArguments>, v: &Value) -> Query<'q, MySql, MySqlArguments> {
+fn bind_one<'q>(
+    q: Query<'q, MySql, MySqlArguments>,
+    v: &Value,
+) -> Query<'q, MySql, MySqlArguments> {
     match v {
         Value::Null => q.bind(None::<String>),
         Value::Bool(b) => q.bind(*b),
@@ -122,11 +133,14 @@ fn decoder(name: &str) -> Dec {
     match name {
         "BOOLEAN" => Dec::Bool,
         "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" => Dec::I64,
-        "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED" | "BIGINT UNSIGNED" => Dec::U64,
+        "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED"
+        | "BIGINT UNSIGNED" => Dec::U64,
         "FLOAT" => Dec::F32,
         "DOUBLE" => Dec::F64,
         "DECIMAL" => Dec::Decimal,
-        "CHAR" | "VARCHAR" | "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM" | "SET" => Dec::Text,
+        "CHAR" | "VARCHAR" | "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM" | "SET" => {
+            Dec::Text
+        }
         "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => Dec::Bytes,
         "JSON" => Dec::Json,
         "DATETIME" => Dec::Ts,
@@ -145,11 +159,13 @@ fn decode(row: &MySqlRow, i: usize, dec: Dec) -> Result<Value, sqlx::Error> {
         Dec::I64 => opt(row.try_get::<Option<i64>, _>(i)?, Value::Int),
         Dec::U64 => match row.try_get::<Option<u64>, _>(i)? {
             None => Value::Null,
-            Some(v) => Value::Int(
-                i64::try_from(v).map_err(|_| sqlx::Error::Decode(format!("{v} does not fit a signed 64-bit integer").into()))?,
-            ),
+            Some(v) => Value::Int(i64::try_from(v).map_err(|_| {
+                sqlx::Error::Decode(format!("{v} does not fit a signed 64-bit integer").into())
+            })?),
         },
-        Dec::F32 => opt(row.try_get::<Option<f32>, _>(i)?, |v| Value::Float(v.into())),
+        Dec::F32 => opt(row.try_get::<Option<f32>, _>(i)?, |v| {
+            Value::Float(v.into())
+        }),
         Dec::F64 => opt(row.try_get::<Option<f64>, _>(i)?, Value::Float),
         Dec::Decimal => opt(row.try_get::<Option<Decimal>, _>(i)?, Value::Decimal),
         Dec::Text => opt(row.try_get::<Option<String>, _>(i)?, Value::Text),
@@ -158,20 +174,38 @@ fn decode(row: &MySqlRow, i: usize, dec: Dec) -> Result<Value, sqlx::Error> {
             row.try_get::<Option<sqlx::types::Json<serde_json::Value>>, _>(i)?,
             |j| Value::Json(j.0),
         ),
-        Dec::Ts => opt(row.try_get::<Option<NaiveDateTime>, _>(i)?, Value::Timestamp),
-        Dec::TsTz => opt(row.try_get::<Option<DateTime<Utc>>, _>(i)?, Value::TimestampTz),
+        Dec::Ts => opt(
+            row.try_get::<Option<NaiveDateTime>, _>(i)?,
+            Value::Timestamp,
+        ),
+        Dec::TsTz => opt(
+            row.try_get::<Option<DateTime<Utc>>, _>(i)?,
+            Value::TimestampTz,
+        ),
         Dec::Date => opt(row.try_get::<Option<NaiveDate>, _>(i)?, Value::Date),
         Dec::Unsupported => Value::Null,
     })
 }
 
-pub(super) async fn fetch(p: &MySqlPool, sql: &str, params: &[Value]) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
+pub(super) async fn fetch(
+    p: &MySqlPool,
+    sql: &str,
+    params: &[Value],
+) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
     let rows = bind_all(sqlx::query(sql), params).fetch_all(p).await?;
     let Some(first) = rows.first() else {
         return Ok((Vec::new(), Vec::new()));
     };
-    let names: Vec<String> = first.columns().iter().map(|c| c.name().to_string()).collect();
-    let decs: Vec<Dec> = first.columns().iter().map(|c| decoder(c.type_info().name())).collect();
+    let names: Vec<String> = first
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    let decs: Vec<Dec> = first
+        .columns()
+        .iter()
+        .map(|c| decoder(c.type_info().name()))
+        .collect();
     for (i, d) in decs.iter().enumerate() {
         if matches!(d, Dec::Unsupported) {
             return Err(FetchError::Decode {
@@ -244,7 +278,9 @@ pub(super) async fn write_chunk(
         }
     }
     for st in after {
-        let r = bind_all(sqlx::query(&st.sql), &st.params).execute(&mut *tx).await?;
+        let r = bind_all(sqlx::query(&st.sql), &st.params)
+            .execute(&mut *tx)
+            .await?;
         check_affected(st, r.rows_affected())?;
     }
     tx.commit().await

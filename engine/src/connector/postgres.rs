@@ -60,7 +60,10 @@ pub(super) async fn describe(p: &PgPool, sql: &str) -> Result<Vec<SourceColumn>,
         .collect())
 }
 
-pub(super) async fn table_columns(p: &PgPool, table: &str) -> Result<Option<Vec<SourceColumn>>, sqlx::Error> {
+pub(super) async fn table_columns(
+    p: &PgPool,
+    table: &str,
+) -> Result<Option<Vec<SourceColumn>>, sqlx::Error> {
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(D.quote(table))
         .fetch_one(p)
@@ -68,10 +71,15 @@ pub(super) async fn table_columns(p: &PgPool, table: &str) -> Result<Option<Vec<
     if !exists {
         return Ok(None);
     }
-    describe(p, &format!("SELECT * FROM {}", D.quote(table))).await.map(Some)
+    describe(p, &format!("SELECT * FROM {}", D.quote(table)))
+        .await
+        .map(Some)
 }
 
-pub(super) fn bind_all<'q>(mut q: Query<'q, Postgres, PgArguments>, params: &[Value]) -> Query<'q, Postgres, PgArguments> {
+pub(super) fn bind_all<'q>(
+    mut q: Query<'q, Postgres, PgArguments>,
+    params: &[Value],
+) -> Query<'q, Postgres, PgArguments> {
     for v in params {
         q = match v.clone() {
             Value::Null => q.bind(None::<String>),
@@ -139,7 +147,9 @@ fn decode(row: &PgRow, i: usize, dec: Dec) -> Result<Value, sqlx::Error> {
         Dec::I16 => opt(row.try_get::<Option<i16>, _>(i)?, |v| Value::Int(v.into())),
         Dec::I32 => opt(row.try_get::<Option<i32>, _>(i)?, |v| Value::Int(v.into())),
         Dec::I64 => opt(row.try_get::<Option<i64>, _>(i)?, Value::Int),
-        Dec::F32 => opt(row.try_get::<Option<f32>, _>(i)?, |v| Value::Float(v.into())),
+        Dec::F32 => opt(row.try_get::<Option<f32>, _>(i)?, |v| {
+            Value::Float(v.into())
+        }),
         Dec::F64 => opt(row.try_get::<Option<f64>, _>(i)?, Value::Float),
         Dec::Decimal => opt(row.try_get::<Option<Decimal>, _>(i)?, Value::Decimal),
         Dec::Text => opt(row.try_get::<Option<String>, _>(i)?, Value::Text),
@@ -149,20 +159,38 @@ fn decode(row: &PgRow, i: usize, dec: Dec) -> Result<Value, sqlx::Error> {
             row.try_get::<Option<sqlx::types::Json<serde_json::Value>>, _>(i)?,
             |j| Value::Json(j.0),
         ),
-        Dec::Ts => opt(row.try_get::<Option<NaiveDateTime>, _>(i)?, Value::Timestamp),
-        Dec::TsTz => opt(row.try_get::<Option<DateTime<Utc>>, _>(i)?, Value::TimestampTz),
+        Dec::Ts => opt(
+            row.try_get::<Option<NaiveDateTime>, _>(i)?,
+            Value::Timestamp,
+        ),
+        Dec::TsTz => opt(
+            row.try_get::<Option<DateTime<Utc>>, _>(i)?,
+            Value::TimestampTz,
+        ),
         Dec::Date => opt(row.try_get::<Option<NaiveDate>, _>(i)?, Value::Date),
         Dec::Unsupported => Value::Null,
     })
 }
 
-pub(super) async fn fetch(p: &PgPool, sql: &str, params: &[Value]) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
+pub(super) async fn fetch(
+    p: &PgPool,
+    sql: &str,
+    params: &[Value],
+) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
     let rows = bind_all(sqlx::query(sql), params).fetch_all(p).await?;
     let Some(first) = rows.first() else {
         return Ok((Vec::new(), Vec::new()));
     };
-    let names: Vec<String> = first.columns().iter().map(|c| c.name().to_string()).collect();
-    let decs: Vec<Dec> = first.columns().iter().map(|c| decoder(c.type_info().name())).collect();
+    let names: Vec<String> = first
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    let decs: Vec<Dec> = first
+        .columns()
+        .iter()
+        .map(|c| decoder(c.type_info().name()))
+        .collect();
     for (i, d) in decs.iter().enumerate() {
         if matches!(d, Dec::Unsupported) {
             return Err(FetchError::Decode {
@@ -236,12 +264,19 @@ pub(super) async fn write_chunk(
             Value::Int(version).write_copy_text(&mut buf);
             buf.push(b'\n');
         }
-        let mut copy = tx.copy_in_raw(&format!("COPY {stage} ({cols}) FROM STDIN")).await?;
+        let mut copy = tx
+            .copy_in_raw(&format!("COPY {stage} ({cols}) FROM STDIN"))
+            .await?;
         copy.send(buf.as_slice()).await?;
         copy.finish().await?;
 
         let target = D.quote(&t.shape.name);
-        let key: Vec<String> = t.shape.key.iter().map(|&i| D.quote(&t.shape.columns[i])).collect();
+        let key: Vec<String> = t
+            .shape
+            .key
+            .iter()
+            .map(|&i| D.quote(&t.shape.columns[i]))
+            .collect();
         let mut sets: Vec<String> = t
             .shape
             .columns
@@ -263,7 +298,9 @@ pub(super) async fn write_chunk(
         tx.execute(upsert.as_str()).await?;
     }
     for st in after {
-        let r = bind_all(sqlx::query(&st.sql), &st.params).execute(&mut *tx).await?;
+        let r = bind_all(sqlx::query(&st.sql), &st.params)
+            .execute(&mut *tx)
+            .await?;
         check_affected(st, r.rows_affected())?;
     }
     tx.commit().await

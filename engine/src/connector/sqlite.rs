@@ -59,7 +59,10 @@ pub(super) async fn describe(p: &SqlitePool, sql: &str) -> Result<Vec<SourceColu
         .collect())
 }
 
-pub(super) async fn table_columns(p: &SqlitePool, table: &str) -> Result<Option<Vec<SourceColumn>>, sqlx::Error> {
+pub(super) async fn table_columns(
+    p: &SqlitePool,
+    table: &str,
+) -> Result<Option<Vec<SourceColumn>>, sqlx::Error> {
     let rows = sqlx::query(&format!("PRAGMA table_info({})", D.quote(table)))
         .fetch_all(p)
         .await?;
@@ -77,14 +80,20 @@ pub(super) async fn table_columns(p: &SqlitePool, table: &str) -> Result<Option<
         .map(Some)
 }
 
-pub(super) fn bind_all<'q>(mut q: Query<'q, Sqlite, SqliteArguments<'q>>, params: &[Value]) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+pub(super) fn bind_all<'q>(
+    mut q: Query<'q, Sqlite, SqliteArguments<'q>>,
+    params: &[Value],
+) -> Query<'q, Sqlite, SqliteArguments<'q>> {
     for v in params {
         q = bind_one(q, v);
     }
     q
 }
 
-fn bind_one<'q>(q: Query<'q, Sqlite, SqliteArguments<'q>>, v: &Value) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+fn bind_one<'q>(
+    q: Query<'q, Sqlite, SqliteArguments<'q>>,
+    v: &Value,
+) -> Query<'q, Sqlite, SqliteArguments<'q>> {
     match v {
         Value::Null => q.bind(None::<String>),
         Value::Bool(b) => q.bind(*b),
@@ -110,12 +119,20 @@ fn decode(row: &SqliteRow, i: usize) -> Result<Value, sqlx::Error> {
     })
 }
 
-pub(super) async fn fetch(p: &SqlitePool, sql: &str, params: &[Value]) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
+pub(super) async fn fetch(
+    p: &SqlitePool,
+    sql: &str,
+    params: &[Value],
+) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
     let rows = bind_all(sqlx::query(sql), params).fetch_all(p).await?;
     let Some(first) = rows.first() else {
         return Ok((Vec::new(), Vec::new()));
     };
-    let names: Vec<String> = first.columns().iter().map(|c| c.name().to_string()).collect();
+    let names: Vec<String> = first
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         let mut values = Vec::with_capacity(names.len());
@@ -141,7 +158,12 @@ pub(super) async fn write_chunk(
         let width = t.shape.columns.len() + 1;
         let target = D.quote(&t.shape.name);
         let cols = insert_columns(D, &t.shape.columns);
-        let key: Vec<String> = t.shape.key.iter().map(|&i| D.quote(&t.shape.columns[i])).collect();
+        let key: Vec<String> = t
+            .shape
+            .key
+            .iter()
+            .map(|&i| D.quote(&t.shape.columns[i]))
+            .collect();
         let mut sets: Vec<String> = t
             .shape
             .columns
@@ -172,7 +194,9 @@ pub(super) async fn write_chunk(
         }
     }
     for st in after {
-        let r = bind_all(sqlx::query(&st.sql), &st.params).execute(&mut *tx).await?;
+        let r = bind_all(sqlx::query(&st.sql), &st.params)
+            .execute(&mut *tx)
+            .await?;
         check_affected(st, r.rows_affected())?;
     }
     tx.commit().await

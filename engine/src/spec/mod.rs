@@ -135,7 +135,10 @@ pub enum Transform {
     /// A JSON object: field name → source column.
     Json(Vec<(String, String)>),
     /// A deterministic UUIDv5 of source fields; see [`crate::transform::uuid5`].
-    Uuid5 { namespace: Uuid, from: Vec<String> },
+    Uuid5 {
+        namespace: Uuid,
+        from: Vec<String>,
+    },
     /// Filled by a plug-in transformer (NULL until one sets it).
     Slot,
 }
@@ -169,20 +172,28 @@ impl Spec {
             at: path.display().to_string(),
             message: format!("cannot read the spec: {e}"),
         })?;
-        let file = path
-            .file_name()
-            .map_or_else(|| path.display().to_string(), |f| f.to_string_lossy().into_owned());
+        let file = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        );
         Spec::parse(&text, &file)
     }
 
     pub fn table(&self, name: &str) -> Result<&TableSpec> {
-        self.tables.iter().find(|t| t.name == name).ok_or_else(|| EngineError::Spec {
-            at: self.file.clone(),
-            message: format!(
-                "no table `{name}` (tables: {})",
-                self.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        })
+        self.tables
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| EngineError::Spec {
+                at: self.file.clone(),
+                message: format!(
+                    "no table `{name}` (tables: {})",
+                    self.tables
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
     }
 
     /// Tables that have a source (the ones that are bulk loaded).

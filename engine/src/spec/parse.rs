@@ -3,15 +3,15 @@
 
 use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, MapAccess, Visitor};
-use toml::Spanned;
 use super::{
     ColumnSpec, DEFAULT_BUCKETS, DEFAULT_CHUNK_ROWS, DedupeSpec, Endpoint, Keep, Relation,
     SourceSpec, Spec, TableSpec, Track, TrackMap, Transform,
 };
 use crate::error::{EngineError, Result};
 use crate::value::{ColumnType, Value};
+use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+use toml::Spanned;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,7 +79,10 @@ impl<'de> Deserialize<'de> for RawColumns {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a table of target columns")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<RawColumns, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<RawColumns, A::Error> {
                 let mut out = Vec::new();
                 while let Some(name) = map.next_key::<String>()? {
                     out.push((name, map.next_value()?));
@@ -119,13 +122,19 @@ impl<'de> Deserialize<'de> for RawColumn {
         impl<'de> Visitor<'de> for V {
             type Value = RawColumn;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a source column name or a table such as { from = \"col\", cast = \"int\" }")
+                f.write_str(
+                    "a source column name or a table such as { from = \"col\", cast = \"int\" }",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<RawColumn, E> {
                 Ok(RawColumn::From(v.to_string()))
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<RawColumn, A::Error> {
-                RawColumnFull::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawColumn::Full)
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<RawColumn, A::Error> {
+                RawColumnFull::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawColumn::Full)
             }
         }
         d.deserialize_any(V)
@@ -140,7 +149,11 @@ struct Lines<'a> {
 impl Lines<'_> {
     fn of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
 }
 
@@ -167,7 +180,11 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Spec> {
             .ok()
             .filter(|n| (1..=1_000_000).contains(n))
             .ok_or_else(|| {
-                err(lines.of(v.span().start), "chunk_rows".into(), "must be between 1 and 1000000".into())
+                err(
+                    lines.of(v.span().start),
+                    "chunk_rows".into(),
+                    "must be between 1 and 1000000".into(),
+                )
             })?,
     };
 
@@ -182,7 +199,11 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Spec> {
                 .ok()
                 .filter(|n| (1..=10_000).contains(n))
                 .ok_or_else(|| {
-                    err(lines.of(v.span().start), format!("{field}.buckets"), "must be between 1 and 10000".into())
+                    err(
+                        lines.of(v.span().start),
+                        format!("{field}.buckets"),
+                        "must be between 1 and 10000".into(),
+                    )
                 })?,
         };
 
@@ -238,7 +259,10 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Spec> {
                             ));
                         }
                     };
-                    tracks.push(Track { table: tr.table, map });
+                    tracks.push(Track {
+                        table: tr.table,
+                        map,
+                    });
                 }
                 if tracks.is_empty()
                     && let Relation::Table(name) = &relation
@@ -296,14 +320,21 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Spec> {
 
     Ok(Spec {
         file: file.to_string(),
-        source: Endpoint { url: raw.source.url },
-        target: Endpoint { url: raw.target.url },
+        source: Endpoint {
+            url: raw.source.url,
+        },
+        target: Endpoint {
+            url: raw.target.url,
+        },
         chunk_rows,
         tables,
     })
 }
 
-fn default_source_key(key: &Spanned<Vec<String>>, columns: &[ColumnSpec]) -> std::result::Result<Vec<String>, String> {
+fn default_source_key(
+    key: &Spanned<Vec<String>>,
+    columns: &[ColumnSpec],
+) -> std::result::Result<Vec<String>, String> {
     key.get_ref()
         .iter()
         .map(|k| match columns.iter().find(|c| &c.name == k).map(|c| &c.transform) {
@@ -345,7 +376,11 @@ fn column(name: String, raw: RawColumn, line: usize) -> std::result::Result<Colu
     if full.namespace.is_some() && full.uuid5.is_none() {
         return Err("`namespace` belongs with `uuid5`".into());
     }
-    let cast = full.cast.as_deref().map(str::parse::<ColumnType>).transpose()?;
+    let cast = full
+        .cast
+        .as_deref()
+        .map(str::parse::<ColumnType>)
+        .transpose()?;
     let transform = if let Some(from) = full.from {
         Transform::Copy(from)
     } else if let Some(c) = full.constant {
@@ -386,7 +421,8 @@ fn constant(v: toml::Value) -> Value {
 
 /// `json = ["a", "b"]` (field names = column names) or `json = { field = "column" }`.
 fn json_fields(v: toml::Value) -> std::result::Result<Vec<(String, String)>, String> {
-    let bad = || "`json` is a list of source columns or a table of field = \"source column\"".to_string();
+    let bad =
+        || "`json` is a list of source columns or a table of field = \"source column\"".to_string();
     match v {
         toml::Value::Array(items) => items
             .into_iter()
@@ -442,7 +478,10 @@ uid = { uuid5 = ["member_id"], namespace = "members" }
         let src = t.source.as_ref().expect("source");
         assert_eq!(src.key, ["member_id"]);
         assert_eq!(src.bucket, "member_id");
-        assert_eq!(t.columns[2].transform, Transform::Constant(Value::Text("member".into())));
+        assert_eq!(
+            t.columns[2].transform,
+            Transform::Constant(Value::Text("member".into()))
+        );
         Ok(())
     }
 

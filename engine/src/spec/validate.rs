@@ -17,7 +17,11 @@ pub(super) fn validate(spec: &Spec) -> Result<()> {
     let mut names = HashSet::new();
     for t in &spec.tables {
         if !names.insert(t.name.as_str()) {
-            return Err(spec.error_at(t.line, &t.field(), "a table of this name is already declared"));
+            return Err(spec.error_at(
+                t.line,
+                &t.field(),
+                "a table of this name is already declared",
+            ));
         }
         validate_table(spec, t)?;
     }
@@ -26,7 +30,10 @@ pub(super) fn validate(spec: &Spec) -> Result<()> {
             return Err(spec.error_at(
                 1,
                 "source/target.url",
-                format!("`{}` is not a postgres://, mysql:// or sqlite:// URL", crate::connector::redact(url)),
+                format!(
+                    "`{}` is not a postgres://, mysql:// or sqlite:// URL",
+                    crate::connector::redact(url)
+                ),
             ));
         }
     }
@@ -35,9 +42,14 @@ pub(super) fn validate(spec: &Spec) -> Result<()> {
 
 fn validate_table(spec: &Spec, t: &TableSpec) -> Result<()> {
     let field = t.field();
-    check_identifier(&t.name, true).map_err(|m| spec.error_at(t.line, &format!("{field}.name"), m))?;
+    check_identifier(&t.name, true)
+        .map_err(|m| spec.error_at(t.line, &format!("{field}.name"), m))?;
     if t.columns.is_empty() {
-        return Err(spec.error_at(t.line, &format!("{field}.columns"), "the table has no columns"));
+        return Err(spec.error_at(
+            t.line,
+            &format!("{field}.columns"),
+            "the table has no columns",
+        ));
     }
     let mut seen = HashSet::new();
     for c in &t.columns {
@@ -47,7 +59,11 @@ fn validate_table(spec: &Spec, t: &TableSpec) -> Result<()> {
             return Err(spec.error_at(c.line, &cf, "declared twice"));
         }
         if c.name.starts_with(RESERVED_PREFIX) {
-            return Err(spec.error_at(c.line, &cf, "names starting with `_tern_` are the engine's own"));
+            return Err(spec.error_at(
+                c.line,
+                &cf,
+                "names starting with `_tern_` are the engine's own",
+            ));
         }
         match &c.transform {
             Transform::Slot if t.source.is_some() && t.transformers.is_empty() => {
@@ -57,7 +73,9 @@ fn validate_table(spec: &Spec, t: &TableSpec) -> Result<()> {
                     "the column gets no value: give `from`, `constant`, `json` or `uuid5` (or list a transformer that fills it)",
                 ));
             }
-            Transform::Copy(_) | Transform::Json(_) | Transform::Uuid5 { .. } if t.source.is_none() => {
+            Transform::Copy(_) | Transform::Json(_) | Transform::Uuid5 { .. }
+                if t.source.is_none() =>
+            {
                 return Err(spec.error_at(
                     c.line,
                     &cf,
@@ -96,10 +114,15 @@ fn validate_table(spec: &Spec, t: &TableSpec) -> Result<()> {
     if let Some(s) = &t.source {
         let sf = format!("{field}.source");
         if let super::Relation::Table(name) = &s.relation {
-            check_identifier(name, true).map_err(|m| spec.error_at(s.line, &format!("{sf}.table"), m))?;
+            check_identifier(name, true)
+                .map_err(|m| spec.error_at(s.line, &format!("{sf}.table"), m))?;
         }
         if s.key.is_empty() {
-            return Err(spec.error_at(s.line, &format!("{sf}.key"), "the source key names no column"));
+            return Err(spec.error_at(
+                s.line,
+                &format!("{sf}.key"),
+                "the source key names no column",
+            ));
         }
         for k in s.key.iter().chain(std::iter::once(&s.bucket)) {
             check_identifier(k, false).map_err(|m| spec.error_at(s.line, &sf, m))?;
@@ -111,7 +134,11 @@ fn validate_table(spec: &Spec, t: &TableSpec) -> Result<()> {
 /// Names are quoted in SQL, but only plain identifiers are accepted so that no
 /// name can break out of its quotes. `dotted` allows `schema.table`.
 pub(crate) fn check_identifier(name: &str, dotted: bool) -> std::result::Result<(), String> {
-    let parts: Vec<&str> = if dotted { name.split('.').collect() } else { vec![name] };
+    let parts: Vec<&str> = if dotted {
+        name.split('.').collect()
+    } else {
+        vec![name]
+    };
     let ok = parts.len() <= 2
         && parts.iter().all(|p| {
             let mut chars = p.chars();
@@ -121,7 +148,9 @@ pub(crate) fn check_identifier(name: &str, dotted: bool) -> std::result::Result<
     if ok {
         Ok(())
     } else {
-        Err(format!("`{name}` is not a plain identifier (letters, digits, _)"))
+        Err(format!(
+            "`{name}` is not a plain identifier (letters, digits, _)"
+        ))
     }
 }
 
@@ -155,14 +184,20 @@ table = "members"
         let text = spec("ident = \"member_id\"", "");
         let err = Spec::parse(&text, "s.toml").unwrap_err().to_string();
         assert!(err.contains("line 9, tables[people].key"), "{err}");
-        assert!(err.contains("`id` is not one of the table's columns"), "{err}");
+        assert!(
+            err.contains("`id` is not one of the table's columns"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_column_without_value_is_refused() {
         let text = spec("id = \"member_id\"\nnote = { cast = \"text\" }", "");
         let err = Spec::parse(&text, "s.toml").unwrap_err().to_string();
-        assert!(err.contains("line 16, tables[people].columns.note"), "{err}");
+        assert!(
+            err.contains("line 16, tables[people].columns.note"),
+            "{err}"
+        );
         assert!(err.contains("gets no value"), "{err}");
     }
 

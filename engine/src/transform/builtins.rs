@@ -30,7 +30,8 @@ pub fn uuid5(namespace: &Uuid, fields: &[&Value]) -> Uuid {
 /// (UUIDv5 of the text in the URL namespace), so `namespace = "conversations"`
 /// is stable too.
 pub fn uuid5_namespace(text: &str) -> Uuid {
-    Uuid::parse_str(text.trim()).unwrap_or_else(|_| Uuid::new_v5(&Uuid::NAMESPACE_URL, text.as_bytes()))
+    Uuid::parse_str(text.trim())
+        .unwrap_or_else(|_| Uuid::new_v5(&Uuid::NAMESPACE_URL, text.as_bytes()))
 }
 
 /// A compiled column: where the value comes from and what happens to it.
@@ -46,7 +47,10 @@ pub(crate) struct ColumnOp {
 #[derive(Debug, Clone)]
 enum Source {
     /// Source column index; `take` when no later step reads it again.
-    Copy { index: usize, take: bool },
+    Copy {
+        index: usize,
+        take: bool,
+    },
     Constant(Value),
     Json(Vec<(String, usize)>),
     Uuid5(Uuid, Vec<usize>),
@@ -74,9 +78,10 @@ impl ColumnOp {
                     .map(|(k, c)| Ok((k.clone(), idx(c)?)))
                     .collect::<Result<_, String>>()?,
             ),
-            Transform::Uuid5 { namespace, from } => {
-                Source::Uuid5(*namespace, from.iter().map(idx).collect::<Result<_, String>>()?)
-            }
+            Transform::Uuid5 { namespace, from } => Source::Uuid5(
+                *namespace,
+                from.iter().map(idx).collect::<Result<_, String>>()?,
+            ),
             Transform::Slot => Source::Null,
         };
         Ok(ColumnOp {
@@ -126,7 +131,9 @@ impl ColumnOp {
     /// Computes the value from a source record. `Err` says what failed.
     pub fn apply(&self, values: &mut [Value]) -> Result<Value, String> {
         let mut v = match &self.source {
-            Source::Copy { index, take: true } => std::mem::replace(&mut values[*index], Value::Null),
+            Source::Copy { index, take: true } => {
+                std::mem::replace(&mut values[*index], Value::Null)
+            }
             Source::Copy { index, take: false } => values[*index].clone(),
             Source::Constant(v) => v.clone(),
             Source::Json(fields) => {
@@ -203,7 +210,10 @@ mod tests {
         spec.trim = true;
         spec.lower = true;
         let op = ColumnOp::compile(&spec, &cols)?;
-        let mut row = vec![Value::Text(" 1 ".into()), Value::Text("  Ann@Example.COM ".into())];
+        let mut row = vec![
+            Value::Text(" 1 ".into()),
+            Value::Text("  Ann@Example.COM ".into()),
+        ];
         assert_eq!(op.apply(&mut row)?, Value::Text("ann@example.com".into()));
 
         let mut spec = col("flag", Transform::Copy("flag".into()));
@@ -232,7 +242,8 @@ mod tests {
 
     #[test]
     fn an_unknown_source_column_is_named() {
-        let err = ColumnOp::compile(&col("x", Transform::Copy("nope".into())), &["a".into()]).unwrap_err();
+        let err = ColumnOp::compile(&col("x", Transform::Copy("nope".into())), &["a".into()])
+            .unwrap_err();
         assert_eq!(err, "nope");
     }
 }

@@ -31,7 +31,10 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     /// The value of a source column, `None` if the source has no such column.
     pub fn get(&self, column: &str) -> Option<&'a Value> {
-        self.columns.iter().position(|c| c == column).map(|i| &self.values[i])
+        self.columns
+            .iter()
+            .position(|c| c == column)
+            .map(|i| &self.values[i])
     }
 }
 
@@ -93,7 +96,10 @@ impl<'a> Emitted<'a> {
             .iter()
             .find(|s| s.name == table)
             .ok_or_else(|| format!("the spec declares no target table `{table}`"))?;
-        Ok(TargetRow::new(shape.clone(), vec![Value::Null; shape.columns.len()]))
+        Ok(TargetRow::new(
+            shape.clone(),
+            vec![Value::Null; shape.columns.len()],
+        ))
     }
 
     pub fn push(&mut self, row: TargetRow) {

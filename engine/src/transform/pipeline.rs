@@ -39,7 +39,10 @@ impl TableShape {
         let pos = |name: &String| columns.iter().position(|c| c == name).unwrap_or(0);
         TableShape {
             key: table.key.iter().map(pos).collect(),
-            dedupe: table.dedupe.as_ref().map(|d| (d.key.iter().map(pos).collect(), d.keep)),
+            dedupe: table
+                .dedupe
+                .as_ref()
+                .map(|d| (d.key.iter().map(pos).collect(), d.keep)),
             name: table.name.clone(),
             columns,
             types,
@@ -111,7 +114,10 @@ impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
             .field("table", &self.table)
-            .field("chain", &self.chain.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field(
+                "chain",
+                &self.chain.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -130,7 +136,11 @@ impl Pipeline {
         let names: Vec<String> = source.iter().map(|c| c.name.clone()).collect();
         let mut ops = compile_ops(spec, table, &names)?;
         let Some(src) = &table.source else {
-            return Err(spec.error_at(table.line, &table.field(), "the table has no source to load"));
+            return Err(spec.error_at(
+                table.line,
+                &table.field(),
+                "the table has no source to load",
+            ));
         };
         let missing = |col: &String, what: &str| {
             spec.error_at(
@@ -145,7 +155,12 @@ impl Pipeline {
         let source_key = src
             .key
             .iter()
-            .map(|k| names.iter().position(|c| c == k).ok_or_else(|| missing(k, "key")))
+            .map(|k| {
+                names
+                    .iter()
+                    .position(|c| c == k)
+                    .ok_or_else(|| missing(k, "key"))
+            })
             .collect::<Result<Vec<_>>>()?;
         if !names.contains(&src.bucket) {
             return Err(missing(&src.bucket, "bucket"));
@@ -200,7 +215,11 @@ impl Pipeline {
 
     /// The types the mapping produces from the source types, for creating a
     /// target table that does not exist yet.
-    pub fn inferred_types(spec: &Spec, table: &TableSpec, source: &[SourceColumn]) -> Result<Vec<Option<ColumnType>>> {
+    pub fn inferred_types(
+        spec: &Spec,
+        table: &TableSpec,
+        source: &[SourceColumn],
+    ) -> Result<Vec<Option<ColumnType>>> {
         let names: Vec<String> = source.iter().map(|c| c.name.clone()).collect();
         let types: Vec<Option<ColumnType>> = source.iter().map(|c| c.ty).collect();
         Ok(compile_ops(spec, table, &names)?
@@ -256,7 +275,10 @@ impl Pipeline {
                 columns: &self.source_columns,
                 values: &row,
             };
-            let mut emitted = Emitted::new(&self.shapes, vec![TargetRow::new(main_shape.clone(), mapped)]);
+            let mut emitted = Emitted::new(
+                &self.shapes,
+                vec![TargetRow::new(main_shape.clone(), mapped)],
+            );
             for (name, t) in &self.chain {
                 t.transform(&record, &mut emitted)
                     .map_err(|e| self.row_error(&row, format!("transformer {name}: {e}")))?;
@@ -280,14 +302,20 @@ impl Pipeline {
                 Some((key, keep)) => dedupe::collapse(rows, key, *keep),
                 None => {
                     if let Some(dup) = dedupe::first_duplicate(&rows, &t.shape.key) {
-                        let key: Vec<Value> = t.shape.key_of(&rows[dup]).into_iter().cloned().collect();
+                        let key: Vec<Value> =
+                            t.shape.key_of(&rows[dup]).into_iter().cloned().collect();
                         return Err(EngineError::Row {
                             table: t.shape.name.clone(),
                             key: render_key(&key),
                             message: format!(
                                 "two source rows map to this target key ({}); the key is not unique \
                                  (declare [tables.dedupe] if the source repeats rows on purpose)",
-                                t.shape.key.iter().map(|&i| t.shape.columns[i].as_str()).collect::<Vec<_>>().join(", ")
+                                t.shape
+                                    .key
+                                    .iter()
+                                    .map(|&i| t.shape.columns[i].as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                         });
                     }

@@ -38,7 +38,11 @@ impl TransformerRegistry {
     }
 
     /// Registers (or replaces) a transformer under `name`.
-    pub fn register(&mut self, name: impl Into<String>, t: impl Transformer + 'static) -> &mut Self {
+    pub fn register(
+        &mut self,
+        name: impl Into<String>,
+        t: impl Transformer + 'static,
+    ) -> &mut Self {
         self.by_name.insert(name.into(), Arc::new(t));
         self
     }
@@ -56,6 +60,8 @@ impl TransformerRegistry {
 
 impl fmt::Debug for TransformerRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TransformerRegistry").field("names", &self.names()).finish()
+        f.debug_struct("TransformerRegistry")
+            .field("names", &self.names())
+            .finish()
     }
 }
