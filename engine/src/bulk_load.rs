@@ -99,6 +99,9 @@ pub struct BulkLoader {
     source: Connector,
     target: Connector,
     tables: Vec<LoadTable>,
+    /// False for a loader made by [`BulkLoader::inspect`], which touched
+    /// nothing in the target and cannot write.
+    writable: bool,
 }
 
 impl std::fmt::Debug for BulkLoader {
@@ -130,6 +133,25 @@ impl BulkLoader {
         source: Connector,
         target: Connector,
         registry: &TransformerRegistry,
+    ) -> Result<BulkLoader> {
+        BulkLoader::build(spec, source, target, registry, true).await
+    }
+
+    /// Connects and checks the spec against the source without creating or
+    /// changing anything in the target: for planning. The loader it gives can
+    /// plan and read, not load.
+    pub async fn inspect(spec: Spec, registry: &TransformerRegistry) -> Result<BulkLoader> {
+        let source = Connector::connect(&spec.source.url, "source").await?;
+        let target = Connector::connect(&spec.target.url, "target").await?;
+        BulkLoader::build(spec, source, target, registry, false).await
+    }
+
+    async fn build(
+        spec: Spec,
+        source: Connector,
+        target: Connector,
+        registry: &TransformerRegistry,
+        writable: bool,
     ) -> Result<BulkLoader> {
         // 1. Describe every source and compile against provisional shapes.
         let mut described: Vec<(usize, Arc<SourceQuery>)> = Vec::new();
@@ -165,12 +187,15 @@ impl BulkLoader {
         }
 
         // 2. Target tables: create missing ones, check existing ones.
-        let mut shapes = Vec::new();
-        for (t, ty) in spec.tables.iter().zip(&inferred) {
-            let types = ensure_target_table(&spec, &target, t, ty).await?;
-            shapes.push(Arc::new(TableShape::new(t, types)));
+        let mut shapes = provisional;
+        if writable {
+            shapes = Vec::new();
+            for (t, ty) in spec.tables.iter().zip(&inferred) {
+                let types = ensure_target_table(&spec, &target, t, ty).await?;
+                shapes.push(Arc::new(TableShape::new(t, types)));
+            }
+            checkpoint::ensure_table(&target).await?;
         }
-        checkpoint::ensure_table(&target).await?;
 
         // 3. Final pipelines, casting to the target's real column types.
         let mut tables = Vec::new();
@@ -194,7 +219,21 @@ impl BulkLoader {
             source,
             target,
             tables,
+            writable,
         })
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(EngineError::Spec {
+                at: self.spec.file.clone(),
+                message:
+                    "this loader was made for inspection and cannot write; use BulkLoader::connect"
+                        .into(),
+            })
+        }
     }
 
     pub fn spec(&self) -> &Spec {
@@ -265,6 +304,7 @@ impl BulkLoader {
     /// The stored plan, or a fresh one that is stored before anything is
     /// copied, so that a restarted load keeps its bucket ranges.
     pub async fn plan_or_resume(&self, table: &str, buckets: Option<usize>) -> Result<Plan> {
+        self.check_writable()?;
         if let Some(p) = self.stored_plan(table).await? {
             return Ok(p);
         }
@@ -285,6 +325,7 @@ impl BulkLoader {
 
     /// Copies one bucket, resuming after its checkpoint.
     pub async fn load_bucket(&self, bucket: &Bucket, opts: &LoadOptions) -> Result<BucketReport> {
+        self.check_writable()?;
         let started = Instant::now();
         let t = self.table(&bucket.table)?;
         let cp = checkpoint::begin(&self.target, bucket).await?;
@@ -385,6 +426,7 @@ impl BulkLoader {
     /// version-guarded, exactly as the bulk load would. The relay and the
     /// catch-up call this for the keys a change touched.
     pub async fn load_keys(&self, table: &str, keys: &[Vec<Value>]) -> Result<KeysReport> {
+        self.check_writable()?;
         let t = self.table(table)?;
         let mut report = KeysReport {
             rows_read: 0,

@@ -84,6 +84,9 @@ fn int(v: &Value) -> u64 {
 /// All checkpoints of a table, by bucket: its persisted plan and progress.
 pub async fn load_all(target: &Connector, table: &str) -> Result<Vec<Checkpoint>> {
     let d = target.dialect();
+    if target.table_columns(CHECKPOINT_TABLE).await?.is_none() {
+        return Ok(Vec::new());
+    }
     let sql = format!(
         "SELECT bucket, lo, hi, planned_rows, last_key, rows_written, done FROM {} WHERE table_name = {} ORDER BY bucket",
         d.quote(CHECKPOINT_TABLE),
