@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -150,6 +150,14 @@ impl Value {
         let fail = |v: &Value| format!("cannot cast {} {} to {to}", v.type_label(), v.preview());
         let out = match (to, &self) {
             (ColumnType::Text, Value::Json(serde_json::Value::String(s))) => Value::Text(s.clone()),
+            // MySQL reports text in binary collations (and MariaDB's JSON) as
+            // bytes; valid UTF-8 is taken as the text it is.
+            (ColumnType::Text, Value::Bytes(b)) if std::str::from_utf8(b).is_ok() => {
+                Value::Text(String::from_utf8_lossy(b).into_owned())
+            }
+            (ColumnType::Json, Value::Bytes(b)) => {
+                Value::Json(serde_json::from_slice(b).map_err(|_| fail(&self))?)
+            }
             (ColumnType::Text, v) => Value::Text(v.canonical_text()),
             (ColumnType::Bool, Value::Int(i)) => Value::Bool(*i != 0),
             (ColumnType::Bool, Value::Text(s)) => match s.trim().to_ascii_lowercase().as_str() {
@@ -277,11 +285,13 @@ impl Value {
             Value::Float(f) => out.extend_from_slice(format_float(*f).as_bytes()),
             Value::Text(s) => copy_escape(s.as_bytes(), out),
             Value::Json(j) => copy_escape(j.to_string().as_bytes(), out),
-            Value::Timestamp(t) => {
-                let _ = write!(out, "{}", t.format(TS_FORMAT));
-            }
+            Value::Timestamp(t) => write_timestamp(out, t),
             Value::TimestampTz(t) => {
-                let _ = write!(out, "{}", t.format(TSZ_FORMAT));
+                write_timestamp(out, &t.naive_utc());
+                out.push(b'Z');
+            }
+            Value::Date(d) => {
+                let _ = write!(out, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day());
             }
             // `\x…` must reach PostgreSQL as `\\x…` through COPY's own escaping.
             other => copy_escape(other.canonical_text().as_bytes(), out),
@@ -344,6 +354,24 @@ fn format_float(f: f64) -> String {
     } else {
         f.to_string()
     }
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff`, without chrono's format-string parsing
+/// (this runs for every timestamp of every row a load copies).
+fn write_timestamp(out: &mut Vec<u8>, t: &NaiveDateTime) {
+    use std::io::Write;
+    let micros = t.and_utc().timestamp_subsec_micros();
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        micros.min(999_999)
+    );
 }
 
 fn parse_naive(s: &str) -> Option<NaiveDateTime> {
@@ -418,6 +446,14 @@ mod tests {
             ))
         );
         assert_eq!(Value::Null.cast(ColumnType::Int), Ok(Value::Null));
+        assert_eq!(
+            Value::Bytes(b"{\"a\":1}".to_vec()).cast(ColumnType::Json),
+            Ok(Value::Json(serde_json::json!({"a": 1})))
+        );
+        assert_eq!(
+            Value::Bytes(b"ok".to_vec()).cast(ColumnType::Text),
+            Ok(Value::Text("ok".into()))
+        );
     }
 
     #[test]
@@ -439,6 +475,22 @@ mod tests {
         out.clear();
         Value::Null.write_copy_text(&mut out);
         assert_eq!(out, b"\\N");
+    }
+
+    #[test]
+    fn copy_text_of_timestamps_matches_their_canonical_text() {
+        let t = NaiveDate::from_ymd_opt(2024, 2, 3)
+            .and_then(|d| d.and_hms_micro_opt(4, 5, 6, 7))
+            .expect("valid");
+        let mut out = Vec::new();
+        Value::Timestamp(t).write_copy_text(&mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            Value::Timestamp(t).canonical_text()
+        );
+        out.clear();
+        Value::TimestampTz(t.and_utc()).write_copy_text(&mut out);
+        assert_eq!(String::from_utf8_lossy(&out), "2024-02-03 04:05:06.000007Z");
     }
 
     #[test]

@@ -10,3 +10,4 @@ mod pairs;
 mod plan;
 mod resume;
 mod support;
+mod version_guard;
