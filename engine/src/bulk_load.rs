@@ -362,7 +362,10 @@ impl BulkLoader {
             tx,
         ));
         let mut rows_done = cp.rows_written;
+        let mut waited = Duration::ZERO;
+        let mut writing = Duration::ZERO;
         let result = loop {
+            let wait_started = Instant::now();
             let next = tokio::select! {
                 biased;
                 _ = opts.cancel.cancelled() => None,
@@ -374,10 +377,12 @@ impl BulkLoader {
                 }
                 break Ok(());
             };
+            waited += wait_started.elapsed();
             let (chunk, n, output) = match item {
                 Ok(x) => x,
                 Err(e) => break Err(e),
             };
+            let write_started = Instant::now();
             let advance = checkpoint::advance(
                 self.target.dialect(),
                 &bucket.table,
@@ -396,6 +401,7 @@ impl BulkLoader {
                     ),
                 });
             }
+            writing += write_started.elapsed();
             rows_done += n;
             report.rows_read += n;
             report.rows_written += output.rows() as u64;
@@ -418,6 +424,14 @@ impl BulkLoader {
         drop(rx);
         reader_task.abort();
         report.elapsed = started.elapsed();
+        tracing::debug!(
+            table = %bucket.table,
+            bucket = bucket.index,
+            waited_for_reader_ms = waited.as_millis() as u64,
+            writing_ms = writing.as_millis() as u64,
+            total_ms = report.elapsed.as_millis() as u64,
+            "bucket timing"
+        );
         result.map(|()| report)
     }
 
@@ -542,7 +556,13 @@ async fn read_and_transform(
             _ = cancel.cancelled() => return,
             _ = throttle.admit(chunk_rows) => {}
         }
-        let item = match reader.next_chunk().await {
+        let read_started = Instant::now();
+        let next = reader.next_chunk().await;
+        tracing::trace!(
+            read_ms = read_started.elapsed().as_millis() as u64,
+            "chunk read"
+        );
+        let item = match next {
             Ok(None) => return,
             Ok(Some(mut chunk)) => {
                 // The source rows move into the transform; the writer needs

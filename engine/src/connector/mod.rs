@@ -149,7 +149,7 @@ impl Connector {
         let pool = match dialect {
             Dialect::Postgres => Pool::Pg(
                 sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(8)
                     .acquire_timeout(acquire)
                     .connect(url)
                     .await
@@ -157,7 +157,7 @@ impl Connector {
             ),
             Dialect::MySql => Pool::My(
                 sqlx::mysql::MySqlPoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(8)
                     .acquire_timeout(acquire)
                     .connect(url)
                     .await
@@ -170,7 +170,7 @@ impl Connector {
                     .busy_timeout(std::time::Duration::from_secs(30));
                 Pool::Lite(
                     sqlx::sqlite::SqlitePoolOptions::new()
-                        .max_connections(4)
+                        .max_connections(8)
                         .acquire_timeout(acquire)
                         .connect_with(opts)
                         .await

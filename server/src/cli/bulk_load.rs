@@ -1,6 +1,7 @@
 //! `tern bulk-load --spec S [--bucket N] [--rate R]`: copies buckets with a
 //! progress bar and prints a summary. Resumes from the target's checkpoints;
-//! Ctrl-C stops between chunks (run again to resume).
+//! Ctrl-C stops between chunks (run again to resume). `--parallel` buckets
+//! are copied at once (default 2), each with its own reader and writer.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use tern_engine::{
     BulkLoader, LoadOptions, LoadStatus, Progress, RateThrottle, Spec, TransformerRegistry,
@@ -34,6 +36,9 @@ pub struct BulkLoadArgs {
     /// Forget the stored plan and checkpoints and start over.
     #[arg(long)]
     pub replan: bool,
+    /// Buckets copied at the same time, each on its own connections.
+    #[arg(long, default_value_t = 2)]
+    pub parallel: usize,
 }
 
 pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
@@ -89,17 +94,13 @@ pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
         bar.set_message(table.clone());
         bar.set_position(already);
         bar.enable_steady_tick(Duration::from_millis(250));
-        for b in &buckets {
+        let loads = buckets.iter().map(|b| {
             let seen = Arc::new(AtomicU64::new(0));
             let progress = {
                 let bar = bar.clone();
-                let seen = seen.clone();
                 Arc::new(move |p: &Progress| {
                     let before = seen.swap(p.rows_this_run, Ordering::Relaxed);
                     bar.inc(p.rows_this_run.saturating_sub(before));
-                    if p.rows_done > bar.length().unwrap_or(0) {
-                        bar.set_length(p.rows_done);
-                    }
                 })
             };
             let opts = LoadOptions {
@@ -107,18 +108,46 @@ pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
                 progress: Some(progress),
                 cancel: cancel.clone(),
             };
-            let report = loader
-                .load_bucket(b, &opts)
-                .await
-                .with_context(|| format!("loading {table} bucket {}", b.index))?;
-            rows += report.rows_read;
-            written += report.rows_written;
-            tracing::info!(table = %table, bucket = b.index, rows = report.rows_read, status = ?report.status, "bucket finished");
-            if report.status == LoadStatus::Cancelled {
-                bar.abandon_with_message(format!("{table}: cancelled"));
-                print_summary(rows, written, started.elapsed(), "cancelled");
-                return Ok(());
+            let loader = &loader;
+            let cancel = cancel.clone();
+            async move {
+                let result = loader
+                    .load_bucket(b, &opts)
+                    .await
+                    .with_context(|| format!("loading {table} bucket {}", b.index));
+                if result.is_err() {
+                    // Stop the other buckets between chunks; what they
+                    // committed stays, with its checkpoints.
+                    cancel.cancel();
+                }
+                result
             }
+        });
+        let mut results = futures::stream::iter(loads).buffer_unordered(args.parallel.max(1));
+        let mut cancelled = false;
+        let mut first_error = None;
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(report) => {
+                    rows += report.rows_read;
+                    written += report.rows_written;
+                    cancelled |= report.status == LoadStatus::Cancelled;
+                    tracing::info!(table = %table, bucket = report.bucket, rows = report.rows_read, status = ?report.status, "bucket finished");
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        drop(results);
+        if let Some(e) = first_error {
+            bar.abandon_with_message(format!("{table}: failed"));
+            return Err(e);
+        }
+        if cancelled {
+            bar.abandon_with_message(format!("{table}: cancelled"));
+            print_summary(rows, written, started.elapsed(), "cancelled");
+            return Ok(());
         }
         bar.finish_with_message(format!("{table}: done"));
     }
