@@ -13,6 +13,7 @@
 //! unique keys on a MySQL target are not supported).
 
 mod mysql;
+mod pg_copy;
 mod postgres;
 mod sqlite;
 

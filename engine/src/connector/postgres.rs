@@ -1,7 +1,7 @@
 //! PostgreSQL: reads with prepared statements, writes with `COPY` into a
 //! temporary staging table and one set-based, version-guarded upsert.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
@@ -9,8 +9,9 @@ use sqlx::postgres::{PgArguments, PgConnection, PgRow};
 use sqlx::query::Query;
 use sqlx::{Column, Connection, Executor, PgPool, Postgres, Row, TypeInfo};
 
+use super::pg_copy::{self, BinType};
 use super::{Dialect, FetchError, Statement, VERSION_COLUMN, check_affected, insert_columns};
-use crate::transform::{SourceColumn, TableRows};
+use crate::transform::{SourceColumn, TableRows, TableShape};
 use crate::value::{ColumnType, Value};
 
 const D: Dialect = Dialect::Postgres;
@@ -217,10 +218,37 @@ pub(super) async fn fetch(
     Ok((names, out))
 }
 
-/// Staging tables already created on this connection.
+/// Per-connection state of the writer: staging tables already created, and
+/// each table's binary COPY layout (`None`: copied as text).
 #[derive(Default)]
 pub(crate) struct Staging {
     created: HashSet<String>,
+    layouts: HashMap<String, Option<Vec<BinType>>>,
+}
+
+/// The binary COPY types of a target table's spec columns, or `None` if one
+/// of them has a type binary COPY is not taught here.
+async fn binary_layout(
+    c: &mut PgConnection,
+    shape: &TableShape,
+) -> Result<Option<Vec<BinType>>, sqlx::Error> {
+    let attrs: Vec<(String, String)> = sqlx::query_as(
+        "SELECT a.attname::text, t.typname::text FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+         WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+    )
+    .bind(D.quote(&shape.name))
+    .fetch_all(&mut *c)
+    .await?;
+    let find = |col: &str| {
+        attrs
+            .iter()
+            .find(|(n, _)| n == col)
+            .and_then(|(_, t)| BinType::from_typname(t))
+    };
+    if find(VERSION_COLUMN) != Some(BinType::Int8) {
+        return Ok(None);
+    }
+    Ok(shape.columns.iter().map(|c| find(c)).collect())
 }
 
 fn stage_name(table: &str) -> String {
@@ -335,20 +363,41 @@ async fn write_chunk_once(
             }
         }
     }
+    for t in tables.iter().filter(|t| !t.rows.is_empty()) {
+        if !staging.layouts.contains_key(&t.shape.name) {
+            let layout = binary_layout(c, &t.shape).await?;
+            staging.layouts.insert(t.shape.name.clone(), layout);
+        }
+    }
     let mut tx = c.begin().await?;
     let mut buf = Vec::new();
     for t in tables.iter().filter(|t| !t.rows.is_empty()) {
         let cols = insert_columns(D, &t.shape.columns);
         buf.clear();
         buf.reserve(t.rows.len() * 128);
-        for row in &t.rows {
-            for v in row {
-                v.write_copy_text(&mut buf);
-                buf.push(b'\t');
+        let format = match staging.layouts.get(&t.shape.name).and_then(Option::as_ref) {
+            Some(types) => {
+                pg_copy::header(&mut buf);
+                for row in &t.rows {
+                    pg_copy::row(&mut buf, types, row, version).map_err(|e| {
+                        sqlx::Error::Protocol(format!("encoding a row of {}: {e}", t.shape.name))
+                    })?;
+                }
+                pg_copy::trailer(&mut buf);
+                " (FORMAT binary)"
             }
-            Value::Int(version).write_copy_text(&mut buf);
-            buf.push(b'\n');
-        }
+            None => {
+                for row in &t.rows {
+                    for v in row {
+                        v.write_copy_text(&mut buf);
+                        buf.push(b'\t');
+                    }
+                    Value::Int(version).write_copy_text(&mut buf);
+                    buf.push(b'\n');
+                }
+                ""
+            }
+        };
         let target = D.quote(&t.shape.name);
 
         // Fast path: when no target row has a key within the chunk's key
@@ -362,7 +411,7 @@ async fn write_chunk_once(
         };
         if direct {
             let mut copy = tx
-                .copy_in_raw(&format!("COPY {target} ({cols}) FROM STDIN"))
+                .copy_in_raw(&format!("COPY {target} ({cols}) FROM STDIN{format}"))
                 .await?;
             copy.send(buf.as_slice()).await?;
             copy.finish().await?;
@@ -371,7 +420,7 @@ async fn write_chunk_once(
 
         let stage = D.quote(&stage_name(&t.shape.name));
         let mut copy = tx
-            .copy_in_raw(&format!("COPY {stage} ({cols}) FROM STDIN"))
+            .copy_in_raw(&format!("COPY {stage} ({cols}) FROM STDIN{format}"))
             .await?;
         copy.send(buf.as_slice()).await?;
         copy.finish().await?;

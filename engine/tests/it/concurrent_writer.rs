@@ -105,3 +105,54 @@ async fn newer_writes_made_during_the_load_are_never_overwritten() -> anyhow::Re
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_row_committed_under_a_direct_copy_sends_the_chunk_through_the_guarded_upsert()
+-> anyhow::Result<()> {
+    // Arrange: a relay transaction holds a newer row 50, not yet committed,
+    // so the load's range check finds the range empty and COPYs directly.
+    let source_db = TestDb::postgres().await?;
+    let target_db = TestDb::postgres().await?;
+    let source = Side::open(&source_db).await?;
+    source
+        .exec("CREATE TABLE items (id BIGINT PRIMARY KEY, member_id BIGINT NOT NULL, body TEXT NOT NULL);
+               INSERT INTO items SELECT g, g % 5, 'source ' || g FROM generate_series(1, 100) g")
+        .await?;
+    let body = "chunk_rows = 1000\n[[tables]]\nname = \"items\"\nkey = [\"id\"]\nbuckets = 1\n\
+                [tables.source]\ntable = \"items\"\n[tables.columns]\nid = \"id\"\nmember_id = \"member_id\"\nbody = \"body\"\n";
+    let spec = Spec::parse(&spec_text(&source_db, &target_db, body), "test.toml")?;
+    let loader = Arc::new(BulkLoader::connect(spec, &TransformerRegistry::new()).await?);
+    let bucket = loader.plan_or_resume("items", None).await?.buckets[0].clone();
+    let target = sqlx::PgPool::connect(&target_db.url).await?;
+    let mut relay = target.begin().await?;
+    sqlx::query("INSERT INTO items VALUES (50, 0, 'relay', 9000000000000000)")
+        .execute(&mut *relay)
+        .await?;
+
+    // Act
+    let load = {
+        let loader = loader.clone();
+        tokio::spawn(async move { loader.load_bucket(&bucket, &LoadOptions::default()).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let blocked = !load.is_finished();
+    relay.commit().await?;
+    let report = load.await??;
+
+    // Assert
+    assert!(blocked, "the load's COPY waited for the relay's row");
+    assert_eq!(report.rows_read, 100);
+    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, body FROM items ORDER BY id")
+        .fetch_all(&target)
+        .await?;
+    assert_eq!(rows.len(), 100);
+    for (id, body) in rows {
+        let want = if id == 50 {
+            "relay".to_string()
+        } else {
+            format!("source {id}")
+        };
+        assert_eq!(body, want);
+    }
+    Ok(())
+}
