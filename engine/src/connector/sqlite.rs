@@ -136,9 +136,9 @@ pub(super) async fn fetch(
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         let mut values = Vec::with_capacity(names.len());
-        for i in 0..names.len() {
+        for (i, name) in names.iter().enumerate() {
             values.push(decode(row, i).map_err(|e| FetchError::Decode {
-                column: names[i].clone(),
+                column: name.clone(),
                 message: e.to_string(),
             })?);
         }

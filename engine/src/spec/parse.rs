@@ -97,7 +97,7 @@ impl<'de> Deserialize<'de> for RawColumns {
 /// A column: `"source_column"` or `{ from = …, cast = …, … }`.
 enum RawColumn {
     From(String),
-    Full(RawColumnFull),
+    Full(Box<RawColumnFull>),
 }
 
 #[derive(Deserialize)]
@@ -134,7 +134,7 @@ impl<'de> Deserialize<'de> for RawColumn {
                 map: A,
             ) -> std::result::Result<RawColumn, A::Error> {
                 RawColumnFull::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(RawColumn::Full)
+                    .map(|f| RawColumn::Full(Box::new(f)))
             }
         }
         d.deserialize_any(V)
@@ -359,7 +359,7 @@ fn column(name: String, raw: RawColumn, line: usize) -> std::result::Result<Colu
                 line,
             });
         }
-        RawColumn::Full(f) => f,
+        RawColumn::Full(f) => *f,
     };
     let given = [
         full.from.is_some(),

@@ -19,14 +19,14 @@ pub(crate) fn collapse(rows: Vec<Vec<Value>>, key: &[usize], keep: Keep) -> Vec<
     let mut slot: HashMap<String, usize> = HashMap::with_capacity(rows.len());
     let mut out: Vec<Vec<Value>> = Vec::with_capacity(rows.len());
     for row in rows {
-        match slot.get(&identity(&row, key)) {
-            Some(&i) => {
+        match slot.entry(identity(&row, key)) {
+            std::collections::hash_map::Entry::Occupied(e) => {
                 if keep == Keep::Last {
-                    out[i] = row;
+                    out[*e.get()] = row;
                 }
             }
-            None => {
-                slot.insert(identity(&row, key), out.len());
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(out.len());
                 out.push(row);
             }
         }

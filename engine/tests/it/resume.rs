@@ -50,7 +50,7 @@ async fn a_cancelled_bucket_resumes_after_its_last_committed_chunk() -> anyhow::
 
     // Assert
     assert_eq!(cancelled.status, LoadStatus::Cancelled);
-    assert!(after_cancel >= 500 && after_cancel < 2000, "{after_cancel}");
+    assert!((500..2000).contains(&after_cancel), "{after_cancel}");
     assert_eq!(
         checkpoint.rows_written as i64, after_cancel,
         "the checkpoint marks exactly what is written"
