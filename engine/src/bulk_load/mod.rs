@@ -5,14 +5,16 @@
 //!
 //! Per bucket, a reader task reads chunks in key order (asking the throttle
 //! before each) and transforms them, while the writer commits the previous
-//! chunk with its checkpoint; at most two chunks are in memory at a time,
+//! chunk with its checkpoint; at most three chunks are in memory at a time
 //! whatever the table size. Every target row carries `_tern_version`, the
 //! source clock taken *before* its chunk was read, and no write replaces a
 //! row with a newer version (seed 001's If-Unmodified-Since), so a load may run
 //! while live writes touch the same rows, and a chunk written twice (after a
 //! crash) is harmless.
 
-use std::collections::HashSet;
+mod keys;
+mod prepare;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,13 +24,13 @@ use tokio_util::sync::CancellationToken;
 use crate::buckets::{self, Bucket, Plan};
 use crate::checkpoint;
 use crate::chunk::{Chunk, ChunkReader, KeyRange, SourceQuery};
-use crate::connector::{Connector, VERSION_COLUMN};
+use crate::connector::Connector;
 use crate::error::{EngineError, Result};
 use crate::progress::{Progress, ProgressFn};
-use crate::spec::{Spec, TableSpec, TrackMap, Transform};
+use crate::spec::{Spec, TableSpec};
 use crate::throttle::{RateThrottle, Throttle};
-use crate::transform::{Output, Pipeline, Record, SourceColumn, TableShape, TransformerRegistry};
-use crate::value::{ColumnType, Value, key_identity, render_key};
+use crate::transform::{Output, Pipeline, TransformerRegistry};
+use crate::value::Value;
 use crate::writer::BatchWriter;
 
 /// How a bucket load runs.
@@ -144,83 +146,6 @@ impl BulkLoader {
         let source = Connector::connect(&spec.source.url, "source").await?;
         let target = Connector::connect(&spec.target.url, "target").await?;
         BulkLoader::build(spec, source, target, registry, false).await
-    }
-
-    async fn build(
-        spec: Spec,
-        source: Connector,
-        target: Connector,
-        registry: &TransformerRegistry,
-        writable: bool,
-    ) -> Result<BulkLoader> {
-        // 1. Describe every source and compile against provisional shapes.
-        let mut described: Vec<(usize, Arc<SourceQuery>)> = Vec::new();
-        let mut inferred: Vec<Vec<Option<ColumnType>>> = Vec::new();
-        for (i, t) in spec.tables.iter().enumerate() {
-            if t.source.is_some() {
-                let q = Arc::new(SourceQuery::prepare(&source, t).await?);
-                inferred.push(Pipeline::inferred_types(&spec, t, &q.columns)?);
-                described.push((i, q));
-            } else {
-                inferred.push(
-                    t.columns
-                        .iter()
-                        .map(|c| c.cast.or_else(|| constant_type(&c.transform)))
-                        .collect(),
-                );
-            }
-        }
-        let provisional: Vec<Arc<TableShape>> = spec
-            .tables
-            .iter()
-            .zip(&inferred)
-            .map(|(t, ty)| Arc::new(TableShape::new(t, ty.clone())))
-            .collect();
-        for (i, q) in &described {
-            Pipeline::compile(
-                &spec,
-                &spec.tables[*i],
-                &q.columns,
-                provisional.clone(),
-                registry,
-            )?;
-        }
-
-        // 2. Target tables: create missing ones, check existing ones.
-        let mut shapes = provisional;
-        if writable {
-            shapes = Vec::new();
-            for (t, ty) in spec.tables.iter().zip(&inferred) {
-                let types = ensure_target_table(&spec, &target, t, ty).await?;
-                shapes.push(Arc::new(TableShape::new(t, types)));
-            }
-            checkpoint::ensure_table(&target).await?;
-        }
-
-        // 3. Final pipelines, casting to the target's real column types.
-        let mut tables = Vec::new();
-        for (i, query) in described {
-            let t = &spec.tables[i];
-            let pipeline = Arc::new(Pipeline::compile(
-                &spec,
-                t,
-                &query.columns,
-                shapes.clone(),
-                registry,
-            )?);
-            tables.push(LoadTable {
-                spec: t.clone(),
-                query,
-                pipeline,
-            });
-        }
-        Ok(BulkLoader {
-            spec: Arc::new(spec),
-            source,
-            target,
-            tables,
-            writable,
-        })
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -434,111 +359,6 @@ impl BulkLoader {
         );
         result.map(|()| report)
     }
-
-    /// Re-reads the current source rows of the given source keys of `table`
-    /// (through its query, joins, transformers and dedupers) and writes them
-    /// version-guarded, exactly as the bulk load would. The relay and the
-    /// catch-up call this for the keys a change touched.
-    pub async fn load_keys(&self, table: &str, keys: &[Vec<Value>]) -> Result<KeysReport> {
-        self.check_writable()?;
-        let t = self.table(table)?;
-        let mut report = KeysReport {
-            rows_read: 0,
-            rows_written: 0,
-            missing: Vec::new(),
-        };
-        let mut writer = BatchWriter::open(&self.target).await?;
-        for batch in keys.chunks(500) {
-            // Clock before the read, for the reason given in `chunk.rs`.
-            let version = self.source.clock_micros().await?;
-            let (sql, params) = t.query.keys_sql(batch);
-            let (_, rows) = self
-                .source
-                .fetch(
-                    &sql,
-                    &params,
-                    &format!("read {} keys {}..", table, render_key(&batch[0])),
-                )
-                .await?;
-            let found: HashSet<String> = rows
-                .iter()
-                .map(|r| {
-                    let k = t.query.key_of(r);
-                    key_identity(&k.iter().collect::<Vec<_>>())
-                })
-                .collect();
-            for k in batch {
-                if !found.contains(&key_identity(&k.iter().collect::<Vec<_>>())) {
-                    report.missing.push(k.clone());
-                }
-            }
-            report.rows_read += rows.len() as u64;
-            let output = t.pipeline.apply(rows)?;
-            writer
-                .write(&output, version, &[])
-                .await
-                .map_err(|message| EngineError::Row {
-                    table: table.to_string(),
-                    key: render_key(&batch[0]),
-                    message: format!(
-                        "target rejected the rows of {} keys: {message}",
-                        batch.len()
-                    ),
-                })?;
-            report.rows_written += output.rows() as u64;
-        }
-        Ok(report)
-    }
-
-    /// The source keys of `table` that a change to a row of `changed_table`
-    /// affects, by the table's `tracks` (for a table source: the row's key).
-    /// `row` holds the changed row's columns (old or new image).
-    pub async fn keys_for_change(
-        &self,
-        table: &str,
-        changed_table: &str,
-        row: &Record<'_>,
-    ) -> Result<Vec<Vec<Value>>> {
-        let t = self.table(table)?;
-        let Some(src) = &t.spec.source else {
-            return Ok(Vec::new());
-        };
-        let mut keys = Vec::new();
-        for track in src.tracks.iter().filter(|tr| tr.table == changed_table) {
-            match &track.map {
-                TrackMap::Columns(cols) => {
-                    let key = cols
-                        .iter()
-                        .map(|c| {
-                            row.get(c).cloned().ok_or_else(|| {
-                                EngineError::schema(
-                                    table,
-                                    format!("changed row of {changed_table} has no column {c}"),
-                                )
-                            })
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    keys.push(key);
-                }
-                TrackMap::Query(q) => {
-                    let (sql, params) =
-                        named_params(q, row, self.source.dialect()).map_err(|m| {
-                            EngineError::schema(table, format!("track of {changed_table}: {m}"))
-                        })?;
-                    let (_, rows) = self
-                        .source
-                        .fetch(
-                            &sql,
-                            &params,
-                            &format!("map a change of {changed_table} to keys of {table}"),
-                        )
-                        .await?;
-                    keys.extend(rows);
-                }
-            }
-        }
-        Ok(keys)
-    }
 }
 
 /// The reader side of a bucket load: throttle, read, transform, send.
@@ -577,149 +397,5 @@ async fn read_and_transform(
         if tx.send(item).await.is_err() || stop {
             return;
         }
-    }
-}
-
-/// `:name` placeholders of a track query → the dialect's placeholders and
-/// the changed row's values.
-fn named_params(
-    sql: &str,
-    row: &Record<'_>,
-    d: crate::connector::Dialect,
-) -> std::result::Result<(String, Vec<Value>), String> {
-    let mut out = String::with_capacity(sql.len());
-    let mut params = Vec::new();
-    let mut chars = sql.char_indices().peekable();
-    while let Some((_, c)) = chars.next() {
-        let next_is_ident = chars
-            .peek()
-            .is_some_and(|(_, n)| n.is_ascii_alphabetic() || *n == '_');
-        if c == ':' && next_is_ident && !out.ends_with(':') {
-            let mut name = String::new();
-            while let Some(&(_, n)) = chars.peek() {
-                if n.is_ascii_alphanumeric() || n == '_' {
-                    name.push(n);
-                    chars.next();
-                } else {
-                    break;
-                }
-            }
-            let v = row
-                .get(&name)
-                .ok_or_else(|| format!("the changed row has no column {name}"))?;
-            params.push(v.clone());
-            out.push_str(&d.placeholder(params.len()));
-        } else {
-            out.push(c);
-        }
-    }
-    Ok((out, params))
-}
-
-fn constant_type(t: &Transform) -> Option<ColumnType> {
-    match t {
-        Transform::Constant(v) => v.column_type(),
-        _ => None,
-    }
-}
-
-/// Creates `t` in the target when missing (its key as primary key, plus the
-/// version column) and returns the target's column types; an existing table
-/// must have every spec column and the version column.
-async fn ensure_target_table(
-    spec: &Spec,
-    target: &Connector,
-    t: &TableSpec,
-    inferred: &[Option<ColumnType>],
-) -> Result<Vec<Option<ColumnType>>> {
-    let d = target.dialect();
-    if let Some(existing) = target.table_columns(&t.name).await? {
-        let find = |name: &str| {
-            existing
-                .iter()
-                .find(|c: &&SourceColumn| c.name.eq_ignore_ascii_case(name))
-        };
-        if find(VERSION_COLUMN).is_none() {
-            return Err(EngineError::schema(
-                &t.name,
-                format!(
-                    "the target table has no {VERSION_COLUMN} column, which guards newer rows from older copies; \
-                     add it: ALTER TABLE {} ADD COLUMN {VERSION_COLUMN} BIGINT NOT NULL DEFAULT 0",
-                    d.quote(&t.name)
-                ),
-            ));
-        }
-        return t
-            .columns
-            .iter()
-            .map(|c| {
-                find(&c.name).map(|e| e.ty).ok_or_else(|| {
-                    EngineError::schema(
-                        &t.name,
-                        format!(
-                            "the target table has no column {} (spec line {})",
-                            c.name, c.line
-                        ),
-                    )
-                })
-            })
-            .collect();
-    }
-    let mut defs = Vec::new();
-    for (c, ty) in t.columns.iter().zip(inferred) {
-        let Some(ty) = ty else {
-            return Err(spec.error_at(
-                c.line,
-                &format!("{}.columns.{}", t.field(), c.name),
-                "the type of this column cannot be told from the source; give it with `cast = \"…\"` or create the target table yourself",
-            ));
-        };
-        let in_key = t.key.contains(&c.name);
-        let not_null = if in_key { " NOT NULL" } else { "" };
-        defs.push(format!(
-            "{} {}{not_null}",
-            d.quote(&c.name),
-            target.sql_type(*ty, in_key)
-        ));
-    }
-    defs.push(format!("{} BIGINT NOT NULL", d.quote(VERSION_COLUMN)));
-    let key: Vec<String> = t.key.iter().map(|k| d.quote(k)).collect();
-    let sql = format!(
-        "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
-        d.quote(&t.name),
-        defs.join(", "),
-        key.join(", ")
-    );
-    target
-        .execute(&sql, &[], &format!("create target table {}", t.name))
-        .await?;
-    tracing::info!(table = %t.name, "created target table");
-    Ok(inferred.to_vec())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::connector::Dialect;
-
-    #[test]
-    fn track_queries_take_named_values_from_the_changed_row() -> std::result::Result<(), String> {
-        let cols = vec!["id".to_string(), "thread_id".to_string()];
-        let vals = vec![Value::Int(1), Value::Int(9)];
-        let row = Record {
-            columns: &cols,
-            values: &vals,
-        };
-        let (sql, params) = named_params(
-            "SELECT member_id, id FROM inbox WHERE thread_id = :thread_id AND x::text = 'a'",
-            &row,
-            Dialect::Postgres,
-        )?;
-        assert_eq!(
-            sql,
-            "SELECT member_id, id FROM inbox WHERE thread_id = $1 AND x::text = 'a'"
-        );
-        assert_eq!(params, vec![Value::Int(9)]);
-        Ok(())
     }
 }
