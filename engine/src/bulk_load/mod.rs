@@ -5,7 +5,7 @@
 //!
 //! Per bucket, a reader task reads chunks in key order (asking the throttle
 //! before each) and transforms them, while the writer commits the previous
-//! chunk with its checkpoint; at most three chunks are in memory at a time
+//! chunk with its checkpoint; at most three chunks are in memory at a time,
 //! whatever the table size. Every target row carries `_tern_version`, the
 //! source clock taken *before* its chunk was read, and no write replaces a
 //! row with a newer version (seed 001's If-Unmodified-Since), so a load may run

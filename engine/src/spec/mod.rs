@@ -220,3 +220,20 @@ impl TableSpec {
         format!("tables[{}]", self.name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worked_example_parses() -> Result<()> {
+        let spec = Spec::parse(
+            include_str!("../../../examples/messages.toml"),
+            "messages.toml",
+        )?;
+        let t = spec.table("mailbox_messages")?;
+        assert_eq!(t.source.as_ref().map(|s| s.tracks.len()), Some(2));
+        assert_eq!(t.columns.len(), 11);
+        Ok(())
+    }
+}

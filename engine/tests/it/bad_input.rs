@@ -189,3 +189,59 @@ async fn a_value_that_cannot_be_cast_names_table_column_and_row_and_the_checkpoi
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_chunk_the_target_rejects_names_table_bucket_and_keys_and_commits_nothing()
+-> anyhow::Result<()> {
+    // Arrange: the target refuses negative scores, which the source has.
+    let (source_db, _source) = source_with_contacts(tern_testkit::DbKind::MariaDb).await?;
+    let target_db = TestDb::postgres().await?;
+    let target = Side::open(&target_db).await?;
+    target
+        .exec(
+            "CREATE TABLE member_contacts (member_id BIGINT NOT NULL, legacy_id BIGINT NOT NULL, email TEXT,
+             score BIGINT CHECK (score >= 0), _tern_version BIGINT NOT NULL, PRIMARY KEY (member_id, legacy_id))",
+        )
+        .await?;
+    let text = spec_text(&source_db, &target_db, BODY);
+
+    // Act
+    let err = load_all(&text, &TransformerRegistry::new())
+        .await
+        .expect_err("check constraint")
+        .to_string();
+
+    // Assert
+    assert!(
+        err.starts_with("copy member_contacts bucket 0 keys (1, 1001)..(1, 1037): target rejected the chunk, nothing of it was committed:"),
+        "{err}"
+    );
+    assert!(err.contains("check constraint"), "{err}");
+    assert_eq!(target.count("member_contacts").await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_transformer_that_is_not_registered_is_named_with_its_spec_line() -> anyhow::Result<()> {
+    // Arrange
+    let (source_db, _source) = source_with_contacts(tern_testkit::DbKind::Sqlite).await?;
+    let target_db = TestDb::sqlite()?;
+    let body = BODY.replace(
+        "buckets = 1\n",
+        "buckets = 1\ntransformers = [\"enrich\"]\n",
+    );
+    let text = spec_text(&source_db, &target_db, &body);
+
+    // Act
+    let err = load_all(&text, &TransformerRegistry::new())
+        .await
+        .expect_err("unknown transformer")
+        .to_string();
+
+    // Assert
+    assert!(
+        err.starts_with("test.toml line 4, tables[member_contacts].transformers: no transformer `enrich` is registered"),
+        "{err}"
+    );
+    Ok(())
+}
