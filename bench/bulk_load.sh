@@ -11,7 +11,9 @@
 #
 # Environment: ROWS (default 2000000), MYSQL_HOST/MYSQL_PORT/MYSQL_USER
 # (127.0.0.1/3306/root, no password), PGHOST/PGPORT/PGUSER (127.0.0.1/5432/postgres),
-# SKIP_PGLOADER=1 to leave pgloader out, KEEP=1 to keep the databases.
+# SKIP_PGLOADER=1 to leave pgloader out, KEEP=1 to keep the databases,
+# BUCKET=member_id to bucket and read by (member_id, id) instead of the primary
+# key id (the hot-shard layout; reads the source through its secondary index).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -88,6 +90,11 @@ fresh_pg() {
 # --- Tern ---------------------------------------------------------------------
 fresh_pg tern_bench_tern
 psql -qd tern_bench_tern -c "$TARGET_DDL" -c "ALTER TABLE messages ADD COLUMN _tern_version BIGINT NOT NULL"
+if [ "${BUCKET:-id}" = member_id ]; then
+  SOURCE_ORDER='key = ["member_id", "id"]'
+else
+  SOURCE_ORDER=''
+fi
 cat > "$WORK/spec.toml" <<TOML
 chunk_rows = 10000
 
@@ -104,6 +111,7 @@ buckets = 8
 
 [tables.source]
 table = "messages"
+$SOURCE_ORDER
 
 [tables.columns]
 id = "id"

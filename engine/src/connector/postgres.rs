@@ -340,6 +340,57 @@ async fn any_in_range(
     row.try_get::<bool, _>(0)
 }
 
+/// Whether the target has any of the rows' keys; `None` when the key is not
+/// a single integer, text or UUID column (then the guarded upsert is used).
+async fn any_key_present(c: &mut PgConnection, t: &TableRows) -> Result<Option<bool>, sqlx::Error> {
+    let [k] = t.shape.key[..] else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE {} = ANY($1))",
+        D.quote(&t.shape.name),
+        D.quote(&t.shape.columns[k])
+    );
+    fn all<T>(t: &TableRows, k: usize, f: impl Fn(&Value) -> Option<T>) -> Option<Vec<T>> {
+        t.rows.iter().map(|r| f(&r[k])).collect()
+    }
+    let q = sqlx::query_scalar::<_, bool>(&sql);
+    let q = match t.rows.first().map(|r| &r[k]) {
+        Some(Value::Int(_)) => match all(t, k, |v| {
+            if let Value::Int(i) = v {
+                Some(*i)
+            } else {
+                None
+            }
+        }) {
+            Some(keys) => q.bind(keys),
+            None => return Ok(None),
+        },
+        Some(Value::Text(_)) => match all(t, k, |v| {
+            if let Value::Text(s) = v {
+                Some(s.clone())
+            } else {
+                None
+            }
+        }) {
+            Some(keys) => q.bind(keys),
+            None => return Ok(None),
+        },
+        Some(Value::Uuid(_)) => match all(t, k, |v| {
+            if let Value::Uuid(u) = v {
+                Some(*u)
+            } else {
+                None
+            }
+        }) {
+            Some(keys) => q.bind(keys),
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    q.fetch_one(&mut *c).await.map(Some)
+}
+
 async fn write_chunk_once(
     c: &mut PgConnection,
     staging: &mut Staging,
@@ -405,10 +456,16 @@ async fn write_chunk_once(
         // row a concurrent writer adds in the meantime makes it fail on the
         // primary key instead (and the chunk is retried through the guarded
         // upsert), so the version rule holds either way.
-        let direct = match key_bounds(t) {
-            Some((lo, hi)) if allow_direct => !any_in_range(&mut tx, t, lo, hi).await?,
-            _ => false,
-        };
+        let direct = allow_direct
+            && match key_bounds(t) {
+                Some((lo, hi)) => {
+                    !any_in_range(&mut tx, t, lo, hi).await?
+                        // Keys interleave with rows already there (source order
+                        // differs from the target key): probe the keys themselves.
+                        || any_key_present(&mut tx, t).await? == Some(false)
+                }
+                None => false,
+            };
         if direct {
             let mut copy = tx
                 .copy_in_raw(&format!("COPY {target} ({cols}) FROM STDIN{format}"))
