@@ -1,16 +1,87 @@
 //! The engine's one error type.
 //!
-//! Policy: every message says *where* (migration table, bucket, key range,
-//! column) and *what to do*, because operators read these in the UI and the CLI.
+//! Policy: every message says *where* (spec line and field, migration table,
+//! bucket, key range, row key, column) and, where it can, *what to do*, because
+//! operators read these in the UI and the CLI. Library code never panics on
+//! anything a user or a database can cause; it returns one of these. Variants
+//! are coarse on purpose so the web edge can map them to a status: `Spec`,
+//! `Schema` and `Row` are invalid input, `Unreachable` is a database that cannot
+//! be reached, `Database` a statement a reachable database refused.
 
-/// Everything that can go wrong while moving or checking data.
+/// Everything that can go wrong while planning, moving or checking data.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// A database the engine needs could not be reached or refused a statement.
+    /// A reachable database refused a statement.
     #[error("{context}: {source}")]
     Database {
         context: String,
         #[source]
         source: sqlx::Error,
     },
+
+    /// A source or target database could not be reached at all.
+    #[error("{role} database {url} is unreachable: {source}")]
+    Unreachable {
+        /// `source` or `target`.
+        role: String,
+        /// The URL with any password removed.
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The migration spec is malformed or inconsistent. `at` names the file,
+    /// line and field: `messages.toml line 14, tables[messages].columns.body`.
+    #[error("{at}: {message}")]
+    Spec { at: String, message: String },
+
+    /// A source or target table does not fit the spec (unknown column,
+    /// missing version column, unsupported type...).
+    #[error("table {table}: {message}")]
+    Schema { table: String, message: String },
+
+    /// One row could not be read, transformed or written.
+    #[error("table {table} row key {key}: {message}")]
+    Row {
+        table: String,
+        /// The row's source key, rendered as `(5, 'abc')`.
+        key: String,
+        message: String,
+    },
+
+    /// A chunk failed as a whole; nothing of it was committed and the
+    /// checkpoint still points before it.
+    #[error("copy {table} bucket {bucket} keys {range}: {message}")]
+    Chunk {
+        table: String,
+        bucket: usize,
+        range: String,
+        message: String,
+    },
+
+    /// The persisted checkpoint or plan contradicts the request.
+    #[error("checkpoint of {table} bucket {bucket}: {message}")]
+    Checkpoint {
+        table: String,
+        bucket: usize,
+        message: String,
+    },
 }
+
+impl EngineError {
+    /// A `Database` error with the place it happened.
+    pub fn db(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> EngineError {
+        let context = context.into();
+        move |source| EngineError::Database { context, source }
+    }
+
+    pub fn schema(table: impl Into<String>, message: impl Into<String>) -> EngineError {
+        EngineError::Schema {
+            table: table.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The engine's result type.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -38,6 +38,10 @@ enum Command {
     /// Manage the users who can sign in.
     #[command(subcommand)]
     User(cli::user::Command),
+    /// Show the buckets a spec's tables split into, and their sizes, before anything is copied.
+    Plan(cli::plan::PlanArgs),
+    /// Copy buckets from source to target: resumable, throttled, version-guarded.
+    BulkLoad(cli::bulk_load::BulkLoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +74,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => cli::serve::run(settings, args).await,
             Command::Demo(args) => cli::demo::run(settings, args).await,
             Command::User(cmd) => cli::user::run(settings, cmd).await,
+            Command::Plan(args) => cli::plan::run(args).await,
+            Command::BulkLoad(args) => cli::bulk_load::run(args).await,
         }
     });
     match result {

@@ -1,5 +1,7 @@
-//! The `tern` subcommands, one file each.
+//! The `tern` subcommands, one file each: a `clap::Args` struct and `run`.
 
+pub mod bulk_load;
 pub mod demo;
+pub mod plan;
 pub mod serve;
 pub mod user;

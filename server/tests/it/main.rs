@@ -2,7 +2,10 @@
 //! data directory (a fresh SQLite control store) and reached over HTTP.
 
 mod auth;
+mod cli_bulk_load;
+mod cli_plan;
 mod operability;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -1,0 +1,173 @@
+//! Making a spec ready to run: describe the sources, compile the mappings,
+//! create or check the target tables.
+
+use std::sync::Arc;
+
+use super::{BulkLoader, LoadTable};
+use crate::checkpoint;
+use crate::chunk::SourceQuery;
+use crate::connector::{Connector, VERSION_COLUMN};
+use crate::error::{EngineError, Result};
+use crate::spec::{Spec, TableSpec, Transform};
+use crate::transform::{Pipeline, SourceColumn, TableShape, TransformerRegistry};
+use crate::value::ColumnType;
+
+impl BulkLoader {
+    pub(super) async fn build(
+        spec: Spec,
+        source: Connector,
+        target: Connector,
+        registry: &TransformerRegistry,
+        writable: bool,
+    ) -> Result<BulkLoader> {
+        // 1. Describe every source and compile against provisional shapes.
+        let mut described: Vec<(usize, Arc<SourceQuery>)> = Vec::new();
+        let mut inferred: Vec<Vec<Option<ColumnType>>> = Vec::new();
+        for (i, t) in spec.tables.iter().enumerate() {
+            if t.source.is_some() {
+                let q = Arc::new(SourceQuery::prepare(&source, t).await?);
+                inferred.push(Pipeline::inferred_types(&spec, t, &q.columns)?);
+                described.push((i, q));
+            } else {
+                inferred.push(
+                    t.columns
+                        .iter()
+                        .map(|c| c.cast.or_else(|| constant_type(&c.transform)))
+                        .collect(),
+                );
+            }
+        }
+        let provisional: Vec<Arc<TableShape>> = spec
+            .tables
+            .iter()
+            .zip(&inferred)
+            .map(|(t, ty)| Arc::new(TableShape::new(t, ty.clone())))
+            .collect();
+        for (i, q) in &described {
+            Pipeline::compile(
+                &spec,
+                &spec.tables[*i],
+                &q.columns,
+                provisional.clone(),
+                registry,
+            )?;
+        }
+
+        // 2. Target tables: create missing ones, check existing ones.
+        let mut shapes = provisional;
+        if writable {
+            shapes = Vec::new();
+            for (t, ty) in spec.tables.iter().zip(&inferred) {
+                let types = ensure_target_table(&spec, &target, t, ty).await?;
+                shapes.push(Arc::new(TableShape::new(t, types)));
+            }
+            checkpoint::ensure_table(&target).await?;
+        }
+
+        // 3. Final pipelines, casting to the target's real column types.
+        let mut tables = Vec::new();
+        for (i, query) in described {
+            let t = &spec.tables[i];
+            let pipeline = Arc::new(Pipeline::compile(
+                &spec,
+                t,
+                &query.columns,
+                shapes.clone(),
+                registry,
+            )?);
+            tables.push(LoadTable {
+                spec: t.clone(),
+                query,
+                pipeline,
+            });
+        }
+        Ok(BulkLoader {
+            spec: Arc::new(spec),
+            source,
+            target,
+            tables,
+            writable,
+        })
+    }
+}
+
+fn constant_type(t: &Transform) -> Option<ColumnType> {
+    match t {
+        Transform::Constant(v) => v.column_type(),
+        _ => None,
+    }
+}
+
+/// Creates `t` in the target when missing (its key as primary key, plus the
+/// version column) and returns the target's column types; an existing table
+/// must have every spec column and the version column.
+async fn ensure_target_table(
+    spec: &Spec,
+    target: &Connector,
+    t: &TableSpec,
+    inferred: &[Option<ColumnType>],
+) -> Result<Vec<Option<ColumnType>>> {
+    let d = target.dialect();
+    if let Some(existing) = target.table_columns(&t.name).await? {
+        let find = |name: &str| {
+            existing
+                .iter()
+                .find(|c: &&SourceColumn| c.name.eq_ignore_ascii_case(name))
+        };
+        if find(VERSION_COLUMN).is_none() {
+            return Err(EngineError::schema(
+                &t.name,
+                format!(
+                    "the target table has no {VERSION_COLUMN} column, which guards newer rows from older copies; \
+                     add it: ALTER TABLE {} ADD COLUMN {VERSION_COLUMN} BIGINT NOT NULL DEFAULT 0",
+                    d.quote(&t.name)
+                ),
+            ));
+        }
+        return t
+            .columns
+            .iter()
+            .map(|c| {
+                find(&c.name).map(|e| e.ty).ok_or_else(|| {
+                    EngineError::schema(
+                        &t.name,
+                        format!(
+                            "the target table has no column {} (spec line {})",
+                            c.name, c.line
+                        ),
+                    )
+                })
+            })
+            .collect();
+    }
+    let mut defs = Vec::new();
+    for (c, ty) in t.columns.iter().zip(inferred) {
+        let Some(ty) = ty else {
+            return Err(spec.error_at(
+                c.line,
+                &format!("{}.columns.{}", t.field(), c.name),
+                "the type of this column cannot be told from the source; give it with `cast = \"…\"` or create the target table yourself",
+            ));
+        };
+        let in_key = t.key.contains(&c.name);
+        let not_null = if in_key { " NOT NULL" } else { "" };
+        defs.push(format!(
+            "{} {}{not_null}",
+            d.quote(&c.name),
+            target.sql_type(*ty, in_key)
+        ));
+    }
+    defs.push(format!("{} BIGINT NOT NULL", d.quote(VERSION_COLUMN)));
+    let key: Vec<String> = t.key.iter().map(|k| d.quote(k)).collect();
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+        d.quote(&t.name),
+        defs.join(", "),
+        key.join(", ")
+    );
+    target
+        .execute(&sql, &[], &format!("create target table {}", t.name))
+        .await?;
+    tracing::info!(table = %t.name, "created target table");
+    Ok(inferred.to_vec())
+}

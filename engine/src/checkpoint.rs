@@ -1,0 +1,281 @@
+//! Checkpoints, kept in the *target* database (`_tern_checkpoints`), one row
+//! per table and bucket: the bucket's range as planned, the position (bucket
+//! column, key) of the last row written, rows written, and whether the bucket
+//! is done. A chunk's rows and its checkpoint commit in one transaction, so the
+//! checkpoint never claims a row that is not there and never lags one that is:
+//! after a kill at any moment the load resumes right after the last committed
+//! chunk. The bucket plan itself is persisted here too, so a restarted load
+//! uses the ranges it started with, recomputed from persisted state rather
+//! than re-planned from a source that has moved on.
+
+use crate::buckets::{Bucket, Plan};
+use crate::chunk::KeyRange;
+use crate::connector::{Connector, Dialect, Statement, process_clock_micros};
+use crate::error::{EngineError, Result};
+use crate::value::Value;
+
+pub const CHECKPOINT_TABLE: &str = "_tern_checkpoints";
+
+/// The persisted state of one bucket of one table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub table: String,
+    pub bucket: usize,
+    pub range: KeyRange,
+    pub planned_rows: u64,
+    /// Position (bucket column, key…) of the last row written; `None` before
+    /// the first chunk.
+    pub last_key: Option<Vec<Value>>,
+    pub rows_written: u64,
+    pub done: bool,
+}
+
+/// Creates the checkpoint table if it is missing.
+pub async fn ensure_table(target: &Connector) -> Result<()> {
+    let d = target.dialect();
+    let text = if d == Dialect::MySql {
+        "LONGTEXT"
+    } else {
+        "TEXT"
+    };
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS {t} (table_name VARCHAR(255) NOT NULL, bucket BIGINT NOT NULL, \
+         lo {text} NOT NULL, hi {text} NOT NULL, planned_rows BIGINT NOT NULL, last_key {text}, \
+         rows_written BIGINT NOT NULL, done BIGINT NOT NULL, updated_at BIGINT NOT NULL, \
+         PRIMARY KEY (table_name, bucket))",
+        t = d.quote(CHECKPOINT_TABLE)
+    );
+    target
+        .execute(&sql, &[], "create the checkpoint table")
+        .await
+        .map(|_| ())
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Value {
+    Value::Text(serde_json::to_string(v).unwrap_or_else(|_| "null".to_string()))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(table: &str, bucket: usize, v: &Value) -> Result<T> {
+    let text = match v {
+        Value::Text(s) => s.as_str(),
+        Value::Null => "null",
+        other => {
+            return Err(EngineError::Checkpoint {
+                table: table.into(),
+                bucket,
+                message: format!("unexpected stored value {other}"),
+            });
+        }
+    };
+    serde_json::from_str(text).map_err(|e| EngineError::Checkpoint {
+        table: table.into(),
+        bucket,
+        message: format!("stored value {text} is not readable: {e}"),
+    })
+}
+
+fn int(v: &Value) -> u64 {
+    match v {
+        Value::Int(i) => u64::try_from(*i).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// All checkpoints of a table, by bucket: its persisted plan and progress.
+pub async fn load_all(target: &Connector, table: &str) -> Result<Vec<Checkpoint>> {
+    let d = target.dialect();
+    if target.table_columns(CHECKPOINT_TABLE).await?.is_none() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT bucket, lo, hi, planned_rows, last_key, rows_written, done FROM {} WHERE table_name = {} ORDER BY bucket",
+        d.quote(CHECKPOINT_TABLE),
+        d.placeholder(1)
+    );
+    let (_, rows) = target
+        .fetch(
+            &sql,
+            &[Value::Text(table.into())],
+            &format!("read the checkpoints of {table}"),
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let bucket = usize::try_from(int(&r[0])).unwrap_or(0);
+            Ok(Checkpoint {
+                table: table.to_string(),
+                bucket,
+                range: KeyRange {
+                    lo: parse(table, bucket, &r[1])?,
+                    hi: parse(table, bucket, &r[2])?,
+                },
+                planned_rows: int(&r[3]),
+                last_key: parse(table, bucket, &r[4])?,
+                rows_written: int(&r[5]),
+                done: int(&r[6]) != 0,
+            })
+        })
+        .collect()
+}
+
+/// The plan persisted for a table, if any.
+pub async fn load_plan(
+    target: &Connector,
+    table: &str,
+    bucket_column: &str,
+) -> Result<Option<Plan>> {
+    let cps = load_all(target, table).await?;
+    if cps.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Plan {
+        table: table.to_string(),
+        bucket_column: bucket_column.to_string(),
+        buckets: cps
+            .into_iter()
+            .map(|c| Bucket {
+                table: c.table,
+                index: c.bucket,
+                range: c.range,
+                rows: c.planned_rows,
+            })
+            .collect(),
+    }))
+}
+
+/// Persists a plan: one fresh checkpoint per bucket. Refuses if the table
+/// already has checkpoints (call [`forget`] first to re-plan).
+pub async fn store_plan(target: &Connector, plan: &Plan) -> Result<()> {
+    if !load_all(target, &plan.table).await?.is_empty() {
+        return Err(EngineError::Checkpoint {
+            table: plan.table.clone(),
+            bucket: 0,
+            message: "the table already has a stored plan; forget it before storing another".into(),
+        });
+    }
+    for b in &plan.buckets {
+        insert(target, b).await?;
+    }
+    Ok(())
+}
+
+async fn insert(target: &Connector, b: &Bucket) -> Result<()> {
+    let d = target.dialect();
+    let ph: Vec<String> = (1..=7).map(|i| d.placeholder(i)).collect();
+    let sql = format!(
+        "INSERT INTO {} (table_name, bucket, lo, hi, planned_rows, last_key, rows_written, done, updated_at) \
+         VALUES ({}, {}, {}, {}, {}, NULL, 0, 0, {})",
+        d.quote(CHECKPOINT_TABLE),
+        ph[0],
+        ph[1],
+        ph[2],
+        ph[3],
+        ph[4],
+        ph[5]
+    );
+    let params = [
+        Value::Text(b.table.clone()),
+        Value::Int(b.index as i64),
+        json(&b.range.lo),
+        json(&b.range.hi),
+        Value::Int(i64::try_from(b.rows).unwrap_or(i64::MAX)),
+        Value::Int(process_clock_micros()),
+    ];
+    target
+        .execute(
+            &sql,
+            &params,
+            &format!("store the plan of {} bucket {}", b.table, b.index),
+        )
+        .await
+        .map(|_| ())
+}
+
+/// The checkpoint of a bucket, created from the bucket if none is stored.
+/// A stored checkpoint with a different range is an error: the bucket was
+/// planned differently and resuming it with new bounds could skip rows.
+pub async fn begin(target: &Connector, bucket: &Bucket) -> Result<Checkpoint> {
+    let existing = load_all(target, &bucket.table)
+        .await?
+        .into_iter()
+        .find(|c| c.bucket == bucket.index);
+    match existing {
+        Some(c) if c.range != bucket.range => Err(EngineError::Checkpoint {
+            table: bucket.table.clone(),
+            bucket: bucket.index,
+            message: format!(
+                "stored range {} differs from the requested {}; load the stored plan, or forget the checkpoints to re-plan",
+                c.range, bucket.range
+            ),
+        }),
+        Some(c) => Ok(c),
+        None => {
+            insert(target, bucket).await?;
+            Ok(Checkpoint {
+                table: bucket.table.clone(),
+                bucket: bucket.index,
+                range: bucket.range.clone(),
+                planned_rows: bucket.rows,
+                last_key: None,
+                rows_written: 0,
+                done: false,
+            })
+        }
+    }
+}
+
+/// The statement that advances a bucket's checkpoint, run in the chunk's
+/// transaction; it must update exactly one row.
+pub(crate) fn advance(
+    d: Dialect,
+    table: &str,
+    bucket: usize,
+    last_key: Option<&[Value]>,
+    rows: u64,
+    done: bool,
+) -> Statement {
+    let ph: Vec<String> = (1..=6).map(|i| d.placeholder(i)).collect();
+    let sql = format!(
+        "UPDATE {} SET last_key = COALESCE({}, last_key), rows_written = rows_written + {}, done = {}, updated_at = {} \
+         WHERE table_name = {} AND bucket = {}",
+        d.quote(CHECKPOINT_TABLE),
+        ph[0],
+        ph[1],
+        ph[2],
+        ph[3],
+        ph[4],
+        ph[5]
+    );
+    Statement {
+        sql,
+        params: vec![
+            match last_key {
+                Some(k) => json(&k),
+                None => Value::Null,
+            },
+            Value::Int(i64::try_from(rows).unwrap_or(i64::MAX)),
+            Value::Int(i64::from(done)),
+            Value::Int(process_clock_micros()),
+            Value::Text(table.to_string()),
+            Value::Int(bucket as i64),
+        ],
+        expect_rows: Some(1),
+    }
+}
+
+/// Deletes a table's checkpoints and plan, so that the next load re-plans
+/// and starts from the beginning (the upserts make re-copying harmless).
+pub async fn forget(target: &Connector, table: &str) -> Result<u64> {
+    let d = target.dialect();
+    target
+        .execute(
+            &format!(
+                "DELETE FROM {} WHERE table_name = {}",
+                d.quote(CHECKPOINT_TABLE),
+                d.placeholder(1)
+            ),
+            &[Value::Text(table.into())],
+            &format!("forget the checkpoints of {table}"),
+        )
+        .await
+}

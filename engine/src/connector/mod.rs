@@ -1,0 +1,423 @@
+//! Connectors: one [`Connector`] per source or target database, PostgreSQL,
+//! MySQL/MariaDB or SQLite, each usable as source and as target.
+//!
+//! As a source a connector describes relations, reads rows as [`Value`]s and
+//! tells the database's clock. As a target it creates tables from the spec and
+//! writes chunks with its fastest safe path, always as a version-guarded upsert
+//! by key, in one transaction with the chunk's checkpoint:
+//! PostgreSQL `COPY` into a temporary staging table then one set-based
+//! `INSERT … SELECT … ON CONFLICT DO UPDATE … WHERE version <`; MySQL multi-row
+//! `INSERT … ON DUPLICATE KEY UPDATE col = IF(version <, …)`; SQLite multi-row
+//! `INSERT … ON CONFLICT DO UPDATE … WHERE version <`. The target key must be
+//! the table's primary key (MySQL's upsert fires on any unique key, so other
+//! unique keys on a MySQL target are not supported).
+
+mod mysql;
+mod pg_copy;
+mod postgres;
+mod sqlite;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{MySql, MySqlPool, PgPool, Postgres, Sqlite, SqlitePool};
+
+use crate::error::{EngineError, Result};
+use crate::transform::{SourceColumn, TableRows};
+use crate::value::{ColumnType, Value};
+
+/// The version column every target table carries: the source clock (µs) at
+/// which the row was read. See [`crate::bulk_load`] for why it is taken before
+/// the read.
+pub const VERSION_COLUMN: &str = "_tern_version";
+
+/// The SQL dialect of a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+impl Dialect {
+    /// The dialect a URL's scheme names.
+    pub fn of_url(url: &str) -> Option<Dialect> {
+        let scheme = url.split(':').next()?.to_ascii_lowercase();
+        match scheme.as_str() {
+            "postgres" | "postgresql" => Some(Dialect::Postgres),
+            "mysql" | "mariadb" => Some(Dialect::MySql),
+            "sqlite" => Some(Dialect::Sqlite),
+            _ => None,
+        }
+    }
+
+    /// Quotes an identifier (each part of `schema.table`). Names are checked
+    /// to be plain identifiers when the spec is parsed.
+    pub fn quote(self, name: &str) -> String {
+        let q = if self == Dialect::MySql { '`' } else { '"' };
+        name.split('.')
+            .map(|p| format!("{q}{p}{q}"))
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// The placeholder for the `n`-th (1-based) parameter.
+    pub fn placeholder(self, n: usize) -> String {
+        match self {
+            Dialect::Postgres => format!("${n}"),
+            _ => "?".to_string(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "postgres",
+            Dialect::MySql => "mysql",
+            Dialect::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// A URL with its password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let host_start = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_start].rfind('@') {
+        Some(at) => {
+            let user = &rest[..at];
+            let user = user.split(':').next().unwrap_or("");
+            if rest[..at].contains(':') {
+                format!("{}{user}:***{}", &url[..scheme_end], &rest[at..])
+            } else {
+                url.to_string()
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+/// A connection pool to a source or target database.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    pool: Pool,
+    /// `source` or `target`, for messages.
+    role: &'static str,
+    url: String,
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Pg(PgPool),
+    My(MySqlPool),
+    Lite(SqlitePool),
+}
+
+/// A connection held for the duration of a load (PostgreSQL's staging
+/// tables live in it).
+pub(crate) enum Conn {
+    Pg(PoolConnection<Postgres>, postgres::Staging),
+    My(PoolConnection<MySql>),
+    Lite(PoolConnection<Sqlite>),
+}
+
+/// A statement run in a chunk's transaction after its rows (the checkpoint).
+pub(crate) struct Statement {
+    pub sql: String,
+    pub params: Vec<Value>,
+    /// Rows it must affect, or the transaction is rolled back.
+    pub expect_rows: Option<u64>,
+}
+
+impl Connector {
+    /// Connects to `url`; `role` (`source` or `target`) names it in errors.
+    pub async fn connect(url: &str, role: &'static str) -> Result<Connector> {
+        let dialect = Dialect::of_url(url).ok_or_else(|| EngineError::Spec {
+            at: format!("{role} url"),
+            message: format!(
+                "`{}` is not a postgres://, mysql:// or sqlite:// URL",
+                redact(url)
+            ),
+        })?;
+        let unreachable = |source| EngineError::Unreachable {
+            role: role.to_string(),
+            url: redact(url),
+            source,
+        };
+        let acquire = std::time::Duration::from_secs(10);
+        let pool = match dialect {
+            Dialect::Postgres => Pool::Pg(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(acquire)
+                    .connect(url)
+                    .await
+                    .map_err(unreachable)?,
+            ),
+            Dialect::MySql => Pool::My(
+                sqlx::mysql::MySqlPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(acquire)
+                    .connect(url)
+                    .await
+                    .map_err(unreachable)?,
+            ),
+            Dialect::Sqlite => {
+                use std::str::FromStr;
+                let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                    .map_err(unreachable)?
+                    .busy_timeout(std::time::Duration::from_secs(30));
+                Pool::Lite(
+                    sqlx::sqlite::SqlitePoolOptions::new()
+                        .max_connections(8)
+                        .acquire_timeout(acquire)
+                        .connect_with(opts)
+                        .await
+                        .map_err(unreachable)?,
+                )
+            }
+        };
+        Ok(Connector {
+            pool,
+            role,
+            url: redact(url),
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.pool {
+            Pool::Pg(_) => Dialect::Postgres,
+            Pool::My(_) => Dialect::MySql,
+            Pool::Lite(_) => Dialect::Sqlite,
+        }
+    }
+
+    pub fn role(&self) -> &'static str {
+        self.role
+    }
+
+    /// The URL without password.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The database's clock in microseconds since the Unix epoch; for SQLite,
+    /// which has no server, this process's clock.
+    pub async fn clock_micros(&self) -> Result<i64> {
+        let ctx = || format!("read the clock of {} database {}", self.role, self.url);
+        match &self.pool {
+            Pool::Pg(p) => sqlx::query_scalar::<_, i64>(
+                "SELECT (extract(epoch from clock_timestamp()) * 1000000)::bigint",
+            )
+            .fetch_one(p)
+            .await
+            .map_err(EngineError::db(ctx())),
+            Pool::My(p) => sqlx::query_scalar::<_, i64>(
+                "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)",
+            )
+            .fetch_one(p)
+            .await
+            .map_err(EngineError::db(ctx())),
+            Pool::Lite(_) => Ok(process_clock_micros()),
+        }
+    }
+
+    /// The columns a SELECT returns, with their types where the engine maps them.
+    pub async fn describe(&self, sql: &str) -> Result<Vec<SourceColumn>> {
+        let ctx = format!(
+            "describe `{}` on {} database {}",
+            one_line(sql),
+            self.role,
+            self.url
+        );
+        match &self.pool {
+            Pool::Pg(p) => postgres::describe(p, sql).await,
+            Pool::My(p) => mysql::describe(p, sql).await,
+            Pool::Lite(p) => sqlite::describe(p, sql).await,
+        }
+        .map_err(EngineError::db(ctx))
+    }
+
+    /// The columns of a table, `None` if it does not exist.
+    pub async fn table_columns(&self, table: &str) -> Result<Option<Vec<SourceColumn>>> {
+        let ctx = format!(
+            "read the columns of {table} on {} database {}",
+            self.role, self.url
+        );
+        match &self.pool {
+            Pool::Pg(p) => postgres::table_columns(p, table).await,
+            Pool::My(p) => mysql::table_columns(p, table).await,
+            Pool::Lite(p) => sqlite::table_columns(p, table).await,
+        }
+        .map_err(EngineError::db(ctx))
+    }
+
+    /// Runs a query and returns its column names and rows. `context` says
+    /// what the query was for, in errors.
+    pub async fn fetch(
+        &self,
+        sql: &str,
+        params: &[Value],
+        context: &str,
+    ) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
+        let ctx = || format!("{context} on {} database {}", self.role, self.url);
+        match &self.pool {
+            Pool::Pg(p) => postgres::fetch(p, sql, params).await,
+            Pool::My(p) => mysql::fetch(p, sql, params).await,
+            Pool::Lite(p) => sqlite::fetch(p, sql, params).await,
+        }
+        .map_err(|e| match e {
+            FetchError::Db(source) => EngineError::Database {
+                context: ctx(),
+                source,
+            },
+            FetchError::Decode { column, message } => EngineError::Database {
+                context: ctx(),
+                source: sqlx::Error::Decode(format!("column {column}: {message}").into()),
+            },
+        })
+    }
+
+    /// Runs a statement without result rows.
+    pub async fn execute(&self, sql: &str, params: &[Value], context: &str) -> Result<u64> {
+        let ctx = format!("{context} on {} database {}", self.role, self.url);
+        match &self.pool {
+            Pool::Pg(p) => postgres::bind_all(sqlx::query(sql), params)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()),
+            Pool::My(p) => mysql::bind_all(sqlx::query(sql), params)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()),
+            Pool::Lite(p) => sqlite::bind_all(sqlx::query(sql), params)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()),
+        }
+        .map_err(EngineError::db(ctx))
+    }
+
+    /// The column definition SQL type of the dialect for a column type.
+    pub fn sql_type(&self, ty: ColumnType, in_key: bool) -> &'static str {
+        match self.dialect() {
+            Dialect::Postgres => postgres::sql_type(ty),
+            Dialect::MySql => mysql::sql_type(ty, in_key),
+            Dialect::Sqlite => sqlite::sql_type(ty),
+        }
+    }
+
+    /// A connection held for a load's writes.
+    pub(crate) async fn writer(&self) -> Result<Conn> {
+        let ctx = format!("open a writer on {} database {}", self.role, self.url);
+        Ok(match &self.pool {
+            Pool::Pg(p) => {
+                let mut c = p.acquire().await.map_err(EngineError::db(&ctx))?;
+                // A chunk and its checkpoint commit together, so losing the
+                // last commits in a server crash only moves the resume point
+                // back: the durability wait buys nothing here.
+                sqlx::query("SET synchronous_commit = off")
+                    .execute(&mut *c)
+                    .await
+                    .map_err(EngineError::db(&ctx))?;
+                Conn::Pg(c, postgres::Staging::default())
+            }
+            Pool::My(p) => Conn::My(p.acquire().await.map_err(EngineError::db(&ctx))?),
+            Pool::Lite(p) => Conn::Lite(p.acquire().await.map_err(EngineError::db(&ctx))?),
+        })
+    }
+}
+
+impl Conn {
+    /// Writes a chunk's rows to their tables, version-guarded, then runs
+    /// `after` (the checkpoint), all in one transaction.
+    pub(crate) async fn write_chunk(
+        &mut self,
+        tables: &[TableRows],
+        version: i64,
+        after: &[Statement],
+    ) -> Result<(), sqlx::Error> {
+        match self {
+            Conn::Pg(c, staging) => postgres::write_chunk(c, staging, tables, version, after).await,
+            Conn::My(c) => mysql::write_chunk(c, tables, version, after).await,
+            Conn::Lite(c) => sqlite::write_chunk(c, tables, version, after).await,
+        }
+    }
+}
+
+/// Why reading rows failed.
+pub(crate) enum FetchError {
+    Db(sqlx::Error),
+    Decode { column: String, message: String },
+}
+
+impl From<sqlx::Error> for FetchError {
+    fn from(e: sqlx::Error) -> Self {
+        FetchError::Db(e)
+    }
+}
+
+pub(crate) fn check_affected(st: &Statement, affected: u64) -> Result<(), sqlx::Error> {
+    match st.expect_rows {
+        Some(n) if n != affected => Err(sqlx::Error::Protocol(format!(
+            "`{}` affected {affected} rows, expected {n}",
+            one_line(&st.sql)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn process_clock_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+fn one_line(sql: &str) -> String {
+    let s: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.len() > 120 {
+        format!(
+            "{}...",
+            &s[..s.char_indices().nth(117).map_or(s.len(), |(i, _)| i)]
+        )
+    } else {
+        s
+    }
+}
+
+/// `INSERT` column list with the version column appended.
+pub(crate) fn insert_columns(dialect: Dialect, columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(VERSION_COLUMN))
+        .map(|c| dialect.quote(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact("mysql://root@127.0.0.1/x"),
+            "mysql://root@127.0.0.1/x"
+        );
+        assert_eq!(redact("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+    }
+
+    #[test]
+    fn quotes_each_part_of_a_qualified_name() {
+        assert_eq!(Dialect::Postgres.quote("s.t"), "\"s\".\"t\"");
+        assert_eq!(Dialect::MySql.quote("t"), "`t`");
+    }
+}

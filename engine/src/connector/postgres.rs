@@ -1,0 +1,517 @@
+//! PostgreSQL: reads with prepared statements, writes with `COPY` into a
+//! temporary staging table and one set-based, version-guarded upsert.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::postgres::{PgArguments, PgConnection, PgRow};
+use sqlx::query::Query;
+use sqlx::{Column, Connection, Executor, PgPool, Postgres, Row, TypeInfo};
+
+use super::pg_copy::{self, BinType};
+use super::{Dialect, FetchError, Statement, VERSION_COLUMN, check_affected, insert_columns};
+use crate::transform::{SourceColumn, TableRows, TableShape};
+use crate::value::{ColumnType, Value};
+
+const D: Dialect = Dialect::Postgres;
+
+/// The engine's type for a PostgreSQL type name.
+pub(super) fn column_type(name: &str) -> Option<ColumnType> {
+    Some(match name.to_ascii_uppercase().as_str() {
+        "BOOL" => ColumnType::Bool,
+        "INT2" | "INT4" | "INT8" => ColumnType::Int,
+        "FLOAT4" | "FLOAT8" => ColumnType::Float,
+        "NUMERIC" => ColumnType::Decimal,
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => ColumnType::Text,
+        "BYTEA" => ColumnType::Bytes,
+        "UUID" => ColumnType::Uuid,
+        "JSON" | "JSONB" => ColumnType::Json,
+        "TIMESTAMP" => ColumnType::Timestamp,
+        "TIMESTAMPTZ" => ColumnType::TimestampTz,
+        "DATE" => ColumnType::Date,
+        _ => return None,
+    })
+}
+
+pub(super) fn sql_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Bool => "BOOLEAN",
+        ColumnType::Int => "BIGINT",
+        ColumnType::Float => "DOUBLE PRECISION",
+        ColumnType::Decimal => "NUMERIC",
+        ColumnType::Text => "TEXT",
+        ColumnType::Bytes => "BYTEA",
+        ColumnType::Uuid => "UUID",
+        ColumnType::Json => "JSONB",
+        ColumnType::Timestamp => "TIMESTAMP",
+        ColumnType::TimestampTz => "TIMESTAMPTZ",
+        ColumnType::Date => "DATE",
+    }
+}
+
+pub(super) async fn describe(p: &PgPool, sql: &str) -> Result<Vec<SourceColumn>, sqlx::Error> {
+    let st = p.prepare(sql).await?;
+    Ok(sqlx::Statement::columns(&st)
+        .iter()
+        .map(|c| SourceColumn {
+            name: c.name().to_string(),
+            ty: column_type(c.type_info().name()),
+        })
+        .collect())
+}
+
+pub(super) async fn table_columns(
+    p: &PgPool,
+    table: &str,
+) -> Result<Option<Vec<SourceColumn>>, sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(D.quote(table))
+        .fetch_one(p)
+        .await?;
+    if !exists {
+        return Ok(None);
+    }
+    describe(p, &format!("SELECT * FROM {}", D.quote(table)))
+        .await
+        .map(Some)
+}
+
+pub(super) fn bind_all<'q>(
+    mut q: Query<'q, Postgres, PgArguments>,
+    params: &[Value],
+) -> Query<'q, Postgres, PgArguments> {
+    for v in params {
+        q = match v.clone() {
+            Value::Null => q.bind(None::<String>),
+            Value::Bool(b) => q.bind(b),
+            Value::Int(i) => q.bind(i),
+            Value::Float(f) => q.bind(f),
+            Value::Decimal(d) => q.bind(d),
+            Value::Text(s) => q.bind(s),
+            Value::Bytes(b) => q.bind(b),
+            Value::Uuid(u) => q.bind(u),
+            Value::Json(j) => q.bind(sqlx::types::Json(j)),
+            Value::Timestamp(t) => q.bind(t),
+            Value::TimestampTz(t) => q.bind(t),
+            Value::Date(d) => q.bind(d),
+        };
+    }
+    q
+}
+
+#[derive(Clone, Copy)]
+enum Dec {
+    Bool,
+    I16,
+    I32,
+    I64,
+    F32,
+    F64,
+    Decimal,
+    Text,
+    Bytes,
+    Uuid,
+    Json,
+    Ts,
+    TsTz,
+    Date,
+    Unsupported,
+}
+
+fn decoder(name: &str) -> Dec {
+    match name {
+        "BOOL" => Dec::Bool,
+        "INT2" => Dec::I16,
+        "INT4" => Dec::I32,
+        "INT8" => Dec::I64,
+        "FLOAT4" => Dec::F32,
+        "FLOAT8" => Dec::F64,
+        "NUMERIC" => Dec::Decimal,
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => Dec::Text,
+        "BYTEA" => Dec::Bytes,
+        "UUID" => Dec::Uuid,
+        "JSON" | "JSONB" => Dec::Json,
+        "TIMESTAMP" => Dec::Ts,
+        "TIMESTAMPTZ" => Dec::TsTz,
+        "DATE" => Dec::Date,
+        _ => Dec::Unsupported,
+    }
+}
+
+fn decode(row: &PgRow, i: usize, dec: Dec) -> Result<Value, sqlx::Error> {
+    fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
+        v.map_or(Value::Null, f)
+    }
+    Ok(match dec {
+        Dec::Bool => opt(row.try_get::<Option<bool>, _>(i)?, Value::Bool),
+        Dec::I16 => opt(row.try_get::<Option<i16>, _>(i)?, |v| Value::Int(v.into())),
+        Dec::I32 => opt(row.try_get::<Option<i32>, _>(i)?, |v| Value::Int(v.into())),
+        Dec::I64 => opt(row.try_get::<Option<i64>, _>(i)?, Value::Int),
+        Dec::F32 => opt(row.try_get::<Option<f32>, _>(i)?, |v| {
+            Value::Float(v.into())
+        }),
+        Dec::F64 => opt(row.try_get::<Option<f64>, _>(i)?, Value::Float),
+        Dec::Decimal => opt(row.try_get::<Option<Decimal>, _>(i)?, Value::Decimal),
+        Dec::Text => opt(row.try_get::<Option<String>, _>(i)?, Value::Text),
+        Dec::Bytes => opt(row.try_get::<Option<Vec<u8>>, _>(i)?, Value::Bytes),
+        Dec::Uuid => opt(row.try_get::<Option<uuid::Uuid>, _>(i)?, Value::Uuid),
+        Dec::Json => opt(
+            row.try_get::<Option<sqlx::types::Json<serde_json::Value>>, _>(i)?,
+            |j| Value::Json(j.0),
+        ),
+        Dec::Ts => opt(
+            row.try_get::<Option<NaiveDateTime>, _>(i)?,
+            Value::Timestamp,
+        ),
+        Dec::TsTz => opt(
+            row.try_get::<Option<DateTime<Utc>>, _>(i)?,
+            Value::TimestampTz,
+        ),
+        Dec::Date => opt(row.try_get::<Option<NaiveDate>, _>(i)?, Value::Date),
+        Dec::Unsupported => Value::Null,
+    })
+}
+
+pub(super) async fn fetch(
+    p: &PgPool,
+    sql: &str,
+    params: &[Value],
+) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
+    let rows = bind_all(sqlx::query(sql), params).fetch_all(p).await?;
+    let Some(first) = rows.first() else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let names: Vec<String> = first
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    let decs: Vec<Dec> = first
+        .columns()
+        .iter()
+        .map(|c| decoder(c.type_info().name()))
+        .collect();
+    for (i, d) in decs.iter().enumerate() {
+        if matches!(d, Dec::Unsupported) {
+            return Err(FetchError::Decode {
+                column: names[i].clone(),
+                message: format!(
+                    "type {} is not one the engine reads; cast it in a query source (e.g. `{}::text`)",
+                    first.columns()[i].type_info().name(),
+                    names[i]
+                ),
+            });
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut values = Vec::with_capacity(decs.len());
+        for (i, &d) in decs.iter().enumerate() {
+            values.push(decode(row, i, d).map_err(|e| FetchError::Decode {
+                column: names[i].clone(),
+                message: e.to_string(),
+            })?);
+        }
+        out.push(values);
+    }
+    Ok((names, out))
+}
+
+/// Per-connection state of the writer: staging tables already created, and
+/// each table's binary COPY layout (`None`: copied as text).
+#[derive(Default)]
+pub(crate) struct Staging {
+    created: HashSet<String>,
+    layouts: HashMap<String, Option<Vec<BinType>>>,
+}
+
+/// The binary COPY types of a target table's spec columns, or `None` if one
+/// of them has a type binary COPY is not taught here.
+async fn binary_layout(
+    c: &mut PgConnection,
+    shape: &TableShape,
+) -> Result<Option<Vec<BinType>>, sqlx::Error> {
+    let attrs: Vec<(String, String)> = sqlx::query_as(
+        "SELECT a.attname::text, t.typname::text FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+         WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+    )
+    .bind(D.quote(&shape.name))
+    .fetch_all(&mut *c)
+    .await?;
+    let find = |col: &str| {
+        attrs
+            .iter()
+            .find(|(n, _)| n == col)
+            .and_then(|(_, t)| BinType::from_typname(t))
+    };
+    if find(VERSION_COLUMN) != Some(BinType::Int8) {
+        return Ok(None);
+    }
+    Ok(shape.columns.iter().map(|c| find(c)).collect())
+}
+
+fn stage_name(table: &str) -> String {
+    format!("_tern_stage_{}", table.replace('.', "_"))
+}
+
+pub(super) async fn write_chunk(
+    c: &mut PgConnection,
+    staging: &mut Staging,
+    tables: &[TableRows],
+    version: i64,
+    after: &[Statement],
+) -> Result<(), sqlx::Error> {
+    match write_chunk_once(c, staging, tables, version, after, true).await {
+        // A row appeared inside a range the fast path found empty (a
+        // concurrent writer): COPY refused it and nothing was committed. The
+        // chunk goes again, all through the guarded upsert.
+        Err(e) if is_unique_violation(&e) => {
+            write_chunk_once(c, staging, tables, version, after, false).await
+        }
+        other => other,
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "23505")
+}
+
+/// The smallest and largest target key of the rows, if all keys compare.
+fn key_bounds(t: &TableRows) -> Option<(Vec<Value>, Vec<Value>)> {
+    let key =
+        |r: &Vec<Value>| -> Vec<Value> { t.shape.key.iter().map(|&i| r[i].clone()).collect() };
+    let cmp = |a: &[Value], b: &[Value]| -> Option<std::cmp::Ordering> {
+        for (x, y) in a.iter().zip(b) {
+            match x.compare(y)? {
+                std::cmp::Ordering::Equal => continue,
+                o => return Some(o),
+            }
+        }
+        Some(std::cmp::Ordering::Equal)
+    };
+    let mut rows = t.rows.iter();
+    let first = key(rows.next()?);
+    let (mut lo, mut hi) = (first.clone(), first);
+    for r in rows {
+        let k = key(r);
+        if cmp(&k, &lo)?.is_lt() {
+            lo = k;
+        } else if cmp(&k, &hi)?.is_gt() {
+            hi = k;
+        }
+    }
+    Some((lo, hi))
+}
+
+/// Whether the target has any row with a key in `[lo, hi]`.
+async fn any_in_range(
+    c: &mut PgConnection,
+    t: &TableRows,
+    lo: Vec<Value>,
+    hi: Vec<Value>,
+) -> Result<bool, sqlx::Error> {
+    let cols: Vec<String> = t
+        .shape
+        .key
+        .iter()
+        .map(|&i| D.quote(&t.shape.columns[i]))
+        .collect();
+    let n = cols.len();
+    let marks = |from: usize| {
+        (from..from + n)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE ({c}) >= ({}) AND ({c}) <= ({}))",
+        D.quote(&t.shape.name),
+        marks(1),
+        marks(n + 1),
+        c = cols.join(", ")
+    );
+    let params: Vec<Value> = lo.into_iter().chain(hi).collect();
+    let row = bind_all(sqlx::query(&sql), &params)
+        .fetch_one(&mut *c)
+        .await?;
+    row.try_get::<bool, _>(0)
+}
+
+/// Whether the target has any of the rows' keys; `None` when the key is not
+/// a single integer, text or UUID column (then the guarded upsert is used).
+async fn any_key_present(c: &mut PgConnection, t: &TableRows) -> Result<Option<bool>, sqlx::Error> {
+    let [k] = t.shape.key[..] else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE {} = ANY($1))",
+        D.quote(&t.shape.name),
+        D.quote(&t.shape.columns[k])
+    );
+    fn all<T>(t: &TableRows, k: usize, f: impl Fn(&Value) -> Option<T>) -> Option<Vec<T>> {
+        t.rows.iter().map(|r| f(&r[k])).collect()
+    }
+    let q = sqlx::query_scalar::<_, bool>(&sql);
+    let q = match t.rows.first().map(|r| &r[k]) {
+        Some(Value::Int(_)) => match all(t, k, |v| {
+            if let Value::Int(i) = v {
+                Some(*i)
+            } else {
+                None
+            }
+        }) {
+            Some(keys) => q.bind(keys),
+            None => return Ok(None),
+        },
+        Some(Value::Text(_)) => match all(t, k, |v| {
+            if let Value::Text(s) = v {
+                Some(s.clone())
+            } else {
+                None
+            }
+        }) {
+            Some(keys) => q.bind(keys),
+            None => return Ok(None),
+        },
+        Some(Value::Uuid(_)) => match all(t, k, |v| {
+            if let Value::Uuid(u) = v {
+                Some(*u)
+            } else {
+                None
+            }
+        }) {
+            Some(keys) => q.bind(keys),
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    q.fetch_one(&mut *c).await.map(Some)
+}
+
+async fn write_chunk_once(
+    c: &mut PgConnection,
+    staging: &mut Staging,
+    tables: &[TableRows],
+    version: i64,
+    after: &[Statement],
+    allow_direct: bool,
+) -> Result<(), sqlx::Error> {
+    // Staging tables are created outside the chunk's transaction, so that a
+    // rolled-back chunk does not take them away.
+    for t in tables.iter().filter(|t| !t.rows.is_empty()) {
+        if staging.created.insert(t.shape.name.clone()) {
+            let sql = format!(
+                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+                D.quote(&stage_name(&t.shape.name)),
+                D.quote(&t.shape.name)
+            );
+            if let Err(e) = c.execute(sql.as_str()).await {
+                staging.created.remove(&t.shape.name);
+                return Err(e);
+            }
+        }
+    }
+    for t in tables.iter().filter(|t| !t.rows.is_empty()) {
+        if !staging.layouts.contains_key(&t.shape.name) {
+            let layout = binary_layout(c, &t.shape).await?;
+            staging.layouts.insert(t.shape.name.clone(), layout);
+        }
+    }
+    let mut tx = c.begin().await?;
+    let mut buf = Vec::new();
+    for t in tables.iter().filter(|t| !t.rows.is_empty()) {
+        let cols = insert_columns(D, &t.shape.columns);
+        buf.clear();
+        buf.reserve(t.rows.len() * 128);
+        let format = match staging.layouts.get(&t.shape.name).and_then(Option::as_ref) {
+            Some(types) => {
+                pg_copy::header(&mut buf);
+                for row in &t.rows {
+                    pg_copy::row(&mut buf, types, row, version).map_err(|e| {
+                        sqlx::Error::Protocol(format!("encoding a row of {}: {e}", t.shape.name))
+                    })?;
+                }
+                pg_copy::trailer(&mut buf);
+                " (FORMAT binary)"
+            }
+            None => {
+                for row in &t.rows {
+                    for v in row {
+                        v.write_copy_text(&mut buf);
+                        buf.push(b'\t');
+                    }
+                    Value::Int(version).write_copy_text(&mut buf);
+                    buf.push(b'\n');
+                }
+                ""
+            }
+        };
+        let target = D.quote(&t.shape.name);
+
+        // Fast path: when no target row has a key within the chunk's key
+        // range, COPY straight into the target. COPY never replaces a row: a
+        // row a concurrent writer adds in the meantime makes it fail on the
+        // primary key instead (and the chunk is retried through the guarded
+        // upsert), so the version rule holds either way.
+        let direct = allow_direct
+            && match key_bounds(t) {
+                Some((lo, hi)) => {
+                    !any_in_range(&mut tx, t, lo, hi).await?
+                        // Keys interleave with rows already there (source order
+                        // differs from the target key): probe the keys themselves.
+                        || any_key_present(&mut tx, t).await? == Some(false)
+                }
+                None => false,
+            };
+        if direct {
+            let mut copy = tx
+                .copy_in_raw(&format!("COPY {target} ({cols}) FROM STDIN{format}"))
+                .await?;
+            copy.send(buf.as_slice()).await?;
+            copy.finish().await?;
+            continue;
+        }
+
+        let stage = D.quote(&stage_name(&t.shape.name));
+        let mut copy = tx
+            .copy_in_raw(&format!("COPY {stage} ({cols}) FROM STDIN{format}"))
+            .await?;
+        copy.send(buf.as_slice()).await?;
+        copy.finish().await?;
+        let key: Vec<String> = t
+            .shape
+            .key
+            .iter()
+            .map(|&i| D.quote(&t.shape.columns[i]))
+            .collect();
+        let mut sets: Vec<String> = t
+            .shape
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !t.shape.key.contains(i))
+            .map(|(_, c)| format!("{0} = EXCLUDED.{0}", D.quote(c)))
+            .collect();
+        sets.push(format!("{0} = EXCLUDED.{0}", D.quote(VERSION_COLUMN)));
+        // The If-Unmodified-Since rule: a row already written with a newer
+        // version (a relay write that saw newer source state) is kept.
+        let upsert = format!(
+            "INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} \
+             ON CONFLICT ({key}) DO UPDATE SET {sets} WHERE {target}.{v} < EXCLUDED.{v}",
+            key = key.join(", "),
+            sets = sets.join(", "),
+            v = D.quote(VERSION_COLUMN),
+        );
+        tx.execute(upsert.as_str()).await?;
+    }
+    for st in after {
+        let r = bind_all(sqlx::query(&st.sql), &st.params)
+            .execute(&mut *tx)
+            .await?;
+        check_affected(st, r.rows_affected())?;
+    }
+    tx.commit().await
+}

@@ -1,0 +1,239 @@
+//! The migration spec: which source tables or queries become which target
+//! tables, the key, the bucket column, the column mapping, the transformer
+//! chain and the deduper. Written in TOML (see `examples/messages.toml`);
+//! [`Spec::parse`] reads it and checks everything that can be checked without a
+//! database, with errors that name the line and the field. Checks that need the
+//! source (does the column exist?) run when a [`crate::BulkLoader`] is prepared
+//! and name the spec line too.
+
+mod parse;
+mod validate;
+
+use uuid::Uuid;
+
+use crate::error::{EngineError, Result};
+use crate::value::{ColumnType, Value};
+
+/// Default number of source rows per chunk.
+pub const DEFAULT_CHUNK_ROWS: usize = 5_000;
+/// Default number of buckets per table.
+pub const DEFAULT_BUCKETS: usize = 8;
+
+/// A parsed, statically valid migration spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// How errors name the spec (its file name, or `spec`).
+    pub file: String,
+    pub source: Endpoint,
+    pub target: Endpoint,
+    /// Source rows read, transformed and written per chunk (default 5000).
+    pub chunk_rows: usize,
+    pub tables: Vec<TableSpec>,
+}
+
+/// A database the migration reads or writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    /// `postgres://…`, `mysql://…` (also MariaDB) or `sqlite://…`.
+    pub url: String,
+}
+
+/// One target table and how it is filled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSpec {
+    /// Target table name (may be `schema.table`).
+    pub name: String,
+    /// Target key columns: the table's primary key, the upsert key.
+    pub key: Vec<String>,
+    /// How many buckets `plan` cuts the source into (default 8).
+    pub buckets: usize,
+    /// Where rows come from; `None` for a table that only transformers of
+    /// another table fill (e.g. deduplicated shared content).
+    pub source: Option<SourceSpec>,
+    /// Target columns in declaration order (the version column is implicit).
+    pub columns: Vec<ColumnSpec>,
+    /// Plug-in transformers run in this order after the built-in mapping.
+    pub transformers: Vec<String>,
+    /// Collapses rows with the same dedupe key within a chunk.
+    pub dedupe: Option<DedupeSpec>,
+    /// Spec line of the `[[tables]]` entry.
+    pub line: usize,
+}
+
+/// The source of a table: a table or a SELECT producing composite records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSpec {
+    pub relation: Relation,
+    /// Source columns that identify a source row; rows are read in this order.
+    pub key: Vec<String>,
+    /// The source column that places a row in a bucket (default: first key column).
+    pub bucket: String,
+    /// For a query source: which source tables it reads and how a change in
+    /// each maps to this source's keys (used by change capture and the relay).
+    pub tracks: Vec<Track>,
+    pub line: usize,
+}
+
+impl SourceSpec {
+    /// The columns rows are ordered and paginated by: the bucket column, then
+    /// the key (the bucket column once, if it leads the key). The source should
+    /// have an index on them.
+    pub fn order_columns(&self) -> Vec<String> {
+        let mut cols = Vec::with_capacity(self.key.len() + 1);
+        if self.key.first() != Some(&self.bucket) {
+            cols.push(self.bucket.clone());
+        }
+        cols.extend(self.key.iter().cloned());
+        cols
+    }
+}
+
+/// A source relation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Relation {
+    Table(String),
+    /// A SELECT; it is wrapped as a derived table, so its output column names
+    /// are what `key`, `bucket` and the mapping refer to.
+    Query(String),
+}
+
+/// How a change in one source table maps to keys of a table's source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Track {
+    pub table: String,
+    pub map: TrackMap,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrackMap {
+    /// Columns of the changed row that are the source key, in key order.
+    Columns(Vec<String>),
+    /// A query returning source keys; `:column` placeholders take values from
+    /// the changed row.
+    Query(String),
+}
+
+/// One target column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub transform: Transform,
+    /// Cast the value to this type (also the column type when the engine
+    /// creates the target table).
+    pub cast: Option<ColumnType>,
+    pub trim: bool,
+    pub lower: bool,
+    pub line: usize,
+}
+
+/// Where a target column's value comes from (before trim, lower and cast).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transform {
+    /// Copy a source column (a rename when the names differ).
+    Copy(String),
+    Constant(Value),
+    /// A JSON object: field name → source column.
+    Json(Vec<(String, String)>),
+    /// A deterministic UUIDv5 of source fields; see [`crate::transform::uuid5`].
+    Uuid5 {
+        namespace: Uuid,
+        from: Vec<String>,
+    },
+    /// Filled by a plug-in transformer (NULL until one sets it).
+    Slot,
+}
+
+/// Collapses rows that a denormalized source repeats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DedupeSpec {
+    /// Target columns whose equal values make rows duplicates (default: the key).
+    pub key: Vec<String>,
+    pub keep: Keep,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    First,
+    Last,
+}
+
+impl Spec {
+    /// Parses and statically validates a spec. `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Spec> {
+        let spec = parse::parse(text, file)?;
+        validate::validate(&spec)?;
+        Ok(spec)
+    }
+
+    /// Reads and parses a spec file.
+    pub fn from_file(path: &std::path::Path) -> Result<Spec> {
+        let text = std::fs::read_to_string(path).map_err(|e| EngineError::Spec {
+            at: path.display().to_string(),
+            message: format!("cannot read the spec: {e}"),
+        })?;
+        let file = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        );
+        Spec::parse(&text, &file)
+    }
+
+    pub fn table(&self, name: &str) -> Result<&TableSpec> {
+        self.tables
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| EngineError::Spec {
+                at: self.file.clone(),
+                message: format!(
+                    "no table `{name}` (tables: {})",
+                    self.tables
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+
+    /// Tables that have a source (the ones that are bulk loaded).
+    pub fn sourced_tables(&self) -> impl Iterator<Item = &TableSpec> {
+        self.tables.iter().filter(|t| t.source.is_some())
+    }
+
+    /// An error located at a spec line and field.
+    pub fn error_at(&self, line: usize, field: &str, message: impl Into<String>) -> EngineError {
+        EngineError::Spec {
+            at: format!("{} line {line}, {field}", self.file),
+            message: message.into(),
+        }
+    }
+}
+
+impl TableSpec {
+    pub fn column(&self, name: &str) -> Option<&ColumnSpec> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// `tables[name]`, the field prefix errors use.
+    pub fn field(&self) -> String {
+        format!("tables[{}]", self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worked_example_parses() -> Result<()> {
+        let spec = Spec::parse(
+            include_str!("../../../examples/messages.toml"),
+            "messages.toml",
+        )?;
+        let t = spec.table("mailbox_messages")?;
+        assert_eq!(t.source.as_ref().map(|s| s.tracks.len()), Some(2));
+        assert_eq!(t.columns.len(), 11);
+        Ok(())
+    }
+}

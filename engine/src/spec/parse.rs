@@ -1,0 +1,513 @@
+//! TOML → [`Spec`]. The raw structures keep the byte span of every field so
+//! that errors found after parsing can name the line.
+
+use std::fmt;
+
+use super::{
+    ColumnSpec, DEFAULT_BUCKETS, DEFAULT_CHUNK_ROWS, DedupeSpec, Endpoint, Keep, Relation,
+    SourceSpec, Spec, TableSpec, Track, TrackMap, Transform,
+};
+use crate::error::{EngineError, Result};
+use crate::value::{ColumnType, Value};
+use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    chunk_rows: Option<Spanned<i64>>,
+    source: RawEndpoint,
+    target: RawEndpoint,
+    #[serde(default)]
+    tables: Vec<Spanned<RawTable>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    name: String,
+    key: Spanned<Vec<String>>,
+    buckets: Option<Spanned<i64>>,
+    source: Option<Spanned<RawSource>>,
+    #[serde(default)]
+    transformers: Vec<String>,
+    dedupe: Option<Spanned<RawDedupe>>,
+    columns: RawColumns,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    table: Option<String>,
+    query: Option<String>,
+    key: Option<Vec<String>>,
+    bucket: Option<String>,
+    #[serde(default)]
+    tracks: Vec<Spanned<RawTrack>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrack {
+    table: String,
+    key: Option<Vec<String>>,
+    query: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDedupe {
+    key: Option<Vec<String>>,
+    keep: Option<String>,
+}
+
+/// `[tables.columns]`, in declaration order.
+struct RawColumns(Vec<(String, Spanned<RawColumn>)>);
+
+impl<'de> Deserialize<'de> for RawColumns {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawColumns;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table of target columns")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<RawColumns, A::Error> {
+                let mut out = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    out.push((name, map.next_value()?));
+                }
+                Ok(RawColumns(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A column: `"source_column"` or `{ from = …, cast = …, … }`.
+enum RawColumn {
+    From(String),
+    Full(Box<RawColumnFull>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawColumnFull {
+    from: Option<String>,
+    constant: Option<toml::Value>,
+    json: Option<toml::Value>,
+    uuid5: Option<Vec<String>>,
+    namespace: Option<String>,
+    #[serde(alias = "type")]
+    cast: Option<String>,
+    #[serde(default)]
+    trim: bool,
+    #[serde(default)]
+    lower: bool,
+}
+
+impl<'de> Deserialize<'de> for RawColumn {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawColumn;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a source column name or a table such as { from = \"col\", cast = \"int\" }",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<RawColumn, E> {
+                Ok(RawColumn::From(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<RawColumn, A::Error> {
+                RawColumnFull::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|f| RawColumn::Full(Box::new(f)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Line numbers of byte offsets in the spec text.
+struct Lines<'a> {
+    text: &'a str,
+}
+
+impl Lines<'_> {
+    fn of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+}
+
+pub(super) fn parse(text: &str, file: &str) -> Result<Spec> {
+    let raw: RawSpec = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| Lines { text }.of(s.start));
+        EngineError::Spec {
+            at: match line {
+                Some(l) => format!("{file} line {l}"),
+                None => file.to_string(),
+            },
+            message: e.message().to_string(),
+        }
+    })?;
+    let lines = Lines { text };
+    let err = |line: usize, field: String, message: String| EngineError::Spec {
+        at: format!("{file} line {line}, {field}"),
+        message,
+    };
+
+    let chunk_rows = match raw.chunk_rows {
+        None => DEFAULT_CHUNK_ROWS,
+        Some(v) => usize::try_from(*v.get_ref())
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| {
+                err(
+                    lines.of(v.span().start),
+                    "chunk_rows".into(),
+                    "must be between 1 and 1000000".into(),
+                )
+            })?,
+    };
+
+    let mut tables = Vec::new();
+    for raw_table in raw.tables {
+        let line = lines.of(raw_table.span().start);
+        let t = raw_table.into_inner();
+        let field = format!("tables[{}]", t.name);
+        let buckets = match &t.buckets {
+            None => DEFAULT_BUCKETS,
+            Some(v) => usize::try_from(*v.get_ref())
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or_else(|| {
+                    err(
+                        lines.of(v.span().start),
+                        format!("{field}.buckets"),
+                        "must be between 1 and 10000".into(),
+                    )
+                })?,
+        };
+
+        let mut columns = Vec::new();
+        for (name, raw_col) in t.columns.0 {
+            let col_line = lines.of(raw_col.span().start);
+            let col_field = format!("{field}.columns.{name}");
+            let col = column(name, raw_col.into_inner(), col_line)
+                .map_err(|m| err(col_line, col_field, m))?;
+            columns.push(col);
+        }
+
+        let source = match t.source {
+            None => None,
+            Some(s) => {
+                let s_line = lines.of(s.span().start);
+                let s = s.into_inner();
+                let relation = match (s.table, s.query) {
+                    (Some(table), None) => Relation::Table(table),
+                    (None, Some(query)) => Relation::Query(query),
+                    _ => {
+                        return Err(err(
+                            s_line,
+                            format!("{field}.source"),
+                            "give exactly one of `table` or `query`".into(),
+                        ));
+                    }
+                };
+                let key = match s.key {
+                    Some(k) => k,
+                    // Without an explicit source key, the target key columns
+                    // must be copies of source columns.
+                    None => default_source_key(&t.key, &columns).map_err(|m| {
+                        err(lines.of(t.key.span().start), format!("{field}.key"), m)
+                    })?,
+                };
+                let bucket = match s.bucket {
+                    Some(b) => b,
+                    None => key.first().cloned().unwrap_or_default(),
+                };
+                let mut tracks = Vec::new();
+                for tr in s.tracks {
+                    let tr_line = lines.of(tr.span().start);
+                    let tr = tr.into_inner();
+                    let map = match (tr.key, tr.query) {
+                        (Some(k), None) => TrackMap::Columns(k),
+                        (None, Some(q)) => TrackMap::Query(q),
+                        _ => {
+                            return Err(err(
+                                tr_line,
+                                format!("{field}.source.tracks[{}]", tr.table),
+                                "give exactly one of `key` or `query`".into(),
+                            ));
+                        }
+                    };
+                    tracks.push(Track {
+                        table: tr.table,
+                        map,
+                    });
+                }
+                if tracks.is_empty()
+                    && let Relation::Table(name) = &relation
+                {
+                    tracks.push(Track {
+                        table: name.clone(),
+                        map: TrackMap::Columns(key.clone()),
+                    });
+                }
+                Some(SourceSpec {
+                    relation,
+                    key,
+                    bucket,
+                    tracks,
+                    line: s_line,
+                })
+            }
+        };
+
+        let dedupe = match t.dedupe {
+            None => None,
+            Some(d) => {
+                let d_line = lines.of(d.span().start);
+                let d = d.into_inner();
+                let keep = match d.keep.as_deref() {
+                    None | Some("first") => Keep::First,
+                    Some("last") => Keep::Last,
+                    Some(other) => {
+                        return Err(err(
+                            d_line,
+                            format!("{field}.dedupe.keep"),
+                            format!("`{other}` is not `first` or `last`"),
+                        ));
+                    }
+                };
+                Some(DedupeSpec {
+                    key: d.key.unwrap_or_else(|| t.key.get_ref().clone()),
+                    keep,
+                    line: d_line,
+                })
+            }
+        };
+
+        tables.push(TableSpec {
+            name: t.name,
+            key: t.key.into_inner(),
+            buckets,
+            source,
+            columns,
+            transformers: t.transformers,
+            dedupe,
+            line,
+        });
+    }
+
+    Ok(Spec {
+        file: file.to_string(),
+        source: Endpoint {
+            url: raw.source.url,
+        },
+        target: Endpoint {
+            url: raw.target.url,
+        },
+        chunk_rows,
+        tables,
+    })
+}
+
+fn default_source_key(
+    key: &Spanned<Vec<String>>,
+    columns: &[ColumnSpec],
+) -> std::result::Result<Vec<String>, String> {
+    key.get_ref()
+        .iter()
+        .map(|k| match columns.iter().find(|c| &c.name == k).map(|c| &c.transform) {
+            Some(Transform::Copy(from)) => Ok(from.clone()),
+            None => Err(format!("key column `{k}` is not one of the table's columns")),
+            Some(_) => Err(format!(
+                "key column `{k}` is not a copy of a source column; give the source key as `source.key`"
+            )),
+        })
+        .collect()
+}
+
+fn column(name: String, raw: RawColumn, line: usize) -> std::result::Result<ColumnSpec, String> {
+    let full = match raw {
+        RawColumn::From(from) => {
+            return Ok(ColumnSpec {
+                name,
+                transform: Transform::Copy(from),
+                cast: None,
+                trim: false,
+                lower: false,
+                line,
+            });
+        }
+        RawColumn::Full(f) => *f,
+    };
+    let given = [
+        full.from.is_some(),
+        full.constant.is_some(),
+        full.json.is_some(),
+        full.uuid5.is_some(),
+    ]
+    .iter()
+    .filter(|g| **g)
+    .count();
+    if given > 1 {
+        return Err("give only one of `from`, `constant`, `json` or `uuid5`".into());
+    }
+    if full.namespace.is_some() && full.uuid5.is_none() {
+        return Err("`namespace` belongs with `uuid5`".into());
+    }
+    let cast = full
+        .cast
+        .as_deref()
+        .map(str::parse::<ColumnType>)
+        .transpose()?;
+    let transform = if let Some(from) = full.from {
+        Transform::Copy(from)
+    } else if let Some(c) = full.constant {
+        Transform::Constant(constant(c))
+    } else if let Some(j) = full.json {
+        Transform::Json(json_fields(j)?)
+    } else if let Some(from) = full.uuid5 {
+        let ns = full
+            .namespace
+            .ok_or("`uuid5` needs a `namespace` (a UUID, or any text that names the ID space)")?;
+        Transform::Uuid5 {
+            namespace: crate::transform::uuid5_namespace(&ns),
+            from,
+        }
+    } else {
+        Transform::Slot
+    };
+    Ok(ColumnSpec {
+        name,
+        transform,
+        cast,
+        trim: full.trim,
+        lower: full.lower,
+        line,
+    })
+}
+
+fn constant(v: toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::Text(s),
+        toml::Value::Integer(i) => Value::Int(i),
+        toml::Value::Float(f) => Value::Float(f),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::Text(d.to_string()),
+        other => Value::Json(serde_json::to_value(&other).unwrap_or(serde_json::Value::Null)),
+    }
+}
+
+/// `json = ["a", "b"]` (field names = column names) or `json = { field = "column" }`.
+fn json_fields(v: toml::Value) -> std::result::Result<Vec<(String, String)>, String> {
+    let bad =
+        || "`json` is a list of source columns or a table of field = \"source column\"".to_string();
+    match v {
+        toml::Value::Array(items) => items
+            .into_iter()
+            .map(|i| match i {
+                toml::Value::String(s) => Ok((s.clone(), s)),
+                _ => Err(bad()),
+            })
+            .collect(),
+        toml::Value::Table(t) => t
+            .into_iter()
+            .map(|(k, v)| match v {
+                toml::Value::String(s) => Ok((k, s)),
+                _ => Err(bad()),
+            })
+            .collect(),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Spec;
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[source]
+url = "sqlite://a.db"
+[target]
+url = "sqlite://b.db"
+
+[[tables]]
+name = "people"
+key = ["id"]
+
+[tables.source]
+table = "members"
+
+[tables.columns]
+id = "member_id"
+email = { from = "email", trim = true, lower = true }
+kind = { constant = "member" }
+doc = { json = { name = "name", since = "created_at" } }
+uid = { uuid5 = ["member_id"], namespace = "members" }
+"#;
+
+    #[test]
+    fn parses_columns_in_declaration_order_with_their_lines() -> anyhow::Result<()> {
+        let spec = Spec::parse(MINIMAL, "t.toml")?;
+        let t = &spec.tables[0];
+        let names: Vec<_> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["id", "email", "kind", "doc", "uid"]);
+        assert_eq!(t.columns[1].line, 16);
+        let src = t.source.as_ref().expect("source");
+        assert_eq!(src.key, ["member_id"]);
+        assert_eq!(src.bucket, "member_id");
+        assert_eq!(
+            t.columns[2].transform,
+            Transform::Constant(Value::Text("member".into()))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_unknown_field_names_its_line() {
+        let text = MINIMAL.replace("trim = true", "trimm = true");
+        let err = Spec::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(err.starts_with("t.toml line 16"), "{err}");
+        assert!(err.contains("trimm"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_cast_type_names_line_and_field() {
+        let text = MINIMAL.replace("trim = true", "cast = \"widget\"");
+        let err = Spec::parse(&text, "t.toml").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "t.toml line 16, tables[people].columns.email: unknown type `widget` (expected one of bool, int, float, decimal, text, bytes, uuid, json, timestamp, timestamptz, date)"
+        );
+    }
+
+    #[test]
+    fn a_derived_key_needs_an_explicit_source_key() {
+        let text = MINIMAL.replace("key = [\"id\"]", "key = [\"uid\"]");
+        let err = Spec::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("line 9, tables[people].key"), "{err}");
+        assert!(err.contains("source.key"), "{err}");
+    }
+}

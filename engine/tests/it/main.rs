@@ -1,0 +1,13 @@
+//! Integration tests of the engine against real PostgreSQL, MariaDB and
+//! SQLite databases, each test in fresh databases dropped afterwards.
+//! Expected target rows are computed here, independently of the engine's code.
+
+mod bad_input;
+mod composite;
+mod concurrent_writer;
+mod load_keys;
+mod pairs;
+mod plan;
+mod resume;
+mod support;
+mod version_guard;

@@ -1,0 +1,55 @@
+//! Balanced buckets on a real database: equal row counts, not equal widths.
+
+use tern_engine::{BulkLoader, Spec, TransformerRegistry, Value};
+use tern_testkit::TestDb;
+
+use crate::support::{Side, spec_text};
+
+#[tokio::test]
+async fn buckets_split_a_skewed_key_space_by_row_count() -> anyhow::Result<()> {
+    // Arrange: member m owns 400/m + 1 rows, so low members are hot.
+    let source_db = TestDb::mariadb().await?;
+    let target_db = TestDb::sqlite()?;
+    let source = Side::open(&source_db).await?;
+    source
+        .exec("CREATE TABLE items (member_id BIGINT NOT NULL, id BIGINT NOT NULL, PRIMARY KEY (member_id, id))")
+        .await?;
+    let mut values = Vec::new();
+    for m in 1..=400i64 {
+        for i in 0..=(400 / m) {
+            values.push(format!("({m}, {i})"));
+        }
+    }
+    let total = values.len() as u64;
+    source
+        .exec(&format!("INSERT INTO items VALUES {}", values.join(", ")))
+        .await?;
+    let body = "[[tables]]\nname = \"items\"\nkey = [\"member_id\", \"id\"]\nbuckets = 4\n\
+                [tables.source]\ntable = \"items\"\n[tables.columns]\nmember_id = \"member_id\"\nid = \"id\"\n";
+    let spec = Spec::parse(&spec_text(&source_db, &target_db, body), "test.toml")?;
+    let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
+
+    // Act
+    let plan = loader.plan("items", None).await?;
+
+    // Assert
+    assert_eq!(plan.buckets.len(), 4);
+    assert_eq!(plan.total_rows(), total);
+    let share = total as f64 / 4.0;
+    for b in &plan.buckets {
+        assert!(
+            (b.rows as f64 - share).abs() <= 402.0,
+            "bucket {} has {} rows, share {share}",
+            b.index,
+            b.rows
+        );
+    }
+    // Equal width (members 1..=100 in the first of four) would hold most rows.
+    let first_hi = plan.buckets[0].range.hi.clone();
+    assert!(
+        matches!(first_hi, Some(Value::Int(h)) if h < 10),
+        "{first_hi:?}"
+    );
+    assert!(plan.skew() < 1.6, "skew {}", plan.skew());
+    Ok(())
+}
