@@ -44,6 +44,19 @@ impl From<tern_control::ControlError> for AppError {
             C::Invalid(m) => AppError::Invalid(m),
             C::Forbidden(m) => AppError::Forbidden(m),
             C::Conflict(m) => AppError::Conflict(m),
+            C::Engine(e) => {
+                use tern_engine::EngineError as E;
+                match e {
+                    E::Spec { .. } | E::Schema { .. } | E::Row { .. } => {
+                        AppError::Invalid(e.to_string())
+                    }
+                    E::Unreachable { .. } => AppError::Unavailable(e.to_string()),
+                    e => {
+                        tracing::error!(error = %e, "engine failed in a server function");
+                        AppError::Internal(e.to_string())
+                    }
+                }
+            }
             e @ C::Unavailable { .. } => {
                 tracing::warn!(error = %e, "control store unavailable");
                 AppError::Unavailable(e.to_string())

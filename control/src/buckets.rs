@@ -216,6 +216,68 @@ impl Store {
         }
     }
 
+    /// Records how many rows a bucket's bulk load has copied so far.
+    pub async fn set_bucket_rows_copied(&self, bucket_id: i64, rows: i64) -> Result<()> {
+        sqlx::query("UPDATE buckets SET rows_copied = $1, updated_at = $2 WHERE id = $3")
+            .bind(rows)
+            .bind(now_ms())
+            .bind(bucket_id)
+            .execute(self.pool())
+            .await
+            .map_err(ControlError::db(format!(
+                "recording rows copied of bucket {bucket_id}"
+            )))?;
+        Ok(())
+    }
+
+    /// Aligns a bucket with the plan the engine fixed at its first load (the
+    /// data may have moved since the migration was planned).
+    pub async fn sync_bucket_plan(
+        &self,
+        bucket_id: i64,
+        lo: Option<&str>,
+        hi: Option<&str>,
+        planned_rows: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE buckets SET lo = $1, hi = $2, planned_rows = $3, updated_at = $4 WHERE id = $5",
+        )
+        .bind(lo)
+        .bind(hi)
+        .bind(planned_rows)
+        .bind(now_ms())
+        .bind(bucket_id)
+        .execute(self.pool())
+        .await
+        .map_err(ControlError::db(format!(
+            "updating the plan of bucket {bucket_id}"
+        )))?;
+        Ok(())
+    }
+
+    /// Records a bucket's bulk-load snapshot: when its capture start point
+    /// was fixed and the changelog position then (its watermark).
+    pub async fn record_bucket_snapshot(
+        &self,
+        bucket_id: i64,
+        snapshot_at: i64,
+        watermark: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE buckets SET snapshot_at = $1, watermark = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(snapshot_at)
+        .bind(watermark)
+        .bind(now_ms())
+        .bind(bucket_id)
+        .execute(self.pool())
+        .await
+        .map_err(ControlError::db(format!(
+            "recording the snapshot of bucket {bucket_id}"
+        )))?;
+        Ok(())
+    }
+
     /// Moves a bucket to another phase, if the state machine allows it (audited).
     pub async fn move_bucket(
         &self,

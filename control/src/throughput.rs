@@ -172,3 +172,27 @@ mod tests {
         assert_eq!(eta(0, &still).map(|e| e.seconds), Some(0.0));
     }
 }
+
+impl Store {
+    /// Records a throughput sample for every active migration that has a
+    /// running job (the server calls this every few seconds).
+    pub async fn sample_throughput(&self) -> Result<usize> {
+        let rows = sqlx::query(
+            "SELECT b.migration_id AS id, CAST(SUM(b.rows_copied) AS BIGINT) AS copied
+             FROM buckets b JOIN migrations m ON m.id = b.migration_id
+             WHERE m.status = 'active'
+               AND EXISTS (SELECT 1 FROM jobs j WHERE j.migration_id = m.id AND j.state = 'running')
+             GROUP BY b.migration_id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("summing rows copied"))?;
+        for row in &rows {
+            let get = |e| ControlError::db("reading rows copied")(e);
+            let id: i64 = row.try_get("id").map_err(get)?;
+            let copied: Option<i64> = row.try_get("copied").map_err(get)?;
+            self.record_throughput(id, copied.unwrap_or(0)).await?;
+        }
+        Ok(rows.len())
+    }
+}

@@ -46,9 +46,8 @@ pub async fn ensure_table(target: &Connector) -> Result<()> {
         t = d.quote(CHECKPOINT_TABLE)
     );
     target
-        .execute(&sql, &[], "create the checkpoint table")
+        .execute_ddl(&sql, "create the checkpoint table")
         .await
-        .map(|_| ())
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Value {
@@ -143,8 +142,10 @@ pub async fn load_plan(
     }))
 }
 
-/// Persists a plan: one fresh checkpoint per bucket. Refuses if the table
-/// already has checkpoints (call [`forget`] first to re-plan).
+/// Persists a plan: one fresh checkpoint per bucket, in one statement, so that
+/// a plan is stored whole or not at all. Refuses if the table already has
+/// checkpoints (call [`forget`] first to re-plan); when another process stores
+/// a plan at the same moment, exactly one of the two statements succeeds.
 pub async fn store_plan(target: &Connector, plan: &Plan) -> Result<()> {
     if !load_all(target, &plan.table).await?.is_empty() {
         return Err(EngineError::Checkpoint {
@@ -153,42 +154,47 @@ pub async fn store_plan(target: &Connector, plan: &Plan) -> Result<()> {
             message: "the table already has a stored plan; forget it before storing another".into(),
         });
     }
-    for b in &plan.buckets {
-        insert(target, b).await?;
+    insert_rows(target, &plan.table, &plan.buckets).await
+}
+
+/// Inserts fresh checkpoints for `buckets` in one statement.
+async fn insert_rows(target: &Connector, table: &str, buckets: &[Bucket]) -> Result<()> {
+    if buckets.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let d = target.dialect();
+    let mut rows = Vec::with_capacity(buckets.len());
+    let mut params = Vec::with_capacity(buckets.len() * 6);
+    for b in buckets {
+        let n = params.len();
+        let ph: Vec<String> = (n + 1..=n + 6).map(|i| d.placeholder(i)).collect();
+        rows.push(format!(
+            "({}, {}, {}, {}, {}, NULL, 0, 0, {})",
+            ph[0], ph[1], ph[2], ph[3], ph[4], ph[5]
+        ));
+        params.extend([
+            Value::Text(b.table.clone()),
+            Value::Int(b.index as i64),
+            json(&b.range.lo),
+            json(&b.range.hi),
+            Value::Int(i64::try_from(b.rows).unwrap_or(i64::MAX)),
+            Value::Int(process_clock_micros()),
+        ]);
+    }
+    let sql = format!(
+        "INSERT INTO {} (table_name, bucket, lo, hi, planned_rows, last_key, rows_written, done, updated_at) \
+         VALUES {}",
+        d.quote(CHECKPOINT_TABLE),
+        rows.join(", ")
+    );
+    target
+        .execute(&sql, &params, &format!("store the plan of {table}"))
+        .await
+        .map(|_| ())
 }
 
 async fn insert(target: &Connector, b: &Bucket) -> Result<()> {
-    let d = target.dialect();
-    let ph: Vec<String> = (1..=7).map(|i| d.placeholder(i)).collect();
-    let sql = format!(
-        "INSERT INTO {} (table_name, bucket, lo, hi, planned_rows, last_key, rows_written, done, updated_at) \
-         VALUES ({}, {}, {}, {}, {}, NULL, 0, 0, {})",
-        d.quote(CHECKPOINT_TABLE),
-        ph[0],
-        ph[1],
-        ph[2],
-        ph[3],
-        ph[4],
-        ph[5]
-    );
-    let params = [
-        Value::Text(b.table.clone()),
-        Value::Int(b.index as i64),
-        json(&b.range.lo),
-        json(&b.range.hi),
-        Value::Int(i64::try_from(b.rows).unwrap_or(i64::MAX)),
-        Value::Int(process_clock_micros()),
-    ];
-    target
-        .execute(
-            &sql,
-            &params,
-            &format!("store the plan of {} bucket {}", b.table, b.index),
-        )
-        .await
-        .map(|_| ())
+    insert_rows(target, &b.table, std::slice::from_ref(b)).await
 }
 
 /// The checkpoint of a bucket, created from the bucket if none is stored.

@@ -75,6 +75,11 @@ impl EngineError {
         move |source| EngineError::Database { context, source }
     }
 
+    /// True for a statement refused because it would duplicate a unique key.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, EngineError::Database { source: sqlx::Error::Database(e), .. } if e.is_unique_violation())
+    }
+
     pub fn schema(table: impl Into<String>, message: impl Into<String>) -> EngineError {
         EngineError::Schema {
             table: table.into(),

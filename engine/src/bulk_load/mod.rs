@@ -234,8 +234,15 @@ impl BulkLoader {
             return Ok(p);
         }
         let plan = self.plan(table, buckets).await?;
-        checkpoint::store_plan(&self.target, &plan).await?;
-        Ok(plan)
+        match checkpoint::store_plan(&self.target, &plan).await {
+            Ok(()) => Ok(plan),
+            // Another process stored its plan first: every process must copy
+            // by the same plan, so use the stored one.
+            Err(e) => match self.stored_plan(table).await? {
+                Some(stored) => Ok(stored),
+                None => Err(e),
+            },
+        }
     }
 
     /// Checkpoints of a table's buckets.

@@ -166,7 +166,7 @@ async fn ensure_target_table(
         key.join(", ")
     );
     target
-        .execute(&sql, &[], &format!("create target table {}", t.name))
+        .execute_ddl(&sql, &format!("create target table {}", t.name))
         .await?;
     tracing::info!(table = %t.name, "created target table");
     Ok(inferred.to_vec())

@@ -280,6 +280,24 @@ impl Connector {
         })
     }
 
+    /// Runs an idempotent schema statement (`CREATE … IF NOT EXISTS`) that
+    /// several processes may run at once: PostgreSQL can refuse the loser of
+    /// such a race with a unique violation in its catalog, so that is retried;
+    /// by then the object exists and the statement does nothing.
+    pub async fn execute_ddl(&self, sql: &str, context: &str) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.execute(sql, &[], context).await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < 5 && e.is_unique_violation() => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Runs a statement without result rows.
     pub async fn execute(&self, sql: &str, params: &[Value], context: &str) -> Result<u64> {
         let ctx = format!("{context} on {} database {}", self.role, self.url);

@@ -1,12 +1,14 @@
 //! The web edge's error type: maps the control plane's errors to HTTP status
-//! codes (not found 404, invalid input 422, forbidden 403, conflict 409, store
-//! unreachable 503, anything else 500) and to a JSON body a person can act on:
-//! `{"error": "…", "status": 409}`.
+//! codes (not found 404, invalid input 422 — a spec, schema or row the engine
+//! refuses included —, forbidden 403, conflict 409, the control store or a
+//! migration's database unreachable 503, anything else 500) and to a JSON body
+//! a person can act on: `{"error": "…", "status": 409}`.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tern_control::ControlError;
+use tern_engine::EngineError;
 
 /// An error answered to an HTTP client.
 #[derive(Debug)]
@@ -39,6 +41,13 @@ impl From<ControlError> for ApiError {
             ControlError::Forbidden(_) => StatusCode::FORBIDDEN,
             ControlError::Conflict(_) => StatusCode::CONFLICT,
             ControlError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ControlError::Engine(e) => match e {
+                EngineError::Spec { .. } | EngineError::Schema { .. } | EngineError::Row { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                EngineError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

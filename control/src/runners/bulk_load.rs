@@ -1,0 +1,137 @@
+//! The bulk-load job: copies one bucket of one table with the engine,
+//! resumable from the engine's checkpoint in the target, following the job's
+//! live rate limit, reporting progress to the job and rows to the bucket.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tern_engine::{LoadOptions, LoadStatus, ProgressFn};
+
+use crate::buckets::Phase;
+use crate::clock::now_ms;
+use crate::error::{ControlError, Result};
+use crate::jobs::{JobKind, Progress};
+use crate::runners::{
+    Every, RunnerContext, live_throttle, loader_for, migration_of, param_i64, param_str,
+};
+use crate::worker::{JobContext, JobRunner, RunEnd};
+
+/// Runs `bulk-load` jobs.
+#[derive(Debug)]
+pub struct BulkLoadRunner {
+    ctx: RunnerContext,
+}
+
+impl BulkLoadRunner {
+    pub fn new(ctx: RunnerContext) -> Self {
+        BulkLoadRunner { ctx }
+    }
+}
+
+#[async_trait]
+impl JobRunner for BulkLoadRunner {
+    fn kinds(&self) -> Vec<JobKind> {
+        vec![JobKind::BulkLoad]
+    }
+
+    async fn run(&self, ctx: JobContext) -> Result<RunEnd> {
+        let job = &ctx.job;
+        let bucket_id = job.bucket_id.ok_or_else(|| {
+            ControlError::Internal(format!("bulk-load job {} has no bucket", job.id))
+        })?;
+        let table = param_str(job, "table")?.to_string();
+        let table_bucket = param_i64(job, "table_bucket")?;
+        let (migration, spec) = migration_of(&ctx.store, job).await?;
+        let loader = loader_for(&self.ctx, spec).await?;
+
+        // The engine fixes the plan at the first load of a table and keeps it
+        // in the target; the control store follows it.
+        let plan = loader.plan_or_resume(&table, None).await?;
+        let bucket = plan
+            .buckets
+            .iter()
+            .find(|b| b.index as i64 == table_bucket)
+            .cloned()
+            .ok_or_else(|| {
+                ControlError::Conflict(format!(
+                    "migration `{}` table {table}: the engine's stored plan has {} buckets, not bucket {table_bucket}; \
+                     re-plan the migration",
+                    migration.name,
+                    plan.buckets.len()
+                ))
+            })?;
+        ctx.store
+            .sync_bucket_plan(
+                bucket_id,
+                bucket.range.lo.as_ref().map(ToString::to_string).as_deref(),
+                bucket.range.hi.as_ref().map(ToString::to_string).as_deref(),
+                i64::try_from(bucket.rows).unwrap_or(i64::MAX),
+            )
+            .await?;
+        ctx.store
+            .record_bucket_snapshot(bucket_id, now_ms(), None)
+            .await?;
+
+        let store = ctx.store.clone();
+        let reporter = ctx.clone();
+        let last_done = Arc::new(AtomicI64::new(-1));
+        let seen = Arc::clone(&last_done);
+        let every = Arc::new(Every::new(Duration::from_millis(800)));
+        let progress: ProgressFn = Arc::new(move |p| {
+            let done = i64::try_from(p.rows_done).unwrap_or(i64::MAX);
+            let total = i64::try_from(p.rows_planned).unwrap_or(i64::MAX);
+            let eta = (p.rate > 0.0).then(|| (total - done).max(0) as f64 / p.rate);
+            seen.store(done, Ordering::Relaxed);
+            reporter.report(Progress {
+                rows_done: done,
+                rows_total: Some(total),
+                rate: Some(p.rate),
+                eta_seconds: eta,
+                message: Some(format!(
+                    "{table} bucket {}: {} chunks this run",
+                    p.bucket, p.chunks_this_run
+                )),
+            });
+            if every.due() {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = store.set_bucket_rows_copied(bucket_id, done).await {
+                        tracing::warn!(bucket = bucket_id, error = %e, "cannot record rows copied");
+                    }
+                });
+            }
+        });
+        let opts = LoadOptions {
+            throttle: live_throttle(ctx.rate_limit.clone()),
+            progress: Some(progress),
+            cancel: ctx.stop.clone(),
+        };
+        let report = loader.load_bucket(&bucket, &opts).await?;
+        // Source rows copied, as the last progress report counted them; a
+        // bucket finished by an earlier run reports none, and counts as planned.
+        let copied = match (last_done.load(Ordering::Relaxed), report.status) {
+            (n, _) if n >= 0 => Some(n),
+            (_, LoadStatus::AlreadyDone) => Some(i64::try_from(bucket.rows).unwrap_or(i64::MAX)),
+            _ => None,
+        };
+        if let Some(rows) = copied {
+            ctx.store.set_bucket_rows_copied(bucket_id, rows).await?;
+        }
+        match report.status {
+            LoadStatus::Cancelled => Ok(RunEnd::Stopped),
+            LoadStatus::Completed | LoadStatus::AlreadyDone => Ok(RunEnd::Completed {
+                summary: format!(
+                    "{} bucket {}: {} rows read, {} written in {:.1}s",
+                    report.table,
+                    report.bucket,
+                    report.rows_read,
+                    report.rows_written,
+                    report.elapsed.as_secs_f64()
+                ),
+                bucket_phase: Some(Phase::Loaded),
+            }),
+        }
+    }
+}

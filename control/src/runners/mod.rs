@@ -1,0 +1,107 @@
+//! Job runners: what a worker does for each kind of job, by driving the
+//! engine and recording what it reports (progress, rows, watermarks, lag,
+//! verification results) in the control store.
+
+pub mod bulk_load;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tern_engine::{BulkLoader, RateThrottle, Spec, TransformerRegistry};
+use tokio::sync::watch;
+
+use crate::error::{ControlError, Result};
+use crate::jobs::Job;
+use crate::migrations::Migration;
+use crate::store::Store;
+use crate::worker::JobRunner;
+
+/// What every runner shares: the transformer plug-ins the specs may name.
+#[derive(Clone, Default)]
+pub struct RunnerContext {
+    pub registry: Arc<TransformerRegistry>,
+}
+
+impl std::fmt::Debug for RunnerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunnerContext").finish_non_exhaustive()
+    }
+}
+
+/// Every runner of this crate.
+pub fn all(ctx: &RunnerContext) -> Vec<Arc<dyn JobRunner>> {
+    vec![Arc::new(bulk_load::BulkLoadRunner::new(ctx.clone()))]
+}
+
+/// The job's migration and its parsed spec.
+pub(crate) async fn migration_of(store: &Store, job: &Job) -> Result<(Migration, Spec)> {
+    let id = job
+        .migration_id
+        .ok_or_else(|| ControlError::Internal(format!("job {} belongs to no migration", job.id)))?;
+    let migration = store.migration(id).await?;
+    let spec = crate::planning::parse_spec(&migration.spec, &migration.name)?;
+    Ok((migration, spec))
+}
+
+/// A loader for the job's migration (target tables created when missing).
+pub(crate) async fn loader_for(ctx: &RunnerContext, spec: Spec) -> Result<BulkLoader> {
+    Ok(BulkLoader::connect(spec, &ctx.registry).await?)
+}
+
+/// A job parameter, or a clear error naming it.
+pub(crate) fn param_str<'a>(job: &'a Job, name: &str) -> Result<&'a str> {
+    job.params[name].as_str().ok_or_else(|| {
+        ControlError::Internal(format!("job {} lacks its `{name}` parameter", job.id))
+    })
+}
+
+pub(crate) fn param_i64(job: &Job, name: &str) -> Result<i64> {
+    job.params[name].as_i64().ok_or_else(|| {
+        ControlError::Internal(format!("job {} lacks its `{name}` parameter", job.id))
+    })
+}
+
+/// A throttle that follows the job's rate limit as engineers change it.
+pub(crate) fn live_throttle(mut rate: watch::Receiver<Option<f64>>) -> Arc<RateThrottle> {
+    let to_rows = |r: Option<f64>| r.map(|r| r.max(1.0).round() as u64);
+    let throttle = Arc::new(RateThrottle::new(to_rows(*rate.borrow())));
+    let follower = Arc::clone(&throttle);
+    tokio::spawn(async move {
+        while rate.changed().await.is_ok() {
+            let r = *rate.borrow();
+            follower.set_rate(to_rows(r));
+        }
+    });
+    throttle
+}
+
+/// Lets a callback run at most once per `every`.
+#[derive(Debug)]
+pub(crate) struct Every {
+    every: Duration,
+    last: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Every {
+    pub(crate) fn new(every: Duration) -> Every {
+        Every {
+            every,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// True when the interval has passed since the last true.
+    pub(crate) fn due(&self) -> bool {
+        let Ok(mut last) = self.last.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        match *last {
+            Some(t) if now.duration_since(t) < self.every => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
+    }
+}
