@@ -14,7 +14,7 @@ use crate::clock::now_ms;
 use crate::error::{ControlError, Result};
 use crate::jobs::{JobKind, Progress};
 use crate::runners::{
-    Every, RunnerContext, live_throttle, loader_for, migration_of, param_i64, param_str,
+    RunnerContext, live_throttle, loader_for, migration_of, param_i64, param_str,
 };
 use crate::worker::{JobContext, JobRunner, RunEnd};
 
@@ -74,11 +74,9 @@ impl JobRunner for BulkLoadRunner {
             .record_bucket_snapshot(bucket_id, now_ms(), None)
             .await?;
 
-        let store = ctx.store.clone();
         let reporter = ctx.clone();
         let last_done = Arc::new(AtomicI64::new(-1));
         let seen = Arc::clone(&last_done);
-        let every = Arc::new(Every::new(Duration::from_millis(800)));
         let progress: ProgressFn = Arc::new(move |p| {
             let done = i64::try_from(p.rows_done).unwrap_or(i64::MAX);
             let total = i64::try_from(p.rows_planned).unwrap_or(i64::MAX);
@@ -94,13 +92,28 @@ impl JobRunner for BulkLoadRunner {
                     p.bucket, p.chunks_this_run
                 )),
             });
-            if every.due() {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = store.set_bucket_rows_copied(bucket_id, done).await {
-                        tracing::warn!(bucket = bucket_id, error = %e, "cannot record rows copied");
+        });
+        // One task writes the bucket's rows copied, in order, while the load runs.
+        let recorder_stop = tokio_util::sync::CancellationToken::new();
+        let recorder = tokio::spawn({
+            let store = ctx.store.clone();
+            let seen = Arc::clone(&last_done);
+            let stop = recorder_stop.clone();
+            async move {
+                let mut written = -1;
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_millis(800)) => {}
                     }
-                });
+                    let now = seen.load(Ordering::Relaxed);
+                    if now > written {
+                        if let Err(e) = store.set_bucket_rows_copied(bucket_id, now).await {
+                            tracing::warn!(bucket = bucket_id, error = %e, "cannot record rows copied");
+                        }
+                        written = now;
+                    }
+                }
             }
         });
         let opts = LoadOptions {
@@ -108,7 +121,10 @@ impl JobRunner for BulkLoadRunner {
             progress: Some(progress),
             cancel: ctx.stop.clone(),
         };
-        let report = loader.load_bucket(&bucket, &opts).await?;
+        let report = loader.load_bucket(&bucket, &opts).await;
+        recorder_stop.cancel();
+        let _ = recorder.await;
+        let report = report?;
         // Source rows copied, as the last progress report counted them; a
         // bucket finished by an earlier run reports none, and counts as planned.
         let copied = match (last_done.load(Ordering::Relaxed), report.status) {

@@ -5,7 +5,6 @@
 pub mod bulk_load;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tern_engine::{BulkLoader, RateThrottle, Spec, TransformerRegistry};
 use tokio::sync::watch;
@@ -73,35 +72,4 @@ pub(crate) fn live_throttle(mut rate: watch::Receiver<Option<f64>>) -> Arc<RateT
         }
     });
     throttle
-}
-
-/// Lets a callback run at most once per `every`.
-#[derive(Debug)]
-pub(crate) struct Every {
-    every: Duration,
-    last: std::sync::Mutex<Option<Instant>>,
-}
-
-impl Every {
-    pub(crate) fn new(every: Duration) -> Every {
-        Every {
-            every,
-            last: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// True when the interval has passed since the last true.
-    pub(crate) fn due(&self) -> bool {
-        let Ok(mut last) = self.last.lock() else {
-            return false;
-        };
-        let now = Instant::now();
-        match *last {
-            Some(t) if now.duration_since(t) < self.every => false,
-            _ => {
-                *last = Some(now);
-                true
-            }
-        }
-    }
 }
