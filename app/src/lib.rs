@@ -22,7 +22,7 @@ use leptos_router::{SsrMode, path};
 use crate::components::layout::Shell;
 use crate::pages::{
     audit::AuditPage, bucket::BucketPage, login::LoginPage, migration::MigrationPage,
-    not_found::NotFound, overview::Overview, users::UsersPage,
+    new_migration::NewMigrationPage, not_found::NotFound, overview::Overview, users::UsersPage,
 };
 
 /// The HTML document around the app, rendered on the server for every page.
@@ -58,6 +58,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
                 <ParentRoute path=path!("") view=Shell ssr=SsrMode::Async>
                     <Route path=path!("") view=Overview ssr=SsrMode::Async/>
+                    <Route path=path!("migrations/new") view=NewMigrationPage ssr=SsrMode::Async/>
                     <Route path=path!("migrations/:id") view=MigrationPage ssr=SsrMode::Async/>
                     <Route path=path!("migrations/:id/buckets/:idx") view=BucketPage ssr=SsrMode::Async/>
                     <Route path=path!("audit") view=AuditPage ssr=SsrMode::Async/>

@@ -3,13 +3,16 @@
 use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
 use tern_control::Store;
+use tern_control::runners::RunnerContext;
 
-/// One per process: the store, the Leptos options, and (later) the worker handle.
-/// Axum handlers take it as `State`; server functions find it in context.
+/// One per process: the store, the Leptos options, and what the engines need
+/// (the transformer plug-ins). Axum handlers take it as `State`; server
+/// functions find it in context.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub store: Store,
     pub leptos_options: LeptosOptions,
+    pub runners: RunnerContext,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -276,3 +276,14 @@ mod more_tests {
         assert_eq!(rate(12_345.6), "12,346 rows/s");
     }
 }
+
+/// One table's planned buckets, shown before a migration is created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TablePlanView {
+    pub table: String,
+    pub bucket_column: String,
+    pub total_rows: i64,
+    pub skew: f64,
+    /// (index, key range, planned rows)
+    pub buckets: Vec<(i64, String, i64)>,
+}

@@ -7,6 +7,7 @@ mod cli;
 mod settings;
 mod telemetry;
 mod web;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     Serve(cli::serve::Args),
     /// Run the control plane on a fresh embedded store with a demo migration and one user per role.
     Demo(cli::demo::Args),
+    /// Run job workers only (no web server); any number of them on a PostgreSQL control store.
+    Worker(cli::worker::Args),
     /// Manage the users who can sign in.
     #[command(subcommand)]
     User(cli::user::Command),
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => cli::serve::run(settings, args).await,
             Command::Demo(args) => cli::demo::run(settings, args).await,
             Command::User(cmd) => cli::user::run(settings, cmd).await,
+            Command::Worker(args) => cli::worker::run(settings, args).await,
             Command::Plan(args) => cli::plan::run(args).await,
             Command::BulkLoad(args) => cli::bulk_load::run(args).await,
         }

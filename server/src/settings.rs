@@ -39,6 +39,10 @@ pub struct Settings {
     pub session_idle_minutes: u32,
     /// Send session cookies only over HTTPS; turn on behind a TLS proxy. Default false.
     pub secure_cookies: bool,
+    /// Workers `tern serve` runs in-process (0: none, leave the work to `tern worker`). Default 2.
+    pub workers: u32,
+    /// Seconds a job's lease lasts without a heartbeat before another worker may take it over. Default 30.
+    pub lease_seconds: u32,
     /// Origins (`https://tern.example.com`) besides the server's own from which
     /// state-changing requests are accepted, e.g. behind a proxy. Default none.
     pub allowed_origins: Vec<String>,
@@ -55,6 +59,8 @@ impl Default for Settings {
             site_root: PathBuf::from("target/site"),
             session_idle_minutes: 720,
             secure_cookies: false,
+            workers: 2,
+            lease_seconds: 30,
             allowed_origins: Vec::new(),
         }
     }
@@ -160,6 +166,21 @@ impl Settings {
                     "`{}` is not a log filter ({e}); try `info` or `info,tern=debug`",
                     self.log
                 ),
+            });
+        }
+        if self.workers > 64 {
+            return Err(SettingsError::Invalid {
+                setting: "workers",
+                message: format!(
+                    "is {}: use 0 to 64 (each worker runs one job at a time)",
+                    self.workers
+                ),
+            });
+        }
+        if !(3..=3600).contains(&self.lease_seconds) {
+            return Err(SettingsError::Invalid {
+                setting: "lease_seconds",
+                message: format!("is {}: use 3 to 3600 seconds", self.lease_seconds),
             });
         }
         for origin in &self.allowed_origins {

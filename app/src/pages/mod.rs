@@ -4,6 +4,7 @@ pub mod audit;
 pub mod bucket;
 pub mod login;
 pub mod migration;
+pub mod new_migration;
 pub mod not_found;
 pub mod overview;
 pub mod users;

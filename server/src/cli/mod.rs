@@ -5,3 +5,4 @@ pub mod demo;
 pub mod plan;
 pub mod serve;
 pub mod user;
+pub mod worker;

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tern_control::Store;
+use tern_control::runners::RunnerContext;
+use tokio_util::sync::CancellationToken;
 
 use crate::settings::Settings;
-use crate::web;
+use crate::{web, workers};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -62,8 +64,12 @@ pub async fn serve(
             )
         })?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let state = web::app_state(store.clone(), settings);
+    let runners = RunnerContext::default();
+    let state = web::app_state(store.clone(), settings, runners.clone());
     let app = web::router(state, settings);
+    let stop_workers = CancellationToken::new();
+    let mut background =
+        workers::start(&store, settings, &runners, settings.workers, &stop_workers);
 
     let sweeper = tokio::spawn({
         let store = store.clone();
@@ -86,6 +92,9 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the web server stopped")?;
+    // Running jobs stop at their next checkpoint and go back to the queue.
+    stop_workers.cancel();
+    while background.join_next().await.is_some() {}
     sweeper.abort();
     store.close().await;
     tracing::info!("stopped");
@@ -93,7 +102,7 @@ pub async fn serve(
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %e, "cannot listen for Ctrl-C");

@@ -22,6 +22,7 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use tern_app::state::AppState;
 use tern_app::{App, shell};
 use tern_control::Store;
+use tern_control::runners::RunnerContext;
 use tower_http::compression::CompressionLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
@@ -42,10 +43,11 @@ pub fn leptos_options(settings: &Settings) -> LeptosOptions {
 }
 
 /// The shared state for a store and settings.
-pub fn app_state(store: Store, settings: &Settings) -> AppState {
+pub fn app_state(store: Store, settings: &Settings, runners: RunnerContext) -> AppState {
     AppState {
         store,
         leptos_options: leptos_options(settings),
+        runners,
     }
 }
 

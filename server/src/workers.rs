@@ -1,0 +1,77 @@
+//! The work that runs beside (or without) the web server: job workers and the
+//! throughput sampler behind the ETA.
+
+use std::time::Duration;
+
+use tern_control::Store;
+use tern_control::runners::{self, RunnerContext};
+use tern_control::worker::{Worker, WorkerTiming};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::settings::Settings;
+
+/// How often rows moved are sampled for the pace and the ETA.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// How long samples are kept.
+const KEEP_SAMPLES_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Worker timing from the settings.
+pub fn timing(settings: &Settings) -> WorkerTiming {
+    let lease = Duration::from_secs(u64::from(settings.lease_seconds));
+    WorkerTiming {
+        lease,
+        heartbeat: (lease / 10).clamp(Duration::from_millis(500), Duration::from_secs(5)),
+        idle_poll: Duration::from_millis(500),
+    }
+}
+
+/// A process-unique worker name: host, process id, index.
+fn worker_name(i: u32) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!("{host}:{}:{i}", std::process::id())
+}
+
+/// Starts `count` workers and the sampler; they stop when `shutdown` fires
+/// (a running job stops at its next checkpoint and goes back to the queue).
+pub fn start(
+    store: &Store,
+    settings: &Settings,
+    ctx: &RunnerContext,
+    count: u32,
+    shutdown: &CancellationToken,
+) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    let runners = runners::all(ctx);
+    for i in 0..count {
+        let worker = Worker::new(worker_name(i), store.clone(), &runners, timing(settings));
+        set.spawn(worker.run(shutdown.clone()));
+    }
+    let store = store.clone();
+    let stop = shutdown.clone();
+    set.spawn(async move {
+        let mut tick = tokio::time::interval(SAMPLE_EVERY);
+        let mut pruned_at = std::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = store.sample_throughput().await {
+                tracing::warn!(error = %e, "cannot sample throughput");
+            }
+            if pruned_at.elapsed() > Duration::from_secs(3600) {
+                pruned_at = std::time::Instant::now();
+                if let Err(e) = store.prune_throughput(KEEP_SAMPLES_MS).await {
+                    tracing::warn!(error = %e, "cannot prune throughput samples");
+                }
+            }
+        }
+    });
+    set
+}
