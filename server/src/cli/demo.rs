@@ -4,11 +4,13 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use tern_control::buckets::BucketPlan;
-use tern_control::migrations::NewMigration;
+use tern_control::runners::RunnerContext;
 use tern_control::users::NewUser;
 use tern_control::{Actor, Role, Store};
 
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::demo_data;
 use crate::cli::serve::serve;
 use crate::cli::user::generate_password;
 use crate::settings::Settings;
@@ -36,35 +38,35 @@ const DEMO_USERS: [(&str, &str, Role, &[&str]); 4] = [
     ),
 ];
 
-const DEMO_SPEC: &str = r#"# The demo migration: members' messages from the old store to the new one.
-[source]
-url = "sqlite://demo-source.db"
-
-[target]
-url = "sqlite://demo-target.db"
-
-[[tables]]
-name = "messages"
-source = "messages"
-key = ["id"]
-bucket_column = "member_id"
-"#;
-
 pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         settings.listen = listen;
     }
-    // The demo always runs on its own embedded store, recreated at each start.
+    // The demo always runs on its own embedded store and its own source and
+    // target databases, all recreated at each start.
     let dir = settings.data_dir.join("demo");
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the demo directory {}", dir.display()))?;
-    for name in ["tern.db", "tern.db-wal", "tern.db-shm"] {
-        let path = dir.join(name);
-        if path.exists() {
-            std::fs::remove_file(&path)
-                .with_context(|| format!("cannot remove the old demo store {}", path.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the demo directory {}", dir.display()))?;
+    for db in ["tern.db", "source.db", "target.db"] {
+        for suffix in ["", "-wal", "-shm"] {
+            let path = dir.join(format!("{db}{suffix}"));
+            if path.exists() {
+                std::fs::remove_file(&path).with_context(|| {
+                    format!("cannot remove the old demo file {}", path.display())
+                })?;
+            }
         }
     }
+    let (source, target) = (dir.join("source.db"), dir.join("target.db"));
+    println!(
+        "Preparing the demo: {} contacts and {} messages in a SQLite source…",
+        demo_data::CONTACTS,
+        demo_data::MESSAGES
+    );
+    demo_data::create_source(&source).await?;
     let store = Store::open_sqlite_file(&dir.join("tern.db"))
         .await
         .context("cannot create the demo store")?;
@@ -86,9 +88,21 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
             .await?;
         credentials.push((username, role, password));
     }
-    create_demo_migration(&store).await?;
+    let runners = RunnerContext::default();
+    store
+        .create_migration_from_spec(
+            &Actor::system(),
+            "messages-demo",
+            "Members' contacts and messages, from the old store to the new one",
+            &demo_data::spec(&source, &target),
+            &runners.registry,
+        )
+        .await
+        .context("cannot create the demo migration")?;
+    let stop_writer = CancellationToken::new();
+    let writer = demo_data::start_writer(&source, stop_writer.clone());
 
-    serve(store, &settings, move |addr| {
+    let served = serve(store, &settings, move |addr| {
         println!();
         println!("Tern demo running at http://{addr}");
         println!();
@@ -100,33 +114,10 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
             );
         }
         println!();
-        println!("Press Ctrl-C to stop.");
+        println!("A live writer changes the source about 20 times a second. Press Ctrl-C to stop.");
     })
-    .await
-}
-
-async fn create_demo_migration(store: &Store) -> anyhow::Result<()> {
-    // 16 buckets over member ids 1..=160,000 with their planned row counts.
-    let buckets = (0..16)
-        .map(|i| BucketPlan {
-            idx: i,
-            lo: Some((1 + i * 10_000).to_string()),
-            hi: Some((1 + (i + 1) * 10_000).to_string()),
-            planned_rows: 25_000,
-            table_name: Some("messages".into()),
-            table_bucket: Some(i),
-        })
-        .collect();
-    store
-        .create_migration(
-            &Actor::system(),
-            NewMigration {
-                name: "messages-demo".into(),
-                description: "Members' messages, from the old store to the new one".into(),
-                spec: DEMO_SPEC.into(),
-                buckets,
-            },
-        )
-        .await?;
-    Ok(())
+    .await;
+    stop_writer.cancel();
+    let _ = writer.await;
+    served
 }

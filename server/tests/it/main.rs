@@ -5,6 +5,7 @@ mod auth;
 mod cli_bulk_load;
 mod cli_plan;
 mod operability;
+mod runbook;
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,188 @@
+//! The demo's databases: a SQLite source with contacts and messages (old
+//! members own far more rows than new ones, as in the seeds), an empty SQLite
+//! target, the spec that maps one to the other, and a live writer that keeps
+//! inserting, updating and deleting source rows while the demo runs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{Executor, SqlitePool};
+use tokio_util::sync::CancellationToken;
+
+/// How many contacts and messages the demo source starts with.
+pub const CONTACTS: i64 = 150_000;
+pub const MESSAGES: i64 = 250_000;
+/// Members 1..=MEMBERS; low ids (old members) own the most rows.
+const MEMBERS: i64 = 20_000;
+
+async fn pool(path: &Path) -> anyhow::Result<SqlitePool> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(10));
+    SqlitePoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("cannot open the demo database {}", path.display()))
+}
+
+/// Creates the source database with its rows (a second or two: the rows are
+/// generated inside SQLite).
+pub async fn create_source(path: &Path) -> anyhow::Result<()> {
+    let db = pool(path).await?;
+    // x² spreads members so that density falls off with the member id: the
+    // first members own many rows, the last few.
+    let member =
+        |i: &str| format!("1 + (({i} % 10007) * ({i} % 10007)) * {MEMBERS} / (10007 * 10007)");
+    let script = format!(
+        "CREATE TABLE contacts (
+             id INTEGER PRIMARY KEY,
+             member_id INTEGER NOT NULL,
+             email TEXT NOT NULL,
+             full_name TEXT,
+             source TEXT NOT NULL,
+             updated_at TEXT NOT NULL
+         );
+         CREATE INDEX contacts_by_member ON contacts (member_id, id);
+         CREATE TABLE messages (
+             id INTEGER PRIMARY KEY,
+             member_id INTEGER NOT NULL,
+             conversation_id INTEGER NOT NULL,
+             sender_id INTEGER NOT NULL,
+             body TEXT NOT NULL,
+             is_unread INTEGER NOT NULL,
+             created_at TEXT NOT NULL
+         );
+         CREATE INDEX messages_by_member ON messages (member_id, id);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {CONTACTS})
+         INSERT INTO contacts
+         SELECT i, {cm}, '  Person.' || i || '@Example.COM ', 'Person ' || i,
+                CASE i % 3 WHEN 0 THEN 'address-book' WHEN 1 THEN 'calendar' ELSE 'mobile' END,
+                datetime('2018-01-01', '+' || (i % 2000) || ' days')
+         FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {MESSAGES})
+         INSERT INTO messages
+         SELECT i, {mm}, 1 + i % 40000, 1 + (i * 31) % {MEMBERS},
+                'Message ' || i || ': ' || substr('Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua.', 1, 40 + i % 80),
+                i % 4 = 0, datetime('2019-06-01', '+' || (i % 1500) || ' days')
+         FROM n;",
+        cm = member("i"),
+        mm = member("(i * 7)"),
+    );
+    db.execute(script.as_str())
+        .await
+        .context("cannot fill the demo source")?;
+    db.close().await;
+    Ok(())
+}
+
+/// The demo migration's spec, for a source and target file.
+pub fn spec(source: &Path, target: &Path) -> String {
+    format!(
+        r#"# The demo migration: contacts and messages, from the old store to the new.
+chunk_rows = 5000
+
+[source]
+url = "sqlite://{source}"
+
+[target]
+url = "sqlite://{target}?mode=rwc"
+
+[[tables]]
+name = "contacts"
+key = ["id"]
+buckets = 8
+
+[tables.source]
+table = "contacts"
+key = ["member_id", "id"]
+bucket = "member_id"
+
+[tables.columns]
+id = "id"
+member_id = "member_id"
+email = {{ from = "email", trim = true, lower = true }}
+full_name = "full_name"
+source = "source"
+updated_at = "updated_at"
+
+[[tables]]
+name = "messages"
+key = ["message_id"]
+buckets = 8
+
+[tables.source]
+table = "messages"
+key = ["member_id", "id"]
+bucket = "member_id"
+
+[tables.columns]
+message_id = {{ uuid5 = ["member_id", "id"], namespace = "tern-demo/messages" }}
+conversation_id = {{ uuid5 = ["conversation_id"], namespace = "tern-demo/conversations" }}
+legacy_id = "id"
+member_id = "member_id"
+sender_id = "sender_id"
+body = {{ from = "body", trim = true }}
+unread = {{ from = "is_unread", cast = "bool" }}
+created_at = "created_at"
+"#,
+        source = source.display(),
+        target = target.display(),
+    )
+}
+
+/// Writes to the source until `stop`: about 20 changes a second — new
+/// contacts and messages, updated emails, deleted contacts — like the live
+/// applications a migration must not stop.
+pub fn start_writer(path: &Path, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let path = path.to_path_buf();
+    tokio::spawn(async move {
+        let db = match pool(&path).await {
+            Ok(db) => db,
+            Err(e) => {
+                tracing::warn!(error = %e, "the demo writer cannot start");
+                return;
+            }
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut n: i64 = 0;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            n += 1;
+            let id = CONTACTS + n;
+            let statements = [
+                format!(
+                    "INSERT INTO contacts (id, member_id, email, full_name, source, updated_at)
+                     VALUES ({id}, {}, 'New.Person{id}@Example.com', 'New person {id}', 'mobile', datetime('now'))",
+                    1 + (n * 13) % MEMBERS
+                ),
+                format!(
+                    "UPDATE contacts SET email = 'changed{n}@example.com', updated_at = datetime('now') WHERE id = {}",
+                    1 + (n * 7919) % CONTACTS
+                ),
+                format!("DELETE FROM contacts WHERE id = {}", 1 + (n * 104_729) % CONTACTS),
+                format!(
+                    "INSERT INTO messages (id, member_id, conversation_id, sender_id, body, is_unread, created_at)
+                     VALUES ({}, {}, {}, 1, 'live message {n}', 1, datetime('now'))",
+                    MESSAGES + n,
+                    1 + (n * 17) % MEMBERS,
+                    1 + n % 40_000
+                ),
+                format!("UPDATE messages SET is_unread = 0 WHERE id = {}", 1 + (n * 31) % MESSAGES),
+            ];
+            for sql in &statements {
+                if let Err(e) = db.execute(sql.as_str()).await {
+                    tracing::debug!(error = %e, "demo writer statement failed");
+                }
+            }
+        }
+        db.close().await;
+    })
+}

@@ -1,0 +1,265 @@
+//! The JSON API for the runbook: create migrations from specs, act on
+//! buckets, control jobs, tune settings, plan batches — the same operations
+//! and role checks as the pages (documented in `docs/api.md`).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tern_app::server::CurrentUser;
+use tern_app::state::AppState;
+use tern_control::Actor;
+use tern_control::buckets::Phase;
+use tern_control::migrations::MigrationSettings;
+use tern_control::runbook::BucketAction;
+
+use crate::web::error::ApiError;
+
+/// The runbook routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/migrations", post(create))
+        .route("/api/v1/migrations/preview", post(preview))
+        .route("/api/v1/migrations/{id}/board", get(board))
+        .route("/api/v1/migrations/{id}/buckets/{idx}", get(bucket))
+        .route("/api/v1/migrations/{id}/actions", post(bucket_action))
+        .route("/api/v1/migrations/{id}/settings", put(settings))
+        .route("/api/v1/migrations/{id}/archive", post(archive))
+        .route("/api/v1/migrations/{id}/batches", post(batches))
+        .route("/api/v1/jobs", get(jobs))
+        .route("/api/v1/jobs/{id}", get(job))
+        .route("/api/v1/jobs/{id}/{action}", post(job_action))
+        .route("/api/v1/jobs/{id}/rate", put(job_rate))
+        .route("/api/v1/buckets/{id}/phase", post(bucket_phase))
+}
+
+fn actor(user: &CurrentUser) -> Actor {
+    Actor::from(&user.0)
+}
+
+#[derive(Debug, Deserialize)]
+struct SpecBody {
+    name: String,
+    #[serde(default)]
+    description: String,
+    spec: String,
+}
+
+async fn preview(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Json(body): Json<SpecBody>,
+) -> Result<Json<Value>, ApiError> {
+    actor(&user).require_operate("planning a migration")?;
+    let plans =
+        tern_control::planning::plan_spec(&body.spec, body.name.trim(), &state.runners.registry)
+            .await?;
+    Ok(Json(json!(plans)))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Json(body): Json<SpecBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let m = state
+        .store
+        .create_migration_from_spec(
+            &actor(&user),
+            body.name.trim(),
+            &body.description,
+            &body.spec,
+            &state.runners.registry,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(m))))
+}
+
+async fn board(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.store.migration_board(id).await?)))
+}
+
+async fn bucket(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path((id, idx)): Path<(i64, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(
+        state.store.bucket_board(&actor(&user), id, idx).await?
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+struct ActionBody {
+    action: String,
+    bucket_ids: Vec<i64>,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn bucket_action(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+    Json(body): Json<ActionBody>,
+) -> Result<Json<Value>, ApiError> {
+    let action = BucketAction::parse(&body.action)?;
+    let message = state
+        .store
+        .bucket_action(&actor(&user), id, action, &body.bucket_ids, &body.reason)
+        .await?;
+    Ok(Json(json!({ "message": message })))
+}
+
+#[derive(Debug, Deserialize)]
+struct SettingsBody {
+    #[serde(flatten)]
+    settings: MigrationSettings,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn settings(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+    Json(body): Json<SettingsBody>,
+) -> Result<Json<Value>, ApiError> {
+    let m = state
+        .store
+        .update_migration_settings(&actor(&user), id, &body.settings, &body.reason)
+        .await?;
+    Ok(Json(json!(m)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ReasonBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn archive(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+    body: Option<Json<ReasonBody>>,
+) -> Result<Json<Value>, ApiError> {
+    let reason = body.map(|b| b.0.reason).unwrap_or_default();
+    let m = state
+        .store
+        .archive_migration(&actor(&user), id, &reason)
+        .await?;
+    Ok(Json(json!(m)))
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchBody {
+    count: usize,
+    #[serde(default)]
+    bucket_ids: Vec<i64>,
+}
+
+async fn batches(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+    Json(body): Json<BatchBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let batches = state
+        .store
+        .plan_batches(&actor(&user), id, &body.bucket_ids, body.count)
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(batches))))
+}
+
+#[derive(Debug, Deserialize)]
+struct JobsQuery {
+    migration_id: Option<i64>,
+    bucket_id: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn jobs(
+    State(state): State<AppState>,
+    Query(q): Query<JobsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(
+        state
+            .store
+            .list_jobs(q.migration_id, q.bucket_id, q.limit.unwrap_or(100))
+            .await?
+    )))
+}
+
+async fn job(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.store.job(id).await?)))
+}
+
+async fn job_action(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path((id, action)): Path<(i64, String)>,
+    body: Option<Json<ReasonBody>>,
+) -> Result<Json<Value>, ApiError> {
+    let reason = body.map(|b| b.0.reason).unwrap_or_default();
+    let a = actor(&user);
+    let job = match action.as_str() {
+        "pause" => state.store.pause_job(&a, id, &reason).await?,
+        "resume" => state.store.resume_job(&a, id, &reason).await?,
+        "cancel" => state.store.cancel_job(&a, id, &reason).await?,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no job action `{other}`: use pause, resume or cancel"),
+            ));
+        }
+    };
+    Ok(Json(json!(job)))
+}
+
+#[derive(Debug, Deserialize)]
+struct RateBody {
+    /// Rows per second; null for unthrottled.
+    rate: Option<f64>,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn job_rate(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+    Json(body): Json<RateBody>,
+) -> Result<Json<Value>, ApiError> {
+    let job = state
+        .store
+        .set_job_rate(&actor(&user), id, body.rate, &body.reason)
+        .await?;
+    Ok(Json(json!(job)))
+}
+
+#[derive(Debug, Deserialize)]
+struct PhaseBody {
+    to: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn bucket_phase(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+    Json(body): Json<PhaseBody>,
+) -> Result<Json<Value>, ApiError> {
+    let to = Phase::parse(&body.to)?;
+    let b = state
+        .store
+        .move_bucket(&actor(&user), id, to, &body.reason)
+        .await?;
+    Ok(Json(json!(b)))
+}
