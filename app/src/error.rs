@@ -27,11 +27,38 @@ pub enum AppError {
     Transport(String),
 }
 
+impl AppError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::Unauthenticated => 401,
+            AppError::Forbidden(_) => 403,
+            AppError::NotFound(_) => 404,
+            AppError::Invalid(_) => 422,
+            AppError::Conflict(_) => 409,
+            AppError::Unavailable(_) => 503,
+            AppError::Internal(_) | AppError::Transport(_) => 500,
+        }
+    }
+}
+
 impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         AppError::Transport(value.to_string())
+    }
+
+    /// On the server, answers with the error's own status (422, 409, …)
+    /// instead of a blanket 500, then encodes it as JSON.
+    fn ser(&self) -> leptos::server_fn::Bytes {
+        #[cfg(feature = "ssr")]
+        crate::server::set_status(self.status());
+        <JsonEncoding as leptos::server_fn::Encodes<AppError>>::encode(self).unwrap_or_else(|_| {
+            leptos::server_fn::Bytes::from_static(
+                br#"{"Internal":"the error could not be encoded"}"#,
+            )
+        })
     }
 }
 

@@ -23,7 +23,7 @@ pub struct PhaseCount {
 }
 
 /// One migration on the overview.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MigrationCard {
     pub id: i64,
     pub name: String,
@@ -33,28 +33,11 @@ pub struct MigrationCard {
     pub phases: Vec<PhaseCount>,
     pub planned_rows: i64,
     pub rows_copied: i64,
-}
-
-/// A bucket row on the migration page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BucketRow {
-    pub idx: i64,
-    pub lo: String,
-    pub hi: String,
-    pub planned_rows: i64,
-    pub rows_copied: i64,
-    pub phase: String,
-    pub updated_at: String,
-}
-
-/// The migration page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MigrationDetail {
-    pub card: MigrationCard,
-    pub created_by: String,
-    pub created_at: String,
-    pub spec: String,
-    pub buckets: Vec<BucketRow>,
+    /// Measured pace and ETA (program overview only).
+    pub pace: Option<PaceView>,
+    /// Accuracy over time (program overview only).
+    pub accuracy: Vec<(i64, f64)>,
+    pub running_jobs: i64,
 }
 
 /// An audit event as the audit page lists it.

@@ -3,17 +3,37 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use crate::components::accuracy_chart::AccuracyChart;
 use crate::components::guard::ErrorPanel;
+use crate::components::layout::use_me;
 use crate::components::phase_bar::PhaseBar;
 use crate::error::AppError;
-use crate::types::{MigrationCard, thousands};
+use crate::types::{MigrationCard, duration, rate, thousands};
 
-/// Every migration with its bucket counts per phase.
+/// Every migration with its buckets per phase, pace, ETA and accuracy.
 #[server]
 pub async fn list_migrations() -> Result<Vec<MigrationCard>, AppError> {
     crate::server::actor()?;
-    let summaries = crate::server::state()?.store.migration_summaries().await?;
-    Ok(summaries.into_iter().map(MigrationCard::from).collect())
+    let lines = crate::server::state()?.store.program_overview().await?;
+    Ok(lines
+        .into_iter()
+        .map(|l| {
+            let pace = l.pace.as_ref().map(|p| crate::types::PaceView {
+                median: p.median,
+                p10: p.p10,
+                p90: p.p90,
+                eta_seconds: l.eta.as_ref().map(|e| e.seconds),
+                eta_fast: l.eta.as_ref().map(|e| e.seconds_fast),
+                eta_slow: l.eta.as_ref().and_then(|e| e.seconds_slow),
+            });
+            MigrationCard {
+                pace,
+                accuracy: l.accuracy,
+                running_jobs: l.running_jobs,
+                ..l.summary.into()
+            }
+        })
+        .collect())
 }
 
 #[cfg(feature = "ssr")]
@@ -35,6 +55,9 @@ impl From<tern_control::migrations::MigrationSummary> for MigrationCard {
                 .collect(),
             planned_rows: s.planned_rows,
             rows_copied: s.rows_copied,
+            pace: None,
+            accuracy: Vec::new(),
+            running_jobs: 0,
         }
     }
 }
@@ -46,7 +69,8 @@ pub fn Overview() -> impl IntoView {
         <Title text="Overview"/>
         <div class="page-head">
             <h1>"Overview"</h1>
-            <p class="muted">"Every migration, its buckets per phase, and how many rows have moved."</p>
+            <p class="muted">"Every migration, its buckets per phase, how many rows have moved, how fast, and how accurate."</p>
+            <NewMigrationButton/>
         </div>
         <Suspense fallback=|| view! { <p class="muted">"Loading migrations…"</p> }>
             {move || Suspend::new(async move {
@@ -99,7 +123,29 @@ fn MigrationCardView(m: MigrationCard) -> impl IntoView {
                 <div><dt>"Buckets"</dt><dd>{thousands(m.buckets)}</dd></div>
                 <div><dt>"Rows moved"</dt><dd>{format!("{} of {}", thousands(m.rows_copied), thousands(m.planned_rows))}</dd></div>
                 <div><dt>"Progress"</dt><dd>{format!("{pct:.1}%")}</dd></div>
+                <div><dt>"Pace"</dt><dd data-testid="card-pace">{m.pace.as_ref().map(|p| rate(p.median)).unwrap_or_else(|| if m.running_jobs > 0 { "measuring…".into() } else { "idle".into() })}</dd></div>
+                <div><dt>"ETA"</dt><dd data-testid="card-eta">{m.pace.as_ref().and_then(|p| p.eta_seconds).map(duration).unwrap_or_else(|| "—".into())}</dd></div>
+                <div><dt>"Accuracy"</dt><dd>{m.accuracy.last().map(|(_, a)| format!("{a:.2}%")).unwrap_or_else(|| "—".into())}</dd></div>
             </dl>
+            {m.pace.as_ref().and_then(|p| p.eta_fast.zip(p.eta_slow)).map(|(fast, slow)| view! {
+                <p class="muted small">{format!("ETA spread from measured pace: {} to {}", duration(fast), duration(slow))}</p>
+            })}
+            {(!m.accuracy.is_empty()).then(|| view! { <AccuracyChart points=m.accuracy.clone()/> })}
         </article>
+    }
+}
+
+/// "New migration", for those who may create one.
+#[component]
+fn NewMigrationButton() -> impl IntoView {
+    let me = use_me();
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                me.await.ok().flatten().filter(|m| m.can_operate).map(|_| view! {
+                    <a class="button primary" href="/migrations/new" data-testid="new-migration">"New migration"</a>
+                })
+            })}
+        </Suspense>
     }
 }

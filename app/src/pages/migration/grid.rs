@@ -47,13 +47,10 @@ fn short(ts: &str) -> String {
 
 #[component]
 pub fn BucketGrid(migration_id: i64, buckets: Vec<BucketLine>, can_operate: bool) -> impl IntoView {
-    let selected = RwSignal::new(BTreeSet::<i64>::new());
-    let action = ServerAction::<RunBucketAction>::new();
-    let changed = use_context::<RwSignal<u64>>();
-    let reason = RwSignal::new(String::new());
+    let ui = expect_context::<super::BoardUi>();
+    let (selected, action, reason) = (ui.selected, ui.bucket_action, ui.reason);
     Effect::new(move |_| {
-        if let (Some(Ok(_)), Some(changed)) = (action.value().get(), changed) {
-            changed.update(|c| *c += 1);
+        if let Some(Ok(_)) = action.value().get() {
             selected.update(BTreeSet::clear);
         }
     });

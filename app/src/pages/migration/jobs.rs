@@ -45,17 +45,8 @@ pub async fn set_job_rate(job_id: i64, rate: String, reason: String) -> Result<(
 
 #[component]
 pub fn JobsPanel(jobs: Vec<JobRow>, can_operate: bool) -> impl IntoView {
-    let control = ServerAction::<ControlJob>::new();
-    let set_rate = ServerAction::<SetJobRate>::new();
-    let changed = use_context::<RwSignal<u64>>();
-    Effect::new(move |_| {
-        let done = control.version().get() + set_rate.version().get();
-        if done > 0 {
-            if let Some(c) = changed {
-                c.update(|c| *c += 1);
-            }
-        }
-    });
+    let ui = expect_context::<super::BoardUi>();
+    let (control, set_rate, drafts) = (ui.job_control, ui.set_rate, ui.rate_drafts);
     if jobs.is_empty() {
         return view! {
             <section class="panel"><h2>"Jobs"</h2>
@@ -72,7 +63,8 @@ pub fn JobsPanel(jobs: Vec<JobRow>, can_operate: bool) -> impl IntoView {
                 Some(t) if t > 0 => format!("{:.1}%", (j.rows_done as f64 * 100.0 / t as f64).min(100.0)),
                 _ => String::new(),
             };
-            let rate_input = RwSignal::new(j.rate_limit.map(|r| format!("{r:.0}")).unwrap_or_default());
+            let current = StoredValue::new(j.rate_limit.map(|r| format!("{r:.0}")).unwrap_or_default());
+            let draft = move || drafts.with(|d| d.get(&id).cloned()).unwrap_or_else(|| current.get_value());
             let can_pause = j.state == "running" || j.state == "queued";
             let can_resume = j.state == "paused";
             let active = !matches!(j.state.as_str(), "succeeded" | "failed" | "cancelled");
@@ -98,9 +90,11 @@ pub fn JobsPanel(jobs: Vec<JobRow>, can_operate: bool) -> impl IntoView {
                             {active.then(|| view! {
                                 <button class="button small danger" on:click=move |_| { control.dispatch(ControlJob { job_id: id, action: "cancel".into(), reason: String::new() }); }>"Cancel"</button>
                                 <input class="rate-input" placeholder="rows/s" aria-label=format!("rate limit of job {id}")
-                                    prop:value=move || rate_input.get() on:input=move |ev| rate_input.set(event_target_value(&ev))/>
+                                    prop:value=draft on:input=move |ev| drafts.update(|d| { d.insert(id, event_target_value(&ev)); })/>
                                 <button class="button small" data-testid="set-rate" on:click=move |_| {
-                                    set_rate.dispatch(SetJobRate { job_id: id, rate: rate_input.get_untracked(), reason: String::new() });
+                                    let rate = draft();
+                                    drafts.update(|d| { d.remove(&id); });
+                                    set_rate.dispatch(SetJobRate { job_id: id, rate, reason: String::new() });
                                 }>"Set rate"</button>
                             })}
                         </td>

@@ -99,29 +99,62 @@ fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> 
     }
 }
 
+/// The page's interactive state. It lives above the parts that refresh every
+/// two seconds, so a selection, a message or a half-typed rate survives them.
+#[derive(Clone, Copy)]
+pub(crate) struct BoardUi {
+    /// Bumped by every action so the page reloads its data at once.
+    pub changed: RwSignal<u64>,
+    pub selected: RwSignal<std::collections::BTreeSet<i64>>,
+    pub reason: RwSignal<String>,
+    pub bucket_action: ServerAction<RunBucketAction>,
+    pub job_control: ServerAction<ControlJob>,
+    pub set_rate: ServerAction<SetJobRate>,
+    pub rate_drafts: RwSignal<std::collections::HashMap<i64, String>>,
+}
+
 #[component]
 pub fn MigrationPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()));
     let tick = use_tick(Duration::from_secs(2));
-    // Bumped by every action so the page reloads its data at once.
-    let changed = RwSignal::new(0u64);
-    provide_context(changed);
-    let board = Resource::new_blocking(
-        move || (id(), tick.get(), changed.get()),
-        |(id, _, _)| async move {
-            match id {
-                Some(id) => migration_board(id).await,
-                None => Err(AppError::NotFound(
-                    "a migration id is a number, like /migrations/1".into(),
-                )),
-            }
-        },
+    let ui = BoardUi {
+        changed: RwSignal::new(0),
+        selected: RwSignal::new(Default::default()),
+        reason: RwSignal::new(String::new()),
+        bucket_action: ServerAction::new(),
+        job_control: ServerAction::new(),
+        set_rate: ServerAction::new(),
+        rate_drafts: RwSignal::new(Default::default()),
+    };
+    provide_context(ui);
+    provide_context(ui.changed);
+    Effect::new(move |_| {
+        let done = ui.bucket_action.version().get()
+            + ui.job_control.version().get()
+            + ui.set_rate.version().get();
+        if done > 0 {
+            ui.changed.update(|c| *c += 1);
+        }
+    });
+    let load = |id: Option<i64>| async move {
+        match id {
+            Some(id) => migration_board(id).await,
+            None => Err(AppError::NotFound(
+                "a migration id is a number, like /migrations/1".into(),
+            )),
+        }
+    };
+    // The live part refreshes every two seconds; the settings only after a change.
+    let live = Resource::new_blocking(
+        move || (id(), tick.get(), ui.changed.get()),
+        move |(id, _, _)| load(id),
     );
+    let still = Resource::new_blocking(move || (id(), ui.changed.get()), move |(id, _)| load(id));
     view! {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match board.await {
+                match live.await {
                     Ok(b) => view! { <Board b/> }.into_any(),
                     Err(AppError::NotFound(m)) => {
                         #[cfg(feature = "ssr")]
@@ -130,6 +163,18 @@ pub fn MigrationPage() -> impl IntoView {
                     }
                     Err(e) => view! { <ErrorPanel error=e.to_string()/> }.into_any(),
                 }
+            })}
+        </Transition>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                still.await.ok().map(|b| view! {
+                    <settings::SettingsPanel migration_id=b.card.id settings=b.settings.clone() batches=b.batches.clone()
+                        can_operate=b.can_operate archived={b.card.status == "archived"}/>
+                    <details class="panel">
+                        <summary>"Spec"</summary>
+                        <pre class="code">{b.spec.clone()}</pre>
+                    </details>
+                })
             })}
         </Transition>
     }
@@ -179,12 +224,6 @@ fn Board(b: MigrationBoardView) -> impl IntoView {
         </div>
         <grid::BucketGrid migration_id buckets=b.buckets.clone() can_operate=b.can_operate/>
         <jobs::JobsPanel jobs=b.jobs.clone() can_operate=b.can_operate/>
-        <settings::SettingsPanel migration_id settings=b.settings.clone() batches=b.batches.clone()
-            can_operate=b.can_operate archived={b.card.status == "archived"}/>
-        <details class="panel">
-            <summary>"Spec"</summary>
-            <pre class="code">{b.spec.clone()}</pre>
-        </details>
     }
     .into_any()
 }

@@ -1,0 +1,99 @@
+import { expect, test } from '@playwright/test';
+import * as os from 'os';
+import * as path from 'path';
+import { consoleErrors, hydrated, PASSWORD, signIn } from './helpers';
+
+// The demo's data directory (see playwright.config.ts): its SQLite source is
+// the source of the migration this journey creates.
+const port = Number(process.env.TERN_E2E_PORT ?? 3100);
+const demoDir = path.join(os.tmpdir(), `tern-e2e-${port}`, 'demo');
+
+function journeySpec(target: string): string {
+  return `chunk_rows = 500
+[source]
+url = "sqlite://${demoDir}/source.db"
+[target]
+url = "sqlite://${target}?mode=rwc"
+
+[[tables]]
+name = "contacts"
+key = ["id"]
+buckets = 4
+[tables.source]
+table = "contacts"
+key = ["member_id", "id"]
+bucket = "member_id"
+[tables.columns]
+id = "id"
+member_id = "member_id"
+email = { from = "email", trim = true, lower = true }
+full_name = "full_name"
+`;
+}
+
+test('an engineer creates a migration from a spec and watches a throttled bulk load move without reloading', async ({ page }) => {
+  const errors = consoleErrors(page);
+  await signIn(page, 'engineer');
+  await page.getByTestId('new-migration').click();
+  await expect(page).toHaveURL(/\/migrations\/new$/);
+  await hydrated(page);
+
+  // A mistake in the spec is shown with its line.
+  await page.getByTestId('migration-name-input').fill(`journey-${Date.now()}`);
+  await page.getByTestId('spec-input').fill(journeySpec(`${demoDir}/journey.db`).replace('buckets = 4', 'buckets = "four"'));
+  await page.getByTestId('preview').click();
+  await expect(page.getByTestId('spec-error')).toContainText('line');
+  await expect(page.getByTestId('spec-error')).toContainText('buckets = "four"');
+  // The browser logs the refused request (422); that one is expected.
+  expect(errors.splice(0).every((e) => e.includes('status of 422'))).toBe(true);
+
+  // The right spec previews its buckets, then creates the migration.
+  await page.getByTestId('spec-input').fill(journeySpec(`${demoDir}/journey-${Date.now()}.db`));
+  await page.getByTestId('preview').click();
+  await expect(page.getByTestId('planned-bucket')).toHaveCount(4);
+  await page.getByTestId('create').click();
+  await expect(page).toHaveURL(/\/migrations\/\d+$/);
+  await expect(page.getByTestId('bucket-row')).toHaveCount(4);
+  await hydrated(page);
+
+  // Throttle new jobs so that the progress can be watched.
+  await page.getByLabel('Rate limit for new jobs (rows/s, blank = none)').fill('4000');
+  await page.getByRole('button', { name: 'Save settings' }).click();
+  await expect(page.getByLabel('Rate limit for new jobs (rows/s, blank = none)')).toHaveValue('4000');
+
+  await page.evaluate(() => ((window as unknown as { __marker: number }).__marker = 1));
+  await page.getByLabel('select bucket 0').check();
+  await page.getByLabel('select bucket 1').check();
+  await page.getByTestId('bucket-actions').getByRole('button', { name: 'Bulk load' }).click();
+  await expect(page.getByTestId('action-result')).toHaveText('2 bulk-load jobs queued');
+
+  // Progress moves without reloading: rows copied grow while the phase is bulk-loading.
+  const first = page.getByTestId('bucket-row').first();
+  await expect(first.getByTestId('bucket-phase')).toHaveText('bulk-loading');
+  const rowsText = async () => (await first.getByTestId('bucket-rows').textContent()) ?? '';
+  const before = await rowsText();
+  await expect.poll(rowsText, { timeout: 20_000 }).not.toBe(before);
+  await expect(first.getByTestId('bucket-phase')).toHaveText('loaded', { timeout: 30_000 });
+  await expect(page.getByTestId('bucket-row').nth(1).getByTestId('bucket-phase')).toHaveText('loaded', { timeout: 30_000 });
+  await expect(page.getByTestId('bucket-row').nth(2).getByTestId('bucket-phase')).toHaveText('planned');
+  expect(await page.evaluate(() => (window as unknown as { __marker?: number }).__marker)).toBe(1);
+  expect(errors).toEqual([]);
+});
+
+test('a viewer sees the migration page without actions and the API refuses their POST', async ({ page, request }) => {
+  await signIn(page, 'pm');
+  await page.goto('/migrations/1');
+  await expect(page.getByTestId('bucket-row')).toHaveCount(16);
+  await expect(page.getByTestId('bucket-actions')).toHaveCount(0);
+  await expect(page.getByRole('button', { name: 'Save settings' })).toHaveCount(0);
+
+  // A script's session (its own cookie jar), with its CSRF token: refused for the role.
+  const session = await request.post('/api/v1/session', { data: { username: 'pm', password: PASSWORD } });
+  const token = (await session.json()).csrf_token as string;
+  const refused = await request.post('/api/v1/migrations/1/actions', {
+    headers: { 'X-CSRF-Token': token },
+    data: { action: 'bulk-load', bucket_ids: [1] },
+  });
+  expect(refused.status()).toBe(403);
+  expect((await refused.json()).error).toContain('engineer or admin');
+});
