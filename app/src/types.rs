@@ -177,7 +177,10 @@ pub struct BatchRow {
     pub seq: i64,
     pub planned_rows: i64,
     pub state: String,
-    pub buckets: Vec<i64>,
+    pub started_at: String,
+    pub finished_at: String,
+    /// (bucket index, phase, rows copied, accuracy) — the batch's checkpoint.
+    pub buckets: Vec<(i64, String, i64, Option<f64>)>,
 }
 
 /// Everything the migration page shows.

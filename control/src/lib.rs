@@ -16,6 +16,7 @@ pub mod phases;
 pub mod planning;
 pub mod runbook;
 pub mod runners;
+pub mod schedule;
 pub mod sessions;
 pub mod store;
 pub mod throughput;

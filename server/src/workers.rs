@@ -1,5 +1,6 @@
-//! The work that runs beside (or without) the web server: job workers and the
-//! throughput sampler behind the ETA.
+//! The work that runs beside (or without) the web server: job workers, the
+//! throughput sampler behind the ETA, closing verified batches and the
+//! progressive schedule.
 
 use std::time::Duration;
 
@@ -64,6 +65,18 @@ pub fn start(
             }
             if let Err(e) = store.sample_throughput().await {
                 tracing::warn!(error = %e, "cannot sample throughput");
+            }
+            match store.close_finished_batches().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(batches = n, "batches verified and closed"),
+                Err(e) => tracing::warn!(error = %e, "cannot close finished batches"),
+            }
+            match store.run_schedule().await {
+                Ok(started) if !started.is_empty() => {
+                    tracing::info!(?started, "schedule started batches")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot run the progressive schedule"),
             }
             if pruned_at.elapsed() > Duration::from_secs(3600) {
                 pruned_at = std::time::Instant::now();

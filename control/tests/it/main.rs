@@ -8,6 +8,7 @@ mod drive_bulk_load;
 mod jobs;
 mod migrations;
 mod runbook;
+mod schedule;
 mod sessions;
 mod users;
 mod worker;

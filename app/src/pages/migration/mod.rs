@@ -20,7 +20,7 @@ use crate::types::{MigrationBoardView, duration, rate, thousands};
 
 pub use grid::RunBucketAction;
 pub use jobs::{ControlJob, SetJobRate};
-pub use settings::{ArchiveMigration, PlanBatches, SaveSettings};
+pub use settings::{ArchiveMigration, PlanBatches, SaveSettings, StartBatch};
 
 /// The migration page's data.
 #[server]
@@ -88,10 +88,20 @@ fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> 
                 seq: x.seq,
                 planned_rows: x.planned_rows,
                 state: x.state.clone(),
+                started_at: x.started_at.map(format_ms).unwrap_or_default(),
+                finished_at: x.finished_at.map(format_ms).unwrap_or_default(),
                 buckets: x
                     .bucket_ids
                     .iter()
-                    .filter_map(|id| b.buckets.iter().find(|k| k.id == *id).map(|k| k.idx))
+                    .filter_map(|id| b.buckets.iter().find(|k| k.id == *id))
+                    .map(|k| {
+                        (
+                            k.idx,
+                            k.phase.as_str().to_string(),
+                            k.rows_copied,
+                            k.accuracy,
+                        )
+                    })
                     .collect(),
             })
             .collect(),

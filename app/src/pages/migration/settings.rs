@@ -66,6 +66,17 @@ pub async fn plan_batches(migration_id: i64, count: u32) -> Result<String, AppEr
     Ok(format!("{} batch(es) planned", batches.len()))
 }
 
+/// Starts a planned batch (bulk-loads its buckets).
+#[server]
+pub async fn start_batch(batch_id: i64) -> Result<String, AppError> {
+    let me = crate::server::actor()?;
+    let b = crate::server::state()?
+        .store
+        .start_batch(&me, batch_id, "started from the migration page")
+        .await?;
+    Ok(format!("batch {} started", b.seq))
+}
+
 /// Archives the migration.
 #[server]
 pub async fn archive_migration(migration_id: i64, reason: String) -> Result<(), AppError> {
@@ -97,15 +108,34 @@ pub fn SettingsPanel(
         }
     });
     let fmt = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
+    let start = ServerAction::<StartBatch>::new();
+    Effect::new(move |_| {
+        if start.version().get() > 0 {
+            if let Some(c) = changed {
+                c.update(|c| *c += 1);
+            }
+        }
+    });
     let batch_rows = batches
         .into_iter()
-        .map(|b| view! {
-            <tr data-testid="batch-row">
-                <td class="num">{b.seq}</td>
-                <td>{b.state}</td>
-                <td class="num">{thousands(b.planned_rows)}</td>
-                <td class="mono small">{b.buckets.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")}</td>
-            </tr>
+        .map(|b| {
+            let id = b.id;
+            let planned = b.state == "planned";
+            let copied: i64 = b.buckets.iter().map(|x| x.2).sum();
+            let worst = b.buckets.iter().filter_map(|x| x.3).fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.min(a))));
+            view! {
+                <tr data-testid="batch-row" data-state=b.state.clone()>
+                    <td class="num">{b.seq}</td>
+                    <td>{b.state.clone()}</td>
+                    <td class="num">{format!("{} / {}", thousands(copied), thousands(b.planned_rows))}</td>
+                    <td class="small">{b.buckets.iter().map(|(i, phase, _, _)| format!("{i}: {phase}")).collect::<Vec<_>>().join(" · ")}</td>
+                    <td class="num">{worst.map(|a| format!("{a:.3}%")).unwrap_or_else(|| "—".into())}</td>
+                    <td class="mono small">{b.started_at.clone()}<br/>{b.finished_at.clone()}</td>
+                    <td>{(planned && can_operate).then(|| view! {
+                        <button class="button small" on:click=move |_| { start.dispatch(StartBatch { batch_id: id }); }>"Start"</button>
+                    })}</td>
+                </tr>
+            }
         })
         .collect_view();
     view! {
@@ -128,8 +158,12 @@ pub fn SettingsPanel(
             </section>
             <section class="panel">
                 <h2>"Batches"</h2>
-                <p class="muted small">"Buckets grouped into batches of about equal rows: a pipeline is as slow as its largest batch."</p>
-                <table class="grid"><thead><tr><th>"#"</th><th>"State"</th><th>"Rows"</th><th>"Buckets"</th></tr></thead><tbody>{batch_rows}</tbody></table>
+                <p class="muted small">"Buckets grouped into batches of about equal rows: a pipeline is as slow as its largest batch. Each batch's checkpoint: its buckets' phases, rows copied and the lowest verification accuracy among them."</p>
+                <table class="grid"><thead><tr><th>"#"</th><th>"State"</th><th>"Rows copied"</th><th>"Buckets"</th><th>"Verified at"</th><th>"Started / finished"</th><th></th></tr></thead><tbody>{batch_rows}</tbody></table>
+                {move || start.value().get().map(|r| match r {
+                    Ok(m) => view! { <p class="flash flash-ok">{m}</p> }.into_any(),
+                    Err(e) => view! { <p class="flash flash-error" role="alert">{e.to_string()}</p> }.into_any(),
+                })}
                 <Show when=move || can_operate && !archived>
                     <ActionForm action=plan attr:class="inline-form">
                         <input type="hidden" name="migration_id" value=migration_id/>
