@@ -7,6 +7,7 @@ mod cli_plan;
 mod operability;
 mod runbook;
 mod support;
+mod workers;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
