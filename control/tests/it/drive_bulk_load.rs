@@ -211,3 +211,162 @@ async fn a_bad_spec_is_refused_with_its_line_and_nothing_is_created() -> anyhow:
     assert!(store.migration_summaries().await?.is_empty());
     Ok(())
 }
+
+async fn wait_job(
+    store: &Store,
+    id: i64,
+    what: &str,
+    ok: impl Fn(&tern_control::jobs::Job) -> bool,
+) -> anyhow::Result<tern_control::jobs::Job> {
+    for _ in 0..300 {
+        let job = store.job(id).await?;
+        if ok(&job) {
+            return Ok(job);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("job {id} never {what}: {:?}", store.job(id).await?)
+}
+
+#[tokio::test]
+async fn pause_resume_and_a_rate_change_reach_a_running_bulk_load() -> anyhow::Result<()> {
+    // Arrange: one 6,000-row bucket, read 100 rows per chunk, at 400 rows/s.
+    let source = TestDb::mariadb().await?;
+    let target = TestDb::postgres().await?;
+    let (_control_db, store) = crate::fresh_store(DbKind::Sqlite).await?;
+    seed_mariadb_source(&source, 6_000).await?;
+    let spec = spec(&source, &target)
+        .replace("buckets = 4", "buckets = 1")
+        .replace("chunk_rows = 300", "chunk_rows = 100");
+    let registry = Arc::new(TransformerRegistry::new());
+    let m = store
+        .create_migration_from_spec(&admin(), "contacts", "", &spec, &registry)
+        .await?;
+    let settings = tern_control::migrations::MigrationSettings {
+        rate_limit: Some(400.0),
+        ..Default::default()
+    };
+    store
+        .update_migration_settings(&admin(), m.id, &settings, "")
+        .await?;
+    let bucket = store.list_buckets(m.id).await?[0].id;
+    let shutdown = CancellationToken::new();
+    let timing = WorkerTiming {
+        heartbeat: Duration::from_millis(200),
+        ..WorkerTiming::default()
+    };
+    let ctx = RunnerContext { registry };
+    let handle = tokio::spawn(
+        Worker::new("w", store.clone(), &runners::all(&ctx), timing).run(shutdown.clone()),
+    );
+    let job = store.start_bulk_load(&admin(), m.id, &[bucket]).await?[0];
+
+    // Act and assert: the throttle holds the rate near 400 rows/s …
+    let first = wait_job(&store, job, "started", |j| j.rows_done >= 300).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let slow = store.job(job).await?.rows_done - first.rows_done;
+    assert!(
+        slow < 2_000,
+        "at 400 rows/s, two seconds copy far fewer than 2,000 rows (copied {slow})"
+    );
+
+    // … pausing stops the copy at a checkpoint …
+    store.pause_job(&admin(), job, "maintenance").await?;
+    let paused = wait_job(&store, job, "paused", |j| j.state == JobState::Paused).await?;
+    assert_eq!(store.bucket(bucket).await?.phase, Phase::Paused);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        store.job(job).await?.rows_done,
+        paused.rows_done,
+        "nothing moves while paused"
+    );
+
+    // … and after resuming, a higher rate reaches the running job.
+    store.resume_job(&admin(), job, "").await?;
+    let resumed = wait_job(&store, job, "resumed", |j| {
+        j.state == JobState::Running && j.rows_done > paused.rows_done
+    })
+    .await?;
+    let at_change = store.job(job).await?.rows_done;
+    store
+        .set_job_rate(&admin(), job, Some(20_000.0), "faster")
+        .await?;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let after = store.job(job).await?.rows_done;
+    assert!(
+        after - at_change > 1_000,
+        "at the new rate more than 1,000 rows move in 1.5 s (at 400 rows/s at most ~700 could): moved {}",
+        after - at_change
+    );
+    wait_job(&store, job, "finished", |j| j.state == JobState::Succeeded).await?;
+    assert_eq!(store.bucket(bucket).await?.phase, Phase::Loaded);
+    assert!(resumed.rows_done < 6_000);
+    let mut dst = sqlx::PgConnection::connect(&target.url).await?;
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM contacts")
+        .fetch_one(&mut dst)
+        .await?
+        .get("n");
+    assert_eq!(n, 6_000);
+    shutdown.cancel();
+    handle.await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancelling_a_running_bulk_load_marks_its_bucket_failed_and_a_retry_finishes_it()
+-> anyhow::Result<()> {
+    let source = TestDb::mariadb().await?;
+    let target = TestDb::postgres().await?;
+    let (_control_db, store) = crate::fresh_store(DbKind::Sqlite).await?;
+    seed_mariadb_source(&source, 3_000).await?;
+    let spec = spec(&source, &target)
+        .replace("buckets = 4", "buckets = 1")
+        .replace("chunk_rows = 300", "chunk_rows = 100");
+    let registry = Arc::new(TransformerRegistry::new());
+    let m = store
+        .create_migration_from_spec(&admin(), "contacts", "", &spec, &registry)
+        .await?;
+    let settings = tern_control::migrations::MigrationSettings {
+        rate_limit: Some(500.0),
+        ..Default::default()
+    };
+    store
+        .update_migration_settings(&admin(), m.id, &settings, "")
+        .await?;
+    let bucket = store.list_buckets(m.id).await?[0].id;
+    let shutdown = CancellationToken::new();
+    let timing = WorkerTiming {
+        heartbeat: Duration::from_millis(200),
+        ..WorkerTiming::default()
+    };
+    let ctx = RunnerContext { registry };
+    let handle = tokio::spawn(
+        Worker::new("w", store.clone(), &runners::all(&ctx), timing).run(shutdown.clone()),
+    );
+
+    let job = store.start_bulk_load(&admin(), m.id, &[bucket]).await?[0];
+    wait_job(&store, job, "started", |j| j.rows_done >= 200).await?;
+    store.cancel_job(&admin(), job, "wrong spec").await?;
+    wait_job(&store, job, "cancelled", |j| j.state == JobState::Cancelled).await?;
+    let b = store.bucket(bucket).await?;
+    assert_eq!(b.phase, Phase::Failed);
+
+    // A retry resumes from the engine's checkpoint and completes the bucket.
+    store
+        .update_migration_settings(&admin(), m.id, &Default::default(), "")
+        .await?;
+    let retry = store.start_bulk_load(&admin(), m.id, &[bucket]).await?[0];
+    wait_job(&store, retry, "finished", |j| {
+        j.state == JobState::Succeeded
+    })
+    .await?;
+    let mut dst = sqlx::PgConnection::connect(&target.url).await?;
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM contacts")
+        .fetch_one(&mut dst)
+        .await?
+        .get("n");
+    assert_eq!(n, 3_000);
+    shutdown.cancel();
+    handle.await?;
+    Ok(())
+}

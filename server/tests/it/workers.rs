@@ -54,7 +54,11 @@ fn worker(control: &str) -> anyhow::Result<Child> {
 #[tokio::test]
 async fn three_workers_finish_a_migration_when_one_is_killed_mid_bucket() -> anyhow::Result<()> {
     // Arrange
-    let (source, target, control) = (TestDb::mariadb().await?, TestDb::postgres().await?, TestDb::postgres().await?);
+    let (source, target, control) = (
+        TestDb::mariadb().await?,
+        TestDb::postgres().await?,
+        TestDb::postgres().await?,
+    );
     seed(&source).await?;
     let store = Store::open(&control.url).await?;
     let spec = format!(
@@ -63,14 +67,30 @@ async fn three_workers_finish_a_migration_when_one_is_killed_mid_bucket() -> any
         source.url, target.url
     );
     let registry = Arc::new(TransformerRegistry::new());
-    let m = store.create_migration_from_spec(&Actor::system(), "fleet", "", &spec, &registry).await?;
+    let m = store
+        .create_migration_from_spec(&Actor::system(), "fleet", "", &spec, &registry)
+        .await?;
     // Throttled so that a bucket takes a few seconds: there is a "middle" to kill in.
-    let settings = tern_control::migrations::MigrationSettings { rate_limit: Some(2_000.0), ..Default::default() };
-    store.update_migration_settings(&Actor::system(), m.id, &settings, "test").await?;
-    let ids: Vec<i64> = store.list_buckets(m.id).await?.iter().map(|b| b.id).collect();
+    let settings = tern_control::migrations::MigrationSettings {
+        rate_limit: Some(2_000.0),
+        ..Default::default()
+    };
+    store
+        .update_migration_settings(&Actor::system(), m.id, &settings, "test")
+        .await?;
+    let ids: Vec<i64> = store
+        .list_buckets(m.id)
+        .await?
+        .iter()
+        .map(|b| b.id)
+        .collect();
     store.start_bulk_load(&Actor::system(), m.id, &ids).await?;
 
-    let mut workers = vec![worker(&control.url)?, worker(&control.url)?, worker(&control.url)?];
+    let mut workers = vec![
+        worker(&control.url)?,
+        worker(&control.url)?,
+        worker(&control.url)?,
+    ];
 
     // Act: wait until a job is well into its bucket, then kill its worker.
     let (victim_pid, victim_job) = loop {
@@ -95,7 +115,10 @@ async fn three_workers_finish_a_migration_when_one_is_killed_mid_bucket() -> any
         .find(|w| w.id() == Some(victim_pid))
         .ok_or_else(|| anyhow::anyhow!("no worker with pid {victim_pid}"))?;
     let rows_at_kill = store.job(victim_job).await?.rows_done;
-    let status = Command::new("kill").args(["-KILL", &victim_pid.to_string()]).status().await?;
+    let status = Command::new("kill")
+        .args(["-KILL", &victim_pid.to_string()])
+        .status()
+        .await?;
     assert!(status.success());
     victim.wait().await?;
 
@@ -103,7 +126,10 @@ async fn three_workers_finish_a_migration_when_one_is_killed_mid_bucket() -> any
     let mut done = false;
     for _ in 0..600 {
         let buckets = store.list_buckets(m.id).await?;
-        assert!(!buckets.iter().any(|b| b.phase == Phase::Failed), "a bucket failed: {buckets:?}");
+        assert!(
+            !buckets.iter().any(|b| b.phase == Phase::Failed),
+            "a bucket failed: {buckets:?}"
+        );
         if buckets.iter().all(|b| b.phase == Phase::Loaded) {
             done = true;
             break;
@@ -113,8 +139,15 @@ async fn three_workers_finish_a_migration_when_one_is_killed_mid_bucket() -> any
     assert!(done, "the migration did not complete");
     let job = store.job(victim_job).await?;
     assert_eq!(job.state, JobState::Succeeded);
-    assert!(job.attempts >= 2, "the killed job was resumed by another worker (attempts {})", job.attempts);
-    assert_ne!(job.worker.as_deref().and_then(|w| w.split(':').nth(1)), Some(victim_pid.to_string().as_str()));
+    assert!(
+        job.attempts >= 2,
+        "the killed job was resumed by another worker (attempts {})",
+        job.attempts
+    );
+    assert_ne!(
+        job.worker.as_deref().and_then(|w| w.split(':').nth(1)),
+        Some(victim_pid.to_string().as_str())
+    );
     assert!(rows_at_kill >= 1_000);
 
     let mut src = sqlx::MySqlConnection::connect(&source.url).await?;
@@ -125,8 +158,16 @@ async fn three_workers_finish_a_migration_when_one_is_killed_mid_bucket() -> any
         .fetch_one(&mut dst)
         .await?;
     assert_eq!(
-        (a.get::<i64, _>("n"), a.get::<i64, _>("s"), a.get::<i64, _>("h")),
-        (b.get::<i64, _>("n"), b.get::<i64, _>("s"), b.get::<i64, _>("h")),
+        (
+            a.get::<i64, _>("n"),
+            a.get::<i64, _>("s"),
+            a.get::<i64, _>("h")
+        ),
+        (
+            b.get::<i64, _>("n"),
+            b.get::<i64, _>("s"),
+            b.get::<i64, _>("h")
+        ),
     );
     assert_eq!(b.get::<i64, _>("n"), ROWS);
     for w in &mut workers {
