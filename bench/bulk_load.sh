@@ -89,7 +89,9 @@ fresh_pg() {
 
 # --- Tern ---------------------------------------------------------------------
 fresh_pg tern_bench_tern
-psql -qd tern_bench_tern -c "$TARGET_DDL" -c "ALTER TABLE messages ADD COLUMN _tern_version BIGINT NOT NULL"
+psql -qd tern_bench_tern -c "$TARGET_DDL" -c "ALTER TABLE messages ADD COLUMN _tern_version BIGINT NOT NULL" \
+  -c "ALTER TABLE messages ADD COLUMN _tern_source_key TEXT" \
+  -c "CREATE INDEX messages_tern_source_key ON messages (_tern_source_key)"
 if [ "${BUCKET:-id}" = member_id ]; then
   SOURCE_ORDER='key = ["member_id", "id"]'
 else

@@ -9,6 +9,7 @@
 //! than re-planned from a source that has moved on.
 
 use crate::buckets::{Bucket, Plan};
+use crate::changelog::Position;
 use crate::chunk::KeyRange;
 use crate::connector::{Connector, Dialect, Statement, process_clock_micros};
 use crate::error::{EngineError, Result};
@@ -28,7 +29,20 @@ pub struct Checkpoint {
     pub last_key: Option<Vec<Value>>,
     pub rows_written: u64,
     pub done: bool,
+    /// The changelog position taken before the bucket's first row was read.
+    pub watermark: Option<Position>,
+    /// When it was taken (source clock, µs).
+    pub snapshot_at: Option<i64>,
+    /// When a catch-up brought the bucket to the head of the changelog.
+    pub caught_up_at: Option<i64>,
 }
+
+/// Columns added after the first release of the table, with their types.
+const LATER_COLUMNS: [(&str, &str); 3] = [
+    ("watermark", "TEXT"),
+    ("snapshot_at", "BIGINT"),
+    ("caught_up_at", "BIGINT"),
+];
 
 /// Creates the checkpoint table if it is missing.
 pub async fn ensure_table(target: &Connector) -> Result<()> {
@@ -42,12 +56,113 @@ pub async fn ensure_table(target: &Connector) -> Result<()> {
         "CREATE TABLE IF NOT EXISTS {t} (table_name VARCHAR(255) NOT NULL, bucket BIGINT NOT NULL, \
          lo {text} NOT NULL, hi {text} NOT NULL, planned_rows BIGINT NOT NULL, last_key {text}, \
          rows_written BIGINT NOT NULL, done BIGINT NOT NULL, updated_at BIGINT NOT NULL, \
+         watermark {text}, snapshot_at BIGINT, caught_up_at BIGINT, \
          PRIMARY KEY (table_name, bucket))",
         t = d.quote(CHECKPOINT_TABLE)
     );
     target
         .execute_ddl(&sql, "create the checkpoint table")
+        .await?;
+    // A table made by an earlier version lacks the later columns.
+    let have = target
+        .table_columns(CHECKPOINT_TABLE)
+        .await?
+        .unwrap_or_default();
+    for (col, ty) in LATER_COLUMNS {
+        if !have.iter().any(|c| c.name.eq_ignore_ascii_case(col)) {
+            let ty = if ty == "TEXT" { text } else { ty };
+            let added = target
+                .execute(
+                    &format!(
+                        "ALTER TABLE {} ADD COLUMN {col} {ty}",
+                        d.quote(CHECKPOINT_TABLE)
+                    ),
+                    &[],
+                    &format!("add column {col} to the checkpoint table"),
+                )
+                .await;
+            // Another process may have added it at the same moment.
+            if let Err(e) = added {
+                let now = target.table_columns(CHECKPOINT_TABLE).await?.unwrap_or_default();
+                if !now.iter().any(|c| c.name.eq_ignore_ascii_case(col)) {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records a bucket's watermark, unless one is recorded already (a resumed
+/// load keeps the position its first run took).
+pub async fn set_watermark(
+    target: &Connector,
+    table: &str,
+    bucket: usize,
+    watermark: &Position,
+    snapshot_at: i64,
+) -> Result<()> {
+    let d = target.dialect();
+    let sql = format!(
+        "UPDATE {} SET watermark = {}, snapshot_at = {} WHERE table_name = {} AND bucket = {} AND watermark IS NULL",
+        d.quote(CHECKPOINT_TABLE),
+        d.placeholder(1),
+        d.placeholder(2),
+        d.placeholder(3),
+        d.placeholder(4)
+    );
+    target
+        .execute(
+            &sql,
+            &[
+                Value::Text(watermark.to_string()),
+                Value::Int(snapshot_at),
+                Value::Text(table.into()),
+                Value::Int(bucket as i64),
+            ],
+            &format!("record the watermark of {table} bucket {bucket}"),
+        )
         .await
+        .map(|_| ())
+}
+
+/// Records that a bucket was caught up to the head of the changelog (or
+/// clears it with `None`, when the bucket must be caught up again).
+pub async fn set_caught_up(
+    target: &Connector,
+    table: &str,
+    bucket: usize,
+    at: Option<i64>,
+) -> Result<()> {
+    let d = target.dialect();
+    let sql = format!(
+        "UPDATE {} SET caught_up_at = {} WHERE table_name = {} AND bucket = {}",
+        d.quote(CHECKPOINT_TABLE),
+        d.placeholder(1),
+        d.placeholder(2),
+        d.placeholder(3)
+    );
+    target
+        .execute(
+            &sql,
+            &[
+                at.map_or(Value::Null, Value::Int),
+                Value::Text(table.into()),
+                Value::Int(bucket as i64),
+            ],
+            &format!("record the catch-up of {table} bucket {bucket}"),
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Every bucket of every table, for the relay's pruning and warnings.
+pub async fn load_every_table(target: &Connector, tables: &[&str]) -> Result<Vec<Checkpoint>> {
+    let mut out = Vec::new();
+    for t in tables {
+        out.extend(load_all(target, t).await?);
+    }
+    Ok(out)
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Value {
@@ -87,7 +202,8 @@ pub async fn load_all(target: &Connector, table: &str) -> Result<Vec<Checkpoint>
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT bucket, lo, hi, planned_rows, last_key, rows_written, done FROM {} WHERE table_name = {} ORDER BY bucket",
+        "SELECT bucket, lo, hi, planned_rows, last_key, rows_written, done, watermark, snapshot_at, caught_up_at \
+         FROM {} WHERE table_name = {} ORDER BY bucket",
         d.quote(CHECKPOINT_TABLE),
         d.placeholder(1)
     );
@@ -112,6 +228,24 @@ pub async fn load_all(target: &Connector, table: &str) -> Result<Vec<Checkpoint>
                 last_key: parse(table, bucket, &r[4])?,
                 rows_written: int(&r[5]),
                 done: int(&r[6]) != 0,
+                watermark: match r.get(7) {
+                    Some(Value::Text(w)) => {
+                        Some(w.parse().map_err(|m| EngineError::Checkpoint {
+                            table: table.into(),
+                            bucket,
+                            message: m,
+                        })?)
+                    }
+                    _ => None,
+                },
+                snapshot_at: match r.get(8) {
+                    Some(Value::Int(i)) => Some(*i),
+                    _ => None,
+                },
+                caught_up_at: match r.get(9) {
+                    Some(Value::Int(i)) => Some(*i),
+                    _ => None,
+                },
             })
         })
         .collect()
@@ -225,6 +359,9 @@ pub async fn begin(target: &Connector, bucket: &Bucket) -> Result<Checkpoint> {
                 last_key: None,
                 rows_written: 0,
                 done: false,
+                watermark: None,
+                snapshot_at: None,
+                caught_up_at: None,
             })
         }
     }

@@ -51,6 +51,16 @@ impl std::fmt::Display for KeyRange {
     }
 }
 
+/// A time window of a source column, `[from, to)`: what a window catch-up
+/// re-copies (rows whose `updated_at` fell in it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// A column of the table's source (e.g. `updated_at`).
+    pub column: String,
+    pub from: Value,
+    pub to: Value,
+}
+
 /// How to read a table's source: the relation, its columns, the order.
 #[derive(Debug, Clone)]
 pub struct SourceQuery {
@@ -123,6 +133,7 @@ impl SourceQuery {
         range: &KeyRange,
         after: Option<&[Value]>,
         limit: usize,
+        window: Option<&(String, Value, Value)>,
     ) -> (String, Vec<Value>) {
         let d = self.dialect;
         let mut params = Vec::new();
@@ -137,6 +148,11 @@ impl SourceQuery {
         }
         if let Some(hi) = &range.hi {
             conds.push(format!("{b} < {}", ph(hi, &mut params)));
+        }
+        if let Some((column, from, to)) = window {
+            let c = d.quote(column);
+            conds.push(format!("{c} >= {}", ph(from, &mut params)));
+            conds.push(format!("{c} < {}", ph(to, &mut params)));
         }
         if let Some(after) = after {
             let cols: Vec<String> = self.order.iter().map(|c| d.quote(c)).collect();
@@ -179,9 +195,35 @@ impl SourceQuery {
         )
     }
 
+    /// The types of the source key columns, where the database tells them.
+    pub fn key_types(&self) -> Vec<Option<crate::value::ColumnType>> {
+        self.key_idx
+            .iter()
+            .map(|&i| self.columns.get(i).and_then(|c| c.ty))
+            .collect()
+    }
+
+    /// The index of the bucket column in a source row.
+    pub fn bucket_index(&self) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == self.bucket)
+    }
+
     /// The SELECT of the source rows with the given keys, and its parameters.
     pub(crate) fn keys_sql(&self, keys: &[Vec<Value>]) -> (String, Vec<Value>) {
         let d = self.dialect;
+        if let [column] = &self.key[..] {
+            let params: Vec<Value> = keys.iter().filter_map(|k| k.first().cloned()).collect();
+            let marks: Vec<String> = (1..=params.len()).map(|i| d.placeholder(i)).collect();
+            return (
+                format!(
+                    "SELECT * FROM {} WHERE {} IN ({})",
+                    self.from,
+                    d.quote(column),
+                    marks.join(", ")
+                ),
+                params,
+            );
+        }
         let mut params = Vec::new();
         let mut ors = Vec::with_capacity(keys.len());
         for k in keys {
@@ -250,6 +292,8 @@ pub struct ChunkReader {
     chunk_rows: usize,
     done: bool,
     bucket: usize,
+    /// Only rows whose column is in `[from, to)` (a window catch-up).
+    window: Option<(String, Value, Value)>,
 }
 
 impl ChunkReader {
@@ -271,7 +315,14 @@ impl ChunkReader {
             chunk_rows: chunk_rows.max(1),
             done: false,
             bucket,
+            window: None,
         }
+    }
+
+    /// Reads only the rows whose `column` is in `[from, to)`.
+    pub fn with_window(mut self, column: &str, from: Value, to: Value) -> ChunkReader {
+        self.window = Some((column.to_string(), from, to));
+        self
     }
 
     /// The position of the last row read.
@@ -294,7 +345,7 @@ impl ChunkReader {
         let version = self.source.clock_micros().await?;
         let (sql, params) =
             self.query
-                .chunk_sql(&self.range, self.after.as_deref(), self.chunk_rows + 1);
+                .chunk_sql(&self.range, self.after.as_deref(), self.chunk_rows + 1, self.window.as_ref());
         let range_text = match &self.after {
             Some(a) => format!("after {}", render_key(a)),
             None => format!("from the start of {}", self.range),
@@ -395,7 +446,7 @@ mod tests {
             lo: Some(Value::Int(10)),
             hi: Some(Value::Int(20)),
         };
-        let (sql, params) = q.chunk_sql(&range, Some(&[Value::Int(12), Value::Int(7)]), 101);
+        let (sql, params) = q.chunk_sql(&range, Some(&[Value::Int(12), Value::Int(7)]), 101, None);
         assert_eq!(
             sql,
             "SELECT * FROM \"t\" AS _tern_src WHERE \"member_id\" >= $1 AND \"member_id\" < $2 \
@@ -416,7 +467,7 @@ mod tests {
     fn mysql_chunks_expand_the_row_comparison() {
         let mut q = query(Dialect::MySql, &["m", "id"]);
         q.from = "`t` AS _tern_src".into();
-        let (sql, params) = q.chunk_sql(&KeyRange::all(), Some(&[Value::Int(1), Value::Int(2)]), 5);
+        let (sql, params) = q.chunk_sql(&KeyRange::all(), Some(&[Value::Int(1), Value::Int(2)]), 5, None);
         assert_eq!(
             sql,
             "SELECT * FROM `t` AS _tern_src WHERE `m` >= ? AND (`m` > ? OR (`m` = ? AND `id` > ?)) ORDER BY `m`, `id` LIMIT 5"

@@ -59,6 +59,11 @@ pub enum EngineError {
         message: String,
     },
 
+    /// A batch of changes (relay or catch-up) could not be applied; nothing
+    /// of it was committed and the reader's position did not move.
+    #[error("apply {what}: {message}")]
+    Apply { what: String, message: String },
+
     /// The persisted checkpoint or plan contradicts the request.
     #[error("checkpoint of {table} bucket {bucket}: {message}")]
     Checkpoint {

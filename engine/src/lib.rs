@@ -11,6 +11,8 @@
 
 pub mod buckets;
 pub mod bulk_load;
+pub mod capture;
+pub mod changelog;
 pub mod checkpoint;
 pub mod chunk;
 pub mod connector;
@@ -23,11 +25,16 @@ pub mod value;
 pub mod writer;
 
 pub use buckets::{Bucket, Plan};
-pub use bulk_load::{BucketReport, BulkLoader, KeysReport, LoadOptions, LoadStatus};
+pub use bulk_load::{
+    ApplyReport, BucketReport, BulkLoader, ChangedKey, KeysReport, LoadOptions, LoadStatus,
+    TableKeys,
+};
+pub use changelog::{Lag, Position};
 pub use chunk::{Chunk, ChunkReader, KeyRange};
 pub use connector::{Connector, Dialect, VERSION_COLUMN};
 pub use error::EngineError;
 pub use progress::{Progress, ProgressFn};
+
 pub use spec::Spec;
 pub use throttle::{RateThrottle, Throttle};
 pub use transform::{Emitted, Record, TargetRow, Transformer, TransformerRegistry};

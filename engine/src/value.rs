@@ -408,6 +408,22 @@ pub fn render_key(values: &[Value]) -> String {
     format!("({})", parts.join(", "))
 }
 
+/// The text of a source key stored with every target row of a table with a
+/// source (the hidden `_tern_source_key` column), so that the relay finds the
+/// rows of a deleted source record: the canonical text of each value
+/// ([`Value::canonical_text`]) joined by the ASCII unit separator (U+001F),
+/// like UUIDv5 names. `(5, 'abc')` is `"5\u{1f}abc"`.
+pub fn source_key_text(key: &[Value]) -> String {
+    let mut s = String::new();
+    for (i, v) in key.iter().enumerate() {
+        if i > 0 {
+            s.push('\u{1f}');
+        }
+        s.push_str(&v.canonical_text());
+    }
+    s
+}
+
 /// A hashable identity of a tuple of values, for dedupe and duplicate checks.
 pub fn key_identity(values: &[&Value]) -> String {
     let mut s = String::new();

@@ -12,8 +12,14 @@
 //! while live writes touch the same rows, and a chunk written twice (after a
 //! crash) is harmless.
 
+mod apply;
 mod keys;
 mod prepare;
+
+pub use apply::{ApplyReport, TOMBSTONE_TABLE, TableKeys};
+pub(crate) use apply::prune_tombstones;
+pub use keys::ChangedKey;
+pub(crate) use keys::placeholders;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +28,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::buckets::{self, Bucket, Plan};
+use crate::capture;
+use crate::changelog::Position;
 use crate::checkpoint;
 use crate::chunk::{Chunk, ChunkReader, KeyRange, SourceQuery};
 use crate::connector::Connector;
@@ -76,6 +84,12 @@ pub struct BucketReport {
     pub rows_written: u64,
     pub chunks: u64,
     pub elapsed: Duration,
+    /// The changelog position taken before the bucket's first row was read
+    /// (the catch-up starts here); `None` when change capture was not
+    /// installed when the bucket's load began.
+    pub watermark: Option<Position>,
+    /// When that position was taken: source clock, µs since the epoch.
+    pub snapshot_at: Option<i64>,
 }
 
 /// What a [`BulkLoader::load_keys`] did.
@@ -104,6 +118,10 @@ pub struct BulkLoader {
     /// False for a loader made by [`BulkLoader::inspect`], which touched
     /// nothing in the target and cannot write.
     writable: bool,
+    /// Columns of the source tables named in `tracks`, read once.
+    tracked: tokio::sync::OnceCell<
+        std::collections::HashMap<String, Vec<crate::transform::SourceColumn>>,
+    >,
 }
 
 impl std::fmt::Debug for BulkLoader {
@@ -148,7 +166,7 @@ impl BulkLoader {
         BulkLoader::build(spec, source, target, registry, false).await
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         if self.writable {
             Ok(())
         } else {
@@ -214,6 +232,47 @@ impl BulkLoader {
         ))
     }
 
+    /// A reader of a bucket's rows whose `window.column` is in the window,
+    /// for a window catch-up. The window's bounds are cast to the column's type.
+    pub fn window_reader(
+        &self,
+        bucket: &Bucket,
+        window: &crate::chunk::Window,
+        chunk_rows: usize,
+    ) -> Result<ChunkReader> {
+        let t = self.table(&bucket.table)?;
+        let Some(col) = t.query.columns.iter().find(|c| c.name == window.column) else {
+            return Err(EngineError::schema(
+                &bucket.table,
+                format!(
+                    "the source has no column {} to take the catch-up window from (its columns: {})",
+                    window.column,
+                    t.query
+                        .columns
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        let cast = |v: &Value| match col.ty {
+            Some(ty) => v.clone().cast(ty).map_err(|m| {
+                EngineError::schema(&bucket.table, format!("catch-up window on {}: {m}", col.name))
+            }),
+            None => Ok(v.clone()),
+        };
+        Ok(ChunkReader::new(
+            self.source.clone(),
+            t.query.clone(),
+            bucket.range.clone(),
+            None,
+            chunk_rows,
+            bucket.index,
+        )
+        .with_window(&window.column, cast(&window.from)?, cast(&window.to)?))
+    }
+
     /// Plans a table's buckets from the source as it is now (nothing is stored).
     pub async fn plan(&self, table: &str, buckets: Option<usize>) -> Result<Plan> {
         let t = self.table(table)?;
@@ -269,10 +328,41 @@ impl BulkLoader {
             rows_written: 0,
             chunks: 0,
             elapsed: Duration::ZERO,
+            watermark: cp.watermark.clone(),
+            snapshot_at: cp.snapshot_at,
         };
         if cp.done {
             report.status = LoadStatus::AlreadyDone;
             return Ok(report);
+        }
+        // THE WATERMARK. The changelog position is fixed here, before the
+        // reader below reads the bucket's first row, and it is the only thing
+        // that makes a live copy complete. Every source change is either
+        // committed before a row is read (then the copy read it), or committed
+        // after, and a change committed after this moment is logged after
+        // this position or in one of its gaps (a change logged earlier whose
+        // transaction was still open: `capture::head_position` records those).
+        // So the catch-up, replaying from here, misses nothing the copy missed.
+        // Taken after the first read, a change committed in between would be
+        // in neither the copy nor the replay: silently lost. Replaying a change
+        // the copy already saw is harmless (the replay re-reads current source
+        // rows, version-guarded). A resumed load keeps the position its first
+        // run took; one begun without capture has none, and says so.
+        if report.watermark.is_none() && cp.last_key.is_none() && cp.rows_written == 0 {
+            let snapshot_at = self.source.clock_micros().await?;
+            if let Some(w) = capture::head_position(&self.source).await? {
+                checkpoint::set_watermark(&self.target, &bucket.table, bucket.index, &w, snapshot_at)
+                    .await?;
+                report.watermark = Some(w);
+                report.snapshot_at = Some(snapshot_at);
+            } else {
+                tracing::warn!(
+                    table = %bucket.table,
+                    bucket = bucket.index,
+                    "change capture is not installed: this bucket gets no watermark, and only a \
+                     window catch-up can bring it up to date after the load"
+                );
+            }
         }
         let mut writer = BatchWriter::open(&self.target).await?;
         let reader = ChunkReader::new(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{BulkLoader, LoadTable};
 use crate::checkpoint;
 use crate::chunk::SourceQuery;
-use crate::connector::{Connector, VERSION_COLUMN};
+use crate::connector::{Connector, Dialect, SOURCE_KEY_COLUMN, VERSION_COLUMN};
 use crate::error::{EngineError, Result};
 use crate::spec::{Spec, TableSpec, Transform};
 use crate::transform::{Pipeline, SourceColumn, TableShape, TransformerRegistry};
@@ -62,6 +62,7 @@ impl BulkLoader {
                 shapes.push(Arc::new(TableShape::new(t, types)));
             }
             checkpoint::ensure_table(&target).await?;
+            super::apply::ensure_tombstones(&target).await?;
         }
 
         // 3. Final pipelines, casting to the target's real column types.
@@ -87,6 +88,7 @@ impl BulkLoader {
             target,
             tables,
             writable,
+            tracked: tokio::sync::OnceCell::new(),
         })
     }
 }
@@ -114,6 +116,23 @@ async fn ensure_target_table(
                 .iter()
                 .find(|c: &&SourceColumn| c.name.eq_ignore_ascii_case(name))
         };
+        if t.source.is_some() && find(SOURCE_KEY_COLUMN).is_none() {
+            let ty = if d == Dialect::MySql {
+                "VARCHAR(512)"
+            } else {
+                "TEXT"
+            };
+            return Err(EngineError::schema(
+                &t.name,
+                format!(
+                    "the target table has no {SOURCE_KEY_COLUMN} column, with which the relay finds the rows \
+                     of a record deleted in the source; add it: ALTER TABLE {q} ADD COLUMN {SOURCE_KEY_COLUMN} {ty}; \
+                     CREATE INDEX {idx} ON {q} ({SOURCE_KEY_COLUMN})",
+                    q = d.quote(&t.name),
+                    idx = d.quote(&source_key_index(&t.name)),
+                ),
+            ));
+        }
         if find(VERSION_COLUMN).is_none() {
             return Err(EngineError::schema(
                 &t.name,
@@ -157,17 +176,62 @@ async fn ensure_target_table(
             target.sql_type(*ty, in_key)
         ));
     }
+    if t.source.is_some() {
+        let ty = if d == Dialect::MySql {
+            "VARCHAR(512)"
+        } else {
+            "TEXT"
+        };
+        defs.push(format!("{} {ty}", d.quote(SOURCE_KEY_COLUMN)));
+    }
     defs.push(format!("{} BIGINT NOT NULL", d.quote(VERSION_COLUMN)));
     let key: Vec<String> = t.key.iter().map(|k| d.quote(k)).collect();
+    defs.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    // MySQL has no CREATE INDEX IF NOT EXISTS: the index is part of the table.
+    let inline_index = d == Dialect::MySql && t.source.is_some();
+    if inline_index {
+        defs.push(format!(
+            "INDEX {} ({})",
+            d.quote(&source_key_index(&t.name)),
+            d.quote(SOURCE_KEY_COLUMN)
+        ));
+    }
     let sql = format!(
-        "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+        "CREATE TABLE IF NOT EXISTS {} ({})",
         d.quote(&t.name),
         defs.join(", "),
-        key.join(", ")
     );
     target
         .execute_ddl(&sql, &format!("create target table {}", t.name))
         .await?;
+    if t.source.is_some() && !inline_index {
+        let sql = format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+            d.quote(&source_key_index(&t.name)),
+            d.quote(&t.name),
+            d.quote(SOURCE_KEY_COLUMN)
+        );
+        target
+            .execute(
+                &sql,
+                &[],
+                &format!("index the source keys of target table {}", t.name),
+            )
+            .await?;
+    }
     tracing::info!(table = %t.name, "created target table");
     Ok(inferred.to_vec())
+}
+
+/// The name of the index on a target table's source keys (unqualified; an
+/// index lives in its table's schema). At most 60 characters.
+pub(crate) fn source_key_index(table: &str) -> String {
+    let base = table.rsplit('.').next().unwrap_or(table);
+    let name = format!("{base}{SOURCE_KEY_COLUMN}");
+    if name.len() <= 60 {
+        name
+    } else {
+        let cut: String = name.chars().take(40).collect();
+        format!("{cut}_{:016x}", crate::capture::short_hash(table))
+    }
 }

@@ -31,6 +31,12 @@ use crate::value::{ColumnType, Value};
 /// the read.
 pub const VERSION_COLUMN: &str = "_tern_version";
 
+/// The hidden column every target table filled from a source carries: the
+/// source key of the record that wrote the row ([`crate::value::source_key_text`]),
+/// indexed, so that a record deleted in the source is deleted in the target
+/// (the relay cannot compute target keys of a record it can no longer read).
+pub const SOURCE_KEY_COLUMN: &str = "_tern_source_key";
+
 /// The SQL dialect of a database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -316,6 +322,51 @@ impl Connector {
                 .map(|r| r.rows_affected()),
         }
         .map_err(EngineError::db(ctx))
+    }
+
+    /// Runs statements unprepared (DDL such as triggers cannot always be
+    /// prepared), in one transaction on PostgreSQL and SQLite, whose DDL is
+    /// transactional; MySQL commits each statement on its own.
+    pub(crate) async fn run_ddl(&self, statements: &[String], context: &str) -> Result<()> {
+        let ctx = |i: usize| {
+            format!(
+                "{context} (`{}`) on {} database {}",
+                statements.get(i).map_or(String::new(), |s| one_line(s)),
+                self.role,
+                self.url
+            )
+        };
+        match &self.pool {
+            Pool::Pg(p) => {
+                let mut tx = p.begin().await.map_err(EngineError::db(ctx(0)))?;
+                for (i, st) in statements.iter().enumerate() {
+                    sqlx::raw_sql(st)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(EngineError::db(ctx(i)))?;
+                }
+                tx.commit().await.map_err(EngineError::db(ctx(0)))
+            }
+            Pool::My(p) => {
+                for (i, st) in statements.iter().enumerate() {
+                    sqlx::raw_sql(st)
+                        .execute(p)
+                        .await
+                        .map_err(EngineError::db(ctx(i)))?;
+                }
+                Ok(())
+            }
+            Pool::Lite(p) => {
+                let mut tx = p.begin().await.map_err(EngineError::db(ctx(0)))?;
+                for (i, st) in statements.iter().enumerate() {
+                    sqlx::raw_sql(st)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(EngineError::db(ctx(i)))?;
+                }
+                tx.commit().await.map_err(EngineError::db(ctx(0)))
+            }
+        }
     }
 
     /// The column definition SQL type of the dialect for a column type.

@@ -7,7 +7,8 @@ use super::builtins::ColumnOp;
 use super::{Emitted, Record, TargetRow, Transformer, TransformerRegistry, dedupe};
 use crate::error::{EngineError, Result};
 use crate::spec::{Keep, Spec, TableSpec};
-use crate::value::{ColumnType, Value, render_key};
+use crate::connector::SOURCE_KEY_COLUMN;
+use crate::value::{ColumnType, Value, render_key, source_key_text};
 
 /// A column of the source relation as the database describes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,7 +20,9 @@ pub struct SourceColumn {
 }
 
 /// A target table as the pipeline fills it: the spec's columns in order, with
-/// the types the target table actually has.
+/// the types the target table actually has, then, for a table with a source,
+/// the hidden [`SOURCE_KEY_COLUMN`] (the source key of the record that wrote
+/// the row, which is how the relay finds the rows of a deleted record).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableShape {
     pub name: String,
@@ -30,22 +33,33 @@ pub struct TableShape {
     pub key: Vec<usize>,
     /// Indexes of the dedupe key columns and which copy to keep.
     pub dedupe: Option<(Vec<usize>, Keep)>,
+    /// Index of the hidden source key column (last), for a table with a source.
+    pub source_key: Option<usize>,
 }
 
 impl TableShape {
-    /// The shape of a spec table with the given column types.
-    pub fn new(table: &TableSpec, types: Vec<Option<ColumnType>>) -> TableShape {
-        let columns: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+    /// The shape of a spec table with the given types of its spec columns.
+    pub fn new(table: &TableSpec, mut types: Vec<Option<ColumnType>>) -> TableShape {
+        let mut columns: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
         let pos = |name: &String| columns.iter().position(|c| c == name).unwrap_or(0);
+        let key = table.key.iter().map(pos).collect();
+        let dedupe = table
+            .dedupe
+            .as_ref()
+            .map(|d| (d.key.iter().map(pos).collect(), d.keep));
+        types.truncate(columns.len());
+        let source_key = table.source.as_ref().map(|_| {
+            columns.push(SOURCE_KEY_COLUMN.to_string());
+            types.push(Some(ColumnType::Text));
+            columns.len() - 1
+        });
         TableShape {
-            key: table.key.iter().map(pos).collect(),
-            dedupe: table
-                .dedupe
-                .as_ref()
-                .map(|d| (d.key.iter().map(pos).collect(), d.keep)),
+            key,
+            dedupe,
             name: table.name.clone(),
             columns,
             types,
+            source_key,
         }
     }
 
@@ -257,12 +271,19 @@ impl Pipeline {
         out[self.main].rows.reserve(rows.len());
         let main_shape = &self.shapes[self.main];
         for mut row in rows {
-            let mut mapped = Vec::with_capacity(self.ops.len());
+            let mut mapped = Vec::with_capacity(self.ops.len() + 1);
             for op in &self.ops {
                 match op.apply(&mut row) {
                     Ok(v) => mapped.push(v),
                     Err(e) => return Err(self.row_error(&row, format!("column {}: {e}", op.name))),
                 }
+            }
+            let source_key = main_shape.source_key.map(|_| {
+                let key: Vec<Value> = self.source_key.iter().map(|&i| row[i].clone()).collect();
+                Value::Text(source_key_text(&key))
+            });
+            if let Some(k) = &source_key {
+                mapped.push(k.clone());
             }
             if self.chain.is_empty() {
                 if let Err(e) = main_shape.finish(&mut mapped) {
@@ -285,6 +306,13 @@ impl Pipeline {
             }
             for target_row in emitted.rows {
                 let (shape, mut values) = target_row.into_parts();
+                // Every row of this table emitted for the record belongs to it.
+                if let (true, Some(i), Some(k)) =
+                    (Arc::ptr_eq(&shape, main_shape), shape.source_key, &source_key)
+                    && values[i].is_null()
+                {
+                    values[i] = k.clone();
+                }
                 shape
                     .finish(&mut values)
                     .map_err(|e| self.row_error(&row, format!("{}: {e}", shape.name)))?;

@@ -200,7 +200,8 @@ async fn a_chunk_the_target_rejects_names_table_bucket_and_keys_and_commits_noth
     target
         .exec(
             "CREATE TABLE member_contacts (member_id BIGINT NOT NULL, legacy_id BIGINT NOT NULL, email TEXT,
-             score BIGINT CHECK (score >= 0), _tern_version BIGINT NOT NULL, PRIMARY KEY (member_id, legacy_id))",
+             score BIGINT CHECK (score >= 0), _tern_source_key TEXT, _tern_version BIGINT NOT NULL,
+             PRIMARY KEY (member_id, legacy_id))",
         )
         .await?;
     let text = spec_text(&source_db, &target_db, BODY);

@@ -125,7 +125,7 @@ async fn a_row_committed_under_a_direct_copy_sends_the_chunk_through_the_guarded
     let bucket = loader.plan_or_resume("items", None).await?.buckets[0].clone();
     let target = sqlx::PgPool::connect(&target_db.url).await?;
     let mut relay = target.begin().await?;
-    sqlx::query("INSERT INTO items VALUES (50, 0, 'relay', 9000000000000000)")
+    sqlx::query("INSERT INTO items (id, member_id, body, _tern_version) VALUES (50, 0, 'relay', 9000000000000000)")
         .execute(&mut *relay)
         .await?;
 

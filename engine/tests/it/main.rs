@@ -3,6 +3,7 @@
 //! Expected target rows are computed here, independently of the engine's code.
 
 mod bad_input;
+mod capture;
 mod composite;
 mod concurrent_writer;
 mod load_keys;

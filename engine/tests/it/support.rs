@@ -52,6 +52,25 @@ impl Side {
         })
     }
 
+    /// Runs one statement as it is (it may contain `;`).
+    pub async fn run(&self, stmt: &str) -> anyhow::Result<()> {
+        match self {
+            Side::Pg(p) => sqlx::raw_sql(stmt).execute(p).await.map(|_| ()),
+            Side::My(p) => sqlx::raw_sql(stmt).execute(p).await.map(|_| ()),
+            Side::Lite(p) => sqlx::raw_sql(stmt).execute(p).await.map(|_| ()),
+        }
+        .with_context(|| format!("running `{stmt}`"))
+    }
+
+    /// The first column of every row, as text.
+    pub async fn strings(&self, sql: &str) -> anyhow::Result<Vec<String>> {
+        Ok(match self {
+            Side::Pg(p) => sqlx::query_scalar(sql).fetch_all(p).await?,
+            Side::My(p) => sqlx::query_scalar(sql).fetch_all(p).await?,
+            Side::Lite(p) => sqlx::query_scalar(sql).fetch_all(p).await?,
+        })
+    }
+
     pub fn pg(&self) -> anyhow::Result<&PgPool> {
         match self {
             Side::Pg(p) => Ok(p),
