@@ -83,7 +83,10 @@ pub async fn ensure_table(target: &Connector) -> Result<()> {
                 .await;
             // Another process may have added it at the same moment.
             if let Err(e) = added {
-                let now = target.table_columns(CHECKPOINT_TABLE).await?.unwrap_or_default();
+                let now = target
+                    .table_columns(CHECKPOINT_TABLE)
+                    .await?
+                    .unwrap_or_default();
                 if !now.iter().any(|c| c.name.eq_ignore_ascii_case(col)) {
                     return Err(e);
                 }

@@ -343,9 +343,12 @@ impl ChunkReader {
         // overwritten by it; stamping after the read would let stale bulk data
         // outrank such a write.
         let version = self.source.clock_micros().await?;
-        let (sql, params) =
-            self.query
-                .chunk_sql(&self.range, self.after.as_deref(), self.chunk_rows + 1, self.window.as_ref());
+        let (sql, params) = self.query.chunk_sql(
+            &self.range,
+            self.after.as_deref(),
+            self.chunk_rows + 1,
+            self.window.as_ref(),
+        );
         let range_text = match &self.after {
             Some(a) => format!("after {}", render_key(a)),
             None => format!("from the start of {}", self.range),
@@ -467,7 +470,12 @@ mod tests {
     fn mysql_chunks_expand_the_row_comparison() {
         let mut q = query(Dialect::MySql, &["m", "id"]);
         q.from = "`t` AS _tern_src".into();
-        let (sql, params) = q.chunk_sql(&KeyRange::all(), Some(&[Value::Int(1), Value::Int(2)]), 5, None);
+        let (sql, params) = q.chunk_sql(
+            &KeyRange::all(),
+            Some(&[Value::Int(1), Value::Int(2)]),
+            5,
+            None,
+        );
         assert_eq!(
             sql,
             "SELECT * FROM `t` AS _tern_src WHERE `m` >= ? AND (`m` > ? OR (`m` = ? AND `id` > ?)) ORDER BY `m`, `id` LIMIT 5"

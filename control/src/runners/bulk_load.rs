@@ -135,6 +135,24 @@ impl JobRunner for BulkLoadRunner {
         if let Some(rows) = copied {
             ctx.store.set_bucket_rows_copied(bucket_id, rows).await?;
         }
+        // The engine fixed the bucket's watermark (the changelog position) before
+        // it read the bucket's first row; catch-up starts there. Without change
+        // capture installed there is none, only the snapshot time.
+        let snapshot_ms = report
+            .snapshot_at
+            .map(|us| us / 1000)
+            .unwrap_or_else(now_ms);
+        ctx.store
+            .record_bucket_snapshot(
+                bucket_id,
+                snapshot_ms,
+                report
+                    .watermark
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .as_deref(),
+            )
+            .await?;
         match report.status {
             LoadStatus::Cancelled => Ok(RunEnd::Stopped),
             LoadStatus::Completed | LoadStatus::AlreadyDone => Ok(RunEnd::Completed {

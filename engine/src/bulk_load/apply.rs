@@ -313,7 +313,9 @@ impl BulkLoader {
                     report.keys,
                     first_key.unwrap_or_else(|| "(none)".into())
                 ),
-                message: format!("the target refused the batch, nothing of it was committed: {message}"),
+                message: format!(
+                    "the target refused the batch, nothing of it was committed: {message}"
+                ),
             })?;
         Ok(report)
     }

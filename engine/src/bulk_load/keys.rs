@@ -140,15 +140,15 @@ impl BulkLoader {
                                     .find(|sc| sc.name == name)
                                     .and_then(|sc| sc.ty);
                                 params.push(match ty {
-                                    Some(ty) if !v.is_null() => v.cast(ty).map_err(|m| {
-                                        EngineError::Schema {
+                                    Some(ty) if !v.is_null() => {
+                                        v.cast(ty).map_err(|m| EngineError::Schema {
                                             table: table.to_string(),
                                             message: format!(
                                                 "change {} of {}: column {name}: {m}",
                                                 c.seq, c.table
                                             ),
-                                        }
-                                    })?,
+                                        })?
+                                    }
                                     _ => v,
                                 });
                             }
@@ -173,9 +173,8 @@ impl BulkLoader {
                 columns: &names,
                 values: &params,
             };
-            let (sql, bound) = named_params(q, &rec, self.source.dialect()).map_err(|m| {
-                EngineError::schema(table, format!("track of {changed}: {m}"))
-            })?;
+            let (sql, bound) = named_params(q, &rec, self.source.dialect())
+                .map_err(|m| EngineError::schema(table, format!("track of {changed}: {m}")))?;
             let (_, rows) = self
                 .source
                 .fetch(

@@ -16,8 +16,8 @@ mod apply;
 mod keys;
 mod prepare;
 
-pub use apply::{ApplyReport, TOMBSTONE_TABLE, TableKeys};
 pub(crate) use apply::prune_tombstones;
+pub use apply::{ApplyReport, TOMBSTONE_TABLE, TableKeys};
 pub use keys::ChangedKey;
 pub(crate) use keys::placeholders;
 
@@ -258,7 +258,10 @@ impl BulkLoader {
         };
         let cast = |v: &Value| match col.ty {
             Some(ty) => v.clone().cast(ty).map_err(|m| {
-                EngineError::schema(&bucket.table, format!("catch-up window on {}: {m}", col.name))
+                EngineError::schema(
+                    &bucket.table,
+                    format!("catch-up window on {}: {m}", col.name),
+                )
             }),
             None => Ok(v.clone()),
         };
@@ -351,8 +354,14 @@ impl BulkLoader {
         if report.watermark.is_none() && cp.last_key.is_none() && cp.rows_written == 0 {
             let snapshot_at = self.source.clock_micros().await?;
             if let Some(w) = capture::head_position(&self.source).await? {
-                checkpoint::set_watermark(&self.target, &bucket.table, bucket.index, &w, snapshot_at)
-                    .await?;
+                checkpoint::set_watermark(
+                    &self.target,
+                    &bucket.table,
+                    bucket.index,
+                    &w,
+                    snapshot_at,
+                )
+                .await?;
                 report.watermark = Some(w);
                 report.snapshot_at = Some(snapshot_at);
             } else {

@@ -60,8 +60,7 @@ pub struct RemoveReport {
 /// bucket column of a table source, for ramps).
 pub fn captured_tables(spec: &Spec) -> Result<Vec<CapturedTable>> {
     let mut out: Vec<(String, BTreeSet<String>)> = Vec::new();
-    let mut add = |table: &str, cols: Vec<String>| match out.iter_mut().find(|(t, _)| t == table)
-    {
+    let mut add = |table: &str, cols: Vec<String>| match out.iter_mut().find(|(t, _)| t == table) {
         Some((_, set)) => set.extend(cols),
         None => out.push((table.to_string(), cols.into_iter().collect())),
     };
@@ -106,9 +105,7 @@ async fn current_schema(source: &Connector) -> Result<String> {
         Dialect::MySql => "SELECT DATABASE()",
         Dialect::Sqlite => return Ok("main".into()),
     };
-    let (_, rows) = source
-        .fetch(sql, &[], "read the current schema")
-        .await?;
+    let (_, rows) = source.fetch(sql, &[], "read the current schema").await?;
     match rows.first().and_then(|r| r.first()) {
         Some(Value::Text(s)) => Ok(s.clone()),
         Some(Value::Bytes(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
@@ -127,7 +124,9 @@ async fn is_mariadb(source: &Connector) -> Result<bool> {
     let (_, rows) = source
         .fetch("SELECT VERSION()", &[], "read the server version")
         .await?;
-    Ok(matches!(rows.first().and_then(|r| r.first()), Some(Value::Text(v)) if v.contains("MariaDB")))
+    Ok(
+        matches!(rows.first().and_then(|r| r.first()), Some(Value::Text(v)) if v.contains("MariaDB")),
+    )
 }
 
 /// Installs (or re-installs, replacing the triggers) change capture for
@@ -238,11 +237,13 @@ pub async fn remove(source: &Connector) -> Result<RemoveReport> {
         dropped.push(text(r.get(1)));
     }
     if !statements.is_empty() {
-        source
-            .run_ddl(&statements, "remove change capture")
-            .await?;
+        source.run_ddl(&statements, "remove change capture").await?;
     }
-    tracing::info!(objects = dropped.len(), source = source.url(), "change capture removed");
+    tracing::info!(
+        objects = dropped.len(),
+        source = source.url(),
+        "change capture removed"
+    );
     Ok(RemoveReport { dropped })
 }
 
@@ -333,7 +334,11 @@ pub async fn prune(source: &Connector, through: i64) -> Result<u64> {
         ),
     };
     source
-        .execute(&sql, &[Value::Int(through)], "record how far the changelog was pruned")
+        .execute(
+            &sql,
+            &[Value::Int(through)],
+            "record how far the changelog was pruned",
+        )
         .await?;
     if deleted > 0 {
         tracing::info!(deleted, through, "changelog pruned");
@@ -351,7 +356,9 @@ pub async fn pruned_through(source: &Connector) -> Result<i64> {
         "SELECT value FROM {} WHERE name = 'pruned_through'",
         d.quote(CAPTURE_TABLE)
     );
-    let (_, rows) = source.fetch(&sql, &[], "read how far the changelog was pruned").await?;
+    let (_, rows) = source
+        .fetch(&sql, &[], "read how far the changelog was pruned")
+        .await?;
     Ok(match rows.first().and_then(|r| r.first()) {
         Some(Value::Int(i)) => *i,
         _ => 0,
@@ -373,7 +380,11 @@ pub async fn position_before(source: &Connector, micros: i64) -> Result<i64> {
         let sql = sql.clone();
         async move {
             let (_, rows) = source
-                .fetch(&sql, &[Value::Int(seq)], "find a changelog position by time")
+                .fetch(
+                    &sql,
+                    &[Value::Int(seq)],
+                    "find a changelog position by time",
+                )
                 .await?;
             Ok::<_, EngineError>(rows.first().and_then(|r| match (r.first(), r.get(1)) {
                 (Some(Value::Int(s)), Some(Value::Int(c))) => Some((*s, *c)),
@@ -455,6 +466,9 @@ mod tests {
         let b = object_name("_tern_capture_", &format!("{}y", "x".repeat(69)), "_i");
         assert!(a.len() <= 60 && b.len() <= 60);
         assert_ne!(a, b);
-        assert_eq!(object_name("_tern_capture_", "items", "_u"), "_tern_capture_items_u");
+        assert_eq!(
+            object_name("_tern_capture_", "items", "_u"),
+            "_tern_capture_items_u"
+        );
     }
 }

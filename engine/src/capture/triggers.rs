@@ -241,7 +241,13 @@ mod tests {
 
     #[test]
     fn mysql_triggers_log_old_and_new_images() {
-        let sql = install_table(Dialect::MySql, &items(), "`db`.`_tern_changelog`", "db", true);
+        let sql = install_table(
+            Dialect::MySql,
+            &items(),
+            "`db`.`_tern_changelog`",
+            "db",
+            true,
+        );
         assert_eq!(sql.len(), 3);
         assert_eq!(
             sql[1],

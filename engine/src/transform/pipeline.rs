@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use super::builtins::ColumnOp;
 use super::{Emitted, Record, TargetRow, Transformer, TransformerRegistry, dedupe};
+use crate::connector::SOURCE_KEY_COLUMN;
 use crate::error::{EngineError, Result};
 use crate::spec::{Keep, Spec, TableSpec};
-use crate::connector::SOURCE_KEY_COLUMN;
 use crate::value::{ColumnType, Value, render_key, source_key_text};
 
 /// A column of the source relation as the database describes it.
@@ -307,9 +307,11 @@ impl Pipeline {
             for target_row in emitted.rows {
                 let (shape, mut values) = target_row.into_parts();
                 // Every row of this table emitted for the record belongs to it.
-                if let (true, Some(i), Some(k)) =
-                    (Arc::ptr_eq(&shape, main_shape), shape.source_key, &source_key)
-                    && values[i].is_null()
+                if let (true, Some(i), Some(k)) = (
+                    Arc::ptr_eq(&shape, main_shape),
+                    shape.source_key,
+                    &source_key,
+                ) && values[i].is_null()
                 {
                     values[i] = k.clone();
                 }

@@ -112,7 +112,11 @@ async fn removal_leaves_the_schema_as_it_was(kind: DbKind) -> anyhow::Result<()>
     assert!(!removed.dropped.is_empty());
     assert_eq!(before, after, "the source schema is exactly as before");
     assert!(again.dropped.is_empty(), "nothing left to remove");
-    assert_eq!(source.count("audit").await?, 3, "the application's own trigger kept firing");
+    assert_eq!(
+        source.count("audit").await?,
+        3,
+        "the application's own trigger kept firing"
+    );
     Ok(())
 }
 
@@ -186,7 +190,11 @@ async fn changed_keys_come_back_old_and_new(kind: DbKind) -> anyhow::Result<()> 
         })
         .collect();
     assert_eq!(pages.iter().map(|p| p.changes_read).sum::<usize>(), 5);
-    assert!(pages.len() >= 3, "read two changes at a time: {}", pages.len());
+    assert!(
+        pages.len() >= 3,
+        "read two changes at a time: {}",
+        pages.len()
+    );
     for id in [1, 2, 3, 4] {
         assert!(ids.contains(&id), "key {id} changed: {ids:?}");
     }
