@@ -191,14 +191,27 @@ pub struct MigrationBoardView {
     pub card: MigrationCard,
     pub created_by: String,
     pub created_at: String,
-    pub spec: String,
-    pub settings: SettingsView,
+    /// One page of buckets …
     pub buckets: Vec<BucketLine>,
+    /// … out of this many matching the phase filter.
+    pub buckets_matching: i64,
+    pub offset: i64,
+    pub page_size: i64,
     pub jobs: Vec<JobRow>,
     pub pace: Option<PaceView>,
     /// (time ms, accuracy %), oldest first.
     pub accuracy: Vec<(i64, f64)>,
     pub batches: Vec<BatchRow>,
+}
+
+/// The migration's settings and spec, for the settings panel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationSettingsView {
+    pub id: i64,
+    pub status: String,
+    pub can_operate: bool,
+    pub settings: SettingsView,
+    pub spec: String,
 }
 
 /// A verification run as the bucket page lists it.

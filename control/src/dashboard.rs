@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::batches::Batch;
-use crate::buckets::Bucket;
-use crate::error::Result;
+use crate::buckets::{Bucket, Phase, bucket_from_row};
+use crate::error::{ControlError, Result};
+use sqlx::Row;
 use crate::jobs::Job;
 use crate::migrations::{Migration, MigrationSummary};
 use crate::store::Store;
@@ -18,11 +19,33 @@ use crate::verify_runs::VerifyRun;
 /// How far back the pace is measured.
 pub const PACE_WINDOW_MS: i64 = 30 * 60 * 1000;
 
+/// Which buckets the migration page lists: a page of them, optionally of one phase.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BucketQuery {
+    pub phase: Option<Phase>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+impl Default for BucketQuery {
+    fn default() -> Self {
+        BucketQuery {
+            phase: None,
+            offset: 0,
+            limit: 100,
+        }
+    }
+}
+
 /// Everything the migration page shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MigrationBoard {
     pub summary: MigrationSummary,
+    /// The listed page of buckets …
     pub buckets: Vec<Bucket>,
+    /// … out of this many that match the query.
+    pub buckets_matching: i64,
+    pub query: BucketQuery,
     /// The newest job of each bucket that has one, by bucket id.
     pub bucket_jobs: Vec<(i64, Job)>,
     /// Recent jobs, newest first.
@@ -32,6 +55,18 @@ pub struct MigrationBoard {
     /// (time ms, accuracy %), oldest first.
     pub accuracy: Vec<(i64, f64)>,
     pub batches: Vec<Batch>,
+    /// Every bucket in a batch, for the batches' checkpoints.
+    pub batch_members: Vec<BatchMember>,
+}
+
+/// A bucket as its batch's checkpoint shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchMember {
+    pub batch_id: i64,
+    pub idx: i64,
+    pub phase: Phase,
+    pub rows_copied: i64,
+    pub accuracy: Option<f64>,
 }
 
 /// Everything the bucket page shows.
@@ -56,47 +91,112 @@ pub struct ProgramLine {
 }
 
 impl Store {
-    /// The migration page's data.
-    pub async fn migration_board(&self, migration_id: i64) -> Result<MigrationBoard> {
-        let migration = self.migration(migration_id).await?;
-        let summary = self
-            .migration_summaries()
-            .await?
-            .into_iter()
-            .find(|s| s.migration.id == migration.id)
-            .unwrap_or(MigrationSummary {
-                migration,
-                buckets: 0,
-                phases: Vec::new(),
-                planned_rows: 0,
-                rows_copied: 0,
-            });
-        let buckets = self.list_buckets(migration_id).await?;
-        let jobs = self.list_jobs(Some(migration_id), None, 2_000).await?;
-        let mut bucket_jobs: Vec<(i64, Job)> = Vec::new();
-        for job in &jobs {
-            if let Some(b) = job.bucket_id {
-                if !bucket_jobs.iter().any(|(id, _)| *id == b) {
-                    bucket_jobs.push((b, job.clone()));
-                }
-            }
-        }
-        let samples = self
-            .throughput_samples(migration_id, PACE_WINDOW_MS)
-            .await?;
+    /// The migration page's data, with one page of buckets.
+    pub async fn migration_board(&self, migration_id: i64, query: &BucketQuery) -> Result<MigrationBoard> {
+        let summary = self.migration_summary(migration_id).await?;
+        let query = BucketQuery {
+            limit: query.limit.clamp(1, 1000),
+            offset: query.offset.max(0),
+            ..*query
+        };
+        let (buckets, buckets_matching) = self.bucket_page(migration_id, &query).await?;
+        let bucket_jobs = self.newest_jobs_of(migration_id, &buckets).await?;
+        let jobs = self.list_jobs(Some(migration_id), None, 30).await?;
+        let samples = self.throughput_samples(migration_id, PACE_WINDOW_MS).await?;
         let pace = throughput_of(&samples);
         let remaining = summary.planned_rows - summary.rows_copied;
         let eta = pace.as_ref().and_then(|p| eta(remaining, p));
         Ok(MigrationBoard {
             accuracy: self.accuracy_history(migration_id).await?,
             batches: self.list_batches(migration_id).await?,
-            jobs: jobs.into_iter().take(30).collect(),
+            batch_members: self.batch_members(migration_id).await?,
             summary,
             buckets,
+            buckets_matching,
+            query,
             bucket_jobs,
+            jobs,
             pace,
             eta,
         })
+    }
+
+    async fn batch_members(&self, migration_id: i64) -> Result<Vec<BatchMember>> {
+        let rows = sqlx::query(
+            "SELECT batch_id, idx, phase, rows_copied, accuracy FROM buckets
+             WHERE migration_id = $1 AND batch_id IS NOT NULL ORDER BY idx",
+        )
+        .bind(migration_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("reading batch members"))?;
+        rows.iter()
+            .map(|r| {
+                let get = |e| ControlError::db("reading a batch member")(e);
+                let phase: String = r.try_get("phase").map_err(get)?;
+                Ok(BatchMember {
+                    batch_id: r.try_get("batch_id").map_err(get)?,
+                    idx: r.try_get("idx").map_err(get)?,
+                    phase: Phase::parse(&phase)?,
+                    rows_copied: r.try_get("rows_copied").map_err(get)?,
+                    accuracy: r.try_get("accuracy").map_err(get)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn bucket_page(&self, migration_id: i64, q: &BucketQuery) -> Result<(Vec<Bucket>, i64)> {
+        let phase = q.phase.map(Phase::as_str);
+        let rows = sqlx::query(
+            "SELECT * FROM buckets WHERE migration_id = $1 AND ($2 IS NULL OR phase = $2)
+             ORDER BY idx LIMIT $3 OFFSET $4",
+        )
+        .bind(migration_id)
+        .bind(phase)
+        .bind(q.limit)
+        .bind(q.offset)
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("listing a page of buckets"))?;
+        let total: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM buckets WHERE migration_id = $1 AND ($2 IS NULL OR phase = $2)",
+        )
+        .bind(migration_id)
+        .bind(phase)
+        .fetch_one(self.pool())
+        .await
+        .and_then(|r| r.try_get("n"))
+        .map_err(ControlError::db("counting buckets"))?;
+        Ok((rows.iter().map(bucket_from_row).collect::<Result<_>>()?, total))
+    }
+
+    /// The newest job of each of `buckets` that has one.
+    async fn newest_jobs_of(&self, migration_id: i64, buckets: &[Bucket]) -> Result<Vec<(i64, Job)>> {
+        if buckets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = (0..buckets.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT * FROM jobs WHERE migration_id = $1 AND bucket_id IN ({list}) ORDER BY id DESC"
+        );
+        let mut q = sqlx::query(&sql).bind(migration_id);
+        for b in buckets {
+            q = q.bind(b.id);
+        }
+        let rows = q
+            .fetch_all(self.pool())
+            .await
+            .map_err(ControlError::db("reading the buckets' jobs"))?;
+        let mut out: Vec<(i64, Job)> = Vec::new();
+        for row in &rows {
+            let job = crate::jobs::job_from_row(row)?;
+            if let Some(b) = job.bucket_id {
+                if !out.iter().any(|(id, _)| *id == b) {
+                    out.push((b, job));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The bucket page's data.
@@ -135,29 +235,53 @@ impl Store {
         })
     }
 
-    /// Every active migration with its pace, ETA and accuracy over time.
+    /// Every migration with its pace, ETA and accuracy over time, in a fixed
+    /// number of queries whatever the number of migrations.
     pub async fn program_overview(&self) -> Result<Vec<ProgramLine>> {
-        let mut lines = Vec::new();
-        for summary in self.migration_summaries().await? {
-            let id = summary.migration.id;
-            let samples = self.throughput_samples(id, PACE_WINDOW_MS).await?;
-            let pace = throughput_of(&samples);
-            let remaining = summary.planned_rows - summary.rows_copied;
-            let eta = pace.as_ref().and_then(|p| eta(remaining, p));
-            let running_jobs = self
-                .list_jobs(Some(id), None, 10_000)
-                .await?
-                .iter()
-                .filter(|j| j.state == crate::jobs::JobState::Running)
-                .count() as i64;
-            lines.push(ProgramLine {
-                accuracy: self.accuracy_history(id).await?,
-                summary,
-                pace,
-                eta,
-                running_jobs,
-            });
+        let summaries = self.migration_summaries().await?;
+        let mut samples: std::collections::BTreeMap<i64, Vec<(i64, i64)>> = Default::default();
+        for row in sqlx::query(
+            "SELECT migration_id, at, rows_done FROM throughput_samples WHERE at >= $1 ORDER BY migration_id, at",
+        )
+        .bind(crate::clock::now_ms() - PACE_WINDOW_MS)
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("reading throughput samples"))?
+        {
+            let get = |e| ControlError::db("reading a sample")(e);
+            samples
+                .entry(row.try_get("migration_id").map_err(get)?)
+                .or_default()
+                .push((row.try_get("at").map_err(get)?, row.try_get("rows_done").map_err(get)?));
         }
-        Ok(lines)
+        let mut running: std::collections::BTreeMap<i64, i64> = Default::default();
+        for row in sqlx::query(
+            "SELECT migration_id, COUNT(*) AS n FROM jobs WHERE state = 'running' AND migration_id IS NOT NULL
+             GROUP BY migration_id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("counting running jobs"))?
+        {
+            let get = |e| ControlError::db("reading a job count")(e);
+            running.insert(row.try_get("migration_id").map_err(get)?, row.try_get("n").map_err(get)?);
+        }
+        let mut accuracy = self.accuracy_histories(None).await?;
+        Ok(summaries
+            .into_iter()
+            .map(|summary| {
+                let id = summary.migration.id;
+                let pace = samples.get(&id).and_then(|s| throughput_of(s));
+                let remaining = summary.planned_rows - summary.rows_copied;
+                let eta = pace.as_ref().and_then(|p| eta(remaining, p));
+                ProgramLine {
+                    accuracy: accuracy.remove(&id).unwrap_or_default(),
+                    running_jobs: running.get(&id).copied().unwrap_or(0),
+                    summary,
+                    pace,
+                    eta,
+                }
+            })
+            .collect())
     }
 }

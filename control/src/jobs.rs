@@ -214,7 +214,7 @@ pub enum Outcome {
     Released,
 }
 
-fn job_from_row(row: &sqlx::any::AnyRow) -> Result<Job> {
+pub(crate) fn job_from_row(row: &sqlx::any::AnyRow) -> Result<Job> {
     let get = |e| ControlError::db("reading a job")(e);
     let kind: String = row.try_get("kind").map_err(get)?;
     let state: String = row.try_get("state").map_err(get)?;

@@ -49,6 +49,35 @@ pub struct NewVerifyRun {
     pub tree: Option<String>,
 }
 
+/// What the accuracy history needs of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunPoint {
+    pub bucket_id: Option<i64>,
+    pub sampled: bool,
+    pub compared: i64,
+    pub matched: i64,
+    pub at: i64,
+}
+
+/// After each run (oldest first), the row-weighted accuracy over every
+/// bucket's latest run so far. Sampled runs are left out: they estimate, they
+/// do not count. Runners record incremental and repair runs with the bucket's
+/// cumulative counts, so a bucket's latest run stands for the bucket.
+pub fn accuracy_over_time(runs: &[RunPoint]) -> Vec<(i64, f64)> {
+    let mut latest: std::collections::BTreeMap<Option<i64>, (i64, i64)> = Default::default();
+    let mut out = Vec::with_capacity(runs.len());
+    for run in runs.iter().filter(|r| !r.sampled) {
+        latest.insert(run.bucket_id, (run.compared, run.matched));
+        let (compared, matched) = latest
+            .values()
+            .fold((0i64, 0i64), |(c, m), (bc, bm)| (c + bc, m + bm));
+        if compared > 0 {
+            out.push((run.at, matched as f64 * 100.0 / compared as f64));
+        }
+    }
+    out
+}
+
 fn run_from_row(row: &sqlx::any::AnyRow) -> Result<VerifyRun> {
     let get = |e| ControlError::db("reading a verification run")(e);
     Ok(VerifyRun {
@@ -156,28 +185,45 @@ impl Store {
         rows.iter().map(run_from_row).collect()
     }
 
-    /// The migration's accuracy over time: after each run, the row-weighted
-    /// accuracy over every bucket's latest run so far (sampled runs left out:
-    /// they estimate, they do not count). Oldest first.
+    /// The migration's accuracy over time (see [`accuracy_over_time`]).
     pub async fn accuracy_history(&self, migration_id: i64) -> Result<Vec<(i64, f64)>> {
-        let mut runs = self.list_verify_runs(migration_id, None, 10_000).await?;
-        runs.reverse();
-        let mut latest: std::collections::BTreeMap<Option<i64>, (i64, i64)> = Default::default();
-        let mut out = Vec::with_capacity(runs.len());
-        for run in runs {
-            if run.kind == "sample" {
-                continue;
-            }
-            // Each bucket's latest run stands for the bucket (runners record
-            // incremental and repair runs with the bucket's cumulative counts).
-            latest.insert(run.bucket_id, (run.rows_compared, run.matched));
-            let (compared, matched) = latest
-                .values()
-                .fold((0i64, 0i64), |(c, m), (bc, bm)| (c + bc, m + bm));
-            if compared > 0 {
-                out.push((run.finished_at, matched as f64 * 100.0 / compared as f64));
-            }
+        Ok(self
+            .accuracy_histories(Some(migration_id))
+            .await?
+            .remove(&migration_id)
+            .unwrap_or_default())
+    }
+
+    /// Accuracy over time of every migration (or one), by migration id.
+    pub async fn accuracy_histories(
+        &self,
+        only: Option<i64>,
+    ) -> Result<std::collections::BTreeMap<i64, Vec<(i64, f64)>>> {
+        let rows = sqlx::query(
+            "SELECT migration_id, bucket_id, kind, rows_compared, matched, finished_at FROM verify_runs
+             WHERE ($1 IS NULL OR migration_id = $1) ORDER BY finished_at, id",
+        )
+        .bind(only)
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("reading verification runs"))?;
+        let mut per: std::collections::BTreeMap<i64, Vec<RunPoint>> = Default::default();
+        for row in &rows {
+            let get = |e| ControlError::db("reading a verification run")(e);
+            let kind: String = row.try_get("kind").map_err(get)?;
+            per.entry(row.try_get("migration_id").map_err(get)?)
+                .or_default()
+                .push(RunPoint {
+                    bucket_id: row.try_get("bucket_id").map_err(get)?,
+                    sampled: kind == "sample",
+                    compared: row.try_get("rows_compared").map_err(get)?,
+                    matched: row.try_get("matched").map_err(get)?,
+                    at: row.try_get("finished_at").map_err(get)?,
+                });
         }
-        Ok(out)
+        Ok(per
+            .into_iter()
+            .map(|(id, runs)| (id, accuracy_over_time(&runs)))
+            .collect())
     }
 }

@@ -12,6 +12,7 @@ use tern_app::server::CurrentUser;
 use tern_app::state::AppState;
 use tern_control::Actor;
 use tern_control::buckets::Phase;
+use tern_control::dashboard::BucketQuery;
 use tern_control::migrations::MigrationSettings;
 use tern_control::runbook::BucketAction;
 
@@ -77,11 +78,24 @@ async fn create(
     Ok((StatusCode::CREATED, Json(json!(m))))
 }
 
+#[derive(Debug, Deserialize)]
+struct BoardQuery {
+    phase: Option<String>,
+    offset: Option<i64>,
+    limit: Option<i64>,
+}
+
 async fn board(
     State(state): State<AppState>,
     Path(id): Path<i64>,
+    Query(q): Query<BoardQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(state.store.migration_board(id).await?)))
+    let query = BucketQuery {
+        phase: q.phase.as_deref().filter(|p| !p.is_empty()).map(Phase::parse).transpose()?,
+        offset: q.offset.unwrap_or(0),
+        limit: q.limit.unwrap_or(1000),
+    };
+    Ok(Json(json!(state.store.migration_board(id, &query).await?)))
 }
 
 async fn bucket(

@@ -46,9 +46,19 @@ fn short(ts: &str) -> String {
 }
 
 #[component]
-pub fn BucketGrid(migration_id: i64, buckets: Vec<BucketLine>, can_operate: bool) -> impl IntoView {
+pub fn BucketGrid(
+    migration_id: i64,
+    buckets: Vec<BucketLine>,
+    /// Buckets matching the phase filter (the grid shows one page of them).
+    matching: i64,
+    offset: i64,
+    page_size: i64,
+    can_operate: bool,
+) -> impl IntoView {
     let ui = expect_context::<super::BoardUi>();
     let (selected, action, reason) = (ui.selected, ui.bucket_action, ui.reason);
+    let (phase, page_start) = (ui.phase, ui.offset);
+    let shown = buckets.len() as i64;
     Effect::new(move |_| {
         if let Some(Ok(_)) = action.value().get() {
             selected.update(BTreeSet::clear);
@@ -145,6 +155,28 @@ pub fn BucketGrid(migration_id: i64, buckets: Vec<BucketLine>, can_operate: bool
                     None => ().into_any(),
                 }}
             </Show>
+            <div class="table-tools">
+                <label class="inline-label">"Phase "
+                    <select data-testid="phase-filter" prop:value=move || phase.get()
+                        on:change=move |ev| {
+                            phase.set(event_target_value(&ev));
+                            page_start.set(0);
+                            selected.update(BTreeSet::clear);
+                        }>
+                        <option value="">"every phase"</option>
+                        {crate::types::PHASES.iter().map(|p| view! { <option value=*p>{*p}</option> }).collect_view()}
+                    </select>
+                </label>
+                <span class="muted small" data-testid="grid-range">{if matching == 0 {
+                    "no bucket in this phase".to_string()
+                } else {
+                    format!("buckets {}–{} of {}", offset + 1, offset + shown, matching)
+                }}</span>
+                <button class="button small" disabled=offset == 0
+                    on:click=move |_| page_start.update(|o| *o = (*o - page_size).max(0))>"← Previous"</button>
+                <button class="button small" disabled=offset + shown >= matching
+                    on:click=move |_| page_start.update(|o| *o += page_size)>"Next →"</button>
+            </div>
             <div class="table-scroll">
                 <table class="grid" data-testid="bucket-grid">
                     <thead><tr>

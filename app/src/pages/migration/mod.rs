@@ -1,6 +1,8 @@
 //! One migration: where its buckets stand, what runs, how fast, and the
-//! engineer's controls. It refreshes itself every two seconds.
+//! engineer's controls. The live part refreshes itself every two seconds; the
+//! settings only after a change.
 
+mod batches;
 mod grid;
 mod jobs;
 mod settings;
@@ -18,59 +20,54 @@ use crate::components::phase_bar::PhaseBar;
 use crate::error::AppError;
 use crate::types::{MigrationBoardView, duration, rate, thousands};
 
+pub use batches::StartBatch;
 pub use grid::RunBucketAction;
 pub use jobs::{ControlJob, SetJobRate};
-pub use settings::{ArchiveMigration, PlanBatches, SaveSettings, StartBatch};
+pub use settings::{ArchiveMigration, MigrationSettings, PlanBatches, SaveSettings};
 
-/// The migration page's data.
+/// Buckets listed per page of the grid.
+pub const PAGE_SIZE: i64 = 100;
+
+/// The migration page's live data: one page of buckets (of one phase, or
+/// all), jobs, pace, accuracy and batches.
 #[server]
-pub async fn migration_board(id: i64) -> Result<MigrationBoardView, AppError> {
+pub async fn migration_board(id: i64, phase: String, offset: i64) -> Result<MigrationBoardView, AppError> {
     let me = crate::server::actor()?;
-    let board = crate::server::state()?.store.migration_board(id).await?;
+    let query = tern_control::dashboard::BucketQuery {
+        phase: (!phase.is_empty()).then(|| tern_control::buckets::Phase::parse(&phase)).transpose()?,
+        offset,
+        limit: PAGE_SIZE,
+    };
+    let board = crate::server::state()?.store.migration_board(id, &query).await?;
     Ok(board_view(board, me.role.can_operate()))
 }
 
 #[cfg(feature = "ssr")]
 fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> MigrationBoardView {
     use crate::convert::{bucket_line, job_row};
-    use crate::types::{BatchRow, PaceView, SettingsView};
+    use crate::types::{BatchRow, PaceView};
     use tern_control::clock::format_ms;
     let m = &b.summary.migration;
     let idx_of = |bucket_id: Option<i64>| {
         bucket_id.and_then(|id| b.buckets.iter().find(|x| x.id == id).map(|x| x.idx))
     };
-    let seq_of = |batch: Option<i64>| {
-        batch.and_then(|id| b.batches.iter().find(|x| x.id == id).map(|x| x.seq))
-    };
+    let seq_of = |batch: Option<i64>| batch.and_then(|id| b.batches.iter().find(|x| x.id == id).map(|x| x.seq));
     MigrationBoardView {
         can_operate,
         created_by: m.created_by.clone(),
         created_at: format_ms(m.created_at),
-        spec: m.spec.clone(),
-        settings: SettingsView {
-            chunk_size: m.settings.chunk_size,
-            rate_limit: m.settings.rate_limit,
-            verify_min_accuracy: m.settings.verify_min_accuracy,
-            schedule_every_hours: m.settings.schedule_every_hours,
-            next_batch_at: m.next_batch_at.map(format_ms).unwrap_or_default(),
-        },
         buckets: b
             .buckets
             .iter()
             .map(|bucket| {
-                let job = b
-                    .bucket_jobs
-                    .iter()
-                    .find(|(id, _)| *id == bucket.id)
-                    .map(|(_, j)| j);
+                let job = b.bucket_jobs.iter().find(|(id, _)| *id == bucket.id).map(|(_, j)| j);
                 bucket_line(bucket, job, seq_of(bucket.batch_id))
             })
             .collect(),
-        jobs: b
-            .jobs
-            .iter()
-            .map(|j| job_row(j, idx_of(j.bucket_id)))
-            .collect(),
+        buckets_matching: b.buckets_matching,
+        offset: b.query.offset,
+        page_size: b.query.limit,
+        jobs: b.jobs.iter().map(|j| job_row(j, idx_of(j.bucket_id))).collect(),
         pace: b.pace.as_ref().map(|p| PaceView {
             median: p.median,
             p10: p.p10,
@@ -90,18 +87,11 @@ fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> 
                 state: x.state.clone(),
                 started_at: x.started_at.map(format_ms).unwrap_or_default(),
                 finished_at: x.finished_at.map(format_ms).unwrap_or_default(),
-                buckets: x
-                    .bucket_ids
+                buckets: b
+                    .batch_members
                     .iter()
-                    .filter_map(|id| b.buckets.iter().find(|k| k.id == *id))
-                    .map(|k| {
-                        (
-                            k.idx,
-                            k.phase.as_str().to_string(),
-                            k.rows_copied,
-                            k.accuracy,
-                        )
-                    })
+                    .filter(|k| k.batch_id == x.id)
+                    .map(|k| (k.idx, k.phase.as_str().to_string(), k.rows_copied, k.accuracy))
                     .collect(),
             })
             .collect(),
@@ -110,16 +100,21 @@ fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> 
 }
 
 /// The page's interactive state. It lives above the parts that refresh every
-/// two seconds, so a selection, a message or a half-typed rate survives them.
+/// two seconds, so a selection, a message, a filter or a half-typed rate
+/// survives them.
 #[derive(Clone, Copy)]
 pub(crate) struct BoardUi {
     /// Bumped by every action so the page reloads its data at once.
     pub changed: RwSignal<u64>,
     pub selected: RwSignal<std::collections::BTreeSet<i64>>,
     pub reason: RwSignal<String>,
+    /// The grid's phase filter ("" for every phase) and first listed bucket.
+    pub phase: RwSignal<String>,
+    pub offset: RwSignal<i64>,
     pub bucket_action: ServerAction<RunBucketAction>,
     pub job_control: ServerAction<ControlJob>,
     pub set_rate: ServerAction<SetJobRate>,
+    pub start_batch: ServerAction<StartBatch>,
     pub rate_drafts: RwSignal<std::collections::HashMap<i64, String>>,
 }
 
@@ -132,9 +127,12 @@ pub fn MigrationPage() -> impl IntoView {
         changed: RwSignal::new(0),
         selected: RwSignal::new(Default::default()),
         reason: RwSignal::new(String::new()),
+        phase: RwSignal::new(String::new()),
+        offset: RwSignal::new(0),
         bucket_action: ServerAction::new(),
         job_control: ServerAction::new(),
         set_rate: ServerAction::new(),
+        start_batch: ServerAction::new(),
         rate_drafts: RwSignal::new(Default::default()),
     };
     provide_context(ui);
@@ -142,25 +140,30 @@ pub fn MigrationPage() -> impl IntoView {
     Effect::new(move |_| {
         let done = ui.bucket_action.version().get()
             + ui.job_control.version().get()
-            + ui.set_rate.version().get();
+            + ui.set_rate.version().get()
+            + ui.start_batch.version().get();
         if done > 0 {
             ui.changed.update(|c| *c += 1);
         }
     });
-    let load = |id: Option<i64>| async move {
-        match id {
-            Some(id) => migration_board(id).await,
-            None => Err(AppError::NotFound(
-                "a migration id is a number, like /migrations/1".into(),
-            )),
-        }
-    };
-    // The live part refreshes every two seconds; the settings only after a change.
     let live = Resource::new_blocking(
-        move || (id(), tick.get(), ui.changed.get()),
-        move |(id, _, _)| load(id),
+        move || (id(), tick.get(), ui.changed.get(), ui.phase.get(), ui.offset.get()),
+        move |(id, _, _, phase, offset)| async move {
+            match id {
+                Some(id) => migration_board(id, phase, offset).await,
+                None => Err(AppError::NotFound("a migration id is a number, like /migrations/1".into())),
+            }
+        },
     );
-    let still = Resource::new_blocking(move || (id(), ui.changed.get()), move |(id, _)| load(id));
+    let still = Resource::new_blocking(
+        move || (id(), ui.changed.get()),
+        move |(id, _)| async move {
+            match id {
+                Some(id) => settings::migration_settings(id).await,
+                None => Err(AppError::NotFound("a migration id is a number, like /migrations/1".into())),
+            }
+        },
+    );
     view! {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
@@ -177,14 +180,7 @@ pub fn MigrationPage() -> impl IntoView {
         </Transition>
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
-                still.await.ok().map(|b| view! {
-                    <settings::SettingsPanel migration_id=b.card.id settings=b.settings.clone() batches=b.batches.clone()
-                        can_operate=b.can_operate archived={b.card.status == "archived"}/>
-                    <details class="panel">
-                        <summary>"Spec"</summary>
-                        <pre class="code">{b.spec.clone()}</pre>
-                    </details>
-                })
+                still.await.ok().map(|s| view! { <settings::SettingsPanel s/> })
             })}
         </Transition>
     }
@@ -232,7 +228,9 @@ fn Board(b: MigrationBoardView) -> impl IntoView {
                 <AccuracyChart points=b.accuracy.clone()/>
             </section>
         </div>
-        <grid::BucketGrid migration_id buckets=b.buckets.clone() can_operate=b.can_operate/>
+        <grid::BucketGrid migration_id buckets=b.buckets.clone() matching=b.buckets_matching
+            offset=b.offset page_size=b.page_size can_operate=b.can_operate/>
+        <batches::BatchesPanel batches=b.batches.clone() can_operate=b.can_operate/>
         <jobs::JobsPanel jobs=b.jobs.clone() can_operate=b.can_operate/>
     }
     .into_any()

@@ -4,7 +4,27 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::types::{BatchRow, SettingsView, thousands};
+use crate::types::MigrationSettingsView;
+
+/// The migration's settings and spec.
+#[server]
+pub async fn migration_settings(id: i64) -> Result<MigrationSettingsView, AppError> {
+    let me = crate::server::actor()?;
+    let m = crate::server::state()?.store.migration(id).await?;
+    Ok(MigrationSettingsView {
+        id: m.id,
+        status: m.status.clone(),
+        can_operate: me.role.can_operate(),
+        settings: crate::types::SettingsView {
+            chunk_size: m.settings.chunk_size,
+            rate_limit: m.settings.rate_limit,
+            verify_min_accuracy: m.settings.verify_min_accuracy,
+            schedule_every_hours: m.settings.schedule_every_hours,
+            next_batch_at: m.next_batch_at.map(tern_control::clock::format_ms).unwrap_or_default(),
+        },
+        spec: m.spec,
+    })
+}
 
 #[cfg(feature = "ssr")]
 fn optional_number(what: &str, s: &str) -> Result<Option<f64>, AppError> {
@@ -66,17 +86,6 @@ pub async fn plan_batches(migration_id: i64, count: u32) -> Result<String, AppEr
     Ok(format!("{} batch(es) planned", batches.len()))
 }
 
-/// Starts a planned batch (bulk-loads its buckets).
-#[server]
-pub async fn start_batch(batch_id: i64) -> Result<String, AppError> {
-    let me = crate::server::actor()?;
-    let b = crate::server::state()?
-        .store
-        .start_batch(&me, batch_id, "started from the migration page")
-        .await?;
-    Ok(format!("batch {} started", b.seq))
-}
-
 /// Archives the migration.
 #[server]
 pub async fn archive_migration(migration_id: i64, reason: String) -> Result<(), AppError> {
@@ -89,13 +98,9 @@ pub async fn archive_migration(migration_id: i64, reason: String) -> Result<(), 
 }
 
 #[component]
-pub fn SettingsPanel(
-    migration_id: i64,
-    settings: SettingsView,
-    batches: Vec<BatchRow>,
-    can_operate: bool,
-    archived: bool,
-) -> impl IntoView {
+pub fn SettingsPanel(s: MigrationSettingsView) -> impl IntoView {
+    let (migration_id, settings, can_operate) = (s.id, s.settings.clone(), s.can_operate);
+    let archived = s.status == "archived";
     let save = ServerAction::<SaveSettings>::new();
     let plan = ServerAction::<PlanBatches>::new();
     let archive = ServerAction::<ArchiveMigration>::new();
@@ -108,36 +113,6 @@ pub fn SettingsPanel(
         }
     });
     let fmt = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
-    let start = ServerAction::<StartBatch>::new();
-    Effect::new(move |_| {
-        if start.version().get() > 0 {
-            if let Some(c) = changed {
-                c.update(|c| *c += 1);
-            }
-        }
-    });
-    let batch_rows = batches
-        .into_iter()
-        .map(|b| {
-            let id = b.id;
-            let planned = b.state == "planned";
-            let copied: i64 = b.buckets.iter().map(|x| x.2).sum();
-            let worst = b.buckets.iter().filter_map(|x| x.3).fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.min(a))));
-            view! {
-                <tr data-testid="batch-row" data-state=b.state.clone()>
-                    <td class="num">{b.seq}</td>
-                    <td>{b.state.clone()}</td>
-                    <td class="num">{format!("{} / {}", thousands(copied), thousands(b.planned_rows))}</td>
-                    <td class="small">{b.buckets.iter().map(|(i, phase, _, _)| format!("{i}: {phase}")).collect::<Vec<_>>().join(" · ")}</td>
-                    <td class="num">{worst.map(|a| format!("{a:.3}%")).unwrap_or_else(|| "—".into())}</td>
-                    <td class="mono small">{b.started_at.clone()}<br/>{b.finished_at.clone()}</td>
-                    <td>{(planned && can_operate).then(|| view! {
-                        <button class="button small" on:click=move |_| { start.dispatch(StartBatch { batch_id: id }); }>"Start"</button>
-                    })}</td>
-                </tr>
-            }
-        })
-        .collect_view();
     view! {
         <div class="two-col">
             <section class="panel">
@@ -157,14 +132,8 @@ pub fn SettingsPanel(
                 {move || save.value().get().and_then(Result::err).map(|e| view! { <p class="flash flash-error" role="alert">{e.to_string()}</p> })}
             </section>
             <section class="panel">
-                <h2>"Batches"</h2>
-                <p class="muted small">"Buckets grouped into batches of about equal rows: a pipeline is as slow as its largest batch. Each batch's checkpoint: its buckets' phases, rows copied and the lowest verification accuracy among them."</p>
-                <table class="grid"><thead><tr><th>"#"</th><th>"State"</th><th>"Rows copied"</th><th>"Buckets"</th><th>"Verified at"</th><th>"Started / finished"</th><th></th></tr></thead><tbody>{batch_rows}</tbody></table>
-                {move || start.value().get().map(|r| match r {
-                    Ok(m) => view! { <p class="flash flash-ok">{m}</p> }.into_any(),
-                    Err(e) => view! { <p class="flash flash-error" role="alert">{e.to_string()}</p> }.into_any(),
-                })}
-                <Show when=move || can_operate && !archived>
+                <h2>"Plan and archive"</h2>
+                <Show when=move || can_operate && !archived fallback=|| view! { <p class="muted">"Engineers plan batches and archive migrations here."</p> }>
                     <ActionForm action=plan attr:class="inline-form">
                         <input type="hidden" name="migration_id" value=migration_id/>
                         <label>"Batches" <input name="count" type="number" min="1" value="4"/></label>
@@ -183,6 +152,10 @@ pub fn SettingsPanel(
                 </Show>
             </section>
         </div>
+        <details class="panel">
+            <summary>"Spec"</summary>
+            <pre class="code">{s.spec.clone()}</pre>
+        </details>
     }
     .into_any()
 }

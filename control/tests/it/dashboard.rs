@@ -1,0 +1,100 @@
+use tern_control::buckets::{BucketPlan, Phase};
+use tern_control::dashboard::BucketQuery;
+use tern_control::migrations::NewMigration;
+use tern_control::verify_runs::NewVerifyRun;
+use tern_control::Store;
+
+use crate::{admin, both_stores};
+
+async fn many_buckets(store: &Store, name: &str, n: i64) -> anyhow::Result<i64> {
+    let m = store
+        .create_migration(
+            &admin(),
+            NewMigration {
+                name: name.into(),
+                description: String::new(),
+                spec: "x = 1".into(),
+                buckets: (0..n)
+                    .map(|idx| BucketPlan {
+                        idx,
+                        lo: None,
+                        hi: None,
+                        planned_rows: 100 + idx,
+                        table_name: None,
+                        table_bucket: None,
+                    })
+                    .collect(),
+            },
+        )
+        .await?;
+    Ok(m.id)
+}
+
+both_stores!(
+    the_migration_board_lists_one_page_of_buckets_filtered_by_phase,
+    |store: Store| async move {
+        let id = many_buckets(&store, "pages", 250).await?;
+        let first = store.migration_board(id, &BucketQuery::default()).await?;
+        assert_eq!(first.buckets.len(), 100);
+        assert_eq!(first.buckets_matching, 250);
+        assert_eq!(first.buckets[0].idx, 0);
+        assert_eq!(first.summary.planned_rows, (0..250).map(|i| 100 + i).sum::<i64>());
+
+        let last = store
+            .migration_board(id, &BucketQuery { offset: 200, ..BucketQuery::default() })
+            .await?;
+        assert_eq!(last.buckets.len(), 50);
+        assert_eq!(last.buckets[0].idx, 200);
+
+        // Three buckets leave `planned`; the filter finds exactly them.
+        for idx in [3, 120, 249] {
+            let b = store.bucket_by_idx(id, idx).await?;
+            store.move_bucket(&admin(), b.id, Phase::BulkLoading, "test").await?;
+        }
+        let loading = store
+            .migration_board(id, &BucketQuery { phase: Some(Phase::BulkLoading), ..BucketQuery::default() })
+            .await?;
+        assert_eq!(loading.buckets_matching, 3);
+        assert_eq!(loading.buckets.iter().map(|b| b.idx).collect::<Vec<_>>(), vec![3, 120, 249]);
+        let planned = store
+            .migration_board(id, &BucketQuery { phase: Some(Phase::Planned), ..BucketQuery::default() })
+            .await?;
+        assert_eq!(planned.buckets_matching, 247);
+        Ok(())
+    }
+);
+
+both_stores!(
+    the_overview_gathers_every_migration_with_its_own_accuracy,
+    |store: Store| async move {
+        let a = many_buckets(&store, "alpha", 4).await?;
+        let b = many_buckets(&store, "beta", 2).await?;
+        for (migration_id, matched) in [(a, 997), (b, 500)] {
+            let run = store
+                .record_verify_run(&NewVerifyRun {
+                    migration_id,
+                    bucket_id: None,
+                    job_id: None,
+                    engine_run: None,
+                    kind: "full".into(),
+                    rows_compared: 1000,
+                    matched,
+                    missing: 0,
+                    extra: 0,
+                    different: 1000 - matched,
+                    accuracy: matched as f64 / 10.0,
+                    tree: None,
+                })
+                .await?;
+            assert_eq!(run.migration_id, migration_id);
+        }
+        let lines = store.program_overview().await?;
+        assert_eq!(lines.len(), 2);
+        let of = |id: i64| lines.iter().find(|l| l.summary.migration.id == id).map(|l| l.accuracy.clone());
+        let latest = |id: i64| of(id).and_then(|h| h.last().map(|p| p.1)).unwrap_or(f64::NAN);
+        assert!((latest(a) - 99.7).abs() < 1e-9, "alpha: {}", latest(a));
+        assert!((latest(b) - 50.0).abs() < 1e-9, "beta: {}", latest(b));
+        assert_eq!(lines.iter().map(|l| l.summary.planned_rows).sum::<i64>(), 4 * 100 + 6 + 2 * 100 + 1);
+        Ok(())
+    }
+);
