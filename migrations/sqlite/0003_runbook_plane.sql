@@ -56,8 +56,3 @@ CREATE TABLE verify_runs (
 );
 CREATE INDEX verify_runs_migration ON verify_runs (migration_id, finished_at);
 CREATE INDEX verify_runs_bucket ON verify_runs (bucket_id, finished_at);
-
--- The overview counts buckets per phase for every migration: a covering index
--- lets it read the index alone, in order, without sorting.
-CREATE INDEX buckets_phase_rows ON buckets (migration_id, phase, planned_rows, rows_copied);
-CREATE INDEX jobs_migration_state ON jobs (migration_id, state);
