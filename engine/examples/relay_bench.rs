@@ -1,7 +1,7 @@
 //! Bench-only driver for `bench/relay.sh` (not part of the library): seeds a
 //! MariaDB `items` table, installs capture, bulk-loads it into PostgreSQL,
-//! runs the relay at 100% while a paced writer changes `--writes-per-s` rows a
-//! second (inserts, updates, deletes, in 10 ms ticks) for `--seconds`, then
+//! runs the relay at 100% while paced writers (4 connections) change
+//! WRITES_PER_S rows a second (inserts, updates, deletes, in 25 ms ticks) for `--seconds`, then
 //! waits for the relay to reach the head and prints one line:
 //! `writes=N writes_per_s=W applied=A applied_per_s=R max_lag_s=L`.
 //! The script compares source and target itself.
@@ -23,6 +23,8 @@ use tern_engine::{
 use tokio_util::sync::CancellationToken;
 
 const SEED_ROWS: i64 = 50_000;
+/// Writer connections.
+const WRITERS: u64 = 4;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -95,64 +97,22 @@ async fn main() -> anyhow::Result<()> {
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // The paced writer: every 10 ms one transaction of inserts, updates and deletes.
-    let per_tick = (wps / 100).max(1);
+    // The paced writers: WRITERS connections, each every 25 ms one
+    // transaction of inserts, updates and deletes, together `wps` rows a second.
     let applied_before = applied.load(Ordering::Relaxed);
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut next_id = SEED_ROWS + 1;
+    let until = started + Duration::from_secs(secs);
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let source = source.clone();
+        // Shares of wps per tick, the remainder to the first writers.
+        let share = wps / WRITERS + u64::from(w < wps % WRITERS);
+        writers.push(tokio::spawn(paced_writer(source, w, share, until)));
+    }
     let mut writes = 0u64;
-    let mut carry = 0u64;
-    while started.elapsed() < Duration::from_secs(secs) {
-        tick.tick().await;
-        let n = per_tick + carry;
-        let (ins, upd) = (n * 3 / 10, n * 5 / 10);
-        let del = n - ins - upd;
-        let (upd_ids, del_ids, members): (Vec<i64>, Vec<i64>, Vec<i64>) = {
-            let mut rng = rand::thread_rng();
-            (
-                (0..upd).map(|_| rng.gen_range(1..next_id)).collect(),
-                (0..del).map(|_| rng.gen_range(1..next_id)).collect(),
-                (0..ins).map(|_| rng.gen_range(0..5000)).collect(),
-            )
-        };
-        let mut tx = source.begin().await?;
-        let mut done = 0u64;
-        if ins > 0 {
-            let values: Vec<String> = members
-                .iter()
-                .enumerate()
-                .map(|(i, m)| format!("({}, {m}, 'new {}')", next_id + i as i64, next_id + i as i64))
-                .collect();
-            next_id += ins as i64;
-            done += sqlx::query(&format!("INSERT INTO items VALUES {}", values.join(",")))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        let list = |ids: &[i64]| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        if upd > 0 {
-            done += sqlx::query(&format!(
-                "UPDATE items SET body = CONCAT('changed ', id, ' ', {}) WHERE id IN ({})",
-                writes,
-                list(&upd_ids)
-            ))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        if del > 0 {
-            done += sqlx::query(&format!("DELETE FROM items WHERE id IN ({})", list(&del_ids)))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        tx.commit().await?;
-        // Rows not changed (a deleted id picked again) are made up next tick.
-        carry = n.saturating_sub(done);
-        writes += done;
+    for w in writers {
+        writes += w.await??;
     }
     let write_secs = started.elapsed().as_secs_f64();
     // Wait for the relay to pass every change the writer made.
@@ -177,4 +137,70 @@ async fn main() -> anyhow::Result<()> {
         total_secs - write_secs
     );
     Ok(())
+}
+
+/// Changes `per_s` rows a second until `until`, in 25 ms ticks (30% inserts
+/// of new ids of its own, 50% updates, 20% deletes of random ids); returns
+/// the rows changed. Rows not changed in a tick (an id deleted before) are
+/// made up in the next.
+async fn paced_writer(source: MySqlPool, w: u64, per_s: u64, until: Instant) -> anyhow::Result<u64> {
+    let mut tick = tokio::time::interval(Duration::from_millis(25));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let per_tick = per_s as f64 / 40.0;
+    let mut owed = 0.0f64;
+    // New ids: SEED_ROWS + 1 + w, stepping by WRITERS, so writers never collide.
+    let mut next_id = SEED_ROWS + 1 + w as i64;
+    let mut writes = 0u64;
+    while Instant::now() < until {
+        tick.tick().await;
+        owed += per_tick;
+        let n = owed.floor() as u64;
+        if n == 0 {
+            continue;
+        }
+        let (ins, upd) = (n * 3 / 10, n * 5 / 10);
+        let del = n - ins - upd;
+        let top = next_id.max(SEED_ROWS);
+        let (upd_ids, del_ids, members): (Vec<i64>, Vec<i64>, Vec<i64>) = {
+            let mut rng = rand::thread_rng();
+            (
+                (0..upd).map(|_| rng.gen_range(1..top)).collect(),
+                (0..del).map(|_| rng.gen_range(1..top)).collect(),
+                (0..ins).map(|_| rng.gen_range(0..5000)).collect(),
+            )
+        };
+        let mut tx = source.begin().await?;
+        let mut done = 0u64;
+        if ins > 0 {
+            let mut values = Vec::with_capacity(members.len());
+            for m in &members {
+                values.push(format!("({next_id}, {m}, 'new {next_id}')"));
+                next_id += WRITERS as i64;
+            }
+            done += sqlx::query(&format!("INSERT INTO items VALUES {}", values.join(",")))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        let list = |ids: &[i64]| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        if upd > 0 {
+            done += sqlx::query(&format!(
+                "UPDATE items SET body = CONCAT('changed ', id, ' ', {writes}) WHERE id IN ({})",
+                list(&upd_ids)
+            ))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        if del > 0 {
+            done += sqlx::query(&format!("DELETE FROM items WHERE id IN ({})", list(&del_ids)))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        owed -= done as f64;
+        writes += done;
+    }
+    Ok(writes)
 }
