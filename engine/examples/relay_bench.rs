@@ -17,8 +17,7 @@ use rand::Rng;
 use sqlx::MySqlPool;
 use tern_engine::relay::RelayProgress;
 use tern_engine::{
-    BulkLoader, LoadOptions, RelayOptions, RelayRamp, Spec, TransformerRegistry, capture,
-    run_relay,
+    BulkLoader, LoadOptions, RelayOptions, RelayRamp, Spec, TransformerRegistry, capture, run_relay,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -35,10 +34,12 @@ async fn main() -> anyhow::Result<()> {
     let wps: u64 = wps.parse().context("WRITES_PER_S")?;
     let secs: u64 = secs.parse().context("SECONDS")?;
     let source = MySqlPool::connect(source_url).await?;
-    sqlx::query("CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, member_id BIGINT NOT NULL, \
-                 body VARCHAR(200) NOT NULL, KEY member_id (member_id, id))")
-        .execute(&source)
-        .await?;
+    sqlx::query(
+        "CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, member_id BIGINT NOT NULL, \
+                 body VARCHAR(200) NOT NULL, KEY member_id (member_id, id))",
+    )
+    .execute(&source)
+    .await?;
     for start in (1..=SEED_ROWS).step_by(5000) {
         let values: Vec<String> = (start..start + 5000)
             .map(|id| format!("({id}, {}, 'seed {id}')", id % 5000))
@@ -60,7 +61,9 @@ async fn main() -> anyhow::Result<()> {
     for b in &plan.buckets {
         loader.load_bucket(b, &LoadOptions::default()).await?;
     }
-    eprintln!("[relay_bench] seeded and loaded {SEED_ROWS} rows; relay at 100%, writer at {wps}/s for {secs}s");
+    eprintln!(
+        "[relay_bench] seeded and loaded {SEED_ROWS} rows; relay at 100%, writer at {wps}/s for {secs}s"
+    );
 
     // The relay, tracking the highest lag it reports.
     let cancel = CancellationToken::new();
@@ -71,15 +74,22 @@ async fn main() -> anyhow::Result<()> {
     let mut opts = RelayOptions::fixed(RelayRamp::full());
     opts.cancel = cancel.clone();
     opts.progress = Some({
-        let (max_lag_ms, applied, low, measuring) =
-            (max_lag_ms.clone(), applied.clone(), low.clone(), measuring.clone());
+        let (max_lag_ms, applied, low, measuring) = (
+            max_lag_ms.clone(),
+            applied.clone(),
+            low.clone(),
+            measuring.clone(),
+        );
         let last_print = std::sync::Mutex::new(Instant::now());
         Arc::new(move |p: &RelayProgress| {
             if measuring.load(Ordering::Relaxed) {
                 max_lag_ms.fetch_max((p.lag.seconds * 1000.0) as u64, Ordering::Relaxed);
             }
             applied.store(p.changes, Ordering::Relaxed);
-            low.store(u64::try_from(p.position.low()).unwrap_or(0), Ordering::Relaxed);
+            low.store(
+                u64::try_from(p.position.low()).unwrap_or(0),
+                Ordering::Relaxed,
+            );
             if let Ok(mut at) = last_print.lock()
                 && at.elapsed() >= Duration::from_secs(2)
             {
@@ -121,7 +131,10 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     while (low.load(Ordering::Relaxed) as i64) < head {
-        anyhow::ensure!(Instant::now() < deadline, "the relay did not catch up within 2 minutes");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the relay did not catch up within 2 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let total_secs = started.elapsed().as_secs_f64();
@@ -143,7 +156,12 @@ async fn main() -> anyhow::Result<()> {
 /// of new ids of its own, 50% updates, 20% deletes of random ids); returns
 /// the rows changed. Rows not changed in a tick (an id deleted before) are
 /// made up in the next.
-async fn paced_writer(source: MySqlPool, w: u64, per_s: u64, until: Instant) -> anyhow::Result<u64> {
+async fn paced_writer(
+    source: MySqlPool,
+    w: u64,
+    per_s: u64,
+    until: Instant,
+) -> anyhow::Result<u64> {
     let mut tick = tokio::time::interval(Duration::from_millis(25));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let per_tick = per_s as f64 / 40.0;
@@ -193,10 +211,13 @@ async fn paced_writer(source: MySqlPool, w: u64, per_s: u64, until: Instant) -> 
             .rows_affected();
         }
         if del > 0 {
-            done += sqlx::query(&format!("DELETE FROM items WHERE id IN ({})", list(&del_ids)))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            done += sqlx::query(&format!(
+                "DELETE FROM items WHERE id IN ({})",
+                list(&del_ids)
+            ))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         }
         tx.commit().await?;
         owed -= done as f64;

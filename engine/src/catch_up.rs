@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::buckets::Bucket;
-use crate::bulk_load::{BulkLoader, TableKeys};
+use crate::bulk_load::{ApplyReport, BulkLoader, TableKeys};
+use crate::changelog::{self, DEFAULT_GAP_TIMEOUT, Lag, Position};
 use crate::checkpoint::{self, CHECKPOINT_TABLE};
 use crate::chunk::Window;
 use crate::connector::{Dialect, Statement, process_clock_micros};
-use crate::changelog::{self, DEFAULT_GAP_TIMEOUT, Lag, Position};
 use crate::error::{EngineError, Result};
 use crate::retry::{Backoff, is_transient};
 use crate::throttle::{RateThrottle, Throttle};
@@ -192,6 +192,7 @@ pub async fn catch_up_bucket(
     let mut backoff = Backoff::new(opts.retry_initial, opts.retry_max);
     let mut writer: Option<BatchWriter> = None;
     let mut position = from.clone();
+    let mut total = ApplyReport::default();
     let limit = opts.batch_changes.max(1);
     let admit = |table: &str, v: &Value| table == bucket.table && bucket.range.contains(v);
     let status = loop {
@@ -250,10 +251,11 @@ pub async fn catch_up_bucket(
                 backoff.reset();
                 position = next;
                 progress.position = position.clone();
+                total.add(&report);
                 progress.changes += n;
-                progress.keys_applied += report.keys;
-                progress.rows_written += report.rows_written;
-                progress.keys_deleted += report.keys_deleted;
+                progress.keys_applied = total.keys;
+                progress.rows_written = total.rows_written;
+                progress.keys_deleted = total.keys_deleted;
                 progress.lag = lag;
                 progress.last_error = None;
                 progress.elapsed = started.elapsed();

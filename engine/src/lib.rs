@@ -17,8 +17,8 @@
 
 pub mod buckets;
 pub mod bulk_load;
-pub mod catch_up;
 pub mod capture;
+pub mod catch_up;
 pub mod changelog;
 pub mod checkpoint;
 pub mod chunk;
@@ -46,7 +46,8 @@ pub use error::EngineError;
 pub use progress::{Progress, ProgressFn};
 
 pub use catch_up::{
-    CatchUpOptions, CatchUpProgress, CatchUpStatus, CatchUpSummary, catch_up_bucket, catch_up_window,
+    CatchUpOptions, CatchUpProgress, CatchUpStatus, CatchUpSummary, catch_up_bucket,
+    catch_up_window,
 };
 pub use relay::{
     PruneReport, RelayOptions, RelayProgress, RelayRamp, RelaySummary, prune_changelog, run_relay,

@@ -304,7 +304,9 @@ pub async fn run_relay(loader: &BulkLoader, opts: RelayOptions) -> Result<RelayS
             last_maintenance = Some(Instant::now());
             match retention::check(loader, &opts, &state.progress.lag).await {
                 Ok(w) => state.progress.warnings = w,
-                Err(e) => tracing::warn!(relay = %opts.name, error = %e, "retention check failed; will try again"),
+                Err(e) => {
+                    tracing::warn!(relay = %opts.name, error = %e, "retention check failed; will try again")
+                }
             }
         }
         tokio::select! {
@@ -559,7 +561,11 @@ mod tests {
             Plan {
                 table: "items".into(),
                 bucket_column: "member_id".into(),
-                buckets: vec![b(0, None, Some(10)), b(1, Some(10), Some(20)), b(2, Some(20), None)],
+                buckets: vec![
+                    b(0, None, Some(10)),
+                    b(1, Some(10), Some(20)),
+                    b(2, Some(20), None),
+                ],
             },
         )])
     }

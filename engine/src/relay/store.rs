@@ -25,7 +25,9 @@ pub(crate) async fn ensure(target: &Connector) -> Result<()> {
          position {text} NOT NULL, updated_at BIGINT NOT NULL)",
         d.quote(RELAY_TABLE)
     );
-    target.execute_ddl(&sql, "create the relay position table").await
+    target
+        .execute_ddl(&sql, "create the relay position table")
+        .await
 }
 
 /// The persisted position of relay `name`, if it ran before.
@@ -63,9 +65,7 @@ pub(crate) async fn load_all(target: &Connector) -> Result<Vec<(String, Position
         "SELECT name, position FROM {}",
         target.dialect().quote(RELAY_TABLE)
     );
-    let (_, rows) = target
-        .fetch(&sql, &[], "read the relay positions")
-        .await?;
+    let (_, rows) = target.fetch(&sql, &[], "read the relay positions").await?;
     let mut out = Vec::new();
     for r in rows {
         if let (Some(Value::Text(n)), Some(Value::Text(p))) = (r.first(), r.get(1)) {

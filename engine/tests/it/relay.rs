@@ -101,10 +101,7 @@ async fn rows_of(
 }
 
 /// Differences between expected and actual, for the failure message.
-fn diff(
-    want: &BTreeMap<i64, (i64, String)>,
-    got: &BTreeMap<i64, (i64, String)>,
-) -> Vec<String> {
+fn diff(want: &BTreeMap<i64, (i64, String)>, got: &BTreeMap<i64, (i64, String)>) -> Vec<String> {
     let mut out = Vec::new();
     for (id, w) in want {
         match got.get(id) {
@@ -148,7 +145,9 @@ fn spawn_writer(
                     )
                 }
                 3..=5 => format!("UPDATE items SET body = 'Changed {word} QRS' WHERE id = {id}"),
-                6 => format!("UPDATE items SET member_id = {member}, body = 'Moved {word}' WHERE id = {id}"),
+                6 => format!(
+                    "UPDATE items SET member_id = {member}, body = 'Moved {word}' WHERE id = {id}"
+                ),
                 _ => format!("DELETE FROM items WHERE id = {id}"),
             };
             source.run(&sql).await?;
@@ -282,9 +281,17 @@ async fn the_whole_sequence_under_load(
     let target = Side::open(&target_db).await?;
     let got = actual(&target, target_kind).await?;
     let d = diff(&want, &got);
-    assert!(d.is_empty(), "{} differences: {:?}", d.len(), &d[..d.len().min(20)]);
+    assert!(
+        d.is_empty(),
+        "{} differences: {:?}",
+        d.len(),
+        &d[..d.len().min(20)]
+    );
     assert!(writes > 100, "the writer ran throughout ({writes} writes)");
-    assert!(summary.keys_skipped > 0, "keys off at 10% and 50% were passed over");
+    assert!(
+        summary.keys_skipped > 0,
+        "keys off at 10% and 50% were passed over"
+    );
     assert!(summary.keys_deleted > 0, "deletes reached the target");
     for c in &caught_up {
         assert_eq!(c.status, CatchUpStatus::CaughtUp);
@@ -338,7 +345,14 @@ async fn loaded(
     for b in &plan.buckets {
         loader.load_bucket(b, &LoadOptions::default()).await?;
     }
-    Ok((source_db, target_db, source, loader, text, installed.position))
+    Ok((
+        source_db,
+        target_db,
+        source,
+        loader,
+        text,
+        installed.position,
+    ))
 }
 
 #[tokio::test]
@@ -367,17 +381,23 @@ async fn a_target_that_goes_away_mid_relay_loses_nothing() -> anyhow::Result<()>
     // for a while, then let it come back.
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(600)).await;
-        sqlx::query(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", target_db.name))
-            .execute(&admin)
-            .await?;
+        sqlx::query(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+            target_db.name
+        ))
+        .execute(&admin)
+        .await?;
         sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
             .bind(&target_db.name)
             .execute(&admin)
             .await?;
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        sqlx::query(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", target_db.name))
-            .execute(&admin)
-            .await?;
+        sqlx::query(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            target_db.name
+        ))
+        .execute(&admin)
+        .await?;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     running.store(false, Ordering::Relaxed);
@@ -391,7 +411,12 @@ async fn a_target_that_goes_away_mid_relay_loses_nothing() -> anyhow::Result<()>
     let target = Side::open(&target_db).await?;
     let got = actual(&target, DbKind::Postgres).await?;
     let d = diff(&want, &got);
-    assert!(d.is_empty(), "{} differences: {:?}", d.len(), &d[..d.len().min(20)]);
+    assert!(
+        d.is_empty(),
+        "{} differences: {:?}",
+        d.len(),
+        &d[..d.len().min(20)]
+    );
     assert!(summary.retries > 0, "the relay noticed the target was gone");
     Ok(())
 }
@@ -422,11 +447,16 @@ fn spawn_child(
     stop_at_head: bool,
 ) -> anyhow::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
-    cmd.args(["relay::relay_child_process", "--exact", "--ignored", "--nocapture"])
-        .env("TERN_RELAY_CHILD_SPEC", spec)
-        .env("TERN_RELAY_CHILD_START", start.to_string())
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true);
+    cmd.args([
+        "relay::relay_child_process",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+    ])
+    .env("TERN_RELAY_CHILD_SPEC", spec)
+    .env("TERN_RELAY_CHILD_START", start.to_string())
+    .stdout(std::process::Stdio::null())
+    .kill_on_drop(true);
     if stop_at_head {
         cmd.env("TERN_RELAY_CHILD_STOP_AT_HEAD", "1");
     }
@@ -434,8 +464,8 @@ fn spawn_child(
 }
 
 #[tokio::test]
-async fn a_relay_killed_with_sigkill_and_restarted_loses_and_doubles_nothing()
--> anyhow::Result<()> {
+async fn a_relay_killed_with_sigkill_and_restarted_loses_and_doubles_nothing() -> anyhow::Result<()>
+{
     // Arrange
     let (_s, target_db, source, _loader, text, start) = loaded(DbKind::Postgres).await?;
     let running = Arc::new(AtomicBool::new(true));
@@ -464,10 +494,72 @@ async fn a_relay_killed_with_sigkill_and_restarted_loses_and_doubles_nothing()
         .iter()
         .map(|p| p.split('/').next().unwrap_or("0").parse().unwrap_or(0))
         .collect();
-    assert!(highs[0] > 0 && highs[2] > highs[0], "each run continued: {positions:?}");
+    assert!(
+        highs[0] > 0 && highs[2] > highs[0],
+        "each run continued: {positions:?}"
+    );
     let want = expected(&source, DbKind::MariaDb).await?;
     let got = actual(&target, DbKind::Postgres).await?;
     let d = diff(&want, &got);
-    assert!(d.is_empty(), "{} differences: {:?}", d.len(), &d[..d.len().min(20)]);
+    assert!(
+        d.is_empty(),
+        "{} differences: {:?}",
+        d.len(),
+        &d[..d.len().min(20)]
+    );
+    Ok(())
+}
+
+/// Without change capture a bucket has no watermark: its catch-up is refused
+/// with what to do, and the window catch-up re-copies exactly the rows whose
+/// `updated_at` fell in the window.
+#[tokio::test]
+async fn without_triggers_a_window_catch_up_recopies_the_rows_updated_in_the_window()
+-> anyhow::Result<()> {
+    // Arrange: loaded without capture, then rows changed in and out of the window.
+    let source_db = TestDb::postgres().await?;
+    let target_db = TestDb::postgres().await?;
+    let source = Side::open(&source_db).await?;
+    source
+        .exec("CREATE TABLE items (id BIGINT PRIMARY KEY, member_id BIGINT NOT NULL, body TEXT NOT NULL, updated_at TIMESTAMP NOT NULL);
+               INSERT INTO items SELECT g, g % 7, 'Body ' || g, TIMESTAMP '2024-04-01' FROM generate_series(1, 300) g")
+        .await?;
+    let body = "chunk_rows = 50\n[[tables]]\nname = \"items\"\nkey = [\"id\"]\nbuckets = 1\n\
+                [tables.source]\ntable = \"items\"\nbucket = \"member_id\"\n\
+                [tables.columns]\nid = \"id\"\nmember_id = \"member_id\"\nbody = { from = \"body\", lower = true }\n";
+    let spec = Spec::parse(&spec_text(&source_db, &target_db, body), "test.toml")?;
+    let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
+    let plan = loader.plan_or_resume("items", None).await?;
+    let bucket = plan.buckets[0].clone();
+    loader.load_bucket(&bucket, &LoadOptions::default()).await?;
+    source
+        .exec("UPDATE items SET body = 'In Window ' || id, updated_at = TIMESTAMP '2024-05-02' WHERE id <= 40;
+               UPDATE items SET body = 'Outside ' || id, updated_at = TIMESTAMP '2024-06-15' WHERE id > 290")
+        .await?;
+
+    // Act
+    let refused = catch_up_bucket(&loader, &bucket, &CatchUpOptions::default()).await;
+    let window = tern_engine::chunk::Window {
+        column: "updated_at".into(),
+        from: tern_engine::Value::Text("2024-05-01 00:00:00".into()),
+        to: tern_engine::Value::Text("2024-06-01 00:00:00".into()),
+    };
+    let s =
+        tern_engine::catch_up_window(&loader, &bucket, &window, &CatchUpOptions::default()).await?;
+
+    // Assert
+    let e = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("no watermark") && e.contains("window"), "{e}");
+    assert_eq!(s.status, CatchUpStatus::CaughtUp);
+    assert_eq!(s.changes, 40, "exactly the rows updated in the window");
+    let target = Side::open(&target_db).await?;
+    let got = actual(&target, DbKind::Postgres).await?;
+    for id in 1..=300i64 {
+        let want = match id {
+            1..=40 => format!("in window {id}"),
+            _ => format!("body {id}"),
+        };
+        assert_eq!(got.get(&id).map(|r| r.1.clone()), Some(want), "row {id}");
+    }
     Ok(())
 }
