@@ -168,7 +168,7 @@ pub struct RelayOptions {
     pub batch_changes: usize,
     /// Wait between reads when the relay is at the head (default 50 ms).
     pub poll_interval: Duration,
-    /// Asked before every batch with its size in changes.
+    /// Asked before every batch (rate in changes per second).
     pub throttle: Arc<dyn Throttle>,
     /// Stops the relay between batches.
     pub cancel: CancellationToken,
@@ -296,6 +296,7 @@ pub async fn run_relay(loader: &BulkLoader, opts: RelayOptions) -> Result<RelayS
     let mut plans_for: Option<RelayRamp> = None;
     let mut writer: Option<BatchWriter> = None;
     let mut last_maintenance: Option<Instant> = None;
+    let mut last_batch = opts.batch_changes as u64;
     loop {
         if opts.cancel.is_cancelled() {
             break;
@@ -309,10 +310,13 @@ pub async fn run_relay(loader: &BulkLoader, opts: RelayOptions) -> Result<RelayS
                 }
             }
         }
+        // The throttle spaces batches by the size it is told; a batch's size
+        // is known only once read, so it is told the last one's (a relay at
+        // the head reads small batches and must not wait for a full one).
         tokio::select! {
             biased;
             _ = opts.cancel.cancelled() => break,
-            _ = opts.throttle.admit(opts.batch_changes as u64) => {}
+            _ = opts.throttle.admit(last_batch.max(1)) => {}
         }
         let ramp = ramp_rx.borrow_and_update().clone();
         state.progress.ramp = ramp.to_string();
@@ -335,6 +339,7 @@ pub async fn run_relay(loader: &BulkLoader, opts: RelayOptions) -> Result<RelayS
                 backoff.reset();
                 state.progress.last_error = None;
                 state.add(&step);
+                last_batch = step.changes;
                 position = step.next.clone();
                 state.progress.position = position.clone();
                 state.progress.elapsed = started.elapsed();
