@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Dual-write relay benchmark (not a test): MariaDB → PostgreSQL, the relay at
 # 100% while a paced writer changes rows (30% inserts, 50% updates, 20%
-# deletes, in 25 ms ticks) at each rate of RATES writes/s for SECONDS seconds.
+# deletes, in 25 ms ticks) at each rate of RATES writes/s for RUN_SECONDS seconds.
 # Each run seeds 50,000 rows, installs capture, bulk-loads them, then measures
 # changes applied per second (writer start → relay caught up) and the highest
 # lag the relay reports (source clock now − time of the oldest change not yet
@@ -10,7 +10,7 @@
 # exactly one summary line, for the highest rate:
 # relay writes_per_s=W applied_per_s=A max_lag_s=L lost=N
 #
-# Environment: RATES (default "1000 5000"), SECONDS (default 20), PROFILE
+# Environment: RATES (default "1000 5000"), RUN_SECONDS (default 20), PROFILE
 # (cargo profile, default dev: it reuses the test build and the relay keeps up
 # with it; `release` builds everything again), MYSQL_HOST/MYSQL_PORT/MYSQL_USER
 # (127.0.0.1/3306/root, no password), PGHOST/PGPORT/PGUSER
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RATES=${RATES:-"1000 5000"}
-SECONDS_PER_RUN=${SECONDS:-20}
+SECONDS_PER_RUN=${RUN_SECONDS:-20}
 PROFILE=${PROFILE:-dev}
 MYSQL_HOST=${MYSQL_HOST:-127.0.0.1}
 MYSQL_PORT=${MYSQL_PORT:-3306}
