@@ -8,16 +8,26 @@
 //! [`BulkLoader::load_bucket`] copies a bucket chunk by chunk, version-guarded
 //! and resumable from its checkpoint. [`BulkLoader::load_keys`] runs the same
 //! path for single keys (the relay's and catch-up's way in).
+//!
+//! Change capture ([`capture`]) logs every source change to a changelog in
+//! the source; [`run_relay`] applies the changes of ramped-on keys to the
+//! target (dual write), [`catch_up_bucket`] replays what a bucket missed since
+//! its watermark, and [`ramp`] is the sticky ramp function applications that
+//! dual-write themselves call.
 
 pub mod buckets;
 pub mod bulk_load;
 pub mod capture;
+pub mod catch_up;
 pub mod changelog;
 pub mod checkpoint;
 pub mod chunk;
 pub mod connector;
 pub mod error;
 pub mod progress;
+pub mod ramp;
+pub mod relay;
+mod retry;
 pub mod spec;
 pub mod throttle;
 pub mod transform;
@@ -35,6 +45,13 @@ pub use connector::{Connector, Dialect, VERSION_COLUMN};
 pub use error::EngineError;
 pub use progress::{Progress, ProgressFn};
 
+pub use catch_up::{
+    CatchUpOptions, CatchUpProgress, CatchUpStatus, CatchUpSummary, catch_up_bucket,
+    catch_up_window,
+};
+pub use relay::{
+    PruneReport, RelayOptions, RelayProgress, RelayRamp, RelaySummary, prune_changelog, run_relay,
+};
 pub use spec::Spec;
 pub use throttle::{RateThrottle, Throttle};
 pub use transform::{Emitted, Record, TargetRow, Transformer, TransformerRegistry};

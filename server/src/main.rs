@@ -45,6 +45,13 @@ enum Command {
     Plan(cli::plan::PlanArgs),
     /// Copy buckets from source to target: resumable, throttled, version-guarded.
     BulkLoad(cli::bulk_load::BulkLoadArgs),
+    /// Install or remove change capture (triggers and changelog) on the spec's source tables.
+    #[command(subcommand)]
+    Capture(cli::capture::CaptureCommand),
+    /// Dual-write: apply source changes of ramped-on keys to the target, with retries, until stopped.
+    Relay(cli::relay::RelayArgs),
+    /// Replay what a bucket missed since its watermark (or re-copy a time window) until its lag is zero.
+    CatchUp(cli::catch_up::CatchUpArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +87,9 @@ fn main() -> ExitCode {
             Command::Worker(args) => cli::worker::run(settings, args).await,
             Command::Plan(args) => cli::plan::run(args).await,
             Command::BulkLoad(args) => cli::bulk_load::run(args).await,
+            Command::Capture(cmd) => cli::capture::run(cmd).await,
+            Command::Relay(args) => cli::relay::run(args).await,
+            Command::CatchUp(args) => cli::catch_up::run(args).await,
         }
     });
     match result {

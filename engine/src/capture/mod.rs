@@ -8,7 +8,7 @@
 //! every object install created (found by name, whatever spec installed them),
 //! so the source schema is exactly as before. For a source where triggers are
 //! not allowed, the catch-up can re-copy rows by an `updated_at` window instead
-//! ([`crate::relay::catch_up_window`]).
+//! ([`crate::catch_up::catch_up_window`]).
 
 mod triggers;
 

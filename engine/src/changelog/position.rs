@@ -7,7 +7,7 @@
 //! commit later (and must then be read) or a rolled-back one (and never
 //! appear). A position therefore carries its gaps, a reader looks for them
 //! again on every read, and a gap is given up only after the gap timeout
-//! (see [`crate::changelog::Cursor`]).
+//! (see [`crate::relay`]).
 //!
 //! Text form, stored by the control plane as a bucket's `watermark`:
 //! `high` or `high/gaps`, gaps being comma-separated `seq` or `lo-hi`

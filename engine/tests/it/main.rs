@@ -9,6 +9,7 @@ mod concurrent_writer;
 mod load_keys;
 mod pairs;
 mod plan;
+mod relay;
 mod resume;
 mod support;
 mod version_guard;

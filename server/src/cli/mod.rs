@@ -1,9 +1,12 @@
 //! The `tern` subcommands, one file each: a `clap::Args` struct and `run`.
 
 pub mod bulk_load;
+pub mod capture;
+pub mod catch_up;
 pub mod demo;
 pub mod demo_data;
 pub mod plan;
+pub mod relay;
 pub mod serve;
 pub mod user;
 pub mod worker;

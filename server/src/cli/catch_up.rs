@@ -1,0 +1,132 @@
+//! `tern catch-up --spec S --bucket N [--table T]`: replays what bucket N
+//! missed since its watermark until its lag is zero, printing progress and
+//! lag. With `--window-from/--window-to` it re-copies instead the bucket's rows
+//! whose `--window-column` (default `updated_at`) falls in the window, for
+//! sources without change capture.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tern_engine::chunk::Window;
+use tern_engine::{
+    BulkLoader, CatchUpOptions, CatchUpProgress, CatchUpStatus, RateThrottle, Spec,
+    TransformerRegistry, Value, catch_up_bucket, catch_up_window,
+};
+use tokio_util::sync::CancellationToken;
+
+#[derive(clap::Args, Debug)]
+pub struct CatchUpArgs {
+    /// The migration spec (TOML).
+    #[arg(long)]
+    pub spec: PathBuf,
+    /// The bucket to catch up (index in the stored plan).
+    #[arg(long)]
+    pub bucket: usize,
+    /// The table of the bucket (default: the spec's only table with a source).
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Window catch-up: re-copy rows whose window column is at or after this (e.g. `2024-05-01 00:00:00`).
+    #[arg(long, requires = "window_to")]
+    pub window_from: Option<String>,
+    /// Window catch-up: … and before this.
+    #[arg(long, requires = "window_from")]
+    pub window_to: Option<String>,
+    /// The column the window is taken on.
+    #[arg(long, default_value = "updated_at")]
+    pub window_column: String,
+    /// Changes (or rows) per second at most (default: unlimited).
+    #[arg(long)]
+    pub rate: Option<u64>,
+}
+
+fn render(p: &CatchUpProgress) -> String {
+    let mut s = format!(
+        "catch-up {} bucket {}: changes={} keys={} rows={} deleted={} | {:.0}/s | lag {} changes, {:.2}s | position {}",
+        p.table,
+        p.bucket,
+        p.changes,
+        p.keys_applied,
+        p.rows_written,
+        p.keys_deleted,
+        p.rate,
+        p.lag.changes,
+        p.lag.seconds,
+        p.position
+    );
+    if let Some(e) = &p.last_error {
+        s.push_str(&format!(" | retrying: {e}"));
+    }
+    s
+}
+
+pub async fn run(args: CatchUpArgs) -> anyhow::Result<()> {
+    let spec = Spec::from_file(&args.spec)?;
+    let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
+    let table = match &args.table {
+        Some(t) => t.clone(),
+        None => match loader.tables().as_slice() {
+            [one] => one.to_string(),
+            many => anyhow::bail!(
+                "the spec has several tables with a source ({}); say which with --table",
+                many.join(", ")
+            ),
+        },
+    };
+    let plan = loader
+        .stored_plan(&table)
+        .await?
+        .with_context(|| format!("{table} has no stored plan: bulk-load it first"))?;
+    let bucket = plan.buckets.get(args.bucket).cloned().with_context(|| {
+        format!(
+            "{table} has buckets 0..{}, not {}",
+            plan.buckets.len().saturating_sub(1),
+            args.bucket
+        )
+    })?;
+    let cancel = CancellationToken::new();
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("stopping after the current batch; run again to continue");
+                cancel.cancel();
+            }
+        });
+    }
+    let opts = CatchUpOptions {
+        throttle: Arc::new(RateThrottle::new(args.rate)),
+        cancel,
+        progress: Some(Arc::new(|p: &CatchUpProgress| eprintln!("{}", render(p)))),
+        ..CatchUpOptions::default()
+    };
+    let s = match (&args.window_from, &args.window_to) {
+        (Some(from), Some(to)) => {
+            let window = Window {
+                column: args.window_column.clone(),
+                from: Value::Text(from.clone()),
+                to: Value::Text(to.clone()),
+            };
+            catch_up_window(&loader, &bucket, &window, &opts).await?
+        }
+        _ => catch_up_bucket(&loader, &bucket, &opts).await?,
+    };
+    let status = match s.status {
+        CatchUpStatus::CaughtUp => "caught up",
+        CatchUpStatus::Cancelled => "cancelled",
+    };
+    println!(
+        "catch-up {status}: table={} bucket={} changes={} keys={} rows={} deleted={} lag_changes={} lag_s={:.3} seconds={:.3} position={}",
+        s.table,
+        s.bucket,
+        s.changes,
+        s.keys_applied,
+        s.rows_written,
+        s.keys_deleted,
+        s.lag.changes,
+        s.lag.seconds,
+        s.elapsed.as_secs_f64(),
+        s.to.map_or_else(|| "-".to_string(), |p| p.to_string())
+    );
+    Ok(())
+}
