@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod migrations;
 pub mod phases;
 pub mod planning;
+pub mod relay;
 pub mod runbook;
 pub mod runners;
 pub mod schedule;

@@ -31,7 +31,7 @@ impl VerifyMode {
 }
 
 impl Store {
-    async fn chosen_buckets(&self, migration_id: i64, bucket_ids: &[i64]) -> Result<Vec<Bucket>> {
+    pub(crate) async fn chosen_buckets(&self, migration_id: i64, bucket_ids: &[i64]) -> Result<Vec<Bucket>> {
         let migration = self.migration(migration_id).await?;
         if migration.status == "archived" {
             return Err(ControlError::Conflict(format!(
@@ -140,6 +140,7 @@ impl Store {
         migration_id: i64,
         bucket_ids: &[i64],
     ) -> Result<Vec<i64>> {
+        let ramp = self.relay_ramp(migration_id).await?;
         self.start_bucket_jobs(
             actor,
             migration_id,
@@ -148,7 +149,7 @@ impl Store {
             Phase::CatchingUp,
             serde_json::json!({}),
             |b| {
-                if b.dual_write_at.is_none() {
+                if b.dual_write_at.is_none() || !ramp.covers_bucket(b.id) {
                     return Err(ControlError::Conflict(format!(
                         "bucket {} is not dual-written yet: ramp the relay on for it first, \
                          or changes after the catch-up would be missed",

@@ -14,7 +14,7 @@ use crate::clock::now_ms;
 use crate::error::{ControlError, Result};
 use crate::jobs::{JobKind, Progress};
 use crate::runners::{
-    RunnerContext, live_throttle, loader_for, migration_of, param_i64, param_str,
+    RunnerContext, engine_bucket, live_throttle, loader_for, migration_of, param_str,
 };
 use crate::worker::{JobContext, JobRunner, RunEnd};
 
@@ -42,26 +42,11 @@ impl JobRunner for BulkLoadRunner {
             ControlError::Internal(format!("bulk-load job {} has no bucket", job.id))
         })?;
         let table = param_str(job, "table")?.to_string();
-        let table_bucket = param_i64(job, "table_bucket")?;
-        let (migration, spec) = migration_of(&ctx.store, job).await?;
+        let (_migration, spec) = migration_of(&ctx.store, job).await?;
         let loader = loader_for(&self.ctx, spec).await?;
-
         // The engine fixes the plan at the first load of a table and keeps it
         // in the target; the control store follows it.
-        let plan = loader.plan_or_resume(&table, None).await?;
-        let bucket = plan
-            .buckets
-            .iter()
-            .find(|b| b.index as i64 == table_bucket)
-            .cloned()
-            .ok_or_else(|| {
-                ControlError::Conflict(format!(
-                    "migration `{}` table {table}: the engine's stored plan has {} buckets, not bucket {table_bucket}; \
-                     re-plan the migration",
-                    migration.name,
-                    plan.buckets.len()
-                ))
-            })?;
+        let bucket = engine_bucket(&loader, job).await?;
         ctx.store
             .sync_bucket_plan(
                 bucket_id,

@@ -3,6 +3,8 @@
 //! verification results) in the control store.
 
 pub mod bulk_load;
+pub mod catch_up;
+pub mod relay;
 
 use std::sync::Arc;
 
@@ -29,7 +31,11 @@ impl std::fmt::Debug for RunnerContext {
 
 /// Every runner of this crate.
 pub fn all(ctx: &RunnerContext) -> Vec<Arc<dyn JobRunner>> {
-    vec![Arc::new(bulk_load::BulkLoadRunner::new(ctx.clone()))]
+    vec![
+        Arc::new(bulk_load::BulkLoadRunner::new(ctx.clone())),
+        Arc::new(catch_up::CatchUpRunner::new(ctx.clone())),
+        Arc::new(relay::RelayRunner::new(ctx.clone())),
+    ]
 }
 
 /// The job's migration and its parsed spec.
@@ -45,6 +51,25 @@ pub(crate) async fn migration_of(store: &Store, job: &Job) -> Result<(Migration,
 /// A loader for the job's migration (target tables created when missing).
 pub(crate) async fn loader_for(ctx: &RunnerContext, spec: Spec) -> Result<BulkLoader> {
     Ok(BulkLoader::connect(spec, &ctx.registry).await?)
+}
+
+/// The engine's bucket a bucket job works on, from the plan the engine fixed
+/// at the table's first load (kept in the target).
+pub(crate) async fn engine_bucket(loader: &BulkLoader, job: &Job) -> Result<tern_engine::Bucket> {
+    let table = param_str(job, "table")?;
+    let table_bucket = param_i64(job, "table_bucket")?;
+    let plan = loader.plan_or_resume(table, None).await?;
+    plan.buckets
+        .iter()
+        .find(|b| b.index as i64 == table_bucket)
+        .cloned()
+        .ok_or_else(|| {
+            ControlError::Conflict(format!(
+                "table {table}: the engine's stored plan has {} buckets, not bucket {table_bucket}; \
+                 re-plan the migration",
+                plan.buckets.len()
+            ))
+        })
 }
 
 /// A job parameter, or a clear error naming it.

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin;
 
-async fn seed_mariadb_source(db: &TestDb, rows: i64) -> anyhow::Result<()> {
+pub(crate) async fn seed_mariadb_source(db: &TestDb, rows: i64) -> anyhow::Result<()> {
     let mut c = sqlx::MySqlConnection::connect(&db.url).await?;
     sqlx::query(
         "CREATE TABLE contacts (id BIGINT PRIMARY KEY, member_id BIGINT NOT NULL, email VARCHAR(200) NOT NULL,
@@ -42,7 +42,7 @@ async fn seed_mariadb_source(db: &TestDb, rows: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn spec(source: &TestDb, target: &TestDb) -> String {
+pub(crate) fn spec(source: &TestDb, target: &TestDb) -> String {
     format!(
         r#"chunk_rows = 300
 [source]
@@ -68,7 +68,7 @@ name = "name"
     )
 }
 
-async fn wait_for_phase(store: &Store, migration: i64, phase: Phase) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_phase(store: &Store, migration: i64, phase: Phase) -> anyhow::Result<()> {
     for _ in 0..600 {
         let buckets = store.list_buckets(migration).await?;
         if buckets.iter().all(|b| b.phase == phase) {

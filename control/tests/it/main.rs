@@ -6,6 +6,7 @@ mod batches;
 mod buckets;
 mod dashboard;
 mod drive_bulk_load;
+mod drive_relay;
 mod jobs;
 mod migrations;
 mod runbook;

@@ -1,0 +1,282 @@
+//! The dual-write relay as the control plane runs it: one relay job per
+//! migration, whose ramp (a sticky share of keys, or whole buckets) engineers
+//! raise while it runs. A bucket counts as dual-written from the moment the
+//! ramp first covers all of it (the moment stays in its history); it may
+//! catch up only while the running relay covers it (changes after its
+//! catch-up would otherwise be missed again).
+
+use serde::{Deserialize, Serialize};
+use tern_engine::ramp::{Ramp, SCALE};
+
+use crate::audit::{self, AuditEntry};
+use crate::clock::now_ms;
+use crate::error::{ControlError, Result};
+use crate::jobs::{self, Job, JobKind, NewJob};
+use crate::store::Store;
+use crate::users::Actor;
+
+/// What the relay writes: nothing, a sticky share of keys, or whole buckets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RelayRampSpec {
+    Off,
+    /// Thousandths of a percent (100,000 = every key).
+    Percent { millipercent: u32 },
+    /// Control-store bucket ids.
+    Buckets { ids: Vec<i64> },
+}
+
+impl RelayRampSpec {
+    /// `off`, `25%` / `0.5%`, or `buckets` with the given ids.
+    pub fn parse(text: &str, bucket_ids: &[i64]) -> Result<RelayRampSpec> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("off") || t == "0" || t == "0%" {
+            return Ok(RelayRampSpec::Off);
+        }
+        if t.eq_ignore_ascii_case("buckets") {
+            if bucket_ids.is_empty() {
+                return Err(ControlError::Invalid(
+                    "a bucket ramp needs buckets: select the buckets to dual-write".into(),
+                ));
+            }
+            let mut ids = bucket_ids.to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            return Ok(RelayRampSpec::Buckets { ids });
+        }
+        let ramp = Ramp::parse(t).map_err(|e| {
+            ControlError::Invalid(format!(
+                "relay ramp `{t}`: {}; write a percentage like 10% or 0.5%, `buckets`, or `off`",
+                e.0
+            ))
+        })?;
+        Ok(RelayRampSpec::Percent {
+            millipercent: ramp.millipercent(),
+        })
+    }
+
+    /// Whether every key of control-store bucket `bucket_id` is dual-written.
+    pub fn covers_bucket(&self, bucket_id: i64) -> bool {
+        match self {
+            RelayRampSpec::Buckets { ids } => ids.contains(&bucket_id),
+            other => other.covers_every_key(),
+        }
+    }
+
+    pub fn covers_every_key(&self) -> bool {
+        matches!(self, RelayRampSpec::Percent { millipercent } if *millipercent >= SCALE)
+    }
+}
+
+impl std::fmt::Display for RelayRampSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RelayRampSpec::Off => f.write_str("off"),
+            RelayRampSpec::Percent { millipercent } => {
+                write!(f, "{}", Ramp::from_millipercent(*millipercent))
+            }
+            RelayRampSpec::Buckets { ids } => write!(f, "{} bucket(s)", ids.len()),
+        }
+    }
+}
+
+/// The relay job's ramp, read from its parameters.
+pub fn ramp_of(job: &Job) -> Result<RelayRampSpec> {
+    serde_json::from_value(job.params["ramp"].clone()).map_err(|e| {
+        ControlError::Internal(format!("relay job {} has no readable ramp: {e}", job.id))
+    })
+}
+
+impl Store {
+    /// The ramp of the migration's active relay (off when none runs).
+    pub async fn relay_ramp(&self, migration_id: i64) -> Result<RelayRampSpec> {
+        match self.active_relay(migration_id).await? {
+            Some(job) => ramp_of(&job),
+            None => Ok(RelayRampSpec::Off),
+        }
+    }
+
+    /// The migration's relay job that is queued, running or paused, if any.
+    pub async fn active_relay(&self, migration_id: i64) -> Result<Option<Job>> {
+        let row = sqlx::query(
+            "SELECT * FROM jobs WHERE migration_id = $1 AND kind = 'relay'
+               AND state IN ('queued', 'running', 'paused')
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(migration_id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(ControlError::db("reading the relay job"))?;
+        row.as_ref().map(jobs::job_from_row).transpose()
+    }
+
+    /// Sets the relay's ramp: starts the migration's relay job when none is
+    /// active, or changes the running one's ramp (it follows within seconds).
+    /// Buckets the ramp now covers entirely are stamped dual-written.
+    /// Returns the relay job.
+    pub async fn set_relay_ramp(
+        &self,
+        actor: &Actor,
+        migration_id: i64,
+        ramp: RelayRampSpec,
+        reason: &str,
+    ) -> Result<Job> {
+        actor.require_operate("changing the relay ramp")?;
+        let migration = self.migration(migration_id).await?;
+        if migration.status == "archived" && ramp != RelayRampSpec::Off {
+            return Err(ControlError::Conflict(format!(
+                "migration `{}` is archived: its relay stays off",
+                migration.name
+            )));
+        }
+        if let RelayRampSpec::Buckets { ids } = &ramp {
+            // Refuses unknown buckets and archived migrations.
+            self.chosen_buckets(migration_id, ids).await?;
+        }
+        let active = self.active_relay(migration_id).await?;
+        let from = match &active {
+            Some(job) => ramp_of(job)?.to_string(),
+            None => "off".to_string(),
+        };
+        let mut tx = self.begin().await?;
+        let job_id = match &active {
+            Some(job) => {
+                let mut params = job.params.clone();
+                params["ramp"] = serde_json::to_value(&ramp)
+                    .map_err(|e| ControlError::Internal(format!("ramp as JSON: {e}")))?;
+                sqlx::query("UPDATE jobs SET params = $1, updated_at = $2 WHERE id = $3")
+                    .bind(params.to_string())
+                    .bind(now_ms())
+                    .bind(job.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(ControlError::db("changing the relay ramp"))?;
+                job.id
+            }
+            None => {
+                if ramp == RelayRampSpec::Off {
+                    return Err(ControlError::Conflict(
+                        "the relay is not running: there is nothing to turn off".into(),
+                    ));
+                }
+                let params = serde_json::json!({ "ramp": ramp });
+                let job = NewJob {
+                    migration_id: Some(migration_id),
+                    bucket_id: None,
+                    kind: JobKind::Relay,
+                    params,
+                    rate_limit: None,
+                };
+                jobs::enqueue(&mut tx, actor, &job).await?
+            }
+        };
+        // Buckets fully covered from now on are dual-written from now on.
+        let now = now_ms();
+        match &ramp {
+            r if r.covers_every_key() => {
+                sqlx::query(
+                    "UPDATE buckets SET dual_write_at = $1, updated_at = $1
+                     WHERE migration_id = $2 AND dual_write_at IS NULL",
+                )
+                .bind(now)
+                .bind(migration_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(ControlError::db("stamping dual-written buckets"))?;
+            }
+            RelayRampSpec::Buckets { ids } => {
+                for id in ids {
+                    sqlx::query(
+                        "UPDATE buckets SET dual_write_at = $1, updated_at = $1
+                         WHERE id = $2 AND migration_id = $3 AND dual_write_at IS NULL",
+                    )
+                    .bind(now)
+                    .bind(*id)
+                    .bind(migration_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(ControlError::db("stamping dual-written buckets"))?;
+                }
+            }
+            _ => {}
+        }
+        audit::record(
+            &mut tx,
+            AuditEntry::new(actor, "relay.ramp", "migration", &migration.name)
+                .from_state(from)
+                .to_state(ramp.to_string())
+                .reason(reason)
+                .details(serde_json::json!({ "job": job_id, "ramp": ramp })),
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing the relay ramp"))?;
+        self.job(job_id).await
+    }
+
+    /// Records a bucket's lag behind the changelog head, as catch-up measured it.
+    pub async fn record_bucket_lag(
+        &self,
+        bucket_id: i64,
+        changes: i64,
+        seconds: f64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE buckets SET lag_changes = $1, lag_seconds = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(changes)
+        .bind(seconds)
+        .bind(now_ms())
+        .bind(bucket_id)
+        .execute(self.pool())
+        .await
+        .map_err(ControlError::db("recording a bucket's lag"))?;
+        Ok(())
+    }
+
+    /// Records a bucket's catch-up window (changelog positions) and when it
+    /// was found caught up.
+    pub async fn record_catch_up(
+        &self,
+        bucket_id: i64,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE buckets SET catch_up_from = COALESCE(catch_up_from, $1), catch_up_to = $2,
+                    lag_changes = 0, lag_seconds = 0, updated_at = $3
+             WHERE id = $4",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(now_ms())
+        .bind(bucket_id)
+        .execute(self.pool())
+        .await
+        .map_err(ControlError::db("recording a bucket's catch-up"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ramps_parse_with_clear_refusals() {
+        assert_eq!(RelayRampSpec::parse("off", &[]).ok(), Some(RelayRampSpec::Off));
+        assert_eq!(
+            RelayRampSpec::parse(" 25% ", &[]).ok(),
+            Some(RelayRampSpec::Percent { millipercent: 25_000 })
+        );
+        assert!(RelayRampSpec::parse("100%", &[]).is_ok_and(|r| r.covers_every_key()));
+        assert_eq!(
+            RelayRampSpec::parse("buckets", &[3, 1, 3]).ok(),
+            Some(RelayRampSpec::Buckets { ids: vec![1, 3] })
+        );
+        let refused = RelayRampSpec::parse("250%", &[]);
+        assert!(matches!(refused, Err(ControlError::Invalid(ref m)) if m.contains("250%")));
+        assert!(RelayRampSpec::parse("buckets", &[]).is_err());
+    }
+}
