@@ -202,6 +202,17 @@ pub struct MigrationBoardView {
     /// (time ms, accuracy %), oldest first.
     pub accuracy: Vec<(i64, f64)>,
     pub batches: Vec<BatchRow>,
+    pub relay: RelayView,
+}
+
+/// The migration's dual-write relay: its ramp and what its job reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RelayView {
+    /// `off`, `25%`, `3 bucket(s)`.
+    pub ramp: String,
+    pub job_id: Option<i64>,
+    pub state: Option<String>,
+    pub message: Option<String>,
 }
 
 /// The migration's settings and spec, for the settings panel.

@@ -57,6 +57,8 @@ pub struct MigrationBoard {
     pub batches: Vec<Batch>,
     /// Every bucket in a batch, for the batches' checkpoints.
     pub batch_members: Vec<BatchMember>,
+    /// The migration's active relay job, if any.
+    pub relay: Option<Job>,
 }
 
 /// A bucket as its batch's checkpoint shows it.
@@ -110,6 +112,7 @@ impl Store {
             accuracy: self.accuracy_history(migration_id).await?,
             batches: self.list_batches(migration_id).await?,
             batch_members: self.batch_members(migration_id).await?,
+            relay: self.active_relay(migration_id).await?,
             summary,
             buckets,
             buckets_matching,

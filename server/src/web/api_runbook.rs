@@ -14,6 +14,7 @@ use tern_control::Actor;
 use tern_control::buckets::Phase;
 use tern_control::dashboard::BucketQuery;
 use tern_control::migrations::MigrationSettings;
+use tern_control::relay::RelayRampSpec;
 use tern_control::runbook::BucketAction;
 
 use crate::web::error::ApiError;
@@ -28,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/migrations/{id}/actions", post(bucket_action))
         .route("/api/v1/migrations/{id}/settings", put(settings))
         .route("/api/v1/migrations/{id}/archive", post(archive))
+        .route("/api/v1/migrations/{id}/relay", get(relay).put(set_relay))
         .route("/api/v1/migrations/{id}/batches", post(batches))
         .route("/api/v1/jobs", get(jobs))
         .route("/api/v1/jobs/{id}", get(job))
@@ -128,6 +130,41 @@ async fn bucket_action(
         .bucket_action(&actor(&user), id, action, &body.bucket_ids, &body.reason)
         .await?;
     Ok(Json(json!({ "message": message })))
+}
+
+/// The migration's relay: its job (if one is active) and its ramp.
+async fn relay(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let job = state.store.active_relay(id).await?;
+    let ramp = state.store.relay_ramp(id).await?;
+    Ok(Json(json!({ "ramp": ramp, "label": ramp.to_string(), "job": job })))
+}
+
+#[derive(Debug, Deserialize)]
+struct RelayBody {
+    /// `25%`, `off`, or `buckets` (with `bucket_ids`).
+    ramp: String,
+    #[serde(default)]
+    bucket_ids: Vec<i64>,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Starts the relay, or changes the running relay's ramp.
+async fn set_relay(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+    Json(body): Json<RelayBody>,
+) -> Result<Json<Value>, ApiError> {
+    let ramp = RelayRampSpec::parse(&body.ramp, &body.bucket_ids)?;
+    let job = state
+        .store
+        .set_relay_ramp(&actor(&user), id, ramp.clone(), &body.reason)
+        .await?;
+    Ok(Json(json!({ "ramp": ramp, "label": ramp.to_string(), "job": job })))
 }
 
 #[derive(Debug, Deserialize)]

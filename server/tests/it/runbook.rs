@@ -154,3 +154,60 @@ async fn an_engineer_creates_and_bulk_loads_a_migration_and_a_viewer_is_refused(
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_relay_ramp_is_set_over_the_api_bad_ramps_and_viewers_refused() -> anyhow::Result<()> {
+    let data = DataDir::new();
+    add_user(&data.0, "eng", "engineer", &[]).await?;
+    add_user(&data.0, "pm", "viewer", &[]).await?;
+    let source = sqlite_source(&data.0).await?;
+    let target = format!("sqlite://{}?mode=rwc", data.0.join("target.db").display());
+    let spec = format!(
+        "[source]\nurl = \"{source}\"\n[target]\nurl = \"{target}\"\n\n[[tables]]\nname = \"people\"\nkey = [\"id\"]\nbuckets = 2\n\
+         [tables.source]\ntable = \"people\"\nkey = [\"team\", \"id\"]\nbucket = \"team\"\n[tables.columns]\nid = \"id\"\nteam = \"team\"\nname = \"name\"\n"
+    );
+    let server = Server::start(&data.0).await?;
+    let (eng, token) = api_session(&server, "eng").await?;
+    let created: Value = eng
+        .post(server.url("/api/v1/migrations"))
+        .header("X-CSRF-Token", &token)
+        .json(&json!({ "name": "people", "spec": spec }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = created["id"].as_i64().ok_or_else(|| anyhow::anyhow!("no id: {created}"))?;
+    let relay = server.url(&format!("/api/v1/migrations/{id}/relay"));
+
+    let bad = eng
+        .put(&relay)
+        .header("X-CSRF-Token", &token)
+        .json(&json!({ "ramp": "250%" }))
+        .send()
+        .await?;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text().await?.contains("250%"));
+
+    let (pm, pm_token) = api_session(&server, "pm").await?;
+    let refused = pm
+        .put(&relay)
+        .header("X-CSRF-Token", &pm_token)
+        .json(&json!({ "ramp": "25%" }))
+        .send()
+        .await?;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    let set: Value = eng
+        .put(&relay)
+        .header("X-CSRF-Token", &token)
+        .json(&json!({ "ramp": "25%", "reason": "first step" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(set["label"], "25%");
+    let shown: Value = pm.get(&relay).send().await?.json().await?;
+    assert_eq!(shown["label"], "25%");
+    assert_eq!(shown["job"]["id"], set["job"]["id"]);
+    Ok(())
+}

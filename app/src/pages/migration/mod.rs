@@ -5,6 +5,7 @@
 mod batches;
 mod grid;
 mod jobs;
+mod relay;
 mod settings;
 
 use std::time::Duration;
@@ -23,6 +24,7 @@ use crate::types::{MigrationBoardView, duration, rate, thousands};
 pub use batches::StartBatch;
 pub use grid::RunBucketAction;
 pub use jobs::{ControlJob, SetJobRate};
+pub use relay::SetRelayRamp;
 pub use settings::{ArchiveMigration, MigrationSettings, PlanBatches, SaveSettings};
 
 /// Buckets listed per page of the grid.
@@ -95,6 +97,15 @@ fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> 
                     .collect(),
             })
             .collect(),
+        relay: match &b.relay {
+            Some(job) => crate::types::RelayView {
+                ramp: tern_control::relay::ramp_of(job).map(|r| r.to_string()).unwrap_or_else(|e| e.to_string()),
+                job_id: Some(job.id),
+                state: Some(job.state.as_str().to_string()),
+                message: job.message.clone(),
+            },
+            None => crate::types::RelayView { ramp: "off".into(), ..Default::default() },
+        },
         card: b.summary.into(),
     }
 }
@@ -115,6 +126,8 @@ pub(crate) struct BoardUi {
     pub job_control: ServerAction<ControlJob>,
     pub set_rate: ServerAction<SetJobRate>,
     pub start_batch: ServerAction<StartBatch>,
+    pub set_relay: ServerAction<SetRelayRamp>,
+    pub relay_draft: RwSignal<String>,
     pub rate_drafts: RwSignal<std::collections::HashMap<i64, String>>,
 }
 
@@ -133,6 +146,8 @@ pub fn MigrationPage() -> impl IntoView {
         job_control: ServerAction::new(),
         set_rate: ServerAction::new(),
         start_batch: ServerAction::new(),
+        set_relay: ServerAction::new(),
+        relay_draft: RwSignal::new(String::new()),
         rate_drafts: RwSignal::new(Default::default()),
     };
     provide_context(ui);
@@ -141,7 +156,8 @@ pub fn MigrationPage() -> impl IntoView {
         let done = ui.bucket_action.version().get()
             + ui.job_control.version().get()
             + ui.set_rate.version().get()
-            + ui.start_batch.version().get();
+            + ui.start_batch.version().get()
+            + ui.set_relay.version().get();
         if done > 0 {
             ui.changed.update(|c| *c += 1);
         }
@@ -228,6 +244,7 @@ fn Board(b: MigrationBoardView) -> impl IntoView {
                 <AccuracyChart points=b.accuracy.clone()/>
             </section>
         </div>
+        <relay::RelayPanel migration_id relay=b.relay.clone() can_operate=b.can_operate/>
         <grid::BucketGrid migration_id buckets=b.buckets.clone() matching=b.buckets_matching
             offset=b.offset page_size=b.page_size can_operate=b.can_operate/>
         <batches::BatchesPanel batches=b.batches.clone() can_operate=b.can_operate/>
