@@ -22,6 +22,7 @@ pub mod spec;
 pub mod throttle;
 pub mod transform;
 pub mod value;
+pub mod verify;
 pub mod writer;
 
 pub use buckets::{Bucket, Plan};
@@ -39,3 +40,7 @@ pub use spec::Spec;
 pub use throttle::{RateThrottle, Throttle};
 pub use transform::{Emitted, Record, TargetRow, Transformer, TransformerRegistry};
 pub use value::{ColumnType, Value};
+pub use verify::{
+    Counts, Mismatch, MismatchKind, Mode as VerifyMode, RepairReport, Scope as VerifyScope,
+    VerifyOptions, VerifyReport, VerifyStatus,
+};

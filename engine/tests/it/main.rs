@@ -11,4 +11,5 @@ mod pairs;
 mod plan;
 mod resume;
 mod support;
+mod verify;
 mod version_guard;
