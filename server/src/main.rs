@@ -45,6 +45,10 @@ enum Command {
     Plan(cli::plan::PlanArgs),
     /// Copy buckets from source to target: resumable, throttled, version-guarded.
     BulkLoad(cli::bulk_load::BulkLoadArgs),
+    /// Compare target with source: full diff, sample by strata, or keys changed since the last run.
+    Verify(cli::verify::VerifyArgs),
+    /// Re-copy the mismatched keys of a verification run, then re-verify them.
+    Repair(cli::verify::RepairArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +84,8 @@ fn main() -> ExitCode {
             Command::Worker(args) => cli::worker::run(settings, args).await,
             Command::Plan(args) => cli::plan::run(args).await,
             Command::BulkLoad(args) => cli::bulk_load::run(args).await,
+            Command::Verify(args) => cli::verify::run(args).await,
+            Command::Repair(args) => cli::verify::repair(args).await,
         }
     });
     match result {

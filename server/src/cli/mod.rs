@@ -6,4 +6,5 @@ pub mod demo_data;
 pub mod plan;
 pub mod serve;
 pub mod user;
+pub mod verify;
 pub mod worker;
