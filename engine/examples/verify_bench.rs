@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
                 let seen = done.clone();
                 opts.progress = Some(Arc::new(move |p: &tern_engine::Progress| {
                     let n = seen.fetch_add(1, Ordering::Relaxed);
-                    if n % 40 == 0 {
+                    if n.is_multiple_of(40) {
                         eprintln!(
                             "  {} bucket {}: {}/{} rows, {:.0} rows/s, eta {:?}",
                             p.table,

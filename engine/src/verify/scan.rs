@@ -391,6 +391,7 @@ impl Ctx {
     /// Checks a set of source keys: reads them from the source (dropping rows
     /// whose bucket value is outside `range`), transforms, looks the target
     /// up by expected key and by source key, compares.
+    #[allow(clippy::too_many_arguments)]
     async fn check_keys(
         &self,
         keys: &[Vec<Value>],

@@ -106,7 +106,7 @@ async fn all_mismatches(loader: &BulkLoader, run: &str) -> anyhow::Result<Vec<Mi
     Ok(verify::list_mismatches(loader.target(), run, 0, 10_000, false).await?)
 }
 
-fn find<'a>(ms: &'a [Mismatch], id: i64) -> anyhow::Result<&'a Mismatch> {
+fn find(ms: &[Mismatch], id: i64) -> anyhow::Result<&Mismatch> {
     ms.iter()
         .find(|m| m.target_key == [tern_engine::Value::Int(id)])
         .ok_or_else(|| anyhow::anyhow!("no mismatch for key {id}"))
