@@ -32,6 +32,7 @@ pub mod spec;
 pub mod throttle;
 pub mod transform;
 pub mod value;
+pub mod verify;
 pub mod writer;
 
 pub use buckets::{Bucket, Plan};
@@ -57,3 +58,7 @@ pub use spec::Spec;
 pub use throttle::{RateThrottle, Throttle};
 pub use transform::{Emitted, Record, TargetRow, Transformer, TransformerRegistry};
 pub use value::{ColumnType, Value};
+pub use verify::{
+    Counts, Mismatch, MismatchKind, Mode as VerifyMode, RepairReport, Scope as VerifyScope,
+    VerifyOptions, VerifyReport, VerifyStatus,
+};

@@ -52,6 +52,10 @@ enum Command {
     Relay(cli::relay::RelayArgs),
     /// Replay what a bucket missed since its watermark (or re-copy a time window) until its lag is zero.
     CatchUp(cli::catch_up::CatchUpArgs),
+    /// Compare target with source: full diff, sample by strata, or keys changed since the last run.
+    Verify(cli::verify::VerifyArgs),
+    /// Re-copy the mismatched keys of a verification run, then re-verify them.
+    Repair(cli::verify::RepairArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +94,8 @@ fn main() -> ExitCode {
             Command::Capture(cmd) => cli::capture::run(cmd).await,
             Command::Relay(args) => cli::relay::run(args).await,
             Command::CatchUp(args) => cli::catch_up::run(args).await,
+            Command::Verify(args) => cli::verify::run(args).await,
+            Command::Repair(args) => cli::verify::repair(args).await,
         }
     });
     match result {

@@ -209,6 +209,11 @@ impl BulkLoader {
             })
     }
 
+    /// The described source query of a table (verification reads by it).
+    pub(crate) fn source_query(&self, table: &str) -> Result<Arc<SourceQuery>> {
+        Ok(self.table(table)?.query.clone())
+    }
+
     /// The compiled transform of a table, to run on chunks outside a load.
     pub fn pipeline(&self, table: &str) -> Result<Arc<Pipeline>> {
         Ok(self.table(table)?.pipeline.clone())

@@ -369,6 +369,50 @@ impl Connector {
         }
     }
 
+    /// Runs statements with parameters in one transaction: all commit or none
+    /// does (verification stores a chunk's mismatches and its progress so).
+    pub(crate) async fn transaction(&self, statements: &[Statement], context: &str) -> Result<()> {
+        let ctx = || format!("{context} on {} database {}", self.role, self.url);
+        let run = async {
+            match &self.pool {
+                Pool::Pg(p) => {
+                    let mut tx = p.begin().await?;
+                    for st in statements {
+                        let n = postgres::bind_all(sqlx::query(&st.sql), &st.params)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        check_affected(st, n)?;
+                    }
+                    tx.commit().await
+                }
+                Pool::My(p) => {
+                    let mut tx = p.begin().await?;
+                    for st in statements {
+                        let n = mysql::bind_all(sqlx::query(&st.sql), &st.params)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        check_affected(st, n)?;
+                    }
+                    tx.commit().await
+                }
+                Pool::Lite(p) => {
+                    let mut tx = p.begin().await?;
+                    for st in statements {
+                        let n = sqlite::bind_all(sqlx::query(&st.sql), &st.params)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        check_affected(st, n)?;
+                    }
+                    tx.commit().await
+                }
+            }
+        };
+        run.await.map_err(EngineError::db(ctx()))
+    }
+
     /// The column definition SQL type of the dialect for a column type.
     pub fn sql_type(&self, ty: ColumnType, in_key: bool) -> &'static str {
         match self.dialect() {

@@ -12,4 +12,5 @@ mod plan;
 mod relay;
 mod resume;
 mod support;
+mod verify;
 mod version_guard;

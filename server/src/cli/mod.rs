@@ -9,4 +9,5 @@ pub mod plan;
 pub mod relay;
 pub mod serve;
 pub mod user;
+pub mod verify;
 pub mod worker;

@@ -1,0 +1,95 @@
+//! The engine side of `bench/verify.sh`, built without the web server:
+//! `verify_bench load SPEC` bulk-loads every bucket (4 at a time), and
+//! `verify_bench verify SPEC [PARALLEL]` runs a full diff of every table
+//! through [`tern_engine::verify::verify`], the same call `tern verify`
+//! makes, printing progress to stderr and one line
+//! `verify done: rows=N compared=… missing=… extra=… different=… accuracy=…%`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use futures::StreamExt;
+use tern_engine::verify::{self, VerifyOptions};
+use tern_engine::{BulkLoader, Counts, LoadOptions, Spec, TransformerRegistry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(cmd), Some(path)) = (args.get(1), args.get(2)) else {
+        anyhow::bail!("usage: verify_bench load|verify SPEC [PARALLEL]");
+    };
+    let parallel: usize = args.get(3).map_or(Ok(4), |s| s.parse())?;
+    let spec = Spec::from_file(std::path::Path::new(path))?;
+    let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
+    let tables: Vec<String> = loader.tables().iter().map(|s| s.to_string()).collect();
+    let started = Instant::now();
+    match cmd.as_str() {
+        "load" => {
+            for t in &tables {
+                let plan = loader.plan_or_resume(t, None).await?;
+                let opts = LoadOptions::default();
+                let mut loads = futures::stream::iter(
+                    plan.buckets.iter().map(|b| loader.load_bucket(b, &opts)),
+                )
+                .buffer_unordered(parallel);
+                let mut rows = 0;
+                while let Some(r) = loads.next().await {
+                    rows += r?.rows_read;
+                }
+                eprintln!(
+                    "loaded {t}: {rows} rows in {:.1}s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        "verify" => {
+            let mut total = Counts::default();
+            let mut rows = 0;
+            for t in &tables {
+                let done = Arc::new(AtomicU64::new(0));
+                let mut opts = VerifyOptions::full(t);
+                opts.parallelism = parallel;
+                let seen = done.clone();
+                opts.progress = Some(Arc::new(move |p: &tern_engine::Progress| {
+                    let n = seen.fetch_add(1, Ordering::Relaxed);
+                    if n.is_multiple_of(40) {
+                        eprintln!(
+                            "  {} bucket {}: {}/{} rows, {:.0} rows/s, eta {:?}",
+                            p.table,
+                            p.bucket,
+                            p.rows_done,
+                            p.rows_planned,
+                            p.rate,
+                            p.eta.map(|e| e.as_secs())
+                        );
+                    }
+                }));
+                let r = verify::verify(&loader, &opts).await?;
+                println!(
+                    "{t} run {}: accuracy {}% ({} of {})",
+                    r.run_id,
+                    r.counts.accuracy_text(),
+                    r.counts.matched,
+                    r.counts.compared
+                );
+                print!("{}", r.tree.render());
+                rows += r.keys_read;
+                total.add(&r.counts);
+            }
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "verify done: rows={rows} compared={} matched={} missing={} extra={} different={} \
+                 accuracy={}% seconds={secs:.3}",
+                total.compared,
+                total.matched,
+                total.missing,
+                total.extra,
+                total.different,
+                total.accuracy_text()
+            );
+        }
+        other => anyhow::bail!("unknown command `{other}`: load or verify"),
+    }
+    Ok(())
+}
