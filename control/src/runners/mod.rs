@@ -3,6 +3,7 @@
 //! verification results) in the control store.
 
 pub mod bulk_load;
+pub mod datafix;
 
 use std::sync::Arc;
 
@@ -29,7 +30,10 @@ impl std::fmt::Debug for RunnerContext {
 
 /// Every runner of this crate.
 pub fn all(ctx: &RunnerContext) -> Vec<Arc<dyn JobRunner>> {
-    vec![Arc::new(bulk_load::BulkLoadRunner::new(ctx.clone()))]
+    vec![
+        Arc::new(bulk_load::BulkLoadRunner::new(ctx.clone())),
+        Arc::new(datafix::DataFixRunner::default()),
+    ]
 }
 
 /// The job's migration and its parsed spec.
