@@ -8,7 +8,7 @@
 # Ends with exactly one summary line:
 # datafix records=N records_per_s=X configured_rate=R rate_error_pct=E
 #
-# Environment: ROWS (default 1000000), RATE (500), DURATION (20),
+# Environment: PROFILE (release), ROWS (default 1000000), RATE (500), DURATION (20),
 # MYSQL_HOST/MYSQL_PORT/MYSQL_USER (127.0.0.1/3306/root, no password),
 # PGHOST/PGPORT/PGUSER (127.0.0.1/5432/postgres), KEEP=1 keeps the databases.
 set -euo pipefail
@@ -33,9 +33,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "building the data-fix driver (release)"
-cargo build --release -q -p tern-datafix --example datafix_bench
-BIN=target/release/examples/datafix_bench
+# PROFILE=dev uses the dev build (dependencies at opt-level 1) when a release
+# build cannot be afforded on a busy machine.
+PROFILE=${PROFILE:-release}
+log "building the data-fix driver ($PROFILE)"
+if [ "$PROFILE" = release ]; then
+  cargo build --release -q -p tern-datafix --example datafix_bench
+  BIN=target/release/examples/datafix_bench
+else
+  cargo build -q -p tern-datafix --example datafix_bench
+  BIN=target/debug/examples/datafix_bench
+fi
 PG_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$DB"
 MY_URL="mysql://$MYSQL_USER@$MYSQL_HOST:$MYSQL_PORT/$DB"
 

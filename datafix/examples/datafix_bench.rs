@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tern_datafix::{FixJob, FixObserver, FixProgress, FixSpec, LiveSettings, PluginRegistry, RunOptions};
+use tern_datafix::{
+    FixJob, FixObserver, FixProgress, FixSpec, LiveSettings, PluginRegistry, RunOptions,
+};
 
 const JOB: &str = r#"
 name = "bench-lowercase-emails"
@@ -34,7 +36,10 @@ impl FixObserver for Samples {
         if let Ok(mut s) = self.0.lock() {
             s.push((Instant::now(), p.changed));
         }
-        eprint!("\r[bench] pass {} {} changed, {:.0}/s   ", p.pass, p.changed, p.rate);
+        eprint!(
+            "\r[bench] pass {} {} changed, {:.0}/s   ",
+            p.pass, p.changed, p.rate
+        );
     }
 }
 

@@ -40,7 +40,11 @@ pub fn check_filter_text(sql: &str) -> Result<()> {
         .unwrap_or("")
         .to_ascii_uppercase();
     if first != "SELECT" && first != "WITH" {
-        let word = if first.is_empty() { "nothing".to_string() } else { format!("`{first}`") };
+        let word = if first.is_empty() {
+            "nothing".to_string()
+        } else {
+            format!("`{first}`")
+        };
         return Err(DatafixError::Filter {
             message: format!(
                 "the filter must be a single SELECT returning the records to change, but it starts with {word}; \
@@ -51,7 +55,8 @@ pub fn check_filter_text(sql: &str) -> Result<()> {
     let outside_literals: String = body.split('\'').step_by(2).collect();
     if outside_literals.contains(';') {
         return Err(DatafixError::Filter {
-            message: "the filter must be a single statement: remove the `;` between statements".into(),
+            message: "the filter must be a single statement: remove the `;` between statements"
+                .into(),
         });
     }
     Ok(())
@@ -131,7 +136,10 @@ impl FixDb {
         let dialect = Dialect::of_url(url).ok_or_else(|| {
             DatafixError::spec(
                 "url",
-                format!("`{}` is not a postgres://, mysql:// or sqlite:// URL", redact(url)),
+                format!(
+                    "`{}` is not a postgres://, mysql:// or sqlite:// URL",
+                    redact(url)
+                ),
             )
         })?;
         let unreachable = |source| DatafixError::Unreachable {
@@ -273,13 +281,13 @@ impl FixDb {
                     .collect::<std::result::Result<_, sqlx::Error>>()
                     .map_err(DatafixError::db(ctx))?
             }
-            Pools::Lite { write, .. } => sqlx::query_as(
-                "SELECT name, type FROM pragma_table_info(?)",
-            )
-            .bind(&name)
-            .fetch_all(write)
-            .await
-            .map_err(DatafixError::db(ctx))?,
+            Pools::Lite { write, .. } => {
+                sqlx::query_as("SELECT name, type FROM pragma_table_info(?)")
+                    .bind(&name)
+                    .fetch_all(write)
+                    .await
+                    .map_err(DatafixError::db(ctx))?
+            }
         };
         Ok(rows.into_iter().collect())
     }
@@ -344,7 +352,10 @@ impl FixDb {
         Ok(rows
             .first()
             .and_then(|r| r.get("n"))
-            .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+            .and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            })
             .unwrap_or(0))
     }
 
@@ -373,11 +384,15 @@ impl FixDb {
                 for p in params {
                     q = bind_pg(q, p);
                 }
-                let rows = q.fetch_all(&mut *tx).await.map_err(|e| self.filter_refused(e))?;
+                let rows = q
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| self.filter_refused(e))?;
                 let _ = tx.rollback().await;
-                rows.iter().map(decode_pg).collect::<std::result::Result<_, _>>().map_err(
-                    |m| DatafixError::Filter { message: m },
-                )
+                rows.iter()
+                    .map(decode_pg)
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|m| DatafixError::Filter { message: m })
             }
             Pools::My { read, .. } => {
                 let mut tx = read
@@ -388,7 +403,9 @@ impl FixDb {
                 let secs = self.timeout.as_secs_f64().max(0.001);
                 let set = sqlx::query("SET SESSION max_statement_time = ?").bind(secs);
                 if set.execute(&mut *tx).await.is_err() {
-                    let ms = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX).max(1);
+                    let ms = i64::try_from(self.timeout.as_millis())
+                        .unwrap_or(i64::MAX)
+                        .max(1);
                     sqlx::query("SET SESSION max_execution_time = ?")
                         .bind(ms)
                         .execute(&mut *tx)
@@ -402,19 +419,24 @@ impl FixDb {
                 let rows = q.fetch_all(&mut *tx).await;
                 let _ = tx.rollback().await;
                 let rows = rows.map_err(|e| self.filter_refused(e))?;
-                rows.iter().map(decode_my).collect::<std::result::Result<_, _>>().map_err(
-                    |m| DatafixError::Filter { message: m },
-                )
+                rows.iter()
+                    .map(decode_my)
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|m| DatafixError::Filter { message: m })
             }
             Pools::Lite { read, .. } => {
                 let mut q = sqlx::query(sql);
                 for p in params {
                     q = bind_lite(q, p);
                 }
-                let rows = q.fetch_all(read).await.map_err(|e| self.filter_refused(e))?;
-                rows.iter().map(decode_lite).collect::<std::result::Result<_, _>>().map_err(
-                    |m| DatafixError::Filter { message: m },
-                )
+                let rows = q
+                    .fetch_all(read)
+                    .await
+                    .map_err(|e| self.filter_refused(e))?;
+                rows.iter()
+                    .map(decode_lite)
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|m| DatafixError::Filter { message: m })
             }
         }
     }
@@ -465,7 +487,11 @@ impl FixDb {
                 _ => true,
             };
             if guardable {
-                conds.push(format!("{} {same} {}", d.quote(name), p(&mut params, name, v)));
+                conds.push(format!(
+                    "{} {same} {}",
+                    d.quote(name),
+                    p(&mut params, name, v)
+                ));
             }
         }
         (format!("{head} WHERE {}", conds.join(" AND ")), params)
@@ -475,9 +501,15 @@ impl FixDb {
     /// values its record was read with. If the database refuses one, the batch
     /// is rolled back and each change written on its own, so one bad record
     /// fails alone.
-    pub async fn write_batch(&self, key: &[String], batch: &[(Record, Write)]) -> Vec<WriteOutcome> {
-        let stmts: Vec<(String, Vec<Json>)> =
-            batch.iter().map(|(r, w)| self.statement(key, r, w)).collect();
+    pub async fn write_batch(
+        &self,
+        key: &[String],
+        batch: &[(Record, Write)],
+    ) -> Vec<WriteOutcome> {
+        let stmts: Vec<(String, Vec<Json>)> = batch
+            .iter()
+            .map(|(r, w)| self.statement(key, r, w))
+            .collect();
         match self.write_all(&stmts).await {
             Ok(outcomes) => outcomes,
             Err(_) => {
@@ -485,7 +517,9 @@ impl FixDb {
                 for st in &stmts {
                     out.push(match self.write_all(std::slice::from_ref(st)).await {
                         Ok(mut o) => o.pop().unwrap_or(WriteOutcome::Stale),
-                        Err(e) => WriteOutcome::Failed(format!("the database refused the change: {e}")),
+                        Err(e) => {
+                            WriteOutcome::Failed(format!("the database refused the change: {e}"))
+                        }
                     });
                 }
                 out
@@ -493,8 +527,17 @@ impl FixDb {
         }
     }
 
-    async fn write_all(&self, stmts: &[(String, Vec<Json>)]) -> std::result::Result<Vec<WriteOutcome>, sqlx::Error> {
-        let outcome = |n: u64| if n > 0 { WriteOutcome::Applied } else { WriteOutcome::Stale };
+    async fn write_all(
+        &self,
+        stmts: &[(String, Vec<Json>)],
+    ) -> std::result::Result<Vec<WriteOutcome>, sqlx::Error> {
+        let outcome = |n: u64| {
+            if n > 0 {
+                WriteOutcome::Applied
+            } else {
+                WriteOutcome::Stale
+            }
+        };
         let mut out = Vec::with_capacity(stmts.len());
         match &self.pools {
             Pools::Pg { write, .. } => {
@@ -594,13 +637,24 @@ fn decode_pg(row: &sqlx::postgres::PgRow) -> std::result::Result<Record, String>
                 "INT8" => Json::from(row.try_get::<i64, _>(i).map_err(err)?),
                 "FLOAT4" => Json::from(row.try_get::<f32, _>(i).map_err(err)? as f64),
                 "FLOAT8" => Json::from(row.try_get::<f64, _>(i).map_err(err)?),
-                "NUMERIC" => Json::String(row.try_get::<rust_decimal::Decimal, _>(i).map_err(err)?.to_string()),
+                "NUMERIC" => Json::String(
+                    row.try_get::<rust_decimal::Decimal, _>(i)
+                        .map_err(err)?
+                        .to_string(),
+                ),
                 "BOOL" => Json::Bool(row.try_get::<bool, _>(i).map_err(err)?),
                 "UUID" => Json::String(row.try_get::<uuid::Uuid, _>(i).map_err(err)?.to_string()),
                 "JSON" | "JSONB" => row.try_get::<Json, _>(i).map_err(err)?,
-                "TIMESTAMPTZ" => Json::String(row.try_get::<DateTime<Utc>, _>(i).map_err(err)?.to_rfc3339()),
+                "TIMESTAMPTZ" => Json::String(
+                    row.try_get::<DateTime<Utc>, _>(i)
+                        .map_err(err)?
+                        .to_rfc3339(),
+                ),
                 "TIMESTAMP" => Json::String(
-                    row.try_get::<NaiveDateTime, _>(i).map_err(err)?.format("%Y-%m-%d %H:%M:%S%.f").to_string(),
+                    row.try_get::<NaiveDateTime, _>(i)
+                        .map_err(err)?
+                        .format("%Y-%m-%d %H:%M:%S%.f")
+                        .to_string(),
                 ),
                 "DATE" => Json::String(row.try_get::<NaiveDate, _>(i).map_err(err)?.to_string()),
                 _ => match row.try_get::<String, _>(i) {
@@ -623,12 +677,17 @@ fn decode_my(row: &sqlx::mysql::MySqlRow) -> std::result::Result<Record, String>
     let mut fields = Vec::with_capacity(row.columns().len());
     for (i, col) in row.columns().iter().enumerate() {
         let name = col.name().to_string();
-        let null = row.try_get_raw(i).map_err(|e| format!("column {name}: {e}"))?.is_null();
+        let null = row
+            .try_get_raw(i)
+            .map_err(|e| format!("column {name}: {e}"))?
+            .is_null();
         let ty = col.type_info().name().to_ascii_uppercase();
         let v = if null {
             Json::Null
         } else if ty == "BOOLEAN" {
-            row.try_get::<bool, _>(i).map(Json::Bool).map_err(|e| e.to_string())?
+            row.try_get::<bool, _>(i)
+                .map(Json::Bool)
+                .map_err(|e| e.to_string())?
         } else if let Ok(x) = row.try_get::<i64, _>(i) {
             Json::from(x)
         } else if let Ok(x) = row.try_get::<u64, _>(i) {
@@ -657,7 +716,9 @@ fn decode_my(row: &sqlx::mysql::MySqlRow) -> std::result::Result<Record, String>
                 }
             }
         } else {
-            return Err(format!("column {name} has type {ty}, which a data fix cannot read; cast it in the filter"));
+            return Err(format!(
+                "column {name} has type {ty}, which a data fix cannot read; cast it in the filter"
+            ));
         };
         fields.push((name, v));
     }
@@ -668,7 +729,10 @@ fn decode_lite(row: &sqlx::sqlite::SqliteRow) -> std::result::Result<Record, Str
     let mut fields = Vec::with_capacity(row.columns().len());
     for (i, col) in row.columns().iter().enumerate() {
         let name = col.name().to_string();
-        let null = row.try_get_raw(i).map_err(|e| format!("column {name}: {e}"))?.is_null();
+        let null = row
+            .try_get_raw(i)
+            .map_err(|e| format!("column {name}: {e}"))?
+            .is_null();
         let v = if null {
             Json::Null
         } else if let Ok(x) = row.try_get::<i64, _>(i) {
@@ -678,7 +742,9 @@ fn decode_lite(row: &sqlx::sqlite::SqliteRow) -> std::result::Result<Record, Str
         } else if let Ok(x) = row.try_get::<String, _>(i) {
             Json::String(x)
         } else {
-            return Err(format!("column {name} holds binary data, which a data fix cannot read; select hex({name}) instead"));
+            return Err(format!(
+                "column {name} holds binary data, which a data fix cannot read; select hex({name}) instead"
+            ));
         };
         fields.push((name, v));
     }
@@ -692,7 +758,9 @@ mod tests {
     #[test]
     fn only_a_single_select_passes_the_text_check() {
         assert!(check_filter_text("SELECT id FROM t").is_ok());
-        assert!(check_filter_text("  -- which rows\n with x as (select 1) select * from x;").is_ok());
+        assert!(
+            check_filter_text("  -- which rows\n with x as (select 1) select * from x;").is_ok()
+        );
         assert!(check_filter_text("select ';' as semi").is_ok());
         for bad in [
             "UPDATE t SET a = 1",

@@ -130,7 +130,13 @@ fn int_of(v: &Json, what: &str) -> Result<i64, String> {
     }
 }
 
-fn arith(a: &Json, b: &Json, name: &str, op: fn(f64, f64) -> f64, iop: fn(i64, i64) -> Option<i64>) -> Result<Json, String> {
+fn arith(
+    a: &Json,
+    b: &Json,
+    name: &str,
+    op: fn(f64, f64) -> f64,
+    iop: fn(i64, i64) -> Option<i64>,
+) -> Result<Json, String> {
     let num = |v: &Json| -> Result<Json, String> {
         match v {
             Json::Number(_) => Ok(v.clone()),
@@ -156,7 +162,13 @@ fn arith(a: &Json, b: &Json, name: &str, op: fn(f64, f64) -> f64, iop: fn(i64, i
 fn call(func: Func, v: &[Json]) -> Result<Json, String> {
     let null_in = v.iter().any(Json::is_null);
     match func {
-        Func::Coalesce => return Ok(v.iter().find(|x| !x.is_null()).cloned().unwrap_or(Json::Null)),
+        Func::Coalesce => {
+            return Ok(v
+                .iter()
+                .find(|x| !x.is_null())
+                .cloned()
+                .unwrap_or(Json::Null));
+        }
         Func::Concat => {
             return Ok(Json::String(
                 v.iter().filter(|x| !x.is_null()).map(text_of).collect(),
@@ -214,7 +226,9 @@ impl Parser<'_> {
         if c.is_ascii_digit() || c == b'-' {
             let start = self.i;
             self.i += 1;
-            while self.i < self.s.len() && (self.s[self.i].is_ascii_digit() || self.s[self.i] == b'.') {
+            while self.i < self.s.len()
+                && (self.s[self.i].is_ascii_digit() || self.s[self.i] == b'.')
+            {
                 self.i += 1;
             }
             let lit = &self.text[start..self.i];
@@ -226,7 +240,9 @@ impl Parser<'_> {
         }
         if c.is_ascii_alphabetic() || c == b'_' {
             let start = self.i;
-            while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_') {
+            while self.i < self.s.len()
+                && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_')
+            {
                 self.i += 1;
             }
             let name = &self.text[start..self.i];
@@ -269,7 +285,10 @@ impl Parser<'_> {
                         Some(m) => format!("{min} to {m}"),
                         None => format!("at least {min}"),
                     };
-                    return Err(format!("`{name}` takes {want} arguments, not {}", args.len()));
+                    return Err(format!(
+                        "`{name}` takes {want} arguments, not {}",
+                        args.len()
+                    ));
                 }
                 return Ok(Expr::Call(func, args));
             }
@@ -295,7 +314,12 @@ impl Parser<'_> {
         let mut seg = self.i;
         loop {
             match self.s.get(self.i) {
-                None => return Err(format!("unterminated string starting at character {}", start + 1)),
+                None => {
+                    return Err(format!(
+                        "unterminated string starting at character {}",
+                        start + 1
+                    ));
+                }
                 Some(b'\'') if self.s.get(self.i + 1) == Some(&b'\'') => {
                     out.push_str(&self.text[seg..=self.i]);
                     self.i += 2;
@@ -333,15 +357,25 @@ mod tests {
         let e = Expr::parse("truncate(first_name, 1000)").expect("parses");
         assert_eq!(e.eval(&rec()), Ok(json!("Ann-Marie")));
         let r = Record::from_pairs(vec![("first_name".into(), json!("ééé"))]);
-        assert_eq!(Expr::parse("truncate(first_name, 2)").unwrap().eval(&r), Ok(json!("éé")));
+        assert_eq!(
+            Expr::parse("truncate(first_name, 2)").unwrap().eval(&r),
+            Ok(json!("éé"))
+        );
     }
 
     #[test]
     fn functions_nest_and_null_propagates() {
-        let e = Expr::parse("concat(upper(substr(first_name, 1, 3)), '-', add(n, 1), 'it''s')").unwrap();
+        let e = Expr::parse("concat(upper(substr(first_name, 1, 3)), '-', add(n, 1), 'it''s')")
+            .unwrap();
         assert_eq!(e.eval(&rec()), Ok(json!("ANN-42it's")));
-        assert_eq!(Expr::parse("lower(gone)").unwrap().eval(&rec()), Ok(Json::Null));
-        assert_eq!(Expr::parse("coalesce(gone, 'x')").unwrap().eval(&rec()), Ok(json!("x")));
+        assert_eq!(
+            Expr::parse("lower(gone)").unwrap().eval(&rec()),
+            Ok(Json::Null)
+        );
+        assert_eq!(
+            Expr::parse("coalesce(gone, 'x')").unwrap().eval(&rec()),
+            Ok(json!("x"))
+        );
         let mut f = Vec::new();
         e.fields(&mut f);
         assert_eq!(f, vec!["first_name".to_string(), "n".to_string()]);
@@ -349,10 +383,24 @@ mod tests {
 
     #[test]
     fn mistakes_are_named() {
-        assert!(Expr::parse("shout(first_name)").unwrap_err().contains("unknown function `shout`"));
-        assert!(Expr::parse("truncate(first_name)").unwrap_err().contains("takes 2 arguments"));
+        assert!(
+            Expr::parse("shout(first_name)")
+                .unwrap_err()
+                .contains("unknown function `shout`")
+        );
+        assert!(
+            Expr::parse("truncate(first_name)")
+                .unwrap_err()
+                .contains("takes 2 arguments")
+        );
         assert!(Expr::parse("'open").unwrap_err().contains("unterminated"));
         assert!(Expr::parse("a b").unwrap_err().contains("unexpected"));
-        assert!(Expr::parse("missing").unwrap().eval(&rec()).unwrap_err().contains("no field `missing`"));
+        assert!(
+            Expr::parse("missing")
+                .unwrap()
+                .eval(&rec())
+                .unwrap_err()
+                .contains("no field `missing`")
+        );
     }
 }

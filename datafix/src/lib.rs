@@ -27,7 +27,7 @@ pub use error::DatafixError;
 pub use mapper::{Change, FixPlugin, Mapper, PluginRegistry};
 pub use record::Record;
 pub use run::{
-    Checkpoint, DryRunRecord, FixFailure, FixJob, FixObserver, FixProgress, FixReport, LiveSettings,
-    NoObserver, RunOptions, RunStatus,
+    Checkpoint, DryRunRecord, FixFailure, FixJob, FixObserver, FixProgress, FixReport,
+    LiveSettings, NoObserver, RunOptions, RunStatus,
 };
 pub use spec::{EXAMPLE, FixSpec, MapperSpec, OnFailure, Settings};

@@ -77,7 +77,9 @@ impl std::fmt::Debug for Mapper {
         match self {
             Mapper::Update(s) => f.debug_tuple("Update").field(s).finish(),
             Mapper::Delete => f.write_str("Delete"),
-            Mapper::Http { endpoint, .. } => f.debug_struct("Http").field("endpoint", endpoint).finish(),
+            Mapper::Http { endpoint, .. } => {
+                f.debug_struct("Http").field("endpoint", endpoint).finish()
+            }
             Mapper::Plugin(_) => f.write_str("Plugin"),
         }
     }
@@ -116,21 +118,30 @@ impl Mapper {
                 client: reqwest::Client::builder()
                     .timeout(Duration::from_secs((*timeout_s).max(1)))
                     .build()
-                    .map_err(|e| DatafixError::spec("mapper.endpoint", format!("cannot build an HTTP client: {e}")))?,
+                    .map_err(|e| {
+                        DatafixError::spec(
+                            "mapper.endpoint",
+                            format!("cannot build an HTTP client: {e}"),
+                        )
+                    })?,
                 endpoint: endpoint.clone(),
                 job: job.to_string(),
             },
-            MapperSpec::Plugin { name, .. } => Mapper::Plugin(
-                plugins.plugins.get(name).cloned().ok_or_else(|| {
+            MapperSpec::Plugin { name, .. } => {
+                Mapper::Plugin(plugins.plugins.get(name).cloned().ok_or_else(|| {
                     DatafixError::spec(
                         "mapper.name",
                         format!(
                             "no plug-in `{name}` is registered in this process; registered: {}",
-                            if plugins.plugins.is_empty() { "none".to_string() } else { plugins.names().join(", ") }
+                            if plugins.plugins.is_empty() {
+                                "none".to_string()
+                            } else {
+                                plugins.names().join(", ")
+                            }
                         ),
                     )
-                })?,
-            ),
+                })?)
+            }
         })
     }
 
@@ -147,7 +158,12 @@ impl Mapper {
 
     /// The change for one record, or the reason it cannot be changed.
     /// `dry_run` tells an HTTP service not to write.
-    pub async fn map(&self, rec: &Record, key: &[String], dry_run: bool) -> std::result::Result<Change, String> {
+    pub async fn map(
+        &self,
+        rec: &Record,
+        key: &[String],
+        dry_run: bool,
+    ) -> std::result::Result<Change, String> {
         match self {
             Mapper::Update(set) => {
                 let mut cols = Vec::with_capacity(set.len());
@@ -158,7 +174,11 @@ impl Mapper {
             }
             Mapper::Delete => Ok(Change::Delete),
             Mapper::Plugin(p) => p.map(rec).await,
-            Mapper::Http { client, endpoint, job } => {
+            Mapper::Http {
+                client,
+                endpoint,
+                job,
+            } => {
                 let body = serde_json::json!({
                     "job": job,
                     "key": rec.key_json(key),
@@ -194,7 +214,9 @@ impl Mapper {
                         .map_err(|e| format!("service {endpoint} answered {status} with a body that is not a change: {e}"))?
                 };
                 match (ans.set, ans.delete, ans.applied) {
-                    (Some(set), false, _) if !set.is_empty() => Ok(Change::Set(set.into_iter().collect())),
+                    (Some(set), false, _) if !set.is_empty() => {
+                        Ok(Change::Set(set.into_iter().collect()))
+                    }
                     (_, true, _) => Ok(Change::Delete),
                     (_, false, true) => Ok(Change::AppliedByService),
                     _ => Err(format!(

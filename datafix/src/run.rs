@@ -33,7 +33,7 @@ pub struct LiveSettings {
 #[derive(Debug, Clone)]
 pub struct Pacer {
     settings: watch::Receiver<Settings>,
-    next_due: Arc<tokio::sync::Mutex<Option<Instant>>>,
+    next_due: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 /// How much lost time the pacer may make up for.
@@ -63,7 +63,7 @@ impl Pacer {
                 *next = None;
                 return;
             }
-            let now = Instant::now();
+            let now = tokio::time::Instant::now();
             let floor = now.checked_sub(CATCH_UP).unwrap_or(now);
             let due = next.map_or(now, |d| d.max(floor));
             if due <= now {
@@ -101,11 +101,13 @@ impl LiveSettings {
     }
 
     pub fn set_concurrency(&self, n: usize) {
-        self.settings.send_modify(|s| s.concurrency = n.clamp(1, 256));
+        self.settings
+            .send_modify(|s| s.concurrency = n.clamp(1, 256));
     }
 
     pub fn set_batch_size(&self, n: usize) {
-        self.settings.send_modify(|s| s.batch_size = n.clamp(1, 100_000));
+        self.settings
+            .send_modify(|s| s.batch_size = n.clamp(1, 100_000));
     }
 
     pub fn set_on_failure(&self, p: OnFailure) {
@@ -127,7 +129,11 @@ impl LiveSettings {
         self.set_concurrency(s.concurrency);
         self.set_batch_size(s.batch_size);
         self.set_on_failure(s.on_failure);
-        if s.paused { self.pause() } else { self.resume() }
+        if s.paused {
+            self.pause()
+        } else {
+            self.resume()
+        }
     }
 }
 
@@ -331,7 +337,9 @@ impl FixJob {
                         .iter()
                         .filter(|(c, v)| rec.get(c) != Some(v))
                         .map(|(c, v)| {
-                            let before = rec.get(c).map_or_else(|| "(not selected)".to_string(), preview);
+                            let before = rec
+                                .get(c)
+                                .map_or_else(|| "(not selected)".to_string(), preview);
                             (c.clone(), before, preview(v))
                         })
                         .collect();
@@ -422,7 +430,9 @@ impl FixJob {
                 let now = Instant::now();
                 window.push_back((now, totals.changed));
                 while window.len() > 2
-                    && window.front().is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(3))
+                    && window
+                        .front()
+                        .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(3))
                 {
                     window.pop_front();
                 }
@@ -456,7 +466,10 @@ impl FixJob {
             }
             if pass >= opts.settings.current().max_passes {
                 let remaining = self.count().await.unwrap_or(selected);
-                return Err(DatafixError::NotConverging { passes: pass, remaining });
+                return Err(DatafixError::NotConverging {
+                    passes: pass,
+                    remaining,
+                });
             }
             pass += 1;
             cursor = None;
@@ -475,11 +488,21 @@ impl FixJob {
     }
 
     /// Maps one page under the throttle and writes its changes in one transaction.
-    async fn page(&self, recs: &[Record], pass: u32, opts: &RunOptions, totals: &mut Totals) -> Result<PageEnd> {
+    async fn page(
+        &self,
+        recs: &[Record],
+        pass: u32,
+        opts: &RunOptions,
+        totals: &mut Totals,
+    ) -> Result<PageEnd> {
         let settings = opts.settings.current();
         let key = &self.spec.key;
         let throttle = &opts.settings.throttle;
-        let retries = if settings.on_failure == OnFailure::Retry { settings.retries.max(1) } else { 1 };
+        let retries = if settings.on_failure == OnFailure::Retry {
+            settings.retries.max(1)
+        } else {
+            1
+        };
         let mut futs = Vec::with_capacity(recs.len());
         let key_arc = Arc::new(key.clone());
         for (i, rec) in recs.iter().enumerate() {
@@ -492,10 +515,11 @@ impl FixJob {
                 retries,
             ));
         }
-        let mapped: Vec<(usize, std::result::Result<Change, String>, u32)> = futures::stream::iter(futs)
-            .buffer_unordered(settings.concurrency.max(1))
-            .collect()
-            .await;
+        let mapped: Vec<(usize, std::result::Result<Change, String>, u32)> =
+            futures::stream::iter(futs)
+                .buffer_unordered(settings.concurrency.max(1))
+                .collect()
+                .await;
         let mut end = PageEnd::default();
         let mut writes: Vec<(Record, Write)> = Vec::new();
         let policy = settings.on_failure;
@@ -530,9 +554,22 @@ impl FixJob {
                         while attempts < retries {
                             tokio::time::sleep(Duration::from_millis(100 << attempts.min(6))).await;
                             attempts += 1;
-                            match self.db.write_batch(key, &[(rec.clone(), w.clone())]).await.pop() {
-                                Some(WriteOutcome::Applied) => { totals.changed += 1; applied = true; break; }
-                                Some(WriteOutcome::Stale) => { totals.stale += 1; applied = true; break; }
+                            match self
+                                .db
+                                .write_batch(key, &[(rec.clone(), w.clone())])
+                                .await
+                                .pop()
+                            {
+                                Some(WriteOutcome::Applied) => {
+                                    totals.changed += 1;
+                                    applied = true;
+                                    break;
+                                }
+                                Some(WriteOutcome::Stale) => {
+                                    totals.stale += 1;
+                                    applied = true;
+                                    break;
+                                }
                                 Some(WriteOutcome::Failed(r)) => reason = r,
                                 None => break,
                             }
@@ -549,14 +586,14 @@ impl FixJob {
     }
 }
 
-    /// Maps one record under the throttle, retrying as the policy says.
+/// Maps one record under the throttle, retrying as the policy says.
 async fn map_one(
-mapper: Arc<Mapper>,
-key: Arc<Vec<String>>,
-i: usize,
-rec: Record,
-throttle: Pacer,
-retries: u32,
+    mapper: Arc<Mapper>,
+    key: Arc<Vec<String>>,
+    i: usize,
+    rec: Record,
+    throttle: Pacer,
+    retries: u32,
 ) -> (usize, std::result::Result<Change, String>, u32) {
     let key = key.as_slice();
     let rec = &rec;
@@ -614,15 +651,55 @@ struct PageEnd {
 }
 
 #[cfg(test)]
-mod send_checks {
+mod tests {
     use super::*;
-    fn is_send<T: Send>(_: T) {}
-    #[allow(dead_code)]
-    fn check(job: &'static FixJob, opts: &'static RunOptions, recs: &'static [Record], t: &'static mut Totals, db: &'static FixDb, w: &'static [(Record, Write)]) {
-        is_send(db.filter_page("", &[], None, 1));
-        is_send(db.write_batch(&[], w));
-        is_send(db.filter_count(""));
-        is_send(job.page(recs, 1, opts, t));
-        is_send(job.mapper.map(&recs[0], &[], false));
+
+    fn at(rate: u64) -> LiveSettings {
+        LiveSettings::new(Settings {
+            rate,
+            ..Settings::default()
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_are_spaced_at_the_rate_and_a_change_applies_at_once() {
+        let s = at(100);
+        let start = tokio::time::Instant::now();
+        for _ in 0..51 {
+            s.throttle.admit().await;
+        }
+        assert_eq!(start.elapsed().as_millis(), 500);
+        s.set_rate(Some(1000));
+        let start = tokio::time::Instant::now();
+        for _ in 0..100 {
+            s.throttle.admit().await;
+        }
+        // The first waits out the old spacing (10 ms), then 1 ms apart.
+        assert!(start.elapsed().as_millis() <= 110, "{:?}", start.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lost_time_is_made_up_for_only_briefly_and_a_pause_holds() {
+        let s = at(10);
+        s.throttle.admit().await;
+        // A long stall (a slow page): at most CATCH_UP of it is made up for.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let start = tokio::time::Instant::now();
+        for _ in 0..10 {
+            s.throttle.admit().await;
+        }
+        // 6 records at once (due at -500, -400, … 0 ms), the other 4 spaced at 100 ms.
+        assert_eq!(start.elapsed().as_millis(), 400);
+
+        s.pause();
+        let pacer = s.throttle.clone();
+        let waiter = tokio::spawn(async move { pacer.admit().await });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiter.is_finished());
+        s.resume();
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("admitted")
+            .expect("task");
     }
 }

@@ -173,7 +173,9 @@ pub(crate) fn check_ident(at: &str, name: &str) -> Result<()> {
     } else {
         Err(DatafixError::spec(
             at,
-            format!("`{name}` is not a plain identifier (letters, digits, `_`, optionally schema.name)"),
+            format!(
+                "`{name}` is not a plain identifier (letters, digits, `_`, optionally schema.name)"
+            ),
         ))
     }
 }
@@ -308,7 +310,10 @@ mod tests {
     fn mistakes_name_the_field() {
         let bad = EXAMPLE.replace("truncate(first_name, 1000)", "chop(first_name)");
         let e = FixSpec::parse(&bad, "job.toml").unwrap_err().to_string();
-        assert!(e.contains("mapper.set.first_name") && e.contains("unknown function"), "{e}");
+        assert!(
+            e.contains("mapper.set.first_name") && e.contains("unknown function"),
+            "{e}"
+        );
 
         let bad = EXAMPLE.replace("SELECT", "DELETE FROM members --");
         let e = FixSpec::parse(&bad, "job.toml").unwrap_err().to_string();
@@ -318,7 +323,9 @@ mod tests {
         let e = FixSpec::parse(&bad, "job.toml").unwrap_err().to_string();
         assert!(e.contains("key"), "{e}");
 
-        let e = FixSpec::parse("name = 3", "job.toml").unwrap_err().to_string();
+        let e = FixSpec::parse("name = 3", "job.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("job.toml line 1"), "{e}");
     }
 }

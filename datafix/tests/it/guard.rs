@@ -59,16 +59,25 @@ async fn writing_filters_are_refused(kind: DbKind) -> anyhow::Result<()> {
         let e = fix.dry_run(5).await.err().expect("dry run refused");
         assert!(matches!(e, DatafixError::Filter { .. }), "{sql}: {e}");
         let e = fix
-            .run(RunOptions::new(LiveSettings::new(fix.spec().settings.clone())))
+            .run(RunOptions::new(LiveSettings::new(
+                fix.spec().settings.clone(),
+            )))
             .await
             .err()
             .expect("run refused");
         assert!(matches!(e, DatafixError::Filter { .. }), "{sql}: {e}");
         if sql.contains("wipe_members") {
-            assert!(e.to_string().contains("read-only transaction") || e.to_string().contains("READ ONLY"), "says read-only: {e}");
+            assert!(
+                e.to_string().contains("read-only transaction")
+                    || e.to_string().contains("READ ONLY"),
+                "says read-only: {e}"
+            );
         }
     }
-    assert_eq!(rows(&db, "SELECT id, first_name FROM members ORDER BY id").await?, before);
+    assert_eq!(
+        rows(&db, "SELECT id, first_name FROM members ORDER BY id").await?,
+        before
+    );
     Ok(())
 }
 

@@ -14,7 +14,10 @@ use crate::support::{Recorder, exec, job, members, rows};
 /// Uppercases first names, but refuses names ending in 3 (its rule), and
 /// writes nothing on a dry run.
 async fn validate(Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
-    let name = body["record"]["first_name"].as_str().unwrap_or_default().to_string();
+    let name = body["record"]["first_name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if name.ends_with('3') {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -48,8 +51,17 @@ async fn http_mapper(kind: DbKind) -> anyhow::Result<()> {
 
     let dry = fix.dry_run(5).await?;
     assert_eq!(dry[2].action, "failure");
-    assert!(dry[2].reason.as_deref().unwrap_or_default().contains("forbidden digit"));
-    assert_eq!(dry[0].changes[0], ("first_name".into(), "'name1'".into(), "'NAME1'".into()));
+    assert!(
+        dry[2]
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("forbidden digit")
+    );
+    assert_eq!(
+        dry[0].changes[0],
+        ("first_name".into(), "'name1'".into(), "'NAME1'".into())
+    );
 
     let rec = Recorder::new();
     let mut opts = RunOptions::new(LiveSettings::new(fix.spec().settings.clone()));

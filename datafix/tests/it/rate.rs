@@ -31,17 +31,33 @@ async fn rate_follows(kind: DbKind) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     settings.pause();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let held_from = rec.progress.lock().expect("lock").last().map(|p| p.1.changed);
+    let held_from = rec
+        .progress
+        .lock()
+        .expect("lock")
+        .last()
+        .map(|p| p.1.changed);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let held_to = rec.progress.lock().expect("lock").last().map(|p| p.1.changed);
+    let held_to = rec
+        .progress
+        .lock()
+        .expect("lock")
+        .last()
+        .map(|p| p.1.changed);
     cancel.cancel();
     settings.resume();
     let report = run.await??;
 
     let slow = rec.measured_rate(start, 1.0, 4.0);
     let fast = rec.measured_rate(start, 6.0, 9.0);
-    assert!((slow - 50.0).abs() <= 50.0 * 0.2, "at 50/s measured {slow:.1}/s");
-    assert!((fast - 250.0).abs() <= 250.0 * 0.2, "at 250/s measured {fast:.1}/s");
+    assert!(
+        (slow - 50.0).abs() <= 50.0 * 0.2,
+        "at 50/s measured {slow:.1}/s"
+    );
+    assert!(
+        (fast - 250.0).abs() <= 250.0 * 0.2,
+        "at 250/s measured {fast:.1}/s"
+    );
     assert_eq!(held_from, held_to, "nothing changes while paused");
     assert!(report.changed < 3000);
     Ok(())

@@ -26,8 +26,17 @@ async fn killed_and_resumed(kind: DbKind) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     handle.abort();
     let _ = handle.await;
-    let cp = rec.checkpoints.lock().expect("lock").last().cloned().expect("a checkpoint");
-    assert!(cp.changed > 0 && cp.changed < 1000, "killed mid-way: {cp:?}");
+    let cp = rec
+        .checkpoints
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("a checkpoint");
+    assert!(
+        cp.changed > 0 && cp.changed < 1000,
+        "killed mid-way: {cp:?}"
+    );
 
     // The resumed run and a stale one (an old worker still going) race.
     let resumed = job(&db, BODY).await?;
@@ -52,7 +61,10 @@ async fn killed_and_resumed(kind: DbKind) -> anyhow::Result<()> {
     }
     // Between them the runs changed each remaining record once; the loser saw it stale.
     let changed_after_kill = (a.changed - cp.changed) + (b.changed - cp.changed);
-    assert!(changed_after_kill <= 1000 - cp.changed, "{a:?} {b:?} after {cp:?}");
+    assert!(
+        changed_after_kill <= 1000 - cp.changed,
+        "{a:?} {b:?} after {cp:?}"
+    );
     Ok(())
 }
 

@@ -24,8 +24,16 @@ async fn seed_example(kind: DbKind) -> anyhow::Result<()> {
     assert_eq!(dry[0].key_text, "(7)");
     assert_eq!(dry[0].action, "set");
     assert_eq!(dry[0].changes[0].0, "first_name");
-    assert!(dry[0].changes[0].1.contains("1500 characters"), "{:?}", dry[0]);
-    assert!(dry[0].changes[0].2.contains("1000 characters"), "{:?}", dry[0]);
+    assert!(
+        dry[0].changes[0].1.contains("1500 characters"),
+        "{:?}",
+        dry[0]
+    );
+    assert!(
+        dry[0].changes[0].2.contains("1000 characters"),
+        "{:?}",
+        dry[0]
+    );
     assert_eq!(job.count().await?, 42);
 
     // Act

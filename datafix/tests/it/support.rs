@@ -13,11 +13,17 @@ pub async fn exec(db: &TestDb, sql: &str) -> anyhow::Result<()> {
     match db.kind {
         DbKind::Postgres => {
             let mut c = sqlx::PgConnection::connect(&db.url).await?;
-            sqlx::raw_sql(sql).execute(&mut c).await.with_context(|| sql.to_string())?;
+            sqlx::raw_sql(sql)
+                .execute(&mut c)
+                .await
+                .with_context(|| sql.to_string())?;
         }
         _ => {
             let mut c = sqlx::MySqlConnection::connect(&db.url).await?;
-            sqlx::raw_sql(sql).execute(&mut c).await.with_context(|| sql.to_string())?;
+            sqlx::raw_sql(sql)
+                .execute(&mut c)
+                .await
+                .with_context(|| sql.to_string())?;
         }
     }
     Ok(())
@@ -28,11 +34,15 @@ pub async fn rows(db: &TestDb, sql: &str) -> anyhow::Result<Vec<(i64, String)>> 
     Ok(match db.kind {
         DbKind::Postgres => {
             let mut c = sqlx::PgConnection::connect(&db.url).await?;
-            sqlx::query_as::<_, (i64, String)>(sql).fetch_all(&mut c).await?
+            sqlx::query_as::<_, (i64, String)>(sql)
+                .fetch_all(&mut c)
+                .await?
         }
         _ => {
             let mut c = sqlx::MySqlConnection::connect(&db.url).await?;
-            sqlx::query_as::<_, (i64, String)>(sql).fetch_all(&mut c).await?
+            sqlx::query_as::<_, (i64, String)>(sql)
+                .fetch_all(&mut c)
+                .await?
         }
     })
 }
@@ -61,8 +71,14 @@ pub async fn members(db: &TestDb, n: i64, long_every: i64) -> anyhow::Result<()>
         };
         values.push(format!("({id}, '{name}')"));
         if values.len() == 500 || id == n {
-            exec(db, &format!("INSERT INTO members (id, first_name) VALUES {}", values.join(",")))
-                .await?;
+            exec(
+                db,
+                &format!(
+                    "INSERT INTO members (id, first_name) VALUES {}",
+                    values.join(",")
+                ),
+            )
+            .await?;
             values.clear();
         }
     }
@@ -110,7 +126,10 @@ impl Recorder {
 #[async_trait::async_trait]
 impl FixObserver for Recorder {
     fn progress(&self, p: &FixProgress) {
-        self.progress.lock().expect("lock").push((Instant::now(), p.clone()));
+        self.progress
+            .lock()
+            .expect("lock")
+            .push((Instant::now(), p.clone()));
     }
     async fn failures(&self, f: &[FixFailure]) -> Result<(), String> {
         self.failures.lock().expect("lock").extend_from_slice(f);
