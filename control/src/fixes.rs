@@ -9,7 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use tern_datafix::{Checkpoint, DryRunRecord, FixFailure, FixJob, FixSpec, OnFailure, PluginRegistry};
+use tern_datafix::{
+    Checkpoint, DryRunRecord, FixFailure, FixJob, FixSpec, OnFailure, PluginRegistry,
+};
 
 use crate::audit::{self, AuditEntry};
 use crate::clock::now_ms;
@@ -78,7 +80,10 @@ fn fix_from_row(row: &sqlx::any::AnyRow) -> Result<Fix> {
     let spec: String = row.try_get("spec").map_err(get)?;
     let description = toml::from_str::<toml::Table>(&spec)
         .ok()
-        .and_then(|t| t.get("description").and_then(|d| d.as_str().map(str::to_string)))
+        .and_then(|t| {
+            t.get("description")
+                .and_then(|d| d.as_str().map(str::to_string))
+        })
         .unwrap_or_default();
     Ok(Fix {
         id: row.try_get("id").map_err(get)?,
@@ -130,7 +135,8 @@ impl Store {
         let spec = parse_fix_spec(spec_text, "job.toml")?;
         if spec.url.trim().is_empty() {
             return Err(ControlError::Invalid(
-                "job.toml: url: name the database to fix, e.g. url = \"postgres://user@host/db\"".into(),
+                "job.toml: url: name the database to fix, e.g. url = \"postgres://user@host/db\""
+                    .into(),
             ));
         }
         let db_url = tern_engine::connector::redact(&spec.url);
@@ -165,7 +171,9 @@ impl Store {
                 err
             }
         })?;
-        let id: i64 = row.try_get("id").map_err(ControlError::db("reading a fix id"))?;
+        let id: i64 = row
+            .try_get("id")
+            .map_err(ControlError::db("reading a fix id"))?;
         audit::record(
             &mut tx,
             AuditEntry::new(actor, "fix.create", "fix", id).details(serde_json::json!({
@@ -174,7 +182,9 @@ impl Store {
             })),
         )
         .await?;
-        tx.commit().await.map_err(ControlError::db("committing a new fix"))?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a new fix"))?;
         self.fix(id).await
     }
 
@@ -223,7 +233,9 @@ impl Store {
             })),
         )
         .await?;
-        tx.commit().await.map_err(ControlError::db("committing a dry-run audit"))?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a dry-run audit"))?;
         Ok(records)
     }
 
@@ -248,7 +260,9 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(ControlError::db(format!("starting a run of fix {fix_id}")))?;
-        let run_id: i64 = row.try_get("id").map_err(ControlError::db("reading a run id"))?;
+        let run_id: i64 = row
+            .try_get("id")
+            .map_err(ControlError::db("reading a run id"))?;
         let job_id = jobs::enqueue(
             &mut tx,
             actor,
@@ -269,15 +283,17 @@ impl Store {
             .map_err(ControlError::db("linking a run to its job"))?;
         audit::record(
             &mut tx,
-            AuditEntry::new(actor, "fix.run", "fix", fix_id).to_state("running").details(
-                serde_json::json!({
+            AuditEntry::new(actor, "fix.run", "fix", fix_id)
+                .to_state("running")
+                .details(serde_json::json!({
                     "run_id": run_id, "job_id": job_id, "name": fix.name,
                     "database": fix.db_url, "table": fix.target, "rate": fix.settings.rate,
-                }),
-            ),
+                })),
         )
         .await?;
-        tx.commit().await.map_err(ControlError::db("committing a fix run"))?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a fix run"))?;
         self.fix_run(run_id).await
     }
 
@@ -289,7 +305,9 @@ impl Store {
             .map_err(ControlError::db(format!("reading fix run {run_id}")))?;
         match row {
             Some(r) => run_from_row(&r),
-            None => Err(ControlError::NotFound(format!("there is no fix run {run_id}"))),
+            None => Err(ControlError::NotFound(format!(
+                "there is no fix run {run_id}"
+            ))),
         }
     }
 
@@ -299,7 +317,9 @@ impl Store {
             .bind(fix_id)
             .fetch_all(self.pool())
             .await
-            .map_err(ControlError::db(format!("listing the runs of fix {fix_id}")))?;
+            .map_err(ControlError::db(format!(
+                "listing the runs of fix {fix_id}"
+            )))?;
         rows.iter().map(run_from_row).collect()
     }
 
@@ -341,7 +361,13 @@ impl Store {
 
     /// Changes a fix's settings; a running run follows them within a second or
     /// two (the rate through its job, the rest through this row). Audited.
-    pub async fn set_fix_settings(&self, actor: &Actor, fix_id: i64, s: &FixSettings, reason: &str) -> Result<Fix> {
+    pub async fn set_fix_settings(
+        &self,
+        actor: &Actor,
+        fix_id: i64,
+        s: &FixSettings,
+        reason: &str,
+    ) -> Result<Fix> {
         actor.require_operate("changing a data fix's settings")?;
         if OnFailure::parse(&s.on_failure).is_none() {
             return Err(ControlError::Invalid(format!(
@@ -350,10 +376,16 @@ impl Store {
             )));
         }
         if !(1..=256).contains(&s.concurrency) {
-            return Err(ControlError::Invalid(format!("concurrency {} is out of range: use 1 to 256", s.concurrency)));
+            return Err(ControlError::Invalid(format!(
+                "concurrency {} is out of range: use 1 to 256",
+                s.concurrency
+            )));
         }
         if !(1..=100_000).contains(&s.batch_size) {
-            return Err(ControlError::Invalid(format!("batch size {} is out of range: use 1 to 100000", s.batch_size)));
+            return Err(ControlError::Invalid(format!(
+                "batch size {} is out of range: use 1 to 100000",
+                s.batch_size
+            )));
         }
         let rate = s.rate.filter(|r| *r > 0.0);
         let before = self.fix(fix_id).await?;
@@ -374,11 +406,15 @@ impl Store {
             &mut tx,
             AuditEntry::new(actor, "fix.settings", "fix", fix_id)
                 .from_state(serde_json::to_string(&before.settings).unwrap_or_default())
-                .to_state(serde_json::to_string(&FixSettings { rate, ..s.clone() }).unwrap_or_default())
+                .to_state(
+                    serde_json::to_string(&FixSettings { rate, ..s.clone() }).unwrap_or_default(),
+                )
                 .reason(reason),
         )
         .await?;
-        tx.commit().await.map_err(ControlError::db("committing fix settings"))?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing fix settings"))?;
         if let Some(run) = self.active_fix_run(fix_id).await? {
             if let Some(job) = run.job_id {
                 self.set_job_rate(actor, job, rate, reason).await?;
@@ -390,7 +426,12 @@ impl Store {
     /// Stores a run's checkpoint, fenced by the job's lease: a worker that lost
     /// the job (its lease taken over: `attempts` moved on) writes nothing and
     /// is told so.
-    pub async fn record_fix_checkpoint(&self, run_id: i64, attempt: i64, cp: &Checkpoint) -> Result<()> {
+    pub async fn record_fix_checkpoint(
+        &self,
+        run_id: i64,
+        attempt: i64,
+        cp: &Checkpoint,
+    ) -> Result<()> {
         let json = serde_json::to_string(cp)
             .map_err(|e| ControlError::Internal(format!("checkpoint is not JSON: {e}")))?;
         let done = sqlx::query(
@@ -420,12 +461,14 @@ impl Store {
         let now = now_ms();
         let mut tx = self.begin().await?;
         for f in failures {
-            let exists = sqlx::query("SELECT 1 AS one FROM fix_failures WHERE run_id = $1 AND key_text = $2")
-                .bind(run_id)
-                .bind(&f.key_text)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(ControlError::db("reading a failure"))?;
+            let exists = sqlx::query(
+                "SELECT 1 AS one FROM fix_failures WHERE run_id = $1 AND key_text = $2",
+            )
+            .bind(run_id)
+            .bind(&f.key_text)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(ControlError::db("reading a failure"))?;
             if exists.is_some() {
                 continue;
             }
@@ -442,23 +485,33 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await
-            .map_err(ControlError::db(format!("recording a failure of run {run_id}")))?;
+            .map_err(ControlError::db(format!(
+                "recording a failure of run {run_id}"
+            )))?;
         }
-        tx.commit().await.map_err(ControlError::db("committing failures"))
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing failures"))
     }
 
     /// Keys a run recorded as failed (a resumed run does not try them again).
     pub async fn fix_failed_keys(&self, run_id: i64) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT key_text FROM fix_failures WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_all(self.pool())
-            .await
-            .map_err(ControlError::db("reading failed keys"))?;
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT key_text FROM fix_failures WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_all(self.pool())
+                .await
+                .map_err(ControlError::db("reading failed keys"))?;
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     /// Ends a run with its summary; audited as the starter's fix, with the records changed.
-    pub async fn finish_fix_run(&self, run_id: i64, outcome: &str, summary: &str) -> Result<FixRun> {
+    pub async fn finish_fix_run(
+        &self,
+        run_id: i64,
+        outcome: &str,
+        summary: &str,
+    ) -> Result<FixRun> {
         let run = self.fix_run(run_id).await?;
         let fix = self.fix(run.fix_id).await?;
         let mut tx = self.begin().await?;
@@ -469,7 +522,10 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(ControlError::db(format!("finishing run {run_id}")))?;
-        let actor = Actor { name: run.started_by.clone(), ..Actor::system() };
+        let actor = Actor {
+            name: run.started_by.clone(),
+            ..Actor::system()
+        };
         audit::record(
             &mut tx,
             AuditEntry::new(&actor, "fix.finished", "fix", fix.id)
@@ -482,8 +538,9 @@ impl Store {
                 })),
         )
         .await?;
-        tx.commit().await.map_err(ControlError::db("committing a run's end"))?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a run's end"))?;
         self.fix_run(run_id).await
     }
 }
-

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tern_datafix::{
-    Checkpoint, FixFailure, FixJob, FixObserver, FixProgress, LiveSettings, OnFailure, PluginRegistry,
-    RunOptions, RunStatus,
+    Checkpoint, FixFailure, FixJob, FixObserver, FixProgress, LiveSettings, OnFailure,
+    PluginRegistry, RunOptions, RunStatus,
 };
 
 use crate::error::{ControlError, Result};
@@ -50,7 +50,9 @@ impl FixObserver for StoreObserver {
     fn progress(&self, p: &FixProgress) {
         self.ctx.report(Progress {
             rows_done: p.changed as i64,
-            rows_total: p.pass_total.map(|t| (p.changed + t.saturating_sub(p.pass_done)) as i64),
+            rows_total: p
+                .pass_total
+                .map(|t| (p.changed + t.saturating_sub(p.pass_done)) as i64),
             rate: Some(p.rate),
             eta_seconds: p.eta_seconds,
             message: Some(format!(
@@ -101,7 +103,10 @@ impl JobRunner for DataFixRunner {
         let engine = match FixJob::connect(spec, &self.plugins).await {
             Ok(e) => e,
             Err(e) => {
-                let _ = ctx.store.finish_fix_run(run_id, "failed", &e.to_string()).await;
+                let _ = ctx
+                    .store
+                    .finish_fix_run(run_id, "failed", &e.to_string())
+                    .await;
                 return Err(e.into());
             }
         };
@@ -141,9 +146,20 @@ impl JobRunner for DataFixRunner {
             .as_deref()
             .and_then(|c| serde_json::from_str::<Checkpoint>(c).ok());
         if let Some(cp) = &resume {
-            tracing::info!(job = job.id, run = run_id, pass = cp.pass, changed = cp.changed, "resuming a data fix from its checkpoint");
+            tracing::info!(
+                job = job.id,
+                run = run_id,
+                pass = cp.pass,
+                changed = cp.changed,
+                "resuming a data fix from its checkpoint"
+            );
         }
-        let failed_keys: HashSet<String> = ctx.store.fix_failed_keys(run_id).await?.into_iter().collect();
+        let failed_keys: HashSet<String> = ctx
+            .store
+            .fix_failed_keys(run_id)
+            .await?
+            .into_iter()
+            .collect();
         let mut opts = RunOptions::new(settings);
         opts.observer = Arc::new(StoreObserver {
             store: ctx.store.clone(),
@@ -164,19 +180,26 @@ impl JobRunner for DataFixRunner {
                     "{}: {} records changed in {} passes, {} failed, {} stale; the filter selects nothing more",
                     fix.name, r.changed, r.passes, r.failed, r.stale
                 );
-                ctx.store.finish_fix_run(run_id, "succeeded", &summary).await?;
+                ctx.store
+                    .finish_fix_run(run_id, "succeeded", &summary)
+                    .await?;
                 Ok(RunEnd::Completed {
                     summary,
                     bucket_phase: None,
                 })
             }
-            Err(tern_datafix::DatafixError::Observer(m)) if ctx.stop.is_cancelled() || m.contains("took the job over") => {
+            Err(tern_datafix::DatafixError::Observer(m))
+                if ctx.stop.is_cancelled() || m.contains("took the job over") =>
+            {
                 // Lost the lease: the new holder carries on; write nothing more.
                 tracing::warn!(job = job.id, run = run_id, %m, "data fix stopped: the job moved to another worker");
                 Ok(RunEnd::Stopped)
             }
             Err(e) => {
-                let _ = ctx.store.finish_fix_run(run_id, "failed", &e.to_string()).await;
+                let _ = ctx
+                    .store
+                    .finish_fix_run(run_id, "failed", &e.to_string())
+                    .await;
                 Err(ControlError::from(e))
             }
         }

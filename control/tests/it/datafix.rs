@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
+use tern_control::Store;
 use tern_control::audit::AuditFilter;
 use tern_control::fixes::FixSettings;
 use tern_control::jobs::JobState;
 use tern_control::runners::{self, RunnerContext};
 use tern_control::worker::{Worker, WorkerTiming};
-use tern_control::Store;
 use tern_testkit::{DbKind, TestDb};
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +38,9 @@ async fn counters(db: &TestDb) -> anyhow::Result<Vec<(i64, i64)>> {
     Ok(match db.kind {
         DbKind::Postgres => {
             let mut c = sqlx::PgConnection::connect(&db.url).await?;
-            sqlx::query_as("SELECT id, counter::bigint FROM members ORDER BY id").fetch_all(&mut c).await?
+            sqlx::query_as("SELECT id, counter::bigint FROM members ORDER BY id")
+                .fetch_all(&mut c)
+                .await?
         }
         _ => {
             let mut c = sqlx::MySqlConnection::connect(&db.url).await?;
@@ -50,7 +52,11 @@ async fn counters(db: &TestDb) -> anyhow::Result<Vec<(i64, i64)>> {
 async fn members(db: &TestDb, n: i64) -> anyhow::Result<()> {
     exec(db, "CREATE TABLE members (id BIGINT PRIMARY KEY, fixed INT NOT NULL DEFAULT 0, counter INT NOT NULL DEFAULT 0)").await?;
     let values: Vec<String> = (1..=n).map(|i| format!("({i})")).collect();
-    exec(db, &format!("INSERT INTO members (id) VALUES {}", values.join(","))).await
+    exec(
+        db,
+        &format!("INSERT INTO members (id) VALUES {}", values.join(",")),
+    )
+    .await
 }
 
 fn spec(db: &TestDb, name: &str, rate: u64) -> String {
@@ -78,7 +84,12 @@ fn worker(store: &Store, name: &str) -> Worker {
         heartbeat: Duration::from_millis(300),
         idle_poll: Duration::from_millis(200),
     };
-    Worker::new(name, store.clone(), &runners::all(&RunnerContext::default()), timing)
+    Worker::new(
+        name,
+        store.clone(),
+        &runners::all(&RunnerContext::default()),
+        timing,
+    )
 }
 
 async fn wait_for<F, Fut>(what: &str, secs: u64, mut f: F) -> anyhow::Result<()>
@@ -101,7 +112,9 @@ async fn killed_worker(store_kind: DbKind, target_kind: DbKind) -> anyhow::Resul
     let (_sdb, store) = fresh_store(store_kind).await?;
     let target = TestDb::new(target_kind).await?;
     members(&target, 600).await?;
-    let fix = store.create_fix(&admin(), &spec(&target, "count-once", 150)).await?;
+    let fix = store
+        .create_fix(&admin(), &spec(&target, "count-once", 150))
+        .await?;
     let run = store.start_fix_run(&admin(), fix.id).await?;
     let job_id = run.job_id.expect("a job");
 
@@ -135,19 +148,35 @@ async fn killed_worker(store_kind: DbKind, target_kind: DbKind) -> anyhow::Resul
     }
     let run = store.fix_run(run.id).await?;
     assert!(run.finished_at.is_some());
-    assert!(run.summary.as_deref().unwrap_or("").contains("the filter selects nothing more"), "{run:?}");
+    assert!(
+        run.summary
+            .as_deref()
+            .unwrap_or("")
+            .contains("the filter selects nothing more"),
+        "{run:?}"
+    );
     assert!(store.fix_failures(run.id, 10).await?.is_empty());
 
     // Audit: who ran which fix on what, and how many records changed.
     let events = store
-        .list_audit(&admin(), &AuditFilter { action: Some("fix.".into()), ..AuditFilter::default() })
+        .list_audit(
+            &admin(),
+            &AuditFilter {
+                action: Some("fix.".into()),
+                ..AuditFilter::default()
+            },
+        )
         .await?;
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, vec!["fix.finished", "fix.run", "fix.create"]);
-    let finished: serde_json::Value = serde_json::from_str(events[0].details.as_deref().unwrap_or("{}"))?;
+    let finished: serde_json::Value =
+        serde_json::from_str(events[0].details.as_deref().unwrap_or("{}"))?;
     assert_eq!(events[0].actor, "system");
     assert_eq!(finished["table"], "members");
-    assert_eq!(finished["database"], tern_engine::connector::redact(&target.url));
+    assert_eq!(
+        finished["database"],
+        tern_engine::connector::redact(&target.url)
+    );
     assert!(finished["records_changed"].as_i64().unwrap_or(0) >= changed_at_kill);
     Ok(())
 }
@@ -167,7 +196,9 @@ async fn a_rate_change_reaches_a_running_fix() -> anyhow::Result<()> {
     let (_sdb, store) = fresh_store(DbKind::Sqlite).await?;
     let target = TestDb::new(DbKind::Postgres).await?;
     members(&target, 3000).await?;
-    let fix = store.create_fix(&admin(), &spec(&target, "rate", 40)).await?;
+    let fix = store
+        .create_fix(&admin(), &spec(&target, "rate", 40))
+        .await?;
     let run = store.start_fix_run(&admin(), fix.id).await?;
     let stop = CancellationToken::new();
     let w = tokio::spawn(worker(&store, "w").run(stop.clone()));
@@ -177,7 +208,10 @@ async fn a_rate_change_reaches_a_running_fix() -> anyhow::Result<()> {
         tokio::spawn(async move {
             loop {
                 if let Ok(r) = store.fix_run(run.id).await {
-                    samples.lock().expect("lock").push((Instant::now(), r.changed));
+                    samples
+                        .lock()
+                        .expect("lock")
+                        .push((Instant::now(), r.changed));
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -185,28 +219,53 @@ async fn a_rate_change_reaches_a_running_fix() -> anyhow::Result<()> {
     };
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let settings = FixSettings { rate: Some(200.0), ..fix.settings.clone() };
-    store.set_fix_settings(&admin(), fix.id, &settings, "faster").await?;
+    let settings = FixSettings {
+        rate: Some(200.0),
+        ..fix.settings.clone()
+    };
+    store
+        .set_fix_settings(&admin(), fix.id, &settings, "faster")
+        .await?;
     tokio::time::sleep(Duration::from_secs(6)).await;
     sampler.abort();
-    store.pause_job(&admin(), run.job_id.expect("job"), "done measuring").await?;
+    store
+        .pause_job(&admin(), run.job_id.expect("job"), "done measuring")
+        .await?;
     stop.cancel();
     let _ = w.await;
 
     let s = samples.lock().expect("lock").clone();
     let rate = |from: f64, to: f64| {
-        let at = |t: f64| s.iter().rfind(|(i, _)| i.duration_since(start).as_secs_f64() <= t).copied();
+        let at = |t: f64| {
+            s.iter()
+                .rfind(|(i, _)| i.duration_since(start).as_secs_f64() <= t)
+                .copied()
+        };
         match (at(from), at(to)) {
-            (Some((t0, c0)), Some((t1, c1))) => (c1 - c0) as f64 / t1.duration_since(t0).as_secs_f64(),
+            (Some((t0, c0)), Some((t1, c1))) => {
+                (c1 - c0) as f64 / t1.duration_since(t0).as_secs_f64()
+            }
             _ => 0.0,
         }
     };
     let slow = rate(1.5, 5.0);
     let fast = rate(8.0, 11.0);
-    assert!((slow - 40.0).abs() <= 40.0 * 0.25, "at 40/s measured {slow:.1}/s");
-    assert!((fast - 200.0).abs() <= 200.0 * 0.25, "at 200/s measured {fast:.1}/s");
+    assert!(
+        (slow - 40.0).abs() <= 40.0 * 0.25,
+        "at 40/s measured {slow:.1}/s"
+    );
+    assert!(
+        (fast - 200.0).abs() <= 200.0 * 0.25,
+        "at 200/s measured {fast:.1}/s"
+    );
     let audit = store
-        .list_audit(&admin(), &AuditFilter { action: Some("fix.settings".into()), ..AuditFilter::default() })
+        .list_audit(
+            &admin(),
+            &AuditFilter {
+                action: Some("fix.settings".into()),
+                ..AuditFilter::default()
+            },
+        )
         .await?;
     assert_eq!(audit.len(), 1);
     Ok(())
