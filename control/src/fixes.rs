@@ -326,10 +326,10 @@ impl Store {
     /// The run whose job is not finished, if any.
     pub async fn active_fix_run(&self, fix_id: i64) -> Result<Option<FixRun>> {
         for run in self.fix_runs(fix_id).await? {
-            if let Some(job) = run.job_id {
-                if !self.job(job).await?.state.is_final() {
-                    return Ok(Some(run));
-                }
+            if let Some(job) = run.job_id
+                && !self.job(job).await?.state.is_final()
+            {
+                return Ok(Some(run));
             }
         }
         Ok(None)
@@ -415,10 +415,8 @@ impl Store {
         tx.commit()
             .await
             .map_err(ControlError::db("committing fix settings"))?;
-        if let Some(run) = self.active_fix_run(fix_id).await? {
-            if let Some(job) = run.job_id {
-                self.set_job_rate(actor, job, rate, reason).await?;
-            }
+        if let Some(job) = self.active_fix_run(fix_id).await?.and_then(|r| r.job_id) {
+            self.set_job_rate(actor, job, rate, reason).await?;
         }
         self.fix(fix_id).await
     }

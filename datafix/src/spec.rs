@@ -248,13 +248,13 @@ impl FixSpec {
                         .map_err(|m| DatafixError::spec(at(&format!("mapper.set.{col}")), m))?;
                 }
             }
-            MapperSpec::Http { endpoint, .. } => {
-                if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                    return Err(DatafixError::spec(
-                        at("mapper.endpoint"),
-                        format!("`{endpoint}` is not an http:// or https:// URL"),
-                    ));
-                }
+            MapperSpec::Http { endpoint, .. }
+                if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) =>
+            {
+                return Err(DatafixError::spec(
+                    at("mapper.endpoint"),
+                    format!("`{endpoint}` is not an http:// or https:// URL"),
+                ));
             }
             MapperSpec::Plugin { name, .. } if name.is_empty() => {
                 return Err(DatafixError::spec(at("mapper.name"), "name the plug-in"));

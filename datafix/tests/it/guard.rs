@@ -23,7 +23,7 @@ async fn writing_filters_are_refused(kind: DbKind) -> anyhow::Result<()> {
         "DROP TABLE members",
         "SELECT id, first_name FROM members; DELETE FROM members",
     ] {
-        let e = job(&db, &filter(sql)).await.err().expect("refused");
+        let e = job(&db, &filter(sql)).await.expect_err("refused");
         assert!(e.to_string().contains("filter refused"), "{sql}: {e}");
     }
 
@@ -56,15 +56,14 @@ async fn writing_filters_are_refused(kind: DbKind) -> anyhow::Result<()> {
     };
     for sql in side_effects {
         let fix = job(&db, &filter(&sql)).await?;
-        let e = fix.dry_run(5).await.err().expect("dry run refused");
+        let e = fix.dry_run(5).await.expect_err("dry run refused");
         assert!(matches!(e, DatafixError::Filter { .. }), "{sql}: {e}");
         let e = fix
             .run(RunOptions::new(LiveSettings::new(
                 fix.spec().settings.clone(),
             )))
             .await
-            .err()
-            .expect("run refused");
+            .expect_err("run refused");
         assert!(matches!(e, DatafixError::Filter { .. }), "{sql}: {e}");
         if sql.contains("wipe_members") {
             assert!(
@@ -98,7 +97,7 @@ async fn a_filter_that_runs_too_long_times_out() -> anyhow::Result<()> {
     let body = filter("SELECT id, first_name FROM members WHERE pg_sleep(3) IS NOT NULL")
         .replace("[mapper]", "timeout_s = 1\n[mapper]");
     let fix = job(&db, &body).await?;
-    let e = fix.dry_run(5).await.err().expect("timed out");
+    let e = fix.dry_run(5).await.expect_err("timed out");
     assert!(e.to_string().contains("statement timeout"), "{e}");
     Ok(())
 }

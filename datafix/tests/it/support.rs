@@ -65,7 +65,7 @@ pub async fn members(db: &TestDb, n: i64, long_every: i64) -> anyhow::Result<()>
     let mut values = Vec::new();
     for id in 1..=n {
         let name = if long_every > 0 && id % long_every == 0 {
-            format!("{}", "x".repeat(1500))
+            "x".repeat(1500)
         } else {
             format!("name{id}")
         };
@@ -112,8 +112,7 @@ impl Recorder {
         let p = self.progress.lock().expect("lock");
         let at = |s: f64| {
             p.iter()
-                .filter(|(t, _)| t.duration_since(start).as_secs_f64() <= s)
-                .next_back()
+                .rfind(|(t, _)| t.duration_since(start).as_secs_f64() <= s)
                 .map(|(t, pr)| (t.duration_since(start).as_secs_f64(), pr.changed))
         };
         match (at(from), at(to)) {
