@@ -45,6 +45,9 @@ enum Command {
     Plan(cli::plan::PlanArgs),
     /// Copy buckets from source to target: resumable, throttled, version-guarded.
     BulkLoad(cli::bulk_load::BulkLoadArgs),
+    /// Data fixes: a read-only filter, a throttled mapper, until nothing is left.
+    #[command(subcommand)]
+    Fix(cli::fix::Command),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
             Command::Worker(args) => cli::worker::run(settings, args).await,
             Command::Plan(args) => cli::plan::run(args).await,
             Command::BulkLoad(args) => cli::bulk_load::run(args).await,
+            Command::Fix(cmd) => cli::fix::run(cmd).await,
         }
     });
     match result {

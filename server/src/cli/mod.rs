@@ -3,6 +3,7 @@
 pub mod bulk_load;
 pub mod demo;
 pub mod demo_data;
+pub mod fix;
 pub mod plan;
 pub mod serve;
 pub mod user;

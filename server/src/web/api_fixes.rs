@@ -131,9 +131,14 @@ async fn failures(
 ) -> Result<Json<Value>, ApiError> {
     let r = state.store.fix_run(run).await?;
     if r.fix_id != id {
-        return Err(ApiError::from(tern_control::ControlError::NotFound(format!(
-            "fix {id} has no run {run}"
-        ))));
+        return Err(ApiError::from(tern_control::ControlError::NotFound(
+            format!("fix {id} has no run {run}"),
+        )));
     }
-    Ok(Json(json!(state.store.fix_failures(run, q.limit.unwrap_or(100).clamp(1, 1000)).await?)))
+    Ok(Json(json!(
+        state
+            .store
+            .fix_failures(run, q.limit.unwrap_or(100).clamp(1, 1000))
+            .await?
+    )))
 }

@@ -53,7 +53,7 @@ pub struct DryRow {
 }
 
 #[server]
-pub async fn fix_view(id: i64) -> Result<FixView, AppError> {
+pub async fn load_fix(id: i64) -> Result<FixView, AppError> {
     crate::server::actor()?;
     let store = crate::server::state()?.store;
     let fix = store.fix(id).await?;
@@ -190,7 +190,7 @@ fn FixDetail() -> impl IntoView {
     let control = ServerAction::<ControlFixJob>::new();
     let view_res = Resource::new(
         move || (id(), tick.get(), run.version().get(), rate.version().get(), control.version().get()),
-        |(id, _, _, _, _)| fix_view(id),
+        |(id, _, _, _, _)| load_fix(id),
     );
     let (rate_text, set_rate_text) = signal(String::new());
     view! {
