@@ -72,7 +72,9 @@ pub async fn load_fix(id: i64) -> Result<FixView, AppError> {
         runs.push(RunView {
             id: r.id,
             job_id: r.job_id,
-            state: job.as_ref().map_or("unknown".into(), |j| j.state.as_str().to_string()),
+            state: job
+                .as_ref()
+                .map_or("unknown".into(), |j| j.state.as_str().to_string()),
             started_by: r.started_by,
             pass: r.pass,
             changed: r.changed,
@@ -81,7 +83,10 @@ pub async fn load_fix(id: i64) -> Result<FixView, AppError> {
             rate: job.as_ref().and_then(|j| j.rate),
             rate_limit: job.as_ref().and_then(|j| j.rate_limit),
             eta_seconds: job.as_ref().and_then(|j| j.eta_seconds),
-            message: job.as_ref().and_then(|j| j.message.clone()).unwrap_or_default(),
+            message: job
+                .as_ref()
+                .and_then(|j| j.message.clone())
+                .unwrap_or_default(),
             summary: r.summary.unwrap_or_default(),
             failures,
         });
@@ -126,7 +131,11 @@ pub async fn dry_run_fix(id: i64, limit: usize) -> Result<Vec<DryRow>, AppError>
 #[server]
 pub async fn start_fix_run(id: i64) -> Result<i64, AppError> {
     let me = crate::server::actor()?;
-    Ok(crate::server::state()?.store.start_fix_run(&me, id).await?.id)
+    Ok(crate::server::state()?
+        .store
+        .start_fix_run(&me, id)
+        .await?
+        .id)
 }
 
 /// Sets the fix's rate (records/s; blank or 0 is unthrottled); a running run follows it.
@@ -136,13 +145,20 @@ pub async fn set_fix_rate(id: i64, rate: String) -> Result<(), AppError> {
     let rate = match rate.trim() {
         "" | "0" => None,
         r => Some(r.parse::<f64>().ok().filter(|r| *r > 0.0).ok_or_else(|| {
-            AppError::Invalid(format!("`{r}` is not a rate: give records per second, e.g. 500, or 0 for unthrottled"))
+            AppError::Invalid(format!(
+                "`{r}` is not a rate: give records per second, e.g. 500, or 0 for unthrottled"
+            ))
         })?),
     };
     let store = crate::server::state()?.store;
     let fix = store.fix(id).await?;
-    let settings = tern_control::fixes::FixSettings { rate, ..fix.settings };
-    store.set_fix_settings(&me, id, &settings, "rate changed on the fix page").await?;
+    let settings = tern_control::fixes::FixSettings {
+        rate,
+        ..fix.settings
+    };
+    store
+        .set_fix_settings(&me, id, &settings, "rate changed on the fix page")
+        .await?;
     Ok(())
 }
 
@@ -152,10 +168,26 @@ pub async fn control_fix_job(job_id: i64, action: String) -> Result<(), AppError
     let me = crate::server::actor()?;
     let store = crate::server::state()?.store;
     match action.as_str() {
-        "pause" => store.pause_job(&me, job_id, "paused on the fix page").await?,
-        "resume" => store.resume_job(&me, job_id, "resumed on the fix page").await?,
-        "cancel" => store.cancel_job(&me, job_id, "cancelled on the fix page").await?,
-        other => return Err(AppError::Invalid(format!("unknown action `{other}`: pause, resume or cancel"))),
+        "pause" => {
+            store
+                .pause_job(&me, job_id, "paused on the fix page")
+                .await?
+        }
+        "resume" => {
+            store
+                .resume_job(&me, job_id, "resumed on the fix page")
+                .await?
+        }
+        "cancel" => {
+            store
+                .cancel_job(&me, job_id, "cancelled on the fix page")
+                .await?
+        }
+        other => {
+            return Err(AppError::Invalid(format!(
+                "unknown action `{other}`: pause, resume or cancel"
+            )));
+        }
     };
     Ok(())
 }
@@ -189,7 +221,15 @@ fn FixDetail() -> impl IntoView {
     let rate = ServerAction::<SetFixRate>::new();
     let control = ServerAction::<ControlFixJob>::new();
     let view_res = Resource::new(
-        move || (id(), tick.get(), run.version().get(), rate.version().get(), control.version().get()),
+        move || {
+            (
+                id(),
+                tick.get(),
+                run.version().get(),
+                rate.version().get(),
+                control.version().get(),
+            )
+        },
         |(id, _, _, _, _)| load_fix(id),
     );
     let (rate_text, set_rate_text) = signal(String::new());

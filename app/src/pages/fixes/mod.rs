@@ -38,7 +38,10 @@ pub async fn list_fixes() -> Result<Vec<FixRow>, AppError> {
             database: f.db_url,
             target: f.target,
             mapper: f.mapper_kind,
-            rate: f.settings.rate.map_or_else(|| "unthrottled".into(), |r| format!("{r}/s")),
+            rate: f
+                .settings
+                .rate
+                .map_or_else(|| "unthrottled".into(), |r| format!("{r}/s")),
         })
         .collect())
 }
