@@ -84,6 +84,15 @@ impl From<tern_control::ControlError> for AppError {
                     }
                 }
             }
+            C::Datafix(e) => {
+                use tern_datafix::DatafixError as D;
+                match e {
+                    D::Spec { .. } | D::Filter { .. } => AppError::Invalid(e.to_string()),
+                    D::Unreachable { .. } => AppError::Unavailable(e.to_string()),
+                    D::Stopped { .. } => AppError::Conflict(e.to_string()),
+                    e => AppError::Internal(e.to_string()),
+                }
+            }
             e @ C::Unavailable { .. } => {
                 tracing::warn!(error = %e, "control store unavailable");
                 AppError::Unavailable(e.to_string())

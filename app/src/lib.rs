@@ -62,6 +62,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("migrations/:id") view=MigrationPage ssr=SsrMode::Async/>
                     <Route path=path!("migrations/:id/buckets/:idx") view=BucketPage ssr=SsrMode::Async/>
                     <Route path=path!("audit") view=AuditPage ssr=SsrMode::Async/>
+                    <Route path=path!("fixes") view=pages::fixes::FixesPage ssr=SsrMode::Async/>
+                    <Route path=path!("fixes/:id") view=pages::fixes::detail::FixPage ssr=SsrMode::Async/>
                     <Route path=path!("admin/users") view=UsersPage ssr=SsrMode::Async/>
                 </ParentRoute>
             </Routes>

@@ -42,6 +42,9 @@ pub enum ControlError {
     /// An engine reported an error while the control plane drove it.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A data fix refused or failed (bad spec or filter, unreachable database, …).
+    #[error(transparent)]
+    Datafix(#[from] tern_datafix::DatafixError),
     /// A bug or an impossible state; the message says where.
     #[error("internal error: {0}")]
     Internal(String),

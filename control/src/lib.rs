@@ -10,6 +10,7 @@ pub mod buckets;
 pub mod clock;
 pub mod dashboard;
 pub mod error;
+pub mod fixes;
 pub mod jobs;
 pub mod migrations;
 pub mod phases;

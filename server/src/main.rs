@@ -56,6 +56,9 @@ enum Command {
     Verify(cli::verify::VerifyArgs),
     /// Re-copy the mismatched keys of a verification run, then re-verify them.
     Repair(cli::verify::RepairArgs),
+    /// Data fixes: a read-only filter, a throttled mapper, until nothing is left.
+    #[command(subcommand)]
+    Fix(cli::fix::Command),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
             Command::CatchUp(args) => cli::catch_up::run(args).await,
             Command::Verify(args) => cli::verify::run(args).await,
             Command::Repair(args) => cli::verify::repair(args).await,
+            Command::Fix(cmd) => cli::fix::run(cmd).await,
         }
     });
     match result {

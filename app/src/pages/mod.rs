@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod bucket;
+pub mod fixes;
 pub mod login;
 pub mod migration;
 pub mod new_migration;

@@ -5,6 +5,7 @@
 pub mod bulk_load;
 pub mod catch_up;
 pub mod relay;
+pub mod datafix;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ pub fn all(ctx: &RunnerContext) -> Vec<Arc<dyn JobRunner>> {
         Arc::new(bulk_load::BulkLoadRunner::new(ctx.clone())),
         Arc::new(catch_up::CatchUpRunner::new(ctx.clone())),
         Arc::new(relay::RelayRunner::new(ctx.clone())),
+        Arc::new(datafix::DataFixRunner::default()),
     ]
 }
 

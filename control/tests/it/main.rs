@@ -5,6 +5,7 @@ mod audit;
 mod batches;
 mod buckets;
 mod dashboard;
+mod datafix;
 mod drive_bulk_load;
 mod drive_relay;
 mod jobs;

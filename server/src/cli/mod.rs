@@ -5,6 +5,7 @@ pub mod capture;
 pub mod catch_up;
 pub mod demo;
 pub mod demo_data;
+pub mod fix;
 pub mod plan;
 pub mod relay;
 pub mod serve;

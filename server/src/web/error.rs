@@ -48,6 +48,14 @@ impl From<ControlError> for ApiError {
                 EngineError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            ControlError::Datafix(e) => match e {
+                tern_datafix::DatafixError::Spec { .. } | tern_datafix::DatafixError::Filter { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                tern_datafix::DatafixError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                tern_datafix::DatafixError::Stopped { .. } => StatusCode::CONFLICT,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

@@ -5,6 +5,7 @@
 //! CSRF check (state-changing requests) → user lookup (and the sign-in wall).
 
 pub mod api;
+pub mod api_fixes;
 pub mod api_runbook;
 pub mod auth;
 pub mod csrf;
@@ -76,6 +77,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .route("/auth/logout", post(auth::logout))
         .merge(api::routes())
         .merge(api_runbook::routes())
+        .merge(api_fixes::routes())
         .leptos_routes(&state, routes, move || shell(leptos_options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(from_fn_with_state(state.clone(), auth::require_user))

@@ -1,0 +1,187 @@
+//! `tern fix run job.toml` and `tern fix dry-run job.toml`: a data fix from a
+//! script. `run` prints progress (records, rate, ETA) on the terminal and the
+//! failures at the end; Ctrl-C stops after the page in hand.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use tern_datafix::{
+    FixFailure, FixJob, FixObserver, FixProgress, FixSpec, LiveSettings, PluginRegistry,
+    RunOptions, RunStatus,
+};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run the fix until its filter selects nothing (progress on the terminal).
+    Run(RunArgs),
+    /// Show the first records the filter selects and the change each would get; writes nothing.
+    DryRun(DryRunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// The job spec (TOML), e.g. examples/truncate_first_names.toml.
+    pub job: PathBuf,
+    /// The database to fix, when the job file names none (or to override it).
+    #[arg(long, env = "TERN_FIX_URL")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Records per second at most (0: unthrottled); default: the job's.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Records mapped at once; default: the job's.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Records per page and write transaction; default: the job's.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DryRunArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// How many records to show.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub limit: usize,
+}
+
+fn load(c: &Common) -> anyhow::Result<FixSpec> {
+    let text = std::fs::read_to_string(&c.job)
+        .with_context(|| format!("reading the job spec {}", c.job.display()))?;
+    let mut spec = FixSpec::parse(&text, &c.job.display().to_string())?;
+    if let Some(url) = &c.url {
+        spec.url = url.clone();
+    }
+    Ok(spec)
+}
+
+pub async fn run(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::DryRun(args) => dry_run(args).await,
+        Command::Run(args) => run_fix(args).await,
+    }
+}
+
+async fn dry_run(args: DryRunArgs) -> anyhow::Result<()> {
+    let spec = load(&args.common)?;
+    let job = FixJob::connect(spec, &PluginRegistry::default()).await?;
+    let total = job.count().await?;
+    let records = job.dry_run(args.limit).await?;
+    println!(
+        "{} selects {total} records now; the first {} and their changes (nothing written):",
+        job.spec().name,
+        records.len()
+    );
+    for r in &records {
+        match r.action.as_str() {
+            "set" => {
+                for (col, before, after) in &r.changes {
+                    println!("  {} {col}: {before} -> {after}", r.key_text);
+                }
+            }
+            "failure" => println!(
+                "  {} fails: {}",
+                r.key_text,
+                r.reason.as_deref().unwrap_or("")
+            ),
+            other => println!("  {} {}", r.key_text, other.replace('_', " ")),
+        }
+    }
+    Ok(())
+}
+
+struct Terminal {
+    bar: ProgressBar,
+    failures: Mutex<Vec<FixFailure>>,
+}
+
+#[async_trait::async_trait]
+impl FixObserver for Terminal {
+    fn progress(&self, p: &FixProgress) {
+        if let Some(t) = p.pass_total {
+            self.bar.set_length(t);
+        }
+        self.bar.set_position(p.pass_done);
+        let eta = p
+            .eta_seconds
+            .map_or_else(|| "?".to_string(), |s| format!("{s:.0}s"));
+        self.bar.set_message(format!(
+            "pass {}: {} changed, {} failed, {} stale, {:.0}/s, ETA {eta}",
+            p.pass, p.changed, p.failed, p.stale, p.rate
+        ));
+    }
+    async fn failures(&self, f: &[FixFailure]) -> Result<(), String> {
+        for x in f {
+            self.bar
+                .println(format!("failed {}: {}", x.key_text, x.reason));
+        }
+        if let Ok(mut all) = self.failures.lock() {
+            all.extend_from_slice(f);
+        }
+        Ok(())
+    }
+}
+
+async fn run_fix(args: RunArgs) -> anyhow::Result<()> {
+    let mut spec = load(&args.common)?;
+    if let Some(r) = args.rate {
+        spec.settings.rate = r;
+    }
+    if let Some(c) = args.concurrency {
+        spec.settings.concurrency = c;
+    }
+    if let Some(b) = args.batch_size {
+        spec.settings.batch_size = b;
+    }
+    spec.settings.check("command line")?;
+    let job = FixJob::connect(spec, &PluginRegistry::default()).await?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let term = Arc::new(Terminal {
+        bar: bar.clone(),
+        failures: Mutex::new(Vec::new()),
+    });
+    let mut opts = RunOptions::new(LiveSettings::new(job.spec().settings.clone()));
+    opts.observer = term.clone();
+    let cancel = opts.cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("stopping after the current page");
+            cancel.cancel();
+        }
+    });
+    let report = job.run(opts).await;
+    bar.finish_and_clear();
+    let report = report?;
+    let what = match report.status {
+        RunStatus::Completed => "done: the filter selects nothing more",
+        RunStatus::Cancelled => "stopped",
+    };
+    println!(
+        "{}: {what}; {} passes, {} records changed, {} failed, {} stale, {:.1}s ({:.0} records/s)",
+        job.spec().name,
+        report.passes,
+        report.changed,
+        report.failed,
+        report.stale,
+        report.elapsed_seconds,
+        report.changed as f64 / report.elapsed_seconds.max(1e-9)
+    );
+    let failures = term.failures.lock().map(|f| f.len()).unwrap_or(0);
+    if failures > 0 {
+        anyhow::bail!("{failures} records failed (listed above)");
+    }
+    Ok(())
+}

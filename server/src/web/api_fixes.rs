@@ -1,0 +1,144 @@
+//! The JSON API for data fixes (`/api/v1/fixes`): create from a job spec,
+//! dry-run, run, change settings while running, read runs and failures —
+//! the same operations and role checks as the pages.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tern_app::server::CurrentUser;
+use tern_app::state::AppState;
+use tern_control::Actor;
+use tern_control::fixes::FixSettings;
+use tern_datafix::PluginRegistry;
+
+use crate::web::error::ApiError;
+
+/// The data-fix routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/fixes", get(list).post(create))
+        .route("/api/v1/fixes/template", get(template))
+        .route("/api/v1/fixes/{id}", get(show))
+        .route("/api/v1/fixes/{id}/dry-run", post(dry_run))
+        .route("/api/v1/fixes/{id}/runs", post(start_run))
+        .route("/api/v1/fixes/{id}/settings", put(settings))
+        .route("/api/v1/fixes/{id}/runs/{run}/failures", get(failures))
+}
+
+fn actor(user: &CurrentUser) -> Actor {
+    Actor::from(&user.0)
+}
+
+async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.store.list_fixes().await?)))
+}
+
+async fn template() -> Json<Value> {
+    Json(json!({ "spec": tern_datafix::EXAMPLE }))
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateBody {
+    spec: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Json(body): Json<CreateBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let fix = state.store.create_fix(&actor(&user), &body.spec).await?;
+    Ok((StatusCode::CREATED, Json(json!(fix))))
+}
+
+async fn show(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    let fix = state.store.fix(id).await?;
+    let runs = state.store.fix_runs(id).await?;
+    let mut jobs = Vec::new();
+    for r in &runs {
+        if let Some(j) = r.job_id {
+            jobs.push(state.store.job(j).await?);
+        }
+    }
+    Ok(Json(json!({ "fix": fix, "runs": runs, "jobs": jobs })))
+}
+
+#[derive(Debug, Deserialize)]
+struct DryRunBody {
+    #[serde(default = "ten")]
+    limit: usize,
+}
+
+fn ten() -> usize {
+    10
+}
+
+async fn dry_run(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+    Json(body): Json<DryRunBody>,
+) -> Result<Json<Value>, ApiError> {
+    let records = state
+        .store
+        .dry_run_fix(&actor(&user), id, body.limit, &PluginRegistry::default())
+        .await?;
+    Ok(Json(json!(records)))
+}
+
+async fn start_run(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let run = state.store.start_fix_run(&actor(&user), id).await?;
+    Ok((StatusCode::CREATED, Json(json!(run))))
+}
+
+#[derive(Debug, Deserialize)]
+struct SettingsBody {
+    #[serde(flatten)]
+    settings: FixSettings,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn settings(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+    Json(body): Json<SettingsBody>,
+) -> Result<Json<Value>, ApiError> {
+    let fix = state
+        .store
+        .set_fix_settings(&actor(&user), id, &body.settings, &body.reason)
+        .await?;
+    Ok(Json(json!(fix)))
+}
+
+#[derive(Debug, Deserialize)]
+struct Limit {
+    limit: Option<i64>,
+}
+
+async fn failures(
+    State(state): State<AppState>,
+    Path((id, run)): Path<(i64, i64)>,
+    Query(q): Query<Limit>,
+) -> Result<Json<Value>, ApiError> {
+    let r = state.store.fix_run(run).await?;
+    if r.fix_id != id {
+        return Err(ApiError::from(tern_control::ControlError::NotFound(
+            format!("fix {id} has no run {run}"),
+        )));
+    }
+    Ok(Json(json!(
+        state
+            .store
+            .fix_failures(run, q.limit.unwrap_or(100).clamp(1, 1000))
+            .await?
+    )))
+}
