@@ -18,6 +18,7 @@ pub mod chunk;
 pub mod connector;
 pub mod error;
 pub mod progress;
+pub mod shadow;
 pub mod spec;
 pub mod throttle;
 pub mod transform;

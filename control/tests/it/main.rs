@@ -4,6 +4,7 @@
 mod audit;
 mod batches;
 mod buckets;
+mod clients;
 mod drive_bulk_load;
 mod jobs;
 mod migrations;
