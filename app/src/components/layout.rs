@@ -56,6 +56,7 @@ fn Nav(me: Me) -> impl IntoView {
     view! {
         <nav class="nav" aria-label="main">
             <A href="/" exact=true>"Overview"</A>
+            <A href="/clients">"Clients"</A>
             <Show when={let a = me.can_read_audit; move || a}>
                 <A href="/audit">"Audit log"</A>
             </Show>

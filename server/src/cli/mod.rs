@@ -2,6 +2,7 @@
 
 pub mod bulk_load;
 pub mod demo;
+pub mod demo_clients;
 pub mod demo_data;
 pub mod plan;
 pub mod serve;

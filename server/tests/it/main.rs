@@ -2,6 +2,7 @@
 //! data directory (a fresh SQLite control store) and reached over HTTP.
 
 mod auth;
+mod clients;
 mod cli_bulk_load;
 mod cli_plan;
 mod operability;
