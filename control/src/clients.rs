@@ -376,22 +376,29 @@ impl Store {
                     migration.name
                 )));
             }
-            None => insert_client(
-                &mut tx,
-                migration_id,
-                &name,
-                new.owner_team.trim(),
-                new.owner_contact.trim(),
-                kind,
-                "not-started",
-            )
-            .await?,
+            None => {
+                insert_client(
+                    &mut tx,
+                    migration_id,
+                    &name,
+                    new.owner_team.trim(),
+                    new.owner_contact.trim(),
+                    kind,
+                    "not-started",
+                )
+                .await?
+            }
         };
         audit::record(
             &mut tx,
-            AuditEntry::new(actor, "client.create", "client", format!("{}/{name}", migration.name))
-                .to_state("not-started")
-                .details(serde_json::json!({ "owner_team": new.owner_team, "kind": kind })),
+            AuditEntry::new(
+                actor,
+                "client.create",
+                "client",
+                format!("{}/{name}", migration.name),
+            )
+            .to_state("not-started")
+            .details(serde_json::json!({ "owner_team": new.owner_team, "kind": kind })),
         )
         .await?;
         tx.commit()
@@ -415,12 +422,14 @@ impl Store {
 
     /// The client `name` of the migration named `migration`.
     pub async fn client_by_name(&self, migration: &str, name: &str) -> Result<Client> {
-        let row = sqlx::query(&format!("{CLIENT_SELECT} WHERE m.name = $1 AND c.name = $2"))
-            .bind(migration)
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(ControlError::db("reading a client"))?;
+        let row = sqlx::query(&format!(
+            "{CLIENT_SELECT} WHERE m.name = $1 AND c.name = $2"
+        ))
+        .bind(migration)
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(ControlError::db("reading a client"))?;
         match row {
             Some(row) => client_from_row(&row),
             None => Err(ControlError::NotFound(format!(
@@ -430,7 +439,11 @@ impl Store {
     }
 
     /// Clients of one migration (or of all, with `None`); the actor's own clients first.
-    pub async fn list_clients(&self, actor: &Actor, migration_id: Option<i64>) -> Result<Vec<Client>> {
+    pub async fn list_clients(
+        &self,
+        actor: &Actor,
+        migration_id: Option<i64>,
+    ) -> Result<Vec<Client>> {
         let rows = sqlx::query(&format!(
             "{CLIENT_SELECT} WHERE ($1 IS NULL OR c.migration_id = $1) ORDER BY m.name, c.name"
         ))
@@ -438,7 +451,10 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(ControlError::db("listing clients"))?;
-        let mut clients = rows.iter().map(client_from_row).collect::<Result<Vec<_>>>()?;
+        let mut clients = rows
+            .iter()
+            .map(client_from_row)
+            .collect::<Result<Vec<_>>>()?;
         clients.sort_by_key(|c| !owns(actor, c));
         Ok(clients)
     }
@@ -609,9 +625,8 @@ impl Store {
         .map_err(ControlError::db("setting a migration's gates"))?;
         audit::record(
             &mut tx,
-            AuditEntry::new(actor, "gates.set", "migration", &migration.name).details(
-                serde_json::json!({ "before": before, "after": gates }),
-            ),
+            AuditEntry::new(actor, "gates.set", "migration", &migration.name)
+                .details(serde_json::json!({ "before": before, "after": gates })),
         )
         .await?;
         tx.commit()
@@ -631,7 +646,11 @@ impl Store {
     }
 
     /// The client's shadow mismatch rate (percent) and sample count over `window_ms`.
-    pub async fn mismatch_rate(&self, client_id: i64, window_ms: i64) -> Result<(Option<f64>, i64)> {
+    pub async fn mismatch_rate(
+        &self,
+        client_id: i64,
+        window_ms: i64,
+    ) -> Result<(Option<f64>, i64)> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, COALESCE(SUM(CASE WHEN matched = 0 THEN 1 ELSE 0 END), 0) AS bad
              FROM shadow_results WHERE client_id = $1 AND at >= $2",
@@ -641,8 +660,12 @@ impl Store {
         .fetch_one(self.pool())
         .await
         .map_err(ControlError::db("measuring a client's mismatch rate"))?;
-        let n: i64 = row.try_get("n").map_err(ControlError::db("reading a count"))?;
-        let bad: i64 = row.try_get("bad").map_err(ControlError::db("reading a count"))?;
+        let n: i64 = row
+            .try_get("n")
+            .map_err(ControlError::db("reading a count"))?;
+        let bad: i64 = row
+            .try_get("bad")
+            .map_err(ControlError::db("reading a count"))?;
         Ok(((n > 0).then(|| bad as f64 * 100.0 / n as f64), n))
     }
 
@@ -768,7 +791,11 @@ impl Store {
         .map_err(ControlError::db("recording a ramp step"))?;
         let mut entry = AuditEntry::new(
             actor,
-            if overridden { "ramp.override" } else { "ramp.set" },
+            if overridden {
+                "ramp.override"
+            } else {
+                "ramp.set"
+            },
             "client",
             client_entity(&client),
         )
@@ -794,18 +821,18 @@ impl Store {
         } else {
             reason
         };
-        self.set_ramp(actor, client_id, Ramp::OFF, reason, None).await
+        self.set_ramp(actor, client_id, Ramp::OFF, reason, None)
+            .await
     }
 
     /// A client's ramp changes, oldest first.
     pub async fn ramp_steps(&self, client_id: i64) -> Result<Vec<RampStep>> {
-        let rows = sqlx::query(
-            "SELECT * FROM client_ramp_steps WHERE client_id = $1 ORDER BY at, id",
-        )
-        .bind(client_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading ramp steps"))?;
+        let rows =
+            sqlx::query("SELECT * FROM client_ramp_steps WHERE client_id = $1 ORDER BY at, id")
+                .bind(client_id)
+                .fetch_all(self.pool())
+                .await
+                .map_err(ControlError::db("reading ramp steps"))?;
         let get = |e| ControlError::db("reading a ramp step")(e);
         rows.iter()
             .map(|r| {
@@ -861,11 +888,18 @@ impl Store {
     }
 
     /// Adds an item to a client's checklist (engineers).
-    pub async fn add_checklist_item(&self, actor: &Actor, client_id: i64, label: &str) -> Result<ChecklistItem> {
+    pub async fn add_checklist_item(
+        &self,
+        actor: &Actor,
+        client_id: i64,
+        label: &str,
+    ) -> Result<ChecklistItem> {
         actor.require_operate("adding a checklist item")?;
         let label = label.trim();
         if label.is_empty() {
-            return Err(ControlError::Invalid("a checklist item needs a label".into()));
+            return Err(ControlError::Invalid(
+                "a checklist item needs a label".into(),
+            ));
         }
         let client = self.client(client_id).await?;
         let mut tx = self.begin().await?;
@@ -893,19 +927,26 @@ impl Store {
     }
 
     /// Ticks or unticks an item (engineers, or the client's owner).
-    pub async fn tick_checklist_item(&self, actor: &Actor, item_id: i64, done: bool) -> Result<ChecklistItem> {
+    pub async fn tick_checklist_item(
+        &self,
+        actor: &Actor,
+        item_id: i64,
+        done: bool,
+    ) -> Result<ChecklistItem> {
         let item = self.checklist_item(item_id).await?;
         let client = self.client(item.client_id).await?;
         require_operate_or_owner(actor, &client, "ticking a checklist item")?;
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE client_checklist SET done = $1, done_by = $2, done_at = $3 WHERE id = $4")
-            .bind(i64::from(done))
-            .bind(done.then_some(actor.name.as_str()))
-            .bind(done.then(now_ms))
-            .bind(item_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db("ticking a checklist item"))?;
+        sqlx::query(
+            "UPDATE client_checklist SET done = $1, done_by = $2, done_at = $3 WHERE id = $4",
+        )
+        .bind(i64::from(done))
+        .bind(done.then_some(actor.name.as_str()))
+        .bind(done.then(now_ms))
+        .bind(item_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(ControlError::db("ticking a checklist item"))?;
         audit::record(
             &mut tx,
             AuditEntry::new(actor, "checklist.tick", "client", client_entity(&client))
@@ -993,7 +1034,11 @@ impl Store {
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
         let token = format!("tern_{}", hex::encode(bytes));
         let prefix = token[..13].to_string();
-        let label = if label.trim().is_empty() { "token" } else { label.trim() };
+        let label = if label.trim().is_empty() {
+            "token"
+        } else {
+            label.trim()
+        };
         let mut tx = self.begin().await?;
         let id: i64 = sqlx::query(
             "INSERT INTO api_tokens (migration_id, client_id, label, token_hash, prefix, created_by, created_at)
@@ -1012,8 +1057,17 @@ impl Store {
         .map_err(ControlError::db("creating an API token"))?;
         audit::record(
             &mut tx,
-            AuditEntry::new(actor, "token.create", if client_id.is_some() { "client" } else { "migration" }, entity)
-                .details(serde_json::json!({ "token": prefix, "label": label })),
+            AuditEntry::new(
+                actor,
+                "token.create",
+                if client_id.is_some() {
+                    "client"
+                } else {
+                    "migration"
+                },
+                entity,
+            )
+            .details(serde_json::json!({ "token": prefix, "label": label })),
         )
         .await?;
         tx.commit()
@@ -1054,12 +1108,15 @@ impl Store {
 
     /// Revokes a token; it stops working at once in this process.
     pub async fn revoke_token(&self, actor: &Actor, token_id: i64) -> Result<()> {
-        let row = sqlx::query("SELECT migration_id, client_id, prefix FROM api_tokens WHERE id = $1")
-            .bind(token_id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(ControlError::db("reading an API token"))?
-            .ok_or_else(|| ControlError::NotFound(format!("there is no API token {token_id}")))?;
+        let row =
+            sqlx::query("SELECT migration_id, client_id, prefix FROM api_tokens WHERE id = $1")
+                .bind(token_id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(ControlError::db("reading an API token"))?
+                .ok_or_else(|| {
+                    ControlError::NotFound(format!("there is no API token {token_id}"))
+                })?;
         let client_id: Option<i64> = row.get("client_id");
         let prefix: String = row.get("prefix");
         let entity = match client_id {
@@ -1082,8 +1139,17 @@ impl Store {
             .map_err(ControlError::db("revoking an API token"))?;
         audit::record(
             &mut tx,
-            AuditEntry::new(actor, "token.revoke", if client_id.is_some() { "client" } else { "migration" }, entity)
-                .details(serde_json::json!({ "token": prefix })),
+            AuditEntry::new(
+                actor,
+                "token.revoke",
+                if client_id.is_some() {
+                    "client"
+                } else {
+                    "migration"
+                },
+                entity,
+            )
+            .details(serde_json::json!({ "token": prefix })),
         )
         .await?;
         tx.commit()
@@ -1158,11 +1224,13 @@ pub(crate) async fn ensure_gates_row(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     migration_id: i64,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO client_gates (migration_id) VALUES ($1) ON CONFLICT (migration_id) DO NOTHING")
-        .bind(migration_id)
-        .execute(&mut **tx)
-        .await
-        .map_err(ControlError::db("creating a migration's gates"))?;
+    sqlx::query(
+        "INSERT INTO client_gates (migration_id) VALUES ($1) ON CONFLICT (migration_id) DO NOTHING",
+    )
+    .bind(migration_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(ControlError::db("creating a migration's gates"))?;
     Ok(())
 }
 
@@ -1243,7 +1311,10 @@ mod tests {
         assert!(grant.require("contacts", "inbox").is_ok());
         assert!(grant.require("contacts", "search").is_err());
         assert!(grant.require("messages", "inbox").is_err());
-        let collector = TokenGrant { client: None, ..grant };
+        let collector = TokenGrant {
+            client: None,
+            ..grant
+        };
         assert!(collector.require("contacts", "anyone").is_ok());
     }
 

@@ -44,7 +44,12 @@ pub struct OnOldSystem {
 
 fn names(list: &[String]) -> String {
     const SHOW: usize = 8;
-    let mut s = list.iter().take(SHOW).cloned().collect::<Vec<_>>().join(", ");
+    let mut s = list
+        .iter()
+        .take(SHOW)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if list.len() > SHOW {
         s.push_str(&format!(" and {} more", list.len() - SHOW));
     }
@@ -75,7 +80,9 @@ impl Store {
         }];
 
         let since = now_ms() - gates.quiet_days * 86_400_000;
-        let clients = self.list_clients(&crate::users::Actor::system(), Some(migration_id)).await?;
+        let clients = self
+            .list_clients(&crate::users::Actor::system(), Some(migration_id))
+            .await?;
         let mut behind = Vec::new();
         for c in &clients {
             let old = self.old_traffic_since(c.id, since).await?;
@@ -99,7 +106,11 @@ impl Store {
         });
 
         let jobs = self.list_offline_jobs(migration_id).await?;
-        let open: Vec<String> = jobs.iter().filter(|j| j.status != "migrated").map(|j| j.name.clone()).collect();
+        let open: Vec<String> = jobs
+            .iter()
+            .filter(|j| j.status != "migrated")
+            .map(|j| j.name.clone())
+            .collect();
         items.push(DecommissionItem {
             label: "Every offline job is migrated".into(),
             done: open.is_empty(),

@@ -24,12 +24,28 @@ pub fn render_markdown(markdown: &str) -> String {
     let events = Parser::new_ext(markdown, options).map(|event| match event {
         // Raw HTML becomes text, so it is escaped on output.
         Event::Html(s) | Event::InlineHtml(s) => Event::Text(s),
-        Event::Start(Tag::Link { link_type, dest_url, title, id }) if !safe_url(&dest_url) => {
-            Event::Start(Tag::Link { link_type, dest_url: CowStr::from("#"), title, id })
-        }
-        Event::Start(Tag::Image { link_type, dest_url, title, id }) if !safe_url(&dest_url) => {
-            Event::Start(Tag::Image { link_type, dest_url: CowStr::from("#"), title, id })
-        }
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) if !safe_url(&dest_url) => Event::Start(Tag::Link {
+            link_type,
+            dest_url: CowStr::from("#"),
+            title,
+            id,
+        }),
+        Event::Start(Tag::Image {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) if !safe_url(&dest_url) => Event::Start(Tag::Image {
+            link_type,
+            dest_url: CowStr::from("#"),
+            title,
+            id,
+        }),
         e => e,
     });
     let mut out = String::with_capacity(markdown.len() * 3 / 2);

@@ -138,13 +138,14 @@ impl Store {
         name: &str,
         replacement: &str,
     ) -> Result<(i64, bool)> {
-        let found: Option<i64> = sqlx::query("SELECT id FROM datasets WHERE migration_id = $1 AND name = $2")
-            .bind(migration_id)
-            .bind(name)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(ControlError::db("looking up a dataset"))?
-            .map(|r| r.get("id"));
+        let found: Option<i64> =
+            sqlx::query("SELECT id FROM datasets WHERE migration_id = $1 AND name = $2")
+                .bind(migration_id)
+                .bind(name)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(ControlError::db("looking up a dataset"))?
+                .map(|r| r.get("id"));
         if let Some(id) = found {
             if !replacement.is_empty() {
                 sqlx::query("UPDATE datasets SET replacement = $1 WHERE id = $2")
@@ -218,18 +219,30 @@ impl Store {
     }
 
     /// Registers (or updates, by name) an offline job and the datasets it reads.
-    pub async fn create_offline_job(&self, actor: &Actor, migration_id: i64, job: NewOfflineJob) -> Result<OfflineJob> {
+    pub async fn create_offline_job(
+        &self,
+        actor: &Actor,
+        migration_id: i64,
+        job: NewOfflineJob,
+    ) -> Result<OfflineJob> {
         actor.require_operate("registering an offline job")?;
         let migration = self.migration(migration_id).await?;
         let mut tx = self.begin().await?;
         let (id, _) = Store::upsert_job(&mut tx, migration_id, &job).await?;
         audit::record(
             &mut tx,
-            AuditEntry::new(actor, "job.create", "offline-job", format!("{}/{}", migration.name, job.name.trim()))
-                .details(serde_json::json!({ "owner": job.owner, "reads": job.reads })),
+            AuditEntry::new(
+                actor,
+                "job.create",
+                "offline-job",
+                format!("{}/{}", migration.name, job.name.trim()),
+            )
+            .details(serde_json::json!({ "owner": job.owner, "reads": job.reads })),
         )
         .await?;
-        tx.commit().await.map_err(ControlError::db("committing an offline job"))?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing an offline job"))?;
         self.list_offline_jobs(migration_id)
             .await?
             .into_iter()
@@ -240,7 +253,12 @@ impl Store {
     /// Imports jobs and datasets from CSV with the header
     /// `job,owner,schedule,old_dataset,new_dataset[,status]`, one row per
     /// (job, old dataset); a job's rows are merged. All or nothing.
-    pub async fn import_offline_csv(&self, actor: &Actor, migration_id: i64, csv: &str) -> Result<ImportReport> {
+    pub async fn import_offline_csv(
+        &self,
+        actor: &Actor,
+        migration_id: i64,
+        csv: &str,
+    ) -> Result<ImportReport> {
         actor.require_operate("importing offline jobs")?;
         let migration = self.migration(migration_id).await?;
         let rows = parse_csv(csv)?;
@@ -258,13 +276,25 @@ impl Store {
                 header.join(",")
             )));
         };
-        let (owner_c, sched_c, new_c, status_c) = (col("owner"), col("schedule"), col("new_dataset"), col("status"));
+        let (owner_c, sched_c, new_c, status_c) = (
+            col("owner"),
+            col("schedule"),
+            col("new_dataset"),
+            col("status"),
+        );
         let mut jobs: Vec<NewOfflineJob> = Vec::new();
         for (i, row) in body.iter().enumerate() {
-            let cell = |c: Option<usize>| c.and_then(|c| row.get(c)).map(|s| s.trim().to_string()).unwrap_or_default();
+            let cell = |c: Option<usize>| {
+                c.and_then(|c| row.get(c))
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default()
+            };
             let name = cell(Some(job_c));
             if name.is_empty() {
-                return Err(ControlError::Invalid(format!("CSV line {}: the job column is empty", i + 2)));
+                return Err(ControlError::Invalid(format!(
+                    "CSV line {}: the job column is empty",
+                    i + 2
+                )));
             }
             check_job_status(&cell(status_c))
                 .map_err(|e| ControlError::Invalid(format!("CSV line {}: {e}", i + 2)))?;
@@ -289,11 +319,14 @@ impl Store {
         }
         audit::record(
             &mut tx,
-            AuditEntry::new(actor, "job.import", "migration", &migration.name)
-                .details(serde_json::json!({ "jobs": report.jobs, "new_datasets": report.datasets })),
+            AuditEntry::new(actor, "job.import", "migration", &migration.name).details(
+                serde_json::json!({ "jobs": report.jobs, "new_datasets": report.datasets }),
+            ),
         )
         .await?;
-        tx.commit().await.map_err(ControlError::db("committing a CSV import"))?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a CSV import"))?;
         Ok(report)
     }
 
@@ -347,7 +380,13 @@ impl Store {
     }
 
     /// Moves an offline job to `status`.
-    pub async fn set_job_status(&self, actor: &Actor, job_id: i64, status: &str, reason: &str) -> Result<()> {
+    pub async fn set_job_status(
+        &self,
+        actor: &Actor,
+        job_id: i64,
+        status: &str,
+        reason: &str,
+    ) -> Result<()> {
         actor.require_operate("changing an offline job's status")?;
         let status = check_job_status(status)?;
         let row = sqlx::query(
@@ -368,13 +407,24 @@ impl Store {
             .map_err(ControlError::db("changing an offline job's status"))?;
         audit::record(
             &mut tx,
-            AuditEntry::new(actor, "job.status", "offline-job", format!("{}/{}", row.get::<String, _>("migration"), row.get::<String, _>("name")))
-                .from_state(row.get::<String, _>("status"))
-                .to_state(status)
-                .reason(reason),
+            AuditEntry::new(
+                actor,
+                "job.status",
+                "offline-job",
+                format!(
+                    "{}/{}",
+                    row.get::<String, _>("migration"),
+                    row.get::<String, _>("name")
+                ),
+            )
+            .from_state(row.get::<String, _>("status"))
+            .to_state(status)
+            .reason(reason),
         )
         .await?;
-        tx.commit().await.map_err(ControlError::db("committing a job status"))
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a job status"))
     }
 
     /// A migration's datasets with who still reads them.
@@ -427,9 +477,17 @@ impl Store {
     }
 
     /// Records "job `job` read dataset `dataset` at `at`" (the access-log endpoint).
-    pub async fn record_access(&self, migration_id: i64, job: &str, dataset: &str, at: Option<i64>) -> Result<()> {
+    pub async fn record_access(
+        &self,
+        migration_id: i64,
+        job: &str,
+        dataset: &str,
+        at: Option<i64>,
+    ) -> Result<()> {
         if job.trim().is_empty() {
-            return Err(ControlError::Invalid("an access-log entry needs the job's name".into()));
+            return Err(ControlError::Invalid(
+                "an access-log entry needs the job's name".into(),
+            ));
         }
         let row = sqlx::query("SELECT id, status FROM datasets WHERE migration_id = $1 AND name = $2")
             .bind(migration_id)
@@ -472,16 +530,27 @@ impl Store {
 
     /// Locks an active dataset. Refused while an unmigrated job reads it or a
     /// read was logged within the quiet period, unless `force` gives a reason.
-    pub async fn lock_dataset(&self, actor: &Actor, id: i64, force: Option<&str>) -> Result<Dataset> {
+    pub async fn lock_dataset(
+        &self,
+        actor: &Actor,
+        id: i64,
+        force: Option<&str>,
+    ) -> Result<Dataset> {
         actor.require_operate("locking a dataset")?;
         let d = self.dataset(id).await?;
         if d.status != "active" {
-            return Err(ControlError::Conflict(format!("dataset `{}` is already {}", d.name, d.status)));
+            return Err(ControlError::Conflict(format!(
+                "dataset `{}` is already {}",
+                d.name, d.status
+            )));
         }
         let gates = self.gates(d.migration_id).await?;
         let mut blockers = Vec::new();
         if !d.readers.is_empty() {
-            blockers.push(format!("jobs not yet migrated still read it: {}", d.readers.join(", ")));
+            blockers.push(format!(
+                "jobs not yet migrated still read it: {}",
+                d.readers.join(", ")
+            ));
         }
         if let Some((job, at)) = &d.last_access
             && *at >= now_ms() - gates.quiet_days * DAY_MS
@@ -508,14 +577,27 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(ControlError::db("locking a dataset"))?;
-        let mut entry = AuditEntry::new(actor, if blockers.is_empty() { "dataset.lock" } else { "dataset.force-lock" }, "dataset", format!("{}/{}", migration.name, d.name))
-            .from_state("active")
-            .to_state("locked");
+        let mut entry = AuditEntry::new(
+            actor,
+            if blockers.is_empty() {
+                "dataset.lock"
+            } else {
+                "dataset.force-lock"
+            },
+            "dataset",
+            format!("{}/{}", migration.name, d.name),
+        )
+        .from_state("active")
+        .to_state("locked");
         if let Some(why) = force {
-            entry = entry.reason(why).details(serde_json::json!({ "refused_because": blockers }));
+            entry = entry
+                .reason(why)
+                .details(serde_json::json!({ "refused_because": blockers }));
         }
         audit::record(&mut tx, entry).await?;
-        tx.commit().await.map_err(ControlError::db("committing a dataset lock"))?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a dataset lock"))?;
         self.dataset(id).await
     }
 
@@ -550,12 +632,19 @@ impl Store {
             .map_err(ControlError::db("deleting a dataset"))?;
         audit::record(
             &mut tx,
-            AuditEntry::new(actor, "dataset.delete", "dataset", format!("{}/{}", migration.name, d.name))
-                .from_state("locked")
-                .to_state("deleted"),
+            AuditEntry::new(
+                actor,
+                "dataset.delete",
+                "dataset",
+                format!("{}/{}", migration.name, d.name),
+            )
+            .from_state("locked")
+            .to_state("deleted"),
         )
         .await?;
-        tx.commit().await.map_err(ControlError::db("committing a dataset deletion"))?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a dataset deletion"))?;
         self.dataset(id).await
     }
 }
@@ -566,7 +655,8 @@ mod tests {
 
     #[test]
     fn csv_handles_quotes_commas_and_blank_lines() {
-        let rows = parse_csv("job,owner\n\"nightly, big\",\"a \"\"b\"\"\"\r\n\n x , y\n").expect("parses");
+        let rows =
+            parse_csv("job,owner\n\"nightly, big\",\"a \"\"b\"\"\"\r\n\n x , y\n").expect("parses");
         assert_eq!(
             rows,
             vec![

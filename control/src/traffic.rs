@@ -64,7 +64,11 @@ fn slot_of(at: i64, slot_ms: i64) -> i64 {
 impl Store {
     /// Records traffic counts reported under `grant`. Unknown client names
     /// (from a collector token) are registered as *discovered*.
-    pub async fn record_traffic(&self, grant: &TokenGrant, reports: &[TrafficReport]) -> Result<usize> {
+    pub async fn record_traffic(
+        &self,
+        grant: &TokenGrant,
+        reports: &[TrafficReport],
+    ) -> Result<usize> {
         let mut tx = self.begin().await?;
         let now = now_ms();
         for r in reports {
@@ -96,12 +100,26 @@ impl Store {
                             "a traffic report needs a client name of up to 100 characters".into(),
                         ));
                     }
-                    let id = insert_client(&mut tx, grant.migration_id, name, "", "", "online", "discovered").await?;
+                    let id = insert_client(
+                        &mut tx,
+                        grant.migration_id,
+                        name,
+                        "",
+                        "",
+                        "online",
+                        "discovered",
+                    )
+                    .await?;
                     audit::record(
                         &mut tx,
-                        AuditEntry::new(&Actor::system(), "client.discover", "client", format!("{}/{name}", grant.migration_name))
-                            .to_state("discovered")
-                            .reason("reported traffic without being registered"),
+                        AuditEntry::new(
+                            &Actor::system(),
+                            "client.discover",
+                            "client",
+                            format!("{}/{name}", grant.migration_name),
+                        )
+                        .to_state("discovered")
+                        .reason("reported traffic without being registered"),
                     )
                     .await?;
                     tracing::info!(client = name, migration = %grant.migration_name, "discovered a client from its traffic");
@@ -128,7 +146,12 @@ impl Store {
     }
 
     /// A client's traffic summed into slots of `slot_ms` since `since`, oldest first.
-    pub async fn traffic_series(&self, client_id: i64, since: i64, slot_ms: i64) -> Result<Vec<TrafficPoint>> {
+    pub async fn traffic_series(
+        &self,
+        client_id: i64,
+        since: i64,
+        slot_ms: i64,
+    ) -> Result<Vec<TrafficPoint>> {
         let rows = sqlx::query(
             "SELECT at, old_count, new_count FROM client_traffic
              WHERE client_id = $1 AND at >= $2 ORDER BY at",
@@ -154,7 +177,12 @@ impl Store {
     }
 
     /// A migration's traffic (all clients) in slots, oldest first.
-    pub async fn migration_traffic_series(&self, migration_id: i64, since: i64, slot_ms: i64) -> Result<Vec<TrafficPoint>> {
+    pub async fn migration_traffic_series(
+        &self,
+        migration_id: i64,
+        since: i64,
+        slot_ms: i64,
+    ) -> Result<Vec<TrafficPoint>> {
         let rows = sqlx::query(
             "SELECT t.at, t.old_count, t.new_count FROM client_traffic t
              JOIN clients c ON c.id = t.client_id
@@ -190,7 +218,8 @@ impl Store {
         .fetch_one(self.pool())
         .await
         .map_err(ControlError::db("summing old traffic"))?;
-        row.try_get("n").map_err(ControlError::db("reading old traffic"))
+        row.try_get("n")
+            .map_err(ControlError::db("reading old traffic"))
     }
 
     /// Compares a shadow pair with the client's rules and keeps the result.
@@ -258,7 +287,12 @@ impl Store {
     }
 
     /// A client's mismatch counts in slots since `since`, oldest first.
-    pub async fn mismatch_series(&self, client_id: i64, since: i64, slot_ms: i64) -> Result<Vec<MismatchPoint>> {
+    pub async fn mismatch_series(
+        &self,
+        client_id: i64,
+        since: i64,
+        slot_ms: i64,
+    ) -> Result<Vec<MismatchPoint>> {
         let rows = sqlx::query(
             "SELECT at, matched FROM shadow_results WHERE client_id = $1 AND at >= $2 ORDER BY at",
         )
@@ -276,7 +310,11 @@ impl Store {
                     p.samples += 1;
                     p.mismatched += bad;
                 }
-                _ => out.push(MismatchPoint { at, samples: 1, mismatched: bad }),
+                _ => out.push(MismatchPoint {
+                    at,
+                    samples: 1,
+                    mismatched: bad,
+                }),
             }
         }
         Ok(out)

@@ -33,7 +33,9 @@ async fn main() -> anyhow::Result<()> {
             inproc(Duration::from_secs_f64(secs));
             Ok(())
         }
-        _ => bail!("usage: route_bench setup DATA_DIR | http URL TOKEN CONNECTIONS SECONDS | inproc SECONDS"),
+        _ => bail!(
+            "usage: route_bench setup DATA_DIR | http URL TOKEN CONNECTIONS SECONDS | inproc SECONDS"
+        ),
     }
 }
 
@@ -51,15 +53,36 @@ async fn setup(data: &str) -> anyhow::Result<()> {
                 name: "bench".into(),
                 description: String::new(),
                 spec: "x = 1".into(),
-                buckets: vec![BucketPlan { idx: 0, lo: None, hi: None, planned_rows: 1, table_name: None, table_bucket: None }],
+                buckets: vec![BucketPlan {
+                    idx: 0,
+                    lo: None,
+                    hi: None,
+                    planned_rows: 1,
+                    table_name: None,
+                    table_bucket: None,
+                }],
             },
         )
         .await?;
     let c = store
-        .create_client(&sys, m.id, NewClient { name: "svc".into(), owner_team: "bench".into(), ..Default::default() })
+        .create_client(
+            &sys,
+            m.id,
+            NewClient {
+                name: "svc".into(),
+                owner_team: "bench".into(),
+                ..Default::default()
+            },
+        )
         .await?;
     store
-        .set_ramp(&sys, c.id, tern_ramp::Ramp::parse("25%")?, "bench", Some("benchmark data"))
+        .set_ramp(
+            &sys,
+            c.id,
+            tern_ramp::Ramp::parse("25%")?,
+            "bench",
+            Some("benchmark data"),
+        )
         .await?;
     let (_, token) = store.create_token(&sys, m.id, Some(c.id), "bench").await?;
     store.close().await;
@@ -79,7 +102,8 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Res
                 .lines()
                 .find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
                 })
                 .context("no content-length")?;
             while buf.len() < end + 4 + len {
@@ -147,7 +171,12 @@ async fn http(url: &str, token: &str, conns: usize, duration: Duration) -> anyho
     }
     let elapsed = start.elapsed().as_secs_f64();
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
     println!(
         "req_per_s={:.0} p50_ms={:.3} p99_ms={:.3} errors={errors}",
         all.len() as f64 / elapsed,
@@ -159,7 +188,12 @@ async fn http(url: &str, token: &str, conns: usize, duration: Duration) -> anyho
 
 fn inproc(duration: Duration) {
     use tern_client::{ClientConfig, Route, TernClient};
-    let client = TernClient::offline(ClientConfig::new("http://127.0.0.1:1", "bench", "svc", "unused"));
+    let client = TernClient::offline(ClientConfig::new(
+        "http://127.0.0.1:1",
+        "bench",
+        "svc",
+        "unused",
+    ));
     client.set_ramp(tern_ramp::Ramp::parse("25%").unwrap_or_default());
     let keys: Vec<String> = (0..4096).map(|k| format!("member-{k}")).collect();
     let start = Instant::now();
@@ -174,6 +208,9 @@ fn inproc(duration: Duration) {
         n += keys.len() as u64;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
-    eprintln!("[bench] in-process: {n} decisions, {:.1}% new", new as f64 * 100.0 / n as f64);
+    eprintln!(
+        "[bench] in-process: {n} decisions, {:.1}% new",
+        new as f64 * 100.0 / n as f64
+    );
     println!("decisions_per_s={rate:.0}");
 }

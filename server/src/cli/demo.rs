@@ -99,7 +99,9 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
         )
         .await
         .context("cannot create the demo migration")?;
-    super::demo_clients::seed(&store, migration.id).await.context("cannot seed the demo clients")?;
+    super::demo_clients::seed(&store, migration.id)
+        .await
+        .context("cannot seed the demo clients")?;
     let stop_writer = CancellationToken::new();
     let writer = demo_data::start_writer(&source, stop_writer.clone());
 

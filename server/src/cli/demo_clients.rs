@@ -64,7 +64,9 @@ pub async fn seed(store: &Store, migration_id: i64) -> anyhow::Result<()> {
         ("search-api", "Search", "search@example.com", 10.0),
         ("notifications", "Growth", "growth@example.com", 0.0),
     ];
-    let (_, collector) = store.create_token(&sys, migration_id, None, "demo collector").await?;
+    let (_, collector) = store
+        .create_token(&sys, migration_id, None, "demo collector")
+        .await?;
     let grant = store
         .check_token(&collector)
         .await?
@@ -75,11 +77,18 @@ pub async fn seed(store: &Store, migration_id: i64) -> anyhow::Result<()> {
             .create_client(
                 &sys,
                 migration_id,
-                NewClient { name: name.into(), owner_team: team.into(), owner_contact: contact.into(), kind: "online".into() },
+                NewClient {
+                    name: name.into(),
+                    owner_team: team.into(),
+                    owner_contact: contact.into(),
+                    kind: "online".into(),
+                },
             )
             .await?;
         if ramp > 0.0 {
-            store.set_ramp(&sys, c.id, Ramp::from_percent(ramp)?, "demo ramp", None).await?;
+            store
+                .set_ramp(&sys, c.id, Ramp::from_percent(ramp)?, "demo ramp", None)
+                .await?;
         }
         // An hour of traffic, per minute, with the share on new following the ramp.
         let share = ramp / 100.0;
@@ -88,29 +97,73 @@ pub async fn seed(store: &Store, migration_id: i64) -> anyhow::Result<()> {
                 let total = 900 + (m * 37 % 200);
                 let on_new = if m < 30 { share / 2.5 } else { share };
                 let new = (total as f64 * on_new) as i64;
-                TrafficReport { client: name.into(), at: Some(now - (60 - m) * 60_000), interval_ms: Some(60_000), old: total - new, new }
+                TrafficReport {
+                    client: name.into(),
+                    at: Some(now - (60 - m) * 60_000),
+                    interval_ms: Some(60_000),
+                    old: total - new,
+                    new,
+                }
             })
             .collect();
         store.record_traffic(&grant, &reports).await?;
         for k in 0..20 {
             let old = json!({"member": k, "unread": 3, "labels": ["a", "b"]});
-            let new = if k % 7 == 0 { json!({"member": k, "unread": 4, "labels": ["a", "b"]}) } else { old.clone() };
-            store.record_shadow(&store.client(c.id).await?, &format!("member-{k}"), &old, &new).await?;
+            let new = if k % 7 == 0 {
+                json!({"member": k, "unread": 4, "labels": ["a", "b"]})
+            } else {
+                old.clone()
+            };
+            store
+                .record_shadow(
+                    &store.client(c.id).await?,
+                    &format!("member-{k}"),
+                    &old,
+                    &new,
+                )
+                .await?;
         }
     }
     // A caller nobody registered, found from its traffic.
     store
-        .record_traffic(&grant, &[TrafficReport { client: "legacy-reports".into(), at: None, interval_ms: None, old: 420, new: 0 }])
+        .record_traffic(
+            &grant,
+            &[TrafficReport {
+                client: "legacy-reports".into(),
+                at: None,
+                interval_ms: None,
+                old: 420,
+                new: 0,
+            }],
+        )
         .await?;
     for (job, owner, schedule, old, new) in [
-        ("nightly-export", "Data platform", "0 2 * * *", "contacts_v1", "contacts_v2"),
-        ("weekly-audit", "Risk", "0 6 * * 1", "messages_v1", "messages_v2"),
+        (
+            "nightly-export",
+            "Data platform",
+            "0 2 * * *",
+            "contacts_v1",
+            "contacts_v2",
+        ),
+        (
+            "weekly-audit",
+            "Risk",
+            "0 6 * * 1",
+            "messages_v1",
+            "messages_v2",
+        ),
     ] {
         store
             .create_offline_job(
                 &sys,
                 migration_id,
-                NewOfflineJob { name: job.into(), owner: owner.into(), schedule: schedule.into(), reads: vec![(old.into(), new.into())], status: String::new() },
+                NewOfflineJob {
+                    name: job.into(),
+                    owner: owner.into(),
+                    schedule: schedule.into(),
+                    reads: vec![(old.into(), new.into())],
+                    status: String::new(),
+                },
             )
             .await?;
         store.record_access(migration_id, job, old, None).await?;

@@ -51,11 +51,11 @@ async fn grant(state: &AppState, headers: &HeaderMap) -> Result<TokenGrant, ApiE
         .ok_or_else(|| {
             unauthorized("send the client's API token as `Authorization: Bearer tern_…` (create one on the client's page)")
         })?;
-    state
-        .store
-        .check_token(token)
-        .await?
-        .ok_or_else(|| unauthorized("this API token is wrong or was revoked: create a new one on the client's page"))
+    state.store.check_token(token).await?.ok_or_else(|| {
+        unauthorized(
+            "this API token is wrong or was revoked: create a new one on the client's page",
+        )
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,7 +133,9 @@ async fn route_batch(
         .iter()
         .map(|k| json!({ "key": k, "route": Route::of(r.ramp, &r.salt, k.as_bytes()).as_str() }))
         .collect();
-    Ok(Json(json!({ "ramp_millipercent": r.ramp.millipercent(), "routes": routes })))
+    Ok(Json(
+        json!({ "ramp_millipercent": r.ramp.millipercent(), "routes": routes }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,7 +181,10 @@ async fn shadow(
     if !b.sampled && rand::random::<f64>() >= client.shadow_rate {
         return Ok(Json(json!({ "sampled": false })));
     }
-    let rec = state.store.record_shadow(&client, &b.key, &b.old, &b.new).await?;
+    let rec = state
+        .store
+        .record_shadow(&client, &b.key, &b.old, &b.new)
+        .await?;
     Ok(Json(json!({
         "sampled": true,
         "matched": rec.matched,
@@ -205,7 +210,10 @@ async fn access_log(
     if g.migration_name != b.migration {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("this API token belongs to migration `{}`, not `{}`", g.migration_name, b.migration),
+            format!(
+                "this API token belongs to migration `{}`, not `{}`",
+                g.migration_name, b.migration
+            ),
         ));
     }
     state
@@ -242,7 +250,12 @@ async fn list_clients(
     Extension(user): Extension<CurrentUser>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(state.store.list_clients(&actor(&user), q.migration_id).await?)))
+    Ok(Json(json!(
+        state
+            .store
+            .list_clients(&actor(&user), q.migration_id)
+            .await?
+    )))
 }
 
 async fn client_detail(
@@ -253,7 +266,9 @@ async fn client_detail(
     let c = state.store.client(id).await?;
     let gate = state.store.check_gates(&c, tern_ramp::Ramp::FULL).await?;
     let steps = state.store.ramp_steps(id).await?;
-    Ok(Json(json!({ "client": c, "gates": gate, "ramp_steps": steps })))
+    Ok(Json(
+        json!({ "client": c, "gates": gate, "ramp_steps": steps }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,7 +289,13 @@ async fn set_ramp(
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let c = state
         .store
-        .set_ramp(&actor(&user), id, ramp, &b.reason, b.override_reason.as_deref())
+        .set_ramp(
+            &actor(&user),
+            id,
+            ramp,
+            &b.reason,
+            b.override_reason.as_deref(),
+        )
         .await?;
     Ok(Json(json!(c)))
 }
@@ -291,7 +312,9 @@ async fn rollback(
     Path(id): Path<i64>,
     Json(b): Json<ReasonBody>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(state.store.rollback(&actor(&user), id, &b.reason).await?)))
+    Ok(Json(json!(
+        state.store.rollback(&actor(&user), id, &b.reason).await?
+    )))
 }
 
 #[derive(Debug, Deserialize)]
@@ -311,7 +334,10 @@ async fn create_token(
         .store
         .create_token(&actor(&user), c.migration_id, Some(id), &b.label)
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": listed.id, "token": token, "prefix": listed.prefix }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": listed.id, "token": token, "prefix": listed.prefix })),
+    ))
 }
 
 async fn revoke_token(

@@ -6,11 +6,11 @@
 //!   traffic served by the new system over time.
 
 use axum::Extension;
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use plotters::prelude::*;
 use serde::Deserialize;
 use tern_app::server::CurrentUser;
@@ -59,7 +59,10 @@ fn svg(body: String) -> Response {
 }
 
 fn chart_error(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("drawing the chart failed: {e}"))
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("drawing the chart failed: {e}"),
+    )
 }
 
 fn time_label(ms: &i64, span: i64) -> String {
@@ -76,7 +79,11 @@ fn time_label(ms: &i64, span: i64) -> String {
 
 /// Every signed-in user reads every client's charts (client-owners read, and
 /// edit only their own clients).
-async fn visible_client(state: &AppState, _user: &CurrentUser, id: i64) -> Result<tern_control::clients::Client, ApiError> {
+async fn visible_client(
+    state: &AppState,
+    _user: &CurrentUser,
+    id: i64,
+) -> Result<tern_control::clients::Client, ApiError> {
     Ok(state.store.client(id).await?)
 }
 
@@ -91,7 +98,13 @@ pub fn traffic_svg(
     {
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let ymax = points.iter().map(|p| p.old.max(p.new)).max().unwrap_or(0).max(1) as f64 * 1.15;
+        let ymax = points
+            .iter()
+            .map(|p| p.old.max(p.new))
+            .max()
+            .unwrap_or(0)
+            .max(1) as f64
+            * 1.15;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 16))
             .margin(12)
@@ -135,12 +148,18 @@ pub fn traffic_svg(
                 .map_err(|e| e.to_string())?;
         }
         chart
-            .draw_series(LineSeries::new(points.iter().map(|p| (p.at, p.old as f64)), OLD.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                points.iter().map(|p| (p.at, p.old as f64)),
+                OLD.stroke_width(2),
+            ))
             .map_err(|e| e.to_string())?
             .label("old system")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], OLD.stroke_width(2)));
         chart
-            .draw_series(LineSeries::new(points.iter().map(|p| (p.at, p.new as f64)), NEW.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                points.iter().map(|p| (p.at, p.new as f64)),
+                NEW.stroke_width(2),
+            ))
             .map_err(|e| e.to_string())?
             .label("new system")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], NEW.stroke_width(2)));
@@ -197,10 +216,15 @@ pub fn percent_svg(
                 .map_err(|e| e.to_string())?;
         }
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
             .map_err(|e| e.to_string())?
             .label(series)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(points.iter().map(|p| Circle::new(*p, 2, color.filled())))
             .map_err(|e| e.to_string())?;
@@ -230,10 +254,21 @@ async fn client_traffic(
         .ramp_steps(id)
         .await?
         .into_iter()
-        .map(|s| (s.at, tern_ramp::Ramp::from_millipercent(s.to_ramp.max(0) as u32).to_string()))
+        .map(|s| {
+            (
+                s.at,
+                tern_ramp::Ramp::from_millipercent(s.to_ramp.max(0) as u32).to_string(),
+            )
+        })
         .collect();
-    let title = format!("{} — requests per {} min, old vs new", client.name, slot / 60_000);
-    Ok(svg(traffic_svg(&title, &points, &steps, (start, end)).map_err(chart_error)?))
+    let title = format!(
+        "{} — requests per {} min, old vs new",
+        client.name,
+        slot / 60_000
+    );
+    Ok(svg(
+        traffic_svg(&title, &points, &steps, (start, end)).map_err(chart_error)?
+    ))
 }
 
 async fn client_mismatch(
@@ -253,9 +288,15 @@ async fn client_mismatch(
         .collect();
     let ymax = points.iter().map(|p| p.1).fold(1.0f64, f64::max).min(100.0) * 1.15;
     let title = format!("{} — shadow mismatch rate", client.name);
-    Ok(svg(
-        percent_svg(&title, "mismatched pairs", OLD, &points, (start, end), ymax).map_err(chart_error)?,
-    ))
+    Ok(svg(percent_svg(
+        &title,
+        "mismatched pairs",
+        OLD,
+        &points,
+        (start, end),
+        ymax,
+    )
+    .map_err(chart_error)?))
 }
 
 async fn migration_share(
@@ -275,9 +316,15 @@ async fn migration_share(
         .map(|p| (p.at, p.new as f64 * 100.0 / (p.old + p.new) as f64))
         .collect();
     let title = format!("{} — share of client traffic on the new system", m.name);
-    Ok(svg(
-        percent_svg(&title, "share on new", NEW, &points, (start, end), 105.0).map_err(chart_error)?,
-    ))
+    Ok(svg(percent_svg(
+        &title,
+        "share on new",
+        NEW,
+        &points,
+        (start, end),
+        105.0,
+    )
+    .map_err(chart_error)?))
 }
 
 #[cfg(test)]
@@ -288,9 +335,14 @@ mod tests {
     #[test]
     fn the_traffic_chart_has_both_series_and_the_steps() {
         let pts: Vec<TrafficPoint> = (0..10)
-            .map(|i| TrafficPoint { at: i * 60_000, old: 100 - i * 5, new: i * 5 })
+            .map(|i| TrafficPoint {
+                at: i * 60_000,
+                old: 100 - i * 5,
+                new: i * 5,
+            })
             .collect();
-        let svg = traffic_svg("inbox", &pts, &[(180_000, "25%".into())], (0, 600_000)).expect("draws");
+        let svg =
+            traffic_svg("inbox", &pts, &[(180_000, "25%".into())], (0, 600_000)).expect("draws");
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains("old system") && svg.contains("new system"));
         assert!(svg.contains("ramp 25%"));

@@ -23,7 +23,10 @@ async fn session(server: &Server, user: &str) -> anyhow::Result<(reqwest::Client
         .await?
         .json()
         .await?;
-    Ok((http, s["csrf_token"].as_str().unwrap_or_default().to_string()))
+    Ok((
+        http,
+        s["csrf_token"].as_str().unwrap_or_default().to_string(),
+    ))
 }
 
 /// A migration `contacts` with clients `inbox` and `search`, made in the store
@@ -37,14 +40,29 @@ async fn seed(data: &std::path::Path) -> anyhow::Result<(i64, i64)> {
                 name: "contacts".into(),
                 description: String::new(),
                 spec: "x = 1".into(),
-                buckets: vec![BucketPlan { idx: 0, lo: None, hi: None, planned_rows: 1, table_name: None, table_bucket: None }],
+                buckets: vec![BucketPlan {
+                    idx: 0,
+                    lo: None,
+                    hi: None,
+                    planned_rows: 1,
+                    table_name: None,
+                    table_bucket: None,
+                }],
             },
         )
         .await?;
     let mut ids = Vec::new();
     for name in ["inbox", "search"] {
         let c = store
-            .create_client(&Actor::system(), m.id, NewClient { name: name.into(), owner_team: "T".into(), ..Default::default() })
+            .create_client(
+                &Actor::system(),
+                m.id,
+                NewClient {
+                    name: name.into(),
+                    owner_team: "T".into(),
+                    ..Default::default()
+                },
+            )
             .await?;
         ids.push(c.id);
     }
@@ -66,8 +84,18 @@ async fn tokens_routing_traffic_shadow_gates_and_charts() -> anyhow::Result<()> 
         let csrf = csrf.clone();
         let url = server.url(&format!("/api/v1/clients/{id}/tokens"));
         async move {
-            let v: Value = eng.post(url).header("X-CSRF-Token", csrf).json(&json!({"label": "test"})).send().await?.json().await?;
-            anyhow::Ok((v["id"].as_i64().unwrap_or_default(), v["token"].as_str().unwrap_or_default().to_string()))
+            let v: Value = eng
+                .post(url)
+                .header("X-CSRF-Token", csrf)
+                .json(&json!({"label": "test"}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok((
+                v["id"].as_i64().unwrap_or_default(),
+                v["token"].as_str().unwrap_or_default().to_string(),
+            ))
         }
     };
     let (inbox_token_id, inbox_token) = token_of(inbox).await?;
@@ -76,11 +104,25 @@ async fn tokens_routing_traffic_shadow_gates_and_charts() -> anyhow::Result<()> 
     let route_url = server.url("/api/v1/route?migration=contacts&client=inbox&key=member-7");
 
     // Act / Assert: no token, a wrong token → 401; the right one → 200.
-    assert_eq!(api.get(&route_url).send().await?.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        api.get(&route_url).send().await?.status(),
+        StatusCode::UNAUTHORIZED
+    );
     let wrong = api.get(&route_url).bearer_auth("tern_0000").send().await?;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    assert!(wrong.json::<Value>().await?["error"].as_str().unwrap_or_default().contains("revoked"));
-    let ok: Value = api.get(&route_url).bearer_auth(&inbox_token).send().await?.json().await?;
+    assert!(
+        wrong.json::<Value>().await?["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("revoked")
+    );
+    let ok: Value = api
+        .get(&route_url)
+        .bearer_auth(&inbox_token)
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(ok["route"], "old", "ramp 0%: everything reads old");
 
     // Client A's token cannot report or route for client B.
@@ -105,18 +147,48 @@ async fn tokens_routing_traffic_shadow_gates_and_charts() -> anyhow::Result<()> 
             .json(&json!({"ramp": to, "reason": "step", "override_reason": override_reason}))
             .send()
     };
-    assert_eq!(ramp("10%", None, &eng, &csrf).await?.status(), StatusCode::OK);
+    assert_eq!(
+        ramp("10%", None, &eng, &csrf).await?.status(),
+        StatusCode::OK
+    );
     let refused = ramp("25%", None, &eng, &csrf).await?;
     assert_eq!(refused.status(), StatusCode::CONFLICT);
-    let why = refused.json::<Value>().await?["error"].as_str().unwrap_or_default().to_string();
-    assert!(why.contains("verification") && why.contains("shadow"), "{why}");
+    let why = refused.json::<Value>().await?["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        why.contains("verification") && why.contains("shadow"),
+        "{why}"
+    );
     let (boss, boss_csrf) = session(&server, "boss").await?;
-    assert_eq!(ramp("25%", Some("incident 7: verified by hand"), &boss, &boss_csrf).await?.status(), StatusCode::OK);
-    let audit: Value = boss.get(server.url("/api/v1/audit?action=ramp.override")).send().await?.json().await?;
+    assert_eq!(
+        ramp(
+            "25%",
+            Some("incident 7: verified by hand"),
+            &boss,
+            &boss_csrf
+        )
+        .await?
+        .status(),
+        StatusCode::OK
+    );
+    let audit: Value = boss
+        .get(server.url("/api/v1/audit?action=ramp.override"))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(audit.as_array().map(Vec::len), Some(1));
 
     // The embedded client decides like the API, key by key, at 25%.
-    let tern = TernClient::connect(ClientConfig::new(server.base.clone(), "contacts", "inbox", inbox_token.clone())).await?;
+    let tern = TernClient::connect(ClientConfig::new(
+        server.base.clone(),
+        "contacts",
+        "inbox",
+        inbox_token.clone(),
+    ))
+    .await?;
     assert_eq!(tern.ramp(), Ramp::parse("25%")?);
     let keys: Vec<String> = (0..200).map(|k| format!("member-{k}")).collect();
     let batch: Value = api
@@ -139,25 +211,53 @@ async fn tokens_routing_traffic_shadow_gates_and_charts() -> anyhow::Result<()> 
     let (old, new) = tern.pending_counts();
     assert!(new > 20 && old > 100, "{old} old, {new} new");
     tern.report().await?;
-    let mismatch = tern.send_shadow("member-1", &json!({"name": "Ann"}), &json!({"name": "Anne"})).await?;
+    let mismatch = tern
+        .send_shadow(
+            "member-1",
+            &json!({"name": "Ann"}),
+            &json!({"name": "Anne"}),
+        )
+        .await?;
     assert!(!mismatch);
-    assert!(tern.send_shadow("member-2", &json!({"a": 1}), &json!({"a": 1.0})).await?);
+    assert!(
+        tern.send_shadow("member-2", &json!({"a": 1}), &json!({"a": 1.0}))
+            .await?
+    );
 
     // Charts: SVG with both series and the ramp steps.
-    let svg = eng.get(server.url(&format!("/charts/clients/{inbox}/traffic.svg"))).send().await?;
+    let svg = eng
+        .get(server.url(&format!("/charts/clients/{inbox}/traffic.svg")))
+        .send()
+        .await?;
     assert_eq!(svg.status(), StatusCode::OK);
-    assert_eq!(svg.headers()[reqwest::header::CONTENT_TYPE], "image/svg+xml");
+    assert_eq!(
+        svg.headers()[reqwest::header::CONTENT_TYPE],
+        "image/svg+xml"
+    );
     let svg = svg.text().await?;
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
     assert!(svg.contains("old system") && svg.contains("new system"));
     assert!(svg.contains("ramp 10%") && svg.contains("ramp 25%"));
     assert!(svg.matches("<polyline").count() >= 2);
-    let share = eng.get(server.url("/charts/migrations/1/share.svg")).send().await?.text().await?;
+    let share = eng
+        .get(server.url("/charts/migrations/1/share.svg"))
+        .send()
+        .await?
+        .text()
+        .await?;
     assert!(share.contains("share on new") && share.contains("<circle"));
-    let mm = eng.get(server.url(&format!("/charts/clients/{inbox}/mismatch.svg"))).send().await?.text().await?;
+    let mm = eng
+        .get(server.url(&format!("/charts/clients/{inbox}/mismatch.svg")))
+        .send()
+        .await?
+        .text()
+        .await?;
     assert!(mm.contains("mismatched pairs"));
     // Charts are behind the sign-in wall: a stranger is sent to sign in.
-    let stranger = client().get(server.url(&format!("/charts/clients/{inbox}/traffic.svg"))).send().await?;
+    let stranger = client()
+        .get(server.url(&format!("/charts/clients/{inbox}/traffic.svg")))
+        .send()
+        .await?;
     assert!(stranger.status().is_redirection(), "{}", stranger.status());
 
     // Revoked: 401 at once.
@@ -167,7 +267,17 @@ async fn tokens_routing_traffic_shadow_gates_and_charts() -> anyhow::Result<()> 
         .send()
         .await?;
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
-    assert_eq!(api.get(&route_url).bearer_auth(&inbox_token).send().await?.status(), StatusCode::UNAUTHORIZED);
-    assert!(matches!(tern.refresh().await, Err(tern_client::ClientError::Unauthorized(_))));
+    assert_eq!(
+        api.get(&route_url)
+            .bearer_auth(&inbox_token)
+            .send()
+            .await?
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(matches!(
+        tern.refresh().await,
+        Err(tern_client::ClientError::Unauthorized(_))
+    ));
     Ok(())
 }

@@ -2,9 +2,9 @@
 //! data directory (a fresh SQLite control store) and reached over HTTP.
 
 mod auth;
-mod clients;
 mod cli_bulk_load;
 mod cli_plan;
+mod clients;
 mod operability;
 mod runbook;
 mod support;
