@@ -9,7 +9,8 @@
 # Ends with exactly one summary line:
 # route http_req_per_s=X http_p99_ms=Y inproc_decisions_per_s=Z
 #
-# Environment: CONNECTIONS (default 32), SECONDS (default 10), PORT (default 38471).
+# Environment: CONNECTIONS (default 32), SECONDS (default 10), PORT (default 38471),
+# PROFILE (release, or debug for a quick look: debug numbers are not the measure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,10 +26,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "building tern and the load generator (release)"
-cargo build --release -q -p tern-server --bin tern --example route_bench
-TERN=target/release/tern
-BENCH=target/release/examples/route_bench
+PROFILE=${PROFILE:-release}
+log "building tern and the load generator ($PROFILE)"
+if [ "$PROFILE" = release ]; then
+  cargo build --release -q -p tern-server --bin tern --example route_bench
+else
+  cargo build -q -p tern-server --bin tern --example route_bench
+fi
+TERN=target/$PROFILE/tern
+BENCH=target/$PROFILE/examples/route_bench
 
 TOKEN=$("$BENCH" setup "$WORK")
 TERN_DATA_DIR="$WORK" TERN_LOG=warn "$TERN" serve --listen "127.0.0.1:$PORT" >"$WORK/serve.log" 2>&1 &
