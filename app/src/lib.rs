@@ -20,10 +20,16 @@ use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
 use crate::components::layout::Shell;
-use crate::pages::{client::ClientPage, clients::{ClientsPage, MigrationClientsPage}, decommission::DecommissionPage, guide::GuidePage, offline::OfflinePage};
 use crate::pages::{
     audit::AuditPage, bucket::BucketPage, login::LoginPage, migration::MigrationPage,
     new_migration::NewMigrationPage, not_found::NotFound, overview::Overview, users::UsersPage,
+};
+use crate::pages::{
+    client::ClientPage,
+    clients::{ClientsPage, MigrationClientsPage},
+    decommission::DecommissionPage,
+    guide::GuidePage,
+    offline::OfflinePage,
 };
 
 /// The HTML document around the app, rendered on the server for every page.

@@ -162,7 +162,9 @@ impl TernClient {
 
     /// Sets the ramp by hand (tests, or a service that reads it elsewhere).
     pub fn set_ramp(&self, ramp: Ramp) {
-        self.inner.ramp.store(ramp.millipercent(), Ordering::Relaxed);
+        self.inner
+            .ramp
+            .store(ramp.millipercent(), Ordering::Relaxed);
     }
 
     /// The ramp in force.
@@ -290,7 +292,12 @@ impl TernClient {
 
     /// Sends a shadow pair when this request is sampled; answers whether the
     /// answers matched (`None` when not sampled).
-    pub async fn shadow(&self, key: &str, old: &Value, new: &Value) -> Result<Option<bool>, ClientError> {
+    pub async fn shadow(
+        &self,
+        key: &str,
+        old: &Value,
+        new: &Value,
+    ) -> Result<Option<bool>, ClientError> {
         if !self.should_shadow() {
             return Ok(None);
         }
@@ -298,7 +305,12 @@ impl TernClient {
     }
 
     /// Sends a shadow pair unconditionally; answers whether they matched.
-    pub async fn send_shadow(&self, key: &str, old: &Value, new: &Value) -> Result<bool, ClientError> {
+    pub async fn send_shadow(
+        &self,
+        key: &str,
+        old: &Value,
+        new: &Value,
+    ) -> Result<bool, ClientError> {
         let cfg = &self.inner.cfg;
         let body = self
             .send(
@@ -359,7 +371,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn client(ramp: &str) -> TernClient {
-        let c = TernClient::offline(ClientConfig::new("http://127.0.0.1:9", "contacts", "inbox", "t"));
+        let c = TernClient::offline(ClientConfig::new(
+            "http://127.0.0.1:9",
+            "contacts",
+            "inbox",
+            "t",
+        ));
         c.set_ramp(Ramp::parse(ramp).expect("a ramp"));
         c
     }
@@ -375,7 +392,14 @@ mod tests {
         let c = client("30%");
         for k in 0..1000 {
             let key = format!("member-{k}");
-            let expect = if Ramp::parse("30%").expect("ramp").is_on("contacts/inbox", key.as_bytes()) { Route::New } else { Route::Old };
+            let expect = if Ramp::parse("30%")
+                .expect("ramp")
+                .is_on("contacts/inbox", key.as_bytes())
+            {
+                Route::New
+            } else {
+                Route::Old
+            };
             assert_eq!(c.route(key.as_bytes()), expect);
         }
         let (old, new) = c.pending_counts();

@@ -522,7 +522,10 @@ mod tests {
             ..Default::default()
         };
         let mut emails = profile();
-        let e = emails["profile"]["emails"].as_array().cloned().unwrap_or_default();
+        let e = emails["profile"]["emails"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         emails["profile"]["emails"] = json!([e[1], e[0]]);
         assert!(compare(&profile(), &emails, &all).matched());
         assert!(!compare(&profile(), &emails, &rules).matched());

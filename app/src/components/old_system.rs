@@ -25,9 +25,18 @@ pub async fn still_on_old() -> Result<Vec<OldSystemRow>, AppError> {
     let mut rows: Vec<OldSystemRow> = list
         .into_iter()
         .map(|o| OldSystemRow {
-            mine: o.kind == "client" && me.role == tern_control::Role::ClientOwner && me.clients.contains(&o.name),
-            href: if o.kind == "client" { format!("/clients/{}", o.id) } else { format!("/migrations/{}/offline", o.migration_id) },
-            ramp: o.ramp.map(|r| tern_ramp::Ramp::from_millipercent(r.max(0) as u32).to_string()).unwrap_or_else(|| "—".into()),
+            mine: o.kind == "client"
+                && me.role == tern_control::Role::ClientOwner
+                && me.clients.contains(&o.name),
+            href: if o.kind == "client" {
+                format!("/clients/{}", o.id)
+            } else {
+                format!("/migrations/{}/offline", o.migration_id)
+            },
+            ramp: o
+                .ramp
+                .map(|r| tern_ramp::Ramp::from_millipercent(r.max(0) as u32).to_string())
+                .unwrap_or_else(|| "—".into()),
             migration: o.migration,
             kind: o.kind,
             name: o.name,

@@ -105,20 +105,30 @@ pub async fn client_view(id: i64) -> Result<ClientPageData, AppError> {
         can_administer: me.role.can_administer(),
         can_edit,
         gate_reasons: gate.reasons,
-        gate_threshold: tern_ramp::Ramp::from_millipercent(gate.threshold.max(0) as u32).to_string(),
+        gate_threshold: tern_ramp::Ramp::from_millipercent(gate.threshold.max(0) as u32)
+            .to_string(),
         mismatch_rate: gate.mismatch_rate,
         samples: gate.samples,
         checklist: store
             .checklist(c.id)
             .await?
             .into_iter()
-            .map(|i| ChecklistView { id: i.id, label: i.label, done: i.done, done_by: i.done_by.unwrap_or_default() })
+            .map(|i| ChecklistView {
+                id: i.id,
+                label: i.label,
+                done: i.done,
+                done_by: i.done_by.unwrap_or_default(),
+            })
             .collect(),
         mismatches: store
             .latest_mismatches(c.id, 5)
             .await?
             .into_iter()
-            .map(|m| MismatchView { at: format_ms(m.at), key: m.key, tree: m.tree.unwrap_or_default() })
+            .map(|m| MismatchView {
+                at: format_ms(m.at),
+                key: m.key,
+                tree: m.tree.unwrap_or_default(),
+            })
             .collect(),
         tokens,
         guide_html: tern_control::guides::render_markdown(&store.guide(c.migration_id).await?),
@@ -128,7 +138,12 @@ pub async fn client_view(id: i64) -> Result<ClientPageData, AppError> {
 
 /// Sets the read ramp (engineers; admins may override a refused gate with a reason).
 #[server]
-pub async fn set_client_ramp(id: i64, ramp: String, reason: String, override_reason: Option<String>) -> Result<String, AppError> {
+pub async fn set_client_ramp(
+    id: i64,
+    ramp: String,
+    reason: String,
+    override_reason: Option<String>,
+) -> Result<String, AppError> {
     let me = crate::server::actor()?;
     let ramp = tern_ramp::Ramp::parse(&ramp).map_err(|e| AppError::Invalid(e.to_string()))?;
     let c = crate::server::state()?
@@ -142,29 +157,44 @@ pub async fn set_client_ramp(id: i64, ramp: String, reason: String, override_rea
 #[server]
 pub async fn rollback_client(id: i64, reason: String) -> Result<(), AppError> {
     let me = crate::server::actor()?;
-    crate::server::state()?.store.rollback(&me, id, &reason).await?;
+    crate::server::state()?
+        .store
+        .rollback(&me, id, &reason)
+        .await?;
     Ok(())
 }
 
 #[server]
 pub async fn tick_item(item: i64, done: bool) -> Result<(), AppError> {
     let me = crate::server::actor()?;
-    crate::server::state()?.store.tick_checklist_item(&me, item, done).await?;
+    crate::server::state()?
+        .store
+        .tick_checklist_item(&me, item, done)
+        .await?;
     Ok(())
 }
 
 #[server]
 pub async fn set_status(id: i64, status: String) -> Result<(), AppError> {
     let me = crate::server::actor()?;
-    crate::server::state()?.store.set_client_status(&me, id, &status, "").await?;
+    crate::server::state()?
+        .store
+        .set_client_status(&me, id, &status, "")
+        .await?;
     Ok(())
 }
 
 #[server]
 pub async fn save_notes(id: i64, notes: String) -> Result<(), AppError> {
     let me = crate::server::actor()?;
-    let edit = tern_control::clients::ClientEdit { notes: Some(notes), ..Default::default() };
-    crate::server::state()?.store.edit_client(&me, id, edit).await?;
+    let edit = tern_control::clients::ClientEdit {
+        notes: Some(notes),
+        ..Default::default()
+    };
+    crate::server::state()?
+        .store
+        .edit_client(&me, id, edit)
+        .await?;
     Ok(())
 }
 
@@ -173,10 +203,17 @@ pub async fn save_shadow(id: i64, rate: f64, rules: String) -> Result<(), AppErr
     let me = crate::server::actor()?;
     let edit = tern_control::clients::ClientEdit {
         shadow_rate: Some(rate),
-        shadow_rules: Some(if rules.trim().is_empty() { "{}".into() } else { rules }),
+        shadow_rules: Some(if rules.trim().is_empty() {
+            "{}".into()
+        } else {
+            rules
+        }),
         ..Default::default()
     };
-    crate::server::state()?.store.edit_client(&me, id, edit).await?;
+    crate::server::state()?
+        .store
+        .edit_client(&me, id, edit)
+        .await?;
     Ok(())
 }
 
@@ -186,13 +223,19 @@ pub async fn create_client_token(id: i64, label: String) -> Result<String, AppEr
     let me = crate::server::actor()?;
     let store = crate::server::state()?.store;
     let c = store.client(id).await?;
-    Ok(store.create_token(&me, c.migration_id, Some(id), &label).await?.1)
+    Ok(store
+        .create_token(&me, c.migration_id, Some(id), &label)
+        .await?
+        .1)
 }
 
 #[server]
 pub async fn revoke_client_token(token: i64) -> Result<(), AppError> {
     let me = crate::server::actor()?;
-    crate::server::state()?.store.revoke_token(&me, token).await?;
+    crate::server::state()?
+        .store
+        .revoke_token(&me, token)
+        .await?;
     Ok(())
 }
 
@@ -224,8 +267,14 @@ pub fn ClientPage() -> impl IntoView {
         move || {
             (
                 id(),
-                ramp.version().get() + rollback.version().get() + tick.version().get() + status.version().get(),
-                notes.version().get() + shadow.version().get() + token.version().get() + revoke.version().get(),
+                ramp.version().get()
+                    + rollback.version().get()
+                    + tick.version().get()
+                    + status.version().get(),
+                notes.version().get()
+                    + shadow.version().get()
+                    + token.version().get()
+                    + revoke.version().get(),
             )
         },
         |(id, _, _)| client_view(id),

@@ -25,7 +25,10 @@ pub struct ClientRow {
 }
 
 #[cfg(feature = "ssr")]
-pub(crate) fn client_row(actor: &tern_control::Actor, c: &tern_control::clients::Client) -> ClientRow {
+pub(crate) fn client_row(
+    actor: &tern_control::Actor,
+    c: &tern_control::clients::Client,
+) -> ClientRow {
     ClientRow {
         id: c.id,
         migration_id: c.migration_id,
@@ -48,7 +51,10 @@ pub(crate) fn client_row(actor: &tern_control::Actor, c: &tern_control::clients:
 #[server]
 pub async fn list_clients(migration_id: Option<i64>) -> Result<Vec<ClientRow>, AppError> {
     let me = crate::server::actor()?;
-    let list = crate::server::state()?.store.list_clients(&me, migration_id).await?;
+    let list = crate::server::state()?
+        .store
+        .list_clients(&me, migration_id)
+        .await?;
     Ok(list.iter().map(|c| client_row(&me, c)).collect())
 }
 
@@ -57,7 +63,10 @@ pub async fn list_clients(migration_id: Option<i64>) -> Result<Vec<ClientRow>, A
 pub async fn migration_names() -> Result<Vec<(i64, String)>, AppError> {
     crate::server::actor()?;
     let list = crate::server::state()?.store.migration_summaries().await?;
-    Ok(list.into_iter().map(|s| (s.migration.id, s.migration.name)).collect())
+    Ok(list
+        .into_iter()
+        .map(|s| (s.migration.id, s.migration.name))
+        .collect())
 }
 
 /// Registers a client (engineers).
@@ -71,8 +80,17 @@ pub async fn register_client(
 ) -> Result<i64, AppError> {
     use tern_control::clients::NewClient;
     let me = crate::server::actor()?;
-    let new = NewClient { name, owner_team, owner_contact, kind };
-    Ok(crate::server::state()?.store.create_client(&me, migration_id, new).await?.id)
+    let new = NewClient {
+        name,
+        owner_team,
+        owner_contact,
+        kind,
+    };
+    Ok(crate::server::state()?
+        .store
+        .create_client(&me, migration_id, new)
+        .await?
+        .id)
 }
 
 #[component]
@@ -224,7 +242,10 @@ pub async fn save_gates(
 #[server]
 pub async fn save_guide(id: i64, markdown: String) -> Result<(), AppError> {
     let me = crate::server::actor()?;
-    crate::server::state()?.store.set_guide(&me, id, &markdown).await?;
+    crate::server::state()?
+        .store
+        .set_guide(&me, id, &markdown)
+        .await?;
     Ok(())
 }
 

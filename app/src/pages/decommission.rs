@@ -23,7 +23,11 @@ pub async fn decommission_view(id: i64) -> Result<DecommissionData, AppError> {
     let d = store.decommission(id).await?;
     Ok(DecommissionData {
         migration: m.name,
-        items: d.items.into_iter().map(|i| (i.label, i.done, i.detail)).collect(),
+        items: d
+            .items
+            .into_iter()
+            .map(|i| (i.label, i.done, i.detail))
+            .collect(),
         ready: d.ready,
     })
 }

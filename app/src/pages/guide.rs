@@ -23,7 +23,10 @@ pub fn GuidePage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()).unwrap_or(0));
     let save = ServerAction::<SaveGuide>::new();
-    let guide = Resource::new_blocking(move || (id(), save.version().get()), |(id, _)| guide_html(id));
+    let guide = Resource::new_blocking(
+        move || (id(), save.version().get()),
+        |(id, _)| guide_html(id),
+    );
     let info = Resource::new_blocking(id, migration_clients);
     let me = use_me();
     view! {

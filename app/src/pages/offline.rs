@@ -71,7 +71,10 @@ pub async fn offline_view(id: i64) -> Result<OfflineData, AppError> {
                 replacement: d.replacement,
                 status: d.status,
                 readers: d.readers.join(", "),
-                last_access: d.last_access.map(|(j, at)| format!("{j} at {}", format_ms(at))).unwrap_or_else(|| "—".into()),
+                last_access: d
+                    .last_access
+                    .map(|(j, at)| format!("{j} at {}", format_ms(at)))
+                    .unwrap_or_else(|| "—".into()),
                 locked_at: d.locked_at.map(format_ms).unwrap_or_default(),
             })
             .collect(),
@@ -81,28 +84,43 @@ pub async fn offline_view(id: i64) -> Result<OfflineData, AppError> {
 #[server]
 pub async fn import_jobs(id: i64, csv: String) -> Result<String, AppError> {
     let me = crate::server::actor()?;
-    let r = crate::server::state()?.store.import_offline_csv(&me, id, &csv).await?;
-    Ok(format!("Imported {} jobs ({} new datasets).", r.jobs, r.datasets))
+    let r = crate::server::state()?
+        .store
+        .import_offline_csv(&me, id, &csv)
+        .await?;
+    Ok(format!(
+        "Imported {} jobs ({} new datasets).",
+        r.jobs, r.datasets
+    ))
 }
 
 #[server]
 pub async fn set_job_status(job: i64, status: String) -> Result<(), AppError> {
     let me = crate::server::actor()?;
-    crate::server::state()?.store.set_job_status(&me, job, &status, "").await?;
+    crate::server::state()?
+        .store
+        .set_job_status(&me, job, &status, "")
+        .await?;
     Ok(())
 }
 
 #[server]
 pub async fn lock_dataset(dataset: i64, force: Option<String>) -> Result<(), AppError> {
     let me = crate::server::actor()?;
-    crate::server::state()?.store.lock_dataset(&me, dataset, force.as_deref()).await?;
+    crate::server::state()?
+        .store
+        .lock_dataset(&me, dataset, force.as_deref())
+        .await?;
     Ok(())
 }
 
 #[server]
 pub async fn delete_dataset(dataset: i64) -> Result<(), AppError> {
     let me = crate::server::actor()?;
-    crate::server::state()?.store.delete_dataset(&me, dataset).await?;
+    crate::server::state()?
+        .store
+        .delete_dataset(&me, dataset)
+        .await?;
     Ok(())
 }
 
@@ -115,7 +133,15 @@ pub fn OfflinePage() -> impl IntoView {
     let lock = ServerAction::<LockDataset>::new();
     let delete = ServerAction::<DeleteDataset>::new();
     let data = Resource::new_blocking(
-        move || (id(), import.version().get() + status.version().get() + lock.version().get() + delete.version().get()),
+        move || {
+            (
+                id(),
+                import.version().get()
+                    + status.version().get()
+                    + lock.version().get()
+                    + delete.version().get(),
+            )
+        },
         |(id, _)| offline_view(id),
     );
     let me = use_me();
