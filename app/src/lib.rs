@@ -24,6 +24,13 @@ use crate::pages::{
     audit::AuditPage, bucket::BucketPage, login::LoginPage, migration::MigrationPage,
     new_migration::NewMigrationPage, not_found::NotFound, overview::Overview, users::UsersPage,
 };
+use crate::pages::{
+    client::ClientPage,
+    clients::{ClientsPage, MigrationClientsPage},
+    decommission::DecommissionPage,
+    guide::GuidePage,
+    offline::OfflinePage,
+};
 
 /// The HTML document around the app, rendered on the server for every page.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -61,6 +68,12 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("migrations/new") view=NewMigrationPage ssr=SsrMode::Async/>
                     <Route path=path!("migrations/:id") view=MigrationPage ssr=SsrMode::Async/>
                     <Route path=path!("migrations/:id/buckets/:idx") view=BucketPage ssr=SsrMode::Async/>
+                    <Route path=path!("clients") view=ClientsPage ssr=SsrMode::Async/>
+                    <Route path=path!("clients/:id") view=ClientPage ssr=SsrMode::Async/>
+                    <Route path=path!("migrations/:id/clients") view=MigrationClientsPage ssr=SsrMode::Async/>
+                    <Route path=path!("migrations/:id/guide") view=GuidePage ssr=SsrMode::Async/>
+                    <Route path=path!("migrations/:id/offline") view=OfflinePage ssr=SsrMode::Async/>
+                    <Route path=path!("migrations/:id/decommission") view=DecommissionPage ssr=SsrMode::Async/>
                     <Route path=path!("audit") view=AuditPage ssr=SsrMode::Async/>
                     <Route path=path!("fixes") view=pages::fixes::FixesPage ssr=SsrMode::Async/>
                     <Route path=path!("fixes/:id") view=pages::fixes::detail::FixPage ssr=SsrMode::Async/>

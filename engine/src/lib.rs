@@ -28,6 +28,7 @@ pub mod progress;
 pub mod ramp;
 pub mod relay;
 mod retry;
+pub mod shadow;
 pub mod spec;
 pub mod throttle;
 pub mod transform;

@@ -57,6 +57,7 @@ fn Nav(me: Me) -> impl IntoView {
         <nav class="nav" aria-label="main">
             <A href="/" exact=true>"Overview"</A>
             <A href="/fixes">"Data fixes"</A>
+            <A href="/clients">"Clients"</A>
             <Show when={let a = me.can_read_audit; move || a}>
                 <A href="/audit">"Audit log"</A>
             </Show>

@@ -4,4 +4,5 @@ pub mod accuracy_chart;
 pub mod guard;
 pub mod layout;
 pub mod live;
+pub mod old_system;
 pub mod phase_bar;

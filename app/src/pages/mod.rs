@@ -3,9 +3,14 @@
 pub mod audit;
 pub mod bucket;
 pub mod fixes;
+pub mod client;
+pub mod clients;
+pub mod decommission;
+pub mod guide;
 pub mod login;
 pub mod migration;
 pub mod new_migration;
 pub mod not_found;
+pub mod offline;
 pub mod overview;
 pub mod users;

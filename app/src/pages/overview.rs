@@ -6,6 +6,7 @@ use leptos_meta::Title;
 use crate::components::accuracy_chart::AccuracyChart;
 use crate::components::guard::ErrorPanel;
 use crate::components::layout::use_me;
+use crate::components::old_system::OldSystemPanel;
 use crate::components::phase_bar::PhaseBar;
 use crate::error::AppError;
 use crate::types::{MigrationCard, duration, rate, thousands};
@@ -72,6 +73,7 @@ pub fn Overview() -> impl IntoView {
             <p class="muted">"Every migration, its buckets per phase, how many rows have moved, how fast, and how accurate."</p>
             <NewMigrationButton/>
         </div>
+        <OldSystemPanel/>
         <Suspense fallback=|| view! { <p class="muted">"Loading migrations…"</p> }>
             {move || Suspend::new(async move {
                 match migrations.await {

@@ -6,6 +6,7 @@ mod batches;
 mod buckets;
 mod dashboard;
 mod datafix;
+mod clients;
 mod drive_bulk_load;
 mod drive_relay;
 mod jobs;

@@ -89,7 +89,7 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
         credentials.push((username, role, password));
     }
     let runners = RunnerContext::default();
-    store
+    let migration = store
         .create_migration_from_spec(
             &Actor::system(),
             "messages-demo",
@@ -99,6 +99,9 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
         )
         .await
         .context("cannot create the demo migration")?;
+    super::demo_clients::seed(&store, migration.id)
+        .await
+        .context("cannot seed the demo clients")?;
     let stop_writer = CancellationToken::new();
     let writer = demo_data::start_writer(&source, stop_writer.clone());
 

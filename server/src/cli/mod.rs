@@ -4,6 +4,7 @@ pub mod bulk_load;
 pub mod capture;
 pub mod catch_up;
 pub mod demo;
+pub mod demo_clients;
 pub mod demo_data;
 pub mod fix;
 pub mod plan;

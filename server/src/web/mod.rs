@@ -6,8 +6,10 @@
 
 pub mod api;
 pub mod api_fixes;
+pub mod api_clients;
 pub mod api_runbook;
 pub mod auth;
+pub mod charts;
 pub mod csrf;
 pub mod error;
 pub mod health;
@@ -78,11 +80,15 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .merge(api::routes())
         .merge(api_runbook::routes())
         .merge(api_fixes::routes())
+        .merge(charts::routes())
+        .merge(api_clients::session_routes())
         .leptos_routes(&state, routes, move || shell(leptos_options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(from_fn_with_state(state.clone(), auth::require_user))
         .layer(from_fn_with_state(allowed, csrf::protect))
         .layer(sessions)
+        // Token-authenticated client API: no session, no CSRF (no cookies).
+        .merge(api_clients::token_routes())
         .layer(CompressionLayer::new())
         .layer(axum::Extension(metrics.clone()))
         .layer(from_fn_with_state(metrics, metrics::track))

@@ -4,6 +4,7 @@
 mod auth;
 mod cli_bulk_load;
 mod cli_plan;
+mod clients;
 mod operability;
 mod runbook;
 mod support;

@@ -1,0 +1,80 @@
+//! The overview's panel of clients and offline jobs still on the old system
+//! (a client-owner sees their own clients first).
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OldSystemRow {
+    pub migration: String,
+    pub kind: String,
+    pub href: String,
+    pub name: String,
+    pub owner: String,
+    pub status: String,
+    pub ramp: String,
+    pub mine: bool,
+}
+
+#[server]
+pub async fn still_on_old() -> Result<Vec<OldSystemRow>, AppError> {
+    let me = crate::server::actor()?;
+    let list = crate::server::state()?.store.still_on_old_system().await?;
+    let mut rows: Vec<OldSystemRow> = list
+        .into_iter()
+        .map(|o| OldSystemRow {
+            mine: o.kind == "client"
+                && me.role == tern_control::Role::ClientOwner
+                && me.clients.contains(&o.name),
+            href: if o.kind == "client" {
+                format!("/clients/{}", o.id)
+            } else {
+                format!("/migrations/{}/offline", o.migration_id)
+            },
+            ramp: o
+                .ramp
+                .map(|r| tern_ramp::Ramp::from_millipercent(r.max(0) as u32).to_string())
+                .unwrap_or_else(|| "—".into()),
+            migration: o.migration,
+            kind: o.kind,
+            name: o.name,
+            owner: o.owner,
+            status: o.status,
+        })
+        .collect();
+    rows.sort_by_key(|r| !r.mine);
+    Ok(rows)
+}
+
+#[component]
+pub fn OldSystemPanel() -> impl IntoView {
+    let rows = Resource::new_blocking(|| (), |_| still_on_old());
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                rows.await.ok().filter(|r| !r.is_empty()).map(|rows| view! {
+                    <section class="panel" data-testid="old-system">
+                        <h2>"Still on the old system"</h2>
+                        <table class="grid">
+                            <thead><tr><th>"Migration"</th><th>"Kind"</th><th>"Name"</th><th>"Owner"</th><th>"Status"</th><th>"Reads on new"</th></tr></thead>
+                            <tbody>
+                                {rows.into_iter().map(|r| view! {
+                                    <tr data-testid="old-system-row" class:mine=r.mine>
+                                        <td>{r.migration}</td>
+                                        <td>{if r.kind == "client" { "client" } else { "offline job" }}</td>
+                                        <td><a href=r.href>{r.name}</a>{r.mine.then(|| view! { " " <span class="tag">"yours"</span> })}</td>
+                                        <td>{r.owner}</td>
+                                        <td><span class=format!("status status-{}", r.status)>{r.status.clone()}</span></td>
+                                        <td class="mono">{r.ramp}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    </section>
+                })
+            })}
+        </Suspense>
+    }
+}

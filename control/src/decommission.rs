@@ -1,0 +1,197 @@
+//! Decommissioning: the checklist that ends a migration, computed from the
+//! store — every bucket done, every client reading 100% from the new system
+//! with zero old traffic for the quiet period, every offline job migrated,
+//! every old dataset deleted — and the list of who is still on the old system.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::clock::now_ms;
+use crate::error::{ControlError, Result};
+use crate::store::Store;
+
+/// One line of the decommission checklist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecommissionItem {
+    pub label: String,
+    pub done: bool,
+    /// What is missing (or how it was met).
+    pub detail: String,
+}
+
+/// The whole checklist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decommission {
+    pub items: Vec<DecommissionItem>,
+    /// True when every item is done: the old store can be switched off.
+    pub ready: bool,
+}
+
+/// A client or offline job still on the old system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnOldSystem {
+    pub migration: String,
+    pub migration_id: i64,
+    /// `client` or `job`.
+    pub kind: String,
+    pub id: i64,
+    pub name: String,
+    pub owner: String,
+    pub status: String,
+    /// Clients: share of reads on the new system (millipercent).
+    pub ramp: Option<i64>,
+}
+
+fn names(list: &[String]) -> String {
+    const SHOW: usize = 8;
+    let mut s = list
+        .iter()
+        .take(SHOW)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if list.len() > SHOW {
+        s.push_str(&format!(" and {} more", list.len() - SHOW));
+    }
+    s
+}
+
+impl Store {
+    /// The decommission checklist of a migration.
+    pub async fn decommission(&self, migration_id: i64) -> Result<Decommission> {
+        let gates = self.gates(migration_id).await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN phase = 'done' THEN 1 ELSE 0 END), 0) AS done
+             FROM buckets WHERE migration_id = $1",
+        )
+        .bind(migration_id)
+        .fetch_one(self.pool())
+        .await
+        .map_err(ControlError::db("counting buckets"))?;
+        let (total, done): (i64, i64) = (row.get("total"), row.get("done"));
+        let mut items = vec![DecommissionItem {
+            label: "Every bucket is done".into(),
+            done: total > 0 && done == total,
+            detail: if total == 0 {
+                "no buckets are planned yet".into()
+            } else {
+                format!("{done} of {total} buckets done")
+            },
+        }];
+
+        let since = now_ms() - gates.quiet_days * 86_400_000;
+        let clients = self
+            .list_clients(&crate::users::Actor::system(), Some(migration_id))
+            .await?;
+        let mut behind = Vec::new();
+        for c in &clients {
+            let old = self.old_traffic_since(c.id, since).await?;
+            if c.ramp < 100_000 {
+                behind.push(format!("{} at {}", c.name, c.read_ramp()));
+            } else if old > 0 {
+                behind.push(format!("{} ({old} old requests)", c.name));
+            }
+        }
+        items.push(DecommissionItem {
+            label: format!(
+                "Every client reads 100% from the new system with zero old traffic for {} days",
+                gates.quiet_days
+            ),
+            done: behind.is_empty(),
+            detail: if behind.is_empty() {
+                format!("{} clients done", clients.len())
+            } else {
+                format!("still on the old system: {}", names(&behind))
+            },
+        });
+
+        let jobs = self.list_offline_jobs(migration_id).await?;
+        let open: Vec<String> = jobs
+            .iter()
+            .filter(|j| j.status != "migrated")
+            .map(|j| j.name.clone())
+            .collect();
+        items.push(DecommissionItem {
+            label: "Every offline job is migrated".into(),
+            done: open.is_empty(),
+            detail: if open.is_empty() {
+                format!("{} jobs migrated", jobs.len())
+            } else {
+                format!("not migrated: {}", names(&open))
+            },
+        });
+
+        let datasets = self.list_datasets(migration_id).await?;
+        let left: Vec<String> = datasets
+            .iter()
+            .filter(|d| d.status != "deleted")
+            .map(|d| format!("{} ({})", d.name, d.status))
+            .collect();
+        items.push(DecommissionItem {
+            label: "Every old dataset is deleted".into(),
+            done: left.is_empty(),
+            detail: if left.is_empty() {
+                format!("{} datasets deleted", datasets.len())
+            } else {
+                format!("not deleted: {}", names(&left))
+            },
+        });
+        let ready = items.iter().all(|i| i.done);
+        Ok(Decommission { items, ready })
+    }
+
+    /// Clients below 100% or not migrated, and offline jobs not migrated,
+    /// across active migrations (for the program manager's overview).
+    pub async fn still_on_old_system(&self) -> Result<Vec<OnOldSystem>> {
+        let clients = sqlx::query(
+            "SELECT c.id, c.name, c.owner_team, c.owner_contact, c.status, c.ramp, m.id AS mid, m.name AS migration
+             FROM clients c JOIN migrations m ON m.id = c.migration_id
+             WHERE m.status = 'active' AND (c.ramp < 100000 OR c.status <> 'migrated')
+             ORDER BY m.name, c.ramp, c.name",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("listing clients on the old system"))?;
+        let jobs = sqlx::query(
+            "SELECT j.id, j.name, j.owner, j.status, m.id AS mid, m.name AS migration
+             FROM offline_jobs j JOIN migrations m ON m.id = j.migration_id
+             WHERE m.status = 'active' AND j.status <> 'migrated' ORDER BY m.name, j.name",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("listing offline jobs on the old system"))?;
+        let mut out = Vec::new();
+        for r in &clients {
+            let team: String = r.get("owner_team");
+            let contact: String = r.get("owner_contact");
+            out.push(OnOldSystem {
+                migration: r.get("migration"),
+                migration_id: r.get("mid"),
+                kind: "client".into(),
+                id: r.get("id"),
+                name: r.get("name"),
+                owner: match (team.is_empty(), contact.is_empty()) {
+                    (false, false) => format!("{team} ({contact})"),
+                    (false, true) => team,
+                    (true, false) => contact,
+                    (true, true) => "unknown owner".into(),
+                },
+                status: r.get("status"),
+                ramp: Some(r.get("ramp")),
+            });
+        }
+        for r in &jobs {
+            out.push(OnOldSystem {
+                migration: r.get("migration"),
+                migration_id: r.get("mid"),
+                kind: "job".into(),
+                id: r.get("id"),
+                name: r.get("name"),
+                owner: r.get("owner"),
+                status: r.get("status"),
+                ramp: None,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,352 @@
+//! Charts as SVG, drawn with `plotters` on the server:
+//! - `GET /charts/clients/{id}/traffic.svg` — a client's requests to the old
+//!   and the new system over time, the ramp steps marked;
+//! - `GET /charts/clients/{id}/mismatch.svg` — its shadow mismatch rate over time;
+//! - `GET /charts/migrations/{id}/share.svg` — the share of a migration's
+//!   traffic served by the new system over time.
+
+use axum::Extension;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use plotters::prelude::*;
+use serde::Deserialize;
+use tern_app::server::CurrentUser;
+use tern_app::state::AppState;
+use tern_control::clock::now_ms;
+
+use crate::web::error::ApiError;
+
+const OLD: RGBColor = RGBColor(0xd9, 0x5f, 0x02);
+const NEW: RGBColor = RGBColor(0x1b, 0x6a, 0xc9);
+const STEP: RGBColor = RGBColor(0x55, 0x55, 0x55);
+const SIZE: (u32, u32) = (760, 300);
+
+/// The chart routes (behind the sign-in wall).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/charts/clients/{id}/traffic.svg", get(client_traffic))
+        .route("/charts/clients/{id}/mismatch.svg", get(client_mismatch))
+        .route("/charts/migrations/{id}/share.svg", get(migration_share))
+}
+
+#[derive(Debug, Deserialize)]
+struct Window {
+    /// Hours of history to draw (default 24, at most 90 days).
+    hours: Option<f64>,
+}
+
+fn window(w: &Window) -> (i64, i64, i64) {
+    let hours = w.hours.unwrap_or(24.0).clamp(0.1, 24.0 * 90.0);
+    let end = now_ms();
+    let start = end - (hours * 3_600_000.0) as i64;
+    // About 60 slots, whole minutes.
+    let slot = (((end - start) / 60) / 60_000).max(1) * 60_000;
+    (start, end, slot)
+}
+
+fn svg(body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn chart_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("drawing the chart failed: {e}"),
+    )
+}
+
+fn time_label(ms: &i64, span: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(*ms)
+        .map(|t| {
+            if span > 2 * 86_400_000 {
+                t.format("%m-%d %H:%M").to_string()
+            } else {
+                t.format("%H:%M").to_string()
+            }
+        })
+        .unwrap_or_default()
+}
+
+/// Every signed-in user reads every client's charts (client-owners read, and
+/// edit only their own clients).
+async fn visible_client(
+    state: &AppState,
+    _user: &CurrentUser,
+    id: i64,
+) -> Result<tern_control::clients::Client, ApiError> {
+    Ok(state.store.client(id).await?)
+}
+
+/// Old vs new requests per slot, with the ramp steps marked.
+pub fn traffic_svg(
+    title: &str,
+    points: &[tern_control::traffic::TrafficPoint],
+    steps: &[(i64, String)],
+    (start, end): (i64, i64),
+) -> Result<String, String> {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let ymax = points
+            .iter()
+            .map(|p| p.old.max(p.new))
+            .max()
+            .unwrap_or(0)
+            .max(1) as f64
+            * 1.15;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(56)
+            .build_cartesian_2d(start..end, 0f64..ymax)
+            .map_err(|e| e.to_string())?;
+        let span = end - start;
+        chart
+            .configure_mesh()
+            .x_desc("time (UTC)")
+            .y_desc("requests")
+            .x_labels(8)
+            .x_label_formatter(&|t| time_label(t, span))
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .light_line_style(RGBColor(0xee, 0xee, 0xee))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (at, label) in steps.iter().filter(|(at, _)| (start..=end).contains(at)) {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(*at, 0.0), (*at, ymax)],
+                    STEP.stroke_width(1),
+                )))
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("ramp {label}"),
+                    (*at, ymax * 0.97),
+                    ("sans-serif", 11).into_font().color(&STEP),
+                )))
+                .map_err(|e| e.to_string())?;
+        }
+        if points.is_empty() {
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    "no traffic reported in this window".to_string(),
+                    (start + span / 3, ymax / 2.0),
+                    ("sans-serif", 14).into_font().color(&STEP),
+                )))
+                .map_err(|e| e.to_string())?;
+        }
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|p| (p.at, p.old as f64)),
+                OLD.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?
+            .label("old system")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], OLD.stroke_width(2)));
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|p| (p.at, p.new as f64)),
+                NEW.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?
+            .label("new system")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], NEW.stroke_width(2)));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(0xcc, 0xcc, 0xcc))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+/// A percentage over time (share on new, mismatch rate).
+pub fn percent_svg(
+    title: &str,
+    series: &str,
+    color: RGBColor,
+    points: &[(i64, f64)],
+    (start, end): (i64, i64),
+    ymax: f64,
+) -> Result<String, String> {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(56)
+            .build_cartesian_2d(start..end, 0f64..ymax)
+            .map_err(|e| e.to_string())?;
+        let span = end - start;
+        chart
+            .configure_mesh()
+            .x_desc("time (UTC)")
+            .y_desc("percent")
+            .x_labels(8)
+            .x_label_formatter(&|t| time_label(t, span))
+            .y_label_formatter(&|v| format!("{v:.0}%"))
+            .light_line_style(RGBColor(0xee, 0xee, 0xee))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        if points.is_empty() {
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    "no data in this window".to_string(),
+                    (start + span / 3, ymax / 2.0),
+                    ("sans-serif", 14).into_font().color(&STEP),
+                )))
+                .map_err(|e| e.to_string())?;
+        }
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?
+            .label(series)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(points.iter().map(|p| Circle::new(*p, 2, color.filled())))
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(0xcc, 0xcc, 0xcc))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+async fn client_traffic(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+    Query(w): Query<Window>,
+) -> Result<Response, ApiError> {
+    let client = visible_client(&state, &user, id).await?;
+    let (start, end, slot) = window(&w);
+    let points = state.store.traffic_series(id, start, slot).await?;
+    let steps: Vec<(i64, String)> = state
+        .store
+        .ramp_steps(id)
+        .await?
+        .into_iter()
+        .map(|s| {
+            (
+                s.at,
+                tern_ramp::Ramp::from_millipercent(s.to_ramp.max(0) as u32).to_string(),
+            )
+        })
+        .collect();
+    let title = format!(
+        "{} — requests per {} min, old vs new",
+        client.name,
+        slot / 60_000
+    );
+    Ok(svg(
+        traffic_svg(&title, &points, &steps, (start, end)).map_err(chart_error)?
+    ))
+}
+
+async fn client_mismatch(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+    Query(w): Query<Window>,
+) -> Result<Response, ApiError> {
+    let client = visible_client(&state, &user, id).await?;
+    let (start, end, slot) = window(&w);
+    let points: Vec<(i64, f64)> = state
+        .store
+        .mismatch_series(id, start, slot)
+        .await?
+        .into_iter()
+        .map(|p| (p.at, p.mismatched as f64 * 100.0 / p.samples.max(1) as f64))
+        .collect();
+    let ymax = points.iter().map(|p| p.1).fold(1.0f64, f64::max).min(100.0) * 1.15;
+    let title = format!("{} — shadow mismatch rate", client.name);
+    Ok(svg(percent_svg(
+        &title,
+        "mismatched pairs",
+        OLD,
+        &points,
+        (start, end),
+        ymax,
+    )
+    .map_err(chart_error)?))
+}
+
+async fn migration_share(
+    State(state): State<AppState>,
+    Extension(_user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+    Query(w): Query<Window>,
+) -> Result<Response, ApiError> {
+    let m = state.store.migration(id).await?;
+    let (start, end, slot) = window(&w);
+    let points: Vec<(i64, f64)> = state
+        .store
+        .migration_traffic_series(id, start, slot)
+        .await?
+        .into_iter()
+        .filter(|p| p.old + p.new > 0)
+        .map(|p| (p.at, p.new as f64 * 100.0 / (p.old + p.new) as f64))
+        .collect();
+    let title = format!("{} — share of client traffic on the new system", m.name);
+    Ok(svg(percent_svg(
+        &title,
+        "share on new",
+        NEW,
+        &points,
+        (start, end),
+        105.0,
+    )
+    .map_err(chart_error)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_control::traffic::TrafficPoint;
+
+    #[test]
+    fn the_traffic_chart_has_both_series_and_the_steps() {
+        let pts: Vec<TrafficPoint> = (0..10)
+            .map(|i| TrafficPoint {
+                at: i * 60_000,
+                old: 100 - i * 5,
+                new: i * 5,
+            })
+            .collect();
+        let svg =
+            traffic_svg("inbox", &pts, &[(180_000, "25%".into())], (0, 600_000)).expect("draws");
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("old system") && svg.contains("new system"));
+        assert!(svg.contains("ramp 25%"));
+        assert!(svg.contains("requests") && svg.contains("time (UTC)"));
+        assert!(svg.matches("<polyline").count() >= 2);
+    }
+}
