@@ -8,13 +8,13 @@ use crate::audit::{AuditEvent, AuditFilter};
 use crate::batches::Batch;
 use crate::buckets::{Bucket, Phase, bucket_from_row};
 use crate::error::{ControlError, Result};
-use sqlx::Row;
 use crate::jobs::Job;
 use crate::migrations::{Migration, MigrationSummary};
 use crate::store::Store;
 use crate::throughput::{Eta, Throughput, eta, throughput_of};
 use crate::users::Actor;
 use crate::verify_runs::VerifyRun;
+use sqlx::Row;
 
 /// How far back the pace is measured.
 pub const PACE_WINDOW_MS: i64 = 30 * 60 * 1000;
@@ -94,7 +94,11 @@ pub struct ProgramLine {
 
 impl Store {
     /// The migration page's data, with one page of buckets.
-    pub async fn migration_board(&self, migration_id: i64, query: &BucketQuery) -> Result<MigrationBoard> {
+    pub async fn migration_board(
+        &self,
+        migration_id: i64,
+        query: &BucketQuery,
+    ) -> Result<MigrationBoard> {
         let summary = self.migration_summary(migration_id).await?;
         let query = BucketQuery {
             limit: query.limit.clamp(1, 1000),
@@ -104,7 +108,9 @@ impl Store {
         let (buckets, buckets_matching) = self.bucket_page(migration_id, &query).await?;
         let bucket_jobs = self.newest_jobs_of(migration_id, &buckets).await?;
         let jobs = self.list_jobs(Some(migration_id), None, 30).await?;
-        let samples = self.throughput_samples(migration_id, PACE_WINDOW_MS).await?;
+        let samples = self
+            .throughput_samples(migration_id, PACE_WINDOW_MS)
+            .await?;
         let pace = throughput_of(&samples);
         let remaining = summary.planned_rows - summary.rows_copied;
         let eta = pace.as_ref().and_then(|p| eta(remaining, p));
@@ -170,15 +176,25 @@ impl Store {
         .await
         .and_then(|r| r.try_get("n"))
         .map_err(ControlError::db("counting buckets"))?;
-        Ok((rows.iter().map(bucket_from_row).collect::<Result<_>>()?, total))
+        Ok((
+            rows.iter().map(bucket_from_row).collect::<Result<_>>()?,
+            total,
+        ))
     }
 
     /// The newest job of each of `buckets` that has one.
-    async fn newest_jobs_of(&self, migration_id: i64, buckets: &[Bucket]) -> Result<Vec<(i64, Job)>> {
+    async fn newest_jobs_of(
+        &self,
+        migration_id: i64,
+        buckets: &[Bucket],
+    ) -> Result<Vec<(i64, Job)>> {
         if buckets.is_empty() {
             return Ok(Vec::new());
         }
-        let list = (0..buckets.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
+        let list = (0..buckets.len())
+            .map(|i| format!("${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
             "SELECT * FROM jobs WHERE migration_id = $1 AND bucket_id IN ({list}) ORDER BY id DESC"
         );

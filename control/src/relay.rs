@@ -21,9 +21,13 @@ use crate::users::Actor;
 pub enum RelayRampSpec {
     Off,
     /// Thousandths of a percent (100,000 = every key).
-    Percent { millipercent: u32 },
+    Percent {
+        millipercent: u32,
+    },
     /// Control-store bucket ids.
-    Buckets { ids: Vec<i64> },
+    Buckets {
+        ids: Vec<i64>,
+    },
 }
 
 impl RelayRampSpec {
@@ -265,10 +269,15 @@ mod tests {
 
     #[test]
     fn ramps_parse_with_clear_refusals() {
-        assert_eq!(RelayRampSpec::parse("off", &[]).ok(), Some(RelayRampSpec::Off));
+        assert_eq!(
+            RelayRampSpec::parse("off", &[]).ok(),
+            Some(RelayRampSpec::Off)
+        );
         assert_eq!(
             RelayRampSpec::parse(" 25% ", &[]).ok(),
-            Some(RelayRampSpec::Percent { millipercent: 25_000 })
+            Some(RelayRampSpec::Percent {
+                millipercent: 25_000
+            })
         );
         assert!(RelayRampSpec::parse("100%", &[]).is_ok_and(|r| r.covers_every_key()));
         assert_eq!(

@@ -31,7 +31,11 @@ impl VerifyMode {
 }
 
 impl Store {
-    pub(crate) async fn chosen_buckets(&self, migration_id: i64, bucket_ids: &[i64]) -> Result<Vec<Bucket>> {
+    pub(crate) async fn chosen_buckets(
+        &self,
+        migration_id: i64,
+        bucket_ids: &[i64],
+    ) -> Result<Vec<Bucket>> {
         let migration = self.migration(migration_id).await?;
         if migration.status == "archived" {
             return Err(ControlError::Conflict(format!(

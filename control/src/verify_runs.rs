@@ -60,9 +60,9 @@ pub struct RunPoint {
 }
 
 /// After each run (oldest first), the row-weighted accuracy over every
-/// bucket's latest run so far. Sampled runs are left out: they estimate, they
-/// do not count. Runners record incremental and repair runs with the bucket's
-/// cumulative counts, so a bucket's latest run stands for the bucket.
+/// bucket's latest run so far. Sampled and incremental runs are left out:
+/// they cover some keys, not the bucket. A repair run carries the repaired
+/// run's whole counts, so a bucket's latest counted run stands for the bucket.
 pub fn accuracy_over_time(runs: &[RunPoint]) -> Vec<(i64, f64)> {
     let mut latest: std::collections::BTreeMap<Option<i64>, (i64, i64)> = Default::default();
     let mut out = Vec::with_capacity(runs.len());
@@ -127,7 +127,10 @@ pub async fn record(
     .await
     .and_then(|r| r.try_get("id"))
     .map_err(ControlError::db("recording a verification run"))?;
-    if let Some(bucket) = run.bucket_id {
+    // An incremental run re-checks only the changed keys: it does not stand
+    // for the bucket's accuracy (a sample does not either).
+    let whole = !matches!(run.kind.as_str(), "incremental" | "sample");
+    if let Some(bucket) = run.bucket_id.filter(|_| whole) {
         sqlx::query("UPDATE buckets SET accuracy = $1, updated_at = $2 WHERE id = $3")
             .bind(run.accuracy)
             .bind(now)
@@ -215,7 +218,7 @@ impl Store {
                 .or_default()
                 .push(RunPoint {
                     bucket_id: row.try_get("bucket_id").map_err(get)?,
-                    sampled: kind == "sample",
+                    sampled: kind == "sample" || kind == "incremental",
                     compared: row.try_get("rows_compared").map_err(get)?,
                     matched: row.try_get("matched").map_err(get)?,
                     at: row.try_get("finished_at").map_err(get)?,

@@ -48,12 +48,12 @@ pub use error::EngineError;
 pub use progress::{Progress, ProgressFn};
 
 pub use catch_up::{
-    CatchUpOptions, CatchUpProgress, CatchUpProgressFn, CatchUpStatus, CatchUpSummary, catch_up_bucket,
-    catch_up_window,
+    CatchUpOptions, CatchUpProgress, CatchUpProgressFn, CatchUpStatus, CatchUpSummary,
+    catch_up_bucket, catch_up_window,
 };
 pub use relay::{
-    PruneReport, RelayOptions, RelayProgress, RelayProgressFn, RelayRamp, RelaySummary, prune_changelog,
-    run_relay,
+    PruneReport, RelayOptions, RelayProgress, RelayProgressFn, RelayRamp, RelaySummary,
+    prune_changelog, run_relay,
 };
 pub use spec::Spec;
 pub use throttle::{RateThrottle, Throttle};

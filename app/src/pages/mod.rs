@@ -2,10 +2,10 @@
 
 pub mod audit;
 pub mod bucket;
-pub mod fixes;
 pub mod client;
 pub mod clients;
 pub mod decommission;
+pub mod fixes;
 pub mod guide;
 pub mod login;
 pub mod migration;

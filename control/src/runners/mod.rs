@@ -4,8 +4,9 @@
 
 pub mod bulk_load;
 pub mod catch_up;
-pub mod relay;
 pub mod datafix;
+pub mod relay;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ pub fn all(ctx: &RunnerContext) -> Vec<Arc<dyn JobRunner>> {
         Arc::new(bulk_load::BulkLoadRunner::new(ctx.clone())),
         Arc::new(catch_up::CatchUpRunner::new(ctx.clone())),
         Arc::new(relay::RelayRunner::new(ctx.clone())),
+        Arc::new(verify::VerifyRunner::new(ctx.clone())),
         Arc::new(datafix::DataFixRunner::default()),
     ]
 }

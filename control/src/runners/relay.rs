@@ -70,7 +70,8 @@ impl JobRunner for RelayRunner {
         let (migration, spec) = migration_of(&ctx.store, job).await?;
         let loader = loader_for(&self.ctx, spec).await?;
         let first = ramp_of(job)?;
-        let (ramp_tx, ramp_rx) = watch::channel(engine_ramp(&ctx.store, migration.id, &first).await?);
+        let (ramp_tx, ramp_rx) =
+            watch::channel(engine_ramp(&ctx.store, migration.id, &first).await?);
 
         // Follow the ramp engineers set, until the job stops.
         let follower = tokio::spawn({
@@ -101,7 +102,9 @@ impl JobRunner for RelayRunner {
                             let _ = ramp_tx.send(r);
                             current = next;
                         }
-                        Err(e) => tracing::warn!(job = job_id, error = %e, "cannot apply the relay's ramp"),
+                        Err(e) => {
+                            tracing::warn!(job = job_id, error = %e, "cannot apply the relay's ramp")
+                        }
                     }
                 }
             }
@@ -111,7 +114,13 @@ impl JobRunner for RelayRunner {
         let progress: RelayProgressFn = Arc::new(move |p| {
             let mut message = format!(
                 "ramp {}: {} changes, {} keys applied, {} deleted, {} skipped; lag {} changes, {:.1}s",
-                p.ramp, p.changes, p.keys_applied, p.keys_deleted, p.keys_skipped, p.lag.changes, p.lag.seconds
+                p.ramp,
+                p.changes,
+                p.keys_applied,
+                p.keys_deleted,
+                p.keys_skipped,
+                p.lag.changes,
+                p.lag.seconds
             );
             if let Some(e) = &p.last_error {
                 message.push_str(&format!("; retrying after: {e}"));

@@ -1,8 +1,8 @@
+use tern_control::Store;
 use tern_control::buckets::{BucketPlan, Phase};
 use tern_control::dashboard::BucketQuery;
 use tern_control::migrations::NewMigration;
 use tern_control::verify_runs::NewVerifyRun;
-use tern_control::Store;
 
 use crate::{admin, both_stores};
 
@@ -38,10 +38,19 @@ both_stores!(
         assert_eq!(first.buckets.len(), 100);
         assert_eq!(first.buckets_matching, 250);
         assert_eq!(first.buckets[0].idx, 0);
-        assert_eq!(first.summary.planned_rows, (0..250).map(|i| 100 + i).sum::<i64>());
+        assert_eq!(
+            first.summary.planned_rows,
+            (0..250).map(|i| 100 + i).sum::<i64>()
+        );
 
         let last = store
-            .migration_board(id, &BucketQuery { offset: 200, ..BucketQuery::default() })
+            .migration_board(
+                id,
+                &BucketQuery {
+                    offset: 200,
+                    ..BucketQuery::default()
+                },
+            )
             .await?;
         assert_eq!(last.buckets.len(), 50);
         assert_eq!(last.buckets[0].idx, 200);
@@ -49,15 +58,32 @@ both_stores!(
         // Three buckets leave `planned`; the filter finds exactly them.
         for idx in [3, 120, 249] {
             let b = store.bucket_by_idx(id, idx).await?;
-            store.move_bucket(&admin(), b.id, Phase::BulkLoading, "test").await?;
+            store
+                .move_bucket(&admin(), b.id, Phase::BulkLoading, "test")
+                .await?;
         }
         let loading = store
-            .migration_board(id, &BucketQuery { phase: Some(Phase::BulkLoading), ..BucketQuery::default() })
+            .migration_board(
+                id,
+                &BucketQuery {
+                    phase: Some(Phase::BulkLoading),
+                    ..BucketQuery::default()
+                },
+            )
             .await?;
         assert_eq!(loading.buckets_matching, 3);
-        assert_eq!(loading.buckets.iter().map(|b| b.idx).collect::<Vec<_>>(), vec![3, 120, 249]);
+        assert_eq!(
+            loading.buckets.iter().map(|b| b.idx).collect::<Vec<_>>(),
+            vec![3, 120, 249]
+        );
         let planned = store
-            .migration_board(id, &BucketQuery { phase: Some(Phase::Planned), ..BucketQuery::default() })
+            .migration_board(
+                id,
+                &BucketQuery {
+                    phase: Some(Phase::Planned),
+                    ..BucketQuery::default()
+                },
+            )
             .await?;
         assert_eq!(planned.buckets_matching, 247);
         Ok(())
@@ -90,11 +116,23 @@ both_stores!(
         }
         let lines = store.program_overview().await?;
         assert_eq!(lines.len(), 2);
-        let of = |id: i64| lines.iter().find(|l| l.summary.migration.id == id).map(|l| l.accuracy.clone());
-        let latest = |id: i64| of(id).and_then(|h| h.last().map(|p| p.1)).unwrap_or(f64::NAN);
+        let of = |id: i64| {
+            lines
+                .iter()
+                .find(|l| l.summary.migration.id == id)
+                .map(|l| l.accuracy.clone())
+        };
+        let latest = |id: i64| {
+            of(id)
+                .and_then(|h| h.last().map(|p| p.1))
+                .unwrap_or(f64::NAN)
+        };
         assert!((latest(a) - 99.7).abs() < 1e-9, "alpha: {}", latest(a));
         assert!((latest(b) - 50.0).abs() < 1e-9, "beta: {}", latest(b));
-        assert_eq!(lines.iter().map(|l| l.summary.planned_rows).sum::<i64>(), 4 * 100 + 6 + 2 * 100 + 1);
+        assert_eq!(
+            lines.iter().map(|l| l.summary.planned_rows).sum::<i64>(),
+            4 * 100 + 6 + 2 * 100 + 1
+        );
         Ok(())
     }
 );

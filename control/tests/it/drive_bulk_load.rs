@@ -68,7 +68,11 @@ name = "name"
     )
 }
 
-pub(crate) async fn wait_for_phase(store: &Store, migration: i64, phase: Phase) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_phase(
+    store: &Store,
+    migration: i64,
+    phase: Phase,
+) -> anyhow::Result<()> {
     for _ in 0..600 {
         let buckets = store.list_buckets(migration).await?;
         if buckets.iter().all(|b| b.phase == phase) {

@@ -4,9 +4,9 @@
 mod audit;
 mod batches;
 mod buckets;
+mod clients;
 mod dashboard;
 mod datafix;
-mod clients;
 mod drive_bulk_load;
 mod drive_relay;
 mod jobs;

@@ -93,7 +93,12 @@ async fn board(
     Query(q): Query<BoardQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let query = BucketQuery {
-        phase: q.phase.as_deref().filter(|p| !p.is_empty()).map(Phase::parse).transpose()?,
+        phase: q
+            .phase
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .map(Phase::parse)
+            .transpose()?,
         offset: q.offset.unwrap_or(0),
         limit: q.limit.unwrap_or(1000),
     };
@@ -139,7 +144,9 @@ async fn relay(
 ) -> Result<Json<Value>, ApiError> {
     let job = state.store.active_relay(id).await?;
     let ramp = state.store.relay_ramp(id).await?;
-    Ok(Json(json!({ "ramp": ramp, "label": ramp.to_string(), "job": job })))
+    Ok(Json(
+        json!({ "ramp": ramp, "label": ramp.to_string(), "job": job }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,7 +171,9 @@ async fn set_relay(
         .store
         .set_relay_ramp(&actor(&user), id, ramp.clone(), &body.reason)
         .await?;
-    Ok(Json(json!({ "ramp": ramp, "label": ramp.to_string(), "job": job })))
+    Ok(Json(
+        json!({ "ramp": ramp, "label": ramp.to_string(), "job": job }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -49,9 +49,8 @@ impl From<ControlError> for ApiError {
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ControlError::Datafix(e) => match e {
-                tern_datafix::DatafixError::Spec { .. } | tern_datafix::DatafixError::Filter { .. } => {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
+                tern_datafix::DatafixError::Spec { .. }
+                | tern_datafix::DatafixError::Filter { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 tern_datafix::DatafixError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 tern_datafix::DatafixError::Stopped { .. } => StatusCode::CONFLICT,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -5,8 +5,8 @@
 //! CSRF check (state-changing requests) → user lookup (and the sign-in wall).
 
 pub mod api;
-pub mod api_fixes;
 pub mod api_clients;
+pub mod api_fixes;
 pub mod api_runbook;
 pub mod auth;
 pub mod charts;

@@ -176,7 +176,9 @@ async fn the_relay_ramp_is_set_over_the_api_bad_ramps_and_viewers_refused() -> a
         .await?
         .json()
         .await?;
-    let id = created["id"].as_i64().ok_or_else(|| anyhow::anyhow!("no id: {created}"))?;
+    let id = created["id"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("no id: {created}"))?;
     let relay = server.url(&format!("/api/v1/migrations/{id}/relay"));
 
     let bad = eng

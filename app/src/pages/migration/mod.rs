@@ -33,14 +33,23 @@ pub const PAGE_SIZE: i64 = 100;
 /// The migration page's live data: one page of buckets (of one phase, or
 /// all), jobs, pace, accuracy and batches.
 #[server]
-pub async fn migration_board(id: i64, phase: String, offset: i64) -> Result<MigrationBoardView, AppError> {
+pub async fn migration_board(
+    id: i64,
+    phase: String,
+    offset: i64,
+) -> Result<MigrationBoardView, AppError> {
     let me = crate::server::actor()?;
     let query = tern_control::dashboard::BucketQuery {
-        phase: (!phase.is_empty()).then(|| tern_control::buckets::Phase::parse(&phase)).transpose()?,
+        phase: (!phase.is_empty())
+            .then(|| tern_control::buckets::Phase::parse(&phase))
+            .transpose()?,
         offset,
         limit: PAGE_SIZE,
     };
-    let board = crate::server::state()?.store.migration_board(id, &query).await?;
+    let board = crate::server::state()?
+        .store
+        .migration_board(id, &query)
+        .await?;
     Ok(board_view(board, me.role.can_operate()))
 }
 
@@ -53,7 +62,9 @@ fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> 
     let idx_of = |bucket_id: Option<i64>| {
         bucket_id.and_then(|id| b.buckets.iter().find(|x| x.id == id).map(|x| x.idx))
     };
-    let seq_of = |batch: Option<i64>| batch.and_then(|id| b.batches.iter().find(|x| x.id == id).map(|x| x.seq));
+    let seq_of = |batch: Option<i64>| {
+        batch.and_then(|id| b.batches.iter().find(|x| x.id == id).map(|x| x.seq))
+    };
     MigrationBoardView {
         can_operate,
         created_by: m.created_by.clone(),
@@ -62,14 +73,22 @@ fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> 
             .buckets
             .iter()
             .map(|bucket| {
-                let job = b.bucket_jobs.iter().find(|(id, _)| *id == bucket.id).map(|(_, j)| j);
+                let job = b
+                    .bucket_jobs
+                    .iter()
+                    .find(|(id, _)| *id == bucket.id)
+                    .map(|(_, j)| j);
                 bucket_line(bucket, job, seq_of(bucket.batch_id))
             })
             .collect(),
         buckets_matching: b.buckets_matching,
         offset: b.query.offset,
         page_size: b.query.limit,
-        jobs: b.jobs.iter().map(|j| job_row(j, idx_of(j.bucket_id))).collect(),
+        jobs: b
+            .jobs
+            .iter()
+            .map(|j| job_row(j, idx_of(j.bucket_id)))
+            .collect(),
         pace: b.pace.as_ref().map(|p| PaceView {
             median: p.median,
             p10: p.p10,
@@ -93,18 +112,30 @@ fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> 
                     .batch_members
                     .iter()
                     .filter(|k| k.batch_id == x.id)
-                    .map(|k| (k.idx, k.phase.as_str().to_string(), k.rows_copied, k.accuracy))
+                    .map(|k| {
+                        (
+                            k.idx,
+                            k.phase.as_str().to_string(),
+                            k.rows_copied,
+                            k.accuracy,
+                        )
+                    })
                     .collect(),
             })
             .collect(),
         relay: match &b.relay {
             Some(job) => crate::types::RelayView {
-                ramp: tern_control::relay::ramp_of(job).map(|r| r.to_string()).unwrap_or_else(|e| e.to_string()),
+                ramp: tern_control::relay::ramp_of(job)
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|e| e.to_string()),
                 job_id: Some(job.id),
                 state: Some(job.state.as_str().to_string()),
                 message: job.message.clone(),
             },
-            None => crate::types::RelayView { ramp: "off".into(), ..Default::default() },
+            None => crate::types::RelayView {
+                ramp: "off".into(),
+                ..Default::default()
+            },
         },
         card: b.summary.into(),
     }
@@ -163,11 +194,21 @@ pub fn MigrationPage() -> impl IntoView {
         }
     });
     let live = Resource::new_blocking(
-        move || (id(), tick.get(), ui.changed.get(), ui.phase.get(), ui.offset.get()),
+        move || {
+            (
+                id(),
+                tick.get(),
+                ui.changed.get(),
+                ui.phase.get(),
+                ui.offset.get(),
+            )
+        },
         move |(id, _, _, phase, offset)| async move {
             match id {
                 Some(id) => migration_board(id, phase, offset).await,
-                None => Err(AppError::NotFound("a migration id is a number, like /migrations/1".into())),
+                None => Err(AppError::NotFound(
+                    "a migration id is a number, like /migrations/1".into(),
+                )),
             }
         },
     );
@@ -176,7 +217,9 @@ pub fn MigrationPage() -> impl IntoView {
         move |(id, _)| async move {
             match id {
                 Some(id) => settings::migration_settings(id).await,
-                None => Err(AppError::NotFound("a migration id is a number, like /migrations/1".into())),
+                None => Err(AppError::NotFound(
+                    "a migration id is a number, like /migrations/1".into(),
+                )),
             }
         },
     );

@@ -29,7 +29,11 @@ pub async fn set_relay_ramp(
 pub fn RelayPanel(migration_id: i64, relay: RelayView, can_operate: bool) -> impl IntoView {
     let ui = expect_context::<super::BoardUi>();
     let submit = move |buckets: bool| {
-        let ramp = if buckets { "buckets".to_string() } else { ui.relay_draft.get_untracked() };
+        let ramp = if buckets {
+            "buckets".to_string()
+        } else {
+            ui.relay_draft.get_untracked()
+        };
         let bucket_ids = if buckets {
             ui.selected.get_untracked().into_iter().collect()
         } else {

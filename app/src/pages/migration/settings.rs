@@ -20,7 +20,10 @@ pub async fn migration_settings(id: i64) -> Result<MigrationSettingsView, AppErr
             rate_limit: m.settings.rate_limit,
             verify_min_accuracy: m.settings.verify_min_accuracy,
             schedule_every_hours: m.settings.schedule_every_hours,
-            next_batch_at: m.next_batch_at.map(tern_control::clock::format_ms).unwrap_or_default(),
+            next_batch_at: m
+                .next_batch_at
+                .map(tern_control::clock::format_ms)
+                .unwrap_or_default(),
         },
         spec: m.spec,
     })
