@@ -46,7 +46,7 @@ test('a client owner reads their guide and ticks a checklist item but finds no r
   await first.getByRole('link', { name: 'inbox-service' }).click();
 
   await expect(page.getByTestId('guide')).toContainText('Embed tern-client');
-  await expect(page.getByTestId('guide').locator('pre code')).toContainText('TernClient::connect');
+  await expect(page.getByTestId('guide').locator('pre code').first()).toContainText('TernClient::connect');
   await expect(page.getByTestId('client-ramp')).toContainText('25%');
   await expect(page.getByTestId('ramp-controls')).toHaveCount(0);
   await expect(page.getByTestId('rollback')).toHaveCount(0);
