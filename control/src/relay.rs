@@ -219,6 +219,54 @@ impl Store {
         self.job(job_id).await
     }
 
+    /// Installs change capture (triggers and the changelog) on every source
+    /// table of the migration's spec, audited. Buckets bulk-loaded from now on
+    /// get a watermark, so they can catch up. Safe to run again.
+    pub async fn install_capture(
+        &self,
+        actor: &Actor,
+        migration_id: i64,
+        reason: &str,
+    ) -> Result<String> {
+        actor.require_operate("installing change capture")?;
+        let migration = self.migration(migration_id).await?;
+        let spec = crate::planning::parse_spec(&migration.spec, &migration.name)?;
+        // On a runtime of its own: the compiler cannot prove the engine's
+        // installation future `Send` for every lifetime of its executors, which
+        // the web layer's futures need.
+        let report = tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| {
+                    ControlError::Internal(format!("a runtime for installing capture: {e}"))
+                })?;
+            runtime.block_on(async {
+                let source = tern_engine::Connector::connect(&spec.source.url, "source").await?;
+                Ok::<_, ControlError>(tern_engine::capture::install(&source, &spec).await?)
+            })
+        })
+        .await
+        .map_err(|e| ControlError::Internal(format!("installing change capture stopped: {e}")))??;
+        let tables: Vec<String> = report.tables.iter().map(|t| t.table.clone()).collect();
+        let mut tx = self.begin().await?;
+        audit::record(
+            &mut tx,
+            AuditEntry::new(actor, "capture.install", "migration", &migration.name)
+                .reason(reason)
+                .details(serde_json::json!({ "tables": tables, "position": report.position.to_string() })),
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing the capture audit"))?;
+        Ok(format!(
+            "change capture installed on {} (changes from position {} on are recorded)",
+            tables.join(", "),
+            report.position
+        ))
+    }
+
     /// Records a bucket's lag behind the changelog head, as catch-up measured it.
     pub async fn record_bucket_lag(
         &self,

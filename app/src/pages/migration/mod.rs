@@ -24,7 +24,7 @@ use crate::types::{MigrationBoardView, duration, rate, thousands};
 pub use batches::StartBatch;
 pub use grid::RunBucketAction;
 pub use jobs::{ControlJob, SetJobRate};
-pub use relay::SetRelayRamp;
+pub use relay::{InstallCapture, SetRelayRamp};
 pub use settings::{ArchiveMigration, MigrationSettings, PlanBatches, SaveSettings};
 
 /// Buckets listed per page of the grid.
@@ -158,6 +158,7 @@ pub(crate) struct BoardUi {
     pub set_rate: ServerAction<SetJobRate>,
     pub start_batch: ServerAction<StartBatch>,
     pub set_relay: ServerAction<SetRelayRamp>,
+    pub install_capture: ServerAction<InstallCapture>,
     pub relay_draft: RwSignal<String>,
     pub rate_drafts: RwSignal<std::collections::HashMap<i64, String>>,
 }
@@ -178,6 +179,7 @@ pub fn MigrationPage() -> impl IntoView {
         set_rate: ServerAction::new(),
         start_batch: ServerAction::new(),
         set_relay: ServerAction::new(),
+        install_capture: ServerAction::new(),
         relay_draft: RwSignal::new(String::new()),
         rate_drafts: RwSignal::new(Default::default()),
     };

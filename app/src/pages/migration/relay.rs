@@ -1,6 +1,8 @@
 //! The dual-write relay: its ramp (a sticky share of keys, or the selected
 //! buckets), what it reports (changes applied, lag, retries), and the control
-//! to raise it. Buckets may catch up only while the relay covers them.
+//! to raise it, and the button that installs change capture on the source
+//! (buckets loaded after it get a watermark). Buckets may catch up only while
+//! the relay covers them.
 
 use leptos::prelude::*;
 
@@ -13,7 +15,8 @@ use crate::types::RelayView;
 pub async fn set_relay_ramp(
     migration_id: i64,
     ramp: String,
-    bucket_ids: Vec<i64>,
+    // An empty list is sent as no field at all.
+    #[server(default)] bucket_ids: Vec<i64>,
     reason: String,
 ) -> Result<String, AppError> {
     let me = crate::server::actor()?;
@@ -23,6 +26,16 @@ pub async fn set_relay_ramp(
         .set_relay_ramp(&me, migration_id, spec.clone(), &reason)
         .await?;
     Ok(format!("relay ramp set to {spec} (job {})", job.id))
+}
+
+/// Installs change capture on the migration's source tables.
+#[server]
+pub async fn install_capture(migration_id: i64, reason: String) -> Result<String, AppError> {
+    let me = crate::server::actor()?;
+    Ok(crate::server::state()?
+        .store
+        .install_capture(&me, migration_id, &reason)
+        .await?)
 }
 
 #[component]
@@ -65,7 +78,14 @@ pub fn RelayPanel(migration_id: i64, relay: RelayView, can_operate: bool) -> imp
                     <button class="button small" data-testid="relay-set" on:click=move |_| submit(false)>"Set ramp"</button>
                     <button class="button small" on:click=move |_| submit(true)
                         disabled=move || ui.selected.with(|s| s.is_empty())>"Ramp the selected buckets"</button>
+                    <button class="button small" data-testid="install-capture"
+                        on:click=move |_| { ui.install_capture.dispatch(InstallCapture { migration_id, reason: ui.reason.get_untracked() }); }>
+                        "Install change capture"</button>
                 </div>
+            })}
+            {move || ui.install_capture.value().get().map(|r| match r {
+                Ok(m) => view! { <p class="flash flash-ok" data-testid="capture-result">{m}</p> }.into_any(),
+                Err(e) => view! { <p class="flash flash-error" role="alert">{e.to_string()}</p> }.into_any(),
             })}
             {move || ui.set_relay.value().get().map(|r| match r {
                 Ok(m) => view! { <p class="flash flash-ok">{m}</p> }.into_any(),
