@@ -225,6 +225,18 @@ pub struct MigrationSettingsView {
     pub spec: String,
 }
 
+/// One mismatched row of a verification run, both sides in full.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MismatchLine {
+    pub key: String,
+    pub kind: String,
+    /// (path, source value, target value, note).
+    pub diffs: Vec<(String, String, String, Option<String>)>,
+    pub source_row: Option<String>,
+    pub target_row: Option<String>,
+    pub resolved: bool,
+}
+
 /// A verification run as the bucket page lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerifyRunRow {

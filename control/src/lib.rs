@@ -16,6 +16,7 @@ pub mod fixes;
 pub mod guides;
 pub mod jobs;
 pub mod migrations;
+pub mod mismatches;
 pub mod offline;
 pub mod phases;
 pub mod planning;

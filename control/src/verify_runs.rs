@@ -27,7 +27,7 @@ pub struct VerifyRun {
     pub different: i64,
     /// Percent of compared rows that match exactly.
     pub accuracy: f64,
-    /// The mismatch tree (JSON), per field path: how many rows differ there.
+    /// The mismatch tree as text, per field path: how many rows differ there, with examples.
     pub tree: Option<String>,
     pub finished_at: i64,
 }

@@ -108,6 +108,7 @@ const psql = (database: string, sql: string) =>
 test.describe('verification journey', () => {
   test.beforeAll(() => {
     psql('postgres', `CREATE DATABASE ${pgDb}`);
+    psql('postgres', `CREATE DATABASE ${pgDb}_target`);
     psql(
       pgDb,
       `CREATE TABLE contacts (id BIGINT PRIMARY KEY, member_id BIGINT NOT NULL, email TEXT NOT NULL, full_name TEXT);
@@ -119,6 +120,7 @@ test.describe('verification journey', () => {
 
   test.afterAll(() => {
     psql('postgres', `DROP DATABASE IF EXISTS ${pgDb} WITH (FORCE)`);
+    psql('postgres', `DROP DATABASE IF EXISTS ${pgDb}_target WITH (FORCE)`);
   });
 
 test('an engineer installs capture, bulk-loads, ramps the relay to every key, catches up and verifies two buckets to 100%', async ({ page }) => {
@@ -128,10 +130,9 @@ test('an engineer installs capture, bulk-loads, ramps the relay to every key, ca
   await hydrated(page);
   await page.getByTestId('migration-name-input').fill(`verified-${Date.now()}`);
   await page.getByTestId('spec-input').fill(
-    journeySpec(`${demoDir}/verified-${Date.now()}.db`).replace(
-      `url = "sqlite://${demoDir}/source.db"`,
-      `url = "postgres://postgres@127.0.0.1:5432/${pgDb}"`,
-    ),
+    journeySpec('unused')
+      .replace(`url = "sqlite://${demoDir}/source.db"`, `url = "postgres://postgres@127.0.0.1:5432/${pgDb}"`)
+      .replace('url = "sqlite://unused?mode=rwc"', `url = "postgres://postgres@127.0.0.1:5432/${pgDb}_target"`),
   );
   await page.getByTestId('create').click();
   await expect(page).toHaveURL(/\/migrations\/\d+$/);
@@ -172,6 +173,25 @@ test('an engineer installs capture, bulk-loads, ramps the relay to every key, ca
     await expect(row(i).getByTestId('bucket-accuracy')).toHaveText('100.00%');
   }
   await expect(row(2).getByTestId('bucket-phase')).toHaveText('planned');
+
+  // A row damaged in the target: verification finds it, and the bucket page
+  // shows the row with both values in full.
+  const victim = psql(`${pgDb}_target`, "SELECT id FROM contacts ORDER BY id LIMIT 1").toString().match(/\d+/)?.[0];
+  psql(`${pgDb}_target`, `UPDATE contacts SET full_name = 'damaged' WHERE id = ${victim}`);
+  for (const i of [0, 1]) {
+    await page.getByLabel(`select bucket ${i}`).check();
+  }
+  await page.getByTestId('bucket-actions').getByRole('button', { name: 'Verify', exact: true }).click();
+  await expect(page.locator('[data-testid=bucket-row][data-phase=caught-up]')).toHaveCount(1, { timeout: 60_000 });
+  await page.locator('[data-testid=bucket-row][data-phase=caught-up] a').first().click();
+  await expect(page).toHaveURL(/\/buckets\/\d+$/);
+  await hydrated(page);
+  await page.getByTestId('browse-mismatches').first().click();
+  const mismatch = page.getByTestId('mismatch-row');
+  await expect(mismatch).toHaveCount(1);
+  await expect(mismatch).toContainText(`(${victim})`);
+  await expect(mismatch).toContainText('full_name');
+  await expect(mismatch).toContainText('damaged');
   // The browser logs the refused catch-up (409); that one is expected.
   expect(errors.filter((e) => !e.includes('status of 409'))).toEqual([]);
 });

@@ -38,7 +38,10 @@ fn worker_name(i: u32) -> String {
     format!("{host}:{}:{i}", std::process::id())
 }
 
-/// Starts `count` workers and the sampler; they stop when `shutdown` fires
+/// Relays one process runs at once (one per migration), beside its workers.
+const RELAY_WORKERS: u32 = 4;
+
+/// Starts `count` workers (plus workers kept for relays) and the sampler; they stop when `shutdown` fires
 /// (a running job stops at its next checkpoint and goes back to the queue).
 pub fn start(
     store: &Store,
@@ -48,9 +51,23 @@ pub fn start(
     shutdown: &CancellationToken,
 ) -> JoinSet<()> {
     let mut set = JoinSet::new();
-    let runners = runners::all(ctx);
+    // General workers take work that ends; relays (which run until they are
+    // stopped, one per migration) get workers of their own, so they never
+    // starve bulk loads, catch-ups and verifications.
+    let finite = runners::finite(ctx);
+    let relays = runners::relays(ctx);
     for i in 0..count {
-        let worker = Worker::new(worker_name(i), store.clone(), &runners, timing(settings));
+        let worker = Worker::new(worker_name(i), store.clone(), &finite, timing(settings));
+        set.spawn(worker.run(shutdown.clone()));
+    }
+    let relay_workers = if count == 0 { 0 } else { RELAY_WORKERS };
+    for i in 0..relay_workers {
+        let worker = Worker::new(
+            worker_name(count + i),
+            store.clone(),
+            &relays,
+            timing(settings),
+        );
         set.spawn(worker.run(shutdown.clone()));
     }
     let store = store.clone();

@@ -10,7 +10,47 @@ use leptos_router::hooks::use_params_map;
 use crate::components::guard::ErrorPanel;
 use crate::components::live::use_tick;
 use crate::error::AppError;
-use crate::types::{BucketBoardView, duration, rate, thousands};
+use crate::types::{BucketBoardView, MismatchLine, duration, rate, thousands};
+
+/// Mismatched rows listed per page.
+const MISMATCH_PAGE: u64 = 50;
+
+/// Which run's mismatched rows are browsed, from which row.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Browse {
+    engine_run: String,
+    offset: u64,
+}
+
+/// Mismatched rows of engine run `engine_run`, `MISMATCH_PAGE` at a time, read
+/// from the target where the engine keeps them.
+#[server]
+pub async fn run_mismatches(
+    migration_id: i64,
+    engine_run: String,
+    offset: u64,
+) -> Result<Vec<MismatchLine>, AppError> {
+    crate::server::actor()?;
+    let rows = crate::server::state()?
+        .store
+        .run_mismatches(migration_id, &engine_run, offset, MISMATCH_PAGE)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|m| MismatchLine {
+            key: m.key,
+            kind: m.kind,
+            diffs: m
+                .diffs
+                .into_iter()
+                .map(|d| (d.path, d.source, d.target, d.note))
+                .collect(),
+            source_row: m.source_row,
+            target_row: m.target_row,
+            resolved: m.resolved,
+        })
+        .collect())
+}
 
 /// The bucket page's data.
 #[server]
@@ -86,6 +126,19 @@ pub fn BucketPage() -> impl IntoView {
         })
     };
     let tick = use_tick(Duration::from_secs(3));
+    let browse = RwSignal::new(None::<Browse>);
+    provide_context(browse);
+    let mismatches = Resource::new(
+        move || (key(), browse.get()),
+        |(key, browse)| async move {
+            match (key, browse) {
+                (Some((id, _)), Some(b)) => run_mismatches(id, b.engine_run.clone(), b.offset)
+                    .await
+                    .map(|rows| Some((b, rows))),
+                _ => Ok(None),
+            }
+        },
+    );
     let board = Resource::new_blocking(
         move || (key(), tick.get()),
         |(key, _)| async move {
@@ -111,11 +164,77 @@ pub fn BucketPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match mismatches.await {
+                    Ok(Some((b, rows))) => view! { <MismatchList browse=b rows/> }.into_any(),
+                    Ok(None) => ().into_any(),
+                    Err(e) => view! { <ErrorPanel error=e.to_string()/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn MismatchList(browse: Browse, rows: Vec<MismatchLine>) -> impl IntoView {
+    let state = expect_context::<RwSignal<Option<Browse>>>();
+    let offset = browse.offset;
+    let more = rows.len() as u64 == MISMATCH_PAGE;
+    let run = browse.engine_run.clone();
+    let go = move |to: u64| {
+        let engine_run = run.clone();
+        state.set(Some(Browse {
+            engine_run,
+            offset: to,
+        }))
+    };
+    let go_back = go.clone();
+    let items = rows
+        .into_iter()
+        .map(|m| {
+            let diffs = m
+                .diffs
+                .into_iter()
+                .map(|(path, source, target, note)| view! {
+                    <li><span class="mono">{path}</span>": "<span class="mono">{source}</span>" → "<span class="mono">{target}</span>
+                        {note.map(|n| view! { <span class="muted small">{format!(" ({n})")}</span> })}</li>
+                })
+                .collect_view();
+            view! {
+                <tr data-testid="mismatch-row">
+                    <td class="mono">{m.key}</td>
+                    <td>{m.kind}{m.resolved.then_some(" (repaired)")}</td>
+                    <td><ul class="diffs">{diffs}</ul>
+                        <details><summary class="small">"both rows in full"</summary>
+                            <p class="small">"source, through the spec:"</p><pre class="code">{m.source_row.unwrap_or_else(|| "— (none)".into())}</pre>
+                            <p class="small">"target:"</p><pre class="code">{m.target_row.unwrap_or_else(|| "— (none)".into())}</pre>
+                        </details>
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="panel" data-testid="mismatches">
+            <h2>{format!("Mismatched rows of run {} (from row {})", browse.engine_run, offset + 1)}</h2>
+            <table class="grid">
+                <thead><tr><th>"Key"</th><th>"Kind"</th><th>"Differences"</th></tr></thead>
+                <tbody>{items}</tbody>
+            </table>
+            <div class="row">
+                <button class="button small" disabled=offset == 0
+                    on:click=move |_| go_back(offset.saturating_sub(MISMATCH_PAGE))>"Previous"</button>
+                <button class="button small" disabled=!more on:click=move |_| go(offset + MISMATCH_PAGE)>"Next"</button>
+                <button class="button small" on:click=move |_| state.set(None)>"Close"</button>
+            </div>
+        </section>
     }
 }
 
 #[component]
 fn BucketView(b: BucketBoardView) -> impl IntoView {
+    let browse = expect_context::<RwSignal<Option<Browse>>>();
     let k = b.bucket.clone();
     let moments = [
         ("In this phase since", k.phase_since.clone()),
@@ -171,6 +290,14 @@ fn BucketView(b: BucketBoardView) -> impl IntoView {
                             thousands(r.rows_compared), thousands(r.matched), thousands(r.missing), thousands(r.extra), thousands(r.different)
                         )}</p>
                         {(!r.tree.is_empty()).then(|| view! { <pre class="code tree">{r.tree.clone()}</pre> })}
+                        {(!r.engine_run.is_empty() && r.missing + r.extra + r.different > 0).then(|| {
+                            let engine_run = r.engine_run.clone();
+                            view! {
+                                <button class="button small" data-testid="browse-mismatches"
+                                    on:click=move |_| browse.set(Some(Browse { engine_run: engine_run.clone(), offset: 0 }))>
+                                    "Browse every mismatched row"</button>
+                            }
+                        })}
                     </article>
                 }).collect_view().into_any()
             }}

@@ -42,6 +42,20 @@ pub fn all(ctx: &RunnerContext) -> Vec<Arc<dyn JobRunner>> {
     ]
 }
 
+/// Runners of work that ends (everything but the relay): a process's general
+/// workers take these, so a relay that runs for days never holds their slots.
+pub fn finite(ctx: &RunnerContext) -> Vec<Arc<dyn JobRunner>> {
+    all(ctx)
+        .into_iter()
+        .filter(|r| !r.kinds().contains(&crate::jobs::JobKind::Relay))
+        .collect()
+}
+
+/// The relay's runner alone, for workers kept for relays.
+pub fn relays(ctx: &RunnerContext) -> Vec<Arc<dyn JobRunner>> {
+    vec![Arc::new(relay::RelayRunner::new(ctx.clone()))]
+}
+
 /// The job's migration and its parsed spec.
 pub(crate) async fn migration_of(store: &Store, job: &Job) -> Result<(Migration, Spec)> {
     let id = job

@@ -93,7 +93,7 @@ impl JobRunner for VerifyRunner {
             )
             .await?;
             let tree = verify::mismatch_tree(loader.target(), &run_id).await?;
-            let tree_json = serde_json::to_string(&tree).ok();
+            let tree_text = Some(tree.render());
             ctx.store
                 .record_verify_run(&run_record(
                     migration.id,
@@ -102,7 +102,7 @@ impl JobRunner for VerifyRunner {
                     &run_id,
                     "repair",
                     &report.counts,
-                    tree_json,
+                    tree_text,
                 ))
                 .await?;
             let accuracy = report.counts.accuracy();
@@ -153,7 +153,7 @@ impl JobRunner for VerifyRunner {
             return Ok(RunEnd::Stopped);
         }
         let kind = if incremental { "incremental" } else { "full" };
-        let tree_json = serde_json::to_string(&report.tree).ok();
+        let tree_text = Some(report.tree.render());
         ctx.store
             .record_verify_run(&run_record(
                 migration.id,
@@ -162,7 +162,7 @@ impl JobRunner for VerifyRunner {
                 &report.run_id,
                 kind,
                 &report.counts,
-                tree_json,
+                tree_text,
             ))
             .await?;
         // A full diff stands for the bucket; an incremental one only for the

@@ -211,10 +211,10 @@ async fn ensure_target_table(
             d.quote(&t.name),
             d.quote(SOURCE_KEY_COLUMN)
         );
+        // Retried like the table: concurrent preparers race on the catalog.
         target
-            .execute(
+            .execute_ddl(
                 &sql,
-                &[],
                 &format!("index the source keys of target table {}", t.name),
             )
             .await?;

@@ -1,0 +1,92 @@
+//! Every mismatched row of a verification run, page by page, for the bucket
+//! page. The rows stay with the engine's run in the target database; this
+//! reads them from there through the migration's spec.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ControlError, Result};
+use crate::store::Store;
+
+/// One field that differs, with both values in full.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldDiffView {
+    pub path: String,
+    pub source: String,
+    pub target: String,
+    pub note: Option<String>,
+}
+
+/// One mismatched row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MismatchView {
+    pub key: String,
+    /// `missing`, `extra` or `different`.
+    pub kind: String,
+    pub diffs: Vec<FieldDiffView>,
+    /// The expected row and the target row, every column in full (JSON).
+    pub source_row: Option<String>,
+    pub target_row: Option<String>,
+    pub resolved: bool,
+}
+
+impl Store {
+    /// Mismatched rows `offset..offset + limit` of engine run `engine_run` of
+    /// the migration, in key order.
+    pub async fn run_mismatches(
+        &self,
+        migration_id: i64,
+        engine_run: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<MismatchView>> {
+        let migration = self.migration(migration_id).await?;
+        let spec = crate::planning::parse_spec(&migration.spec, &migration.name)?;
+        let run = engine_run.to_string();
+        // On a runtime of its own: the compiler cannot prove the engine's
+        // reading future `Send` for every lifetime of its executors, which the
+        // web layer's futures need.
+        let rows = tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| {
+                    ControlError::Internal(format!("a runtime for reading mismatches: {e}"))
+                })?;
+            runtime.block_on(async {
+                let target = tern_engine::Connector::connect(&spec.target.url, "target").await?;
+                Ok::<_, ControlError>(
+                    tern_engine::verify::list_mismatches(
+                        &target,
+                        &run,
+                        offset,
+                        limit.clamp(1, 500),
+                        false,
+                    )
+                    .await?,
+                )
+            })
+        })
+        .await
+        .map_err(|e| ControlError::Internal(format!("reading mismatches stopped: {e}")))??;
+        Ok(rows
+            .into_iter()
+            .map(|m| MismatchView {
+                key: m.key_text(),
+                kind: m.kind.as_str().to_string(),
+                diffs: m
+                    .diffs
+                    .iter()
+                    .map(|d| FieldDiffView {
+                        path: d.path.clone(),
+                        source: d.source.to_string(),
+                        target: d.target.to_string(),
+                        note: d.note.clone(),
+                    })
+                    .collect(),
+                source_row: m.source_row.as_ref().map(ToString::to_string),
+                target_row: m.target_row.as_ref().map(ToString::to_string),
+                resolved: m.resolved,
+            })
+            .collect())
+    }
+}
