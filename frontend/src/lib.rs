@@ -2,6 +2,9 @@
 //! controls respond without reloading. Built for `wasm32-unknown-unknown` by
 //! `cargo xtask` (or cargo-leptos).
 
+// The pages' view types are deep; the release build lays them out further.
+#![recursion_limit = "256"]
+
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
