@@ -85,6 +85,14 @@ impl EngineError {
         matches!(self, EngineError::Database { source: sqlx::Error::Database(e), .. } if e.is_unique_violation())
     }
 
+    /// A unique violation, or PostgreSQL's "already exists" (42P07, 42710)
+    /// that concurrent `CREATE … IF NOT EXISTS` statements race into.
+    pub fn is_concurrent_ddl(&self) -> bool {
+        self.is_unique_violation()
+            || matches!(self, EngineError::Database { source: sqlx::Error::Database(e), .. }
+                if matches!(e.code().as_deref(), Some("42P07") | Some("42710")))
+    }
+
     pub fn schema(table: impl Into<String>, message: impl Into<String>) -> EngineError {
         EngineError::Schema {
             table: table.into(),

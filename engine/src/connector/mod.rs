@@ -295,7 +295,7 @@ impl Connector {
         loop {
             match self.execute(sql, &[], context).await {
                 Ok(_) => return Ok(()),
-                Err(e) if attempt < 5 && e.is_unique_violation() => {
+                Err(e) if attempt < 5 && e.is_concurrent_ddl() => {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
                 }
