@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod migrations;
 pub mod mismatches;
 pub mod offline;
+mod own_runtime;
 pub mod phases;
 pub mod planning;
 pub mod relay;

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ControlError, Result};
+use crate::error::Result;
 use crate::store::Store;
 
 /// One field that differs, with both values in full.
@@ -42,32 +42,18 @@ impl Store {
         let migration = self.migration(migration_id).await?;
         let spec = crate::planning::parse_spec(&migration.spec, &migration.name)?;
         let run = engine_run.to_string();
-        // On a runtime of its own: the compiler cannot prove the engine's
-        // reading future `Send` for every lifetime of its executors, which the
-        // web layer's futures need.
-        let rows = tokio::task::spawn_blocking(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| {
-                    ControlError::Internal(format!("a runtime for reading mismatches: {e}"))
-                })?;
-            runtime.block_on(async {
-                let target = tern_engine::Connector::connect(&spec.target.url, "target").await?;
-                Ok::<_, ControlError>(
-                    tern_engine::verify::list_mismatches(
-                        &target,
-                        &run,
-                        offset,
-                        limit.clamp(1, 500),
-                        false,
-                    )
-                    .await?,
-                )
-            })
+        let rows = crate::own_runtime::on_own_runtime("reading mismatches", move || async move {
+            let target = tern_engine::Connector::connect(&spec.target.url, "target").await?;
+            Ok(tern_engine::verify::list_mismatches(
+                &target,
+                &run,
+                offset,
+                limit.clamp(1, 500),
+                false,
+            )
+            .await?)
         })
-        .await
-        .map_err(|e| ControlError::Internal(format!("reading mismatches stopped: {e}")))??;
+        .await?;
         Ok(rows
             .into_iter()
             .map(|m| MismatchView {

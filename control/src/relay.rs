@@ -231,23 +231,12 @@ impl Store {
         actor.require_operate("installing change capture")?;
         let migration = self.migration(migration_id).await?;
         let spec = crate::planning::parse_spec(&migration.spec, &migration.name)?;
-        // On a runtime of its own: the compiler cannot prove the engine's
-        // installation future `Send` for every lifetime of its executors, which
-        // the web layer's futures need.
-        let report = tokio::task::spawn_blocking(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| {
-                    ControlError::Internal(format!("a runtime for installing capture: {e}"))
-                })?;
-            runtime.block_on(async {
+        let report =
+            crate::own_runtime::on_own_runtime("installing change capture", move || async move {
                 let source = tern_engine::Connector::connect(&spec.source.url, "source").await?;
-                Ok::<_, ControlError>(tern_engine::capture::install(&source, &spec).await?)
+                Ok(tern_engine::capture::install(&source, &spec).await?)
             })
-        })
-        .await
-        .map_err(|e| ControlError::Internal(format!("installing change capture stopped: {e}")))??;
+            .await?;
         let tables: Vec<String> = report.tables.iter().map(|t| t.table.clone()).collect();
         let mut tx = self.begin().await?;
         audit::record(
