@@ -1,6 +1,6 @@
 //! The engine side of `bench/verify.sh`, built without the web server:
 //! `verify_bench load SPEC` bulk-loads every bucket (4 at a time), and
-//! `verify_bench verify SPEC [PARALLEL]` runs a full diff of every table
+//! `verify_bench verify SPEC [PARALLEL [row-by-row]]` runs a full diff of every table
 //! through [`tern_engine::verify::verify`], the same call `tern verify`
 //! makes, printing progress to stderr and one line
 //! `verify done: rows=N compared=… missing=… extra=… different=… accuracy=…%`.
@@ -50,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
                 let done = Arc::new(AtomicU64::new(0));
                 let mut opts = VerifyOptions::full(t);
                 opts.parallelism = parallel;
+                opts.row_by_row = args.get(4).is_some_and(|a| a == "row-by-row");
                 let seen = done.clone();
                 opts.progress = Some(Arc::new(move |p: &tern_engine::Progress| {
                     let n = seen.fetch_add(1, Ordering::Relaxed);
@@ -67,11 +68,12 @@ async fn main() -> anyhow::Result<()> {
                 }));
                 let r = verify::verify(&loader, &opts).await?;
                 println!(
-                    "{t} run {}: accuracy {}% ({} of {})",
+                    "{t} run {}: accuracy {}% ({} of {}), {} rows equal by chunk checksums",
                     r.run_id,
                     r.counts.accuracy_text(),
                     r.counts.matched,
-                    r.counts.compared
+                    r.counts.compared,
+                    r.rows_by_checksum
                 );
                 print!("{}", r.tree.render());
                 rows += r.keys_read;

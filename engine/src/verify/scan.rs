@@ -1,8 +1,11 @@
 //! The verification engine: chunked full diff per bucket, key-set checks
 //! (sample, incremental, repair) and the repair itself.
 
+mod checksum;
+
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -49,6 +52,10 @@ struct Ctx {
     aligned: bool,
     chunk_rows: usize,
     run_id: String,
+    /// The checksum fast path of a full diff, when the mapping allows it.
+    checksums: Option<Arc<checksum::Checksums>>,
+    /// Rows this run found equal by checksum.
+    by_checksum: Arc<AtomicU64>,
 }
 
 /// Identity of a target key within a run: an integer without allocation for
@@ -69,7 +76,7 @@ impl KeyId {
 }
 
 impl Ctx {
-    async fn new(loader: &BulkLoader, table: &str, run_id: &str) -> Result<Ctx> {
+    async fn new(loader: &BulkLoader, table: &str, run_id: &str, row_by_row: bool) -> Result<Ctx> {
         let spec = loader.spec().table(table)?.clone();
         let query = loader.source_query(table)?;
         let pipeline = loader.pipeline(table)?;
@@ -83,7 +90,7 @@ impl Ctx {
         let d = target.dialect();
         let cols: Vec<String> = shape.columns.iter().map(|c| d.quote(c)).collect();
         let select = format!("SELECT {} FROM {}", cols.join(", "), d.quote(table));
-        Ok(Ctx {
+        let mut ctx = Ctx {
             aligned: aligned(&spec, &pipeline),
             table: table.to_string(),
             source: loader.source().clone(),
@@ -94,7 +101,18 @@ impl Ctx {
             select,
             chunk_rows: loader.spec().chunk_rows,
             run_id: run_id.to_string(),
-        })
+            checksums: None,
+            by_checksum: Arc::new(AtomicU64::new(0)),
+        };
+        if !row_by_row {
+            match checksum::Checksums::plan(&ctx, &spec) {
+                Ok(c) => ctx.checksums = Some(Arc::new(c)),
+                Err(why) => {
+                    tracing::info!(table, %why, "a full diff of this table reads every row")
+                }
+            }
+        }
+        Ok(ctx)
     }
 
     fn key_id(&self, row: &[Value]) -> KeyId {
@@ -273,6 +291,48 @@ impl Ctx {
         }
     }
 
+    /// Stores a chunk's mismatches and the bucket's new progress in one
+    /// transaction, so a resumed run neither loses nor double-counts them.
+    async fn commit_chunk(
+        &self,
+        bucket: usize,
+        found: &[Mismatch],
+        last: Option<&[Value]>,
+        end: bool,
+        counts: &Counts,
+    ) -> Result<()> {
+        let d = self.target.dialect();
+        let mut statements = store::insert_mismatches(d, &self.run_id, found);
+        statements.push(store::advance(d, &self.run_id, bucket, last, end, counts));
+        self.target
+            .transaction(
+                &statements,
+                &format!(
+                    "store verification results of {} bucket {bucket}",
+                    self.table
+                ),
+            )
+            .await
+    }
+
+    /// The target key columns, quoted.
+    fn target_key_columns(&self) -> Vec<String> {
+        let d = self.target.dialect();
+        self.shape
+            .key
+            .iter()
+            .map(|&i| d.quote(&self.shape.columns[i]))
+            .collect()
+    }
+
+    /// A source key value as the target stores it.
+    fn target_key_value(&self, v: &Value, i: usize) -> Value {
+        match self.shape.types.get(self.shape.key[i]).copied().flatten() {
+            Some(t) => v.clone().cast(t).unwrap_or_else(|_| v.clone()),
+            None => v.clone(),
+        }
+    }
+
     /// Target rows in the key range `(after, upto]` (aligned mode), within the
     /// bucket range `range` on the first key column.
     async fn target_range(
@@ -281,44 +341,14 @@ impl Ctx {
         after: Option<&[Value]>,
         upto: Option<&[Value]>,
     ) -> Result<Vec<Vec<Value>>> {
-        let d = self.target.dialect();
-        let keys: Vec<String> = self
-            .shape
-            .key
-            .iter()
-            .map(|&i| d.quote(&self.shape.columns[i]))
-            .collect();
-        let mut params = Vec::new();
-        let mut conds = Vec::new();
-        let cast = |v: &Value, i: usize| -> Value {
-            match self.shape.types.get(self.shape.key[i]).copied().flatten() {
-                Some(t) => v.clone().cast(t).unwrap_or_else(|_| v.clone()),
-                None => v.clone(),
-            }
-        };
-        match after {
-            Some(a) => conds.push(tuple_cmp(d, &keys, ">", a, &mut params, &cast)),
-            None => {
-                if let Some(lo) = &range.lo {
-                    params.push(cast(lo, 0));
-                    conds.push(format!("{} >= {}", keys[0], d.placeholder(params.len())));
-                }
-            }
-        }
-        match upto {
-            Some(u) => conds.push(tuple_cmp(d, &keys, "<=", u, &mut params, &cast)),
-            None => {
-                if let Some(hi) = &range.hi {
-                    params.push(cast(hi, 0));
-                    conds.push(format!("{} < {}", keys[0], d.placeholder(params.len())));
-                }
-            }
-        }
-        let where_ = if conds.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conds.join(" AND "))
-        };
+        let (where_, params) = range_where(
+            self.target.dialect(),
+            &self.target_key_columns(),
+            range,
+            after,
+            upto,
+            &|v, i| self.target_key_value(v, i),
+        );
         let (_, rows) = self
             .target
             .fetch(
@@ -328,6 +358,32 @@ impl Ctx {
             )
             .await?;
         Ok(rows)
+    }
+
+    /// The expected rows of the source rows in the key range `(after, upto]`
+    /// of the bucket range (aligned mode), through the transform.
+    async fn source_range(
+        &self,
+        range: &KeyRange,
+        after: Option<&[Value]>,
+        upto: Option<&[Value]>,
+    ) -> Result<Vec<Vec<Value>>> {
+        let d = self.source.dialect();
+        let keys: Vec<String> = self.query.key.iter().map(|c| d.quote(c)).collect();
+        let (where_, params) = range_where(d, &keys, range, after, upto, &|v, _| v.clone());
+        let (_, rows) = self
+            .source
+            .fetch(
+                &format!(
+                    "SELECT * FROM {}{where_} ORDER BY {}",
+                    self.query.from_clause(),
+                    keys.join(", ")
+                ),
+                &params,
+                &format!("read {} source rows to verify", self.table),
+            )
+            .await?;
+        self.expected(rows)
     }
 
     /// Target rows with the given target keys or written from the given
@@ -466,6 +522,43 @@ fn aligned(spec: &TableSpec, pipeline: &Pipeline) -> bool {
                     && matches!(c.cast, None | Some(ColumnType::Int))
             })
         })
+}
+
+/// ` WHERE …` of the key range `(after, upto]` within the bucket range
+/// `range` of the first key column (`cols`, quoted), with its parameters.
+fn range_where(
+    d: Dialect,
+    cols: &[String],
+    range: &KeyRange,
+    after: Option<&[Value]>,
+    upto: Option<&[Value]>,
+    cast: &dyn Fn(&Value, usize) -> Value,
+) -> (String, Vec<Value>) {
+    let mut params = Vec::new();
+    let mut conds = Vec::new();
+    match after {
+        Some(a) => conds.push(tuple_cmp(d, cols, ">", a, &mut params, cast)),
+        None => {
+            if let Some(lo) = &range.lo {
+                params.push(cast(lo, 0));
+                conds.push(format!("{} >= {}", cols[0], d.placeholder(params.len())));
+            }
+        }
+    }
+    match upto {
+        Some(u) => conds.push(tuple_cmp(d, cols, "<=", u, &mut params, cast)),
+        None => {
+            if let Some(hi) = &range.hi {
+                params.push(cast(hi, 0));
+                conds.push(format!("{} < {}", cols[0], d.placeholder(params.len())));
+            }
+        }
+    }
+    if conds.is_empty() {
+        (String::new(), params)
+    } else {
+        (format!(" WHERE {}", conds.join(" AND ")), params)
+    }
 }
 
 /// `(a, b) > (x, y)` expanded (works on every database and uses the index).
@@ -649,9 +742,10 @@ pub(super) async fn run(loader: &BulkLoader, opts: &VerifyOptions) -> Result<Ver
             (id, position)
         }
     };
-    let ctx = Ctx::new(loader, &opts.table, &run_id).await?;
+    let ctx = Ctx::new(loader, &opts.table, &run_id, opts.row_by_row).await?;
     tracing::info!(run = %run_id, table = %opts.table, mode = %mode_text(&opts.mode),
-        scope = %scope_text(opts.scope), aligned = ctx.aligned, "verification starts");
+        scope = %scope_text(opts.scope), aligned = ctx.aligned,
+        checksums = ctx.checksums.is_some(), "verification starts");
 
     let mut counts = Counts::default();
     let mut strata = Vec::new();
@@ -708,6 +802,7 @@ pub(super) async fn run(loader: &BulkLoader, opts: &VerifyOptions) -> Result<Ver
         status,
         counts,
         keys_read,
+        rows_by_checksum: ctx.by_checksum.load(Ordering::Relaxed),
         position,
         elapsed: started.elapsed(),
         tree,
@@ -750,7 +845,10 @@ async fn full(
         let sem = sem.clone();
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await;
-            full_bucket(&ctx, &b, &opts).await
+            match ctx.checksums.clone() {
+                Some(sums) => full_bucket_by_checksums(&ctx, &sums, &b, &opts).await,
+                None => full_bucket(&ctx, &b, &opts).await,
+            }
         });
     }
     let mut complete = true;
@@ -825,7 +923,6 @@ async fn full_bucket(
         ctx.chunk_rows as u64,
         tx,
     ));
-    let d = ctx.target.dialect();
     let mut after = progress.last_key.clone();
     let mut ord = counts.compared;
     let mut read = 0u64;
@@ -885,23 +982,13 @@ async fn full_bucket(
             &mut found,
         );
         counts.add(&chunk_counts);
-        let mut statements = store::insert_mismatches(d, &ctx.run_id, &found);
-        statements.push(store::advance(
-            d,
-            &ctx.run_id,
-            bucket.index,
-            chunk.last.as_deref(),
-            chunk.end,
-            &counts,
-        ));
         if let Err(e) = ctx
-            .target
-            .transaction(
-                &statements,
-                &format!(
-                    "store verification results of {} bucket {}",
-                    ctx.table, bucket.index
-                ),
+            .commit_chunk(
+                bucket.index,
+                &found,
+                chunk.last.as_deref(),
+                chunk.end,
+                &counts,
             )
             .await
         {
@@ -930,6 +1017,90 @@ async fn full_bucket(
     drop(rx);
     reader_task.abort();
     result.map(|done| (counts, done, read))
+}
+
+/// Compares one bucket chunk by chunk from its progress by checksums (see
+/// [`checksum`]), reading row by row only the chunks whose checksums differ.
+/// Returns what [`full_bucket`] returns.
+async fn full_bucket_by_checksums(
+    ctx: &Ctx,
+    sums: &checksum::Checksums,
+    bucket: &Bucket,
+    opts: &VerifyOptions,
+) -> Result<(Counts, bool, u64)> {
+    let started = Instant::now();
+    store::start_progress(&ctx.target, &ctx.run_id, bucket.index).await?;
+    let progress = store::load_progress(&ctx.target, &ctx.run_id, bucket.index)
+        .await?
+        .unwrap_or_default();
+    let mut counts = progress.counts;
+    if progress.done {
+        return Ok((counts, true, 0));
+    }
+    let range = &bucket.range;
+    let mut after = progress.last_key;
+    let mut read = 0u64;
+    let mut chunks = 0u64;
+    loop {
+        tokio::select! {
+            biased;
+            _ = opts.cancel.cancelled() => return Ok((counts, false, read)),
+            _ = opts.throttle.admit(ctx.chunk_rows as u64) => {}
+        }
+        let upto = sums
+            .boundary(ctx, range, after.as_deref(), ctx.chunk_rows)
+            .await?;
+        let end = upto.is_none();
+        let (source, target) = tokio::try_join!(
+            sums.source_sum(ctx, range, after.as_deref(), upto.as_deref()),
+            sums.target_sum(ctx, range, after.as_deref(), upto.as_deref()),
+        )?;
+        let mut found = Vec::new();
+        if source == target {
+            counts.compared += source.rows;
+            counts.matched += source.rows;
+            ctx.by_checksum.fetch_add(source.rows, Ordering::Relaxed);
+        } else {
+            let expected = ctx
+                .source_range(range, after.as_deref(), upto.as_deref())
+                .await?;
+            let actual = ctx
+                .target_range(range, after.as_deref(), upto.as_deref())
+                .await?;
+            let mut ord = counts.compared;
+            let mut chunk_counts = Counts::default();
+            ctx.compare(
+                expected,
+                actual,
+                bucket.index,
+                &mut ord,
+                &mut chunk_counts,
+                &mut found,
+            );
+            counts.add(&chunk_counts);
+        }
+        // The last chunk's position stays the previous one: `end` marks it done.
+        let last = upto.as_deref().or(after.as_deref());
+        ctx.commit_chunk(bucket.index, &found, last, end, &counts)
+            .await?;
+        read += source.rows;
+        chunks += 1;
+        if let Some(cb) = &opts.progress {
+            cb(&Progress::compute(
+                &ctx.table,
+                bucket.index,
+                counts.compared,
+                bucket.rows.max(counts.compared),
+                read,
+                chunks,
+                started.elapsed(),
+            ));
+        }
+        if end {
+            return Ok((counts, true, read));
+        }
+        after = upto;
+    }
 }
 
 /// Reads chunks (asking the throttle first) and transforms them.
@@ -1194,7 +1365,7 @@ pub(super) async fn repair(
             break;
         }
     }
-    let ctx = Ctx::new(loader, &run.table, run_id).await?;
+    let ctx = Ctx::new(loader, &run.table, run_id, true).await?;
     let mut report = RepairReport {
         run_id: run_id.to_string(),
         mismatches: open.len() as u64,

@@ -13,4 +13,5 @@ mod relay;
 mod resume;
 mod support;
 mod verify;
+mod verify_checksum;
 mod version_guard;

@@ -1,4 +1,4 @@
-//! `tern verify --spec S [--table T] [--bucket N] [--sample N --strata COL] [--since-last] [--resume RUN]`
+//! `tern verify --spec S [--table T] [--bucket N] [--sample N --strata COL] [--since-last] [--resume RUN] [--row-by-row]`
 //! and `tern repair --spec S --run ID`: run the engine's verification and
 //! print counts, accuracy and the mismatch tree. Results stay in the target
 //! (`_tern_verify_*` tables); Ctrl-C stops between chunks and a full diff
@@ -37,6 +37,9 @@ pub struct VerifyArgs {
     /// Continue this interrupted full-diff run.
     #[arg(long, conflicts_with_all = ["sample", "since_last"])]
     pub resume: Option<String>,
+    /// Read every row, even chunks whose checksums on both sides are equal.
+    #[arg(long)]
+    pub row_by_row: bool,
     /// Rows per second at most (default: unlimited).
     #[arg(long)]
     pub rate: Option<u64>,
@@ -130,6 +133,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
             cancel: cancel.clone(),
             parallelism: args.parallel,
             resume: args.resume.clone(),
+            row_by_row: args.row_by_row,
         };
         let report = verify::verify(&loader, &opts)
             .await
@@ -199,6 +203,13 @@ fn print_report(r: &VerifyReport) {
         r.keys_read,
         r.elapsed.as_secs_f64()
     );
+    if r.rows_by_checksum > 0 {
+        println!(
+            "  {} rows equal by chunk checksums; the other {} compared row by row",
+            r.rows_by_checksum,
+            c.compared.saturating_sub(r.rows_by_checksum)
+        );
+    }
     for s in &r.strata {
         println!(
             "  stratum {}: {} of {} equal ({}%)",
