@@ -75,6 +75,9 @@ async fn main() -> anyhow::Result<()> {
                     r.counts.compared,
                     r.rows_by_checksum
                 );
+                if let Some(why) = &r.row_by_row_reason {
+                    println!("compared row by row: {why}");
+                }
                 print!("{}", r.tree.render());
                 rows += r.keys_read;
                 total.add(&r.counts);

@@ -264,6 +264,9 @@ pub struct VerifyReport {
     /// Of the rows a full diff compared, those found equal by chunk
     /// checksums without being read row by row (0 on the row-by-row path).
     pub rows_by_checksum: u64,
+    /// Why a full diff read every row instead of checksumming chunks
+    /// (`None` when it used checksums, or for other modes).
+    pub row_by_row_reason: Option<String>,
     /// The changelog position taken before the first read (the next
     /// incremental run starts there); `None` without change capture.
     pub position: Option<String>,

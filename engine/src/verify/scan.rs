@@ -56,6 +56,8 @@ struct Ctx {
     checksums: Option<Arc<checksum::Checksums>>,
     /// Rows this run found equal by checksum.
     by_checksum: Arc<AtomicU64>,
+    /// Why the checksum fast path is off.
+    row_by_row_reason: Option<String>,
 }
 
 /// Identity of a target key within a run: an integer without allocation for
@@ -103,12 +105,16 @@ impl Ctx {
             run_id: run_id.to_string(),
             checksums: None,
             by_checksum: Arc::new(AtomicU64::new(0)),
+            row_by_row_reason: None,
         };
-        if !row_by_row {
+        if row_by_row {
+            ctx.row_by_row_reason = Some("asked to read every row".into());
+        } else {
             match checksum::Checksums::plan(&ctx, &spec) {
                 Ok(c) => ctx.checksums = Some(Arc::new(c)),
                 Err(why) => {
-                    tracing::info!(table, %why, "a full diff of this table reads every row")
+                    tracing::info!(table, %why, "a full diff of this table reads every row");
+                    ctx.row_by_row_reason = Some(why);
                 }
             }
         }
@@ -349,28 +355,27 @@ impl Ctx {
             upto,
             &|v, i| self.target_key_value(v, i),
         );
+        self.target_rows(&where_, &params).await
+    }
+
+    /// Target rows matching a ` WHERE …`.
+    async fn target_rows(&self, where_: &str, params: &[Value]) -> Result<Vec<Vec<Value>>> {
         let (_, rows) = self
             .target
             .fetch(
                 &format!("{}{where_}", self.select),
-                &params,
+                params,
                 &format!("read {} target rows to verify", self.table),
             )
             .await?;
         Ok(rows)
     }
 
-    /// The expected rows of the source rows in the key range `(after, upto]`
-    /// of the bucket range (aligned mode), through the transform.
-    async fn source_range(
-        &self,
-        range: &KeyRange,
-        after: Option<&[Value]>,
-        upto: Option<&[Value]>,
-    ) -> Result<Vec<Vec<Value>>> {
+    /// The expected rows of the source rows matching a ` WHERE …`, in key
+    /// order, through the transform.
+    async fn source_rows(&self, where_: &str, params: &[Value]) -> Result<Vec<Vec<Value>>> {
         let d = self.source.dialect();
         let keys: Vec<String> = self.query.key.iter().map(|c| d.quote(c)).collect();
-        let (where_, params) = range_where(d, &keys, range, after, upto, &|v, _| v.clone());
         let (_, rows) = self
             .source
             .fetch(
@@ -379,7 +384,7 @@ impl Ctx {
                     self.query.from_clause(),
                     keys.join(", ")
                 ),
-                &params,
+                params,
                 &format!("read {} source rows to verify", self.table),
             )
             .await?;
@@ -803,6 +808,10 @@ pub(super) async fn run(loader: &BulkLoader, opts: &VerifyOptions) -> Result<Ver
         counts,
         keys_read,
         rows_by_checksum: ctx.by_checksum.load(Ordering::Relaxed),
+        row_by_row_reason: match opts.mode {
+            Mode::Full => ctx.row_by_row_reason.clone(),
+            _ => None,
+        },
         position,
         elapsed: started.elapsed(),
         tree,
@@ -1038,6 +1047,10 @@ async fn full_bucket_by_checksums(
         return Ok((counts, true, 0));
     }
     let range = &bucket.range;
+    // Groups of a hundredth of a chunk (at least 10 rows): a difference
+    // costs reading its group, not its chunk.
+    let group_rows = (ctx.chunk_rows / 100).max(10);
+    let limit = group_rows * (ctx.chunk_rows / group_rows).max(1);
     let mut after = progress.last_key;
     let mut read = 0u64;
     let mut chunks = 0u64;
@@ -1045,45 +1058,46 @@ async fn full_bucket_by_checksums(
         tokio::select! {
             biased;
             _ = opts.cancel.cancelled() => return Ok((counts, false, read)),
-            _ = opts.throttle.admit(ctx.chunk_rows as u64) => {}
+            _ = opts.throttle.admit(limit as u64) => {}
         }
-        let upto = sums
-            .boundary(ctx, range, after.as_deref(), ctx.chunk_rows)
+        let cut = sums
+            .cut(ctx, range, after.as_deref(), limit, group_rows)
             .await?;
-        let end = upto.is_none();
+        let end = cut.upto.is_none();
         let (source, target) = tokio::try_join!(
-            sums.source_sum(ctx, range, after.as_deref(), upto.as_deref()),
-            sums.target_sum(ctx, range, after.as_deref(), upto.as_deref()),
+            sums.source_sums(ctx, range, after.as_deref(), &cut),
+            sums.target_sums(ctx, range, after.as_deref(), &cut),
         )?;
+        let (differ, equal_rows) = checksum::Cut::differing(&source, &target);
+        counts.compared += equal_rows;
+        counts.matched += equal_rows;
+        ctx.by_checksum.fetch_add(equal_rows, Ordering::Relaxed);
         let mut found = Vec::new();
-        if source == target {
-            counts.compared += source.rows;
-            counts.matched += source.rows;
-            ctx.by_checksum.fetch_add(source.rows, Ordering::Relaxed);
-        } else {
-            let expected = ctx
-                .source_range(range, after.as_deref(), upto.as_deref())
-                .await?;
-            let actual = ctx
-                .target_range(range, after.as_deref(), upto.as_deref())
-                .await?;
+        if !differ.is_empty() {
+            // Every differing group of the chunk in one read per side.
+            let (sw, sp) = sums.source_groups(ctx, range, &cut, &differ);
+            let (tw, tp) = sums.target_groups(ctx, range, &cut, &differ);
+            let (expected, actual) =
+                tokio::try_join!(ctx.source_rows(&sw, &sp), ctx.target_rows(&tw, &tp))?;
             let mut ord = counts.compared;
-            let mut chunk_counts = Counts::default();
+            let mut group_counts = Counts::default();
             ctx.compare(
                 expected,
                 actual,
                 bucket.index,
                 &mut ord,
-                &mut chunk_counts,
+                &mut group_counts,
                 &mut found,
             );
-            counts.add(&chunk_counts);
+            counts.add(&group_counts);
         }
+        let upto = cut.upto.map(|k| vec![Value::Int(k)]);
+        let chunk_rows: u64 = source.values().map(|s| s.rows).sum();
         // The last chunk's position stays the previous one: `end` marks it done.
         let last = upto.as_deref().or(after.as_deref());
         ctx.commit_chunk(bucket.index, &found, last, end, &counts)
             .await?;
-        read += source.rows;
+        read += chunk_rows;
         chunks += 1;
         if let Some(cb) = &opts.progress {
             cb(&Progress::compute(

@@ -203,6 +203,9 @@ fn print_report(r: &VerifyReport) {
         r.keys_read,
         r.elapsed.as_secs_f64()
     );
+    if let Some(why) = &r.row_by_row_reason {
+        println!("  compared row by row: {why}");
+    }
     if r.rows_by_checksum > 0 {
         println!(
             "  {} rows equal by chunk checksums; the other {} compared row by row",

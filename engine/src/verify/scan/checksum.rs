@@ -1,25 +1,32 @@
 //! Chunk checksums: the fast path of a full diff.
 //!
 //! When the spec maps a table by plain column copies (no transformer, no
-//! dedupe, the target key a copy of the source key) between MariaDB/MySQL
-//! and PostgreSQL, each database can compute the canonical text of a row
-//! itself. A chunk of the bucket, `(after, upto]` in key order, is then
-//! compared by its row count and a 120-bit sum of per-row MD5s computed on
-//! each side (order-independent, so collations that order keys differently
-//! do not matter), without moving the rows. Only a chunk whose sums differ is
-//! read row by row, through the spec's transform like every full diff, and
-//! its mismatches are found, counted and stored exactly as the row-by-row
-//! path does: every mismatched key with its field diffs and both full rows.
+//! dedupe, the target key a copy of a one-column integer source key)
+//! between MariaDB/MySQL and PostgreSQL, each database can compute the
+//! canonical text of a row itself. A chunk of the bucket, `(after, upto]` in
+//! key order (its end found from the key index alone), is cut into about a
+//! hundred groups of equal key width, and each
+//! database returns per group its row count and the XOR of the first 64
+//! bits of its rows' MD5s (order-independent, so a database's row order
+//! does not matter; rows are unique by key, so none cancel out),
+//! without moving the rows. Only the groups whose sums differ are read row by
+//! row, through the spec's transform like every full diff, and their
+//! mismatches are found, counted and stored exactly as the row-by-row path
+//! does: every mismatched key with its field diffs and both full rows. A
+//! thousand scattered differences in two million rows cost reading about a
+//! thousand small groups, not every chunk.
 //!
 //! The canonical text is built so that equal sums imply rows the row-by-row
 //! comparison would call equal: each value is `length:text` or `~` for NULL,
 //! integers in decimal, booleans `1`/`0`, timestamps to the microsecond,
 //! dates as `YYYY-MM-DD`, text in UTF-8 as the database returns it (padded
 //! `char(n)` included on PostgreSQL). Rows that the comparison would call
-//! equal but whose texts differ only cost a row-by-row read of their chunk.
+//! equal but whose texts differ only cost a row-by-row read of their group.
 //! Columns of other types (floats, decimals, JSON, UUIDs, bytes, time zones)
 //! or other mappings leave the table on the row-by-row path; the reason is
-//! logged when the run starts.
+//! in the run's report.
+
+use std::collections::{BTreeSet, HashMap};
 
 use super::{Ctx, range_where};
 use crate::chunk::KeyRange;
@@ -28,22 +35,137 @@ use crate::error::{EngineError, Result};
 use crate::spec::{TableSpec, Transform};
 use crate::value::{ColumnType, Value};
 
-/// How each side computes a chunk's checksum.
+/// How each side computes a chunk's checksums.
 #[derive(Debug)]
 pub(super) struct Checksums {
-    /// The source key columns, quoted for the source.
-    source_key: Vec<String>,
-    /// `SELECT count, sum1, sum2 FROM (SELECT md5(row) …` up to the WHERE.
-    source_sql: String,
-    target_sql: String,
+    /// The source key column, quoted for the source.
+    source_key: String,
+    target_key: String,
+    /// Per-row `md5(canonical row)`, for each side.
+    source_hash: String,
+    target_hash: String,
 }
 
-/// One side's checksum of a chunk.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One side's checksum of a group: its row count and the XOR of the first
+/// 64 bits of its rows' MD5s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Sum {
     pub rows: u64,
-    high: String,
-    low: String,
+    xor: u64,
+}
+
+/// The next chunk of a bucket, `(after, upto]`, cut into groups of equal
+/// key width: group `g` holds the keys `base + g·width ..= base + (g+1)·width
+/// - 1`; keys below `base` fall in the first group, keys above the last
+/// group's end (extra target rows) in the last.
+#[derive(Debug)]
+pub(super) struct Cut {
+    after: Option<i64>,
+    /// The chunk's last key; `None` when the chunk runs to the bucket's end.
+    pub upto: Option<i64>,
+    base: i64,
+    width: i64,
+    groups: i64,
+}
+
+impl Cut {
+    /// The key range `(lo, hi]` of group `g` (open ends are the bucket's).
+    fn group(&self, g: i64) -> (Option<i64>, Option<i64>) {
+        let lo = match g {
+            0 => self.after,
+            _ => Some(self.base + g * self.width - 1),
+        };
+        let hi = if g + 1 >= self.groups {
+            self.upto
+        } else {
+            Some(self.base + (g + 1) * self.width - 1)
+        };
+        (lo, hi)
+    }
+
+    /// The SQL expression of the group of key column `k`.
+    fn group_expr(&self, d: Dialect, k: &str) -> String {
+        if self.groups <= 1 {
+            return "0".into();
+        }
+        // Integer division truncates toward zero in both databases; keys
+        // below `base` give 0 or less and are clamped into the first group.
+        let div = if d == Dialect::MySql { "DIV" } else { "/" };
+        format!(
+            "GREATEST(0, LEAST({}, ({k} - {}) {div} {}))",
+            self.groups - 1,
+            self.base,
+            self.width
+        )
+    }
+
+    /// Groups whose sums differ between the sides, and the rows of the
+    /// equal ones.
+    pub(super) fn differing(
+        source: &HashMap<i64, Sum>,
+        target: &HashMap<i64, Sum>,
+    ) -> (Vec<i64>, u64) {
+        let groups: BTreeSet<i64> = source.keys().chain(target.keys()).copied().collect();
+        let mut differ = Vec::new();
+        let mut equal_rows = 0;
+        for g in groups {
+            match (source.get(&g), target.get(&g)) {
+                (Some(a), Some(b)) if a == b => equal_rows += a.rows,
+                _ => differ.push(g),
+            }
+        }
+        (differ, equal_rows)
+    }
+
+    /// ` WHERE …` selecting the rows of the given groups within the bucket
+    /// range, on key column `col` (quoted), with its parameters. Each group
+    /// is a closed key range of its own, so the database reads just those
+    /// ranges from the key index.
+    pub(super) fn groups_where(
+        &self,
+        d: Dialect,
+        col: &str,
+        range: &KeyRange,
+        groups: &[i64],
+    ) -> (String, Vec<Value>) {
+        let mut params = Vec::new();
+        let ors: Vec<String> = groups
+            .iter()
+            .map(|&g| {
+                let (lo, hi) = self.group(g);
+                let mut conds = Vec::new();
+                match (lo, &range.lo) {
+                    (Some(lo), _) => conds.push(format!("{col} > {lo}")),
+                    (None, Some(v)) => {
+                        params.push(v.clone());
+                        conds.push(format!("{col} >= {}", d.placeholder(params.len())));
+                    }
+                    (None, None) => {}
+                }
+                match (hi, &range.hi) {
+                    (Some(hi), _) => conds.push(format!("{col} <= {hi}")),
+                    (None, Some(v)) => {
+                        params.push(v.clone());
+                        conds.push(format!("{col} < {}", d.placeholder(params.len())));
+                    }
+                    (None, None) => {}
+                }
+                if conds.is_empty() {
+                    "1 = 1".to_string()
+                } else {
+                    format!("({})", conds.join(" AND "))
+                }
+            })
+            .collect();
+        (format!(" WHERE {}", ors.join(" OR ")), params)
+    }
+}
+
+fn int_of(v: Option<&Value>) -> Option<i64> {
+    match v {
+        Some(Value::Int(i)) => Some(*i),
+        _ => None,
+    }
 }
 
 impl Checksums {
@@ -123,189 +245,251 @@ impl Checksums {
             source_pieces.push(piece(sd, &sd.quote(from), source_ty, target_ty));
             target_pieces.push(piece(td, &td.quote(name), target_ty, target_ty));
         }
-        let target_from = td.quote(&ctx.table);
         Ok(Checksums {
-            source_key: ctx.query.key.iter().map(|c| sd.quote(c)).collect(),
-            source_sql: sum_sql(sd, &source_pieces, ctx.query.from_clause()),
-            target_sql: sum_sql(td, &target_pieces, &target_from),
+            source_key: sd.quote(&ctx.query.key[0]),
+            target_key: td.quote(&ctx.shape.columns[ctx.shape.key[0]]),
+            source_hash: row_hash(sd, &source_pieces),
+            target_hash: row_hash(td, &target_pieces),
         })
     }
 
-    /// The source key of the `chunk_rows`-th row after `after` in the
-    /// bucket: the end of the next chunk, `None` when the bucket ends first.
-    pub(super) async fn boundary(
+    /// The next chunk after `after`: its end (the `limit`-th source key,
+    /// from the key index alone) and its groups of about `group_rows` keys.
+    pub(super) async fn cut(
         &self,
         ctx: &Ctx,
         range: &KeyRange,
         after: Option<&[Value]>,
-        chunk_rows: usize,
-    ) -> Result<Option<Vec<Value>>> {
+        limit: usize,
+        group_rows: usize,
+    ) -> Result<Cut> {
         let d = ctx.source.dialect();
+        let k = &self.source_key;
+        let from = ctx.query.from_clause();
+        let what = format!("find the next chunk of {} to verify", ctx.table);
         let (where_, params) =
-            range_where(d, &self.source_key, range, after, None, &|v, _| v.clone());
-        let cols = self.source_key.join(", ");
-        let sql = format!(
-            "SELECT {cols} FROM {}{where_} ORDER BY {cols} LIMIT 1 OFFSET {}",
-            ctx.query.from_clause(),
-            chunk_rows.saturating_sub(1)
-        );
-        let (_, mut rows) = ctx
-            .source
-            .fetch(
-                &sql,
-                &params,
-                &format!("find the next chunk of {} to verify", ctx.table),
-            )
-            .await?;
-        Ok(rows.pop())
-    }
-
-    /// The source's checksum of the chunk `(after, upto]` of the bucket.
-    pub(super) async fn source_sum(
-        &self,
-        ctx: &Ctx,
-        range: &KeyRange,
-        after: Option<&[Value]>,
-        upto: Option<&[Value]>,
-    ) -> Result<Sum> {
-        let d = ctx.source.dialect();
-        let (where_, params) =
-            range_where(d, &self.source_key, range, after, upto, &|v, _| v.clone());
-        let what = format!("checksum a chunk of {} in the source", ctx.table);
-        let (_, rows) = ctx
-            .source
-            .fetch(
-                &format!("{}{where_}) AS _tern_h", self.source_sql),
-                &params,
-                &what,
-            )
-            .await?;
-        sum_of(rows, &what)
-    }
-
-    /// The target's checksum of the same chunk.
-    pub(super) async fn target_sum(
-        &self,
-        ctx: &Ctx,
-        range: &KeyRange,
-        after: Option<&[Value]>,
-        upto: Option<&[Value]>,
-    ) -> Result<Sum> {
-        let (where_, params) = range_where(
-            ctx.target.dialect(),
-            &ctx.target_key_columns(),
-            range,
+            range_where(d, std::slice::from_ref(k), range, after, None, &|v, _| {
+                v.clone()
+            });
+        let one = |sql: String| {
+            let params = params.clone();
+            let what = what.clone();
+            async move {
+                let (_, rows) = ctx.source.fetch(&sql, &params, &what).await?;
+                Ok::<_, EngineError>(int_of(rows.first().and_then(|r| r.first())))
+            }
+        };
+        let upto = one(format!(
+            "SELECT {k} FROM {from}{where_} ORDER BY {k} LIMIT 1 OFFSET {}",
+            limit.saturating_sub(1)
+        ))
+        .await?;
+        let after = int_of(after.and_then(<[Value]>::first));
+        let base = match (after, int_of(range.lo.as_ref())) {
+            (Some(a), _) => Some(a.saturating_add(1)),
+            (None, Some(lo)) => Some(lo),
+            (None, None) => one(format!("SELECT MIN({k}) FROM {from}{where_}")).await?,
+        };
+        let top = match upto {
+            Some(u) => Some(u),
+            None => one(format!("SELECT MAX({k}) FROM {from}{where_}")).await?,
+        };
+        let (base, width, groups) = match (base, top) {
+            (Some(b), Some(t)) if t >= b => {
+                let span = i128::from(t) - i128::from(b) + 1;
+                let wanted = i128::try_from((limit / group_rows.max(1)).max(1)).unwrap_or(1);
+                let width = (span + wanted - 1) / wanted;
+                let groups = (span + width - 1) / width;
+                (
+                    b,
+                    i64::try_from(width).unwrap_or(i64::MAX),
+                    i64::try_from(groups).unwrap_or(1),
+                )
+            }
+            _ => (0, 1, 1),
+        };
+        Ok(Cut {
             after,
             upto,
+            base,
+            width,
+            groups,
+        })
+    }
+
+    /// The source's checksums of the chunk, per group.
+    pub(super) async fn source_sums(
+        &self,
+        ctx: &Ctx,
+        range: &KeyRange,
+        after: Option<&[Value]>,
+        cut: &Cut,
+    ) -> Result<HashMap<i64, Sum>> {
+        let d = ctx.source.dialect();
+        let upto = cut.upto.map(|k| vec![Value::Int(k)]);
+        let k = std::slice::from_ref(&self.source_key);
+        let (where_, params) = range_where(d, k, range, after, upto.as_deref(), &|v, _| v.clone());
+        let from = ctx.query.from_clause();
+        let sql = group_sql(d, &self.source_key, &self.source_hash, from, &where_, cut);
+        let what = format!("checksum a chunk of {} in the source", ctx.table);
+        let (_, rows) = ctx.source.fetch(&sql, &params, &what).await?;
+        sums_of(rows, &what)
+    }
+
+    /// The target's checksums of the same chunk and groups.
+    pub(super) async fn target_sums(
+        &self,
+        ctx: &Ctx,
+        range: &KeyRange,
+        after: Option<&[Value]>,
+        cut: &Cut,
+    ) -> Result<HashMap<i64, Sum>> {
+        let d = ctx.target.dialect();
+        let upto = cut.upto.map(|k| vec![Value::Int(k)]);
+        let (where_, params) = range_where(
+            d,
+            std::slice::from_ref(&self.target_key),
+            range,
+            after,
+            upto.as_deref(),
             &|v, i| ctx.target_key_value(v, i),
         );
+        let from = d.quote(&ctx.table);
+        let sql = group_sql(d, &self.target_key, &self.target_hash, &from, &where_, cut);
         let what = format!("checksum a chunk of {} in the target", ctx.table);
-        let (_, rows) = ctx
-            .target
-            .fetch(
-                &format!("{}{where_}) AS _tern_h", self.target_sql),
-                &params,
-                &what,
-            )
-            .await?;
-        sum_of(rows, &what)
+        let (_, rows) = ctx.target.fetch(&sql, &params, &what).await?;
+        sums_of(rows, &what)
+    }
+
+    /// The source rows of the given groups (a ` WHERE …` for
+    /// [`Ctx::source_rows`]).
+    pub(super) fn source_groups(
+        &self,
+        ctx: &Ctx,
+        range: &KeyRange,
+        cut: &Cut,
+        groups: &[i64],
+    ) -> (String, Vec<Value>) {
+        cut.groups_where(ctx.source.dialect(), &self.source_key, range, groups)
+    }
+
+    /// The target rows of the given groups.
+    pub(super) fn target_groups(
+        &self,
+        ctx: &Ctx,
+        range: &KeyRange,
+        cut: &Cut,
+        groups: &[i64],
+    ) -> (String, Vec<Value>) {
+        let (where_, params) =
+            cut.groups_where(ctx.target.dialect(), &self.target_key, range, groups);
+        let params = params.iter().map(|v| ctx.target_key_value(v, 0)).collect();
+        (where_, params)
     }
 }
 
-/// `len:text` of a column's canonical text, or `~` for NULL. `native` is the
-/// column's type in its own database, `logical` the target's type.
+/// A column's canonical text: `~` for NULL, else integers in decimal,
+/// booleans `1`/`0`, timestamps to the microsecond, dates `YYYY-MM-DD`, text
+/// as `length:text` (so a `|` inside cannot shift the row's fields). `native`
+/// is the column's type in its own database, `logical` the target's type.
 fn piece(d: Dialect, col: &str, native: ColumnType, logical: ColumnType) -> String {
-    let text = match (d, logical) {
+    match (d, logical) {
         (Dialect::MySql, ColumnType::Bool) => {
-            format!("CASE WHEN {col} <> 0 THEN '1' ELSE '0' END")
+            format!("CASE WHEN {col} IS NULL THEN '~' WHEN {col} <> 0 THEN '1' ELSE '0' END")
         }
         (Dialect::MySql, ColumnType::Timestamp) => {
-            format!("DATE_FORMAT({col}, '%Y-%m-%d %H:%i:%s.%f')")
+            format!("IFNULL(DATE_FORMAT({col}, '%Y-%m-%d %H:%i:%s.%f'), '~')")
         }
-        (Dialect::MySql, ColumnType::Date) => format!("DATE_FORMAT({col}, '%Y-%m-%d')"),
-        (Dialect::MySql, _) => format!("CAST({col} AS CHAR)"),
+        (Dialect::MySql, ColumnType::Date) => {
+            format!("IFNULL(DATE_FORMAT({col}, '%Y-%m-%d'), '~')")
+        }
+        // UTF-8 whatever the column's character set, and one explicit
+        // collation for every text column so CONCAT never mixes two.
+        (Dialect::MySql, ColumnType::Text) => format!(
+            "IF({col} IS NULL, '~', CONCAT(CHAR_LENGTH({col}), ':', CONVERT({col} USING utf8mb4) COLLATE utf8mb4_bin))"
+        ),
+        (Dialect::MySql, _) => format!("IFNULL(CAST({col} AS CHAR), '~')"),
         (_, ColumnType::Bool) if native == ColumnType::Int => {
-            format!("CASE WHEN {col} <> 0 THEN '1' ELSE '0' END")
+            format!("CASE WHEN {col} IS NULL THEN '~' WHEN {col} <> 0 THEN '1' ELSE '0' END")
         }
-        (_, ColumnType::Bool) => format!("CASE WHEN {col} THEN '1' ELSE '0' END"),
-        (_, ColumnType::Timestamp) => format!("to_char({col}, 'YYYY-MM-DD HH24:MI:SS.US')"),
-        (_, ColumnType::Date) => format!("to_char({col}, 'YYYY-MM-DD')"),
+        (_, ColumnType::Bool) => {
+            format!("CASE WHEN {col} IS NULL THEN '~' WHEN {col} THEN '1' ELSE '0' END")
+        }
+        (_, ColumnType::Timestamp) => {
+            format!("COALESCE(to_char({col}, 'YYYY-MM-DD HH24:MI:SS.US'), '~')")
+        }
+        (_, ColumnType::Date) => format!("COALESCE(to_char({col}, 'YYYY-MM-DD'), '~')"),
         // `concat` prints through the type's output function: a char(n)
         // keeps its padding, as the row-by-row read sees it.
-        (_, ColumnType::Text) => format!("concat({col})"),
-        _ => format!("{col}::text"),
-    };
+        (_, ColumnType::Text) => format!(
+            "CASE WHEN {col} IS NULL THEN '~' ELSE char_length(concat({col}))::text || ':' || concat({col}) END"
+        ),
+        _ => format!("COALESCE({col}::text, '~')"),
+    }
+}
+
+/// `md5` of the row's canonical text.
+fn row_hash(d: Dialect, pieces: &[String]) -> String {
     match d {
-        // One explicit collation for every piece, so CONCAT never mixes
-        // collations, and UTF-8 whatever the column's character set.
-        Dialect::MySql => {
-            let t = format!("CONVERT({text} USING utf8mb4) COLLATE utf8mb4_bin");
-            format!(
-                "CASE WHEN {col} IS NULL THEN '~' ELSE COALESCE(CONCAT(CHAR_LENGTH({t}), ':', {t}), '!') END"
-            )
-        }
+        Dialect::MySql => format!("MD5(CONCAT_WS('|', {}))", pieces.join(", ")),
+        _ => format!("md5(concat_ws('|', {}))", pieces.join(", ")),
+    }
+}
+
+/// Per group: its number, row count and the XOR of the first 64 bits of
+/// the rows' MD5s (computed inline: a derived table would be materialized).
+fn group_sql(d: Dialect, key: &str, hash: &str, from: &str, where_: &str, cut: &Cut) -> String {
+    let group = cut.group_expr(d, key);
+    match d {
+        Dialect::MySql => format!(
+            "SELECT {group} AS g, COUNT(*), \
+             CAST(BIT_XOR(CAST(CONV(SUBSTRING({hash}, 1, 16), 16, 10) AS UNSIGNED)) AS CHAR) \
+             FROM {from}{where_} GROUP BY 1"
+        ),
         _ => format!(
-            "CASE WHEN {col} IS NULL THEN '~' ELSE COALESCE(char_length({text})::text || ':' || {text}, '!') END"
+            "SELECT ({group})::bigint AS g, count(*), \
+             bit_xor(('x' || substr({hash}, 1, 16))::bit(64)::bigint)::text \
+             FROM {from}{where_} GROUP BY 1"
         ),
     }
 }
 
-/// `SELECT count, high sum, low sum FROM (SELECT md5(row) AS h FROM from`;
-/// the caller appends the WHERE and `) AS _tern_h`.
-fn sum_sql(d: Dialect, pieces: &[String], from: &str) -> String {
-    match d {
-        Dialect::MySql => {
-            let half = |at: usize| {
-                format!(
-                    "CAST(COALESCE(SUM(CAST(CONV(SUBSTRING(h, {at}, 15), 16, 10) AS UNSIGNED)), 0) AS CHAR)"
-                )
-            };
-            format!(
-                "SELECT COUNT(*), {}, {} FROM (SELECT MD5(CONCAT({})) AS h FROM {from}",
-                half(1),
-                half(16),
-                pieces.join(", ")
-            )
-        }
-        _ => {
-            let half = |at: usize| {
-                format!("COALESCE(sum(('x' || substr(h, {at}, 15))::bit(60)::bigint), 0)::text")
-            };
-            format!(
-                "SELECT count(*), {}, {} FROM (SELECT md5({}) AS h FROM {from}",
-                half(1),
-                half(16),
-                pieces.join(" || ")
-            )
-        }
+fn unexpected(what: &str) -> EngineError {
+    EngineError::Apply {
+        what: what.to_string(),
+        message: "the checksum query returned an unexpected row".into(),
     }
 }
 
-fn sum_of(rows: Vec<Vec<Value>>, what: &str) -> Result<Sum> {
-    let text = |v: &Value| match v {
-        Value::Text(s) => Some(s.clone()),
-        Value::Bytes(b) => String::from_utf8(b.clone()).ok(),
-        Value::Int(i) => Some(i.to_string()),
-        Value::Decimal(d) => Some(d.to_string()),
-        _ => None,
+fn sums_of(rows: Vec<Vec<Value>>, what: &str) -> Result<HashMap<i64, Sum>> {
+    // MySQL's XOR is unsigned, PostgreSQL's a signed bigint: the same bits.
+    let bits = |v: &Value| -> Option<u64> {
+        let text = match v {
+            Value::Text(s) => s.clone(),
+            Value::Bytes(b) => String::from_utf8(b.clone()).ok()?,
+            Value::Int(i) => i.to_string(),
+            Value::Decimal(d) => d.to_string(),
+            _ => return None,
+        };
+        let n: i128 = text.trim().parse().ok()?;
+        match i64::try_from(n) {
+            Ok(i) => Some(i as u64),
+            Err(_) => u64::try_from(n).ok(),
+        }
     };
-    let bad = || EngineError::Apply {
-        what: what.to_string(),
-        message: "the checksum query returned an unexpected row".into(),
-    };
-    let row = rows.first().ok_or_else(bad)?;
-    let (Some(Value::Int(n)), Some(high), Some(low)) = (
-        row.first(),
-        row.get(1).and_then(text),
-        row.get(2).and_then(text),
-    ) else {
-        return Err(bad());
-    };
-    Ok(Sum {
-        rows: u64::try_from(*n).map_err(|_| bad())?,
-        high,
-        low,
-    })
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let (Some(Value::Int(g)), Some(Value::Int(n)), Some(xor)) =
+            (row.first(), row.get(1), row.get(2).and_then(bits))
+        else {
+            return Err(unexpected(what));
+        };
+        let Ok(rows) = u64::try_from(*n) else {
+            return Err(unexpected(what));
+        };
+        out.insert(*g, Sum { rows, xor });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -322,13 +506,27 @@ mod tests {
         );
         assert_eq!(
             p,
-            "CASE WHEN \"b\" IS NULL THEN '~' ELSE COALESCE(char_length(concat(\"b\"))::text || ':' || concat(\"b\"), '!') END"
+            "CASE WHEN \"b\" IS NULL THEN '~' ELSE char_length(concat(\"b\"))::text || ':' || concat(\"b\") END"
         );
         let m = piece(Dialect::MySql, "`f`", ColumnType::Int, ColumnType::Bool);
         assert_eq!(
             m,
-            "CASE WHEN `f` IS NULL THEN '~' ELSE COALESCE(CONCAT(CHAR_LENGTH(CONVERT(CASE WHEN `f` <> 0 THEN '1' ELSE '0' END USING utf8mb4) COLLATE utf8mb4_bin), ':', CONVERT(CASE WHEN `f` <> 0 THEN '1' ELSE '0' END USING utf8mb4) COLLATE utf8mb4_bin), '!') END"
+            "CASE WHEN `f` IS NULL THEN '~' WHEN `f` <> 0 THEN '1' ELSE '0' END"
         );
+        let cut = Cut {
+            after: Some(100),
+            upto: Some(300),
+            base: 101,
+            width: 100,
+            groups: 2,
+        };
+        let g = group_sql(Dialect::MySql, "`id`", "h", "`t`", "", &cut);
+        assert!(
+            g.starts_with("SELECT GREATEST(0, LEAST(1, (`id` - 101) DIV 100)) AS g"),
+            "{g}"
+        );
+        assert_eq!(cut.group(0), (Some(100), Some(200)));
+        assert_eq!(cut.group(1), (Some(200), Some(300)));
     }
 
     #[test]
