@@ -3,19 +3,19 @@
 #   1. over HTTP: `tern serve` (release) answers GET /api/v1/route with a
 #      client's API token on loopback, driven by a small keep-alive load
 #      generator (server/examples/route_bench.rs; oha/wrk are not installed)
-#      with CONNECTIONS connections for SECONDS seconds;
-#   2. in-process: tern-client deciding keys locally, for SECONDS seconds.
+#      with CONNECTIONS connections for DURATION seconds;
+#   2. in-process: tern-client deciding keys locally, for DURATION seconds.
 # The store is a fresh SQLite file; the client's ramp is 25%.
 # Ends with exactly one summary line:
 # route http_req_per_s=X http_p99_ms=Y inproc_decisions_per_s=Z
 #
-# Environment: CONNECTIONS (default 32), SECONDS (default 10), PORT (default 38471),
+# Environment: CONNECTIONS (default 32), DURATION (seconds, default 10), PORT (default 38471),
 # PROFILE (release, or debug for a quick look: debug numbers are not the measure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CONNECTIONS=${CONNECTIONS:-32}
-SECONDS_RUN=${SECONDS:-10}
+SECONDS_RUN=${DURATION:-10}
 PORT=${PORT:-38471}
 WORK=$(mktemp -d)
 log() { echo "[bench] $*" >&2; }
