@@ -258,20 +258,34 @@ impl Store {
     /// number of queries whatever the number of migrations.
     pub async fn program_overview(&self) -> Result<Vec<ProgramLine>> {
         let summaries = self.migration_summaries().await?;
+        // One row per migration, its samples packed as `at:rows,…` in order.
         let mut samples: std::collections::BTreeMap<i64, Vec<(i64, i64)>> = Default::default();
         for row in sqlx::query(
-            "SELECT migration_id, at, rows_done FROM throughput_samples WHERE at >= $1 ORDER BY migration_id, at",
+            "SELECT migration_id,
+                    string_agg(CAST(at AS TEXT) || ':' || CAST(rows_done AS TEXT), ',' ORDER BY at) AS s
+             FROM throughput_samples WHERE at >= $1 GROUP BY migration_id",
         )
         .bind(crate::clock::now_ms() - PACE_WINDOW_MS)
         .fetch_all(self.pool())
         .await
         .map_err(ControlError::db("reading throughput samples"))?
         {
-            let get = |e| ControlError::db("reading a sample")(e);
-            samples
-                .entry(row.try_get("migration_id").map_err(get)?)
-                .or_default()
-                .push((row.try_get("at").map_err(get)?, row.try_get("rows_done").map_err(get)?));
+            let get = |e| ControlError::db("reading throughput samples")(e);
+            let id: i64 = row.try_get("migration_id").map_err(get)?;
+            let packed: String = row.try_get("s").map_err(get)?;
+            let points = packed
+                .split(',')
+                .map(|p| {
+                    let (at, n) = p.split_once(':')?;
+                    Some((at.parse().ok()?, n.parse().ok()?))
+                })
+                .collect::<Option<Vec<(i64, i64)>>>()
+                .ok_or_else(|| {
+                    ControlError::Internal(format!(
+                        "the throughput samples of migration {id} could not be read back"
+                    ))
+                })?;
+            samples.insert(id, points);
         }
         let mut running: std::collections::BTreeMap<i64, i64> = Default::default();
         for row in sqlx::query(

@@ -343,43 +343,59 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
 
         // Two statements, so that each can use the covering index its own way
-        // (a seek for one migration, an ordered scan for all).
-        let counts = match only {
-            Some(id) => sqlx::query(
-                "SELECT migration_id, phase, COUNT(*) AS n,
-                        CAST(SUM(planned_rows) AS BIGINT) AS planned,
-                        CAST(SUM(rows_copied) AS BIGINT) AS copied
-                 FROM buckets WHERE migration_id = $1 GROUP BY migration_id, phase",
+        // (a seek for one migration, an ordered scan for all). One row per
+        // migration, its phases packed as `phase:buckets:planned:copied,…`:
+        // rows, not bytes, are what a read through the store costs.
+        let packed = |where_: &str| {
+            format!(
+                "SELECT migration_id, string_agg(phase || ':' || CAST(n AS TEXT) || ':' ||
+                        CAST(COALESCE(planned, 0) AS TEXT) || ':' || CAST(COALESCE(copied, 0) AS TEXT), ',') AS phases
+                 FROM (SELECT migration_id, phase, COUNT(*) AS n,
+                              CAST(SUM(planned_rows) AS BIGINT) AS planned,
+                              CAST(SUM(rows_copied) AS BIGINT) AS copied
+                       FROM buckets{where_} GROUP BY migration_id, phase) AS per_phase
+                 GROUP BY migration_id"
             )
-            .bind(id),
-            None => sqlx::query(
-                "SELECT migration_id, phase, COUNT(*) AS n,
-                        CAST(SUM(planned_rows) AS BIGINT) AS planned,
-                        CAST(SUM(rows_copied) AS BIGINT) AS copied
-                 FROM buckets GROUP BY migration_id, phase",
-            ),
+        };
+        let counts = match only {
+            Some(id) => {
+                sqlx::query(&packed(" WHERE migration_id = $1"))
+                    .bind(id)
+                    .fetch_all(self.pool())
+                    .await
+            }
+            None => sqlx::query(&packed("")).fetch_all(self.pool()).await,
         }
-        .fetch_all(self.pool())
-        .await
         .map_err(ControlError::db("counting buckets per phase"))?;
         let mut per_migration: BTreeMap<i64, (BTreeMap<Phase, i64>, i64, i64)> = BTreeMap::new();
         for row in &counts {
             let get = |e| ControlError::db("reading bucket counts")(e);
             let id: i64 = row.try_get("migration_id").map_err(get)?;
-            let phase: String = row.try_get("phase").map_err(get)?;
-            let n: i64 = row.try_get("n").map_err(get)?;
-            let planned: i64 = row
-                .try_get::<Option<i64>, _>("planned")
-                .map_err(get)?
-                .unwrap_or(0);
-            let copied: i64 = row
-                .try_get::<Option<i64>, _>("copied")
-                .map_err(get)?
-                .unwrap_or(0);
+            let phases: String = row.try_get("phases").map_err(get)?;
             let entry = per_migration.entry(id).or_default();
-            *entry.0.entry(Phase::parse(&phase)?).or_default() += n;
-            entry.1 += planned;
-            entry.2 += copied;
+            for part in phases.split(',') {
+                let bad = || {
+                    ControlError::Internal(format!(
+                        "the bucket counts of migration {id} could not be read back: {part}"
+                    ))
+                };
+                let mut f = part.split(':');
+                let (Some(phase), Some(n), Some(planned), Some(copied)) =
+                    (f.next(), f.next(), f.next(), f.next())
+                else {
+                    return Err(bad());
+                };
+                let (Ok(n), Ok(planned), Ok(copied)) = (
+                    n.parse::<i64>(),
+                    planned.parse::<i64>(),
+                    copied.parse::<i64>(),
+                ) else {
+                    return Err(bad());
+                };
+                *entry.0.entry(Phase::parse(phase)?).or_default() += n;
+                entry.1 += planned;
+                entry.2 += copied;
+            }
         }
         Ok(migrations
             .into_iter()

@@ -59,6 +59,24 @@ pub struct RunPoint {
     pub at: i64,
 }
 
+/// One run packed as `bucket:sampled:compared:matched:at`.
+fn unpack_run(s: &str) -> Option<RunPoint> {
+    let mut f = s.split(':');
+    let bucket = f.next()?;
+    let run = RunPoint {
+        bucket_id: if bucket.is_empty() {
+            None
+        } else {
+            Some(bucket.parse().ok()?)
+        },
+        sampled: f.next()? == "1",
+        compared: f.next()?.parse().ok()?,
+        matched: f.next()?.parse().ok()?,
+        at: f.next()?.parse().ok()?,
+    };
+    f.next().is_none().then_some(run)
+}
+
 /// After each run (oldest first), the row-weighted accuracy over every
 /// bucket's latest run so far. Sampled and incremental runs are left out:
 /// they cover some keys, not the bucket. A repair run carries the repaired
@@ -202,9 +220,16 @@ impl Store {
         &self,
         only: Option<i64>,
     ) -> Result<std::collections::BTreeMap<i64, Vec<(i64, f64)>>> {
+        // One row per migration, its runs packed in order as
+        // `bucket:sampled:compared:matched:at,…`: the overview reads every
+        // migration's runs, and rows, not bytes, are what a read costs.
         let rows = sqlx::query(
-            "SELECT migration_id, bucket_id, kind, rows_compared, matched, finished_at FROM verify_runs
-             WHERE ($1 IS NULL OR migration_id = $1) ORDER BY finished_at, id",
+            "SELECT migration_id, string_agg(
+                    COALESCE(CAST(bucket_id AS TEXT), '') || ':' ||
+                    (CASE WHEN kind IN ('sample', 'incremental') THEN '1' ELSE '0' END) || ':' ||
+                    CAST(rows_compared AS TEXT) || ':' || CAST(matched AS TEXT) || ':' ||
+                    CAST(finished_at AS TEXT), ',' ORDER BY finished_at, id) AS runs
+             FROM verify_runs WHERE ($1 IS NULL OR migration_id = $1) GROUP BY migration_id",
         )
         .bind(only)
         .fetch_all(self.pool())
@@ -212,17 +237,19 @@ impl Store {
         .map_err(ControlError::db("reading verification runs"))?;
         let mut per: std::collections::BTreeMap<i64, Vec<RunPoint>> = Default::default();
         for row in &rows {
-            let get = |e| ControlError::db("reading a verification run")(e);
-            let kind: String = row.try_get("kind").map_err(get)?;
-            per.entry(row.try_get("migration_id").map_err(get)?)
-                .or_default()
-                .push(RunPoint {
-                    bucket_id: row.try_get("bucket_id").map_err(get)?,
-                    sampled: kind == "sample" || kind == "incremental",
-                    compared: row.try_get("rows_compared").map_err(get)?,
-                    matched: row.try_get("matched").map_err(get)?,
-                    at: row.try_get("finished_at").map_err(get)?,
-                });
+            let get = |e| ControlError::db("reading verification runs")(e);
+            let id: i64 = row.try_get("migration_id").map_err(get)?;
+            let packed: String = row.try_get("runs").map_err(get)?;
+            let runs = packed
+                .split(',')
+                .map(unpack_run)
+                .collect::<Option<Vec<RunPoint>>>()
+                .ok_or_else(|| {
+                    ControlError::Internal(format!(
+                        "the verification runs of migration {id} could not be read back"
+                    ))
+                })?;
+            per.insert(id, runs);
         }
         Ok(per
             .into_iter()
