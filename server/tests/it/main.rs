@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli_bulk_load;
+mod cli_fix;
 mod cli_plan;
 mod clients;
 mod operability;
