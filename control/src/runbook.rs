@@ -217,6 +217,51 @@ impl Store {
             .ok_or_else(|| ControlError::Internal("a repair enqueued no job".into()))
     }
 
+    /// Repairs a bucket: re-copies the mismatched keys of the given engine
+    /// run, or of the bucket's latest verification run that found any.
+    /// Returns the repair job's id.
+    pub async fn repair_bucket(
+        &self,
+        actor: &Actor,
+        bucket_id: i64,
+        engine_run: Option<&str>,
+    ) -> Result<i64> {
+        actor.require_operate("repairing a bucket")?;
+        let bucket = self.bucket(bucket_id).await?;
+        let runs = self
+            .list_verify_runs(bucket.migration_id, Some(bucket_id), 100)
+            .await?;
+        let run = match engine_run {
+            Some(id) => runs
+                .iter()
+                .find(|r| r.engine_run.as_deref() == Some(id))
+                .ok_or_else(|| {
+                    ControlError::NotFound(format!(
+                        "bucket {} has no verification run {id}: repair one of its own runs",
+                        bucket.idx
+                    ))
+                })?,
+            None => runs
+                .iter()
+                .find(|r| r.engine_run.is_some())
+                .ok_or_else(|| {
+                    ControlError::Conflict(format!(
+                        "bucket {} has not been verified yet: verify it, then repair what the run found",
+                        bucket.idx
+                    ))
+                })?,
+        };
+        if run.missing + run.extra + run.different == 0 {
+            return Err(ControlError::Conflict(format!(
+                "verification run {} of bucket {} found no mismatches: there is nothing to repair",
+                run.id, bucket.idx
+            )));
+        }
+        let engine_run = run.engine_run.clone().unwrap_or_default();
+        self.start_repair(actor, bucket.migration_id, bucket_id, &engine_run)
+            .await
+    }
+
     /// The jobs of a bucket that are queued, running or paused.
     pub async fn active_bucket_jobs(&self, bucket_id: i64) -> Result<Vec<jobs::Job>> {
         let bucket = self.bucket(bucket_id).await?;

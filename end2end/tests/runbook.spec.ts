@@ -192,6 +192,11 @@ test('an engineer installs capture, bulk-loads, ramps the relay to every key, ca
   await expect(mismatch).toContainText(`(${victim})`);
   await expect(mismatch).toContainText('full_name');
   await expect(mismatch).toContainText('damaged');
+  // Repair copies that key again and re-verifies it: the bucket is verified at 100%.
+  await page.getByTestId('repair-mismatches').first().click();
+  await expect(page.getByTestId('repair-result')).toContainText('repair job');
+  await expect(page.getByTestId('bucket-phase')).toHaveText('verified', { timeout: 60_000 });
+  expect(psql(`${pgDb}_target`, `SELECT full_name FROM contacts WHERE id = ${victim}`).toString()).not.toContain('damaged');
   // The browser logs the refused catch-up (409); that one is expected.
   expect(errors.filter((e) => !e.includes('status of 409'))).toEqual([]);
 });

@@ -52,6 +52,19 @@ pub async fn run_mismatches(
         .collect())
 }
 
+/// Queues a repair of the mismatches of engine run `engine_run` of a bucket.
+#[server]
+pub async fn repair_mismatches(bucket_id: i64, engine_run: String) -> Result<String, AppError> {
+    let me = crate::server::actor()?;
+    let job = crate::server::state()?
+        .store
+        .repair_bucket(&me, bucket_id, Some(&engine_run))
+        .await?;
+    Ok(format!(
+        "repair job {job} queued: the mismatched keys are copied again, then verified"
+    ))
+}
+
 /// The bucket page's data.
 #[server]
 pub async fn bucket_board(migration_id: i64, idx: i64) -> Result<BucketBoardView, AppError> {
@@ -128,6 +141,8 @@ pub fn BucketPage() -> impl IntoView {
     let tick = use_tick(Duration::from_secs(3));
     let browse = RwSignal::new(None::<Browse>);
     provide_context(browse);
+    // Here, not in the view the board's refresh rebuilds, so the result stays.
+    provide_context(ServerAction::<RepairMismatches>::new());
     let mismatches = Resource::new(
         move || (key(), browse.get()),
         |(key, browse)| async move {
@@ -235,7 +250,10 @@ fn MismatchList(browse: Browse, rows: Vec<MismatchLine>) -> impl IntoView {
 #[component]
 fn BucketView(b: BucketBoardView) -> impl IntoView {
     let browse = expect_context::<RwSignal<Option<Browse>>>();
+    let repair = expect_context::<ServerAction<RepairMismatches>>();
+    let can_operate = b.can_operate;
     let k = b.bucket.clone();
+    let bucket_id = k.id;
     let moments = [
         ("In this phase since", k.phase_since.clone()),
         (
@@ -279,6 +297,10 @@ fn BucketView(b: BucketBoardView) -> impl IntoView {
         </div>
         <section class="panel">
             <h2>"Verification runs"</h2>
+            {move || repair.value().get().map(|r| match r {
+                Ok(m) => view! { <p class="flash flash-ok" data-testid="repair-result">{m}</p> }.into_any(),
+                Err(e) => view! { <p class="flash flash-error" data-testid="repair-result">{e.to_string()}</p> }.into_any(),
+            })}
             {if b.runs.is_empty() {
                 view! { <p class="muted">"Not verified yet."</p> }.into_any()
             } else {
@@ -292,10 +314,22 @@ fn BucketView(b: BucketBoardView) -> impl IntoView {
                         {(!r.tree.is_empty()).then(|| view! { <pre class="code tree">{r.tree.clone()}</pre> })}
                         {(!r.engine_run.is_empty() && r.missing + r.extra + r.different > 0).then(|| {
                             let engine_run = r.engine_run.clone();
+                            let to_repair = r.engine_run.clone();
+                            let n = r.missing + r.extra + r.different;
                             view! {
-                                <button class="button small" data-testid="browse-mismatches"
-                                    on:click=move |_| browse.set(Some(Browse { engine_run: engine_run.clone(), offset: 0 }))>
-                                    "Browse every mismatched row"</button>
+                                <div class="row">
+                                    <button class="button small" data-testid="browse-mismatches"
+                                        on:click=move |_| browse.set(Some(Browse { engine_run: engine_run.clone(), offset: 0 }))>
+                                        "Browse every mismatched row"</button>
+                                    {(can_operate && r.kind != "repair").then(|| view! {
+                                        <button class="button small" data-testid="repair-mismatches"
+                                            disabled=move || repair.pending().get()
+                                            on:click=move |_| {
+                                                repair.dispatch(RepairMismatches { bucket_id, engine_run: to_repair.clone() });
+                                            }>
+                                            {format!("Repair these {} rows", thousands(n))}</button>
+                                    })}
+                                </div>
                             }
                         })}
                     </article>

@@ -36,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/jobs/{id}/{action}", post(job_action))
         .route("/api/v1/jobs/{id}/rate", put(job_rate))
         .route("/api/v1/buckets/{id}/phase", post(bucket_phase))
+        .route("/api/v1/buckets/{id}/repair", post(repair))
 }
 
 fn actor(user: &CurrentUser) -> Actor {
@@ -135,6 +136,31 @@ async fn bucket_action(
         .bucket_action(&actor(&user), id, action, &body.bucket_ids, &body.reason)
         .await?;
     Ok(Json(json!({ "message": message })))
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct RepairBody {
+    /// The engine run whose mismatches to re-copy; default: the bucket's
+    /// latest verification run.
+    #[serde(default)]
+    engine_run: Option<String>,
+}
+
+/// Queues a repair of a bucket's mismatches (then they are re-verified).
+async fn repair(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+    body: Option<Json<RepairBody>>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let job = state
+        .store
+        .repair_bucket(&actor(&user), id, body.engine_run.as_deref())
+        .await?;
+    Ok(Json(
+        json!({ "job": job, "message": format!("repair job {job} queued") }),
+    ))
 }
 
 /// The migration's relay: its job (if one is active) and its ramp.

@@ -156,7 +156,8 @@ async fn an_engineer_creates_and_bulk_loads_a_migration_and_a_viewer_is_refused(
 }
 
 #[tokio::test]
-async fn the_relay_ramp_is_set_over_the_api_bad_ramps_and_viewers_refused() -> anyhow::Result<()> {
+async fn the_relay_ramp_is_set_and_repair_refused_over_the_api_bad_ramps_and_viewers_refused()
+-> anyhow::Result<()> {
     let data = DataDir::new();
     add_user(&data.0, "eng", "engineer", &[]).await?;
     add_user(&data.0, "pm", "viewer", &[]).await?;
@@ -211,5 +212,37 @@ async fn the_relay_ramp_is_set_over_the_api_bad_ramps_and_viewers_refused() -> a
     let shown: Value = pm.get(&relay).send().await?.json().await?;
     assert_eq!(shown["label"], "25%");
     assert_eq!(shown["job"]["id"], set["job"]["id"]);
+
+    // Repair needs a verification run that found something, and an engineer.
+    let board: Value = pm
+        .get(server.url(&format!("/api/v1/migrations/{id}/board")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let bucket = board["buckets"][0]["id"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("no bucket: {board}"))?;
+    let repair = server.url(&format!("/api/v1/buckets/{bucket}/repair"));
+    let viewer = pm
+        .post(&repair)
+        .header("X-CSRF-Token", &pm_token)
+        .send()
+        .await?;
+    assert_eq!(viewer.status(), StatusCode::FORBIDDEN);
+    let unverified = eng
+        .post(&repair)
+        .header("X-CSRF-Token", &token)
+        .json(&json!({}))
+        .send()
+        .await?;
+    assert_eq!(unverified.status(), StatusCode::CONFLICT);
+    assert!(
+        unverified
+            .text()
+            .await?
+            .contains("has not been verified yet"),
+        "the refusal says what to do first"
+    );
     Ok(())
 }
