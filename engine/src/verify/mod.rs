@@ -32,10 +32,13 @@
 //! + extra + different` (997 of 1,000 equal → 99.7).
 //!
 //! Limit: when the target key is not a copy of the source key (UUIDv5 keys,
-//! transformers, dedupe, or a bucket column ahead of the key), a full diff
-//! finds extra target rows only among those of the source records it reads
-//! (through `_tern_source_key`); rows of records deleted from the source are
-//! found by the incremental run, which sees the deletes.
+//! transformers, dedupe, or a bucket column ahead of the key), or is a text
+//! key between two kinds of database (MariaDB and PostgreSQL sort text by
+//! different collations, so a chunk is not one key range on both sides), a
+//! full diff looks the target rows up by key and finds extra target rows only
+//! among those of the source records it reads (through `_tern_source_key`);
+//! rows of records deleted from the source are found by the incremental run,
+//! which sees the deletes.
 
 pub mod compare;
 mod scan;

@@ -47,9 +47,13 @@ struct Ctx {
     shape: Arc<TableShape>,
     /// `SELECT <shape columns> FROM <target table>`.
     select: String,
-    /// The target key is a copy of the source order columns: a chunk's
-    /// target rows are one key range.
+    /// The target key is a copy of the source order columns.
     aligned: bool,
+    /// A chunk's target rows are one key range: aligned, and the key sorts
+    /// the same on both sides (integers, or one kind of database). A text
+    /// key between MariaDB and PostgreSQL follows two collations, so its
+    /// rows are looked up by key instead.
+    range_reads: bool,
     chunk_rows: usize,
     run_id: String,
     /// The checksum fast path of a full diff, when the mapping allows it.
@@ -92,8 +96,15 @@ impl Ctx {
         let d = target.dialect();
         let cols: Vec<String> = shape.columns.iter().map(|c| d.quote(c)).collect();
         let select = format!("SELECT {} FROM {}", cols.join(", "), d.quote(table));
+        let aligned = aligned(&spec, &pipeline);
+        let int_keys = query
+            .key_types()
+            .iter()
+            .all(|t| *t == Some(ColumnType::Int));
+        let same_kind = loader.source().dialect() == loader.target().dialect();
         let mut ctx = Ctx {
-            aligned: aligned(&spec, &pipeline),
+            aligned,
+            range_reads: aligned && (int_keys || same_kind),
             table: table.to_string(),
             source: loader.source().clone(),
             target,
@@ -749,7 +760,7 @@ pub(super) async fn run(loader: &BulkLoader, opts: &VerifyOptions) -> Result<Ver
     };
     let ctx = Ctx::new(loader, &opts.table, &run_id, opts.row_by_row).await?;
     tracing::info!(run = %run_id, table = %opts.table, mode = %mode_text(&opts.mode),
-        scope = %scope_text(opts.scope), aligned = ctx.aligned,
+        scope = %scope_text(opts.scope), aligned = ctx.aligned, range_reads = ctx.range_reads,
         checksums = ctx.checksums.is_some(), "verification starts");
 
     let mut counts = Counts::default();
@@ -951,7 +962,7 @@ async fn full_bucket(
         };
         let mut found = Vec::new();
         let mut chunk_counts = Counts::default();
-        let actual = if ctx.aligned {
+        let actual = if ctx.range_reads {
             let upto = if chunk.end {
                 None
             } else {

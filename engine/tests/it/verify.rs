@@ -415,3 +415,46 @@ async fn a_stratified_sample_is_deterministic_and_counts_each_stratum() -> anyho
     assert!(err.to_string().contains("no column `region`"), "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_text_key_sorted_by_two_collations_is_not_reported_missing_and_extra()
+-> anyhow::Result<()> {
+    // Arrange: MariaDB sorts these keys a, B, c, D, é, _x (case-insensitive);
+    // PostgreSQL (C.UTF-8 here) B, D, _x, a, c, é. Chunks of two rows cut
+    // the two orders at different places.
+    let source_db = TestDb::mariadb().await?;
+    let target_db = TestDb::postgres().await?;
+    let source = Side::open(&source_db).await?;
+    source
+        .exec(
+            "CREATE TABLE tags (code VARCHAR(20) PRIMARY KEY, n INT NOT NULL) DEFAULT CHARSET = utf8mb4;
+             INSERT INTO tags VALUES ('a', 1), ('B', 2), ('c', 3), ('D', 4), ('_x', 5), ('é', 6), ('f', 7), ('G', 8)",
+        )
+        .await?;
+    let body = "chunk_rows = 2\n[[tables]]\nname = \"tags\"\nkey = [\"code\"]\nbuckets = 1\n\
+         [tables.source]\ntable = \"tags\"\n[tables.columns]\ncode = \"code\"\nn = \"n\"\n";
+    let (loader, _) = load_all(
+        &spec_text(&source_db, &target_db, body),
+        &TransformerRegistry::new(),
+    )
+    .await?;
+    let target = Side::open(&target_db).await?;
+    target
+        .exec("UPDATE tags SET n = 30 WHERE code = 'c'")
+        .await?;
+
+    // Act
+    let report = verify::verify(&loader, &VerifyOptions::full("tags")).await?;
+
+    // Assert
+    let c = report.counts;
+    assert_eq!(
+        (c.compared, c.matched, c.missing, c.extra, c.different),
+        (8, 7, 0, 0, 1),
+        "only the changed row differs"
+    );
+    let ms = all_mismatches(&loader, &report.run_id).await?;
+    assert_eq!(ms.len(), 1);
+    assert_eq!(ms[0].diffs[0].path, "n");
+    Ok(())
+}
