@@ -6,7 +6,8 @@
 # pages requests=N p50_ms=A p99_ms=B
 #
 # Environment: REQUESTS (default 1000), CONCURRENCY (4), MIGRATIONS (50),
-# BUCKETS (1000), CLIENTS (100), PORT (3190).
+# BUCKETS (1000), CLIENTS (100), RUNS (verification runs per migration, 10),
+# PORT (3190).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REQUESTS=${REQUESTS:-1000}
@@ -14,6 +15,7 @@ CONCURRENCY=${CONCURRENCY:-4}
 MIGRATIONS=${MIGRATIONS:-50}
 BUCKETS=${BUCKETS:-1000}
 CLIENTS=${CLIENTS:-100}
+RUNS=${RUNS:-10}
 PORT=${PORT:-3190}
 WORK=$(mktemp -d)
 log() { echo "[bench] $*" >&2; }
@@ -30,9 +32,9 @@ log "creating the control store and a user"
 echo "bench-password" | $TERN user add bench --role engineer --password-stdin >/dev/null
 
 log "seeding $MIGRATIONS migrations × $BUCKETS buckets and $CLIENTS clients"
-python3 - "$WORK/tern.db" "$MIGRATIONS" "$BUCKETS" "$CLIENTS" <<'PY'
+python3 - "$WORK/tern.db" "$MIGRATIONS" "$BUCKETS" "$CLIENTS" "$RUNS" <<'PY'
 import sqlite3, sys, time, random
-db, migrations, buckets, clients = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+db, migrations, buckets, clients, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 c = sqlite3.connect(db)
 now = int(time.time() * 1000)
 phases = ['planned', 'bulk-loading', 'loaded', 'catching-up', 'caught-up', 'verifying', 'verified', 'switched', 'done']
@@ -51,9 +53,9 @@ for m in range(1, migrations + 1):
     c.executemany("INSERT INTO buckets (migration_id, idx, lo, hi, planned_rows, rows_copied, phase, updated_at, phase_since, table_name, table_bucket, accuracy) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
     for k in range(30):
         c.execute("INSERT INTO throughput_samples (migration_id, at, rows_done) VALUES (?, ?, ?)", (mid, now - (30 - k) * 5000, k * 50_000))
-    for k in range(10):
+    for k in range(runs):
         c.execute("INSERT INTO verify_runs (migration_id, kind, rows_compared, matched, missing, extra, different, accuracy, finished_at) VALUES (?, 'full', 1000, ?, 0, 0, ?, ?, ?)",
-                  (mid, 990 + k, 10 - k, 99.0 + k / 10, now - (10 - k) * 60000))
+                  (mid, 990 + k % 11, 10 - k % 11, 99.0 + (k % 11) / 10, now - (runs - k) * 60000))
 tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 if 'clients' in tables:
     cols = [r[1] for r in c.execute("PRAGMA table_info(clients)")]

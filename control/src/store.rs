@@ -48,6 +48,11 @@ pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
     url: String,
+    /// Every migration's accuracy history as last computed, with the state
+    /// of the verification runs it was computed from (see
+    /// [`Store::accuracy_histories`]).
+    pub(crate) histories:
+        std::sync::Arc<std::sync::Mutex<Option<crate::verify_runs::HistoryCache>>>,
 }
 
 /// Hides a password in a connection URL before it is logged or shown.
@@ -126,6 +131,7 @@ impl Store {
             pool,
             dialect,
             url: url.to_string(),
+            histories: Default::default(),
         })
     }
 

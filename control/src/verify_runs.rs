@@ -82,18 +82,43 @@ fn unpack_run(s: &str) -> Option<RunPoint> {
 /// they cover some keys, not the bucket. A repair run carries the repaired
 /// run's whole counts, so a bucket's latest counted run stands for the bucket.
 pub fn accuracy_over_time(runs: &[RunPoint]) -> Vec<(i64, f64)> {
-    let mut latest: std::collections::BTreeMap<Option<i64>, (i64, i64)> = Default::default();
+    let mut latest: std::collections::HashMap<Option<i64>, (i64, i64)> = Default::default();
+    // Running totals over every bucket's latest run: a new run replaces its
+    // bucket's counts, so each run costs O(1), not a pass over the buckets.
+    let (mut compared, mut matched) = (0i64, 0i64);
     let mut out = Vec::with_capacity(runs.len());
     for run in runs.iter().filter(|r| !r.sampled) {
-        latest.insert(run.bucket_id, (run.compared, run.matched));
-        let (compared, matched) = latest
-            .values()
-            .fold((0i64, 0i64), |(c, m), (bc, bm)| (c + bc, m + bm));
+        if let Some((c, m)) = latest.insert(run.bucket_id, (run.compared, run.matched)) {
+            compared -= c;
+            matched -= m;
+        }
+        compared += run.compared;
+        matched += run.matched;
         if compared > 0 {
             out.push((run.at, matched as f64 * 100.0 / compared as f64));
         }
     }
     out
+}
+
+/// Every migration's accuracy history and the stamp of the runs behind it.
+#[derive(Debug, Clone)]
+pub struct HistoryCache {
+    stamp: [i64; 2],
+    histories: std::collections::BTreeMap<i64, Vec<(i64, f64)>>,
+}
+
+/// Points of an accuracy history kept for charts and reports.
+pub const HISTORY_POINTS: usize = 120;
+
+/// At most `max` points of a history, evenly spread over it, the first and
+/// the latest always kept (the latest is what gates read).
+pub fn downsample(points: Vec<(i64, f64)>, max: usize) -> Vec<(i64, f64)> {
+    let n = points.len();
+    if n <= max || max < 2 {
+        return points;
+    }
+    (0..max).map(|i| points[i * (n - 1) / (max - 1)]).collect()
 }
 
 fn run_from_row(row: &sqlx::any::AnyRow) -> Result<VerifyRun> {
@@ -215,8 +240,48 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// Accuracy over time of every migration (or one), by migration id.
+    /// Accuracy over time of every migration (or one), by migration id, at
+    /// most [`HISTORY_POINTS`] points each. Every migration's histories are
+    /// kept in memory with a stamp of the runs they came from (their count
+    /// and last id): the overview asks on every request, and recomputing
+    /// means reading every run of every migration. Runs are only ever added
+    /// (nothing deletes migrations or buckets), so a changed stamp is a
+    /// changed history. One migration's history (gates read it) is always
+    /// computed afresh.
     pub async fn accuracy_histories(
+        &self,
+        only: Option<i64>,
+    ) -> Result<std::collections::BTreeMap<i64, Vec<(i64, f64)>>> {
+        if only.is_some() {
+            return self.compute_histories(only).await;
+        }
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS last_id FROM verify_runs")
+                .fetch_one(self.pool())
+                .await
+                .map_err(ControlError::db("reading the state of verification runs"))?;
+        let get = |e| ControlError::db("reading the state of verification runs")(e);
+        let stamp = [
+            row.try_get::<i64, _>("n").map_err(get)?,
+            row.try_get::<i64, _>("last_id").map_err(get)?,
+        ];
+        if let Ok(cache) = self.histories.lock()
+            && let Some(c) = cache.as_ref()
+            && c.stamp == stamp
+        {
+            return Ok(c.histories.clone());
+        }
+        let histories = self.compute_histories(None).await?;
+        if let Ok(mut cache) = self.histories.lock() {
+            *cache = Some(HistoryCache {
+                stamp,
+                histories: histories.clone(),
+            });
+        }
+        Ok(histories)
+    }
+
+    async fn compute_histories(
         &self,
         only: Option<i64>,
     ) -> Result<std::collections::BTreeMap<i64, Vec<(i64, f64)>>> {
@@ -253,7 +318,38 @@ impl Store {
         }
         Ok(per
             .into_iter()
-            .map(|(id, runs)| (id, accuracy_over_time(&runs)))
+            .map(|(id, runs)| (id, downsample(accuracy_over_time(&runs), HISTORY_POINTS)))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_history_keeps_its_first_and_latest_points() {
+        let points: Vec<(i64, f64)> = (0..1000).map(|i| (i, i as f64 / 10.0)).collect();
+        let kept = downsample(points, 120);
+        assert_eq!(kept.len(), 120);
+        assert_eq!(kept.first(), Some(&(0, 0.0)));
+        assert_eq!(kept.last(), Some(&(999, 99.9)));
+        assert!(kept.windows(2).all(|w| w[0].0 < w[1].0));
+        let short: Vec<(i64, f64)> = (0..5).map(|i| (i, 1.0)).collect();
+        assert_eq!(downsample(short.clone(), 120), short);
+    }
+
+    #[test]
+    fn each_buckets_latest_run_replaces_its_earlier_one() {
+        let run = |bucket, compared, matched, at| RunPoint {
+            bucket_id: Some(bucket),
+            sampled: false,
+            compared,
+            matched,
+            at,
+        };
+        let history =
+            accuracy_over_time(&[run(1, 100, 50, 1), run(2, 100, 100, 2), run(1, 100, 100, 3)]);
+        assert_eq!(history, vec![(1, 50.0), (2, 75.0), (3, 100.0)]);
     }
 }
