@@ -3,6 +3,8 @@
 
 mod checksum;
 
+use checksum::Side;
+
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -305,6 +307,29 @@ impl Ctx {
             source_row: expected.map(|r| self.row_json(r)),
             target_row: actual.map(|r| self.row_json(r)),
             resolved: false,
+        }
+    }
+
+    /// Tells the caller's progress callback where a bucket's full diff is.
+    fn report(
+        &self,
+        opts: &VerifyOptions,
+        bucket: &Bucket,
+        counts: &Counts,
+        read: u64,
+        chunks: u64,
+        started: Instant,
+    ) {
+        if let Some(cb) = &opts.progress {
+            cb(&Progress::compute(
+                &self.table,
+                bucket.index,
+                counts.compared,
+                bucket.rows.max(counts.compared),
+                read,
+                chunks,
+                started.elapsed(),
+            ));
         }
     }
 
@@ -865,9 +890,16 @@ async fn full(
         let sem = sem.clone();
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await;
+            store::start_progress(&ctx.target, &ctx.run_id, b.index).await?;
+            let progress = store::load_progress(&ctx.target, &ctx.run_id, b.index)
+                .await?
+                .unwrap_or_default();
+            if progress.done {
+                return Ok((progress.counts, true, 0));
+            }
             match ctx.checksums.clone() {
-                Some(sums) => full_bucket_by_checksums(&ctx, &sums, &b, &opts).await,
-                None => full_bucket(&ctx, &b, &opts).await,
+                Some(sums) => full_bucket_by_checksums(&ctx, &sums, &b, &opts, progress).await,
+                None => full_bucket(&ctx, &b, &opts, progress).await,
             }
         });
     }
@@ -908,23 +940,17 @@ struct ReadChunk {
     end: bool,
 }
 
-/// Compares one bucket chunk by chunk from its progress. Returns the
-/// bucket's counts (earlier attempts included), whether it finished, and the
-/// source rows this attempt read.
+/// Compares one bucket chunk by chunk from its progress (not done yet).
+/// Returns the bucket's counts (earlier attempts included), whether it
+/// finished, and the source rows this attempt read.
 async fn full_bucket(
     ctx: &Ctx,
     bucket: &Bucket,
     opts: &VerifyOptions,
+    progress: store::BucketProgress,
 ) -> Result<(Counts, bool, u64)> {
     let started = Instant::now();
-    store::start_progress(&ctx.target, &ctx.run_id, bucket.index).await?;
-    let progress = store::load_progress(&ctx.target, &ctx.run_id, bucket.index)
-        .await?
-        .unwrap_or_default();
     let mut counts = progress.counts;
-    if progress.done {
-        return Ok((counts, true, 0));
-    }
     let reader = ChunkReader::new(
         ctx.source.clone(),
         ctx.query.clone(),
@@ -1019,17 +1045,7 @@ async fn full_bucket(
         }
         read += chunk.rows;
         chunks += 1;
-        if let Some(cb) = &opts.progress {
-            cb(&Progress::compute(
-                &ctx.table,
-                bucket.index,
-                counts.compared,
-                bucket.rows.max(counts.compared),
-                read,
-                chunks,
-                started.elapsed(),
-            ));
-        }
+        ctx.report(opts, bucket, &counts, read, chunks, started);
         if chunk.end {
             break Ok(true);
         }
@@ -1047,16 +1063,10 @@ async fn full_bucket_by_checksums(
     sums: &checksum::Checksums,
     bucket: &Bucket,
     opts: &VerifyOptions,
+    progress: store::BucketProgress,
 ) -> Result<(Counts, bool, u64)> {
     let started = Instant::now();
-    store::start_progress(&ctx.target, &ctx.run_id, bucket.index).await?;
-    let progress = store::load_progress(&ctx.target, &ctx.run_id, bucket.index)
-        .await?
-        .unwrap_or_default();
     let mut counts = progress.counts;
-    if progress.done {
-        return Ok((counts, true, 0));
-    }
     let range = &bucket.range;
     // Groups of a hundredth of a chunk (at least 10 rows): a difference
     // costs reading its group, not its chunk.
@@ -1076,8 +1086,8 @@ async fn full_bucket_by_checksums(
             .await?;
         let end = cut.upto.is_none();
         let (source, target) = tokio::try_join!(
-            sums.source_sums(ctx, range, after.as_deref(), &cut),
-            sums.target_sums(ctx, range, after.as_deref(), &cut),
+            sums.sums(ctx, Side::Source, range, after.as_deref(), &cut),
+            sums.sums(ctx, Side::Target, range, after.as_deref(), &cut),
         )?;
         let (differ, equal_rows) = checksum::Cut::differing(&source, &target);
         counts.compared += equal_rows;
@@ -1086,8 +1096,8 @@ async fn full_bucket_by_checksums(
         let mut found = Vec::new();
         if !differ.is_empty() {
             // Every differing group of the chunk in one read per side.
-            let (sw, sp) = sums.source_groups(ctx, range, &cut, &differ);
-            let (tw, tp) = sums.target_groups(ctx, range, &cut, &differ);
+            let (sw, sp) = sums.groups_where(ctx, Side::Source, range, &cut, &differ);
+            let (tw, tp) = sums.groups_where(ctx, Side::Target, range, &cut, &differ);
             let (expected, actual) =
                 tokio::try_join!(ctx.source_rows(&sw, &sp), ctx.target_rows(&tw, &tp))?;
             let mut ord = counts.compared;
@@ -1110,17 +1120,7 @@ async fn full_bucket_by_checksums(
             .await?;
         read += chunk_rows;
         chunks += 1;
-        if let Some(cb) = &opts.progress {
-            cb(&Progress::compute(
-                &ctx.table,
-                bucket.index,
-                counts.compared,
-                bucket.rows.max(counts.compared),
-                read,
-                chunks,
-                started.elapsed(),
-            ));
-        }
+        ctx.report(opts, bucket, &counts, read, chunks, started);
         if end {
             return Ok((counts, true, read));
         }

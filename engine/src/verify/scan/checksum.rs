@@ -30,7 +30,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::{Ctx, range_where};
 use crate::chunk::KeyRange;
-use crate::connector::Dialect;
+use crate::connector::{Connector, Dialect};
 use crate::error::{EngineError, Result};
 use crate::spec::{TableSpec, Transform};
 use crate::value::{ColumnType, Value};
@@ -317,74 +317,80 @@ impl Checksums {
         })
     }
 
-    /// The source's checksums of the chunk, per group.
-    pub(super) async fn source_sums(
-        &self,
-        ctx: &Ctx,
-        range: &KeyRange,
-        after: Option<&[Value]>,
-        cut: &Cut,
-    ) -> Result<HashMap<i64, Sum>> {
-        let d = ctx.source.dialect();
-        let upto = cut.upto.map(|k| vec![Value::Int(k)]);
-        let k = std::slice::from_ref(&self.source_key);
-        let (where_, params) = range_where(d, k, range, after, upto.as_deref(), &|v, _| v.clone());
-        let from = ctx.query.from_clause();
-        let sql = group_sql(d, &self.source_key, &self.source_hash, from, &where_, cut);
-        let what = format!("checksum a chunk of {} in the source", ctx.table);
-        let (_, rows) = ctx.source.fetch(&sql, &params, &what).await?;
-        sums_of(rows, &what)
+    /// One side's database, key column, row hash and FROM clause.
+    fn side<'a>(&'a self, ctx: &'a Ctx, side: Side) -> (&'a Connector, &'a str, &'a str, String) {
+        match side {
+            Side::Source => (
+                &ctx.source,
+                &self.source_key,
+                &self.source_hash,
+                ctx.query.from_clause().to_string(),
+            ),
+            Side::Target => (
+                &ctx.target,
+                &self.target_key,
+                &self.target_hash,
+                ctx.target.dialect().quote(&ctx.table),
+            ),
+        }
     }
 
-    /// The target's checksums of the same chunk and groups.
-    pub(super) async fn target_sums(
+    /// One side's checksums of the chunk `(after, cut.upto]`, per group. The
+    /// key is an integer on both sides ([`Checksums::plan`] checks), so key
+    /// values need no cast from one side to the other.
+    pub(super) async fn sums(
         &self,
         ctx: &Ctx,
+        side: Side,
         range: &KeyRange,
         after: Option<&[Value]>,
         cut: &Cut,
     ) -> Result<HashMap<i64, Sum>> {
-        let d = ctx.target.dialect();
+        let (db, key, hash, from) = self.side(ctx, side);
+        let d = db.dialect();
         let upto = cut.upto.map(|k| vec![Value::Int(k)]);
+        let key = key.to_string();
         let (where_, params) = range_where(
             d,
-            std::slice::from_ref(&self.target_key),
+            std::slice::from_ref(&key),
             range,
             after,
             upto.as_deref(),
-            &|v, i| ctx.target_key_value(v, i),
+            &|v, _| v.clone(),
         );
-        let from = d.quote(&ctx.table);
-        let sql = group_sql(d, &self.target_key, &self.target_hash, &from, &where_, cut);
-        let what = format!("checksum a chunk of {} in the target", ctx.table);
-        let (_, rows) = ctx.target.fetch(&sql, &params, &what).await?;
+        let sql = group_sql(d, &key, hash, &from, &where_, cut);
+        let what = format!("checksum a chunk of {} in the {}", ctx.table, side.name());
+        let (_, rows) = db.fetch(&sql, &params, &what).await?;
         sums_of(rows, &what)
     }
 
-    /// The source rows of the given groups (a ` WHERE …` for
-    /// [`Ctx::source_rows`]).
-    pub(super) fn source_groups(
+    /// ` WHERE …` of one side's rows of the given groups, with parameters.
+    pub(super) fn groups_where(
         &self,
         ctx: &Ctx,
+        side: Side,
         range: &KeyRange,
         cut: &Cut,
         groups: &[i64],
     ) -> (String, Vec<Value>) {
-        cut.groups_where(ctx.source.dialect(), &self.source_key, range, groups)
+        let (db, key, _, _) = self.side(ctx, side);
+        cut.groups_where(db.dialect(), key, range, groups)
     }
+}
 
-    /// The target rows of the given groups.
-    pub(super) fn target_groups(
-        &self,
-        ctx: &Ctx,
-        range: &KeyRange,
-        cut: &Cut,
-        groups: &[i64],
-    ) -> (String, Vec<Value>) {
-        let (where_, params) =
-            cut.groups_where(ctx.target.dialect(), &self.target_key, range, groups);
-        let params = params.iter().map(|v| ctx.target_key_value(v, 0)).collect();
-        (where_, params)
+/// The side of a migration a query runs on.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Side {
+    Source,
+    Target,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Source => "source",
+            Side::Target => "target",
+        }
     }
 }
 
