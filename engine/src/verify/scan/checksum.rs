@@ -55,9 +55,9 @@ pub(super) struct Sum {
 }
 
 /// The next chunk of a bucket, `(after, upto]`, cut into groups of equal
-/// key width: group `g` holds the keys `base + g·width ..= base + (g+1)·width
-/// - 1`; keys below `base` fall in the first group, keys above the last
-/// group's end (extra target rows) in the last.
+/// key width: group `g` holds the keys from `base + g·width` to
+/// `base + (g+1)·width − 1`; keys below `base` fall in the first group, keys
+/// above the last group's end (extra target rows) in the last.
 #[derive(Debug)]
 pub(super) struct Cut {
     after: Option<i64>,
