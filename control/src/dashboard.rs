@@ -273,18 +273,12 @@ impl Store {
             let get = |e| ControlError::db("reading throughput samples")(e);
             let id: i64 = row.try_get("migration_id").map_err(get)?;
             let packed: String = row.try_get("s").map_err(get)?;
-            let points = packed
-                .split(',')
-                .map(|p| {
-                    let (at, n) = p.split_once(':')?;
-                    Some((at.parse().ok()?, n.parse().ok()?))
-                })
-                .collect::<Option<Vec<(i64, i64)>>>()
-                .ok_or_else(|| {
-                    ControlError::Internal(format!(
-                        "the throughput samples of migration {id} could not be read back"
-                    ))
-                })?;
+            let points = crate::store::unpack(
+                &packed,
+                2,
+                &format!("the throughput samples of migration {id}"),
+                |f| Some((f[0].parse().ok()?, f[1].parse().ok()?)),
+            )?;
             samples.insert(id, points);
         }
         let mut running: std::collections::BTreeMap<i64, i64> = Default::default();

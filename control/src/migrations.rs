@@ -373,26 +373,21 @@ impl Store {
             let id: i64 = row.try_get("migration_id").map_err(get)?;
             let phases: String = row.try_get("phases").map_err(get)?;
             let entry = per_migration.entry(id).or_default();
-            for part in phases.split(',') {
-                let bad = || {
-                    ControlError::Internal(format!(
-                        "the bucket counts of migration {id} could not be read back: {part}"
+            let counts = crate::store::unpack(
+                &phases,
+                4,
+                &format!("the bucket counts of migration {id}"),
+                |f| {
+                    Some((
+                        f[0].to_string(),
+                        f[1].parse::<i64>().ok()?,
+                        f[2].parse::<i64>().ok()?,
+                        f[3].parse::<i64>().ok()?,
                     ))
-                };
-                let mut f = part.split(':');
-                let (Some(phase), Some(n), Some(planned), Some(copied)) =
-                    (f.next(), f.next(), f.next(), f.next())
-                else {
-                    return Err(bad());
-                };
-                let (Ok(n), Ok(planned), Ok(copied)) = (
-                    n.parse::<i64>(),
-                    planned.parse::<i64>(),
-                    copied.parse::<i64>(),
-                ) else {
-                    return Err(bad());
-                };
-                *entry.0.entry(Phase::parse(phase)?).or_default() += n;
+                },
+            )?;
+            for (phase, n, planned, copied) in counts {
+                *entry.0.entry(Phase::parse(&phase)?).or_default() += n;
                 entry.1 += planned;
                 entry.2 += copied;
             }

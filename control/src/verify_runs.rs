@@ -60,21 +60,18 @@ pub struct RunPoint {
 }
 
 /// One run packed as `bucket:sampled:compared:matched:at`.
-fn unpack_run(s: &str) -> Option<RunPoint> {
-    let mut f = s.split(':');
-    let bucket = f.next()?;
-    let run = RunPoint {
-        bucket_id: if bucket.is_empty() {
+fn unpack_run(f: &[&str]) -> Option<RunPoint> {
+    Some(RunPoint {
+        bucket_id: if f[0].is_empty() {
             None
         } else {
-            Some(bucket.parse().ok()?)
+            Some(f[0].parse().ok()?)
         },
-        sampled: f.next()? == "1",
-        compared: f.next()?.parse().ok()?,
-        matched: f.next()?.parse().ok()?,
-        at: f.next()?.parse().ok()?,
-    };
-    f.next().is_none().then_some(run)
+        sampled: f[1] == "1",
+        compared: f[2].parse().ok()?,
+        matched: f[3].parse().ok()?,
+        at: f[4].parse().ok()?,
+    })
 }
 
 /// After each run (oldest first), the row-weighted accuracy over every
@@ -305,15 +302,12 @@ impl Store {
             let get = |e| ControlError::db("reading verification runs")(e);
             let id: i64 = row.try_get("migration_id").map_err(get)?;
             let packed: String = row.try_get("runs").map_err(get)?;
-            let runs = packed
-                .split(',')
-                .map(unpack_run)
-                .collect::<Option<Vec<RunPoint>>>()
-                .ok_or_else(|| {
-                    ControlError::Internal(format!(
-                        "the verification runs of migration {id} could not be read back"
-                    ))
-                })?;
+            let runs = crate::store::unpack(
+                &packed,
+                5,
+                &format!("the verification runs of migration {id}"),
+                unpack_run,
+            )?;
             per.insert(id, runs);
         }
         Ok(per
