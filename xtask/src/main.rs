@@ -3,6 +3,8 @@
 //! - `cargo xtask demo`  — build the front end (wasm) and the server, start `tern demo`.
 //! - `cargo xtask test`  — build, then run every Rust test and the browser tests.
 //! - `cargo xtask site`  — only build the front end into `target/site`.
+//! - `cargo xtask layout` — check the source layout (no circle of files, no
+//!   file over 700 lines).
 //!
 //! Each installs what is missing (the wasm target, npm packages in `end2end/`,
 //! Debian's `chromium`) and is quiet about what is already there. The wasm step
@@ -13,6 +15,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+mod layout;
+
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() -> ExitCode {
@@ -21,12 +25,14 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("site") => build_site(args.iter().any(|a| a == "--release")),
+        Some("layout") => layout::check(&root()),
         _ => {
             eprintln!(
                 "usage: cargo xtask <demo|test|site> [options]\n\n  \
                  demo [--release] [-- ARGS]   build everything and run `tern demo ARGS`\n  \
                  test [--no-browser]          run every Rust test and the browser tests\n  \
-                 site [--release]             build the front end into target/site"
+                 site [--release]             build the front end into target/site\n  \
+                 layout                       check for circles of files and files over 700 lines"
             );
             return ExitCode::from(2);
         }
