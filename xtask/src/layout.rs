@@ -147,9 +147,7 @@ fn named_paths(f: &SourceFile) -> Vec<String> {
         let reexport = is_reexport(&statement);
         for path in paths_in(&statement, &f.module) {
             // A parent re-exporting its own child is structure, not dependency.
-            if reexport && path.starts_with(&format!("{}::", f.module))
-                || reexport && f.module.is_empty()
-            {
+            if reexport && (f.module.is_empty() || path.starts_with(&format!("{}::", f.module))) {
                 continue;
             }
             out.push(path);
@@ -165,7 +163,7 @@ fn statements(code: &str) -> Vec<String> {
     let mut current = String::new();
     let mut in_use = false;
     let mut depth = 0i32;
-    for token in code.split_inclusive(|c: char| c == ';' || c == '{' || c == '}') {
+    for token in code.split_inclusive([';', '{', '}']) {
         if current.trim().is_empty() {
             let t = token.trim_start();
             in_use = t.starts_with("use ")
