@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tern_engine::{BulkLoader, Spec, TransformerRegistry};
+use tern_engine::{Link, Spec, TransformerRegistry};
 
 use crate::buckets::BucketPlan;
 use crate::error::Result;
@@ -38,11 +38,11 @@ pub async fn plan_spec(
     registry: &TransformerRegistry,
 ) -> Result<Vec<TablePlan>> {
     let spec = parse_spec(text, name)?;
-    let loader = BulkLoader::inspect(spec, registry).await?;
+    let link = Link::inspect(spec, registry).await?;
     let mut plans = Vec::new();
     let mut next_idx = 0i64;
-    for table in loader.tables() {
-        let plan = loader.plan(table, None).await?;
+    for table in link.tables() {
+        let plan = link.plan(table, None).await?;
         let buckets = plan
             .buckets
             .iter()

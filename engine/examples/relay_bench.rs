@@ -17,7 +17,7 @@ use rand::Rng;
 use sqlx::MySqlPool;
 use tern_engine::relay::RelayProgress;
 use tern_engine::{
-    BulkLoader, LoadOptions, RelayOptions, RelayRamp, Spec, TransformerRegistry, capture, run_relay,
+    Link, LoadOptions, RelayOptions, RelayRamp, Spec, TransformerRegistry, capture, run_relay,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -55,11 +55,11 @@ async fn main() -> anyhow::Result<()> {
          [tables.columns]\nid = \"id\"\nmember_id = \"member_id\"\nbody = \"body\"\n"
     );
     let spec = Spec::parse(&text, "bench.toml")?;
-    let loader = Arc::new(BulkLoader::connect(spec.clone(), &TransformerRegistry::new()).await?);
-    capture::install(loader.source(), &spec).await?;
-    let plan = loader.plan_or_resume("items", None).await?;
+    let link = Arc::new(Link::connect(spec.clone(), &TransformerRegistry::new()).await?);
+    capture::install(link.source(), &spec).await?;
+    let plan = link.plan_or_resume("items", None).await?;
     for b in &plan.buckets {
-        loader.load_bucket(b, &LoadOptions::default()).await?;
+        tern_engine::load_bucket(&link, b, &LoadOptions::default()).await?;
     }
     eprintln!(
         "[relay_bench] seeded and loaded {SEED_ROWS} rows; relay at 100%, writer at {wps}/s for {secs}s"
@@ -102,8 +102,8 @@ async fn main() -> anyhow::Result<()> {
         })
     });
     let relay = {
-        let loader = loader.clone();
-        tokio::spawn(async move { run_relay(&loader, opts).await })
+        let link = link.clone();
+        tokio::spawn(async move { run_relay(&link, opts).await })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
 

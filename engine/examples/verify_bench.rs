@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use tern_engine::verify::{self, VerifyOptions};
-use tern_engine::{BulkLoader, Counts, LoadOptions, Spec, TransformerRegistry};
+use tern_engine::{Counts, Link, LoadOptions, Spec, TransformerRegistry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -21,16 +21,18 @@ async fn main() -> anyhow::Result<()> {
     };
     let parallel: usize = args.get(3).map_or(Ok(4), |s| s.parse())?;
     let spec = Spec::from_file(std::path::Path::new(path))?;
-    let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
-    let tables: Vec<String> = loader.tables().iter().map(|s| s.to_string()).collect();
+    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
+    let tables: Vec<String> = link.tables().iter().map(|s| s.to_string()).collect();
     let started = Instant::now();
     match cmd.as_str() {
         "load" => {
             for t in &tables {
-                let plan = loader.plan_or_resume(t, None).await?;
+                let plan = link.plan_or_resume(t, None).await?;
                 let opts = LoadOptions::default();
                 let mut loads = futures::stream::iter(
-                    plan.buckets.iter().map(|b| loader.load_bucket(b, &opts)),
+                    plan.buckets
+                        .iter()
+                        .map(|b| tern_engine::load_bucket(&link, b, &opts)),
                 )
                 .buffer_unordered(parallel);
                 let mut rows = 0;
@@ -66,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
                         );
                     }
                 }));
-                let r = verify::verify(&loader, &opts).await?;
+                let r = verify::verify(&link, &opts).await?;
                 println!(
                     "{t} run {}: accuracy {}% ({} of {}), {} rows equal by chunk checksums",
                     r.run_id,

@@ -6,7 +6,7 @@
 //! time window: seed 000's "re-run the bulk load with different date
 //! parameters".
 //!
-//! The catch-up takes the relay's path ([`BulkLoader::apply_keys`]: re-read the
+//! The catch-up takes the relay's path ([`crate::apply::apply_keys`]: re-read the
 //! current source rows, write version-guarded, delete what the source
 //! deleted), limited to the keys of its bucket. Its position advances in the
 //! bucket's checkpoint (`watermark`), in the same target transaction as each
@@ -19,13 +19,14 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::apply::{self, ApplyReport, TableKeys};
 use crate::buckets::Bucket;
-use crate::bulk_load::{ApplyReport, BulkLoader, TableKeys};
 use crate::changelog::{self, DEFAULT_GAP_TIMEOUT, Lag, Position};
 use crate::checkpoint::{self, CHECKPOINT_TABLE};
 use crate::chunk::Window;
 use crate::connector::{Dialect, Statement, process_clock_micros};
 use crate::error::{EngineError, Result};
+use crate::link::Link;
 use crate::retry::{Backoff, is_transient};
 use crate::throttle::{RateThrottle, Throttle};
 use crate::value::Value;
@@ -145,18 +146,18 @@ fn advance_watermark(d: Dialect, table: &str, bucket: usize, to: &Position) -> S
 /// database errors are retried with backoff; an unloaded bucket, or one loaded
 /// without change capture, is refused with what to do instead.
 pub async fn catch_up_bucket(
-    loader: &BulkLoader,
+    link: &Link,
     bucket: &Bucket,
     opts: &CatchUpOptions,
 ) -> Result<CatchUpSummary> {
-    loader.check_writable()?;
+    link.check_writable()?;
     let started = Instant::now();
     let refuse = |message: String| EngineError::Checkpoint {
         table: bucket.table.clone(),
         bucket: bucket.index,
         message,
     };
-    let cp = checkpoint::load_all(loader.target(), &bucket.table)
+    let cp = checkpoint::load_all(link.target(), &bucket.table)
         .await?
         .into_iter()
         .find(|c| c.bucket == bucket.index)
@@ -203,40 +204,40 @@ pub async fn catch_up_bucket(
         }
         let attempt = async {
             if writer.is_none() {
-                writer = Some(BatchWriter::open(loader.target()).await?);
+                writer = Some(BatchWriter::open(link.target()).await?);
             }
             let w = writer.as_mut().ok_or_else(|| EngineError::Apply {
                 what: "catch-up batch".into(),
                 message: "no writer".into(),
             })?;
-            let source = loader.source();
+            let source = link.source();
             let changes = changelog::read(source, &position, limit).await?;
             let new_ones = changes.iter().filter(|c| c.seq > position.high).count();
             let mut next = changelog::advance(&position, &changes);
             changelog::expire_gaps(source, &mut next, opts.gap_timeout).await?;
             let mut keys = Vec::new();
-            for k in loader.keys_for_changes(&bucket.table, &changes).await? {
+            for k in apply::keys_for_changes(link, &bucket.table, &changes).await? {
                 match &k.bucket {
                     Some(b) if !bucket.range.contains(b) => {}
                     _ => keys.push(k.key),
                 }
             }
-            let report = loader
-                .apply_keys_with(
-                    w,
-                    &[TableKeys {
-                        table: bucket.table.clone(),
-                        keys,
-                    }],
-                    Some(&admit),
-                    vec![advance_watermark(
-                        loader.target().dialect(),
-                        &bucket.table,
-                        bucket.index,
-                        &next,
-                    )],
-                )
-                .await?;
+            let report = apply::apply_keys_with(
+                link,
+                w,
+                &[TableKeys {
+                    table: bucket.table.clone(),
+                    keys,
+                }],
+                Some(&admit),
+                vec![advance_watermark(
+                    link.target().dialect(),
+                    &bucket.table,
+                    bucket.index,
+                    &next,
+                )],
+            )
+            .await?;
             let at_head = new_ones < limit;
             let lag = if at_head {
                 // This read reached the head: nothing was left after it.
@@ -292,8 +293,8 @@ pub async fn catch_up_bucket(
         }
     };
     let caught_up_at = if status == CatchUpStatus::CaughtUp {
-        let at = loader.source().clock_micros().await?;
-        checkpoint::set_caught_up(loader.target(), &bucket.table, bucket.index, Some(at)).await?;
+        let at = link.source().clock_micros().await?;
+        checkpoint::set_caught_up(link.target(), &bucket.table, bucket.index, Some(at)).await?;
         tracing::info!(table = %bucket.table, bucket = bucket.index, position = %position,
             changes = progress.changes, "bucket caught up");
         Some(at)
@@ -323,17 +324,17 @@ pub async fn catch_up_bucket(
 /// triggers are not allowed. It cannot see deletions (a deleted row has no
 /// `updated_at`); verification finds the rows it leaves behind.
 pub async fn catch_up_window(
-    loader: &BulkLoader,
+    link: &Link,
     bucket: &Bucket,
     window: &Window,
     opts: &CatchUpOptions,
 ) -> Result<CatchUpSummary> {
-    loader.check_writable()?;
+    link.check_writable()?;
     let started = Instant::now();
-    let chunk_rows = loader.spec().chunk_rows;
-    let mut reader = loader.window_reader(bucket, window, chunk_rows)?;
-    let pipeline = loader.pipeline(&bucket.table)?;
-    let mut writer = BatchWriter::open(loader.target()).await?;
+    let chunk_rows = link.spec().chunk_rows;
+    let mut reader = link.window_reader(bucket, window, chunk_rows)?;
+    let pipeline = link.pipeline(&bucket.table)?;
+    let mut writer = BatchWriter::open(link.target()).await?;
     let mut progress = CatchUpProgress {
         table: bucket.table.clone(),
         bucket: bucket.index,

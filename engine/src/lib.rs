@@ -2,19 +2,20 @@
 //! crate's public API; the engine knows nothing of the web or the control store.
 //!
 //! The bulk load in brief: a [`Spec`] (TOML) says which source table or query
-//! becomes which target table; [`BulkLoader::prepare`] checks it against the
-//! databases and creates missing target tables; [`BulkLoader::plan_or_resume`]
+//! becomes which target table; [`Link::connect`] checks it against the
+//! databases and creates missing target tables; [`Link::plan_or_resume`]
 //! cuts the source into buckets of about equal row count; and
-//! [`BulkLoader::load_bucket`] copies a bucket chunk by chunk, version-guarded
-//! and resumable from its checkpoint. [`BulkLoader::load_keys`] runs the same
-//! path for single keys (the relay's and catch-up's way in).
+//! [`load_bucket`] copies a bucket chunk by chunk, version-guarded and
+//! resumable from its checkpoint. [`apply::apply_keys`] runs the same path
+//! for single keys, deletes included (the relay's and catch-up's way in).
 //!
 //! Change capture ([`capture`]) logs every source change to a changelog in
 //! the source; [`run_relay`] applies the changes of ramped-on keys to the
 //! target (dual write), [`catch_up_bucket`] replays what a bucket missed since
 //! its watermark, and [`ramp`] is the sticky ramp function applications that
-//! dual-write themselves call.
+//! dual-write themselves call. `docs/architecture.md` draws the parts.
 
+pub mod apply;
 pub mod buckets;
 pub mod bulk_load;
 pub mod capture;
@@ -24,6 +25,7 @@ pub mod checkpoint;
 pub mod chunk;
 pub mod connector;
 pub mod error;
+pub mod link;
 pub mod progress;
 pub mod ramp;
 pub mod relay;
@@ -36,15 +38,14 @@ pub mod value;
 pub mod verify;
 pub mod writer;
 
+pub use apply::{ApplyReport, ChangedKey, KeysReport, TableKeys};
 pub use buckets::{Bucket, Plan};
-pub use bulk_load::{
-    ApplyReport, BucketReport, BulkLoader, ChangedKey, KeysReport, LoadOptions, LoadStatus,
-    TableKeys,
-};
+pub use bulk_load::{BucketReport, LoadOptions, LoadStatus, load_bucket};
 pub use changelog::{Lag, Position};
 pub use chunk::{Chunk, ChunkReader, KeyRange};
 pub use connector::{Connector, Dialect, VERSION_COLUMN};
 pub use error::EngineError;
+pub use link::{Link, Side};
 pub use progress::{Progress, ProgressFn};
 
 pub use catch_up::{

@@ -14,7 +14,7 @@ use crate::clock::now_ms;
 use crate::error::{ControlError, Result};
 use crate::jobs::{JobKind, Progress};
 use crate::runners::{
-    RunnerContext, engine_bucket, live_throttle, loader_for, migration_of, param_str,
+    RunnerContext, engine_bucket, link_for, live_throttle, migration_of, param_str,
 };
 use crate::worker::{JobContext, JobRunner, RunEnd};
 
@@ -43,10 +43,10 @@ impl JobRunner for BulkLoadRunner {
         })?;
         let table = param_str(job, "table")?.to_string();
         let (_migration, spec) = migration_of(&ctx.store, job).await?;
-        let loader = loader_for(&self.ctx, spec).await?;
+        let link = link_for(&self.ctx, spec).await?;
         // The engine fixes the plan at the first load of a table and keeps it
         // in the target; the control store follows it.
-        let bucket = engine_bucket(&loader, job).await?;
+        let bucket = engine_bucket(&link, job).await?;
         ctx.store
             .sync_bucket_plan(
                 bucket_id,
@@ -106,7 +106,7 @@ impl JobRunner for BulkLoadRunner {
             progress: Some(progress),
             cancel: ctx.stop.clone(),
         };
-        let report = loader.load_bucket(&bucket, &opts).await;
+        let report = tern_engine::load_bucket(&link, &bucket, &opts).await;
         recorder_stop.cancel();
         let _ = recorder.await;
         let report = report?;

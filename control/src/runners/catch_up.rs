@@ -10,7 +10,7 @@ use tern_engine::{CatchUpOptions, CatchUpProgressFn, CatchUpStatus, catch_up_buc
 use crate::buckets::Phase;
 use crate::error::{ControlError, Result};
 use crate::jobs::{JobKind, Progress};
-use crate::runners::{RunnerContext, engine_bucket, live_throttle, loader_for, migration_of};
+use crate::runners::{RunnerContext, engine_bucket, link_for, live_throttle, migration_of};
 use crate::worker::{JobContext, JobRunner, RunEnd};
 
 /// Runs `catch-up` jobs.
@@ -37,8 +37,8 @@ impl JobRunner for CatchUpRunner {
             ControlError::Internal(format!("catch-up job {} has no bucket", job.id))
         })?;
         let (_migration, spec) = migration_of(&ctx.store, job).await?;
-        let loader = loader_for(&self.ctx, spec).await?;
-        let bucket = engine_bucket(&loader, job).await?;
+        let link = link_for(&self.ctx, spec).await?;
+        let bucket = engine_bucket(&link, job).await?;
 
         let reporter = ctx.clone();
         let lag_store = ctx.store.clone();
@@ -83,7 +83,7 @@ impl JobRunner for CatchUpRunner {
             progress: Some(progress),
             ..CatchUpOptions::default()
         };
-        let summary = catch_up_bucket(&loader, &bucket, &opts).await?;
+        let summary = catch_up_bucket(&link, &bucket, &opts).await?;
         match summary.status {
             CatchUpStatus::Cancelled => {
                 ctx.store

@@ -10,7 +10,7 @@ pub mod verify;
 
 use std::sync::Arc;
 
-use tern_engine::{BulkLoader, RateThrottle, Spec, TransformerRegistry};
+use tern_engine::{Link, RateThrottle, Spec, TransformerRegistry};
 use tokio::sync::watch;
 
 use crate::error::{ControlError, Result};
@@ -66,17 +66,17 @@ pub(crate) async fn migration_of(store: &Store, job: &Job) -> Result<(Migration,
     Ok((migration, spec))
 }
 
-/// A loader for the job's migration (target tables created when missing).
-pub(crate) async fn loader_for(ctx: &RunnerContext, spec: Spec) -> Result<BulkLoader> {
-    Ok(BulkLoader::connect(spec, &ctx.registry).await?)
+/// A link for the job's migration (target tables created when missing).
+pub(crate) async fn link_for(ctx: &RunnerContext, spec: Spec) -> Result<Link> {
+    Ok(Link::connect(spec, &ctx.registry).await?)
 }
 
 /// The engine's bucket a bucket job works on, from the plan the engine fixed
 /// at the table's first load (kept in the target).
-pub(crate) async fn engine_bucket(loader: &BulkLoader, job: &Job) -> Result<tern_engine::Bucket> {
+pub(crate) async fn engine_bucket(link: &Link, job: &Job) -> Result<tern_engine::Bucket> {
     let table = param_str(job, "table")?;
     let table_bucket = param_i64(job, "table_bucket")?;
-    let plan = loader.plan_or_resume(table, None).await?;
+    let plan = link.plan_or_resume(table, None).await?;
     plan.buckets
         .iter()
         .find(|b| b.index as i64 == table_bucket)

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::error::{ControlError, Result};
 use crate::jobs::{JobKind, Progress};
 use crate::relay::{RelayRampSpec, ramp_of};
-use crate::runners::{RunnerContext, live_throttle, loader_for, migration_of};
+use crate::runners::{RunnerContext, link_for, live_throttle, migration_of};
 use crate::store::Store;
 use crate::worker::{JobContext, JobRunner, RunEnd};
 
@@ -68,7 +68,7 @@ impl JobRunner for RelayRunner {
     async fn run(&self, ctx: JobContext) -> Result<RunEnd> {
         let job = &ctx.job;
         let (migration, spec) = migration_of(&ctx.store, job).await?;
-        let loader = loader_for(&self.ctx, spec).await?;
+        let link = link_for(&self.ctx, spec).await?;
         let first = ramp_of(job)?;
         let (ramp_tx, ramp_rx) =
             watch::channel(engine_ramp(&ctx.store, migration.id, &first).await?);
@@ -142,7 +142,7 @@ impl JobRunner for RelayRunner {
         opts.throttle = live_throttle(ctx.rate_limit.clone());
         opts.cancel = ctx.stop.clone();
         opts.progress = Some(progress);
-        let summary = run_relay(&loader, opts).await;
+        let summary = run_relay(&link, opts).await;
         follower.abort();
         let summary = summary?;
         tracing::info!(

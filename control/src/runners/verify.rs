@@ -15,7 +15,7 @@ use crate::buckets::Phase;
 use crate::error::{ControlError, Result};
 use crate::jobs::{JobKind, Progress};
 use crate::runners::{
-    RunnerContext, engine_bucket, live_throttle, loader_for, migration_of, param_str,
+    RunnerContext, engine_bucket, link_for, live_throttle, migration_of, param_str,
 };
 use crate::verify_runs::NewVerifyRun;
 use crate::worker::{JobContext, JobRunner, RunEnd};
@@ -75,7 +75,7 @@ impl JobRunner for VerifyRunner {
         })?;
         let table = param_str(job, "table")?.to_string();
         let (migration, spec) = migration_of(&ctx.store, job).await?;
-        let loader = loader_for(&self.ctx, spec).await?;
+        let link = link_for(&self.ctx, spec).await?;
         let min = migration.settings.verify_min_accuracy;
         let before = ctx.store.bucket(bucket_id).await?;
 
@@ -86,13 +86,13 @@ impl JobRunner for VerifyRunner {
                 ..Progress::default()
             });
             let report = verify::repair(
-                &loader,
+                &link,
                 &run_id,
                 live_throttle(ctx.rate_limit.clone()),
                 ctx.stop.clone(),
             )
             .await?;
-            let tree = verify::mismatch_tree(loader.target(), &run_id).await?;
+            let tree = verify::mismatch_tree(link.target(), &run_id).await?;
             let tree_text = Some(tree.render());
             ctx.store
                 .record_verify_run(&run_record(
@@ -122,7 +122,7 @@ impl JobRunner for VerifyRunner {
             });
         }
 
-        let bucket = engine_bucket(&loader, job).await?;
+        let bucket = engine_bucket(&link, job).await?;
         let incremental = job.params["mode"].as_str() == Some("incremental");
         let reporter = ctx.clone();
         let progress: ProgressFn = Arc::new(move |p| {
@@ -148,7 +148,7 @@ impl JobRunner for VerifyRunner {
             cancel: ctx.stop.clone(),
             ..VerifyOptions::full(&table)
         };
-        let report = verify::verify(&loader, &opts).await?;
+        let report = verify::verify(&link, &opts).await?;
         if report.status == VerifyStatus::Cancelled {
             return Ok(RunEnd::Stopped);
         }

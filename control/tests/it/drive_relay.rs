@@ -14,7 +14,7 @@ use tern_control::jobs::JobState;
 use tern_control::relay::RelayRampSpec;
 use tern_control::runners::{self, RunnerContext};
 use tern_control::worker::{Worker, WorkerTiming};
-use tern_engine::{BulkLoader, TransformerRegistry, capture};
+use tern_engine::{Link, TransformerRegistry, capture};
 use tern_testkit::{DbKind, TestDb};
 use tokio_util::sync::CancellationToken;
 
@@ -89,8 +89,8 @@ async fn relay_ramped_to_every_key_then_catch_up_leaves_the_target_equal_to_the_
         .create_migration_from_spec(&admin(), "contacts", "", &spec_text, &registry)
         .await?;
     let parsed = tern_control::planning::parse_spec(&spec_text, "contacts")?;
-    let loader = BulkLoader::connect(parsed.clone(), &registry).await?;
-    capture::install(loader.source(), &parsed).await?;
+    let link = Link::connect(parsed.clone(), &registry).await?;
+    capture::install(link.source(), &parsed).await?;
 
     let shutdown = CancellationToken::new();
     let ctx = RunnerContext { registry };

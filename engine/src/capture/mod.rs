@@ -77,7 +77,7 @@ pub fn captured_tables(spec: &Spec) -> Result<Vec<CapturedTable>> {
         for track in &src.tracks {
             let mut cols = match &track.map {
                 TrackMap::Columns(c) => c.clone(),
-                TrackMap::Query(q) => crate::bulk_load::placeholders(q),
+                TrackMap::Query(q) => crate::apply::track::placeholders(q),
             };
             if matches!(&src.relation, Relation::Table(name) if *name == track.table) {
                 cols.push(src.bucket.clone());
@@ -411,28 +411,6 @@ pub async fn position_before(source: &Connector, micros: i64) -> Result<i64> {
     Ok(at(lo).await?.map_or(0, |(s, _)| s))
 }
 
-/// A short stable hash, for object names that must be cut to fit a limit.
-pub(crate) fn short_hash(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// `prefix + name + suffix`, at most 60 characters (PostgreSQL allows 63,
-/// MySQL 64): a long name is cut and made unique with a hash.
-pub(crate) fn object_name(prefix: &str, name: &str, suffix: &str) -> String {
-    let full = format!("{prefix}{name}{suffix}");
-    if full.len() <= 60 {
-        return full;
-    }
-    let keep = 60 - prefix.len() - suffix.len() - 17;
-    let cut: String = name.chars().take(keep).collect();
-    format!("{prefix}{cut}_{:016x}{suffix}", short_hash(name))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,17 +436,5 @@ mod tests {
             ]
         );
         Ok(())
-    }
-
-    #[test]
-    fn long_object_names_are_cut_and_stay_unique() {
-        let a = object_name("_tern_capture_", &"x".repeat(70), "_i");
-        let b = object_name("_tern_capture_", &format!("{}y", "x".repeat(69)), "_i");
-        assert!(a.len() <= 60 && b.len() <= 60);
-        assert_ne!(a, b);
-        assert_eq!(
-            object_name("_tern_capture_", "items", "_u"),
-            "_tern_capture_items_u"
-        );
     }
 }

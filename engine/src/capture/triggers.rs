@@ -3,9 +3,9 @@
 //! the two tables, so removal finds them all by name, whatever spec installed
 //! them.
 
-use super::{CAPTURE_TABLE, CapturedTable, object_name};
+use super::{CAPTURE_TABLE, CapturedTable};
 use crate::changelog::{CHANGELOG_TABLE, clock_sql};
-use crate::connector::Dialect;
+use crate::connector::{Dialect, object_name};
 
 /// The trigger name (PostgreSQL: one per table, so the same on every table).
 pub(super) const PG_TRIGGER: &str = "_tern_capture";

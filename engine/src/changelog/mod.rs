@@ -30,9 +30,9 @@ pub use position::Position;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::bulk_load::BulkLoader;
 use crate::connector::{Connector, Dialect};
 use crate::error::{EngineError, Result};
+use crate::link::Link;
 use crate::transform::Record;
 use crate::value::{Value, key_identity};
 
@@ -417,11 +417,11 @@ pub struct ChangedKeys {
 /// [`DEFAULT_GAP_TIMEOUT`] are given up as rolled back.
 ///
 /// ```no_run
-/// # async fn f(loader: &tern_engine::BulkLoader) -> tern_engine::error::Result<()> {
+/// # async fn f(link: &tern_engine::Link) -> tern_engine::error::Result<()> {
 /// use tern_engine::changelog::{Position, changed_keys_since};
 /// let mut at: Position = "1520".parse().map_err(|m: String| tern_engine::EngineError::schema("x", m))?;
 /// loop {
-///     let batch = changed_keys_since(loader, "mailbox", &at, 10_000).await?;
+///     let batch = changed_keys_since(link, "mailbox", &at, 10_000).await?;
 ///     // … verify batch.keys …
 ///     at = batch.next;
 ///     if batch.at_head { break; }
@@ -429,19 +429,19 @@ pub struct ChangedKeys {
 /// # Ok(()) }
 /// ```
 pub async fn changed_keys_since(
-    loader: &BulkLoader,
+    link: &Link,
     table: &str,
     since: &Position,
     limit: usize,
 ) -> Result<ChangedKeys> {
-    let source = loader.source();
+    let source = link.source();
     let changes = read(source, since, limit).await?;
     let new_ones = changes.iter().filter(|c| c.seq > since.high).count();
     let mut next = advance(since, &changes);
     expire_gaps(source, &mut next, DEFAULT_GAP_TIMEOUT).await?;
     let mut seen = HashSet::new();
     let mut keys = Vec::new();
-    for k in loader.keys_for_changes(table, &changes).await? {
+    for k in crate::apply::keys_for_changes(link, table, &changes).await? {
         if seen.insert(key_identity(&k.key.iter().collect::<Vec<_>>())) {
             keys.push(k.key);
         }

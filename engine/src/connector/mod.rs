@@ -488,6 +488,30 @@ pub(crate) fn process_clock_micros() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// A short stable hash (64-bit FNV-1a): the same text gives the same number
+/// in every process and release, for object names that must be cut to fit a
+/// limit and for the deterministic verification sample.
+pub(crate) fn stable_hash(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// `prefix + name + suffix`, at most 60 characters (PostgreSQL allows 63,
+/// MySQL 64): a long name is cut and made unique with a hash.
+pub(crate) fn object_name(prefix: &str, name: &str, suffix: &str) -> String {
+    let full = format!("{prefix}{name}{suffix}");
+    if full.len() <= 60 {
+        return full;
+    }
+    let keep = 60 - prefix.len() - suffix.len() - 17;
+    let cut: String = name.chars().take(keep).collect();
+    format!("{prefix}{cut}_{:016x}{suffix}", stable_hash(name))
+}
+
 fn one_line(sql: &str) -> String {
     let s: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     if s.len() > 120 {
@@ -526,6 +550,19 @@ mod tests {
             "mysql://root@127.0.0.1/x"
         );
         assert_eq!(redact("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+    }
+
+    #[test]
+    fn long_object_names_are_cut_and_stay_unique() {
+        let a = object_name("_tern_capture_", &"x".repeat(70), "_i");
+        let b = object_name("_tern_capture_", &format!("{}y", "x".repeat(69)), "_i");
+        assert!(a.len() <= 60 && b.len() <= 60);
+        assert_ne!(a, b);
+        assert_eq!(
+            object_name("_tern_capture_", "items", "_u"),
+            "_tern_capture_items_u"
+        );
+        assert_eq!(stable_hash(""), 0xcbf2_9ce4_8422_2325);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! not committed yet); map them to source keys through the spec's `tracks`;
 //! keep the keys whose bucket column value is ramped on ([`RelayRamp`]: a set
 //! of buckets, or a sticky percentage of the key hash, [`crate::ramp`]); and
-//! bring those keys up to date with [`BulkLoader::apply_keys`]'s path, the bulk
+//! bring those keys up to date with [`crate::apply::apply_keys`]'s path, the bulk
 //! load's own (re-read the *current* source rows through joins, transformers
 //! and dedupers, write version-guarded, delete what the source deleted). The
 //! relay's new position is written in the same target transaction
@@ -40,11 +40,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::apply::{self, ApplyReport, TableKeys};
 use crate::buckets::Plan;
-use crate::bulk_load::{ApplyReport, BulkLoader, TableKeys};
 use crate::capture;
 use crate::changelog::{self, DEFAULT_GAP_TIMEOUT, Lag, Position};
 use crate::error::{EngineError, Result};
+use crate::link::Link;
 use crate::ramp::{self, Ramp};
 use crate::retry::{Backoff, is_transient};
 use crate::throttle::{RateThrottle, Throttle};
@@ -248,11 +249,11 @@ pub struct RelaySummary {
 /// Fails only on what retrying cannot fix (capture not installed, a spec or
 /// schema error, a change that cannot be mapped to keys); an unreachable or
 /// refusing database is waited out with backoff.
-pub async fn run_relay(loader: &BulkLoader, opts: RelayOptions) -> Result<RelaySummary> {
-    loader.check_writable()?;
+pub async fn run_relay(link: &Link, opts: RelayOptions) -> Result<RelaySummary> {
+    link.check_writable()?;
     if opts.name.is_empty() || opts.name.len() > 255 {
         return Err(EngineError::Spec {
-            at: loader.spec().file.clone(),
+            at: link.spec().file.clone(),
             message: "a relay name must have 1 to 255 characters".into(),
         });
     }
@@ -279,7 +280,7 @@ pub async fn run_relay(loader: &BulkLoader, opts: RelayOptions) -> Result<RelayS
     };
     // Start-up, retried like any batch: the target may be down when we start.
     let mut position = loop {
-        match start_position(loader, &opts).await {
+        match start_position(link, &opts).await {
             Ok(p) => break p,
             Err(e) if is_transient(&e) => {
                 if !state.wait_after(&e, &mut backoff, &opts).await {
@@ -303,7 +304,7 @@ pub async fn run_relay(loader: &BulkLoader, opts: RelayOptions) -> Result<RelayS
         }
         if last_maintenance.is_none_or(|t| t.elapsed() >= opts.maintenance_every) {
             last_maintenance = Some(Instant::now());
-            match retention::check(loader, &opts, &state.progress.lag).await {
+            match retention::check(link, &opts, &state.progress.lag).await {
                 Ok(w) => state.progress.warnings = w,
                 Err(e) => {
                     tracing::warn!(relay = %opts.name, error = %e, "retention check failed; will try again")
@@ -322,17 +323,17 @@ pub async fn run_relay(loader: &BulkLoader, opts: RelayOptions) -> Result<RelayS
         state.progress.ramp = ramp.to_string();
         let attempt = async {
             if matches!(ramp, RelayRamp::Buckets(_)) && plans_for.as_ref() != Some(&ramp) {
-                plans = load_plans(loader).await?;
+                plans = link.stored_plans().await?;
                 plans_for = Some(ramp.clone());
             }
             if writer.is_none() {
-                writer = Some(BatchWriter::open(loader.target()).await?);
+                writer = Some(BatchWriter::open(link.target()).await?);
             }
             let w = writer.as_mut().ok_or_else(|| EngineError::Apply {
                 what: "relay batch".into(),
                 message: "no writer".into(),
             })?;
-            relay_batch(loader, &opts, &ramp, &plans, w, &position).await
+            relay_batch(link, &opts, &ramp, &plans, w, &position).await
         };
         match attempt.await {
             Ok(step) => {
@@ -442,41 +443,30 @@ impl RelayState {
 }
 
 /// The stored position, or (first run) the start position, stored.
-async fn start_position(loader: &BulkLoader, opts: &RelayOptions) -> Result<Position> {
-    if !capture::is_installed(loader.source()).await? {
+async fn start_position(link: &Link, opts: &RelayOptions) -> Result<Position> {
+    if !capture::is_installed(link.source()).await? {
         return Err(EngineError::schema(
             changelog::CHANGELOG_TABLE,
             format!(
                 "change capture is not installed on the source {}: run `tern capture install --spec {}` first",
-                loader.source().url(),
-                loader.spec().file
+                link.source().url(),
+                link.spec().file
             ),
         ));
     }
-    store::ensure(loader.target()).await?;
-    if let Some(p) = store::load(loader.target(), &opts.name).await? {
+    store::ensure(link.target()).await?;
+    if let Some(p) = store::load(link.target(), &opts.name).await? {
         return Ok(p);
     }
     let p = match &opts.start {
         Some(p) => p.clone(),
-        None => capture::head_position(loader.source())
+        None => capture::head_position(link.source())
             .await?
             .unwrap_or_default(),
     };
-    store::insert(loader.target(), &opts.name, &p).await?;
+    store::insert(link.target(), &opts.name, &p).await?;
     // Another relay of the same name may have stored its start first.
-    Ok(store::load(loader.target(), &opts.name).await?.unwrap_or(p))
-}
-
-/// Every table's stored bucket plan, for a bucket ramp.
-pub(crate) async fn load_plans(loader: &BulkLoader) -> Result<HashMap<String, Plan>> {
-    let mut plans = HashMap::new();
-    for t in loader.tables() {
-        if let Some(p) = loader.stored_plan(t).await? {
-            plans.insert(t.to_string(), p);
-        }
-    }
-    Ok(plans)
+    Ok(store::load(link.target(), &opts.name).await?.unwrap_or(p))
 }
 
 /// What one batch did.
@@ -490,14 +480,14 @@ struct Step {
 }
 
 async fn relay_batch(
-    loader: &BulkLoader,
+    link: &Link,
     opts: &RelayOptions,
     ramp: &RelayRamp,
     plans: &HashMap<String, Plan>,
     writer: &mut BatchWriter,
     from: &Position,
 ) -> Result<Step> {
-    let source = loader.source();
+    let source = link.source();
     let limit = opts.batch_changes.max(1);
     let changes = changelog::read(source, from, limit).await?;
     let new_ones = changes.iter().filter(|c| c.seq > from.high).count();
@@ -507,12 +497,12 @@ async fn relay_batch(
     let mut skipped = 0u64;
     let mut keys = Vec::new();
     if !changes.is_empty() && *ramp != RelayRamp::Off {
-        for table in loader.tables() {
+        for table in link.tables() {
             let mut tk = TableKeys {
                 table: table.to_string(),
                 keys: Vec::new(),
             };
-            for k in loader.keys_for_changes(table, &changes).await? {
+            for k in apply::keys_for_changes(link, table, &changes).await? {
                 // When the key holds the bucket column, the ramp is decided
                 // before reading the source; otherwise after (see `admit`).
                 match &k.bucket {
@@ -527,10 +517,8 @@ async fn relay_batch(
     }
     let report = if next != *from {
         let admit = |table: &str, v: &Value| ramp.admits(&opts.salt, plans, table, v);
-        let save = store::save(loader.target().dialect(), &opts.name, &next);
-        loader
-            .apply_keys_with(writer, &keys, Some(&admit), vec![save])
-            .await?
+        let save = store::save(link.target().dialect(), &opts.name, &next);
+        apply::apply_keys_with(link, writer, &keys, Some(&admit), vec![save]).await?
     } else {
         ApplyReport::default()
     };

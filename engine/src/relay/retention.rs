@@ -10,11 +10,12 @@
 use std::time::Duration;
 
 use super::{RelayOptions, store};
-use crate::bulk_load::{BulkLoader, prune_tombstones};
+use crate::apply::tombstones;
 use crate::capture;
 use crate::changelog::Lag;
 use crate::checkpoint;
 use crate::error::Result;
+use crate::link::Link;
 
 /// What [`prune_changelog`] did.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,8 +37,8 @@ fn micros(d: Duration) -> i64 {
 /// Deletes changelog rows older than `retention` that every relay and every
 /// pending catch-up of this spec's target has passed, and tombstones older
 /// than the retention. Safe to run at any time, from any process.
-pub async fn prune_changelog(loader: &BulkLoader, retention: Duration) -> Result<PruneReport> {
-    let source = loader.source();
+pub async fn prune_changelog(link: &Link, retention: Duration) -> Result<PruneReport> {
+    let source = link.source();
     if !capture::is_installed(source).await? {
         return Ok(PruneReport {
             through: 0,
@@ -50,14 +51,14 @@ pub async fn prune_changelog(loader: &BulkLoader, retention: Duration) -> Result
     let cutoff = now.saturating_sub(micros(retention));
     let mut through = capture::position_before(source, cutoff).await?;
     let mut held_by = "retention".to_string();
-    for (name, p) in store::load_all(loader.target()).await? {
+    for (name, p) in store::load_all(link.target()).await? {
         if p.low() < through {
             through = p.low();
             held_by = format!("relay {name} at {p}");
         }
     }
-    let tables = loader.tables();
-    for cp in checkpoint::load_every_table(loader.target(), &tables).await? {
+    let tables = link.tables();
+    for cp in checkpoint::load_every_table(link.target(), &tables).await? {
         if cp.caught_up_at.is_some() {
             continue;
         }
@@ -72,7 +73,7 @@ pub async fn prune_changelog(loader: &BulkLoader, retention: Duration) -> Result
         }
     }
     let deleted = capture::prune(source, through).await?;
-    let tombstones_deleted = prune_tombstones(loader.target(), cutoff).await?;
+    let tombstones_deleted = tombstones::prune(link.target(), cutoff).await?;
     Ok(PruneReport {
         through,
         deleted,
@@ -84,15 +85,15 @@ pub async fn prune_changelog(loader: &BulkLoader, retention: Duration) -> Result
 /// Warnings about backlogs older than the retention, logged and returned
 /// for the relay's progress; prunes too when the relay is set to.
 pub(super) async fn check(
-    loader: &BulkLoader,
+    link: &Link,
     opts: &RelayOptions,
     relay_lag: &Lag,
 ) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     let retention = opts.retention;
-    let now = loader.source().clock_micros().await?;
-    let tables = loader.tables();
-    for cp in checkpoint::load_every_table(loader.target(), &tables).await? {
+    let now = link.source().clock_micros().await?;
+    let tables = link.tables();
+    for cp in checkpoint::load_every_table(link.target(), &tables).await? {
         let (Some(_), Some(at), None) = (&cp.watermark, cp.snapshot_at, cp.caught_up_at) else {
             continue;
         };
@@ -120,7 +121,7 @@ pub(super) async fn check(
         tracing::warn!(relay = %opts.name, "{w}");
     }
     if opts.prune {
-        let r = prune_changelog(loader, retention).await?;
+        let r = prune_changelog(link, retention).await?;
         if r.deleted > 0 {
             tracing::info!(relay = %opts.name, through = r.through, deleted = r.deleted, held_by = %r.held_by, "changelog pruned");
         }

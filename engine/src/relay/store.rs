@@ -1,6 +1,6 @@
 //! Where a relay's position lives: `_tern_relay` in the *target*, one row per
 //! relay name. The position is updated in the same transaction as the batch
-//! it describes (see [`crate::bulk_load::ApplyReport`]'s path), so it never
+//! it describes (see [`crate::apply`]), so it never
 //! moves past a change that is not committed, and a restarted relay continues
 //! from it.
 

@@ -3,7 +3,7 @@
 //! chain and the deduper. Written in TOML (see `examples/messages.toml`);
 //! [`Spec::parse`] reads it and checks everything that can be checked without a
 //! database, with errors that name the line and the field. Checks that need the
-//! source (does the column exist?) run when a [`crate::BulkLoader`] is prepared
+//! source (does the column exist?) run when a [`crate::Link`] is prepared
 //! and name the spec line too.
 
 mod parse;

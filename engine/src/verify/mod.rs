@@ -21,7 +21,7 @@
 //!   per value of a column: the N keys of each stratum with the smallest stable
 //!   hash of their source key, the same sample every run while the data stays.
 //! - **Repair** ([`repair`]): re-copies exactly the open mismatches of a run
-//!   through [`BulkLoader::apply_keys`] (version-guarded, deletes included),
+//!   through [`crate::apply::apply_keys`] (version-guarded, deletes included),
 //!   then re-verifies those keys and updates the run.
 //!
 //! Results live in the target, in the tables of [`store`]: every mismatched
@@ -53,9 +53,10 @@ use tokio_util::sync::CancellationToken;
 pub use compare::{FieldDiff, MismatchTree, TreeNode};
 pub use store::{RunRow, list_mismatches, list_runs, load_run};
 
-use crate::bulk_load::{BulkLoader, TableKeys};
+use crate::apply::TableKeys;
 use crate::connector::Connector;
 use crate::error::{EngineError, Result};
+use crate::link::Link;
 use crate::progress::ProgressFn;
 use crate::throttle::{RateThrottle, Throttle};
 use crate::value::Value;
@@ -301,29 +302,29 @@ pub struct RepairReport {
 /// Runs a verification of one table and stores its results in the target.
 ///
 /// ```no_run
-/// # async fn f(loader: &tern_engine::BulkLoader) -> tern_engine::error::Result<()> {
+/// # async fn f(link: &tern_engine::Link) -> tern_engine::error::Result<()> {
 /// use tern_engine::verify::{verify, VerifyOptions};
-/// let report = verify(loader, &VerifyOptions::full("messages")).await?;
+/// let report = verify(link, &VerifyOptions::full("messages")).await?;
 /// println!("{} of {} equal: {}%", report.counts.matched, report.counts.compared,
 ///          report.counts.accuracy_text());
 /// print!("{}", report.tree.render());
 /// # Ok(()) }
 /// ```
-pub async fn verify(loader: &BulkLoader, opts: &VerifyOptions) -> Result<VerifyReport> {
-    scan::run(loader, opts).await
+pub async fn verify(link: &Link, opts: &VerifyOptions) -> Result<VerifyReport> {
+    scan::run(link, opts).await
 }
 
 /// Re-copies the open mismatches of run `run_id` through the version-guarded
-/// [`BulkLoader::apply_keys`], re-verifies them, and updates the run: fixed
+/// [`crate::apply::apply_keys`], re-verifies them, and updates the run: fixed
 /// rows are marked resolved and counted as matched (a deleted extra row no
 /// longer counts), so a fully repaired run shows 100%.
 pub async fn repair(
-    loader: &BulkLoader,
+    link: &Link,
     run_id: &str,
     throttle: Arc<dyn Throttle>,
     cancel: CancellationToken,
 ) -> Result<RepairReport> {
-    scan::repair(loader, run_id, throttle, cancel).await
+    scan::repair(link, run_id, throttle, cancel).await
 }
 
 /// The mismatch tree of a run's open mismatches.
@@ -336,7 +337,7 @@ pub async fn mismatch_tree(target: &Connector, run_id: &str) -> Result<MismatchT
     Ok(tree)
 }
 
-/// The keys of `mismatches` grouped for [`BulkLoader::apply_keys`].
+/// The keys of `mismatches` grouped for [`crate::apply::apply_keys`].
 fn repair_keys(table: &str, mismatches: &[Mismatch]) -> TableKeys {
     TableKeys {
         table: table.to_string(),

@@ -19,12 +19,12 @@ use super::{
     VerifyReport, VerifyStatus, store,
 };
 use crate::buckets::{Bucket, Plan};
-use crate::bulk_load::BulkLoader;
 use crate::capture;
 use crate::changelog::{self, Position};
 use crate::chunk::{ChunkReader, KeyRange, SourceQuery};
 use crate::connector::{Connector, Dialect, SOURCE_KEY_COLUMN};
 use crate::error::{EngineError, Result};
+use crate::link::Link;
 use crate::progress::Progress;
 use crate::spec::{TableSpec, Transform};
 use crate::throttle::Throttle;
@@ -84,17 +84,17 @@ impl KeyId {
 }
 
 impl Ctx {
-    async fn new(loader: &BulkLoader, table: &str, run_id: &str, row_by_row: bool) -> Result<Ctx> {
-        let spec = loader.spec().table(table)?.clone();
-        let query = loader.source_query(table)?;
-        let pipeline = loader.pipeline(table)?;
+    async fn new(link: &Link, table: &str, run_id: &str, row_by_row: bool) -> Result<Ctx> {
+        let spec = link.spec().table(table)?.clone();
+        let query = link.source_query(table)?;
+        let pipeline = link.pipeline(table)?;
         let shape = pipeline
             .shapes()
             .iter()
             .find(|s| s.name == table)
             .cloned()
             .ok_or_else(|| EngineError::schema(table, "the transform has no shape for it"))?;
-        let target = loader.target().clone();
+        let target = link.target().clone();
         let d = target.dialect();
         let cols: Vec<String> = shape.columns.iter().map(|c| d.quote(c)).collect();
         let select = format!("SELECT {} FROM {}", cols.join(", "), d.quote(table));
@@ -103,18 +103,18 @@ impl Ctx {
             .key_types()
             .iter()
             .all(|t| *t == Some(ColumnType::Int));
-        let same_kind = loader.source().dialect() == loader.target().dialect();
+        let same_kind = link.source().dialect() == link.target().dialect();
         let mut ctx = Ctx {
             aligned,
             range_reads: aligned && (int_keys || same_kind),
             table: table.to_string(),
-            source: loader.source().clone(),
+            source: link.source().clone(),
             target,
             query,
             pipeline,
             shape,
             select,
-            chunk_rows: loader.spec().chunk_rows,
+            chunk_rows: link.spec().chunk_rows,
             run_id: run_id.to_string(),
             checksums: None,
             by_checksum: Arc::new(AtomicU64::new(0)),
@@ -698,10 +698,10 @@ fn mode_text(m: &Mode) -> String {
     }
 }
 
-async fn plan_of(loader: &BulkLoader, table: &str) -> Result<Plan> {
-    match loader.stored_plan(table).await? {
+async fn plan_of(link: &Link, table: &str) -> Result<Plan> {
+    match link.stored_plan(table).await? {
         Some(p) => Ok(p),
-        None => loader.plan(table, None).await,
+        None => link.plan(table, None).await,
     }
 }
 
@@ -726,11 +726,11 @@ fn pick_buckets(plan: &Plan, scope: Scope) -> Result<Vec<Bucket>> {
     }
 }
 
-pub(super) async fn run(loader: &BulkLoader, opts: &VerifyOptions) -> Result<VerifyReport> {
+pub(super) async fn run(link: &Link, opts: &VerifyOptions) -> Result<VerifyReport> {
     let started = Instant::now();
-    let target = loader.target();
+    let target = link.target();
     store::ensure(target).await?;
-    let plan = plan_of(loader, &opts.table).await?;
+    let plan = plan_of(link, &opts.table).await?;
     let buckets = pick_buckets(&plan, opts.scope)?;
     let range = match opts.scope {
         Scope::All => None,
@@ -760,7 +760,7 @@ pub(super) async fn run(loader: &BulkLoader, opts: &VerifyOptions) -> Result<Ver
             // a change committed after it is in the next incremental run.
             let position = match &opts.mode {
                 Mode::SinceLast => None,
-                _ => capture::head_position(loader.source())
+                _ => capture::head_position(link.source())
                     .await?
                     .map(|p| p.to_string()),
             };
@@ -783,7 +783,7 @@ pub(super) async fn run(loader: &BulkLoader, opts: &VerifyOptions) -> Result<Ver
             (id, position)
         }
     };
-    let ctx = Ctx::new(loader, &opts.table, &run_id, opts.row_by_row).await?;
+    let ctx = Ctx::new(link, &opts.table, &run_id, opts.row_by_row).await?;
     tracing::info!(run = %run_id, table = %opts.table, mode = %mode_text(&opts.mode),
         scope = %scope_text(opts.scope), aligned = ctx.aligned, range_reads = ctx.range_reads,
         checksums = ctx.checksums.is_some(), "verification starts");
@@ -811,7 +811,7 @@ pub(super) async fn run(loader: &BulkLoader, opts: &VerifyOptions) -> Result<Ver
         }
         Mode::SinceLast => {
             let (n, ok, next) =
-                since_last(loader, &ctx, &plan, range.as_ref(), opts, &mut counts).await?;
+                since_last(link, &ctx, &plan, range.as_ref(), opts, &mut counts).await?;
             position = Some(next);
             (n, ok)
         }
@@ -1311,7 +1311,7 @@ fn dedupe_found(found: &mut Vec<Mismatch>) {
 }
 
 async fn since_last(
-    loader: &BulkLoader,
+    link: &Link,
     ctx: &Ctx,
     plan: &Plan,
     range: Option<&KeyRange>,
@@ -1338,8 +1338,7 @@ async fn since_last(
     let mut seen = HashSet::new();
     let mut keys = Vec::new();
     loop {
-        let batch =
-            changelog::changed_keys_since(loader, &ctx.table, &at, CHANGES_PER_READ).await?;
+        let batch = changelog::changed_keys_since(link, &ctx.table, &at, CHANGES_PER_READ).await?;
         for k in batch.keys {
             if seen.insert(key_identity(&k.iter().collect::<Vec<_>>())) {
                 keys.push(k);
@@ -1370,12 +1369,12 @@ async fn since_last(
 }
 
 pub(super) async fn repair(
-    loader: &BulkLoader,
+    link: &Link,
     run_id: &str,
     throttle: Arc<dyn Throttle>,
     cancel: CancellationToken,
 ) -> Result<RepairReport> {
-    let target = loader.target();
+    let target = link.target();
     store::ensure(target).await?;
     let run = store::load_run(target, run_id)
         .await?
@@ -1390,7 +1389,7 @@ pub(super) async fn repair(
             break;
         }
     }
-    let ctx = Ctx::new(loader, &run.table, run_id, true).await?;
+    let ctx = Ctx::new(link, &run.table, run_id, true).await?;
     let mut report = RepairReport {
         run_id: run_id.to_string(),
         mismatches: open.len() as u64,
@@ -1411,12 +1410,14 @@ pub(super) async fn repair(
             break;
         }
         throttle.admit(batch.len() as u64).await;
-        let r = loader
-            .apply_keys(&[crate::bulk_load::TableKeys {
+        let r = crate::apply::apply_keys(
+            link,
+            &[crate::apply::TableKeys {
                 table: run.table.clone(),
                 keys: batch.to_vec(),
-            }])
-            .await?;
+            }],
+        )
+        .await?;
         report.keys_applied += r.keys;
         report.rows_written += r.rows_written;
         report.keys_deleted += r.keys_deleted;

@@ -2,7 +2,7 @@
 //! leaves nothing half-written unmarked: what is in the target is exactly what
 //! the checkpoint says.
 
-use tern_engine::{BulkLoader, EngineError, Spec, TransformerRegistry};
+use tern_engine::{EngineError, Link, Spec, TransformerRegistry};
 use tern_testkit::TestDb;
 
 use crate::pairs::{contacts, create_source};
@@ -113,7 +113,7 @@ async fn an_unreachable_database_is_named_without_its_password() -> anyhow::Resu
     let spec = Spec::parse(&text, "test.toml")?;
 
     // Act
-    let err = BulkLoader::connect(spec, &TransformerRegistry::new())
+    let err = Link::connect(spec, &TransformerRegistry::new())
         .await
         .expect_err("unreachable");
 
@@ -145,20 +145,19 @@ async fn a_value_that_cannot_be_cast_names_table_column_and_row_and_the_checkpoi
     let text = spec_text(&source_db, &target_db, BODY);
 
     // Act
-    let (loader_err, loader) = {
+    let (link_err, link) = {
         let spec = Spec::parse(&text, "test.toml")?;
-        let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
-        let plan = loader.plan_or_resume("member_contacts", None).await?;
-        let err = loader
-            .load_bucket(&plan.buckets[0], &Default::default())
+        let link = Link::connect(spec, &TransformerRegistry::new()).await?;
+        let plan = link.plan_or_resume("member_contacts", None).await?;
+        let err = tern_engine::load_bucket(&link, &plan.buckets[0], &Default::default())
             .await
             .expect_err("bad cast");
-        (err.to_string(), loader)
+        (err.to_string(), link)
     };
 
     // Assert
     assert_eq!(
-        loader_err,
+        link_err,
         format!(
             "table member_contacts row key ({}, {}): column score: cannot cast text 'n/a' to int",
             bad.member_id, bad.id
@@ -170,7 +169,7 @@ async fn a_value_that_cannot_be_cast_names_table_column_and_row_and_the_checkpoi
         written, 74,
         "the two chunks before the bad row (37 rows each) are committed"
     );
-    let cp = loader.checkpoints("member_contacts").await?.remove(0);
+    let cp = link.checkpoints("member_contacts").await?.remove(0);
     assert_eq!(cp.rows_written as i64, written);
     assert!(!cp.done);
     let last: Vec<i64> = cp

@@ -5,7 +5,7 @@
 
 use tern_engine::changelog::{Position, changed_keys_since};
 use tern_engine::connector::Connector;
-use tern_engine::{BulkLoader, Spec, TransformerRegistry, Value, capture};
+use tern_engine::{Link, Spec, TransformerRegistry, Value, capture};
 use tern_testkit::{DbKind, TestDb};
 
 use crate::support::{Side, spec_text};
@@ -154,8 +154,8 @@ async fn changed_keys_come_back_old_and_new(kind: DbKind) -> anyhow::Result<()> 
         .exec("INSERT INTO items VALUES (1, 10, 'a'); INSERT INTO items VALUES (2, 20, 'b')")
         .await?;
     let spec = Spec::parse(&spec_text(&source_db, &target_db, ITEMS_SPEC), "test.toml")?;
-    let loader = BulkLoader::connect(spec.clone(), &TransformerRegistry::new()).await?;
-    let installed = capture::install(loader.source(), &spec).await?;
+    let link = Link::connect(spec.clone(), &TransformerRegistry::new()).await?;
+    let installed = capture::install(link.source(), &spec).await?;
 
     // Act
     source
@@ -170,7 +170,7 @@ async fn changed_keys_come_back_old_and_new(kind: DbKind) -> anyhow::Result<()> 
     let mut at = installed.position.clone();
     let mut pages = Vec::new();
     loop {
-        let page = changed_keys_since(&loader, "items", &at, 2).await?;
+        let page = changed_keys_since(&link, "items", &at, 2).await?;
         at = page.next.clone();
         let done = page.at_head;
         pages.push(page);
@@ -178,7 +178,7 @@ async fn changed_keys_come_back_old_and_new(kind: DbKind) -> anyhow::Result<()> 
             break;
         }
     }
-    let from_start = changed_keys_since(&loader, "items", &Position::start(), 1000).await?;
+    let from_start = changed_keys_since(&link, "items", &Position::start(), 1000).await?;
 
     // Assert
     let keys: Vec<Vec<Value>> = pages.iter().flat_map(|p| p.keys.clone()).collect();

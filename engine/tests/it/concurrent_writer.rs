@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rand::Rng;
-use tern_engine::{BulkLoader, LoadOptions, RateThrottle, Spec, TransformerRegistry};
+use tern_engine::{Link, LoadOptions, RateThrottle, Spec, TransformerRegistry};
 use tern_testkit::TestDb;
 
 use crate::support::{Side, spec_text};
@@ -30,8 +30,8 @@ async fn newer_writes_made_during_the_load_are_never_overwritten() -> anyhow::Re
     let body = "chunk_rows = 100\n[[tables]]\nname = \"items\"\nkey = [\"id\"]\nbuckets = 1\n\
                 [tables.source]\ntable = \"items\"\n[tables.columns]\nid = \"id\"\nmember_id = \"member_id\"\nbody = \"body\"\n";
     let spec = Spec::parse(&spec_text(&source_db, &target_db, body), "test.toml")?;
-    let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
-    let plan = loader.plan_or_resume("items", None).await?;
+    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
+    let plan = link.plan_or_resume("items", None).await?;
     let target = sqlx::PgPool::connect(&target_db.url).await?;
     // Newer than any chunk the load will read: the relay saw later state.
     let relay_version: i64 = sqlx::query_scalar(
@@ -79,7 +79,7 @@ async fn newer_writes_made_during_the_load_are_never_overwritten() -> anyhow::Re
         throttle: Arc::new(RateThrottle::new(Some(3000))),
         ..LoadOptions::default()
     };
-    let report = loader.load_bucket(&plan.buckets[0], &opts).await?;
+    let report = tern_engine::load_bucket(&link, &plan.buckets[0], &opts).await?;
     running.store(false, Ordering::Relaxed);
     let written = writer.await??;
 
@@ -121,8 +121,8 @@ async fn a_row_committed_under_a_direct_copy_sends_the_chunk_through_the_guarded
     let body = "chunk_rows = 1000\n[[tables]]\nname = \"items\"\nkey = [\"id\"]\nbuckets = 1\n\
                 [tables.source]\ntable = \"items\"\n[tables.columns]\nid = \"id\"\nmember_id = \"member_id\"\nbody = \"body\"\n";
     let spec = Spec::parse(&spec_text(&source_db, &target_db, body), "test.toml")?;
-    let loader = Arc::new(BulkLoader::connect(spec, &TransformerRegistry::new()).await?);
-    let bucket = loader.plan_or_resume("items", None).await?.buckets[0].clone();
+    let link = Arc::new(Link::connect(spec, &TransformerRegistry::new()).await?);
+    let bucket = link.plan_or_resume("items", None).await?.buckets[0].clone();
     let target = sqlx::PgPool::connect(&target_db.url).await?;
     let mut relay = target.begin().await?;
     sqlx::query("INSERT INTO items (id, member_id, body, _tern_version) VALUES (50, 0, 'relay', 9000000000000000)")
@@ -131,8 +131,10 @@ async fn a_row_committed_under_a_direct_copy_sends_the_chunk_through_the_guarded
 
     // Act
     let load = {
-        let loader = loader.clone();
-        tokio::spawn(async move { loader.load_bucket(&bucket, &LoadOptions::default()).await })
+        let link = link.clone();
+        tokio::spawn(async move {
+            tern_engine::load_bucket(&link, &bucket, &LoadOptions::default()).await
+        })
     };
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let blocked = !load.is_finished();

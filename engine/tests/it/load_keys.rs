@@ -15,8 +15,7 @@ async fn a_change_in_a_joined_table_reloads_every_record_that_reads_it() -> anyh
     let target_db = TestDb::postgres().await?;
     let source = Side::open(&source_db).await?;
     source.exec(LEGACY_INBOX).await?;
-    let (loader, _) =
-        load_all(&spec_text(&source_db, &target_db, &body(true)), &registry()).await?;
+    let (link, _) = load_all(&spec_text(&source_db, &target_db, &body(true)), &registry()).await?;
     source
         .exec("UPDATE threads SET subject = 'Lunch!' WHERE id = 1; UPDATE inbox SET is_unread = 0 WHERE member_id = 2 AND id = 1; DELETE FROM inbox WHERE member_id = 3 AND id = 1")
         .await?;
@@ -28,12 +27,11 @@ async fn a_change_in_a_joined_table_reloads_every_record_that_reads_it() -> anyh
         columns: &cols,
         values: &vals,
     };
-    let mut keys = loader
-        .keys_for_change("mailbox", "threads", &changed)
-        .await?;
+    let mut keys =
+        tern_engine::apply::keys_for_change(&link, "mailbox", "threads", &changed).await?;
     keys.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
     keys.push(vec![Value::Int(3), Value::Int(1)]);
-    let report = loader.load_keys("mailbox", &keys).await?;
+    let report = tern_engine::apply::load_keys(&link, "mailbox", &keys).await?;
 
     // Assert
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Balanced buckets on a real database: equal row counts, not equal widths.
 
-use tern_engine::{BulkLoader, Spec, TransformerRegistry, Value};
+use tern_engine::{Link, Spec, TransformerRegistry, Value};
 use tern_testkit::TestDb;
 
 use crate::support::{Side, spec_text};
@@ -27,10 +27,10 @@ async fn buckets_split_a_skewed_key_space_by_row_count() -> anyhow::Result<()> {
     let body = "[[tables]]\nname = \"items\"\nkey = [\"member_id\", \"id\"]\nbuckets = 4\n\
                 [tables.source]\ntable = \"items\"\n[tables.columns]\nmember_id = \"member_id\"\nid = \"id\"\n";
     let spec = Spec::parse(&spec_text(&source_db, &target_db, body), "test.toml")?;
-    let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
+    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
 
     // Act
-    let plan = loader.plan("items", None).await?;
+    let plan = link.plan("items", None).await?;
 
     // Assert
     assert_eq!(plan.buckets.len(), 4);

@@ -16,7 +16,7 @@ use tern_engine::Position;
 use tern_engine::ramp::Ramp;
 use tern_engine::relay::RelayProgress;
 use tern_engine::{
-    BulkLoader, CatchUpOptions, CatchUpStatus, LoadOptions, RelayOptions, RelayRamp, Spec,
+    CatchUpOptions, CatchUpStatus, Link, LoadOptions, RelayOptions, RelayRamp, Spec,
     TransformerRegistry, capture, catch_up_bucket, prune_changelog, run_relay,
 };
 use tern_testkit::{DbKind, TestDb};
@@ -236,8 +236,8 @@ async fn the_whole_sequence_under_load(
         &spec_text(&source_db, &target_db, &items_spec(key)),
         "test.toml",
     )?;
-    let loader = Arc::new(BulkLoader::connect(spec.clone(), &TransformerRegistry::new()).await?);
-    capture::install(loader.source(), &spec).await?;
+    let link = Arc::new(Link::connect(spec.clone(), &TransformerRegistry::new()).await?);
+    capture::install(link.source(), &spec).await?;
     let running = Arc::new(AtomicBool::new(true));
     let writer = spawn_writer(source.clone(), running.clone(), Duration::from_millis(3));
 
@@ -251,13 +251,13 @@ async fn the_whole_sequence_under_load(
     opts.progress = Some(seen.callback());
     opts.cancel = cancel.clone();
     let relay = {
-        let loader = loader.clone();
-        tokio::spawn(async move { run_relay(&loader, opts).await })
+        let link = link.clone();
+        tokio::spawn(async move { run_relay(&link, opts).await })
     };
     seen.wait_for_ramp("10% of keys").await?;
-    let plan = loader.plan_or_resume("items", None).await?;
+    let plan = link.plan_or_resume("items", None).await?;
     for b in &plan.buckets {
-        loader.load_bucket(b, &LoadOptions::default()).await?;
+        tern_engine::load_bucket(&link, b, &LoadOptions::default()).await?;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     ramp_tx.send(RelayRamp::Percent(Ramp::parse("50%")?))?;
@@ -267,7 +267,7 @@ async fn the_whole_sequence_under_load(
     seen.wait_for_ramp("100% of keys").await?;
     let mut caught_up = Vec::new();
     for b in &plan.buckets {
-        caught_up.push(catch_up_bucket(&loader, b, &CatchUpOptions::default()).await?);
+        caught_up.push(catch_up_bucket(&link, b, &CatchUpOptions::default()).await?);
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
     running.store(false, Ordering::Relaxed);
@@ -304,10 +304,10 @@ async fn the_whole_sequence_under_load(
     );
 
     // Pruning keeps nothing the relay still needs, and removal restores the schema.
-    let pruned = prune_changelog(&loader, Duration::ZERO).await?;
+    let pruned = prune_changelog(&link, Duration::ZERO).await?;
     assert!(pruned.deleted > 0, "{pruned:?}");
     assert!(pruned.through <= summary.position.low());
-    capture::remove(loader.source()).await?;
+    capture::remove(link.source()).await?;
     assert_eq!(schema_dump(&source, source_kind).await?, schema_before);
     Ok(())
 }
@@ -332,33 +332,26 @@ async fn postgres_source_relay_ramped_and_caught_up_under_load_equals_the_source
 /// in production).
 async fn loaded(
     target_kind: DbKind,
-) -> anyhow::Result<(TestDb, TestDb, Arc<Side>, Arc<BulkLoader>, String, Position)> {
+) -> anyhow::Result<(TestDb, TestDb, Arc<Side>, Arc<Link>, String, Position)> {
     let source_db = TestDb::mariadb().await?;
     let target_db = TestDb::new(target_kind).await?;
     let source = Arc::new(Side::open(&source_db).await?);
     create_items(&source, DbKind::MariaDb).await?;
     let text = spec_text(&source_db, &target_db, &items_spec("[\"id\"]"));
     let spec = Spec::parse(&text, "test.toml")?;
-    let loader = Arc::new(BulkLoader::connect(spec.clone(), &TransformerRegistry::new()).await?);
-    let installed = capture::install(loader.source(), &spec).await?;
-    let plan = loader.plan_or_resume("items", None).await?;
+    let link = Arc::new(Link::connect(spec.clone(), &TransformerRegistry::new()).await?);
+    let installed = capture::install(link.source(), &spec).await?;
+    let plan = link.plan_or_resume("items", None).await?;
     for b in &plan.buckets {
-        loader.load_bucket(b, &LoadOptions::default()).await?;
+        tern_engine::load_bucket(&link, b, &LoadOptions::default()).await?;
     }
-    Ok((
-        source_db,
-        target_db,
-        source,
-        loader,
-        text,
-        installed.position,
-    ))
+    Ok((source_db, target_db, source, link, text, installed.position))
 }
 
 #[tokio::test]
 async fn a_target_that_goes_away_mid_relay_loses_nothing() -> anyhow::Result<()> {
     // Arrange
-    let (_s, target_db, source, loader, _, start) = loaded(DbKind::Postgres).await?;
+    let (_s, target_db, source, link, _, start) = loaded(DbKind::Postgres).await?;
     let running = Arc::new(AtomicBool::new(true));
     let writer = spawn_writer(source.clone(), running.clone(), Duration::from_millis(2));
     let seen = Arc::new(Seen::default());
@@ -371,8 +364,8 @@ async fn a_target_that_goes_away_mid_relay_loses_nothing() -> anyhow::Result<()>
     opts.progress = Some(seen.callback());
     opts.cancel = cancel.clone();
     let relay = {
-        let loader = loader.clone();
-        tokio::spawn(async move { run_relay(&loader, opts).await })
+        let link = link.clone();
+        tokio::spawn(async move { run_relay(&link, opts).await })
     };
     seen.wait_for_ramp("100% of keys").await?;
     let admin = sqlx::PgPool::connect(&tern_testkit::pg_admin_url()).await?;
@@ -430,14 +423,14 @@ async fn relay_child_process() -> anyhow::Result<()> {
         return Ok(());
     };
     let spec = Spec::parse(&text, "child.toml")?;
-    let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
+    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
     let mut opts = RelayOptions::fixed(RelayRamp::full());
     opts.batch_changes = 50;
     opts.start = std::env::var("TERN_RELAY_CHILD_START")
         .ok()
         .and_then(|p| p.parse().ok());
     opts.stop_at_head = std::env::var("TERN_RELAY_CHILD_STOP_AT_HEAD").is_ok();
-    run_relay(&loader, opts).await?;
+    run_relay(&link, opts).await?;
     Ok(())
 }
 
@@ -528,24 +521,24 @@ async fn without_triggers_a_window_catch_up_recopies_the_rows_updated_in_the_win
                 [tables.source]\ntable = \"items\"\nbucket = \"member_id\"\n\
                 [tables.columns]\nid = \"id\"\nmember_id = \"member_id\"\nbody = { from = \"body\", lower = true }\n";
     let spec = Spec::parse(&spec_text(&source_db, &target_db, body), "test.toml")?;
-    let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
-    let plan = loader.plan_or_resume("items", None).await?;
+    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
+    let plan = link.plan_or_resume("items", None).await?;
     let bucket = plan.buckets[0].clone();
-    loader.load_bucket(&bucket, &LoadOptions::default()).await?;
+    tern_engine::load_bucket(&link, &bucket, &LoadOptions::default()).await?;
     source
         .exec("UPDATE items SET body = 'In Window ' || id, updated_at = TIMESTAMP '2024-05-02' WHERE id <= 40;
                UPDATE items SET body = 'Outside ' || id, updated_at = TIMESTAMP '2024-06-15' WHERE id > 290")
         .await?;
 
     // Act
-    let refused = catch_up_bucket(&loader, &bucket, &CatchUpOptions::default()).await;
+    let refused = catch_up_bucket(&link, &bucket, &CatchUpOptions::default()).await;
     let window = tern_engine::chunk::Window {
         column: "updated_at".into(),
         from: tern_engine::Value::Text("2024-05-01 00:00:00".into()),
         to: tern_engine::Value::Text("2024-06-01 00:00:00".into()),
     };
     let s =
-        tern_engine::catch_up_window(&loader, &bucket, &window, &CatchUpOptions::default()).await?;
+        tern_engine::catch_up_window(&link, &bucket, &window, &CatchUpOptions::default()).await?;
 
     // Assert
     let e = refused.err().map(|e| e.to_string()).unwrap_or_default();

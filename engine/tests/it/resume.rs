@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tern_engine::{BulkLoader, LoadOptions, LoadStatus, RateThrottle, Spec, TransformerRegistry};
+use tern_engine::{Link, LoadOptions, LoadStatus, RateThrottle, Spec, TransformerRegistry};
 use tern_testkit::TestDb;
 use tokio_util::sync::CancellationToken;
 
@@ -27,8 +27,8 @@ async fn a_cancelled_bucket_resumes_after_its_last_committed_chunk() -> anyhow::
     let body = "chunk_rows = 50\n[[tables]]\nname = \"items\"\nkey = [\"id\"]\nbuckets = 1\n\
                 [tables.source]\ntable = \"items\"\n[tables.columns]\nid = \"id\"\nmember_id = \"member_id\"\nbody = \"body\"\n";
     let spec = Spec::parse(&spec_text(&source_db, &target_db, body), "test.toml")?;
-    let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
-    let bucket = loader.plan_or_resume("items", None).await?.buckets[0].clone();
+    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
+    let bucket = link.plan_or_resume("items", None).await?.buckets[0].clone();
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     let first = LoadOptions {
@@ -42,11 +42,11 @@ async fn a_cancelled_bucket_resumes_after_its_last_committed_chunk() -> anyhow::
     };
 
     // Act
-    let cancelled = loader.load_bucket(&bucket, &first).await?;
+    let cancelled = tern_engine::load_bucket(&link, &bucket, &first).await?;
     let target = Side::open(&target_db).await?;
     let after_cancel = target.count("items").await?;
-    let checkpoint = loader.checkpoints("items").await?.remove(0);
-    let resumed = loader.load_bucket(&bucket, &LoadOptions::default()).await?;
+    let checkpoint = link.checkpoints("items").await?.remove(0);
+    let resumed = tern_engine::load_bucket(&link, &bucket, &LoadOptions::default()).await?;
 
     // Assert
     assert_eq!(cancelled.status, LoadStatus::Cancelled);
@@ -67,6 +67,6 @@ async fn a_cancelled_bucket_resumes_after_its_last_committed_chunk() -> anyhow::
         .await?;
     let want: Vec<(i64, String)> = (1..=2000).map(|i| (i, format!("body {i}"))).collect();
     assert_eq!(ids, want);
-    assert!(loader.checkpoints("items").await?[0].done);
+    assert!(link.checkpoints("items").await?[0].done);
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use sqlx::{MySqlPool, PgPool, SqlitePool};
-use tern_engine::{BucketReport, BulkLoader, LoadOptions, Spec, TransformerRegistry};
+use tern_engine::{BucketReport, Link, LoadOptions, Spec, TransformerRegistry};
 use tern_testkit::{DbKind, TestDb};
 
 /// A plain connection to a test database, for arranging and checking.
@@ -91,16 +91,16 @@ pub fn spec_text(source: &TestDb, target: &TestDb, body: &str) -> String {
 pub async fn load_all(
     text: &str,
     registry: &TransformerRegistry,
-) -> anyhow::Result<(BulkLoader, Vec<BucketReport>)> {
+) -> anyhow::Result<(Link, Vec<BucketReport>)> {
     let spec = Spec::parse(text, "test.toml")?;
-    let loader = BulkLoader::connect(spec, registry).await?;
+    let link = Link::connect(spec, registry).await?;
     let mut reports = Vec::new();
-    let tables: Vec<String> = loader.tables().iter().map(|s| s.to_string()).collect();
+    let tables: Vec<String> = link.tables().iter().map(|s| s.to_string()).collect();
     for t in tables {
-        let plan = loader.plan_or_resume(&t, None).await?;
+        let plan = link.plan_or_resume(&t, None).await?;
         for b in &plan.buckets {
-            reports.push(loader.load_bucket(b, &LoadOptions::default()).await?);
+            reports.push(tern_engine::load_bucket(&link, b, &LoadOptions::default()).await?);
         }
     }
-    Ok((loader, reports))
+    Ok((link, reports))
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tern_engine::connector::Connector;
 use tern_engine::verify::{self, Mismatch, MismatchKind, Mode, Scope, VerifyOptions, VerifyStatus};
-use tern_engine::{BulkLoader, RateThrottle, Spec, TransformerRegistry, capture};
+use tern_engine::{Link, RateThrottle, Spec, TransformerRegistry, capture};
 use tern_testkit::TestDb;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +19,7 @@ struct Fixture {
     _target_db: TestDb,
     source: Side,
     target: Side,
-    loader: BulkLoader,
+    link: Link,
 }
 
 /// `rows` items in MariaDB (item 30 has a NULL name; timestamps carry
@@ -76,14 +76,14 @@ async fn loaded(
         let c = Connector::connect(&source_db.url, "source").await?;
         capture::install(&c, &spec).await?;
     }
-    let (loader, _) = load_all(&text, &TransformerRegistry::new()).await?;
+    let (link, _) = load_all(&text, &TransformerRegistry::new()).await?;
     let target = Side::open(&target_db).await?;
     Ok(Fixture {
         _source_db: source_db,
         _target_db: target_db,
         source,
         target,
-        loader,
+        link,
     })
 }
 
@@ -102,8 +102,8 @@ async fn seed_each_kind(target: &Side) -> anyhow::Result<()> {
         .await
 }
 
-async fn all_mismatches(loader: &BulkLoader, run: &str) -> anyhow::Result<Vec<Mismatch>> {
-    Ok(verify::list_mismatches(loader.target(), run, 0, 10_000, false).await?)
+async fn all_mismatches(link: &Link, run: &str) -> anyhow::Result<Vec<Mismatch>> {
+    Ok(verify::list_mismatches(link.target(), run, 0, 10_000, false).await?)
 }
 
 fn find(ms: &[Mismatch], id: i64) -> anyhow::Result<&Mismatch> {
@@ -119,8 +119,8 @@ async fn each_kind_of_difference_is_found_counted_and_shown_exactly() -> anyhow:
     seed_each_kind(&f.target).await?;
 
     // Act
-    let report = verify::verify(&f.loader, &VerifyOptions::full("items")).await?;
-    let ms = all_mismatches(&f.loader, &report.run_id).await?;
+    let report = verify::verify(&f.link, &VerifyOptions::full("items")).await?;
+    let ms = all_mismatches(&f.link, &report.run_id).await?;
 
     // Assert
     assert_eq!(report.status, VerifyStatus::Completed);
@@ -215,7 +215,7 @@ async fn accuracy_is_exact_when_the_target_key_is_not_the_read_order() -> anyhow
         .await?;
 
     // Act
-    let report = verify::verify(&f.loader, &VerifyOptions::full("items")).await?;
+    let report = verify::verify(&f.link, &VerifyOptions::full("items")).await?;
 
     // Assert
     assert_eq!(report.counts.compared, 1000);
@@ -223,7 +223,7 @@ async fn accuracy_is_exact_when_the_target_key_is_not_the_read_order() -> anyhow
     assert_eq!(report.counts.different, 3);
     assert_eq!(report.counts.accuracy(), 99.7);
     assert_eq!(report.counts.accuracy_text(), "99.7");
-    let ms = all_mismatches(&f.loader, &report.run_id).await?;
+    let ms = all_mismatches(&f.link, &report.run_id).await?;
     let mut ids: Vec<_> = ms.iter().map(|m| m.key_text()).collect();
     ids.sort();
     assert_eq!(ids, ["(507)", "(7)", "(999)"]);
@@ -234,19 +234,19 @@ async fn accuracy_is_exact_when_the_target_key_is_not_the_read_order() -> anyhow
 async fn one_bucket_is_verified_alone() -> anyhow::Result<()> {
     let f = loaded(1000, 100, 4, "id", false).await?;
     let plan = f
-        .loader
+        .link
         .stored_plan("items")
         .await?
         .ok_or_else(|| anyhow::anyhow!("plan"))?;
     let b = plan.buckets[2].clone();
     let mut opts = VerifyOptions::full("items");
     opts.scope = Scope::Bucket(2);
-    let report = verify::verify(&f.loader, &opts).await?;
+    let report = verify::verify(&f.link, &opts).await?;
     assert_eq!(report.counts.compared, b.rows);
     assert_eq!(report.counts.matched, b.rows);
     let mut bad = VerifyOptions::full("items");
     bad.scope = Scope::Bucket(9);
-    let err = verify::verify(&f.loader, &bad)
+    let err = verify::verify(&f.link, &bad)
         .await
         .expect_err("no bucket 9");
     assert!(
@@ -261,7 +261,7 @@ async fn one_bucket_is_verified_alone() -> anyhow::Result<()> {
 async fn incremental_verification_reads_only_the_changed_keys() -> anyhow::Result<()> {
     // Arrange: capture installed before the load; a full run sets the position.
     let f = loaded(1000, 100, 2, "id", true).await?;
-    let full = verify::verify(&f.loader, &VerifyOptions::full("items")).await?;
+    let full = verify::verify(&f.link, &VerifyOptions::full("items")).await?;
     assert_eq!(full.counts.accuracy(), 100.0);
     assert!(full.position.is_some());
     // Five source changes the target never saw (no relay runs here).
@@ -272,8 +272,8 @@ async fn incremental_verification_reads_only_the_changed_keys() -> anyhow::Resul
     // Act
     let mut opts = VerifyOptions::full("items");
     opts.mode = Mode::SinceLast;
-    let inc = verify::verify(&f.loader, &opts).await?;
-    let again = verify::verify(&f.loader, &opts).await?;
+    let inc = verify::verify(&f.link, &opts).await?;
+    let again = verify::verify(&f.link, &opts).await?;
 
     // Assert
     assert_eq!(inc.keys_read, 5, "only the changed keys are read");
@@ -288,18 +288,18 @@ async fn repair_brings_accuracy_to_100_percent() -> anyhow::Result<()> {
     // Arrange
     let f = loaded(1000, 100, 4, "id", false).await?;
     seed_each_kind(&f.target).await?;
-    let run = verify::verify(&f.loader, &VerifyOptions::full("items")).await?;
+    let run = verify::verify(&f.link, &VerifyOptions::full("items")).await?;
     assert_eq!(run.counts.mismatched(), 6);
 
     // Act
     let repaired = verify::repair(
-        &f.loader,
+        &f.link,
         &run.run_id,
         Arc::new(RateThrottle::unlimited()),
         CancellationToken::new(),
     )
     .await?;
-    let after = verify::verify(&f.loader, &VerifyOptions::full("items")).await?;
+    let after = verify::verify(&f.link, &VerifyOptions::full("items")).await?;
 
     // Assert
     assert_eq!(repaired.mismatches, 6);
@@ -308,12 +308,12 @@ async fn repair_brings_accuracy_to_100_percent() -> anyhow::Result<()> {
     assert_eq!(repaired.keys_deleted, 1, "the extra row is deleted");
     assert_eq!(repaired.counts.accuracy(), 100.0);
     assert_eq!(repaired.counts.compared, 1000);
-    let stored = verify::load_run(f.loader.target(), &run.run_id)
+    let stored = verify::load_run(f.link.target(), &run.run_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("run"))?;
     assert_eq!(stored.counts.accuracy(), 100.0);
     assert!(
-        verify::mismatch_tree(f.loader.target(), &run.run_id)
+        verify::mismatch_tree(f.link.target(), &run.run_id)
             .await?
             .is_empty()
     );
@@ -341,10 +341,10 @@ async fn a_stopped_run_resumes_without_losing_or_double_counting() -> anyhow::Re
     }));
 
     // Act
-    let stopped = verify::verify(&f.loader, &first).await?;
+    let stopped = verify::verify(&f.link, &first).await?;
     let mut again = VerifyOptions::full("items");
     again.resume = Some(stopped.run_id.clone());
-    let resumed = verify::verify(&f.loader, &again).await?;
+    let resumed = verify::verify(&f.link, &again).await?;
 
     // Assert
     assert_eq!(stopped.status, VerifyStatus::Cancelled);
@@ -358,7 +358,7 @@ async fn a_stopped_run_resumes_without_losing_or_double_counting() -> anyhow::Re
         2000,
         "no chunk read twice"
     );
-    assert_eq!(all_mismatches(&f.loader, &resumed.run_id).await?.len(), 3);
+    assert_eq!(all_mismatches(&f.link, &resumed.run_id).await?.len(), 3);
     Ok(())
 }
 
@@ -376,8 +376,8 @@ async fn a_stratified_sample_is_deterministic_and_counts_each_stratum() -> anyho
     };
 
     // Act
-    let one = verify::verify(&f.loader, &opts).await?;
-    let two = verify::verify(&f.loader, &opts).await?;
+    let one = verify::verify(&f.link, &opts).await?;
+    let two = verify::verify(&f.link, &opts).await?;
 
     // Assert
     assert_eq!(one.keys_read, 40);
@@ -401,17 +401,15 @@ async fn a_stratified_sample_is_deterministic_and_counts_each_stratum() -> anyho
         k
     };
     assert_eq!(
-        keys(all_mismatches(&f.loader, &one.run_id).await?),
-        keys(all_mismatches(&f.loader, &two.run_id).await?)
+        keys(all_mismatches(&f.link, &one.run_id).await?),
+        keys(all_mismatches(&f.link, &two.run_id).await?)
     );
     let mut bad = opts.clone();
     bad.mode = Mode::Sample {
         per_stratum: 10,
         strata: "region".into(),
     };
-    let err = verify::verify(&f.loader, &bad)
-        .await
-        .expect_err("no column");
+    let err = verify::verify(&f.link, &bad).await.expect_err("no column");
     assert!(err.to_string().contains("no column `region`"), "{err}");
     Ok(())
 }
@@ -433,7 +431,7 @@ async fn a_text_key_sorted_by_two_collations_is_not_reported_missing_and_extra()
         .await?;
     let body = "chunk_rows = 2\n[[tables]]\nname = \"tags\"\nkey = [\"code\"]\nbuckets = 1\n\
          [tables.source]\ntable = \"tags\"\n[tables.columns]\ncode = \"code\"\nn = \"n\"\n";
-    let (loader, _) = load_all(
+    let (link, _) = load_all(
         &spec_text(&source_db, &target_db, body),
         &TransformerRegistry::new(),
     )
@@ -444,7 +442,7 @@ async fn a_text_key_sorted_by_two_collations_is_not_reported_missing_and_extra()
         .await?;
 
     // Act
-    let report = verify::verify(&loader, &VerifyOptions::full("tags")).await?;
+    let report = verify::verify(&link, &VerifyOptions::full("tags")).await?;
 
     // Assert
     let c = report.counts;
@@ -453,7 +451,7 @@ async fn a_text_key_sorted_by_two_collations_is_not_reported_missing_and_extra()
         (8, 7, 0, 0, 1),
         "only the changed row differs"
     );
-    let ms = all_mismatches(&loader, &report.run_id).await?;
+    let ms = all_mismatches(&link, &report.run_id).await?;
     assert_eq!(ms.len(), 1);
     assert_eq!(ms[0].diffs[0].path, "n");
     Ok(())

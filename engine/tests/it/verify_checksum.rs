@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use tern_engine::verify::{self, Mismatch, VerifyOptions, VerifyReport, VerifyStatus};
-use tern_engine::{BulkLoader, RateThrottle, TransformerRegistry};
+use tern_engine::{Link, RateThrottle, TransformerRegistry};
 use tern_testkit::{DbKind, TestDb};
 use tokio_util::sync::CancellationToken;
 
@@ -80,15 +80,15 @@ fn seed(kind: DbKind) -> String {
     )
 }
 
-async fn run(loader: &BulkLoader, row_by_row: bool) -> anyhow::Result<VerifyReport> {
+async fn run(link: &Link, row_by_row: bool) -> anyhow::Result<VerifyReport> {
     let mut opts = VerifyOptions::full("items");
     opts.row_by_row = row_by_row;
-    Ok(verify::verify(loader, &opts).await?)
+    Ok(verify::verify(link, &opts).await?)
 }
 
 /// A run's mismatches without their position, sorted by key.
-async fn mismatches(loader: &BulkLoader, run: &str) -> anyhow::Result<Vec<Mismatch>> {
-    let mut ms = verify::list_mismatches(loader.target(), run, 0, 10_000, false).await?;
+async fn mismatches(link: &Link, run: &str) -> anyhow::Result<Vec<Mismatch>> {
+    let mut ms = verify::list_mismatches(link.target(), run, 0, 10_000, false).await?;
     for m in &mut ms {
         m.ord = 0;
     }
@@ -99,7 +99,7 @@ async fn mismatches(loader: &BulkLoader, run: &str) -> anyhow::Result<Vec<Mismat
 struct Fixture {
     _dbs: (TestDb, TestDb),
     target: Side,
-    loader: BulkLoader,
+    link: Link,
 }
 
 /// `rows` items in the source, bulk-loaded into the target.
@@ -124,7 +124,7 @@ async fn loaded(
          [tables.source]\ntable = \"items\"\n[tables.columns]\nid = \"id\"\nn = \"n\"\n\
          flag = \"flag\"\nname = \"name\"\ncode = \"code\"\nat = \"at\"\nday = \"day\"\n"
     );
-    let (loader, _) = load_all(
+    let (link, _) = load_all(
         &spec_text(&source_db, &target_db, &body),
         &TransformerRegistry::new(),
     )
@@ -133,23 +133,19 @@ async fn loaded(
     Ok(Fixture {
         _dbs: (source_db, target_db),
         target,
-        loader,
+        link,
     })
 }
 
 async fn check(source_kind: DbKind, target_kind: DbKind) -> anyhow::Result<()> {
     // Arrange
-    let Fixture {
-        _dbs,
-        target,
-        loader,
-    } = loaded(source_kind, target_kind, ROWS, 3).await?;
+    let Fixture { _dbs, target, link } = loaded(source_kind, target_kind, ROWS, 3).await?;
 
     // Act: equal data, then seeded differences by both paths.
-    let equal = run(&loader, false).await?;
+    let equal = run(&link, false).await?;
     target.exec(&seed(target_kind)).await?;
-    let fast = run(&loader, false).await?;
-    let slow = run(&loader, true).await?;
+    let fast = run(&link, false).await?;
+    let slow = run(&link, true).await?;
 
     // Assert
     assert_eq!(equal.status, VerifyStatus::Completed);
@@ -170,8 +166,8 @@ async fn check(source_kind: DbKind, target_kind: DbKind) -> anyhow::Result<()> {
         "only the chunks without differences are skipped: {}",
         fast.rows_by_checksum
     );
-    let fast_ms = mismatches(&loader, &fast.run_id).await?;
-    let slow_ms = mismatches(&loader, &slow.run_id).await?;
+    let fast_ms = mismatches(&link, &fast.run_id).await?;
+    let slow_ms = mismatches(&link, &slow.run_id).await?;
     assert_eq!(fast_ms.len(), 9);
     assert_eq!(fast_ms, slow_ms, "the same mismatches, diffs and rows");
     assert_eq!(fast.tree.render(), slow.tree.render());
@@ -217,10 +213,10 @@ async fn a_stopped_checksum_run_resumes_without_losing_or_double_counting() -> a
     }));
 
     // Act
-    let stopped = verify::verify(&f.loader, &first).await?;
+    let stopped = verify::verify(&f.link, &first).await?;
     let mut again = VerifyOptions::full("items");
     again.resume = Some(stopped.run_id.clone());
-    let resumed = verify::verify(&f.loader, &again).await?;
+    let resumed = verify::verify(&f.link, &again).await?;
 
     // Assert
     assert_eq!(stopped.status, VerifyStatus::Cancelled);
@@ -234,7 +230,7 @@ async fn a_stopped_checksum_run_resumes_without_losing_or_double_counting() -> a
         2000,
         "no chunk read twice"
     );
-    let ms = mismatches(&f.loader, &resumed.run_id).await?;
+    let ms = mismatches(&f.link, &resumed.run_id).await?;
     assert_eq!(ms.len(), 3);
     Ok(())
 }

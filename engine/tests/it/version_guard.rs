@@ -1,7 +1,7 @@
 //! The If-Unmodified-Since rule on each target dialect: a write never
 //! replaces a row whose version is newer; an older row is replaced.
 
-use tern_engine::{BulkLoader, Spec, TransformerRegistry, Value};
+use tern_engine::{Link, Spec, TransformerRegistry, Value};
 use tern_testkit::{DbKind, TestDb};
 
 use crate::support::{Side, spec_text};
@@ -19,9 +19,8 @@ async fn guard_holds_on(target_kind: DbKind) -> anyhow::Result<()> {
         .exec("CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT NOT NULL); INSERT INTO items VALUES (1, 'a'), (2, 'b')")
         .await?;
     let spec = Spec::parse(&spec_text(&source_db, &target_db, BODY), "test.toml")?;
-    let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
-    loader
-        .load_keys("items", &[vec![Value::Int(1)], vec![Value::Int(2)]])
+    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
+    tern_engine::apply::load_keys(&link, "items", &[vec![Value::Int(1)], vec![Value::Int(2)]])
         .await?;
     let target = Side::open(&target_db).await?;
     target
@@ -34,9 +33,9 @@ async fn guard_holds_on(target_kind: DbKind) -> anyhow::Result<()> {
         .await?;
 
     // Act
-    let report = loader
-        .load_keys("items", &[vec![Value::Int(1)], vec![Value::Int(2)]])
-        .await?;
+    let report =
+        tern_engine::apply::load_keys(&link, "items", &[vec![Value::Int(1)], vec![Value::Int(2)]])
+            .await?;
 
     // Assert
     assert_eq!(report.rows_read, 2);

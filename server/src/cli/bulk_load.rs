@@ -12,7 +12,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use tern_engine::{
-    BulkLoader, LoadOptions, LoadStatus, Progress, RateThrottle, Spec, TransformerRegistry,
+    Link, LoadOptions, LoadStatus, Progress, RateThrottle, Spec, TransformerRegistry,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -43,10 +43,10 @@ pub struct BulkLoadArgs {
 
 pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
     let spec = Spec::from_file(&args.spec)?;
-    let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
+    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
     let tables: Vec<String> = match &args.table {
         Some(t) => vec![t.clone()],
-        None => loader.tables().iter().map(|s| s.to_string()).collect(),
+        None => link.tables().iter().map(|s| s.to_string()).collect(),
     };
     let throttle = RateThrottle::new(args.rate);
     let cancel = CancellationToken::new();
@@ -65,9 +65,9 @@ pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
     let mut written = 0u64;
     for table in &tables {
         if args.replan {
-            loader.forget(table).await?;
+            link.forget(table).await?;
         }
-        let plan = loader
+        let plan = link
             .plan_or_resume(table, args.buckets)
             .await
             .with_context(|| format!("planning {table}"))?;
@@ -78,7 +78,7 @@ pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
             })?],
             None => plan.buckets.clone(),
         };
-        let checkpoints = loader.checkpoints(table).await?;
+        let checkpoints = link.checkpoints(table).await?;
         let already: u64 = checkpoints
             .iter()
             .filter(|c| buckets.iter().any(|b| b.index == c.bucket))
@@ -108,11 +108,10 @@ pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
                 progress: Some(progress),
                 cancel: cancel.clone(),
             };
-            let loader = &loader;
+            let link = &link;
             let cancel = cancel.clone();
             async move {
-                let result = loader
-                    .load_bucket(b, &opts)
+                let result = tern_engine::load_bucket(&link, b, &opts)
                     .await
                     .with_context(|| format!("loading {table} bucket {}", b.index));
                 if result.is_err() {

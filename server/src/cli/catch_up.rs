@@ -10,8 +10,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use tern_engine::chunk::Window;
 use tern_engine::{
-    BulkLoader, CatchUpOptions, CatchUpProgress, CatchUpStatus, RateThrottle, Spec,
-    TransformerRegistry, Value, catch_up_bucket, catch_up_window,
+    CatchUpOptions, CatchUpProgress, CatchUpStatus, Link, RateThrottle, Spec, TransformerRegistry,
+    Value, catch_up_bucket, catch_up_window,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -62,10 +62,10 @@ fn render(p: &CatchUpProgress) -> String {
 
 pub async fn run(args: CatchUpArgs) -> anyhow::Result<()> {
     let spec = Spec::from_file(&args.spec)?;
-    let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
+    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
     let table = match &args.table {
         Some(t) => t.clone(),
-        None => match loader.tables().as_slice() {
+        None => match link.tables().as_slice() {
             [one] => one.to_string(),
             many => anyhow::bail!(
                 "the spec has several tables with a source ({}); say which with --table",
@@ -73,7 +73,7 @@ pub async fn run(args: CatchUpArgs) -> anyhow::Result<()> {
             ),
         },
     };
-    let plan = loader
+    let plan = link
         .stored_plan(&table)
         .await?
         .with_context(|| format!("{table} has no stored plan: bulk-load it first"))?;
@@ -107,9 +107,9 @@ pub async fn run(args: CatchUpArgs) -> anyhow::Result<()> {
                 from: Value::Text(from.clone()),
                 to: Value::Text(to.clone()),
             };
-            catch_up_window(&loader, &bucket, &window, &opts).await?
+            catch_up_window(&link, &bucket, &window, &opts).await?
         }
-        _ => catch_up_bucket(&loader, &bucket, &opts).await?,
+        _ => catch_up_bucket(&link, &bucket, &opts).await?,
     };
     let status = match s.status {
         CatchUpStatus::CaughtUp => "caught up",

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use tern_engine::{BulkLoader, Plan, Spec, TransformerRegistry};
+use tern_engine::{Link, Plan, Spec, TransformerRegistry};
 
 #[derive(clap::Args, Debug)]
 pub struct PlanArgs {
@@ -21,18 +21,18 @@ pub struct PlanArgs {
 
 pub async fn run(args: PlanArgs) -> anyhow::Result<()> {
     let spec = Spec::from_file(&args.spec)?;
-    let loader = BulkLoader::inspect(spec, &TransformerRegistry::new()).await?;
+    let link = Link::inspect(spec, &TransformerRegistry::new()).await?;
     let tables: Vec<String> = match &args.table {
         Some(t) => vec![t.clone()],
-        None => loader.tables().iter().map(|s| s.to_string()).collect(),
+        None => link.tables().iter().map(|s| s.to_string()).collect(),
     };
     for table in tables {
-        let plan = loader
+        let plan = link
             .plan(&table, args.buckets)
             .await
             .with_context(|| format!("planning {table}"))?;
         print!("{}", render(&plan));
-        if let Some(stored) = loader.stored_plan(&table).await? {
+        if let Some(stored) = link.stored_plan(&table).await? {
             println!(
                 "  note: the target holds a stored plan of {} buckets for {table}; bulk-load resumes it (--replan starts over)",
                 stored.buckets.len()

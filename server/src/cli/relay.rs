@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tern_engine::ramp::Ramp;
 use tern_engine::relay::RelayProgress;
 use tern_engine::{
-    BulkLoader, RateThrottle, RelayOptions, RelayRamp, Spec, TransformerRegistry, run_relay,
+    Link, RateThrottle, RelayOptions, RelayRamp, Spec, TransformerRegistry, run_relay,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -104,23 +104,23 @@ pub fn render(p: &RelayProgress) -> String {
 
 pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
     let spec = Spec::from_file(&args.spec)?;
-    let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
+    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
     let ramp = match (&args.ramp, &args.buckets) {
         (Some(r), _) => RelayRamp::Percent(*r),
         (None, Some(b)) => {
             let tables: Vec<&str> = match &args.table {
                 Some(t) => {
                     anyhow::ensure!(
-                        loader.tables().contains(&t.as_str()),
+                        link.tables().contains(&t.as_str()),
                         "--table {t}: the spec has no such table with a source (it has: {})",
-                        loader.tables().join(", ")
+                        link.tables().join(", ")
                     );
                     vec![t.as_str()]
                 }
-                None => loader.tables(),
+                None => link.tables(),
             };
             for t in &tables {
-                let n = loader.stored_plan(t).await?.map_or(0, |p| p.buckets.len());
+                let n = link.stored_plan(t).await?.map_or(0, |p| p.buckets.len());
                 anyhow::ensure!(
                     n > 0,
                     "--buckets: {t} has no stored plan yet; bulk-load (or plan) it first"
@@ -171,7 +171,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
     opts.stop_at_head = args.until_caught_up;
     opts.retention = args.retention;
     opts.prune = !args.no_prune;
-    let s = run_relay(&loader, opts).await?;
+    let s = run_relay(&link, opts).await?;
     println!(
         "relay stopped: name={} changes={} keys={} rows={} deleted={} skipped={} retries={} max_lag_s={:.3} seconds={:.3} position={}",
         s.name,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use tern_engine::verify::{self, Mode, Scope, VerifyOptions, VerifyReport, VerifyStatus};
-use tern_engine::{BulkLoader, Counts, Progress, RateThrottle, Spec, TransformerRegistry};
+use tern_engine::{Counts, Link, Progress, RateThrottle, Spec, TransformerRegistry};
 use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Debug)]
@@ -78,10 +78,10 @@ fn ctrl_c() -> CancellationToken {
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let spec = Spec::from_file(&args.spec)?;
-    let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
+    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
     let tables: Vec<String> = match &args.table {
         Some(t) => vec![t.clone()],
-        None => loader.tables().iter().map(|s| s.to_string()).collect(),
+        None => link.tables().iter().map(|s| s.to_string()).collect(),
     };
     if args.resume.is_some() && tables.len() != 1 {
         anyhow::bail!("--resume continues one table's run: name it with --table");
@@ -135,14 +135,14 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
             resume: args.resume.clone(),
             row_by_row: args.row_by_row,
         };
-        let report = verify::verify(&loader, &opts)
+        let report = verify::verify(&link, &opts)
             .await
             .with_context(|| format!("verifying {table}"));
         bar.finish_and_clear();
         let report = report?;
         print_report(&report);
         let shown =
-            verify::list_mismatches(loader.target(), &report.run_id, 0, args.show, true).await?;
+            verify::list_mismatches(link.target(), &report.run_id, 0, args.show, true).await?;
         for m in &shown {
             println!("  {} {}", m.kind.as_str(), m.key_text());
             for d in &m.diffs {
@@ -232,10 +232,10 @@ fn print_report(r: &VerifyReport) {
 
 pub async fn repair(args: RepairArgs) -> anyhow::Result<()> {
     let spec = Spec::from_file(&args.spec)?;
-    let loader = BulkLoader::connect(spec, &TransformerRegistry::new()).await?;
+    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
     let cancel = ctrl_c();
     let r = verify::repair(
-        &loader,
+        &link,
         &args.run,
         Arc::new(RateThrottle::new(args.rate)),
         cancel,
@@ -256,7 +256,7 @@ pub async fn repair(args: RepairArgs) -> anyhow::Result<()> {
         r.counts.matched,
         r.counts.compared
     );
-    let tree = verify::mismatch_tree(loader.target(), &args.run).await?;
+    let tree = verify::mismatch_tree(link.target(), &args.run).await?;
     if !tree.is_empty() {
         println!("still differing:");
         for line in tree.render().lines() {

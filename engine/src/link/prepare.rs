@@ -1,9 +1,11 @@
 //! Making a spec ready to run: describe the sources, compile the mappings,
-//! create or check the target tables.
+//! create or check the target tables (and Tern's checkpoint and tombstone
+//! tables beside them).
 
 use std::sync::Arc;
 
-use super::{BulkLoader, LoadTable};
+use super::{Link, LinkTable};
+use crate::apply::tombstones;
 use crate::checkpoint;
 use crate::chunk::SourceQuery;
 use crate::connector::{Connector, Dialect, SOURCE_KEY_COLUMN, VERSION_COLUMN};
@@ -12,85 +14,85 @@ use crate::spec::{Spec, TableSpec, Transform};
 use crate::transform::{Pipeline, SourceColumn, TableShape, TransformerRegistry};
 use crate::value::ColumnType;
 
-impl BulkLoader {
-    pub(super) async fn build(
-        spec: Spec,
-        source: Connector,
-        target: Connector,
-        registry: &TransformerRegistry,
-        writable: bool,
-    ) -> Result<BulkLoader> {
-        // 1. Describe every source and compile against provisional shapes.
-        let mut described: Vec<(usize, Arc<SourceQuery>)> = Vec::new();
-        let mut inferred: Vec<Vec<Option<ColumnType>>> = Vec::new();
-        for (i, t) in spec.tables.iter().enumerate() {
-            if t.source.is_some() {
-                let q = Arc::new(SourceQuery::prepare(&source, t).await?);
-                inferred.push(Pipeline::inferred_types(&spec, t, &q.columns)?);
-                described.push((i, q));
-            } else {
-                inferred.push(
-                    t.columns
-                        .iter()
-                        .map(|c| c.cast.or_else(|| constant_type(&c.transform)))
-                        .collect(),
-                );
-            }
+/// Describes, compiles and (when `writable`) prepares the target: see
+/// [`Link::connect`] and [`Link::inspect`].
+pub(super) async fn build(
+    spec: Spec,
+    source: Connector,
+    target: Connector,
+    registry: &TransformerRegistry,
+    writable: bool,
+) -> Result<Link> {
+    // 1. Describe every source and compile against provisional shapes.
+    let mut described: Vec<(usize, Arc<SourceQuery>)> = Vec::new();
+    let mut inferred: Vec<Vec<Option<ColumnType>>> = Vec::new();
+    for (i, t) in spec.tables.iter().enumerate() {
+        if t.source.is_some() {
+            let q = Arc::new(SourceQuery::prepare(&source, t).await?);
+            inferred.push(Pipeline::inferred_types(&spec, t, &q.columns)?);
+            described.push((i, q));
+        } else {
+            inferred.push(
+                t.columns
+                    .iter()
+                    .map(|c| c.cast.or_else(|| constant_type(&c.transform)))
+                    .collect(),
+            );
         }
-        let provisional: Vec<Arc<TableShape>> = spec
-            .tables
-            .iter()
-            .zip(&inferred)
-            .map(|(t, ty)| Arc::new(TableShape::new(t, ty.clone())))
-            .collect();
-        for (i, q) in &described {
-            Pipeline::compile(
-                &spec,
-                &spec.tables[*i],
-                &q.columns,
-                provisional.clone(),
-                registry,
-            )?;
-        }
-
-        // 2. Target tables: create missing ones, check existing ones.
-        let mut shapes = provisional;
-        if writable {
-            shapes = Vec::new();
-            for (t, ty) in spec.tables.iter().zip(&inferred) {
-                let types = ensure_target_table(&spec, &target, t, ty).await?;
-                shapes.push(Arc::new(TableShape::new(t, types)));
-            }
-            checkpoint::ensure_table(&target).await?;
-            super::apply::ensure_tombstones(&target).await?;
-        }
-
-        // 3. Final pipelines, casting to the target's real column types.
-        let mut tables = Vec::new();
-        for (i, query) in described {
-            let t = &spec.tables[i];
-            let pipeline = Arc::new(Pipeline::compile(
-                &spec,
-                t,
-                &query.columns,
-                shapes.clone(),
-                registry,
-            )?);
-            tables.push(LoadTable {
-                spec: t.clone(),
-                query,
-                pipeline,
-            });
-        }
-        Ok(BulkLoader {
-            spec: Arc::new(spec),
-            source,
-            target,
-            tables,
-            writable,
-            tracked: tokio::sync::OnceCell::new(),
-        })
     }
+    let provisional: Vec<Arc<TableShape>> = spec
+        .tables
+        .iter()
+        .zip(&inferred)
+        .map(|(t, ty)| Arc::new(TableShape::new(t, ty.clone())))
+        .collect();
+    for (i, q) in &described {
+        Pipeline::compile(
+            &spec,
+            &spec.tables[*i],
+            &q.columns,
+            provisional.clone(),
+            registry,
+        )?;
+    }
+
+    // 2. Target tables: create missing ones, check existing ones.
+    let mut shapes = provisional;
+    if writable {
+        shapes = Vec::new();
+        for (t, ty) in spec.tables.iter().zip(&inferred) {
+            let types = ensure_target_table(&spec, &target, t, ty).await?;
+            shapes.push(Arc::new(TableShape::new(t, types)));
+        }
+        checkpoint::ensure_table(&target).await?;
+        tombstones::ensure(&target).await?;
+    }
+
+    // 3. Final pipelines, casting to the target's real column types.
+    let mut tables = Vec::new();
+    for (i, query) in described {
+        let t = &spec.tables[i];
+        let pipeline = Arc::new(Pipeline::compile(
+            &spec,
+            t,
+            &query.columns,
+            shapes.clone(),
+            registry,
+        )?);
+        tables.push(LinkTable {
+            spec: t.clone(),
+            query,
+            pipeline,
+        });
+    }
+    Ok(Link {
+        spec: Arc::new(spec),
+        source,
+        target,
+        tables,
+        writable,
+        tracked: tokio::sync::OnceCell::new(),
+    })
 }
 
 fn constant_type(t: &Transform) -> Option<ColumnType> {
@@ -232,6 +234,6 @@ pub(crate) fn source_key_index(table: &str) -> String {
         name
     } else {
         let cut: String = name.chars().take(40).collect();
-        format!("{cut}_{:016x}", crate::capture::short_hash(table))
+        format!("{cut}_{:016x}", crate::connector::stable_hash(table))
     }
 }

@@ -1,0 +1,174 @@
+//! Tombstones: the target's memory of deletions. When the apply path deletes
+//! the rows of a source key the source no longer has, it records the key and
+//! the version (source clock) the deletion was read at in `_tern_tombstones`;
+//! rows it has just upserted that are older than a tombstone are deleted
+//! again in the same transaction. Two relays applying the same key (one
+//! reading the record just before its deletion and writing just after the
+//! other deleted it) therefore cannot bring a deleted record back.
+//! Tombstones older than the changelog's retention are pruned: no write read
+//! that long ago is still on its way.
+
+use crate::connector::{Connector, Dialect, SOURCE_KEY_COLUMN, Statement, VERSION_COLUMN};
+use crate::error::Result;
+use crate::value::Value;
+
+/// Where deletions are remembered in the target, with the version they were
+/// read at.
+pub const TOMBSTONE_TABLE: &str = "_tern_tombstones";
+
+/// Source keys per statement.
+const KEYS_PER_STATEMENT: usize = 1000;
+
+/// Creates the tombstone table if it is missing.
+pub(crate) async fn ensure(target: &Connector) -> Result<()> {
+    let d = target.dialect();
+    let (name, key) = if d == Dialect::MySql {
+        ("VARCHAR(128)", "VARCHAR(512)")
+    } else {
+        ("TEXT", "TEXT")
+    };
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS {} (table_name {name} NOT NULL, source_key {key} NOT NULL, \
+         version BIGINT NOT NULL, PRIMARY KEY (table_name, source_key))",
+        d.quote(TOMBSTONE_TABLE)
+    );
+    target
+        .execute(&sql, &[], "create the tombstone table")
+        .await
+        .map(|_| ())
+}
+
+/// Deletes tombstones read before `version`: no write read that long ago
+/// is still on its way.
+pub(crate) async fn prune(target: &Connector, version: i64) -> Result<u64> {
+    let d = target.dialect();
+    target
+        .execute(
+            &format!(
+                "DELETE FROM {} WHERE version < {}",
+                d.quote(TOMBSTONE_TABLE),
+                d.placeholder(1)
+            ),
+            &[Value::Int(version)],
+            "prune old tombstones",
+        )
+        .await
+}
+
+fn marks(d: Dialect, from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| d.placeholder(i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Statements deleting the rows of deleted source keys and leaving tombstones.
+pub(super) fn delete_statements(
+    d: Dialect,
+    table: &str,
+    keys: &[String],
+    version: i64,
+) -> Vec<Statement> {
+    let t = d.quote(table);
+    let sk = d.quote(SOURCE_KEY_COLUMN);
+    let v = d.quote(VERSION_COLUMN);
+    let tb = d.quote(TOMBSTONE_TABLE);
+    let mut out = Vec::new();
+    for batch in keys.chunks(KEYS_PER_STATEMENT) {
+        let mut params: Vec<Value> = batch.iter().map(|k| Value::Text(k.clone())).collect();
+        params.push(Value::Int(version));
+        out.push(Statement {
+            sql: format!(
+                "DELETE FROM {t} WHERE {sk} IN ({}) AND {v} < {}",
+                marks(d, 1, batch.len()),
+                d.placeholder(batch.len() + 1)
+            ),
+            params,
+            expect_rows: None,
+        });
+        let rows: Vec<String> = (0..batch.len())
+            .map(|i| format!("({})", marks(d, i * 3 + 1, 3)))
+            .collect();
+        let conflict = match d {
+            Dialect::MySql => "ON DUPLICATE KEY UPDATE version = GREATEST(version, VALUES(version))"
+                .to_string(),
+            Dialect::Postgres => format!(
+                "ON CONFLICT (table_name, source_key) DO UPDATE SET version = GREATEST({tb}.version, EXCLUDED.version)"
+            ),
+            Dialect::Sqlite => "ON CONFLICT (table_name, source_key) DO UPDATE SET version = MAX(version, excluded.version)"
+                .to_string(),
+        };
+        out.push(Statement {
+            sql: format!(
+                "INSERT INTO {tb} (table_name, source_key, version) VALUES {} {conflict}",
+                rows.join(", ")
+            ),
+            params: batch
+                .iter()
+                .flat_map(|k| {
+                    [
+                        Value::Text(table.to_string()),
+                        Value::Text(k.clone()),
+                        Value::Int(version),
+                    ]
+                })
+                .collect(),
+            expect_rows: None,
+        });
+    }
+    out
+}
+
+/// Statements deleting rows just written that a newer deletion (another
+/// relay's tombstone) has already removed.
+pub(super) fn stale_statements(d: Dialect, table: &str, keys: &[String]) -> Vec<Statement> {
+    let t = d.quote(table);
+    let sk = d.quote(SOURCE_KEY_COLUMN);
+    let v = d.quote(VERSION_COLUMN);
+    let tb = d.quote(TOMBSTONE_TABLE);
+    keys.chunks(KEYS_PER_STATEMENT)
+        .map(|batch| {
+            let mut params: Vec<Value> = batch.iter().map(|k| Value::Text(k.clone())).collect();
+            params.push(Value::Text(table.to_string()));
+            Statement {
+                sql: format!(
+                    "DELETE FROM {t} WHERE {sk} IN ({}) AND EXISTS (SELECT 1 FROM {tb} tb \
+                     WHERE tb.table_name = {} AND tb.source_key = {t}.{sk} AND tb.version > {t}.{v})",
+                    marks(d, 1, batch.len()),
+                    d.placeholder(batch.len() + 1)
+                ),
+                params,
+                expect_rows: None,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deletions_are_version_guarded_and_leave_tombstones() {
+        let s = delete_statements(Dialect::Postgres, "items", &["1".into(), "2".into()], 77);
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            s[0].sql,
+            "DELETE FROM \"items\" WHERE \"_tern_source_key\" IN ($1, $2) AND \"_tern_version\" < $3"
+        );
+        assert_eq!(s[0].params.last(), Some(&Value::Int(77)));
+        assert!(s[1].sql.starts_with(
+            "INSERT INTO \"_tern_tombstones\" (table_name, source_key, version) VALUES ($1, $2, $3), ($4, $5, $6) ON CONFLICT"
+        ));
+    }
+
+    #[test]
+    fn rows_older_than_a_tombstone_are_deleted_again() {
+        let s = stale_statements(Dialect::MySql, "items", &["5".into()]);
+        assert_eq!(
+            s[0].sql,
+            "DELETE FROM `items` WHERE `_tern_source_key` IN (?) AND EXISTS (SELECT 1 FROM `_tern_tombstones` tb \
+             WHERE tb.table_name = ? AND tb.source_key = `items`.`_tern_source_key` AND tb.version > `items`.`_tern_version`)"
+        );
+    }
+}
