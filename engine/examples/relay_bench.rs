@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rand::Rng;
 use sqlx::MySqlPool;
-use tern_engine::relay::RelayProgress;
 use tern_engine::{
-    Link, LoadOptions, RelayOptions, RelayRamp, Spec, TransformerRegistry, capture, run_relay,
+    Link, RelayOptions, RelayRamp, RunControl, Spec, TransformerRegistry, capture, load_bucket,
+    run_relay,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     capture::install(link.source(), &spec).await?;
     let plan = link.plan_or_resume("items", None).await?;
     for b in &plan.buckets {
-        tern_engine::load_bucket(&link, b, &LoadOptions::default()).await?;
+        load_bucket(&link, b, &RunControl::new()).await?;
     }
     eprintln!(
         "[relay_bench] seeded and loaded {SEED_ROWS} rows; relay at 100%, writer at {wps}/s for {secs}s"
@@ -71,9 +71,8 @@ async fn main() -> anyhow::Result<()> {
     let applied = Arc::new(AtomicU64::new(0));
     let low = Arc::new(AtomicU64::new(0));
     let measuring = Arc::new(AtomicBool::new(false));
-    let mut opts = RelayOptions::fixed(RelayRamp::full());
-    opts.cancel = cancel.clone();
-    opts.progress = Some({
+    let opts = RelayOptions::fixed(RelayRamp::full());
+    let control = RunControl::new().with_cancel(cancel.clone()).on_progress({
         let (max_lag_ms, applied, low, measuring) = (
             max_lag_ms.clone(),
             applied.clone(),
@@ -81,29 +80,28 @@ async fn main() -> anyhow::Result<()> {
             measuring.clone(),
         );
         let last_print = std::sync::Mutex::new(Instant::now());
-        Arc::new(move |p: &RelayProgress| {
+        move |p: &tern_engine::Progress| {
+            let lag = p.lag.unwrap_or_default();
             if measuring.load(Ordering::Relaxed) {
-                max_lag_ms.fetch_max((p.lag.seconds * 1000.0) as u64, Ordering::Relaxed);
+                max_lag_ms.fetch_max((lag.seconds * 1000.0) as u64, Ordering::Relaxed);
             }
-            applied.store(p.changes, Ordering::Relaxed);
-            low.store(
-                u64::try_from(p.position.low()).unwrap_or(0),
-                Ordering::Relaxed,
-            );
+            applied.store(p.done, Ordering::Relaxed);
+            let low_seq = p.position.as_ref().map_or(0, |p| p.low());
+            low.store(u64::try_from(low_seq).unwrap_or(0), Ordering::Relaxed);
             if let Ok(mut at) = last_print.lock()
                 && at.elapsed() >= Duration::from_secs(2)
             {
                 *at = Instant::now();
                 eprintln!(
                     "[relay_bench] applied={} rate={:.0}/s lag={} changes {:.2}s",
-                    p.changes, p.rate, p.lag.changes, p.lag.seconds
+                    p.done, p.rate, lag.changes, lag.seconds
                 );
             }
-        })
+        }
     });
     let relay = {
         let link = link.clone();
-        tokio::spawn(async move { run_relay(&link, opts).await })
+        tokio::spawn(async move { run_relay(&link, opts, &control).await })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
 

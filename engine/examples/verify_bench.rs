@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use tern_engine::verify::{self, VerifyOptions};
-use tern_engine::{Counts, Link, LoadOptions, Spec, TransformerRegistry};
+use tern_engine::{Counts, Link, RunControl, Spec, TransformerRegistry, load_bucket};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -28,11 +28,9 @@ async fn main() -> anyhow::Result<()> {
         "load" => {
             for t in &tables {
                 let plan = link.plan_or_resume(t, None).await?;
-                let opts = LoadOptions::default();
+                let control = RunControl::new();
                 let mut loads = futures::stream::iter(
-                    plan.buckets
-                        .iter()
-                        .map(|b| tern_engine::load_bucket(&link, b, &opts)),
+                    plan.buckets.iter().map(|b| load_bucket(&link, b, &control)),
                 )
                 .buffer_unordered(parallel);
                 let mut rows = 0;
@@ -54,21 +52,21 @@ async fn main() -> anyhow::Result<()> {
                 opts.parallelism = parallel;
                 opts.row_by_row = args.get(4).is_some_and(|a| a == "row-by-row");
                 let seen = done.clone();
-                opts.progress = Some(Arc::new(move |p: &tern_engine::Progress| {
+                let control = RunControl::new().on_progress(move |p| {
                     let n = seen.fetch_add(1, Ordering::Relaxed);
                     if n.is_multiple_of(40) {
                         eprintln!(
                             "  {} bucket {}: {}/{} rows, {:.0} rows/s, eta {:?}",
-                            p.table,
-                            p.bucket,
-                            p.rows_done,
-                            p.rows_planned,
+                            p.task.table().unwrap_or_default(),
+                            p.task.bucket().unwrap_or_default(),
+                            p.done,
+                            p.total.unwrap_or(p.done),
                             p.rate,
                             p.eta.map(|e| e.as_secs())
                         );
                     }
-                }));
-                let r = verify::verify(&link, &opts).await?;
+                });
+                let r = verify::verify(&link, &opts, &control).await?;
                 println!(
                     "{t} run {}: accuracy {}% ({} of {}), {} rows equal by chunk checksums",
                     r.run_id,

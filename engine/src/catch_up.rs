@@ -6,86 +6,41 @@
 //! time window: seed 000's "re-run the bulk load with different date
 //! parameters".
 //!
-//! The catch-up takes the relay's path ([`crate::apply::apply_keys`]: re-read the
+//! The catch-up reads the changelog through the change stream
+//! ([`crate::change_stream`], filtered by its bucket) and applies each batch
+//! through the relay's path ([`crate::apply::apply_keys`]: re-read the
 //! current source rows, write version-guarded, delete what the source
-//! deleted), limited to the keys of its bucket. Its position advances in the
-//! bucket's checkpoint (`watermark`), in the same target transaction as each
-//! batch, so a stopped catch-up resumes where it was. Run it once the relay
-//! covers the bucket (its bucket ramped on, or 100%): then the relay carries
-//! every change after the catch-up's end, and the bucket stays current.
+//! deleted). Its position advances in the bucket's checkpoint (`watermark`),
+//! in the same target transaction as each batch, so a stopped catch-up
+//! resumes where it was. Run it once the relay covers the bucket (its bucket
+//! ramped on, or 100%): then the relay carries every change after the
+//! catch-up's end, and the bucket stays current.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
-
-use crate::apply::{self, ApplyReport, TableKeys};
+use crate::apply::{self, ApplyReport};
 use crate::buckets::Bucket;
-use crate::changelog::{self, DEFAULT_GAP_TIMEOUT, Lag, Position};
+use crate::change_stream::{
+    Batch, ChangeStream, Consumer, Ended, Filter, StreamOptions, StreamState,
+};
+use crate::changelog::{Lag, Position};
 use crate::checkpoint::{self, CHECKPOINT_TABLE};
 use crate::chunk::Window;
 use crate::connector::{Dialect, Statement, process_clock_micros};
 use crate::error::{EngineError, Result};
-use crate::link::Link;
-use crate::retry::{Backoff, is_transient};
-use crate::throttle::{RateThrottle, Throttle};
+use crate::link::{Link, Side};
+use crate::progress::{Progress, Task, Unit};
+use crate::run_control::RunControl;
 use crate::value::Value;
 use crate::writer::BatchWriter;
 
-/// How a catch-up runs.
-#[derive(Clone)]
+/// How a catch-up reads the changelog (the throttle, cancel and progress
+/// are the caller's [`RunControl`]).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CatchUpOptions {
-    /// Asked before every batch with its size (changes, or rows for a window).
-    pub throttle: Arc<dyn Throttle>,
-    /// Stops between batches; what was committed stays, with its position.
-    pub cancel: CancellationToken,
-    pub progress: Option<CatchUpProgressFn>,
-    /// Changelog rows per batch (default 5,000).
-    pub batch_changes: usize,
-    /// See [`crate::RelayOptions::gap_timeout`].
-    pub gap_timeout: Duration,
-    /// Waits between attempts of a failing batch (default 100 ms up to 10 s).
-    pub retry_initial: Duration,
-    pub retry_max: Duration,
+    /// Batch size, gap timeout and retries (default 5,000 changes a batch).
+    pub stream: StreamOptions,
 }
-
-impl Default for CatchUpOptions {
-    fn default() -> Self {
-        CatchUpOptions {
-            throttle: Arc::new(RateThrottle::unlimited()),
-            cancel: CancellationToken::new(),
-            progress: None,
-            batch_changes: 5_000,
-            gap_timeout: DEFAULT_GAP_TIMEOUT,
-            retry_initial: Duration::from_millis(100),
-            retry_max: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Where a catch-up stands after a committed batch.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CatchUpProgress {
-    pub table: String,
-    pub bucket: usize,
-    pub position: Position,
-    /// Changelog rows read (window: source rows read).
-    pub changes: u64,
-    /// Keys of the bucket brought up to date, and target rows written.
-    pub keys_applied: u64,
-    pub rows_written: u64,
-    pub keys_deleted: u64,
-    /// Changes (or rows) per second.
-    pub rate: f64,
-    /// How far the bucket is behind the head of the changelog.
-    pub lag: Lag,
-    pub retries: u64,
-    pub last_error: Option<String>,
-    pub elapsed: Duration,
-}
-
-/// The catch-up's progress callback.
-pub type CatchUpProgressFn = Arc<dyn Fn(&CatchUpProgress) + Send + Sync>;
 
 /// How a catch-up ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +104,7 @@ pub async fn catch_up_bucket(
     link: &Link,
     bucket: &Bucket,
     opts: &CatchUpOptions,
+    control: &RunControl,
 ) -> Result<CatchUpSummary> {
     link.check_writable()?;
     let started = Instant::now();
@@ -176,146 +132,133 @@ pub async fn catch_up_bucket(
                 .into(),
         ));
     };
-    let mut progress = CatchUpProgress {
-        table: bucket.table.clone(),
-        bucket: bucket.index,
-        position: from.clone(),
-        changes: 0,
-        keys_applied: 0,
-        rows_written: 0,
-        keys_deleted: 0,
-        rate: 0.0,
-        lag: Lag::default(),
-        retries: 0,
-        last_error: None,
-        elapsed: Duration::ZERO,
+    let mut consumer = BucketCatchUp {
+        link,
+        bucket,
+        from: from.clone(),
+        writer: None,
+        pending: ApplyReport::default(),
+        total: ApplyReport::default(),
+        progress: Progress::new(
+            Task::CatchUp {
+                table: bucket.table.clone(),
+                bucket: bucket.index,
+            },
+            Unit::Changes,
+        ),
+        control,
     };
-    let mut backoff = Backoff::new(opts.retry_initial, opts.retry_max);
-    let mut writer: Option<BatchWriter> = None;
-    let mut position = from.clone();
-    let mut total = ApplyReport::default();
-    let limit = opts.batch_changes.max(1);
-    let admit = |table: &str, v: &Value| table == bucket.table && bucket.range.contains(v);
-    let status = loop {
-        tokio::select! {
-            biased;
-            _ = opts.cancel.cancelled() => break CatchUpStatus::Cancelled,
-            _ = opts.throttle.admit(limit as u64) => {}
+    let mut stream = ChangeStream::new(link, Side::Source, opts.stream.clone())?;
+    let ended = stream.run(control, &mut consumer).await?;
+    let state = stream.state().clone();
+    let (status, lag, caught_up_at) = match ended {
+        Ended::Head => {
+            let at = link.source().clock_micros().await?;
+            checkpoint::set_caught_up(link.target(), &bucket.table, bucket.index, Some(at)).await?;
+            tracing::info!(table = %bucket.table, bucket = bucket.index, position = %state.position,
+                changes = state.changes, "bucket caught up");
+            // The last read found nothing after its position.
+            (CatchUpStatus::CaughtUp, Lag::default(), Some(at))
         }
-        let attempt = async {
-            if writer.is_none() {
-                writer = Some(BatchWriter::open(link.target()).await?);
-            }
-            let w = writer.as_mut().ok_or_else(|| EngineError::Apply {
-                what: "catch-up batch".into(),
-                message: "no writer".into(),
-            })?;
-            let source = link.source();
-            let changes = changelog::read(source, &position, limit).await?;
-            let new_ones = changes.iter().filter(|c| c.seq > position.high).count();
-            let mut next = changelog::advance(&position, &changes);
-            changelog::expire_gaps(source, &mut next, opts.gap_timeout).await?;
-            let mut keys = Vec::new();
-            for k in apply::keys_for_changes(link, &bucket.table, &changes).await? {
-                match &k.bucket {
-                    Some(b) if !bucket.range.contains(b) => {}
-                    _ => keys.push(k.key),
-                }
-            }
-            let report = apply::apply_keys_with(
-                link,
-                w,
-                &[TableKeys {
-                    table: bucket.table.clone(),
-                    keys,
-                }],
-                Some(&admit),
-                vec![advance_watermark(
-                    link.target().dialect(),
-                    &bucket.table,
-                    bucket.index,
-                    &next,
-                )],
-            )
-            .await?;
-            let at_head = new_ones < limit;
-            let lag = if at_head {
-                // This read reached the head: nothing was left after it.
-                Lag::default()
-            } else {
-                changelog::lag(source, &next).await?
-            };
-            Ok::<_, EngineError>((next, changes.len() as u64, report, at_head, lag))
-        };
-        match attempt.await {
-            Ok((next, n, report, at_head, lag)) => {
-                backoff.reset();
-                position = next;
-                progress.position = position.clone();
-                total.add(&report);
-                progress.changes += n;
-                progress.keys_applied = total.keys;
-                progress.rows_written = total.rows_written;
-                progress.keys_deleted = total.keys_deleted;
-                progress.lag = lag;
-                progress.last_error = None;
-                progress.elapsed = started.elapsed();
-                let secs = progress.elapsed.as_secs_f64();
-                progress.rate = if secs > 0.0 {
-                    progress.changes as f64 / secs
-                } else {
-                    0.0
-                };
-                if let Some(cb) = &opts.progress {
-                    cb(&progress);
-                }
-                if at_head {
-                    break CatchUpStatus::CaughtUp;
-                }
-            }
-            Err(e) if is_transient(&e) => {
-                writer = None;
-                let wait = backoff.next_wait();
-                progress.retries += 1;
-                progress.last_error = Some(e.to_string());
-                tracing::warn!(table = %bucket.table, bucket = bucket.index, error = %e,
-                    retry_in_ms = wait.as_millis() as u64, "catch-up batch failed; retrying it");
-                if let Some(cb) = &opts.progress {
-                    cb(&progress);
-                }
-                tokio::select! {
-                    biased;
-                    _ = opts.cancel.cancelled() => break CatchUpStatus::Cancelled,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    let caught_up_at = if status == CatchUpStatus::CaughtUp {
-        let at = link.source().clock_micros().await?;
-        checkpoint::set_caught_up(link.target(), &bucket.table, bucket.index, Some(at)).await?;
-        tracing::info!(table = %bucket.table, bucket = bucket.index, position = %position,
-            changes = progress.changes, "bucket caught up");
-        Some(at)
-    } else {
-        None
+        Ended::Cancelled => (CatchUpStatus::Cancelled, state.lag, None),
     };
     Ok(CatchUpSummary {
         table: bucket.table.clone(),
         bucket: bucket.index,
         status,
         from: Some(from),
-        to: Some(position),
-        changes: progress.changes,
-        keys_applied: progress.keys_applied,
-        rows_written: progress.rows_written,
-        keys_deleted: progress.keys_deleted,
-        lag: progress.lag,
+        to: Some(state.position),
+        changes: state.changes,
+        keys_applied: consumer.total.keys,
+        rows_written: consumer.total.rows_written,
+        keys_deleted: consumer.total.keys_deleted,
+        lag,
         caught_up_at,
-        retries: progress.retries,
+        retries: state.retries,
         elapsed: started.elapsed(),
     })
+}
+
+/// The catch-up as a change stream consumer: its bucket's keys, applied with
+/// the bucket's watermark advanced in the same transaction.
+struct BucketCatchUp<'a> {
+    link: &'a Link,
+    bucket: &'a Bucket,
+    from: Position,
+    writer: Option<BatchWriter>,
+    /// What the batch being attempted applied; counted once it lands.
+    pending: ApplyReport,
+    total: ApplyReport,
+    progress: Progress,
+    control: &'a RunControl,
+}
+
+impl Consumer for BucketCatchUp<'_> {
+    async fn start(&mut self) -> Result<Position> {
+        Ok(self.from.clone())
+    }
+
+    async fn filter(&mut self) -> Result<Filter> {
+        Ok(Filter::Bucket(self.bucket.clone()))
+    }
+
+    async fn apply(&mut self, batch: &Batch, filter: &Filter) -> Result<()> {
+        self.pending = ApplyReport::default();
+        if self.writer.is_none() {
+            self.writer = Some(BatchWriter::open(self.link.target()).await?);
+        }
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        let admit = |table: &str, v: &Value| filter.admits(table, v);
+        let advance = advance_watermark(
+            self.link.target().dialect(),
+            &self.bucket.table,
+            self.bucket.index,
+            &batch.next,
+        );
+        self.pending =
+            apply::apply_keys_with(self.link, writer, &batch.keys, Some(&admit), vec![advance])
+                .await?;
+        Ok(())
+    }
+
+    fn landed(&mut self, batch: &Batch, state: &StreamState) {
+        self.total.add(&self.pending);
+        // A read that reached the head left nothing after it.
+        let lag = if batch.at_head {
+            Lag::default()
+        } else {
+            batch.lag
+        };
+        let p = &mut self.progress;
+        p.measure(
+            state.changes,
+            state.changes,
+            Some(state.changes.saturating_add(lag.changes)),
+            state.elapsed,
+        );
+        p.steps = state.batches;
+        p.lag = Some(lag);
+        p.position = Some(state.position.clone());
+        p.tally.keys_applied = self.total.keys;
+        p.tally.rows_written = self.total.rows_written;
+        p.tally.keys_deleted = self.total.keys_deleted;
+        p.last_error = None;
+        self.control.report(p);
+    }
+
+    fn retrying(&mut self, state: &StreamState) {
+        // The connection may be dead; a new one is taken next time.
+        self.writer = None;
+        self.progress.retries = state.retries;
+        self.progress.last_error = state.last_error.clone();
+        self.control.report(&self.progress);
+    }
+
+    async fn at_head(&mut self, _batch: &Batch, _control: &RunControl) -> bool {
+        false
+    }
 }
 
 /// Re-copies the rows of a bucket whose `window.column` (e.g. `updated_at`)
@@ -327,7 +270,7 @@ pub async fn catch_up_window(
     link: &Link,
     bucket: &Bucket,
     window: &Window,
-    opts: &CatchUpOptions,
+    control: &RunControl,
 ) -> Result<CatchUpSummary> {
     link.check_writable()?;
     let started = Instant::now();
@@ -335,25 +278,17 @@ pub async fn catch_up_window(
     let mut reader = link.window_reader(bucket, window, chunk_rows)?;
     let pipeline = link.pipeline(&bucket.table)?;
     let mut writer = BatchWriter::open(link.target()).await?;
-    let mut progress = CatchUpProgress {
-        table: bucket.table.clone(),
-        bucket: bucket.index,
-        position: Position::start(),
-        changes: 0,
-        keys_applied: 0,
-        rows_written: 0,
-        keys_deleted: 0,
-        rate: 0.0,
-        lag: Lag::default(),
-        retries: 0,
-        last_error: None,
-        elapsed: Duration::ZERO,
-    };
+    let mut progress = Progress::new(
+        Task::CatchUp {
+            table: bucket.table.clone(),
+            bucket: bucket.index,
+        },
+        Unit::Rows,
+    );
+    let mut rows = 0u64;
     let status = loop {
-        tokio::select! {
-            biased;
-            _ = opts.cancel.cancelled() => break CatchUpStatus::Cancelled,
-            _ = opts.throttle.admit(chunk_rows as u64) => {}
+        if !control.admit(chunk_rows as u64).await {
+            break CatchUpStatus::Cancelled;
         }
         let Some(chunk) = reader.next_chunk().await? else {
             break CatchUpStatus::CaughtUp;
@@ -374,24 +309,17 @@ pub async fn catch_up_window(
                     "window catch-up: target rejected the chunk, nothing of it was committed: {message}"
                 ),
             })?;
-        progress.changes += n;
-        progress.keys_applied += n;
-        progress.rows_written += output.rows() as u64;
-        progress.elapsed = started.elapsed();
-        let secs = progress.elapsed.as_secs_f64();
-        progress.rate = if secs > 0.0 {
-            progress.changes as f64 / secs
-        } else {
-            0.0
-        };
-        if let Some(cb) = &opts.progress {
-            cb(&progress);
-        }
+        rows += n;
+        progress.measure(rows, rows, None, started.elapsed());
+        progress.steps += 1;
+        progress.tally.keys_applied = rows;
+        progress.tally.rows_written += output.rows() as u64;
+        control.report(&progress);
         if end {
             break CatchUpStatus::CaughtUp;
         }
     };
-    tracing::info!(table = %bucket.table, bucket = bucket.index, rows = progress.changes,
+    tracing::info!(table = %bucket.table, bucket = bucket.index, rows,
         column = %window.column, status = ?status, "window catch-up finished");
     Ok(CatchUpSummary {
         table: bucket.table.clone(),
@@ -399,9 +327,9 @@ pub async fn catch_up_window(
         status,
         from: None,
         to: None,
-        changes: progress.changes,
-        keys_applied: progress.keys_applied,
-        rows_written: progress.rows_written,
+        changes: rows,
+        keys_applied: rows,
+        rows_written: progress.tally.rows_written,
         keys_deleted: 0,
         lag: Lag::default(),
         caught_up_at: None,

@@ -20,6 +20,7 @@ pub mod buckets;
 pub mod bulk_load;
 pub mod capture;
 pub mod catch_up;
+pub mod change_stream;
 pub mod changelog;
 pub mod checkpoint;
 pub mod chunk;
@@ -30,6 +31,7 @@ pub mod progress;
 pub mod ramp;
 pub mod relay;
 mod retry;
+pub mod run_control;
 pub mod shadow;
 pub mod spec;
 pub mod throttle;
@@ -40,22 +42,20 @@ pub mod writer;
 
 pub use apply::{ApplyReport, ChangedKey, KeysReport, TableKeys};
 pub use buckets::{Bucket, Plan};
-pub use bulk_load::{BucketReport, LoadOptions, LoadStatus, load_bucket};
+pub use bulk_load::{BucketReport, LoadStatus, load_bucket};
 pub use changelog::{Lag, Position};
 pub use chunk::{Chunk, ChunkReader, KeyRange};
 pub use connector::{Connector, Dialect, VERSION_COLUMN};
 pub use error::EngineError;
 pub use link::{Link, Side};
-pub use progress::{Progress, ProgressFn};
+pub use progress::{Progress, Tally, Task, Unit};
+pub use run_control::RunControl;
 
 pub use catch_up::{
-    CatchUpOptions, CatchUpProgress, CatchUpProgressFn, CatchUpStatus, CatchUpSummary,
-    catch_up_bucket, catch_up_window,
+    CatchUpOptions, CatchUpStatus, CatchUpSummary, catch_up_bucket, catch_up_window,
 };
-pub use relay::{
-    PruneReport, RelayOptions, RelayProgress, RelayProgressFn, RelayRamp, RelaySummary,
-    prune_changelog, run_relay,
-};
+pub use change_stream::{Batch, ChangeStream, Filter, StreamOptions};
+pub use relay::{PruneReport, RelayOptions, RelayRamp, RelaySummary, prune_changelog, run_relay};
 pub use spec::Spec;
 pub use throttle::{RateThrottle, Throttle};
 pub use transform::{Emitted, Record, TargetRow, Transformer, TransformerRegistry};

@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tern_engine::{LoadOptions, LoadStatus, ProgressFn};
+use tern_engine::{LoadStatus, load_bucket};
 
 use crate::buckets::Phase;
 use crate::clock::now_ms;
 use crate::error::{ControlError, Result};
 use crate::jobs::{JobKind, Progress};
 use crate::runners::{
-    RunnerContext, engine_bucket, link_for, live_throttle, migration_of, param_str,
+    RunnerContext, engine_bucket, link_for, migration_of, param_str, run_control,
 };
 use crate::worker::{JobContext, JobRunner, RunEnd};
 
@@ -62,9 +62,9 @@ impl JobRunner for BulkLoadRunner {
         let reporter = ctx.clone();
         let last_done = Arc::new(AtomicI64::new(-1));
         let seen = Arc::clone(&last_done);
-        let progress: ProgressFn = Arc::new(move |p| {
-            let done = i64::try_from(p.rows_done).unwrap_or(i64::MAX);
-            let total = i64::try_from(p.rows_planned).unwrap_or(i64::MAX);
+        let control = run_control(&ctx, move |p| {
+            let done = i64::try_from(p.done).unwrap_or(i64::MAX);
+            let total = i64::try_from(p.total.unwrap_or(p.done)).unwrap_or(i64::MAX);
             let eta = (p.rate > 0.0).then(|| (total - done).max(0) as f64 / p.rate);
             seen.store(done, Ordering::Relaxed);
             reporter.report(Progress {
@@ -74,7 +74,8 @@ impl JobRunner for BulkLoadRunner {
                 eta_seconds: eta,
                 message: Some(format!(
                     "{table} bucket {}: {} chunks this run",
-                    p.bucket, p.chunks_this_run
+                    p.task.bucket().unwrap_or_default(),
+                    p.steps
                 )),
             });
         });
@@ -101,12 +102,7 @@ impl JobRunner for BulkLoadRunner {
                 }
             }
         });
-        let opts = LoadOptions {
-            throttle: live_throttle(ctx.rate_limit.clone()),
-            progress: Some(progress),
-            cancel: ctx.stop.clone(),
-        };
-        let report = tern_engine::load_bucket(&link, &bucket, &opts).await;
+        let report = load_bucket(&link, &bucket, &control).await;
         recorder_stop.cancel();
         let _ = recorder.await;
         let report = report?;

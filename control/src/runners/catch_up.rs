@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tern_engine::{CatchUpOptions, CatchUpProgressFn, CatchUpStatus, catch_up_bucket};
+use tern_engine::{CatchUpOptions, CatchUpStatus, Task, catch_up_bucket};
 
 use crate::buckets::Phase;
 use crate::error::{ControlError, Result};
 use crate::jobs::{JobKind, Progress};
-use crate::runners::{RunnerContext, engine_bucket, link_for, live_throttle, migration_of};
+use crate::runners::{RunnerContext, engine_bucket, link_for, migration_of, run_control};
 use crate::worker::{JobContext, JobRunner, RunEnd};
 
 /// Runs `catch-up` jobs.
@@ -43,18 +43,22 @@ impl JobRunner for CatchUpRunner {
         let reporter = ctx.clone();
         let lag_store = ctx.store.clone();
         let last_lag_write = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
-        let progress: CatchUpProgressFn = Arc::new(move |p| {
-            let behind = i64::try_from(p.lag.changes).unwrap_or(i64::MAX);
-            let done = i64::try_from(p.changes).unwrap_or(i64::MAX);
+        let control = run_control(&ctx, move |p| {
+            let lag = p.lag.unwrap_or_default();
+            let behind = i64::try_from(lag.changes).unwrap_or(i64::MAX);
+            let done = i64::try_from(p.done).unwrap_or(i64::MAX);
             reporter.report(Progress {
                 rows_done: done,
                 rows_total: Some(done.saturating_add(behind)),
                 rate: Some(p.rate),
                 eta_seconds: (p.rate > 0.0).then(|| behind as f64 / p.rate),
-                message: Some(format!(
-                    "{} bucket {}: {} changes read, {} keys applied, {} deleted; lag {} changes, {:.1}s",
-                    p.table, p.bucket, p.changes, p.keys_applied, p.keys_deleted, p.lag.changes, p.lag.seconds
-                )),
+                message: Some(match &p.task {
+                    Task::CatchUp { table, bucket } => format!(
+                        "{table} bucket {bucket}: {} changes read, {} keys applied, {} deleted; lag {} changes, {:.1}s",
+                        p.done, p.tally.keys_applied, p.tally.keys_deleted, lag.changes, lag.seconds
+                    ),
+                    other => other.to_string(),
+                }),
             });
             // The bucket's lag for the grid, at most once a second.
             let due = last_lag_write
@@ -69,7 +73,7 @@ impl JobRunner for CatchUpRunner {
                 .unwrap_or(false);
             if due {
                 let store = lag_store.clone();
-                let seconds = p.lag.seconds;
+                let seconds = lag.seconds;
                 tokio::spawn(async move {
                     if let Err(e) = store.record_bucket_lag(bucket_id, behind, seconds).await {
                         tracing::warn!(bucket = bucket_id, error = %e, "cannot record the lag");
@@ -77,13 +81,8 @@ impl JobRunner for CatchUpRunner {
                 });
             }
         });
-        let opts = CatchUpOptions {
-            throttle: live_throttle(ctx.rate_limit.clone()),
-            cancel: ctx.stop.clone(),
-            progress: Some(progress),
-            ..CatchUpOptions::default()
-        };
-        let summary = catch_up_bucket(&link, &bucket, &opts).await?;
+        let opts = CatchUpOptions::default();
+        let summary = catch_up_bucket(&link, &bucket, &opts, &control).await?;
         match summary.status {
             CatchUpStatus::Cancelled => {
                 ctx.store

@@ -10,14 +10,14 @@ pub mod verify;
 
 use std::sync::Arc;
 
-use tern_engine::{Link, RateThrottle, Spec, TransformerRegistry};
+use tern_engine::{Link, Progress, RateThrottle, RunControl, Spec, TransformerRegistry};
 use tokio::sync::watch;
 
 use crate::error::{ControlError, Result};
 use crate::jobs::Job;
 use crate::migrations::Migration;
 use crate::store::Store;
-use crate::worker::JobRunner;
+use crate::worker::{JobContext, JobRunner};
 
 /// What every runner shares: the transformer plug-ins the specs may name.
 #[derive(Clone, Default)]
@@ -101,6 +101,18 @@ pub(crate) fn param_i64(job: &Job, name: &str) -> Result<i64> {
     job.params[name].as_i64().ok_or_else(|| {
         ControlError::Internal(format!("job {} lacks its `{name}` parameter", job.id))
     })
+}
+
+/// The engine's run control for a job: the job's live rate limit as the
+/// throttle, its stop token, and `progress` for what the engine reports.
+pub(crate) fn run_control(
+    ctx: &JobContext,
+    progress: impl Fn(&Progress) + Send + Sync + 'static,
+) -> RunControl {
+    RunControl::new()
+        .with_throttle(live_throttle(ctx.rate_limit.clone()))
+        .with_cancel(ctx.stop.clone())
+        .on_progress(progress)
 }
 
 /// A throttle that follows the job's rate limit as engineers change it.

@@ -4,18 +4,17 @@
 //! hands it to the engine, which applies it from its next batch.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tern_engine::ramp::Ramp;
-use tern_engine::{RelayOptions, RelayProgressFn, RelayRamp, run_relay};
+use tern_engine::{RelayOptions, RelayRamp, run_relay};
 use tokio::sync::watch;
 
 use crate::error::{ControlError, Result};
 use crate::jobs::{JobKind, Progress};
 use crate::relay::{RelayRampSpec, ramp_of};
-use crate::runners::{RunnerContext, link_for, live_throttle, migration_of};
+use crate::runners::{RunnerContext, link_for, migration_of, run_control};
 use crate::store::Store;
 use crate::worker::{JobContext, JobRunner, RunEnd};
 
@@ -111,16 +110,17 @@ impl JobRunner for RelayRunner {
         });
 
         let reporter = ctx.clone();
-        let progress: RelayProgressFn = Arc::new(move |p| {
+        let control = run_control(&ctx, move |p| {
+            let lag = p.lag.unwrap_or_default();
             let mut message = format!(
                 "ramp {}: {} changes, {} keys applied, {} deleted, {} skipped; lag {} changes, {:.1}s",
-                p.ramp,
-                p.changes,
-                p.keys_applied,
-                p.keys_deleted,
-                p.keys_skipped,
-                p.lag.changes,
-                p.lag.seconds
+                p.note.as_deref().unwrap_or("off"),
+                p.done,
+                p.tally.keys_applied,
+                p.tally.keys_deleted,
+                p.tally.keys_skipped,
+                lag.changes,
+                lag.seconds
             );
             if let Some(e) = &p.last_error {
                 message.push_str(&format!("; retrying after: {e}"));
@@ -129,7 +129,7 @@ impl JobRunner for RelayRunner {
                 message.push_str(&format!("; {w}"));
             }
             reporter.report(Progress {
-                rows_done: i64::try_from(p.keys_applied).unwrap_or(i64::MAX),
+                rows_done: i64::try_from(p.tally.keys_applied).unwrap_or(i64::MAX),
                 rows_total: None,
                 rate: Some(p.rate),
                 eta_seconds: None,
@@ -139,10 +139,7 @@ impl JobRunner for RelayRunner {
         let mut opts = RelayOptions::new(ramp_rx);
         opts.name = format!("migration-{}", migration.id);
         opts.salt = migration.name.clone();
-        opts.throttle = live_throttle(ctx.rate_limit.clone());
-        opts.cancel = ctx.stop.clone();
-        opts.progress = Some(progress);
-        let summary = run_relay(&link, opts).await;
+        let summary = run_relay(&link, opts, &control).await;
         follower.abort();
         let summary = summary?;
         tracing::info!(

@@ -5,17 +5,15 @@
 //! accuracy chart, the bucket page and the client gates read it; every
 //! mismatched row itself stays with the engine's run, in the target.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
-use tern_engine::ProgressFn;
+use tern_engine::RunControl;
 use tern_engine::verify::{self, Counts, Mode, Scope, VerifyOptions, VerifyStatus};
 
 use crate::buckets::Phase;
 use crate::error::{ControlError, Result};
 use crate::jobs::{JobKind, Progress};
 use crate::runners::{
-    RunnerContext, engine_bucket, link_for, live_throttle, migration_of, param_str,
+    RunnerContext, engine_bucket, link_for, live_throttle, migration_of, param_str, run_control,
 };
 use crate::verify_runs::NewVerifyRun;
 use crate::worker::{JobContext, JobRunner, RunEnd};
@@ -85,13 +83,10 @@ impl JobRunner for VerifyRunner {
                 message: Some(format!("repairing the mismatches of run {run_id}")),
                 ..Progress::default()
             });
-            let report = verify::repair(
-                &link,
-                &run_id,
-                live_throttle(ctx.rate_limit.clone()),
-                ctx.stop.clone(),
-            )
-            .await?;
+            let control = RunControl::new()
+                .with_throttle(live_throttle(ctx.rate_limit.clone()))
+                .with_cancel(ctx.stop.clone());
+            let report = verify::repair(&link, &run_id, &control).await?;
             let tree = verify::mismatch_tree(link.target(), &run_id).await?;
             let tree_text = Some(tree.render());
             ctx.store
@@ -125,15 +120,19 @@ impl JobRunner for VerifyRunner {
         let bucket = engine_bucket(&link, job).await?;
         let incremental = job.params["mode"].as_str() == Some("incremental");
         let reporter = ctx.clone();
-        let progress: ProgressFn = Arc::new(move |p| {
-            let done = i64::try_from(p.rows_done).unwrap_or(i64::MAX);
-            let total = i64::try_from(p.rows_planned).unwrap_or(i64::MAX);
+        let control = run_control(&ctx, move |p| {
+            let done = i64::try_from(p.done).unwrap_or(i64::MAX);
+            let total = i64::try_from(p.total.unwrap_or(p.done)).unwrap_or(i64::MAX);
             reporter.report(Progress {
                 rows_done: done,
                 rows_total: Some(total),
                 rate: Some(p.rate),
                 eta_seconds: (p.rate > 0.0).then(|| (total - done).max(0) as f64 / p.rate),
-                message: Some(format!("{} bucket {}: comparing", p.table, p.bucket)),
+                message: Some(format!(
+                    "{} bucket {}: comparing",
+                    p.task.table().unwrap_or_default(),
+                    p.task.bucket().unwrap_or_default()
+                )),
             });
         });
         let opts = VerifyOptions {
@@ -143,12 +142,9 @@ impl JobRunner for VerifyRunner {
             } else {
                 Mode::Full
             },
-            throttle: live_throttle(ctx.rate_limit.clone()),
-            progress: Some(progress),
-            cancel: ctx.stop.clone(),
             ..VerifyOptions::full(&table)
         };
-        let report = verify::verify(&link, &opts).await?;
+        let report = verify::verify(&link, &opts, &control).await?;
         if report.status == VerifyStatus::Cancelled {
             return Ok(RunEnd::Stopped);
         }

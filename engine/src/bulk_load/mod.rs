@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::buckets::Bucket;
 use crate::capture;
@@ -25,30 +24,10 @@ use crate::checkpoint;
 use crate::chunk::{Chunk, ChunkReader};
 use crate::error::{EngineError, Result};
 use crate::link::Link;
-use crate::progress::{Progress, ProgressFn};
-use crate::throttle::{RateThrottle, Throttle};
+use crate::progress::{Progress, Task, Unit};
+use crate::run_control::RunControl;
 use crate::transform::{Output, Pipeline};
 use crate::writer::BatchWriter;
-
-/// How a bucket load runs.
-#[derive(Clone)]
-pub struct LoadOptions {
-    pub throttle: Arc<dyn Throttle>,
-    pub progress: Option<ProgressFn>,
-    /// Stops the load between chunks; what was committed stays committed and
-    /// the checkpoint says where to resume.
-    pub cancel: CancellationToken,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        LoadOptions {
-            throttle: Arc::new(RateThrottle::unlimited()),
-            progress: None,
-            cancel: CancellationToken::new(),
-        }
-    }
-}
 
 /// How a bucket load ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,8 +60,15 @@ pub struct BucketReport {
     pub snapshot_at: Option<i64>,
 }
 
-/// Copies one bucket, resuming after its checkpoint.
-pub async fn load_bucket(link: &Link, bucket: &Bucket, opts: &LoadOptions) -> Result<BucketReport> {
+/// Copies one bucket, resuming after its checkpoint. `control` throttles
+/// every chunk by its rows, stops the load between chunks (what was
+/// committed stays, and the checkpoint says where to resume), and hears of
+/// every committed chunk.
+pub async fn load_bucket(
+    link: &Link,
+    bucket: &Bucket,
+    control: &RunControl,
+) -> Result<BucketReport> {
     link.check_writable()?;
     let started = Instant::now();
     let t = link.table(&bucket.table)?;
@@ -145,23 +131,29 @@ pub async fn load_bucket(link: &Link, bucket: &Bucket, opts: &LoadOptions) -> Re
     let reader_task = tokio::spawn(read_and_transform(
         reader,
         t.pipeline.clone(),
-        opts.throttle.clone(),
-        opts.cancel.clone(),
+        control.clone(),
         link.spec().chunk_rows as u64,
         tx,
     ));
     let mut rows_done = cp.rows_written;
+    let mut progress = Progress::new(
+        Task::BulkLoad {
+            table: bucket.table.clone(),
+            bucket: bucket.index,
+        },
+        Unit::Rows,
+    );
     let mut waited = Duration::ZERO;
     let mut writing = Duration::ZERO;
     let result = loop {
         let wait_started = Instant::now();
         let next = tokio::select! {
             biased;
-            _ = opts.cancel.cancelled() => None,
+            _ = control.cancel.cancelled() => None,
             n = rx.recv() => n,
         };
         let Some(item) = next else {
-            if opts.cancel.is_cancelled() {
+            if control.cancel.is_cancelled() {
                 report.status = LoadStatus::Cancelled;
             }
             break Ok(());
@@ -195,17 +187,15 @@ pub async fn load_bucket(link: &Link, bucket: &Bucket, opts: &LoadOptions) -> Re
         report.rows_read += n;
         report.rows_written += output.rows() as u64;
         report.chunks += 1;
-        if let Some(cb) = &opts.progress {
-            cb(&Progress::compute(
-                &bucket.table,
-                bucket.index,
-                rows_done,
-                cp.planned_rows.max(rows_done),
-                report.rows_read,
-                report.chunks,
-                started.elapsed(),
-            ));
-        }
+        progress.measure(
+            rows_done,
+            report.rows_read,
+            Some(cp.planned_rows.max(rows_done)),
+            started.elapsed(),
+        );
+        progress.steps = report.chunks;
+        progress.tally.rows_written = report.rows_written;
+        control.report(&progress);
         if chunk.end {
             break Ok(());
         }
@@ -228,16 +218,13 @@ pub async fn load_bucket(link: &Link, bucket: &Bucket, opts: &LoadOptions) -> Re
 async fn read_and_transform(
     mut reader: ChunkReader,
     pipeline: Arc<Pipeline>,
-    throttle: Arc<dyn Throttle>,
-    cancel: CancellationToken,
+    control: RunControl,
     chunk_rows: u64,
     tx: mpsc::Sender<Result<(Chunk, u64, Output)>>,
 ) {
     loop {
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return,
-            _ = throttle.admit(chunk_rows) => {}
+        if !control.admit(chunk_rows).await {
+            return;
         }
         let read_started = Instant::now();
         let next = reader.next_chunk().await;

@@ -1,5 +1,7 @@
 //! The changelog: what change capture ([`crate::capture`]) appends to in the
-//! source database, and how the relay, the catch-up and verification read it.
+//! source database, and the reads the change stream ([`crate::change_stream`])
+//! makes of it for the relay, the catch-up and verification: changes after a
+//! position, the position after them, gaps given up, the head and the lag.
 //!
 //! # Schema (`_tern_changelog`, in the source database)
 //!
@@ -32,9 +34,8 @@ use std::time::Duration;
 
 use crate::connector::{Connector, Dialect};
 use crate::error::{EngineError, Result};
-use crate::link::Link;
 use crate::transform::Record;
-use crate::value::{Value, key_identity};
+use crate::value::Value;
 
 /// The changelog table in the source database.
 pub const CHANGELOG_TABLE: &str = "_tern_changelog";
@@ -388,69 +389,6 @@ pub async fn lag(source: &Connector, position: &Position) -> Result<Lag> {
     Ok(Lag {
         changes: if oldest.is_some() { changes.max(1) } else { 0 },
         seconds,
-    })
-}
-
-/// What [`changed_keys_since`] found.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChangedKeys {
-    /// Source keys of the table touched by the changes read, each once, in
-    /// the order first met. Deleted records are included: their keys are no
-    /// longer in the source.
-    pub keys: Vec<Vec<Value>>,
-    /// Where to continue from (pass it to the next call).
-    pub next: Position,
-    /// Changelog rows read (of every table).
-    pub changes_read: usize,
-    /// True when the read reached the head of the changelog.
-    pub at_head: bool,
-}
-
-/// The source keys of spec table `table` changed after `since`: reads at most
-/// `limit` changelog rows (of any table) after `since` and in its gaps, maps
-/// each to `table`'s source keys through the spec's `tracks` (old and new
-/// image of an update), and returns them deduplicated with the position to
-/// continue from. Call it again with `next` until `at_head`.
-///
-/// This is the incremental view verification uses: keys changed since its
-/// last run, without reading the whole table. Gaps older than
-/// [`DEFAULT_GAP_TIMEOUT`] are given up as rolled back.
-///
-/// ```no_run
-/// # async fn f(link: &tern_engine::Link) -> tern_engine::error::Result<()> {
-/// use tern_engine::changelog::{Position, changed_keys_since};
-/// let mut at: Position = "1520".parse().map_err(|m: String| tern_engine::EngineError::schema("x", m))?;
-/// loop {
-///     let batch = changed_keys_since(link, "mailbox", &at, 10_000).await?;
-///     // … verify batch.keys …
-///     at = batch.next;
-///     if batch.at_head { break; }
-/// }
-/// # Ok(()) }
-/// ```
-pub async fn changed_keys_since(
-    link: &Link,
-    table: &str,
-    since: &Position,
-    limit: usize,
-) -> Result<ChangedKeys> {
-    let source = link.source();
-    let changes = read(source, since, limit).await?;
-    let new_ones = changes.iter().filter(|c| c.seq > since.high).count();
-    let mut next = advance(since, &changes);
-    expire_gaps(source, &mut next, DEFAULT_GAP_TIMEOUT).await?;
-    let mut seen = HashSet::new();
-    let mut keys = Vec::new();
-    for k in crate::apply::keys_for_changes(link, table, &changes).await? {
-        if seen.insert(key_identity(&k.key.iter().collect::<Vec<_>>())) {
-            keys.push(k.key);
-        }
-    }
-    Ok(ChangedKeys {
-        keys,
-        next,
-        changes_read: changes.len(),
-        at_head: new_ones < limit.max(1),
     })
 }
 

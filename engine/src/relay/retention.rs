@@ -9,11 +9,10 @@
 
 use std::time::Duration;
 
-use super::{RelayOptions, store};
+use super::store;
 use crate::apply::tombstones;
 use crate::capture;
 use crate::changelog::Lag;
-use crate::checkpoint;
 use crate::error::Result;
 use crate::link::Link;
 
@@ -57,8 +56,7 @@ pub async fn prune_changelog(link: &Link, retention: Duration) -> Result<PruneRe
             held_by = format!("relay {name} at {p}");
         }
     }
-    let tables = link.tables();
-    for cp in checkpoint::load_every_table(link.target(), &tables).await? {
+    for cp in link.all_checkpoints().await? {
         if cp.caught_up_at.is_some() {
             continue;
         }
@@ -86,14 +84,14 @@ pub async fn prune_changelog(link: &Link, retention: Duration) -> Result<PruneRe
 /// for the relay's progress; prunes too when the relay is set to.
 pub(super) async fn check(
     link: &Link,
-    opts: &RelayOptions,
+    relay: &str,
+    retention: Duration,
+    prune: bool,
     relay_lag: &Lag,
 ) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
-    let retention = opts.retention;
     let now = link.source().clock_micros().await?;
-    let tables = link.tables();
-    for cp in checkpoint::load_every_table(link.target(), &tables).await? {
+    for cp in link.all_checkpoints().await? {
         let (Some(_), Some(at), None) = (&cp.watermark, cp.snapshot_at, cp.caught_up_at) else {
             continue;
         };
@@ -112,18 +110,18 @@ pub(super) async fn check(
     if relay_lag.seconds > retention.as_secs_f64() {
         warnings.push(format!(
             "relay {} is {} behind, more than the changelog retention ({})",
-            opts.name,
+            relay,
             human(Duration::from_secs_f64(relay_lag.seconds)),
             human(retention)
         ));
     }
     for w in &warnings {
-        tracing::warn!(relay = %opts.name, "{w}");
+        tracing::warn!(relay = %relay, "{w}");
     }
-    if opts.prune {
+    if prune {
         let r = prune_changelog(link, retention).await?;
         if r.deleted > 0 {
-            tracing::info!(relay = %opts.name, through = r.through, deleted = r.deleted, held_by = %r.held_by, "changelog pruned");
+            tracing::info!(relay = %relay, through = r.through, deleted = r.deleted, held_by = %r.held_by, "changelog pruned");
         }
     }
     Ok(warnings)

@@ -13,7 +13,8 @@ use crate::connector::{Connector, Dialect, Statement};
 use crate::error::{EngineError, Result};
 use crate::value::Value;
 
-use super::{Counts, Mismatch, MismatchKind};
+use super::compare::MismatchTree;
+use super::results::{Counts, Mismatch, MismatchKind};
 
 pub const RUNS_TABLE: &str = "_tern_verify_runs";
 pub const PROGRESS_TABLE: &str = "_tern_verify_progress";
@@ -504,4 +505,14 @@ pub(crate) async fn last_positioned_run(target: &Connector, table: &str) -> Resu
         .await?
         .into_iter()
         .find(|r| r.status == "completed" && r.position.is_some()))
+}
+
+/// The mismatch tree of a run's open mismatches.
+pub async fn mismatch_tree(target: &Connector, run_id: &str) -> Result<MismatchTree> {
+    let mut tree = MismatchTree::default();
+    for (key, paths) in paths_of(target, run_id).await? {
+        let paths: Vec<String> = paths.lines().map(str::to_string).collect();
+        tree.add(&key, &paths);
+    }
+    Ok(tree)
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rand::Rng;
-use tern_engine::{Link, LoadOptions, RateThrottle, Spec, TransformerRegistry};
+use tern_engine::{Link, RunControl, Spec, TransformerRegistry, load_bucket};
 use tern_testkit::TestDb;
 
 use crate::support::{Side, spec_text};
@@ -75,11 +75,8 @@ async fn newer_writes_made_during_the_load_are_never_overwritten() -> anyhow::Re
     };
 
     // Act
-    let opts = LoadOptions {
-        throttle: Arc::new(RateThrottle::new(Some(3000))),
-        ..LoadOptions::default()
-    };
-    let report = tern_engine::load_bucket(&link, &plan.buckets[0], &opts).await?;
+    let control = RunControl::new().with_rate(Some(3000));
+    let report = load_bucket(&link, &plan.buckets[0], &control).await?;
     running.store(false, Ordering::Relaxed);
     let written = writer.await??;
 
@@ -132,9 +129,7 @@ async fn a_row_committed_under_a_direct_copy_sends_the_chunk_through_the_guarded
     // Act
     let load = {
         let link = link.clone();
-        tokio::spawn(async move {
-            tern_engine::load_bucket(&link, &bucket, &LoadOptions::default()).await
-        })
+        tokio::spawn(async move { load_bucket(&link, &bucket, &RunControl::new()).await })
     };
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let blocked = !load.is_finished();

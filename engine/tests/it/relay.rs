@@ -14,10 +14,9 @@ use anyhow::Context;
 use rand::Rng;
 use tern_engine::Position;
 use tern_engine::ramp::Ramp;
-use tern_engine::relay::RelayProgress;
 use tern_engine::{
-    CatchUpOptions, CatchUpStatus, Link, LoadOptions, RelayOptions, RelayRamp, Spec,
-    TransformerRegistry, capture, catch_up_bucket, prune_changelog, run_relay,
+    CatchUpOptions, CatchUpStatus, Link, Progress, RelayOptions, RelayRamp, RunControl, Spec,
+    TransformerRegistry, capture, catch_up_bucket, load_bucket, prune_changelog, run_relay,
 };
 use tern_testkit::{DbKind, TestDb};
 use tokio::sync::watch;
@@ -161,22 +160,25 @@ fn spawn_writer(
 /// The latest relay progress, shared with the test.
 #[derive(Default)]
 struct Seen {
-    last: Mutex<Option<RelayProgress>>,
+    last: Mutex<Option<Progress>>,
     batches: AtomicU64,
 }
 
 impl Seen {
-    fn callback(self: &Arc<Self>) -> tern_engine::relay::RelayProgressFn {
+    /// A run control reporting here, stopped by `cancel`.
+    fn control(self: &Arc<Self>, cancel: &CancellationToken) -> RunControl {
         let me = self.clone();
-        Arc::new(move |p: &RelayProgress| {
-            me.batches.fetch_add(1, Ordering::Relaxed);
-            if let Ok(mut l) = me.last.lock() {
-                *l = Some(p.clone());
-            }
-        })
+        RunControl::new()
+            .with_cancel(cancel.clone())
+            .on_progress(move |p| {
+                me.batches.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut l) = me.last.lock() {
+                    *l = Some(p.clone());
+                }
+            })
     }
 
-    fn get(&self) -> Option<RelayProgress> {
+    fn get(&self) -> Option<Progress> {
         self.last.lock().ok().and_then(|l| l.clone())
     }
 
@@ -184,7 +186,7 @@ impl Seen {
     async fn wait_for_ramp(&self, ramp: &str) -> anyhow::Result<()> {
         let until = Instant::now() + Duration::from_secs(30);
         while Instant::now() < until {
-            if self.get().is_some_and(|p| p.ramp == ramp) {
+            if self.get().is_some_and(|p| p.note.as_deref() == Some(ramp)) {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -213,7 +215,10 @@ async fn head(source: &Side) -> anyhow::Result<i64> {
 async fn wait_for_position(seen: &Seen, h: i64) -> anyhow::Result<()> {
     let until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < until {
-        if seen.get().is_some_and(|p| p.position.low() >= h) {
+        if seen
+            .get()
+            .is_some_and(|p| p.position.is_some_and(|p| p.low() >= h))
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -247,17 +252,16 @@ async fn the_whole_sequence_under_load(
     let cancel = CancellationToken::new();
     let mut opts = RelayOptions::new(ramp_rx);
     opts.salt = "items-migration".into();
-    opts.batch_changes = 300;
-    opts.progress = Some(seen.callback());
-    opts.cancel = cancel.clone();
+    opts.stream.batch_changes = 300;
+    let control = seen.control(&cancel);
     let relay = {
         let link = link.clone();
-        tokio::spawn(async move { run_relay(&link, opts).await })
+        tokio::spawn(async move { run_relay(&link, opts, &control).await })
     };
     seen.wait_for_ramp("10% of keys").await?;
     let plan = link.plan_or_resume("items", None).await?;
     for b in &plan.buckets {
-        tern_engine::load_bucket(&link, b, &LoadOptions::default()).await?;
+        load_bucket(&link, b, &RunControl::new()).await?;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     ramp_tx.send(RelayRamp::Percent(Ramp::parse("50%")?))?;
@@ -267,7 +271,8 @@ async fn the_whole_sequence_under_load(
     seen.wait_for_ramp("100% of keys").await?;
     let mut caught_up = Vec::new();
     for b in &plan.buckets {
-        caught_up.push(catch_up_bucket(&link, b, &CatchUpOptions::default()).await?);
+        let opts = CatchUpOptions::default();
+        caught_up.push(catch_up_bucket(&link, b, &opts, &RunControl::new()).await?);
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
     running.store(false, Ordering::Relaxed);
@@ -343,7 +348,7 @@ async fn loaded(
     let installed = capture::install(link.source(), &spec).await?;
     let plan = link.plan_or_resume("items", None).await?;
     for b in &plan.buckets {
-        tern_engine::load_bucket(&link, b, &LoadOptions::default()).await?;
+        load_bucket(&link, b, &RunControl::new()).await?;
     }
     Ok((source_db, target_db, source, link, text, installed.position))
 }
@@ -358,14 +363,13 @@ async fn a_target_that_goes_away_mid_relay_loses_nothing() -> anyhow::Result<()>
     let cancel = CancellationToken::new();
     let mut opts = RelayOptions::fixed(RelayRamp::full());
     opts.start = Some(start);
-    opts.batch_changes = 100;
-    opts.retry_initial = Duration::from_millis(50);
-    opts.retry_max = Duration::from_millis(400);
-    opts.progress = Some(seen.callback());
-    opts.cancel = cancel.clone();
+    opts.stream.batch_changes = 100;
+    opts.stream.retry_initial = Duration::from_millis(50);
+    opts.stream.retry_max = Duration::from_millis(400);
+    let control = seen.control(&cancel);
     let relay = {
         let link = link.clone();
-        tokio::spawn(async move { run_relay(&link, opts).await })
+        tokio::spawn(async move { run_relay(&link, opts, &control).await })
     };
     seen.wait_for_ramp("100% of keys").await?;
     let admin = sqlx::PgPool::connect(&tern_testkit::pg_admin_url()).await?;
@@ -425,12 +429,12 @@ async fn relay_child_process() -> anyhow::Result<()> {
     let spec = Spec::parse(&text, "child.toml")?;
     let link = Link::connect(spec, &TransformerRegistry::new()).await?;
     let mut opts = RelayOptions::fixed(RelayRamp::full());
-    opts.batch_changes = 50;
+    opts.stream.batch_changes = 50;
     opts.start = std::env::var("TERN_RELAY_CHILD_START")
         .ok()
         .and_then(|p| p.parse().ok());
     opts.stop_at_head = std::env::var("TERN_RELAY_CHILD_STOP_AT_HEAD").is_ok();
-    run_relay(&link, opts).await?;
+    run_relay(&link, opts, &RunControl::new()).await?;
     Ok(())
 }
 
@@ -524,21 +528,26 @@ async fn without_triggers_a_window_catch_up_recopies_the_rows_updated_in_the_win
     let link = Link::connect(spec, &TransformerRegistry::new()).await?;
     let plan = link.plan_or_resume("items", None).await?;
     let bucket = plan.buckets[0].clone();
-    tern_engine::load_bucket(&link, &bucket, &LoadOptions::default()).await?;
+    load_bucket(&link, &bucket, &RunControl::new()).await?;
     source
         .exec("UPDATE items SET body = 'In Window ' || id, updated_at = TIMESTAMP '2024-05-02' WHERE id <= 40;
                UPDATE items SET body = 'Outside ' || id, updated_at = TIMESTAMP '2024-06-15' WHERE id > 290")
         .await?;
 
     // Act
-    let refused = catch_up_bucket(&link, &bucket, &CatchUpOptions::default()).await;
+    let refused = catch_up_bucket(
+        &link,
+        &bucket,
+        &CatchUpOptions::default(),
+        &RunControl::new(),
+    )
+    .await;
     let window = tern_engine::chunk::Window {
         column: "updated_at".into(),
         from: tern_engine::Value::Text("2024-05-01 00:00:00".into()),
         to: tern_engine::Value::Text("2024-06-01 00:00:00".into()),
     };
-    let s =
-        tern_engine::catch_up_window(&link, &bucket, &window, &CatchUpOptions::default()).await?;
+    let s = tern_engine::catch_up_window(&link, &bucket, &window, &RunControl::new()).await?;
 
     // Assert
     let e = refused.err().map(|e| e.to_string()).unwrap_or_default();

@@ -1,11 +1,8 @@
 //! A load cancelled between chunks resumes from its checkpoint: no row lost,
 //! none read twice. (The kill -9 of a real process is in the server's tests.)
 
-use std::sync::Arc;
-
-use tern_engine::{Link, LoadOptions, LoadStatus, RateThrottle, Spec, TransformerRegistry};
+use tern_engine::{Link, LoadStatus, RunControl, Spec, TransformerRegistry, load_bucket};
 use tern_testkit::TestDb;
-use tokio_util::sync::CancellationToken;
 
 use crate::support::{Side, spec_text};
 
@@ -29,24 +26,20 @@ async fn a_cancelled_bucket_resumes_after_its_last_committed_chunk() -> anyhow::
     let spec = Spec::parse(&spec_text(&source_db, &target_db, body), "test.toml")?;
     let link = Link::connect(spec, &TransformerRegistry::new()).await?;
     let bucket = link.plan_or_resume("items", None).await?.buckets[0].clone();
-    let cancel = CancellationToken::new();
-    let stop = cancel.clone();
-    let first = LoadOptions {
-        throttle: Arc::new(RateThrottle::new(Some(10_000))),
-        progress: Some(Arc::new(move |p: &tern_engine::Progress| {
-            if p.rows_done >= 500 {
-                stop.cancel();
-            }
-        })),
-        cancel,
-    };
+    let first = RunControl::new().with_rate(Some(10_000));
+    let stop = first.cancel.clone();
+    let first = first.on_progress(move |p| {
+        if p.done >= 500 {
+            stop.cancel();
+        }
+    });
 
     // Act
-    let cancelled = tern_engine::load_bucket(&link, &bucket, &first).await?;
+    let cancelled = load_bucket(&link, &bucket, &first).await?;
     let target = Side::open(&target_db).await?;
     let after_cancel = target.count("items").await?;
     let checkpoint = link.checkpoints("items").await?.remove(0);
-    let resumed = tern_engine::load_bucket(&link, &bucket, &LoadOptions::default()).await?;
+    let resumed = load_bucket(&link, &bucket, &RunControl::new()).await?;
 
     // Assert
     assert_eq!(cancelled.status, LoadStatus::Cancelled);

@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use sqlx::{MySqlPool, PgPool, SqlitePool};
-use tern_engine::{BucketReport, Link, LoadOptions, Spec, TransformerRegistry};
+use tern_engine::{BucketReport, Link, RunControl, Spec, TransformerRegistry, load_bucket};
 use tern_testkit::{DbKind, TestDb};
 
 /// A plain connection to a test database, for arranging and checking.
@@ -99,7 +99,7 @@ pub async fn load_all(
     for t in tables {
         let plan = link.plan_or_resume(&t, None).await?;
         for b in &plan.buckets {
-            reports.push(tern_engine::load_bucket(&link, b, &LoadOptions::default()).await?);
+            reports.push(load_bucket(&link, b, &RunControl::new()).await?);
         }
     }
     Ok((link, reports))

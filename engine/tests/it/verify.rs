@@ -3,14 +3,11 @@
 //! re-verification reads only changed keys; repair reaches 100%; a stopped
 //! run resumes; a stratified sample is deterministic.
 
-use std::sync::Arc;
-
 use serde_json::json;
 use tern_engine::connector::Connector;
 use tern_engine::verify::{self, Mismatch, MismatchKind, Mode, Scope, VerifyOptions, VerifyStatus};
-use tern_engine::{Link, RateThrottle, Spec, TransformerRegistry, capture};
+use tern_engine::{Link, RunControl, Spec, TransformerRegistry, capture};
 use tern_testkit::TestDb;
-use tokio_util::sync::CancellationToken;
 
 use crate::support::{Side, load_all, spec_text};
 
@@ -119,7 +116,7 @@ async fn each_kind_of_difference_is_found_counted_and_shown_exactly() -> anyhow:
     seed_each_kind(&f.target).await?;
 
     // Act
-    let report = verify::verify(&f.link, &VerifyOptions::full("items")).await?;
+    let report = verify::verify(&f.link, &VerifyOptions::full("items"), &RunControl::new()).await?;
     let ms = all_mismatches(&f.link, &report.run_id).await?;
 
     // Assert
@@ -215,7 +212,7 @@ async fn accuracy_is_exact_when_the_target_key_is_not_the_read_order() -> anyhow
         .await?;
 
     // Act
-    let report = verify::verify(&f.link, &VerifyOptions::full("items")).await?;
+    let report = verify::verify(&f.link, &VerifyOptions::full("items"), &RunControl::new()).await?;
 
     // Assert
     assert_eq!(report.counts.compared, 1000);
@@ -241,12 +238,12 @@ async fn one_bucket_is_verified_alone() -> anyhow::Result<()> {
     let b = plan.buckets[2].clone();
     let mut opts = VerifyOptions::full("items");
     opts.scope = Scope::Bucket(2);
-    let report = verify::verify(&f.link, &opts).await?;
+    let report = verify::verify(&f.link, &opts, &RunControl::new()).await?;
     assert_eq!(report.counts.compared, b.rows);
     assert_eq!(report.counts.matched, b.rows);
     let mut bad = VerifyOptions::full("items");
     bad.scope = Scope::Bucket(9);
-    let err = verify::verify(&f.link, &bad)
+    let err = verify::verify(&f.link, &bad, &RunControl::new())
         .await
         .expect_err("no bucket 9");
     assert!(
@@ -261,7 +258,7 @@ async fn one_bucket_is_verified_alone() -> anyhow::Result<()> {
 async fn incremental_verification_reads_only_the_changed_keys() -> anyhow::Result<()> {
     // Arrange: capture installed before the load; a full run sets the position.
     let f = loaded(1000, 100, 2, "id", true).await?;
-    let full = verify::verify(&f.link, &VerifyOptions::full("items")).await?;
+    let full = verify::verify(&f.link, &VerifyOptions::full("items"), &RunControl::new()).await?;
     assert_eq!(full.counts.accuracy(), 100.0);
     assert!(full.position.is_some());
     // Five source changes the target never saw (no relay runs here).
@@ -272,8 +269,8 @@ async fn incremental_verification_reads_only_the_changed_keys() -> anyhow::Resul
     // Act
     let mut opts = VerifyOptions::full("items");
     opts.mode = Mode::SinceLast;
-    let inc = verify::verify(&f.link, &opts).await?;
-    let again = verify::verify(&f.link, &opts).await?;
+    let inc = verify::verify(&f.link, &opts, &RunControl::new()).await?;
+    let again = verify::verify(&f.link, &opts, &RunControl::new()).await?;
 
     // Assert
     assert_eq!(inc.keys_read, 5, "only the changed keys are read");
@@ -288,18 +285,12 @@ async fn repair_brings_accuracy_to_100_percent() -> anyhow::Result<()> {
     // Arrange
     let f = loaded(1000, 100, 4, "id", false).await?;
     seed_each_kind(&f.target).await?;
-    let run = verify::verify(&f.link, &VerifyOptions::full("items")).await?;
+    let run = verify::verify(&f.link, &VerifyOptions::full("items"), &RunControl::new()).await?;
     assert_eq!(run.counts.mismatched(), 6);
 
     // Act
-    let repaired = verify::repair(
-        &f.link,
-        &run.run_id,
-        Arc::new(RateThrottle::unlimited()),
-        CancellationToken::new(),
-    )
-    .await?;
-    let after = verify::verify(&f.link, &VerifyOptions::full("items")).await?;
+    let repaired = verify::repair(&f.link, &run.run_id, &RunControl::new()).await?;
+    let after = verify::verify(&f.link, &VerifyOptions::full("items"), &RunControl::new()).await?;
 
     // Assert
     assert_eq!(repaired.mismatches, 6);
@@ -329,22 +320,20 @@ async fn a_stopped_run_resumes_without_losing_or_double_counting() -> anyhow::Re
     f.target
         .exec("UPDATE items SET name = 'x' WHERE id IN (100, 1000, 1900)")
         .await?;
-    let cancel = CancellationToken::new();
-    let stop = cancel.clone();
-    let mut first = VerifyOptions::full("items");
-    first.cancel = cancel;
-    first.throttle = Arc::new(RateThrottle::new(Some(20_000)));
-    first.progress = Some(Arc::new(move |p: &tern_engine::Progress| {
-        if p.rows_done >= 500 {
+    let first = VerifyOptions::full("items");
+    let first_control = RunControl::new().with_rate(Some(20_000));
+    let stop = first_control.cancel.clone();
+    let first_control = first_control.on_progress(move |p| {
+        if p.done >= 500 {
             stop.cancel();
         }
-    }));
+    });
 
     // Act
-    let stopped = verify::verify(&f.link, &first).await?;
+    let stopped = verify::verify(&f.link, &first, &first_control).await?;
     let mut again = VerifyOptions::full("items");
     again.resume = Some(stopped.run_id.clone());
-    let resumed = verify::verify(&f.link, &again).await?;
+    let resumed = verify::verify(&f.link, &again, &RunControl::new()).await?;
 
     // Assert
     assert_eq!(stopped.status, VerifyStatus::Cancelled);
@@ -376,8 +365,8 @@ async fn a_stratified_sample_is_deterministic_and_counts_each_stratum() -> anyho
     };
 
     // Act
-    let one = verify::verify(&f.link, &opts).await?;
-    let two = verify::verify(&f.link, &opts).await?;
+    let one = verify::verify(&f.link, &opts, &RunControl::new()).await?;
+    let two = verify::verify(&f.link, &opts, &RunControl::new()).await?;
 
     // Assert
     assert_eq!(one.keys_read, 40);
@@ -409,7 +398,9 @@ async fn a_stratified_sample_is_deterministic_and_counts_each_stratum() -> anyho
         per_stratum: 10,
         strata: "region".into(),
     };
-    let err = verify::verify(&f.link, &bad).await.expect_err("no column");
+    let err = verify::verify(&f.link, &bad, &RunControl::new())
+        .await
+        .expect_err("no column");
     assert!(err.to_string().contains("no column `region`"), "{err}");
     Ok(())
 }
@@ -442,7 +433,7 @@ async fn a_text_key_sorted_by_two_collations_is_not_reported_missing_and_extra()
         .await?;
 
     // Act
-    let report = verify::verify(&link, &VerifyOptions::full("tags")).await?;
+    let report = verify::verify(&link, &VerifyOptions::full("tags"), &RunControl::new()).await?;
 
     // Assert
     let c = report.counts;

@@ -5,12 +5,9 @@
 //! seeded differences of every kind give exactly the result of the
 //! row-by-row path, every mismatch with the same field diffs and rows.
 
-use std::sync::Arc;
-
 use tern_engine::verify::{self, Mismatch, VerifyOptions, VerifyReport, VerifyStatus};
-use tern_engine::{Link, RateThrottle, TransformerRegistry};
+use tern_engine::{Link, RunControl, TransformerRegistry};
 use tern_testkit::{DbKind, TestDb};
-use tokio_util::sync::CancellationToken;
 
 use crate::support::{Side, load_all, spec_text};
 
@@ -83,7 +80,7 @@ fn seed(kind: DbKind) -> String {
 async fn run(link: &Link, row_by_row: bool) -> anyhow::Result<VerifyReport> {
     let mut opts = VerifyOptions::full("items");
     opts.row_by_row = row_by_row;
-    Ok(verify::verify(link, &opts).await?)
+    Ok(verify::verify(link, &opts, &RunControl::new()).await?)
 }
 
 /// A run's mismatches without their position, sorted by key.
@@ -201,22 +198,20 @@ async fn a_stopped_checksum_run_resumes_without_losing_or_double_counting() -> a
     f.target
         .exec("UPDATE items SET n = 0 WHERE id IN (100, 1000, 1900)")
         .await?;
-    let cancel = CancellationToken::new();
-    let stop = cancel.clone();
-    let mut first = VerifyOptions::full("items");
-    first.cancel = cancel;
-    first.throttle = Arc::new(RateThrottle::new(Some(20_000)));
-    first.progress = Some(Arc::new(move |p: &tern_engine::Progress| {
-        if p.rows_done >= 500 {
+    let first = VerifyOptions::full("items");
+    let first_control = RunControl::new().with_rate(Some(20_000));
+    let stop = first_control.cancel.clone();
+    let first_control = first_control.on_progress(move |p| {
+        if p.done >= 500 {
             stop.cancel();
         }
-    }));
+    });
 
     // Act
-    let stopped = verify::verify(&f.link, &first).await?;
+    let stopped = verify::verify(&f.link, &first, &first_control).await?;
     let mut again = VerifyOptions::full("items");
     again.resume = Some(stopped.run_id.clone());
-    let resumed = verify::verify(&f.link, &again).await?;
+    let resumed = verify::verify(&f.link, &again, &RunControl::new()).await?;
 
     // Assert
     assert_eq!(stopped.status, VerifyStatus::Cancelled);

@@ -12,7 +12,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use tern_engine::{
-    Link, LoadOptions, LoadStatus, Progress, RateThrottle, Spec, TransformerRegistry,
+    Link, LoadStatus, RateThrottle, RunControl, Spec, TransformerRegistry, load_bucket,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -98,20 +98,19 @@ pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
             let seen = Arc::new(AtomicU64::new(0));
             let progress = {
                 let bar = bar.clone();
-                Arc::new(move |p: &Progress| {
-                    let before = seen.swap(p.rows_this_run, Ordering::Relaxed);
-                    bar.inc(p.rows_this_run.saturating_sub(before));
-                })
+                move |p: &tern_engine::Progress| {
+                    let before = seen.swap(p.done_this_run, Ordering::Relaxed);
+                    bar.inc(p.done_this_run.saturating_sub(before));
+                }
             };
-            let opts = LoadOptions {
-                throttle: Arc::new(throttle.clone()),
-                progress: Some(progress),
-                cancel: cancel.clone(),
-            };
+            let control = RunControl::new()
+                .with_throttle(Arc::new(throttle.clone()))
+                .with_cancel(cancel.clone())
+                .on_progress(progress);
             let link = &link;
             let cancel = cancel.clone();
             async move {
-                let result = tern_engine::load_bucket(&link, b, &opts)
+                let result = load_bucket(link, b, &control)
                     .await
                     .with_context(|| format!("loading {table} bucket {}", b.index));
                 if result.is_err() {

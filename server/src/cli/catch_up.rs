@@ -5,13 +5,12 @@
 //! sources without change capture.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use tern_engine::chunk::Window;
 use tern_engine::{
-    CatchUpOptions, CatchUpProgress, CatchUpStatus, Link, RateThrottle, Spec, TransformerRegistry,
-    Value, catch_up_bucket, catch_up_window,
+    CatchUpOptions, CatchUpStatus, Link, Progress, RunControl, Spec, TransformerRegistry, Value,
+    catch_up_bucket, catch_up_window,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -40,19 +39,22 @@ pub struct CatchUpArgs {
     pub rate: Option<u64>,
 }
 
-fn render(p: &CatchUpProgress) -> String {
+fn render(p: &Progress) -> String {
+    let lag = p.lag.unwrap_or_default();
     let mut s = format!(
-        "catch-up {} bucket {}: changes={} keys={} rows={} deleted={} | {:.0}/s | lag {} changes, {:.2}s | position {}",
-        p.table,
-        p.bucket,
-        p.changes,
-        p.keys_applied,
-        p.rows_written,
-        p.keys_deleted,
+        "{}: {}={} keys={} rows={} deleted={} | {:.0}/s | lag {} changes, {:.2}s | position {}",
+        p.task,
+        p.unit.as_str(),
+        p.done,
+        p.tally.keys_applied,
+        p.tally.rows_written,
+        p.tally.keys_deleted,
         p.rate,
-        p.lag.changes,
-        p.lag.seconds,
+        lag.changes,
+        lag.seconds,
         p.position
+            .as_ref()
+            .map_or_else(|| "-".to_string(), ToString::to_string)
     );
     if let Some(e) = &p.last_error {
         s.push_str(&format!(" | retrying: {e}"));
@@ -94,12 +96,10 @@ pub async fn run(args: CatchUpArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let opts = CatchUpOptions {
-        throttle: Arc::new(RateThrottle::new(args.rate)),
-        cancel,
-        progress: Some(Arc::new(|p: &CatchUpProgress| eprintln!("{}", render(p)))),
-        ..CatchUpOptions::default()
-    };
+    let control = RunControl::new()
+        .with_rate(args.rate)
+        .with_cancel(cancel)
+        .on_progress(|p| eprintln!("{}", render(p)));
     let s = match (&args.window_from, &args.window_to) {
         (Some(from), Some(to)) => {
             let window = Window {
@@ -107,9 +107,9 @@ pub async fn run(args: CatchUpArgs) -> anyhow::Result<()> {
                 from: Value::Text(from.clone()),
                 to: Value::Text(to.clone()),
             };
-            catch_up_window(&link, &bucket, &window, &opts).await?
+            catch_up_window(&link, &bucket, &window, &control).await?
         }
-        _ => catch_up_bucket(&link, &bucket, &opts).await?,
+        _ => catch_up_bucket(&link, &bucket, &CatchUpOptions::default(), &control).await?,
     };
     let status = match s.status {
         CatchUpStatus::CaughtUp => "caught up",

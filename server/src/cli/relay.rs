@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tern_engine::ramp::Ramp;
-use tern_engine::relay::RelayProgress;
 use tern_engine::{
-    Link, RateThrottle, RelayOptions, RelayRamp, Spec, TransformerRegistry, run_relay,
+    Link, Progress, RelayOptions, RelayRamp, RunControl, Spec, TransformerRegistry, run_relay,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -78,20 +77,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// One progress line: applied, rate, lag.
-pub fn render(p: &RelayProgress) -> String {
+pub fn render(p: &Progress) -> String {
+    let lag = p.lag.unwrap_or_default();
     let mut s = format!(
-        "relay {}: ramp {} | changes={} keys={} rows={} deleted={} skipped={} | {:.0} changes/s | lag {} changes, {:.2}s | position {}",
-        p.name,
-        p.ramp,
-        p.changes,
-        p.keys_applied,
-        p.rows_written,
-        p.keys_deleted,
-        p.keys_skipped,
+        "{}: ramp {} | changes={} keys={} rows={} deleted={} skipped={} | {:.0} changes/s | lag {} changes, {:.2}s | position {}",
+        p.task,
+        p.note.as_deref().unwrap_or("off"),
+        p.done,
+        p.tally.keys_applied,
+        p.tally.rows_written,
+        p.tally.keys_deleted,
+        p.tally.keys_skipped,
         p.rate,
-        p.lag.changes,
-        p.lag.seconds,
+        lag.changes,
+        lag.seconds,
         p.position
+            .as_ref()
+            .map_or_else(|| "-".to_string(), ToString::to_string)
     );
     if let Some(e) = &p.last_error {
         s.push_str(&format!(" | retrying ({} so far): {e}", p.retries));
@@ -152,26 +154,27 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
     ));
     let progress = {
         let last_print = last_print.clone();
-        Arc::new(move |p: &RelayProgress| {
+        move |p: &Progress| {
             if let Ok(mut at) = last_print.lock()
                 && at.elapsed() >= Duration::from_secs(1)
             {
                 *at = Instant::now();
                 eprintln!("{}", render(p));
             }
-        })
+        }
     };
     let mut opts = RelayOptions::fixed(ramp);
     opts.name = args.name.clone();
     opts.salt = args.salt.clone();
-    opts.batch_changes = args.batch.max(1);
-    opts.throttle = Arc::new(RateThrottle::new(args.rate));
-    opts.cancel = cancel;
-    opts.progress = Some(progress);
+    opts.stream.batch_changes = args.batch.max(1);
     opts.stop_at_head = args.until_caught_up;
     opts.retention = args.retention;
     opts.prune = !args.no_prune;
-    let s = run_relay(&link, opts).await?;
+    let control = RunControl::new()
+        .with_rate(args.rate)
+        .with_cancel(cancel)
+        .on_progress(progress);
+    let s = run_relay(&link, opts, &control).await?;
     println!(
         "relay stopped: name={} changes={} keys={} rows={} deleted={} skipped={} retries={} max_lag_s={:.3} seconds={:.3} position={}",
         s.name,

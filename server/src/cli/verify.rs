@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use tern_engine::verify::{self, Mode, Scope, VerifyOptions, VerifyReport, VerifyStatus};
-use tern_engine::{Counts, Link, Progress, RateThrottle, Spec, TransformerRegistry};
+use tern_engine::{Counts, Link, RunControl, Spec, TransformerRegistry};
 use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Debug)]
@@ -110,32 +110,33 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         let progress = {
             let bar = bar.clone();
             let seen = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
-            Arc::new(move |p: &Progress| {
+            move |p: &tern_engine::Progress| {
                 // Per bucket: its planned rows once, then how far it got.
                 if let Ok(mut m) = seen.lock() {
-                    let before: u64 = match m.insert(p.bucket, p.rows_done) {
+                    let before: u64 = match m.insert(p.task.bucket(), p.done) {
                         Some(b) => b,
                         None => {
-                            bar.inc_length(p.rows_planned);
+                            bar.inc_length(p.total.unwrap_or(p.done));
                             0
                         }
                     };
-                    bar.inc(p.rows_done.saturating_sub(before));
+                    bar.inc(p.done.saturating_sub(before));
                 }
-            })
+            }
         };
+        let control = RunControl::new()
+            .with_rate(args.rate)
+            .with_cancel(cancel.clone())
+            .on_progress(progress);
         let opts = VerifyOptions {
             table: table.clone(),
             scope: args.bucket.map_or(Scope::All, Scope::Bucket),
             mode: mode.clone(),
-            throttle: Arc::new(RateThrottle::new(args.rate)),
-            progress: Some(progress),
-            cancel: cancel.clone(),
             parallelism: args.parallel,
             resume: args.resume.clone(),
             row_by_row: args.row_by_row,
         };
-        let report = verify::verify(&link, &opts)
+        let report = verify::verify(&link, &opts, &control)
             .await
             .with_context(|| format!("verifying {table}"));
         bar.finish_and_clear();
@@ -234,14 +235,10 @@ pub async fn repair(args: RepairArgs) -> anyhow::Result<()> {
     let spec = Spec::from_file(&args.spec)?;
     let link = Link::connect(spec, &TransformerRegistry::new()).await?;
     let cancel = ctrl_c();
-    let r = verify::repair(
-        &link,
-        &args.run,
-        Arc::new(RateThrottle::new(args.rate)),
-        cancel,
-    )
-    .await
-    .with_context(|| format!("repairing run {}", args.run))?;
+    let control = RunControl::new().with_rate(args.rate).with_cancel(cancel);
+    let r = verify::repair(&link, &args.run, &control)
+        .await
+        .with_context(|| format!("repairing run {}", args.run))?;
     println!(
         "repair of run {}: {} mismatches, {} keys re-copied ({} rows written, {} deleted); \
          {} resolved, {} still open; accuracy now {}% ({} of {})",

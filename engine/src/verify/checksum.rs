@@ -1,4 +1,4 @@
-//! Chunk checksums: the fast path of a full diff.
+//! Chunk checksums: the fast path of a full diff ([`super::full`]).
 //!
 //! When the spec maps a table by plain column copies (no transformer, no
 //! dedupe, the target key a copy of a one-column integer source key)
@@ -28,10 +28,18 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{Ctx, range_where};
+use std::time::Instant;
+
+use super::context::{BucketDiff, Ctx};
+use super::reads::range_where;
+use super::results::Counts;
+use super::store;
+use crate::buckets::Bucket;
 use crate::chunk::KeyRange;
 use crate::connector::{Connector, Dialect};
 use crate::error::{EngineError, Result};
+use crate::link::Side;
+use crate::run_control::RunControl;
 use crate::spec::{TableSpec, Transform};
 use crate::value::{ColumnType, Value};
 
@@ -378,22 +386,6 @@ impl Checksums {
     }
 }
 
-/// The side of a migration a query runs on.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Side {
-    Source,
-    Target,
-}
-
-impl Side {
-    fn name(self) -> &'static str {
-        match self {
-            Side::Source => "source",
-            Side::Target => "target",
-        }
-    }
-}
-
 /// A column's canonical text: `~` for NULL, else integers in decimal,
 /// booleans `1`/`0`, timestamps to the microsecond, dates `YYYY-MM-DD`, text
 /// as `length:text` (so a `|` inside cannot shift the row's fields). `native`
@@ -496,6 +488,87 @@ fn sums_of(rows: Vec<Vec<Value>>, what: &str) -> Result<HashMap<i64, Sum>> {
         out.insert(*g, Sum { rows, xor });
     }
     Ok(out)
+}
+
+/// Compares one bucket chunk by chunk from its progress by checksums,
+/// reading row by row only the groups whose checksums differ.
+pub(super) async fn full_bucket(
+    ctx: &Ctx,
+    sums: &Checksums,
+    bucket: &Bucket,
+    control: &RunControl,
+    progress: store::BucketProgress,
+) -> Result<BucketDiff> {
+    let started = Instant::now();
+    let mut counts = progress.counts;
+    let range = &bucket.range;
+    // Groups of a hundredth of a chunk (at least 10 rows): a difference
+    // costs reading its group, not its chunk.
+    let group_rows = (ctx.chunk_rows / 100).max(10);
+    let limit = group_rows * (ctx.chunk_rows / group_rows).max(1);
+    let mut after = progress.last_key;
+    let mut read = 0u64;
+    let mut by_checksum = 0u64;
+    let mut chunks = 0u64;
+    loop {
+        if !control.admit(limit as u64).await {
+            return Ok(BucketDiff {
+                counts,
+                done: false,
+                read,
+                by_checksum,
+            });
+        }
+        let cut = sums
+            .cut(ctx, range, after.as_deref(), limit, group_rows)
+            .await?;
+        let end = cut.upto.is_none();
+        let (source, target) = tokio::try_join!(
+            sums.sums(ctx, Side::Source, range, after.as_deref(), &cut),
+            sums.sums(ctx, Side::Target, range, after.as_deref(), &cut),
+        )?;
+        let (differ, equal_rows) = Cut::differing(&source, &target);
+        counts.compared += equal_rows;
+        counts.matched += equal_rows;
+        by_checksum += equal_rows;
+        let mut found = Vec::new();
+        if !differ.is_empty() {
+            // Every differing group of the chunk in one read per side.
+            let (sw, sp) = sums.groups_where(ctx, Side::Source, range, &cut, &differ);
+            let (tw, tp) = sums.groups_where(ctx, Side::Target, range, &cut, &differ);
+            let (expected, actual) =
+                tokio::try_join!(ctx.source_rows(&sw, &sp), ctx.target_rows(&tw, &tp))?;
+            let mut ord = counts.compared;
+            let mut group_counts = Counts::default();
+            ctx.compare(
+                expected,
+                actual,
+                bucket.index,
+                &mut ord,
+                &mut group_counts,
+                &mut found,
+            );
+            counts.add(&group_counts);
+        }
+        let upto = cut.upto.map(|k| vec![Value::Int(k)]);
+        let chunk_rows: u64 = source.values().map(|s| s.rows).sum();
+        // The last chunk's position stays the previous one: `end` marks it done.
+        let last = upto.as_deref().or(after.as_deref());
+        ctx.commit_chunk(bucket.index, &found, last, end, &counts)
+            .await?;
+        read += chunk_rows;
+        chunks += 1;
+        ctx.report(control, bucket, &counts, read, chunks, started);
+        if end {
+            return Ok(BucketDiff {
+                counts,
+                done: true,
+                read,
+                by_checksum,
+            });
+        }
+        after = upto;
+    }
 }
 
 #[cfg(test)]
