@@ -18,10 +18,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::apply::{self, ApplyReport};
 use crate::buckets::Bucket;
 use crate::change_stream::{
-    Batch, ChangeStream, Consumer, Ended, Filter, StreamOptions, StreamState,
+    Applier, Batch, ChangeStream, Consumer, Ended, Filter, StreamOptions, StreamState,
 };
 use crate::changelog::{Lag, Position};
 use crate::checkpoint::{self, CHECKPOINT_TABLE};
@@ -136,9 +135,7 @@ pub async fn catch_up_bucket(
         link,
         bucket,
         from: from.clone(),
-        writer: None,
-        pending: ApplyReport::default(),
-        total: ApplyReport::default(),
+        applier: Applier::new(link),
         progress: Progress::new(
             Task::CatchUp {
                 table: bucket.table.clone(),
@@ -169,9 +166,9 @@ pub async fn catch_up_bucket(
         from: Some(from),
         to: Some(state.position),
         changes: state.changes,
-        keys_applied: consumer.total.keys,
-        rows_written: consumer.total.rows_written,
-        keys_deleted: consumer.total.keys_deleted,
+        keys_applied: consumer.applier.total.keys,
+        rows_written: consumer.applier.total.rows_written,
+        keys_deleted: consumer.applier.total.keys_deleted,
         lag,
         caught_up_at,
         retries: state.retries,
@@ -185,10 +182,7 @@ struct BucketCatchUp<'a> {
     link: &'a Link,
     bucket: &'a Bucket,
     from: Position,
-    writer: Option<BatchWriter>,
-    /// What the batch being attempted applied; counted once it lands.
-    pending: ApplyReport,
-    total: ApplyReport,
+    applier: Applier<'a>,
     progress: Progress,
     control: &'a RunControl,
 }
@@ -203,56 +197,33 @@ impl Consumer for BucketCatchUp<'_> {
     }
 
     async fn apply(&mut self, batch: &Batch, filter: &Filter) -> Result<()> {
-        self.pending = ApplyReport::default();
-        if self.writer.is_none() {
-            self.writer = Some(BatchWriter::open(self.link.target()).await?);
-        }
-        let Some(writer) = self.writer.as_mut() else {
-            return Ok(());
-        };
-        let admit = |table: &str, v: &Value| filter.admits(table, v);
         let advance = advance_watermark(
             self.link.target().dialect(),
             &self.bucket.table,
             self.bucket.index,
             &batch.next,
         );
-        self.pending =
-            apply::apply_keys_with(self.link, writer, &batch.keys, Some(&admit), vec![advance])
-                .await?;
-        Ok(())
+        self.applier.apply(batch, filter, advance).await
     }
 
     fn landed(&mut self, batch: &Batch, state: &StreamState) {
-        self.total.add(&self.pending);
+        self.applier.landed(batch);
         // A read that reached the head left nothing after it.
         let lag = if batch.at_head {
             Lag::default()
         } else {
             batch.lag
         };
-        let p = &mut self.progress;
-        p.measure(
-            state.changes,
-            state.changes,
-            Some(state.changes.saturating_add(lag.changes)),
-            state.elapsed,
-        );
-        p.steps = state.batches;
-        p.lag = Some(lag);
-        p.position = Some(state.position.clone());
-        p.tally.keys_applied = self.total.keys;
-        p.tally.rows_written = self.total.rows_written;
-        p.tally.keys_deleted = self.total.keys_deleted;
-        p.last_error = None;
-        self.control.report(p);
+        let total = state.changes.saturating_add(lag.changes);
+        state.fill(&mut self.progress, lag, Some(total));
+        self.progress.tally = self.applier.tally();
+        self.control.report(&self.progress);
     }
 
     fn retrying(&mut self, state: &StreamState) {
-        // The connection may be dead; a new one is taken next time.
-        self.writer = None;
-        self.progress.retries = state.retries;
-        self.progress.last_error = state.last_error.clone();
+        self.applier.failed();
+        let (lag, total) = (self.progress.lag.unwrap_or_default(), self.progress.total);
+        state.fill(&mut self.progress, lag, total);
         self.control.report(&self.progress);
     }
 

@@ -38,15 +38,17 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::apply::{self, ChangedKey, TableKeys};
+use crate::apply::{self, ApplyReport, ChangedKey, TableKeys};
 use crate::buckets::Bucket;
 use crate::changelog::{self, Change, DEFAULT_GAP_TIMEOUT, Lag, Position};
-use crate::connector::Connector;
+use crate::connector::{Connector, Statement};
 use crate::error::{EngineError, Result};
 use crate::link::{Link, Side};
+use crate::progress::{Progress, Tally};
 use crate::retry::{Backoff, is_transient};
 use crate::run_control::RunControl;
 use crate::value::{Value, key_identity};
+use crate::writer::BatchWriter;
 
 /// How a stream reads.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,6 +175,93 @@ pub struct StreamState {
     pub lag: Lag,
     pub max_lag_seconds: f64,
     pub elapsed: Duration,
+}
+
+impl StreamState {
+    /// Puts where the stream stands into a run's progress: changes read by
+    /// this run of `total`, batches, rate, position, `lag` (the consumer's
+    /// reading of the last batch's), retries and the last error.
+    pub fn fill(&self, p: &mut Progress, lag: Lag, total: Option<u64>) {
+        p.measure(self.changes, self.changes, total, self.elapsed);
+        p.steps = self.batches;
+        p.lag = Some(lag);
+        p.position = Some(self.position.clone());
+        p.retries = self.retries;
+        p.last_error = self.last_error.clone();
+    }
+}
+
+/// Applies the batches of a consumer that writes the target (the relay, a
+/// catch-up) on one held writer, and counts what landed: a batch attempted
+/// twice is counted once.
+pub(crate) struct Applier<'l> {
+    link: &'l Link,
+    writer: Option<BatchWriter>,
+    /// What the batch being attempted applied.
+    pending: ApplyReport,
+    /// What the batches that landed applied.
+    pub total: ApplyReport,
+    /// Keys passed over by the filter, before or after reading the source.
+    pub skipped: u64,
+}
+
+impl<'l> Applier<'l> {
+    pub(crate) fn new(link: &'l Link) -> Applier<'l> {
+        Applier {
+            link,
+            writer: None,
+            pending: ApplyReport::default(),
+            total: ApplyReport::default(),
+            skipped: 0,
+        }
+    }
+
+    /// Brings the batch's keys up to date, writing the rows `filter` admits,
+    /// and runs `after` (the consumer's position) in the same transaction.
+    pub(crate) async fn apply(
+        &mut self,
+        batch: &Batch,
+        filter: &Filter,
+        after: Statement,
+    ) -> Result<()> {
+        self.pending = ApplyReport::default();
+        let writer = match &mut self.writer {
+            Some(w) => w,
+            None => self
+                .writer
+                .insert(BatchWriter::open(self.link.target()).await?),
+        };
+        let admit = |table: &str, v: &Value| filter.admits(table, v);
+        self.pending =
+            apply::apply_keys_with(self.link, writer, &batch.keys, Some(&admit), vec![after])
+                .await?;
+        Ok(())
+    }
+
+    /// The batch landed: count it.
+    pub(crate) fn landed(&mut self, batch: &Batch) {
+        self.total.add(&self.pending);
+        self.skipped += batch.skipped + self.pending.skipped;
+        self.pending = ApplyReport::default();
+    }
+
+    /// An attempt failed: its connection may be dead, a new one is taken
+    /// next time.
+    pub(crate) fn failed(&mut self) {
+        self.writer = None;
+        self.pending = ApplyReport::default();
+    }
+
+    /// What landed, as a progress tally.
+    pub(crate) fn tally(&self) -> Tally {
+        Tally {
+            rows_written: self.total.rows_written,
+            keys_applied: self.total.keys,
+            keys_deleted: self.total.keys_deleted,
+            keys_skipped: self.skipped,
+            ..Tally::default()
+        }
+    }
 }
 
 /// What a user of [`ChangeStream::run`] does with its batches.

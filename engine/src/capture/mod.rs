@@ -18,6 +18,7 @@ use crate::changelog::{self, CHANGELOG_TABLE, Position};
 use crate::connector::{Connector, Dialect};
 use crate::error::{EngineError, Result};
 use crate::spec::{Relation, Spec, TrackMap};
+use crate::transform::SourceColumn;
 use crate::value::Value;
 
 /// Capture's own small table in the source: `installed_at` and
@@ -154,10 +155,7 @@ pub async fn install(source: &Connector, spec: &Spec) -> Result<InstallReport> {
                         "cannot capture changes of source table {}: the spec's tracks need column {c}, \
                          which it does not have (its columns: {})",
                         t.table,
-                        cols.iter()
-                            .map(|s| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        SourceColumn::list(&cols)
                     ),
                 ));
             }

@@ -242,12 +242,7 @@ impl Link {
                 format!(
                     "the source has no column {} to take the catch-up window from (its columns: {})",
                     window.column,
-                    t.query
-                        .columns
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    SourceColumn::list(&t.query.columns)
                 ),
             ));
         };

@@ -40,17 +40,17 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::apply::{self, ApplyReport};
 use crate::buckets::Plan;
 use crate::capture;
-use crate::change_stream::{Batch, ChangeStream, Consumer, Filter, StreamOptions, StreamState};
+use crate::change_stream::{
+    Applier, Batch, ChangeStream, Consumer, Filter, StreamOptions, StreamState,
+};
 use crate::changelog::{self, Position};
 use crate::error::{EngineError, Result};
 use crate::link::{Link, Side};
 use crate::progress::{Progress, Task, Unit};
 use crate::run_control::RunControl;
 use crate::value::Value;
-use crate::writer::BatchWriter;
 
 /// How a relay runs (the throttle, in changes per second, cancel and
 /// progress are the caller's [`RunControl`]). Build with
@@ -151,11 +151,8 @@ pub async fn run_relay(
         ramp_rx: opts.ramp.clone(),
         plans: Arc::new(HashMap::new()),
         plans_for: None,
-        writer: None,
+        applier: Applier::new(link),
         last_maintenance: None,
-        pending: ApplyReport::default(),
-        total: ApplyReport::default(),
-        skipped: 0,
         progress: Progress::new(
             Task::Relay {
                 name: opts.name.clone(),
@@ -171,10 +168,10 @@ pub async fn run_relay(
         name: opts.name.clone(),
         position: s.position.clone(),
         changes: s.changes,
-        keys_applied: relay.total.keys,
-        rows_written: relay.total.rows_written,
-        keys_deleted: relay.total.keys_deleted,
-        keys_skipped: relay.skipped,
+        keys_applied: relay.applier.total.keys,
+        rows_written: relay.applier.total.rows_written,
+        keys_deleted: relay.applier.total.keys_deleted,
+        keys_skipped: relay.applier.skipped,
         retries: s.retries,
         max_lag_seconds: s.max_lag_seconds,
         elapsed: started.elapsed(),
@@ -191,13 +188,8 @@ struct Relay<'a> {
     /// were loaded for.
     plans: Arc<HashMap<String, Plan>>,
     plans_for: Option<RelayRamp>,
-    writer: Option<BatchWriter>,
+    applier: Applier<'a>,
     last_maintenance: Option<Instant>,
-    /// What the batch being attempted applied; counted once it lands.
-    pending: ApplyReport,
-    total: ApplyReport,
-    /// Keys passed over because they are not ramped on.
-    skipped: u64,
     progress: Progress,
 }
 
@@ -276,46 +268,24 @@ impl Consumer for Relay<'_> {
     }
 
     async fn apply(&mut self, batch: &Batch, filter: &Filter) -> Result<()> {
-        self.pending = ApplyReport::default();
         if !batch.moved() {
             return Ok(());
         }
-        if self.writer.is_none() {
-            self.writer = Some(BatchWriter::open(self.link.target()).await?);
-        }
-        let Some(writer) = self.writer.as_mut() else {
-            return Ok(());
-        };
-        let admit = |table: &str, v: &Value| filter.admits(table, v);
         let save = store::save(self.link.target().dialect(), &self.opts.name, &batch.next);
-        self.pending =
-            apply::apply_keys_with(self.link, writer, &batch.keys, Some(&admit), vec![save])
-                .await?;
-        Ok(())
+        self.applier.apply(batch, filter, save).await
     }
 
     fn landed(&mut self, batch: &Batch, state: &StreamState) {
-        self.total.add(&self.pending);
-        self.skipped += batch.skipped + self.pending.skipped;
-        let p = &mut self.progress;
-        p.measure(state.changes, state.changes, None, state.elapsed);
-        p.steps = state.batches;
-        p.lag = Some(batch.lag);
-        p.position = Some(state.position.clone());
-        p.tally.keys_applied = self.total.keys;
-        p.tally.rows_written = self.total.rows_written;
-        p.tally.keys_deleted = self.total.keys_deleted;
-        p.tally.keys_skipped = self.skipped;
-        p.retries = state.retries;
-        p.last_error = None;
-        self.control.report(p);
+        self.applier.landed(batch);
+        state.fill(&mut self.progress, batch.lag, None);
+        self.progress.tally = self.applier.tally();
+        self.control.report(&self.progress);
     }
 
     fn retrying(&mut self, state: &StreamState) {
-        // The connection may be dead; a new one is taken next time.
-        self.writer = None;
-        self.progress.retries = state.retries;
-        self.progress.last_error = state.last_error.clone();
+        self.applier.failed();
+        let lag = self.progress.lag.unwrap_or_default();
+        state.fill(&mut self.progress, lag, None);
         self.control.report(&self.progress);
     }
 

@@ -19,6 +19,18 @@ pub struct SourceColumn {
     pub ty: Option<ColumnType>,
 }
 
+impl SourceColumn {
+    /// The names of `columns`, comma-separated, for messages that list what
+    /// a table has.
+    pub fn list(columns: &[SourceColumn]) -> String {
+        columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// A target table as the pipeline fills it: the spec's columns in order, with
 /// the types the target table actually has, then, for a table with a source,
 /// the hidden [`SOURCE_KEY_COLUMN`] (the source key of the record that wrote

@@ -499,9 +499,9 @@ pub(super) async fn full_bucket(
     control: &RunControl,
     progress: store::BucketProgress,
 ) -> Result<BucketDiff> {
+    let range = &bucket.range;
     let started = Instant::now();
     let mut counts = progress.counts;
-    let range = &bucket.range;
     // Groups of a hundredth of a chunk (at least 10 rows): a difference
     // costs reading its group, not its chunk.
     let group_rows = (ctx.chunk_rows / 100).max(10);

@@ -195,43 +195,37 @@ impl Ctx {
             *ord += 1;
             counts.compared += 1;
             let id = self.key_id(&row);
-            match by_key.remove(&id) {
-                Some(t) => {
+            let actual = by_key.remove(&id);
+            let (kind, diffs) = match &actual {
+                Some(t)
                     if row[..n]
                         .iter()
                         .zip(&t[..n])
-                        .all(|(a, b)| compare::values_equal(a, b))
-                    {
-                        counts.matched += 1;
-                    } else {
-                        counts.different += 1;
-                        let diffs = compare::diff_rows(names, &row[..n], &t[..n]);
-                        found.push(self.mismatch(
-                            id,
-                            bucket,
-                            *ord,
-                            MismatchKind::Different,
-                            &row,
-                            Some(&row),
-                            Some(&t),
-                            diffs,
-                        ));
-                    }
+                        .all(|(a, b)| compare::values_equal(a, b)) =>
+                {
+                    counts.matched += 1;
+                    continue;
+                }
+                Some(t) => {
+                    counts.different += 1;
+                    let diffs = compare::diff_rows(names, &row[..n], &t[..n]);
+                    (MismatchKind::Different, diffs)
                 }
                 None => {
                     counts.missing += 1;
-                    found.push(self.mismatch(
-                        id,
-                        bucket,
-                        *ord,
-                        MismatchKind::Missing,
-                        &row,
-                        Some(&row),
-                        None,
-                        Vec::new(),
-                    ));
+                    (MismatchKind::Missing, Vec::new())
                 }
-            }
+            };
+            found.push(self.mismatch(
+                id,
+                bucket,
+                *ord,
+                kind,
+                &row,
+                Some(&row),
+                actual.as_deref(),
+                diffs,
+            ));
         }
         let mut extras: Vec<(KeyId, Vec<Value>)> = by_key.into_iter().collect();
         extras.sort_by(|a, b| {

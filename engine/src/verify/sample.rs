@@ -13,6 +13,7 @@ use crate::chunk::{ChunkReader, KeyRange};
 use crate::connector::stable_hash;
 use crate::error::{EngineError, Result};
 use crate::run_control::RunControl;
+use crate::transform::SourceColumn;
 use crate::value::{Value, source_key_text};
 
 /// Source rows per chunk of a sample scan (only key and stratum are kept).
@@ -35,12 +36,7 @@ pub(super) async fn run(
             &ctx.table,
             format!(
                 "the source has no column `{column}` to take strata from (its columns: {})",
-                ctx.query
-                    .columns
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                SourceColumn::list(&ctx.query.columns)
             ),
         ));
     };
