@@ -12,6 +12,7 @@
 //! the table's primary key (MySQL's upsert fires on any unique key, so other
 //! unique keys on a MySQL target are not supported).
 
+mod driver;
 mod mysql;
 mod pg_copy;
 mod postgres;
@@ -23,7 +24,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{MySql, MySqlPool, PgPool, Postgres, Sqlite, SqlitePool};
 
 use crate::error::{EngineError, Result};
-use crate::transform::{SourceColumn, TableRows};
+use crate::transform::{SourceColumn, TableRows, TableShape};
 use crate::value::{ColumnType, Value};
 
 /// The version column every target table carries: the source clock (µs) at
@@ -152,39 +153,21 @@ impl Connector {
             url: redact(url),
             source,
         };
-        let acquire = std::time::Duration::from_secs(10);
         let pool = match dialect {
-            Dialect::Postgres => Pool::Pg(
-                sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(acquire)
-                    .connect(url)
-                    .await
-                    .map_err(unreachable)?,
-            ),
-            Dialect::MySql => Pool::My(
-                sqlx::mysql::MySqlPoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(acquire)
-                    .connect(url)
-                    .await
-                    .map_err(unreachable)?,
-            ),
+            Dialect::Postgres => driver::pool_options().connect(url).await.map(Pool::Pg),
+            Dialect::MySql => driver::pool_options().connect(url).await.map(Pool::My),
             Dialect::Sqlite => {
                 use std::str::FromStr;
                 let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
                     .map_err(unreachable)?
                     .busy_timeout(std::time::Duration::from_secs(30));
-                Pool::Lite(
-                    sqlx::sqlite::SqlitePoolOptions::new()
-                        .max_connections(8)
-                        .acquire_timeout(acquire)
-                        .connect_with(opts)
-                        .await
-                        .map_err(unreachable)?,
-                )
+                driver::pool_options()
+                    .connect_with(opts)
+                    .await
+                    .map(Pool::Lite)
             }
-        };
+        }
+        .map_err(unreachable)?;
         Ok(Connector {
             pool,
             role,
@@ -239,9 +222,9 @@ impl Connector {
             self.url
         );
         match &self.pool {
-            Pool::Pg(p) => postgres::describe(p, sql).await,
-            Pool::My(p) => mysql::describe(p, sql).await,
-            Pool::Lite(p) => sqlite::describe(p, sql).await,
+            Pool::Pg(p) => driver::describe(p, sql).await,
+            Pool::My(p) => driver::describe(p, sql).await,
+            Pool::Lite(p) => driver::describe(p, sql).await,
         }
         .map_err(EngineError::db(ctx))
     }
@@ -270,9 +253,9 @@ impl Connector {
     ) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
         let ctx = || format!("{context} on {} database {}", self.role, self.url);
         match &self.pool {
-            Pool::Pg(p) => postgres::fetch(p, sql, params).await,
-            Pool::My(p) => mysql::fetch(p, sql, params).await,
-            Pool::Lite(p) => sqlite::fetch(p, sql, params).await,
+            Pool::Pg(p) => driver::fetch(p, sql, params).await,
+            Pool::My(p) => driver::fetch(p, sql, params).await,
+            Pool::Lite(p) => driver::fetch(p, sql, params).await,
         }
         .map_err(|e| match e {
             FetchError::Db(source) => EngineError::Database {
@@ -308,18 +291,9 @@ impl Connector {
     pub async fn execute(&self, sql: &str, params: &[Value], context: &str) -> Result<u64> {
         let ctx = format!("{context} on {} database {}", self.role, self.url);
         match &self.pool {
-            Pool::Pg(p) => postgres::bind_all(sqlx::query(sql), params)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected()),
-            Pool::My(p) => mysql::bind_all(sqlx::query(sql), params)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected()),
-            Pool::Lite(p) => sqlite::bind_all(sqlx::query(sql), params)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected()),
+            Pool::Pg(p) => driver::execute(p, sql, params).await,
+            Pool::My(p) => driver::execute(p, sql, params).await,
+            Pool::Lite(p) => driver::execute(p, sql, params).await,
         }
         .map_err(EngineError::db(ctx))
     }
@@ -336,17 +310,9 @@ impl Connector {
                 self.url
             )
         };
-        match &self.pool {
-            Pool::Pg(p) => {
-                let mut tx = p.begin().await.map_err(EngineError::db(ctx(0)))?;
-                for (i, st) in statements.iter().enumerate() {
-                    sqlx::raw_sql(st)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(EngineError::db(ctx(i)))?;
-                }
-                tx.commit().await.map_err(EngineError::db(ctx(0)))
-            }
+        let result = match &self.pool {
+            Pool::Pg(p) => driver::raw_transaction(p, statements).await,
+            Pool::Lite(p) => driver::raw_transaction(p, statements).await,
             Pool::My(p) => {
                 for (i, st) in statements.iter().enumerate() {
                     sqlx::raw_sql(st)
@@ -356,61 +322,20 @@ impl Connector {
                 }
                 Ok(())
             }
-            Pool::Lite(p) => {
-                let mut tx = p.begin().await.map_err(EngineError::db(ctx(0)))?;
-                for (i, st) in statements.iter().enumerate() {
-                    sqlx::raw_sql(st)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(EngineError::db(ctx(i)))?;
-                }
-                tx.commit().await.map_err(EngineError::db(ctx(0)))
-            }
-        }
+        };
+        result.map_err(|(i, e)| EngineError::db(ctx(i))(e))
     }
 
     /// Runs statements with parameters in one transaction: all commit or none
     /// does (verification stores a chunk's mismatches and its progress so).
     pub(crate) async fn transaction(&self, statements: &[Statement], context: &str) -> Result<()> {
         let ctx = || format!("{context} on {} database {}", self.role, self.url);
-        let run = async {
-            match &self.pool {
-                Pool::Pg(p) => {
-                    let mut tx = p.begin().await?;
-                    for st in statements {
-                        let n = postgres::bind_all(sqlx::query(&st.sql), &st.params)
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected();
-                        check_affected(st, n)?;
-                    }
-                    tx.commit().await
-                }
-                Pool::My(p) => {
-                    let mut tx = p.begin().await?;
-                    for st in statements {
-                        let n = mysql::bind_all(sqlx::query(&st.sql), &st.params)
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected();
-                        check_affected(st, n)?;
-                    }
-                    tx.commit().await
-                }
-                Pool::Lite(p) => {
-                    let mut tx = p.begin().await?;
-                    for st in statements {
-                        let n = sqlite::bind_all(sqlx::query(&st.sql), &st.params)
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected();
-                        check_affected(st, n)?;
-                    }
-                    tx.commit().await
-                }
-            }
-        };
-        run.await.map_err(EngineError::db(ctx()))
+        match &self.pool {
+            Pool::Pg(p) => driver::transaction(p, statements).await,
+            Pool::My(p) => driver::transaction(p, statements).await,
+            Pool::Lite(p) => driver::transaction(p, statements).await,
+        }
+        .map_err(EngineError::db(ctx()))
     }
 
     /// The column definition SQL type of the dialect for a column type.
@@ -522,6 +447,33 @@ fn one_line(sql: &str) -> String {
     } else {
         s
     }
+}
+
+/// The key columns of a target table, quoted.
+pub(crate) fn key_columns(dialect: Dialect, shape: &TableShape) -> Vec<String> {
+    shape
+        .key
+        .iter()
+        .map(|&i| dialect.quote(&shape.columns[i]))
+        .collect()
+}
+
+/// The assignments of an upsert: `assign(column)` for every column but the
+/// key's, quoted, then for the version column, last.
+pub(crate) fn upsert_sets(
+    dialect: Dialect,
+    shape: &TableShape,
+    assign: impl Fn(&str) -> String,
+) -> Vec<String> {
+    shape
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !shape.key.contains(i))
+        .map(|(_, c)| c.as_str())
+        .chain(std::iter::once(VERSION_COLUMN))
+        .map(|c| assign(&dialect.quote(c)))
+        .collect()
 }
 
 /// `INSERT` column list with the version column appended.

@@ -1,35 +1,18 @@
 //! MySQL and MariaDB: reads with prepared statements, writes with multi-row
 //! `INSERT … ON DUPLICATE KEY UPDATE`, each column guarded by the version.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use rust_decimal::Decimal;
-use sqlx::mysql::{MySqlArguments, MySqlConnection, MySqlRow};
+use sqlx::mysql::{MySqlArguments, MySqlConnection, MySqlQueryResult, MySqlRow};
 use sqlx::query::Query;
-use sqlx::{Column, Connection, Executor, MySql, MySqlPool, Row, TypeInfo};
+use sqlx::{MySql, MySqlPool, Row};
 
-use super::{Dialect, FetchError, Statement, VERSION_COLUMN, check_affected, insert_columns};
+use super::driver::{self, Driver, Typed};
+use super::{Dialect, Statement, VERSION_COLUMN, insert_columns, upsert_sets};
 use crate::transform::{SourceColumn, TableRows};
 use crate::value::{ColumnType, Value};
 
 const D: Dialect = Dialect::MySql;
 /// MySQL allows 65535 placeholders per statement.
 const MAX_PARAMS: usize = 60_000;
-
-pub(super) fn column_type(name: &str) -> Option<ColumnType> {
-    Some(match decoder(name) {
-        Dec::Bool => ColumnType::Bool,
-        Dec::I64 | Dec::U64 => ColumnType::Int,
-        Dec::F32 | Dec::F64 => ColumnType::Float,
-        Dec::Decimal => ColumnType::Decimal,
-        Dec::Text => ColumnType::Text,
-        Dec::Bytes => ColumnType::Bytes,
-        Dec::Json => ColumnType::Json,
-        Dec::Ts => ColumnType::Timestamp,
-        Dec::TsTz => ColumnType::TimestampTz,
-        Dec::Date => ColumnType::Date,
-        Dec::Unsupported => return None,
-    })
-}
 
 pub(super) fn sql_type(ty: ColumnType, in_key: bool) -> &'static str {
     match ty {
@@ -46,17 +29,6 @@ pub(super) fn sql_type(ty: ColumnType, in_key: bool) -> &'static str {
         ColumnType::Timestamp | ColumnType::TimestampTz => "DATETIME(6)",
         ColumnType::Date => "DATE",
     }
-}
-
-pub(super) async fn describe(p: &MySqlPool, sql: &str) -> Result<Vec<SourceColumn>, sqlx::Error> {
-    let st = p.prepare(sql).await?;
-    Ok(sqlx::Statement::columns(&st)
-        .iter()
-        .map(|c| SourceColumn {
-            name: c.name().to_string(),
-            ty: column_type(c.type_info().name()),
-        })
-        .collect())
 }
 
 pub(super) async fn table_columns(
@@ -77,19 +49,9 @@ pub(super) async fn table_columns(
     if n == 0 {
         return Ok(None);
     }
-    describe(p, &format!("SELECT * FROM {}", D.quote(table)))
+    driver::describe(p, &format!("SELECT * FROM {}", D.quote(table)))
         .await
         .map(Some)
-}
-
-pub(super) fn bind_all<'q>(
-    mut q: Query<'q, MySql, MySqlArguments>,
-    params: &[Value],
-) -> Query<'q, MySql, MySqlArguments> {
-    for v in params {
-        q = bind_one(q, v);
-    }
-    q
 }
 
 fn bind_one<'q>(
@@ -112,124 +74,59 @@ fn bind_one<'q>(
     }
 }
 
-#[derive(Clone, Copy)]
-enum Dec {
-    Bool,
-    I64,
-    U64,
-    F32,
-    F64,
-    Decimal,
-    Text,
-    Bytes,
-    Json,
-    Ts,
-    TsTz,
-    Date,
-    Unsupported,
-}
+impl Driver for MySql {
+    /// MySQL names its column types (`BIGINT UNSIGNED`, `DATETIME`…), each
+    /// read one way.
+    type Decoder = Typed;
 
-fn decoder(name: &str) -> Dec {
-    match name {
-        "BOOLEAN" => Dec::Bool,
-        "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" => Dec::I64,
-        "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED"
-        | "BIGINT UNSIGNED" => Dec::U64,
-        "FLOAT" => Dec::F32,
-        "DOUBLE" => Dec::F64,
-        "DECIMAL" => Dec::Decimal,
-        "CHAR" | "VARCHAR" | "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM" | "SET" => {
-            Dec::Text
-        }
-        "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => Dec::Bytes,
-        "JSON" => Dec::Json,
-        "DATETIME" => Dec::Ts,
-        "TIMESTAMP" => Dec::TsTz,
-        "DATE" => Dec::Date,
-        _ => Dec::Unsupported,
+    fn bind_all<'q>(
+        q: Query<'q, MySql, MySqlArguments>,
+        params: &[Value],
+    ) -> Query<'q, MySql, MySqlArguments> {
+        params.iter().fold(q, bind_one)
     }
-}
 
-fn decode(row: &MySqlRow, i: usize, dec: Dec) -> Result<Value, sqlx::Error> {
-    fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
-        v.map_or(Value::Null, f)
+    fn rows_affected(result: &MySqlQueryResult) -> u64 {
+        result.rows_affected()
     }
-    Ok(match dec {
-        Dec::Bool => opt(row.try_get::<Option<bool>, _>(i)?, Value::Bool),
-        Dec::I64 => opt(row.try_get::<Option<i64>, _>(i)?, Value::Int),
-        Dec::U64 => match row.try_get::<Option<u64>, _>(i)? {
-            None => Value::Null,
-            Some(v) => Value::Int(i64::try_from(v).map_err(|_| {
-                sqlx::Error::Decode(format!("{v} does not fit a signed 64-bit integer").into())
-            })?),
-        },
-        Dec::F32 => opt(row.try_get::<Option<f32>, _>(i)?, |v| {
-            Value::Float(v.into())
-        }),
-        Dec::F64 => opt(row.try_get::<Option<f64>, _>(i)?, Value::Float),
-        Dec::Decimal => opt(row.try_get::<Option<Decimal>, _>(i)?, Value::Decimal),
-        Dec::Text => opt(row.try_get::<Option<String>, _>(i)?, Value::Text),
-        Dec::Bytes => opt(row.try_get::<Option<Vec<u8>>, _>(i)?, Value::Bytes),
-        Dec::Json => opt(
-            row.try_get::<Option<sqlx::types::Json<serde_json::Value>>, _>(i)?,
-            |j| Value::Json(j.0),
-        ),
-        Dec::Ts => opt(
-            row.try_get::<Option<NaiveDateTime>, _>(i)?,
-            Value::Timestamp,
-        ),
-        Dec::TsTz => opt(
-            row.try_get::<Option<DateTime<Utc>>, _>(i)?,
-            Value::TimestampTz,
-        ),
-        Dec::Date => opt(row.try_get::<Option<NaiveDate>, _>(i)?, Value::Date),
-        Dec::Unsupported => Value::Null,
-    })
-}
 
-pub(super) async fn fetch(
-    p: &MySqlPool,
-    sql: &str,
-    params: &[Value],
-) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
-    let rows = bind_all(sqlx::query(sql), params).fetch_all(p).await?;
-    let Some(first) = rows.first() else {
-        return Ok((Vec::new(), Vec::new()));
-    };
-    let names: Vec<String> = first
-        .columns()
-        .iter()
-        .map(|c| c.name().to_string())
-        .collect();
-    let decs: Vec<Dec> = first
-        .columns()
-        .iter()
-        .map(|c| decoder(c.type_info().name()))
-        .collect();
-    for (i, d) in decs.iter().enumerate() {
-        if matches!(d, Dec::Unsupported) {
-            return Err(FetchError::Decode {
-                column: names[i].clone(),
-                message: format!(
-                    "type {} is not one the engine reads; cast it in a query source (e.g. CAST({} AS CHAR))",
-                    first.columns()[i].type_info().name(),
-                    names[i]
-                ),
-            });
+    fn decoder(type_name: &str) -> Option<Typed> {
+        Some(match type_name {
+            "BOOLEAN" => Typed::Bool,
+            "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" => Typed::I64,
+            "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED"
+            | "BIGINT UNSIGNED" => Typed::U64,
+            "FLOAT" => Typed::F32,
+            "DOUBLE" => Typed::F64,
+            "DECIMAL" => Typed::Decimal,
+            "CHAR" | "VARCHAR" | "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM"
+            | "SET" => Typed::Text,
+            "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
+                Typed::Bytes
+            }
+            "JSON" => Typed::Json,
+            "DATETIME" => Typed::Ts,
+            "TIMESTAMP" => Typed::TsTz,
+            "DATE" => Typed::Date,
+            _ => return None,
+        })
+    }
+
+    fn decode(row: &MySqlRow, i: usize, t: Typed) -> Result<Value, sqlx::Error> {
+        match t {
+            Typed::U64 => match row.try_get::<Option<u64>, _>(i)? {
+                None => Ok(Value::Null),
+                Some(v) => i64::try_from(v).map(Value::Int).map_err(|_| {
+                    sqlx::Error::Decode(format!("{v} does not fit a signed 64-bit integer").into())
+                }),
+            },
+            other => driver::decode_typed::<MySql>(row, i, other),
         }
     }
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let mut values = Vec::with_capacity(decs.len());
-        for (i, &d) in decs.iter().enumerate() {
-            values.push(decode(row, i, d).map_err(|e| FetchError::Decode {
-                column: names[i].clone(),
-                message: e.to_string(),
-            })?);
-        }
-        out.push(values);
+
+    fn cast_hint(column: &str) -> String {
+        format!("CAST({column} AS CHAR)")
     }
-    Ok((names, out))
 }
 
 pub(super) async fn write_chunk(
@@ -238,50 +135,20 @@ pub(super) async fn write_chunk(
     version: i64,
     after: &[Statement],
 ) -> Result<(), sqlx::Error> {
-    let mut tx = c.begin().await?;
-    for t in tables.iter().filter(|t| !t.rows.is_empty()) {
-        let width = t.shape.columns.len() + 1;
-        let cols = insert_columns(D, &t.shape.columns);
-        let v = D.quote(VERSION_COLUMN);
+    let v = D.quote(VERSION_COLUMN);
+    driver::write_upserts::<MySql>(c, tables, version, after, MAX_PARAMS, |t, values| {
         // Each column keeps its value unless the incoming version is newer;
         // the version column is assigned last, because MySQL evaluates the
         // assignments left to right and later ones see earlier results.
-        let mut sets: Vec<String> = t
-            .shape
-            .columns
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !t.shape.key.contains(i))
-            .map(|(_, c)| {
-                let c = D.quote(c);
-                format!("{c} = IF({v} < VALUES({v}), VALUES({c}), {c})")
-            })
-            .collect();
-        sets.push(format!("{v} = IF({v} < VALUES({v}), VALUES({v}), {v})"));
-        let row_marks = format!("({})", vec!["?"; width].join(", "));
-        let per_statement = (MAX_PARAMS / width).max(1);
-        for batch in t.rows.chunks(per_statement) {
-            let sql = format!(
-                "INSERT INTO {} ({cols}) VALUES {} ON DUPLICATE KEY UPDATE {}",
-                D.quote(&t.shape.name),
-                vec![row_marks.as_str(); batch.len()].join(", "),
-                sets.join(", ")
-            );
-            let mut q = sqlx::query(&sql);
-            for row in batch {
-                for value in row {
-                    q = bind_one(q, value);
-                }
-                q = q.bind(version);
-            }
-            q.execute(&mut *tx).await?;
-        }
-    }
-    for st in after {
-        let r = bind_all(sqlx::query(&st.sql), &st.params)
-            .execute(&mut *tx)
-            .await?;
-        check_affected(st, r.rows_affected())?;
-    }
-    tx.commit().await
+        let sets = upsert_sets(D, &t.shape, |c| {
+            format!("{c} = IF({v} < VALUES({v}), VALUES({c}), {c})")
+        });
+        format!(
+            "INSERT INTO {} ({}) VALUES {values} ON DUPLICATE KEY UPDATE {}",
+            D.quote(&t.shape.name),
+            insert_columns(D, &t.shape.columns),
+            sets.join(", ")
+        )
+    })
+    .await
 }

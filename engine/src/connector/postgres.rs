@@ -3,36 +3,18 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use rust_decimal::Decimal;
+use sqlx::postgres::PgQueryResult;
 use sqlx::postgres::{PgArguments, PgConnection, PgRow};
 use sqlx::query::Query;
-use sqlx::{Column, Connection, Executor, PgPool, Postgres, Row, TypeInfo};
+use sqlx::{Connection, Executor, PgPool, Postgres, Row};
 
+use super::driver::{self, Driver, Typed};
 use super::pg_copy::{self, BinType};
-use super::{Dialect, FetchError, Statement, VERSION_COLUMN, check_affected, insert_columns};
+use super::{Dialect, Statement, VERSION_COLUMN, insert_columns, key_columns, upsert_sets};
 use crate::transform::{SourceColumn, TableRows, TableShape};
 use crate::value::{ColumnType, Value};
 
 const D: Dialect = Dialect::Postgres;
-
-/// The engine's type for a PostgreSQL type name.
-pub(super) fn column_type(name: &str) -> Option<ColumnType> {
-    Some(match name.to_ascii_uppercase().as_str() {
-        "BOOL" => ColumnType::Bool,
-        "INT2" | "INT4" | "INT8" => ColumnType::Int,
-        "FLOAT4" | "FLOAT8" => ColumnType::Float,
-        "NUMERIC" => ColumnType::Decimal,
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => ColumnType::Text,
-        "BYTEA" => ColumnType::Bytes,
-        "UUID" => ColumnType::Uuid,
-        "JSON" | "JSONB" => ColumnType::Json,
-        "TIMESTAMP" => ColumnType::Timestamp,
-        "TIMESTAMPTZ" => ColumnType::TimestampTz,
-        "DATE" => ColumnType::Date,
-        _ => return None,
-    })
-}
 
 pub(super) fn sql_type(ty: ColumnType) -> &'static str {
     match ty {
@@ -50,17 +32,6 @@ pub(super) fn sql_type(ty: ColumnType) -> &'static str {
     }
 }
 
-pub(super) async fn describe(p: &PgPool, sql: &str) -> Result<Vec<SourceColumn>, sqlx::Error> {
-    let st = p.prepare(sql).await?;
-    Ok(sqlx::Statement::columns(&st)
-        .iter()
-        .map(|c| SourceColumn {
-            name: c.name().to_string(),
-            ty: column_type(c.type_info().name()),
-        })
-        .collect())
-}
-
 pub(super) async fn table_columns(
     p: &PgPool,
     table: &str,
@@ -72,150 +43,73 @@ pub(super) async fn table_columns(
     if !exists {
         return Ok(None);
     }
-    describe(p, &format!("SELECT * FROM {}", D.quote(table)))
+    driver::describe(p, &format!("SELECT * FROM {}", D.quote(table)))
         .await
         .map(Some)
 }
 
-pub(super) fn bind_all<'q>(
-    mut q: Query<'q, Postgres, PgArguments>,
-    params: &[Value],
-) -> Query<'q, Postgres, PgArguments> {
-    for v in params {
-        q = match v.clone() {
-            Value::Null => q.bind(None::<String>),
-            Value::Bool(b) => q.bind(b),
-            Value::Int(i) => q.bind(i),
-            Value::Float(f) => q.bind(f),
-            Value::Decimal(d) => q.bind(d),
-            Value::Text(s) => q.bind(s),
-            Value::Bytes(b) => q.bind(b),
-            Value::Uuid(u) => q.bind(u),
-            Value::Json(j) => q.bind(sqlx::types::Json(j)),
-            Value::Timestamp(t) => q.bind(t),
-            Value::TimestampTz(t) => q.bind(t),
-            Value::Date(d) => q.bind(d),
-        };
+impl Driver for Postgres {
+    /// PostgreSQL names its column types (`INT8`, `TIMESTAMPTZ`…), each read
+    /// one way.
+    type Decoder = Typed;
+
+    fn bind_all<'q>(
+        mut q: Query<'q, Postgres, PgArguments>,
+        params: &[Value],
+    ) -> Query<'q, Postgres, PgArguments> {
+        for v in params {
+            q = match v.clone() {
+                Value::Null => q.bind(None::<String>),
+                Value::Bool(b) => q.bind(b),
+                Value::Int(i) => q.bind(i),
+                Value::Float(f) => q.bind(f),
+                Value::Decimal(d) => q.bind(d),
+                Value::Text(s) => q.bind(s),
+                Value::Bytes(b) => q.bind(b),
+                Value::Uuid(u) => q.bind(u),
+                Value::Json(j) => q.bind(sqlx::types::Json(j)),
+                Value::Timestamp(t) => q.bind(t),
+                Value::TimestampTz(t) => q.bind(t),
+                Value::Date(d) => q.bind(d),
+            };
+        }
+        q
     }
-    q
-}
 
-#[derive(Clone, Copy)]
-enum Dec {
-    Bool,
-    I16,
-    I32,
-    I64,
-    F32,
-    F64,
-    Decimal,
-    Text,
-    Bytes,
-    Uuid,
-    Json,
-    Ts,
-    TsTz,
-    Date,
-    Unsupported,
-}
-
-fn decoder(name: &str) -> Dec {
-    match name {
-        "BOOL" => Dec::Bool,
-        "INT2" => Dec::I16,
-        "INT4" => Dec::I32,
-        "INT8" => Dec::I64,
-        "FLOAT4" => Dec::F32,
-        "FLOAT8" => Dec::F64,
-        "NUMERIC" => Dec::Decimal,
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => Dec::Text,
-        "BYTEA" => Dec::Bytes,
-        "UUID" => Dec::Uuid,
-        "JSON" | "JSONB" => Dec::Json,
-        "TIMESTAMP" => Dec::Ts,
-        "TIMESTAMPTZ" => Dec::TsTz,
-        "DATE" => Dec::Date,
-        _ => Dec::Unsupported,
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
     }
-}
 
-fn decode(row: &PgRow, i: usize, dec: Dec) -> Result<Value, sqlx::Error> {
-    fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
-        v.map_or(Value::Null, f)
+    fn decoder(type_name: &str) -> Option<Typed> {
+        Some(match type_name.to_ascii_uppercase().as_str() {
+            "BOOL" => Typed::Bool,
+            "INT2" => Typed::I16,
+            "INT4" => Typed::I32,
+            "INT8" => Typed::I64,
+            "FLOAT4" => Typed::F32,
+            "FLOAT8" => Typed::F64,
+            "NUMERIC" => Typed::Decimal,
+            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => Typed::Text,
+            "BYTEA" => Typed::Bytes,
+            "UUID" => Typed::Uuid,
+            "JSON" | "JSONB" => Typed::Json,
+            "TIMESTAMP" => Typed::Ts,
+            "TIMESTAMPTZ" => Typed::TsTz,
+            "DATE" => Typed::Date,
+            _ => return None,
+        })
     }
-    Ok(match dec {
-        Dec::Bool => opt(row.try_get::<Option<bool>, _>(i)?, Value::Bool),
-        Dec::I16 => opt(row.try_get::<Option<i16>, _>(i)?, |v| Value::Int(v.into())),
-        Dec::I32 => opt(row.try_get::<Option<i32>, _>(i)?, |v| Value::Int(v.into())),
-        Dec::I64 => opt(row.try_get::<Option<i64>, _>(i)?, Value::Int),
-        Dec::F32 => opt(row.try_get::<Option<f32>, _>(i)?, |v| {
-            Value::Float(v.into())
-        }),
-        Dec::F64 => opt(row.try_get::<Option<f64>, _>(i)?, Value::Float),
-        Dec::Decimal => opt(row.try_get::<Option<Decimal>, _>(i)?, Value::Decimal),
-        Dec::Text => opt(row.try_get::<Option<String>, _>(i)?, Value::Text),
-        Dec::Bytes => opt(row.try_get::<Option<Vec<u8>>, _>(i)?, Value::Bytes),
-        Dec::Uuid => opt(row.try_get::<Option<uuid::Uuid>, _>(i)?, Value::Uuid),
-        Dec::Json => opt(
-            row.try_get::<Option<sqlx::types::Json<serde_json::Value>>, _>(i)?,
-            |j| Value::Json(j.0),
-        ),
-        Dec::Ts => opt(
-            row.try_get::<Option<NaiveDateTime>, _>(i)?,
-            Value::Timestamp,
-        ),
-        Dec::TsTz => opt(
-            row.try_get::<Option<DateTime<Utc>>, _>(i)?,
-            Value::TimestampTz,
-        ),
-        Dec::Date => opt(row.try_get::<Option<NaiveDate>, _>(i)?, Value::Date),
-        Dec::Unsupported => Value::Null,
-    })
-}
 
-pub(super) async fn fetch(
-    p: &PgPool,
-    sql: &str,
-    params: &[Value],
-) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
-    let rows = bind_all(sqlx::query(sql), params).fetch_all(p).await?;
-    let Some(first) = rows.first() else {
-        return Ok((Vec::new(), Vec::new()));
-    };
-    let names: Vec<String> = first
-        .columns()
-        .iter()
-        .map(|c| c.name().to_string())
-        .collect();
-    let decs: Vec<Dec> = first
-        .columns()
-        .iter()
-        .map(|c| decoder(c.type_info().name()))
-        .collect();
-    for (i, d) in decs.iter().enumerate() {
-        if matches!(d, Dec::Unsupported) {
-            return Err(FetchError::Decode {
-                column: names[i].clone(),
-                message: format!(
-                    "type {} is not one the engine reads; cast it in a query source (e.g. `{}::text`)",
-                    first.columns()[i].type_info().name(),
-                    names[i]
-                ),
-            });
+    fn decode(row: &PgRow, i: usize, t: Typed) -> Result<Value, sqlx::Error> {
+        match t {
+            Typed::Uuid => driver::get::<Postgres, uuid::Uuid>(row, i, Value::Uuid),
+            other => driver::decode_typed::<Postgres>(row, i, other),
         }
     }
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let mut values = Vec::with_capacity(decs.len());
-        for (i, &d) in decs.iter().enumerate() {
-            values.push(decode(row, i, d).map_err(|e| FetchError::Decode {
-                column: names[i].clone(),
-                message: e.to_string(),
-            })?);
-        }
-        out.push(values);
+
+    fn cast_hint(column: &str) -> String {
+        format!("`{column}::text`")
     }
-    Ok((names, out))
 }
 
 /// Per-connection state of the writer: staging tables already created, and
@@ -334,7 +228,7 @@ async fn any_in_range(
         c = cols.join(", ")
     );
     let params: Vec<Value> = lo.into_iter().chain(hi).collect();
-    let row = bind_all(sqlx::query(&sql), &params)
+    let row = Postgres::bind_all(sqlx::query(&sql), &params)
         .fetch_one(&mut *c)
         .await?;
     row.try_get::<bool, _>(0)
@@ -481,21 +375,8 @@ async fn write_chunk_once(
             .await?;
         copy.send(buf.as_slice()).await?;
         copy.finish().await?;
-        let key: Vec<String> = t
-            .shape
-            .key
-            .iter()
-            .map(|&i| D.quote(&t.shape.columns[i]))
-            .collect();
-        let mut sets: Vec<String> = t
-            .shape
-            .columns
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !t.shape.key.contains(i))
-            .map(|(_, c)| format!("{0} = EXCLUDED.{0}", D.quote(c)))
-            .collect();
-        sets.push(format!("{0} = EXCLUDED.{0}", D.quote(VERSION_COLUMN)));
+        let key = key_columns(D, &t.shape);
+        let sets = upsert_sets(D, &t.shape, |c| format!("{c} = EXCLUDED.{c}"));
         // The If-Unmodified-Since rule: a row already written with a newer
         // version (a relay write that saw newer source state) is kept.
         let upsert = format!(
@@ -507,11 +388,6 @@ async fn write_chunk_once(
         );
         tx.execute(upsert.as_str()).await?;
     }
-    for st in after {
-        let r = bind_all(sqlx::query(&st.sql), &st.params)
-            .execute(&mut *tx)
-            .await?;
-        check_affected(st, r.rows_affected())?;
-    }
+    driver::run_statements::<Postgres>(&mut tx, after).await?;
     tx.commit().await
 }

@@ -2,10 +2,11 @@
 //! `INSERT … ON CONFLICT DO UPDATE … WHERE version <` in one transaction per chunk.
 
 use sqlx::query::Query;
-use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
-use sqlx::{Column, Connection, Executor, Row, Sqlite, SqlitePool, TypeInfo, ValueRef};
+use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteQueryResult, SqliteRow};
+use sqlx::{Row, Sqlite, SqlitePool, TypeInfo, ValueRef};
 
-use super::{Dialect, FetchError, Statement, VERSION_COLUMN, check_affected, insert_columns};
+use super::driver::{self, Driver};
+use super::{Dialect, Statement, VERSION_COLUMN, insert_columns, key_columns, upsert_sets};
 use crate::transform::{SourceColumn, TableRows};
 use crate::value::{ColumnType, Value};
 
@@ -48,17 +49,6 @@ pub(super) fn sql_type(ty: ColumnType) -> &'static str {
     }
 }
 
-pub(super) async fn describe(p: &SqlitePool, sql: &str) -> Result<Vec<SourceColumn>, sqlx::Error> {
-    let st = p.prepare(sql).await?;
-    Ok(sqlx::Statement::columns(&st)
-        .iter()
-        .map(|c| SourceColumn {
-            name: c.name().to_string(),
-            ty: column_type(c.type_info().name()),
-        })
-        .collect())
-}
-
 pub(super) async fn table_columns(
     p: &SqlitePool,
     table: &str,
@@ -78,16 +68,6 @@ pub(super) async fn table_columns(
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()
         .map(Some)
-}
-
-pub(super) fn bind_all<'q>(
-    mut q: Query<'q, Sqlite, SqliteArguments<'q>>,
-    params: &[Value],
-) -> Query<'q, Sqlite, SqliteArguments<'q>> {
-    for v in params {
-        q = bind_one(q, v);
-    }
-    q
 }
 
 fn bind_one<'q>(
@@ -119,32 +99,34 @@ fn decode(row: &SqliteRow, i: usize) -> Result<Value, sqlx::Error> {
     })
 }
 
-pub(super) async fn fetch(
-    p: &SqlitePool,
-    sql: &str,
-    params: &[Value],
-) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
-    let rows = bind_all(sqlx::query(sql), params).fetch_all(p).await?;
-    let Some(first) = rows.first() else {
-        return Ok((Vec::new(), Vec::new()));
-    };
-    let names: Vec<String> = first
-        .columns()
-        .iter()
-        .map(|c| c.name().to_string())
-        .collect();
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let mut values = Vec::with_capacity(names.len());
-        for (i, name) in names.iter().enumerate() {
-            values.push(decode(row, i).map_err(|e| FetchError::Decode {
-                column: name.clone(),
-                message: e.to_string(),
-            })?);
-        }
-        out.push(values);
+impl Driver for Sqlite {
+    /// SQLite stores anything anywhere: each value is read by its own
+    /// storage class, whatever the column's declared type, which only says
+    /// what the column means ([`column_type`]).
+    type Decoder = Option<ColumnType>;
+
+    fn bind_all<'q>(
+        q: Query<'q, Sqlite, SqliteArguments<'q>>,
+        params: &[Value],
+    ) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+        params.iter().fold(q, bind_one)
     }
-    Ok((names, out))
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    fn decoder(declared: &str) -> Option<Option<ColumnType>> {
+        Some(column_type(declared))
+    }
+
+    fn decode(row: &SqliteRow, i: usize, _: Option<ColumnType>) -> Result<Value, sqlx::Error> {
+        decode(row, i)
+    }
+
+    fn cast_hint(column: &str) -> String {
+        format!("CAST({column} AS TEXT)")
+    }
 }
 
 pub(super) async fn write_chunk(
@@ -153,53 +135,18 @@ pub(super) async fn write_chunk(
     version: i64,
     after: &[Statement],
 ) -> Result<(), sqlx::Error> {
-    let mut tx = c.begin().await?;
-    for t in tables.iter().filter(|t| !t.rows.is_empty()) {
-        let width = t.shape.columns.len() + 1;
+    let v = D.quote(VERSION_COLUMN);
+    driver::write_upserts::<Sqlite>(c, tables, version, after, MAX_PARAMS, |t, values| {
         let target = D.quote(&t.shape.name);
-        let cols = insert_columns(D, &t.shape.columns);
-        let key: Vec<String> = t
-            .shape
-            .key
-            .iter()
-            .map(|&i| D.quote(&t.shape.columns[i]))
-            .collect();
-        let mut sets: Vec<String> = t
-            .shape
-            .columns
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !t.shape.key.contains(i))
-            .map(|(_, c)| format!("{0} = excluded.{0}", D.quote(c)))
-            .collect();
-        let v = D.quote(VERSION_COLUMN);
-        sets.push(format!("{v} = excluded.{v}"));
-        let row_marks = format!("({})", vec!["?"; width].join(", "));
-        let per_statement = (MAX_PARAMS / width).max(1);
-        for batch in t.rows.chunks(per_statement) {
-            let sql = format!(
-                "INSERT INTO {target} ({cols}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {} WHERE {target}.{v} < excluded.{v}",
-                vec![row_marks.as_str(); batch.len()].join(", "),
-                key.join(", "),
-                sets.join(", ")
-            );
-            let mut q = sqlx::query(&sql);
-            for row in batch {
-                for value in row {
-                    q = bind_one(q, value);
-                }
-                q = q.bind(version);
-            }
-            q.execute(&mut *tx).await?;
-        }
-    }
-    for st in after {
-        let r = bind_all(sqlx::query(&st.sql), &st.params)
-            .execute(&mut *tx)
-            .await?;
-        check_affected(st, r.rows_affected())?;
-    }
-    tx.commit().await
+        format!(
+            "INSERT INTO {target} ({}) VALUES {values} ON CONFLICT ({}) DO UPDATE SET {} \
+             WHERE {target}.{v} < excluded.{v}",
+            insert_columns(D, &t.shape.columns),
+            key_columns(D, &t.shape).join(", "),
+            upsert_sets(D, &t.shape, |c| format!("{c} = excluded.{c}")).join(", ")
+        )
+    })
+    .await
 }
 
 #[cfg(test)]
