@@ -6,7 +6,7 @@
 //! (and in its gaps: changes numbered earlier whose transactions had not
 //! committed yet) → advance the position past what was read → give up gaps
 //! older than the gap timeout → map the changes to keys through the spec's
-//! `tracks` ([`crate::apply::changes`]) → keep the keys the [`Filter`]
+//! `tracks` ([`crate::apply::keys_for_changes`]) → keep the keys the [`Filter`]
 //! wants → hand back a [`Batch`] `{keys, next, at_head, lag, changes}`.
 //! [`ChangeStream::next_batch`] hands it to the caller;
 //! [`ChangeStream::run`] hands each batch to a [`Consumer`] that applies it
@@ -30,7 +30,7 @@
 //! in as the second direction: change capture installed on the target
 //! tables, a stream built for [`Side::Target`], whose changes map to keys
 //! through the inverse of the spec's mapping (its `reverse` section) in
-//! [`ChangeStream::keys_of`], and a consumer that applies them to the source.
+//! `ChangeStream::keys_of`, and a consumer that applies them to the source.
 //! The loop, the filters, gaps, retries and lag stay as they are. Until that
 //! mapping exists, a stream on the target is refused with a clear error.
 

@@ -13,7 +13,7 @@
 //!    [`SOURCE_KEY_COLUMN`](crate::connector::SOURCE_KEY_COLUMN) and guarded
 //!    by version (a row written from a newer read, of a record inserted
 //!    again, stays);
-//! 3. each deletion leaves a tombstone ([`tombstones`]), and rows just
+//! 3. each deletion leaves a tombstone (`tombstones.rs`), and rows just
 //!    upserted that are older than a tombstone are deleted again;
 //! 4. then the caller's statements (the relay's position, a bucket's
 //!    catch-up position), so a position never moves past changes that are
@@ -23,8 +23,8 @@
 //! are kept when one of their records is deleted: other records may still
 //! emit them. Verification reports any that no record emits any more.
 //!
-//! The keys come from changes through [`changes`] (a change's row → the keys
-//! it touches, by the spec's `tracks`); [`track`] holds the track queries'
+//! The keys come from changes through `changes.rs` (a change's row → the keys
+//! it touches, by the spec's `tracks`); `track.rs` holds the track queries'
 //! placeholders, which change capture needs too.
 
 pub(crate) mod changes;

@@ -29,7 +29,7 @@
 //! target key (`context.rs`), the row reads and their SQL (`reads.rs`), the
 //! check of a set of keys (`keyset.rs`, for sample, incremental and repair),
 //! and the run from start to end (`run.rs`). Every mode takes the caller's
-//! [`RunControl`](crate::RunControl): the throttle before every chunk or
+//! [`RunControl`]: the throttle before every chunk or
 //! batch of keys, the cancel token between them, progress after each.
 //!
 //! Results live in the target, in the tables of [`store`]: every mismatched
