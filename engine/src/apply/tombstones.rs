@@ -32,10 +32,9 @@ pub(crate) async fn ensure(target: &Connector) -> Result<()> {
          version BIGINT NOT NULL, PRIMARY KEY (table_name, source_key))",
         d.quote(TOMBSTONE_TABLE)
     );
-    target
-        .execute(&sql, &[], "create the tombstone table")
-        .await
-        .map(|_| ())
+    // Several workers prepare the same target at once: retried like the
+    // other tables' creation.
+    target.execute_ddl(&sql, "create the tombstone table").await
 }
 
 /// Deletes tombstones read before `version`: no write read that long ago
