@@ -145,7 +145,8 @@ pub async fn catch_up_bucket(
         ),
         control,
     };
-    let mut stream = ChangeStream::new(link, Side::Source, opts.stream.clone())?;
+    let mut stream = ChangeStream::new(link, Side::Source, opts.stream.clone())?
+        .named(consumer.progress.task.to_string());
     let ended = stream.run(control, &mut consumer).await?;
     let state = stream.state().clone();
     let (status, lag, caught_up_at) = match ended {

@@ -305,6 +305,8 @@ pub enum Ended {
 pub struct ChangeStream<'l> {
     link: &'l Link,
     side: Side,
+    /// Who reads, for logs: `relay default`, `catch-up items bucket 3`.
+    name: String,
     opts: StreamOptions,
     backoff: Backoff,
     state: StreamState,
@@ -327,11 +329,18 @@ impl<'l> ChangeStream<'l> {
         Ok(ChangeStream {
             link,
             side,
+            name: "change stream".into(),
             backoff: Backoff::new(opts.retry_initial, opts.retry_max),
             opts,
             state: StreamState::default(),
             started: Instant::now(),
         })
+    }
+
+    /// Names the reader in the stream's logs.
+    pub fn named(mut self, name: impl Into<String>) -> ChangeStream<'l> {
+        self.name = name.into();
+        self
     }
 
     /// Where the stream stands.
@@ -506,6 +515,7 @@ impl<'l> ChangeStream<'l> {
         self.state.last_error = Some(e.to_string());
         self.state.elapsed = self.started.elapsed();
         tracing::warn!(
+            reader = %self.name,
             error = %e,
             retry_in_ms = wait.as_millis() as u64,
             position = %self.state.position,

@@ -160,7 +160,8 @@ pub async fn run_relay(
             Unit::Changes,
         ),
     };
-    let mut stream = ChangeStream::new(link, Side::Source, opts.stream.clone())?;
+    let mut stream = ChangeStream::new(link, Side::Source, opts.stream.clone())?
+        .named(format!("relay {}", opts.name));
     stream.run(control, &mut relay).await?;
     let s = stream.state();
     tracing::info!(relay = %opts.name, position = %s.position, changes = s.changes, "relay stopped");

@@ -54,7 +54,8 @@ pub(super) async fn run(
             batch_changes: CHANGES_PER_READ,
             ..StreamOptions::default()
         },
-    )?;
+    )?
+    .named(format!("verify {} since the last run", ctx.table));
     let filter = Filter::Table(ctx.table.clone());
     // Reading the changelog is not throttled: the key checks below are.
     let reading = RunControl::new().with_cancel(control.cancel.clone());
