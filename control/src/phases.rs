@@ -126,6 +126,13 @@ fn list(phases: &[Phase]) -> String {
     }
 }
 
+/// True when a job's end may move its bucket from `from` to `next`: a legal
+/// move, or out of paused (a job paused at its checkpoint ends). A bucket a
+/// person moved elsewhere meanwhile is left where it is.
+pub fn job_may_move(from: Phase, next: Phase) -> bool {
+    legal_moves(from, None).contains(&next) || from == Phase::Paused
+}
+
 /// Refuses an illegal move with a message that says which moves are allowed.
 pub fn check_move(what: &str, from: Phase, resume: Option<Phase>, to: Phase) -> Result<()> {
     let legal = legal_moves(from, resume);
@@ -207,6 +214,21 @@ mod tests {
             assert!(check_move("b", Failed, failed_resume, running).is_ok());
             assert!(check_move("b", Failed, failed_resume, Planned).is_ok());
         }
+    }
+
+    #[test]
+    fn a_jobs_end_moves_its_bucket_only_along_a_legal_move() {
+        assert!(job_may_move(BulkLoading, Loaded));
+        assert!(job_may_move(Verifying, CaughtUp));
+        assert!(job_may_move(Paused, Failed));
+        assert!(
+            !job_may_move(Done, Failed),
+            "a finished bucket stays finished"
+        );
+        assert!(
+            !job_may_move(Planned, Loaded),
+            "a bucket re-planned meanwhile stays planned"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! A migration's gates: the limits a read ramp must pass above its threshold
-//! (verification accuracy, shadow mismatch rate), and the decommission limits.
+//! A migration's gates in the store: the limits a read ramp must pass above
+//! its threshold (verification accuracy, shadow mismatch rate) and the
+//! decommission limits, read, set and measured. The rules are in `rules.rs`.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -7,28 +8,11 @@ use tern_ramp::Ramp;
 
 use crate::audit::{self, AuditEntry};
 use crate::clients::model::Client;
+use crate::clients::rules::{GateInputs, Gates, gate_reasons};
 use crate::clock::now_ms;
 use crate::error::{ControlError, Result};
 use crate::store::Store;
 use crate::users::Actor;
-
-/// Per-migration limits for ramps and decommissioning.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Gates {
-    pub migration_id: i64,
-    /// Ramps above this (millipercent) need the gates to hold.
-    pub ramp_threshold: i64,
-    /// The latest verification accuracy must be at least this (percent).
-    pub min_accuracy: f64,
-    /// The client's shadow mismatch rate must be at most this (percent).
-    pub max_mismatch_rate: f64,
-    /// The window the mismatch rate is measured over (ms).
-    pub mismatch_window_ms: i64,
-    /// Decommission: days every client must have sent no old traffic.
-    pub quiet_days: i64,
-    /// Days a dataset stays locked before it may be deleted.
-    pub lock_days: i64,
-}
 
 /// Whether the gates let a ramp through, and why not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,15 +36,7 @@ impl Store {
             .await
             .map_err(ControlError::db("reading a migration's gates"))?;
         let Some(row) = row else {
-            return Ok(Gates {
-                migration_id,
-                ramp_threshold: 10_000,
-                min_accuracy: 99.9,
-                max_mismatch_rate: 0.1,
-                mismatch_window_ms: 86_400_000,
-                quiet_days: 7,
-                lock_days: 30,
-            });
+            return Ok(Gates::defaults(migration_id));
         };
         let get = |e| ControlError::db("reading a migration's gates")(e);
         Ok(Gates {
@@ -77,19 +53,7 @@ impl Store {
     /// Sets a migration's gates (engineers and admins).
     pub async fn set_gates(&self, actor: &Actor, gates: &Gates) -> Result<Gates> {
         actor.require_operate("setting a migration's gates")?;
-        if !(0..=100_000).contains(&gates.ramp_threshold)
-            || !(0.0..=100.0).contains(&gates.min_accuracy)
-            || !(0.0..=100.0).contains(&gates.max_mismatch_rate)
-            || gates.mismatch_window_ms < 60_000
-            || gates.quiet_days < 0
-            || gates.lock_days < 0
-        {
-            return Err(ControlError::Invalid(
-                "gates need a threshold from 0% to 100%, an accuracy and a mismatch rate from 0 to \
-                 100 percent, a mismatch window of at least a minute and no negative days"
-                    .into(),
-            ));
-        }
+        gates.validate()?;
         let migration = self.migration(gates.migration_id).await?;
         let before = self.gates(gates.migration_id).await?;
         let mut tx = self.begin().await?;
@@ -161,38 +125,13 @@ impl Store {
         let (mismatch_rate, samples) = self
             .mismatch_rate(client.id, gates.mismatch_window_ms)
             .await?;
-        let mut reasons = Vec::new();
-        let needs_gates = i64::from(to.millipercent()) > gates.ramp_threshold
-            && i64::from(to.millipercent()) > client.ramp;
-        if needs_gates {
-            let threshold = Ramp::from_millipercent(gates.ramp_threshold as u32);
-            match accuracy {
-                None => reasons.push(format!(
-                    "ramps above {threshold} need a verification run, and none has finished: \
-                     verify the migration's buckets first"
-                )),
-                Some(a) if a < gates.min_accuracy => reasons.push(format!(
-                    "the latest verification accuracy is {a:.3}%, below the {:.3}% ramps above \
-                     {threshold} need: repair and verify again",
-                    gates.min_accuracy
-                )),
-                _ => {}
-            }
-            let hours = gates.mismatch_window_ms as f64 / 3_600_000.0;
-            match mismatch_rate {
-                None => reasons.push(format!(
-                    "ramps above {threshold} need shadow comparisons, and `{}` sent none in the \
-                     last {hours:.0} h: turn on shadow reads",
-                    client.name
-                )),
-                Some(r) if r > gates.max_mismatch_rate => reasons.push(format!(
-                    "`{}`'s shadow mismatch rate is {r:.3}% over the last {hours:.0} h, above the \
-                     {:.3}% limit: read the mismatch trees and fix the differences",
-                    client.name, gates.max_mismatch_rate
-                )),
-                _ => {}
-            }
-        }
+        let inputs = GateInputs {
+            client: &client.name,
+            current: client.ramp,
+            accuracy,
+            mismatch_rate,
+        };
+        let reasons = gate_reasons(&gates, &inputs, to);
         Ok(GateCheck {
             allowed: reasons.is_empty(),
             reasons,

@@ -12,11 +12,13 @@ mod gates;
 mod model;
 mod ramps;
 mod registry;
+mod rules;
 mod tokens;
 
 pub use checklist::ChecklistItem;
-pub use gates::{GateCheck, Gates};
+pub use gates::GateCheck;
 pub use model::*;
 pub use ramps::RampStep;
 pub(crate) use registry::insert_client;
+pub use rules::{GateInputs, Gates, gate_reasons, ramp_reason, ramp_refused};
 pub use tokens::ApiToken;

@@ -7,6 +7,7 @@ use tern_ramp::Ramp;
 
 use crate::audit::{self, AuditEntry};
 use crate::clients::model::{Client, RampState, client_entity};
+use crate::clients::rules::{ramp_reason, ramp_refused};
 use crate::clock::now_ms;
 use crate::error::{ControlError, Result};
 use crate::store::Store;
@@ -36,11 +37,7 @@ impl Store {
         override_reason: Option<&str>,
     ) -> Result<Client> {
         actor.require_operate("changing a read ramp")?;
-        if reason.trim().is_empty() {
-            return Err(ControlError::Invalid(
-                "say why the ramp changes: the reason goes into the audit log".into(),
-            ));
-        }
+        let reason = ramp_reason(reason)?;
         let client = self.client(client_id).await?;
         let check = self.check_gates(&client, to).await?;
         let override_reason = override_reason.map(str::trim).filter(|r| !r.is_empty());
@@ -51,16 +48,12 @@ impl Store {
             tracing::warn!(client = %client.name, ramp = %to, actor = %actor.name, why, "ramp gate overridden");
             true
         } else {
-            return Err(ControlError::Conflict(format!(
-                "raising `{}` to {to} is refused: {}{}",
-                client.name,
-                check.reasons.join("; "),
-                if actor.role.can_administer() {
-                    ". An admin may override with a written reason"
-                } else {
-                    ""
-                }
-            )));
+            return Err(ramp_refused(
+                &client.name,
+                to,
+                &check.reasons,
+                actor.role.can_administer(),
+            ));
         };
         let from = client.read_ramp();
         let now = now_ms();

@@ -199,6 +199,57 @@ pub enum Outcome {
     Released,
 }
 
+impl Outcome {
+    /// The state a job ends in, and the message it is left with (`worker`
+    /// names who released it).
+    pub fn ends_in(&self, worker: &str) -> (JobState, Option<String>) {
+        match self {
+            Outcome::Succeeded { summary, .. } => (JobState::Succeeded, summary.clone()),
+            Outcome::Failed(m) => (JobState::Failed, Some(m.clone())),
+            Outcome::Paused => (JobState::Paused, Some("paused at a checkpoint".into())),
+            Outcome::Cancelled => (JobState::Cancelled, Some("cancelled".into())),
+            Outcome::Released => (
+                JobState::Queued,
+                Some(format!(
+                    "released by {worker} (shutting down); resumes from its checkpoint"
+                )),
+            ),
+        }
+    }
+
+    /// Where the job's bucket moves when the job ends this way (`None`: it
+    /// stays, as for a job handed back to the queue).
+    pub fn bucket_phase(&self) -> Option<Phase> {
+        match self {
+            Outcome::Succeeded { bucket_phase, .. } => *bucket_phase,
+            Outcome::Failed(_) | Outcome::Cancelled => Some(Phase::Failed),
+            Outcome::Paused => Some(Phase::Paused),
+            Outcome::Released => None,
+        }
+    }
+}
+
+/// The state a job in `state` is in once `request` is asked of it: a running
+/// job stays running (its worker stops at its next checkpoint), a queued one
+/// pauses or is cancelled at once, a paused one may only be cancelled.
+pub fn state_after_request(job_id: i64, state: JobState, request: Request) -> Result<JobState> {
+    match (state, request) {
+        (JobState::Running, _) => Ok(JobState::Running),
+        (JobState::Queued, Request::Pause) => Ok(JobState::Paused),
+        (JobState::Queued | JobState::Paused, Request::Cancel) => Ok(JobState::Cancelled),
+        (state, request) => Err(ControlError::Conflict(format!(
+            "job {job_id} is {}: it cannot be asked to {}{}",
+            state.as_str(),
+            request.as_str(),
+            if state == JobState::Paused {
+                " (resume it, or cancel it)"
+            } else {
+                ""
+            }
+        ))),
+    }
+}
+
 /// Refuses a rate limit that is not a positive number of rows per second.
 pub(crate) fn check_rate(rate: Option<f64>) -> Result<()> {
     match rate {
@@ -206,5 +257,52 @@ pub(crate) fn check_rate(rate: Option<f64>) -> Result<()> {
             "a rate limit of {r} is not valid: give rows per second above 0, or none for unthrottled"
         ))),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_changes_a_waiting_job_at_once_and_a_running_one_at_its_checkpoint() {
+        use JobState::*;
+        let after = |s, r| state_after_request(4, s, r).ok();
+        assert_eq!(after(Running, Request::Pause), Some(Running));
+        assert_eq!(after(Running, Request::Cancel), Some(Running));
+        assert_eq!(after(Queued, Request::Pause), Some(Paused));
+        assert_eq!(after(Queued, Request::Cancel), Some(Cancelled));
+        assert_eq!(after(Paused, Request::Cancel), Some(Cancelled));
+        for finished in [Succeeded, Failed, Cancelled] {
+            assert_eq!(after(finished, Request::Cancel), None);
+        }
+        let paused = state_after_request(4, Paused, Request::Pause)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            paused,
+            "job 4 is paused: it cannot be asked to pause (resume it, or cancel it)"
+        );
+    }
+
+    #[test]
+    fn a_jobs_end_says_where_its_bucket_goes() {
+        let done = Outcome::Succeeded {
+            summary: Some("ok".into()),
+            bucket_phase: Some(Phase::Loaded),
+        };
+        assert_eq!(done.bucket_phase(), Some(Phase::Loaded));
+        assert_eq!(done.ends_in("w1"), (JobState::Succeeded, Some("ok".into())));
+        assert_eq!(
+            Outcome::Failed("x".into()).bucket_phase(),
+            Some(Phase::Failed)
+        );
+        assert_eq!(Outcome::Cancelled.bucket_phase(), Some(Phase::Failed));
+        assert_eq!(Outcome::Paused.bucket_phase(), Some(Phase::Paused));
+        assert_eq!(Outcome::Released.bucket_phase(), None);
+        let (state, message) = Outcome::Released.ends_in("w1");
+        assert_eq!(state, JobState::Queued);
+        assert!(message.is_some_and(|m| m.starts_with("released by w1")));
     }
 }

@@ -9,7 +9,6 @@ use crate::clock::now_ms;
 use crate::error::{ControlError, Result};
 use crate::jobs::model::*;
 use crate::jobs::requests::move_bucket_after_job;
-use crate::phases::Phase;
 use crate::store::{Dialect, Store};
 
 pub(crate) fn job_from_row(row: &sqlx::any::AnyRow) -> Result<Job> {
@@ -235,18 +234,7 @@ impl Store {
     /// Ends a job the worker holds. `false` when the lease was lost meanwhile
     /// (the job belongs to another worker now and nothing was written).
     pub async fn finish_job(&self, job_id: i64, worker: &str, outcome: &Outcome) -> Result<bool> {
-        let (state, message) = match outcome {
-            Outcome::Succeeded { summary, .. } => (JobState::Succeeded, summary.clone()),
-            Outcome::Failed(m) => (JobState::Failed, Some(m.clone())),
-            Outcome::Paused => (JobState::Paused, Some("paused at a checkpoint".into())),
-            Outcome::Cancelled => (JobState::Cancelled, Some("cancelled".into())),
-            Outcome::Released => (
-                JobState::Queued,
-                Some(format!(
-                    "released by {worker} (shutting down); resumes from its checkpoint"
-                )),
-            ),
-        };
+        let (state, message) = outcome.ends_in(worker);
         let now = now_ms();
         let finished = state.is_final().then_some(now);
         let bucket_id = self.job(job_id).await?.bucket_id;
@@ -283,12 +271,7 @@ impl Store {
         }
         audit::record(&mut tx, entry).await?;
         if let Some(bucket_id) = bucket_id {
-            let next = match outcome {
-                Outcome::Succeeded { bucket_phase, .. } => *bucket_phase,
-                Outcome::Failed(_) | Outcome::Cancelled => Some(Phase::Failed),
-                Outcome::Paused => Some(Phase::Paused),
-                Outcome::Released => None,
-            };
+            let next = outcome.bucket_phase();
             if let Some(next) = next {
                 let why = message.clone().unwrap_or_default();
                 move_bucket_after_job(&mut tx, &actor, bucket_id, next, &why).await?;

@@ -37,33 +37,17 @@ impl Store {
         actor.require_operate(&format!("asking a job to {}", request.as_str()))?;
         let job = self.job(job_id).await?;
         let mut tx = self.begin().await?;
-        let (to_state, sql) = match (job.state, request) {
-            (JobState::Running, _) => (
-                job.state,
-                "UPDATE jobs SET requested = $1, updated_at = $2 WHERE id = $3 AND state = 'running'",
-            ),
-            (JobState::Queued, Request::Pause) => (
-                JobState::Paused,
+        let to_state = state_after_request(job_id, job.state, request)?;
+        let sql = match to_state {
+            JobState::Paused => {
                 "UPDATE jobs SET state = 'paused', requested = NULL, updated_at = $2
-                 WHERE id = $3 AND state = 'queued' AND $1 IS NOT NULL",
-            ),
-            (JobState::Queued | JobState::Paused, Request::Cancel) => (
-                JobState::Cancelled,
-                "UPDATE jobs SET state = 'cancelled', requested = NULL, updated_at = $2, finished_at = $2
-                 WHERE id = $3 AND state IN ('queued', 'paused') AND $1 IS NOT NULL",
-            ),
-            (state, request) => {
-                return Err(ControlError::Conflict(format!(
-                    "job {job_id} is {}: it cannot be asked to {}{}",
-                    state.as_str(),
-                    request.as_str(),
-                    if state == JobState::Paused {
-                        " (resume it, or cancel it)"
-                    } else {
-                        ""
-                    }
-                )));
+                 WHERE id = $3 AND state = 'queued' AND $1 IS NOT NULL"
             }
+            JobState::Cancelled => {
+                "UPDATE jobs SET state = 'cancelled', requested = NULL, updated_at = $2, finished_at = $2
+                 WHERE id = $3 AND state IN ('queued', 'paused') AND $1 IS NOT NULL"
+            }
+            _ => "UPDATE jobs SET requested = $1, updated_at = $2 WHERE id = $3 AND state = 'running'",
         };
         let done = sqlx::query(sql)
             .bind(request.as_str())
@@ -208,7 +192,7 @@ pub(crate) async fn move_bucket_after_job(
         .and_then(|r| r.try_get("phase"))
         .map_err(ControlError::db(format!("reading bucket {bucket_id}")))?;
     let from = Phase::parse(&phase)?;
-    if crate::phases::legal_moves(from, None).contains(&next) || from == Phase::Paused {
+    if crate::phases::job_may_move(from, next) {
         match move_bucket_in(tx, actor, bucket_id, next, reason).await {
             Ok(_) => {}
             Err(ControlError::Conflict(m)) => {
