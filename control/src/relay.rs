@@ -122,6 +122,40 @@ impl Store {
         })
     }
 
+    /// Reads the relay job's ramp and, when it changed, hands the engine its new one.
+    pub(crate) async fn follow_relay_ramp(
+        &self,
+        job_id: i64,
+        migration_id: i64,
+        current: &std::sync::Mutex<RelayRampSpec>,
+        ramp_tx: &tokio::sync::watch::Sender<tern_engine::RelayRamp>,
+    ) {
+        let next = match self.job(job_id).await.and_then(|j| ramp_of(&j)) {
+            Ok(r) => r,
+            Err(e) => {
+                return tracing::warn!(job = job_id, error = %e, "cannot read the relay's ramp");
+            }
+        };
+        let Some(from) = current
+            .lock()
+            .ok()
+            .map(|c| c.clone())
+            .filter(|c| *c != next)
+        else {
+            return;
+        };
+        match self.engine_ramp(migration_id, &next).await {
+            Ok(r) => {
+                tracing::info!(job = job_id, from = %from, to = %next, "relay ramp changed");
+                let _ = ramp_tx.send(r);
+                if let Ok(mut c) = current.lock() {
+                    *c = next;
+                }
+            }
+            Err(e) => tracing::warn!(job = job_id, error = %e, "cannot apply the relay's ramp"),
+        }
+    }
+
     /// The ramp of the migration's active relay (off when none runs).
     pub async fn relay_ramp(&self, migration_id: i64) -> Result<RelayRampSpec> {
         match self.active_relay(migration_id).await? {

@@ -50,6 +50,34 @@ pub struct NewVerifyRun {
     pub tree: Option<String>,
 }
 
+impl NewVerifyRun {
+    /// The record of an engine run (`engine_run`) done by a bucket job: its
+    /// kind (`full`, `incremental`, `repair`), counts and mismatch tree.
+    pub fn of_engine_run(
+        job: &crate::jobs::Job,
+        engine_run: &str,
+        kind: &str,
+        counts: &tern_engine::verify::Counts,
+        tree: String,
+    ) -> NewVerifyRun {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        NewVerifyRun {
+            migration_id: job.migration_id.unwrap_or_default(),
+            bucket_id: job.bucket_id,
+            job_id: Some(job.id),
+            engine_run: Some(engine_run.to_string()),
+            kind: kind.to_string(),
+            rows_compared: n(counts.compared),
+            matched: n(counts.matched),
+            missing: n(counts.missing),
+            extra: n(counts.extra),
+            different: n(counts.different),
+            accuracy: counts.accuracy(),
+            tree: Some(tree),
+        }
+    }
+}
+
 /// What the accuracy history needs of a run.
 #[derive(Debug, Clone, Copy)]
 pub struct RunPoint {

@@ -11,8 +11,8 @@ use tern_engine::{LoadStatus, load_bucket};
 
 use crate::clock::now_ms;
 use crate::error::Result;
-use crate::jobs::harness::{JobContext, JobRunner, RunEnd};
-use crate::jobs::{BucketParams, JobKind, Progress};
+use crate::jobs::harness::{JobContext, JobRunner, RunEnd, done_of_total};
+use crate::jobs::{BucketParams, JobKind};
 use crate::phases::Phase;
 use crate::runners::{RunnerContext, bucket_of, count, engine_bucket, link_for, migration_of};
 
@@ -56,19 +56,12 @@ impl JobRunner for BulkLoadRunner {
         let last = Arc::clone(&seen);
         let table = params.table.clone();
         let control = ctx.run_control(move |p| {
-            let (done, total) = (count(p.done), count(p.total.unwrap_or(p.done)));
-            last.store(done, Ordering::Relaxed);
+            last.store(count(p.done), Ordering::Relaxed);
             let bucket = p.task.bucket().unwrap_or_default();
-            Progress {
-                rows_done: done,
-                rows_total: Some(total),
-                rate: Some(p.rate),
-                eta_seconds: (p.rate > 0.0).then(|| (total - done).max(0) as f64 / p.rate),
-                message: Some(format!(
-                    "{table} bucket {bucket}: {} chunks this run",
-                    p.steps
-                )),
-            }
+            done_of_total(
+                p,
+                format!("{table} bucket {bucket}: {} chunks this run", p.steps),
+            )
         });
         // The bucket's rows copied, written on the side while the load runs.
         let recorder = ctx.every(Duration::from_millis(800), {

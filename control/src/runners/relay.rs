@@ -48,7 +48,11 @@ impl JobRunner for RelayRunner {
         let (store2, job_id, migration_id) = (store.clone(), job.id, migration.id);
         let follower = ctx.every(RAMP_POLL, move || {
             let (store, current, ramp_tx) = (store2.clone(), Arc::clone(&current), ramp_tx.clone());
-            async move { follow_ramp(&store, job_id, migration_id, &current, &ramp_tx).await }
+            async move {
+                store
+                    .follow_relay_ramp(job_id, migration_id, &current, &ramp_tx)
+                    .await
+            }
         });
         let control = ctx.run_control(|p| {
             let lag = p.lag.unwrap_or_default();
@@ -84,37 +88,5 @@ impl JobRunner for RelayRunner {
         tracing::info!(migration = %migration.name, changes = summary.changes,
             keys = summary.keys_applied, max_lag_s = summary.max_lag_seconds, "relay stopped");
         Ok(RunEnd::Stopped)
-    }
-}
-
-/// Reads the relay job's ramp and, when it changed, hands the engine its new one.
-async fn follow_ramp(
-    store: &crate::store::Store,
-    job_id: i64,
-    migration_id: i64,
-    current: &Mutex<crate::relay::RelayRampSpec>,
-    ramp_tx: &watch::Sender<tern_engine::RelayRamp>,
-) {
-    let next = match store.job(job_id).await.and_then(|j| ramp_of(&j)) {
-        Ok(r) => r,
-        Err(e) => return tracing::warn!(job = job_id, error = %e, "cannot read the relay's ramp"),
-    };
-    let Some(from) = current
-        .lock()
-        .ok()
-        .map(|c| c.clone())
-        .filter(|c| *c != next)
-    else {
-        return;
-    };
-    match store.engine_ramp(migration_id, &next).await {
-        Ok(r) => {
-            tracing::info!(job = job_id, from = %from, to = %next, "relay ramp changed");
-            let _ = ramp_tx.send(r);
-            if let Ok(mut c) = current.lock() {
-                *c = next;
-            }
-        }
-        Err(e) => tracing::warn!(job = job_id, error = %e, "cannot apply the relay's ramp"),
     }
 }

@@ -10,8 +10,8 @@ use crate::error::Result;
 use crate::jobs::harness::{JobContext, JobRunner, RunEnd};
 use crate::jobs::{JobKind, Progress, RepairParams};
 use crate::phases::Phase;
-use crate::runners::verify::run_record;
 use crate::runners::{RunnerContext, bucket_of, link_for, migration_of};
+use crate::verify_runs::NewVerifyRun;
 
 /// Runs `repair` jobs.
 #[derive(Debug)]
@@ -47,7 +47,13 @@ impl JobRunner for RepairRunner {
             .await?
             .render();
         store
-            .record_verify_run(&run_record(job, &run_id, "repair", &report.counts, tree))
+            .record_verify_run(&NewVerifyRun::of_engine_run(
+                job,
+                &run_id,
+                "repair",
+                &report.counts,
+                tree,
+            ))
             .await?;
         Ok(RunEnd::Completed {
             summary: format!(

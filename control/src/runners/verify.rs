@@ -5,14 +5,14 @@
 //! engine's run, in the target.
 
 use async_trait::async_trait;
-use tern_engine::verify::{self, Counts, Mode, Scope, VerifyOptions, VerifyStatus};
+use tern_engine::verify::{self, Mode, Scope, VerifyOptions, VerifyStatus};
 
 use crate::error::Result;
-use crate::jobs::harness::{JobContext, JobRunner, RunEnd};
-use crate::jobs::{Job, JobKind, Progress, VerifyParams};
+use crate::jobs::harness::{JobContext, JobRunner, RunEnd, done_of_total};
+use crate::jobs::{JobKind, VerifyParams};
 use crate::phases::Phase;
 use crate::runbook::VerifyMode;
-use crate::runners::{RunnerContext, bucket_of, count, engine_bucket, link_for, migration_of};
+use crate::runners::{RunnerContext, bucket_of, engine_bucket, link_for, migration_of};
 use crate::verify_runs::NewVerifyRun;
 
 /// Runs `verify` jobs.
@@ -24,30 +24,6 @@ pub struct VerifyRunner {
 impl VerifyRunner {
     pub fn new(ctx: RunnerContext) -> Self {
         VerifyRunner { ctx }
-    }
-}
-
-/// The control store's record of an engine run of a bucket job.
-pub(crate) fn run_record(
-    job: &Job,
-    engine_run: &str,
-    kind: &str,
-    counts: &Counts,
-    tree: String,
-) -> NewVerifyRun {
-    NewVerifyRun {
-        migration_id: job.migration_id.unwrap_or_default(),
-        bucket_id: job.bucket_id,
-        job_id: Some(job.id),
-        engine_run: Some(engine_run.to_string()),
-        kind: kind.to_string(),
-        rows_compared: count(counts.compared),
-        matched: count(counts.matched),
-        missing: count(counts.missing),
-        extra: count(counts.extra),
-        different: count(counts.different),
-        accuracy: counts.accuracy(),
-        tree: Some(tree),
     }
 }
 
@@ -68,18 +44,9 @@ impl JobRunner for VerifyRunner {
         let bucket = engine_bucket(&link, &params.bucket()).await?;
         let incremental = params.mode == VerifyMode::Incremental;
         let control = ctx.run_control(|p| {
-            let (done, total) = (count(p.done), count(p.total.unwrap_or(p.done)));
-            Progress {
-                rows_done: done,
-                rows_total: Some(total),
-                rate: Some(p.rate),
-                eta_seconds: (p.rate > 0.0).then(|| (total - done).max(0) as f64 / p.rate),
-                message: Some(format!(
-                    "{} bucket {}: comparing",
-                    p.task.table().unwrap_or_default(),
-                    p.task.bucket().unwrap_or_default()
-                )),
-            }
+            let (table, bucket) = (p.task.table(), p.task.bucket());
+            let (table, bucket) = (table.unwrap_or_default(), bucket.unwrap_or_default());
+            done_of_total(p, format!("{table} bucket {bucket}: comparing"))
         });
         let opts = VerifyOptions {
             scope: Scope::Bucket(bucket.index),
@@ -96,7 +63,7 @@ impl JobRunner for VerifyRunner {
         }
         let (c, tree) = (&report.counts, report.tree.render());
         store
-            .record_verify_run(&run_record(
+            .record_verify_run(&NewVerifyRun::of_engine_run(
                 job,
                 &report.run_id,
                 params.mode.as_str(),
