@@ -209,6 +209,8 @@ async fn sqlite_and_postgres_migrations_give_the_same_schema() -> anyhow::Result
         s.keys()
     );
     assert!(s.values().all(|t| !t.columns.is_empty()));
+    let indexes: usize = s.values().map(|t| t.indexes.len()).sum();
+    assert!(indexes >= 10, "SQLite lists only {indexes} indexes");
     let diff = differences(&s, &p);
     assert!(
         diff.is_empty(),
