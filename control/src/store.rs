@@ -13,6 +13,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
+use crate::caches::Caches;
 use crate::error::{ControlError, Result};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -48,11 +49,8 @@ pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
     url: String,
-    /// Every migration's accuracy history as last computed, with the state
-    /// of the verification runs it was computed from (see
-    /// [`Store::accuracy_histories`]).
-    pub(crate) histories:
-        std::sync::Arc<std::sync::Mutex<Option<crate::verify_runs::HistoryCache>>>,
+    /// What the store keeps in memory, shared by its clones.
+    pub(crate) caches: std::sync::Arc<Caches>,
 }
 
 /// Reads back a column packed by `string_agg(a || ':' || b || …, ',')`: one
@@ -152,7 +150,7 @@ impl Store {
             pool,
             dialect,
             url: url.to_string(),
-            histories: Default::default(),
+            caches: Default::default(),
         })
     }
 

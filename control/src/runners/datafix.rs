@@ -18,10 +18,9 @@ use tern_datafix::{
 
 use crate::error::{ControlError, Result};
 use crate::fixes::parse_fix_spec;
-use crate::jobs::{JobKind, Progress};
-use crate::runners::param_i64;
+use crate::jobs::harness::{JobContext, JobRunner, RunEnd};
+use crate::jobs::{FixParams, JobKind, Progress};
 use crate::store::Store;
-use crate::worker::{JobContext, JobRunner, RunEnd};
 
 /// Runs `data-fix` jobs.
 #[derive(Debug, Default)]
@@ -90,8 +89,7 @@ impl JobRunner for DataFixRunner {
 
     async fn run(&self, ctx: JobContext) -> Result<RunEnd> {
         let job = &ctx.job;
-        let fix_id = param_i64(job, "fix_id")?;
-        let run_id = param_i64(job, "run_id")?;
+        let FixParams { fix_id, run_id } = job.params()?;
         let fix = ctx.store.fix(fix_id).await?;
         let run = ctx.store.fix_run(run_id).await?;
         let mut spec = parse_fix_spec(&fix.spec, &fix.name)?;
