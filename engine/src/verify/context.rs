@@ -331,7 +331,8 @@ impl Ctx {
                     self.table
                 ),
             )
-            .await
+            .await?;
+        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@ mod concurrent_writer;
 mod load_keys;
 mod pairs;
 mod plan;
+mod read_only;
 mod relay;
 mod resume;
 mod support;
