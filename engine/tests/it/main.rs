@@ -11,6 +11,7 @@ mod pairs;
 mod plan;
 mod relay;
 mod resume;
+mod shared_rows;
 mod support;
 mod verify;
 mod verify_checksum;
