@@ -15,4 +15,5 @@ mod shared_rows;
 mod support;
 mod verify;
 mod verify_checksum;
+mod verify_orphans;
 mod version_guard;
