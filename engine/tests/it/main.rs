@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod capture;
+mod catch_up_all;
 mod composite;
 mod concurrent_writer;
 mod load_keys;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use tern_engine::{
     CatchUpOptions, CatchUpStatus, Link, Progress, RelayOptions, RelayRamp, RunControl, Spec,
-    TransformerRegistry, capture, catch_up_bucket, load_bucket, run_relay,
+    TransformerRegistry, capture, catch_up_all, load_bucket, run_relay,
 };
 use tern_testkit::{DbKind, TestDb};
 use tokio::sync::watch;
@@ -248,11 +248,14 @@ async fn shared_rows_under_live_changes(source_kind: DbKind) -> anyhow::Result<(
         buckets.extend(plan.buckets);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut caught_up = Vec::new();
-    for b in &buckets {
-        caught_up
-            .push(catch_up_bucket(&link, b, &CatchUpOptions::default(), &RunControl::new()).await?);
-    }
+    let all = catch_up_all(&link, &CatchUpOptions::default(), 3, &RunControl::new()).await?;
+    assert!(all.skipped.is_empty(), "{:?}", all.skipped);
+    assert_eq!(
+        all.buckets.len(),
+        buckets.len(),
+        "every bucket of both tables"
+    );
+    let caught_up = all.buckets;
     tokio::time::sleep(Duration::from_millis(300)).await;
     running.store(false, Ordering::Relaxed);
     let done = writer.await??;
