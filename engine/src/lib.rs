@@ -26,6 +26,7 @@ pub mod checkpoint;
 pub mod chunk;
 pub mod connector;
 pub mod error;
+pub mod expr;
 pub mod link;
 pub mod progress;
 pub mod ramp;

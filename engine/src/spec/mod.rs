@@ -139,6 +139,9 @@ pub enum Transform {
         namespace: Uuid,
         from: Vec<String>,
     },
+    /// An expression of the record's columns (see [`crate::expr`]):
+    /// conditionals, string building, `uuid5(…)` for custom keys.
+    Expr(String),
     /// Filled by a plug-in transformer (NULL until one sets it).
     Slot,
 }

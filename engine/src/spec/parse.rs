@@ -109,6 +109,7 @@ struct RawColumnFull {
     json: Option<toml::Value>,
     uuid5: Option<Vec<String>>,
     namespace: Option<String>,
+    expr: Option<String>,
     #[serde(alias = "type")]
     cast: Option<String>,
     #[serde(default)]
@@ -375,12 +376,13 @@ fn column(name: String, raw: RawColumn, line: usize) -> std::result::Result<Colu
         full.constant.is_some(),
         full.json.is_some(),
         full.uuid5.is_some(),
+        full.expr.is_some(),
     ]
     .iter()
     .filter(|g| **g)
     .count();
     if given > 1 {
-        return Err("give only one of `from`, `constant`, `json` or `uuid5`".into());
+        return Err("give only one of `from`, `constant`, `json`, `uuid5` or `expr`".into());
     }
     if full.namespace.is_some() && full.uuid5.is_none() {
         return Err("`namespace` belongs with `uuid5`".into());
@@ -404,6 +406,9 @@ fn column(name: String, raw: RawColumn, line: usize) -> std::result::Result<Colu
             namespace: crate::transform::uuid5_namespace(&ns),
             from,
         }
+    } else if let Some(e) = full.expr {
+        crate::expr::Expression::compile(&e, None)?;
+        Transform::Expr(e)
     } else {
         Transform::Slot
     };
@@ -543,6 +548,10 @@ fn derive_group(
             Transform::Copy(c) => add(c),
             Transform::Uuid5 { from, .. } => from.iter().for_each(&mut add),
             Transform::Json(fields) => fields.iter().for_each(|(_, c)| add(c)),
+            Transform::Expr(e) => crate::expr::Expression::compile(e, None)?
+                .reads()
+                .iter()
+                .for_each(&mut add),
             Transform::Constant(_) => {}
             Transform::Slot => {
                 return Err(format!(

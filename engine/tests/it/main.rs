@@ -7,6 +7,7 @@ mod capture;
 mod catch_up_all;
 mod composite;
 mod concurrent_writer;
+mod expressions;
 mod load_keys;
 mod pairs;
 mod plan;

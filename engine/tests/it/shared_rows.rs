@@ -328,7 +328,7 @@ async fn postgres_inbox_shared_messages_stay_right_under_live_changes() -> anyho
 
 /// Runs `sql` in the source, then the relay (at 100%, from its stored
 /// position or the start of the changelog) up to the head.
-async fn relay_step(link: &Link, source: &Side, sql: &str) -> anyhow::Result<()> {
+pub async fn relay_step(link: &Link, source: &Side, sql: &str) -> anyhow::Result<()> {
     source.run(sql).await?;
     let (_tx, rx) = watch::channel(RelayRamp::full());
     let mut opts = RelayOptions::new(rx);
