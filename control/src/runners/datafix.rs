@@ -17,7 +17,6 @@ use tern_datafix::{
 };
 
 use crate::error::{ControlError, Result};
-use crate::fixes::parse_fix_spec;
 use crate::jobs::{JobKind, Progress};
 use crate::runners::param_i64;
 use crate::store::Store;
@@ -94,7 +93,7 @@ impl JobRunner for DataFixRunner {
         let run_id = param_i64(job, "run_id")?;
         let fix = ctx.store.fix(fix_id).await?;
         let run = ctx.store.fix_run(run_id).await?;
-        let mut spec = parse_fix_spec(&fix.spec, &fix.name)?;
+        let mut spec = ctx.store.fix_spec_for(&fix.spec, &fix.name).await?;
         spec.settings.concurrency = fix.settings.concurrency.max(1) as usize;
         spec.settings.batch_size = fix.settings.batch_size.max(1) as usize;
         spec.settings.on_failure = OnFailure::parse(&fix.settings.on_failure).unwrap_or_default();
