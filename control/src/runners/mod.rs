@@ -63,7 +63,7 @@ pub(crate) async fn migration_of(store: &Store, job: &Job) -> Result<(Migration,
         .migration_id
         .ok_or_else(|| ControlError::Internal(format!("job {} belongs to no migration", job.id)))?;
     let migration = store.migration(id).await?;
-    let spec = crate::planning::parse_spec(&migration.spec, &migration.name)?;
+    let spec = store.spec_for(&migration.spec, &migration.name).await?;
     Ok((migration, spec))
 }
 

@@ -36,7 +36,9 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     } else {
         Store::open(settings.database_url.trim()).await
     };
-    let store = store.context("cannot open the control store")?;
+    let store = store
+        .context("cannot open the control store")?
+        .with_secret_key(settings.secret_key()?);
     tracing::info!(store = %store.display_url(), "control store ready");
     Ok(store)
 }
@@ -90,10 +92,13 @@ pub async fn serve(
     let shutdown = shutdown_signal();
     tracing::info!(%addr, "serving");
     on_ready(addr);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("the web server stopped")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("the web server stopped")?;
     // Running jobs stop at their next checkpoint and go back to the queue.
     stop_workers.cancel();
     while background.join_next().await.is_some() {}
