@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tern_engine::{LoadStatus, load_bucket};
+use tern_engine::{LoadStatus, Value, load_bucket};
 
 use crate::buckets::Phase;
 use crate::clock::now_ms;
@@ -46,12 +46,22 @@ impl JobRunner for BulkLoadRunner {
         let link = link_for(&self.ctx, spec).await?;
         // The engine fixes the plan at the first load of a table and keeps it
         // in the target; the control store follows it.
-        let bucket = engine_bucket(&link, job).await?;
+        let bucket = engine_bucket(&ctx.store, &link, job).await?;
         ctx.store
             .sync_bucket_plan(
                 bucket_id,
-                bucket.range.lo.as_ref().map(ToString::to_string).as_deref(),
-                bucket.range.hi.as_ref().map(ToString::to_string).as_deref(),
+                bucket
+                    .range
+                    .lo
+                    .as_ref()
+                    .map(Value::canonical_text)
+                    .as_deref(),
+                bucket
+                    .range
+                    .hi
+                    .as_ref()
+                    .map(Value::canonical_text)
+                    .as_deref(),
                 i64::try_from(bucket.rows).unwrap_or(i64::MAX),
             )
             .await?;

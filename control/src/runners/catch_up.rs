@@ -38,7 +38,7 @@ impl JobRunner for CatchUpRunner {
         })?;
         let (_migration, spec) = migration_of(&ctx.store, job).await?;
         let link = link_for(&self.ctx, spec).await?;
-        let bucket = engine_bucket(&link, job).await?;
+        let bucket = engine_bucket(&ctx.store, &link, job).await?;
 
         let reporter = ctx.clone();
         let lag_store = ctx.store.clone();

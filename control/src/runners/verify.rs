@@ -117,7 +117,7 @@ impl JobRunner for VerifyRunner {
             });
         }
 
-        let bucket = engine_bucket(&link, job).await?;
+        let bucket = engine_bucket(&ctx.store, &link, job).await?;
         let incremental = job.params["mode"].as_str() == Some("incremental");
         let reporter = ctx.clone();
         let control = run_control(&ctx, move |p| {
