@@ -42,7 +42,7 @@ pub mod verify;
 pub mod writer;
 
 pub use apply::{ApplyReport, ChangedKey, KeysReport, TableKeys};
-pub use buckets::{Bucket, Plan};
+pub use buckets::{Bucket, Plan, PlannedBucket};
 pub use bulk_load::{BucketReport, LoadStatus, load_bucket};
 pub use changelog::{Lag, Position};
 pub use chunk::{Chunk, ChunkReader, KeyRange};
