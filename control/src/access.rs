@@ -120,6 +120,29 @@ impl Actor {
         }
     }
 
+    /// Whether the actor may read the client named `client`: readers see
+    /// every client, client-owners only their own.
+    pub fn sees_client(&self, client: &str) -> bool {
+        self.role.can_read_audit() || self.clients.iter().any(|c| c == client)
+    }
+
+    /// Refuses a client-owner reading a client that is not theirs.
+    pub fn require_client(&self, client: &str, what: &str) -> Result<()> {
+        if self.sees_client(client) {
+            Ok(())
+        } else {
+            Err(ControlError::Forbidden(format!(
+                "{what}: client `{client}` is not one of {}'s clients ({})",
+                self.name,
+                if self.clients.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.clients.join(", ")
+                }
+            )))
+        }
+    }
+
     /// Refuses client-owners (who see only their own clients).
     pub fn require_reader(&self, what: &str) -> Result<()> {
         if self.role.can_read_audit() {

@@ -294,7 +294,7 @@ impl Store {
     ) -> Result<String> {
         actor.require_operate("installing change capture")?;
         let migration = self.migration(migration_id).await?;
-        let spec = crate::planning::parse_spec(&migration.spec, &migration.name)?;
+        let spec = self.spec_for(&migration.spec, &migration.name).await?;
         let report =
             crate::own_runtime::on_own_runtime("installing change capture", move || async move {
                 let source = tern_engine::Connector::connect(&spec.source.url, "source").await?;

@@ -49,14 +49,29 @@ fn hash_password(password: &str) -> Result<String> {
         .map_err(|e| ControlError::Internal(format!("hashing a password: {e}")))
 }
 
+/// The most memory (KiB), passes and lanes a stored hash may ask of a
+/// check: a hash with a larger cost is refused, not computed.
+const MAX_M_COST: u32 = 64 * 1024;
+const MAX_T_COST: u32 = 8;
+const MAX_P_COST: u32 = 4;
+/// Longer passwords are refused before any hashing.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
 fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    if password.len() > MAX_PASSWORD_BYTES {
+        return false;
+    }
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let cost = |name: &str| parsed.params.get_decimal(name).unwrap_or(u32::MAX);
+    if cost("m") > MAX_M_COST || cost("t") > MAX_T_COST || cost("p") > MAX_P_COST {
+        tracing::warn!("a stored password hash asks for more Argon2 work than allowed; refused");
+        return false;
+    }
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
 }
 
 /// A real hash of a random password, checked against when the username is
@@ -69,8 +84,17 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-/// Argon2 is deliberately slow; it runs off the async workers.
+/// At most this many Argon2 computations run at once (each holds about
+/// 19 MiB): a flood of sign-ins waits its turn instead of exhausting memory.
+const ARGON2_AT_ONCE: usize = 4;
+static ARGON2_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(ARGON2_AT_ONCE);
+
+/// Argon2 is deliberately slow; it runs off the async workers, a few at a time.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let _permit = ARGON2_PERMITS
+        .acquire()
+        .await
+        .map_err(|e| ControlError::Internal(format!("password check queue closed: {e}")))?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ControlError::Internal(format!("password task failed: {e}")))
@@ -111,6 +135,12 @@ impl Store {
         if new.password.chars().count() < MIN_PASSWORD_LEN {
             return Err(ControlError::Invalid(format!(
                 "the password for `{}` is too short: use at least {MIN_PASSWORD_LEN} characters",
+                new.username
+            )));
+        }
+        if new.password.len() > MAX_PASSWORD_BYTES {
+            return Err(ControlError::Invalid(format!(
+                "the password for `{}` is too long: use at most {MAX_PASSWORD_BYTES} bytes",
                 new.username
             )));
         }

@@ -151,9 +151,10 @@ impl Store {
             .map(|i| format!("${}", i + 4))
             .collect::<Vec<_>>()
             .join(", ");
-        let lock = match self.dialect() {
-            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
-            Dialect::Sqlite => "",
+        let lock = if self.dialect() == Dialect::Postgres {
+            "FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
         };
         let sql = format!(
             "UPDATE jobs

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tern_engine::{LoadStatus, load_bucket};
+use tern_engine::{LoadStatus, Value, load_bucket};
 
 use crate::clock::now_ms;
 use crate::error::Result;
@@ -42,9 +42,9 @@ impl JobRunner for BulkLoadRunner {
         let link = link_for(&self.ctx, spec).await?;
         // The engine fixes the plan at the first load of a table and keeps it
         // in the target; the control store follows it.
-        let bucket = engine_bucket(&link, &params).await?;
+        let bucket = engine_bucket(store, &link, job.migration_id, &params).await?;
         let (lo, hi) = (bucket.range.lo.as_ref(), bucket.range.hi.as_ref());
-        let (lo, hi) = (lo.map(ToString::to_string), hi.map(ToString::to_string));
+        let (lo, hi) = (lo.map(Value::canonical_text), hi.map(Value::canonical_text));
         store
             .sync_bucket_plan(bucket_id, lo.as_deref(), hi.as_deref(), count(bucket.rows))
             .await?;

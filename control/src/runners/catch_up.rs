@@ -37,7 +37,13 @@ impl JobRunner for CatchUpRunner {
         let bucket_id = bucket_of(job)?;
         let (_migration, spec) = migration_of(store, job).await?;
         let link = link_for(&self.ctx, spec).await?;
-        let bucket = engine_bucket(&link, &job.params::<BucketParams>()?).await?;
+        let bucket = engine_bucket(
+            store,
+            &link,
+            job.migration_id,
+            &job.params::<BucketParams>()?,
+        )
+        .await?;
 
         // The latest lag (changes, seconds), written to the bucket for the grid.
         let lag_now: Arc<Mutex<Option<(i64, f64)>>> = Arc::default();

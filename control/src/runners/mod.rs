@@ -63,7 +63,7 @@ pub(crate) async fn migration_of(store: &Store, job: &Job) -> Result<(Migration,
         .migration_id
         .ok_or_else(|| ControlError::Internal(format!("job {} belongs to no migration", job.id)))?;
     let migration = store.migration(id).await?;
-    let spec = crate::planning::parse_spec(&migration.spec, &migration.name)?;
+    let spec = store.spec_for(&migration.spec, &migration.name).await?;
     Ok((migration, spec))
 }
 
@@ -72,11 +72,26 @@ pub(crate) async fn link_for(ctx: &RunnerContext, spec: Spec) -> Result<Link> {
     Ok(Link::connect(spec, &ctx.registry).await?)
 }
 
-/// The engine's bucket a bucket job works on, from the plan the engine fixed
-/// at the table's first load (kept in the target).
-pub(crate) async fn engine_bucket(link: &Link, at: &BucketParams) -> Result<tern_engine::Bucket> {
+/// The engine's bucket a bucket job works on. There is one plan: the one the
+/// control plane made when the migration was created, which the engine
+/// adopts (stores in the target) at the table's first job; a target that
+/// already holds a plan keeps it.
+pub(crate) async fn engine_bucket(
+    store: &Store,
+    link: &Link,
+    migration_id: Option<i64>,
+    at: &BucketParams,
+) -> Result<tern_engine::Bucket> {
     let (table, table_bucket) = (at.table.as_str(), at.table_bucket);
-    let plan = link.plan_or_resume(table, None).await?;
+    let planned = match migration_id {
+        Some(id) => planned_buckets(store, id, table).await?,
+        None => Vec::new(),
+    };
+    let plan = if planned.is_empty() {
+        link.plan_or_resume(table, None).await?
+    } else {
+        link.adopt_plan(table, &planned).await?
+    };
     plan.buckets
         .iter()
         .find(|b| b.index as i64 == table_bucket)
@@ -88,6 +103,28 @@ pub(crate) async fn engine_bucket(link: &Link, at: &BucketParams) -> Result<tern
                 plan.buckets.len()
             ))
         })
+}
+
+/// The buckets the control plane planned for one table of a migration.
+async fn planned_buckets(
+    store: &Store,
+    migration_id: i64,
+    table: &str,
+) -> Result<Vec<tern_engine::PlannedBucket>> {
+    Ok(store
+        .list_buckets(migration_id)
+        .await?
+        .into_iter()
+        .filter(|b| b.table_name.as_deref() == Some(table))
+        .filter_map(|b| {
+            Some(tern_engine::PlannedBucket {
+                index: usize::try_from(b.table_bucket?).ok()?,
+                lo: b.lo,
+                hi: b.hi,
+                rows: u64::try_from(b.planned_rows).unwrap_or(0),
+            })
+        })
+        .collect())
 }
 
 /// The bucket a bucket job works on (its id in the control store), or an

@@ -41,7 +41,7 @@ impl JobRunner for VerifyRunner {
         let link = link_for(&self.ctx, spec).await?;
         let min = migration.settings.verify_min_accuracy;
         let before = store.bucket(bucket_id).await?;
-        let bucket = engine_bucket(&link, &params.bucket()).await?;
+        let bucket = engine_bucket(store, &link, job.migration_id, &params.bucket()).await?;
         let incremental = params.mode == VerifyMode::Incremental;
         let control = ctx.run_control(|p| {
             let (table, bucket) = (p.task.table(), p.task.bucket());
