@@ -46,7 +46,7 @@ pub struct Store {
     pub(crate) caches: std::sync::Arc<Caches>,
     /// The key connection secrets are encrypted with (none: Tern refuses to
     /// store a secret, and references still work).
-    secret_key: Option<std::sync::Arc<crate::connections::SecretKey>>,
+    secret_key: Option<std::sync::Arc<crate::connections::secret::SecretKey>>,
 }
 
 /// Reads back a column packed by `string_agg(a || ':' || b || …, ',')`: one
@@ -179,13 +179,13 @@ impl Store {
 
     /// The store's URL with any password hidden, for logs and the UI.
     /// The store with the key connection secrets are encrypted with.
-    pub fn with_secret_key(mut self, key: Option<crate::connections::SecretKey>) -> Store {
+    pub fn with_secret_key(mut self, key: Option<crate::connections::secret::SecretKey>) -> Store {
         self.secret_key = key.map(std::sync::Arc::new);
         self
     }
 
     /// The key connection secrets are encrypted with, if one is set.
-    pub fn secret_key(&self) -> Option<&crate::connections::SecretKey> {
+    pub fn secret_key(&self) -> Option<&crate::connections::secret::SecretKey> {
         self.secret_key.as_deref()
     }
 
