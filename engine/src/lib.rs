@@ -43,11 +43,11 @@ pub mod verify;
 pub mod writer;
 
 pub use apply::{ApplyReport, ChangedKey, KeysReport, TableKeys};
-pub use buckets::{Bucket, Plan};
+pub use buckets::{Bucket, Plan, PlannedBucket};
 pub use bulk_load::{BucketReport, LoadStatus, load_bucket};
 pub use changelog::{Lag, Position};
 pub use chunk::{Chunk, ChunkReader, KeyRange};
-pub use connector::{Connector, Dialect, VERSION_COLUMN};
+pub use connector::{Connector, Dialect, Statement, VERSION_COLUMN};
 pub use error::EngineError;
 pub use link::{Link, Side};
 pub use progress::{Progress, Tally, Task, Unit};

@@ -300,6 +300,37 @@ impl Link {
         }
     }
 
+    /// The stored plan, or else `planned` — the plan a control plane made
+    /// when the migration was created, bounds as text — stored before
+    /// anything is copied. There is one plan: a load never plans again on
+    /// its own, so the buckets a user sees are the ones copied.
+    pub async fn adopt_plan(
+        &self,
+        table: &str,
+        planned: &[buckets::PlannedBucket],
+    ) -> Result<Plan> {
+        self.check_writable()?;
+        if let Some(p) = self.stored_plan(table).await? {
+            return Ok(p);
+        }
+        let t = self.table(table)?;
+        let ty = t
+            .query
+            .columns
+            .iter()
+            .find(|c| c.name == t.query.bucket)
+            .and_then(|c| c.ty);
+        let plan = Plan::from_planned(table, &t.query.bucket, ty, planned)?;
+        match checkpoint::store_plan(&self.target, &plan).await {
+            Ok(()) => Ok(plan),
+            // Another process stored the same plan first.
+            Err(e) => match self.stored_plan(table).await? {
+                Some(stored) => Ok(stored),
+                None => Err(e),
+            },
+        }
+    }
+
     /// Every table's stored plan (tables without one are left out), for a
     /// ramp by buckets.
     pub async fn stored_plans(&self) -> Result<HashMap<String, Plan>> {

@@ -336,7 +336,8 @@ impl Ctx {
                     self.table
                 ),
             )
-            .await
+            .await?;
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ mod expressions;
 mod load_keys;
 mod pairs;
 mod plan;
+mod read_only;
 mod relay;
 mod resume;
 mod shared_rows;
