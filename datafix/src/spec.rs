@@ -308,10 +308,11 @@ mod tests {
 
     #[test]
     fn mistakes_name_the_field() {
-        let bad = EXAMPLE.replace("truncate(first_name, 1000)", "chop(first_name)");
+        let bad = EXAMPLE.replace("truncate(first_name, 1000)", "shorten(first_name)");
         let e = FixSpec::parse(&bad, "job.toml").unwrap_err().to_string();
         assert!(
-            e.contains("mapper.set.first_name") && e.contains("unknown function"),
+            e.contains("mapper.set.first_name")
+                && e.contains("calls `shorten`, which is no function"),
             "{e}"
         );
 

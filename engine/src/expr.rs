@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use rhai::packages::{BasicArrayPackage, BasicMapPackage, BasicMathPackage, CorePackage, Package};
 use rhai::{AST, Blob, Dynamic, Engine, ParseErrorType, Scope};
 
-use crate::transform::{uuid5, uuid5_namespace};
+use crate::ids::{uuid5, uuid5_namespace};
 use crate::value::Value;
 
 /// Operations one evaluation may take (a loop over a million items is cut).

@@ -27,6 +27,7 @@ pub mod chunk;
 pub mod connector;
 pub mod error;
 pub mod expr;
+mod ids;
 pub mod link;
 pub mod progress;
 pub mod ramp;

@@ -403,7 +403,7 @@ fn column(name: String, raw: RawColumn, line: usize) -> std::result::Result<Colu
             .namespace
             .ok_or("`uuid5` needs a `namespace` (a UUID, or any text that names the ID space)")?;
         Transform::Uuid5 {
-            namespace: crate::transform::uuid5_namespace(&ns),
+            namespace: crate::ids::uuid5_namespace(&ns),
             from,
         }
     } else if let Some(e) = full.expr {

@@ -15,7 +15,7 @@ mod plugin;
 
 use std::sync::Arc;
 
-pub use builtins::{uuid5, uuid5_namespace};
+pub use crate::ids::{UUID5_SEPARATOR, uuid5, uuid5_namespace};
 pub use pipeline::{Output, Pipeline, SourceColumn, TableRows, TableShape};
 pub use plugin::{Transformer, TransformerRegistry};
 

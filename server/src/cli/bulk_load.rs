@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use tern_engine::{Link, LoadStatus, RateThrottle, RunControl, TransformerRegistry, load_bucket};
+use tern_engine::{Link, LoadStatus, RateThrottle, RunControl, load_bucket};
 use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Debug)]
@@ -41,7 +41,7 @@ pub struct BulkLoadArgs {
 
 pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
     let spec = crate::cli::load_spec(&args.spec)?;
-    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
+    let link = Link::connect(spec, &crate::transformers()).await?;
     let tables: Vec<String> = match &args.table {
         Some(t) => vec![t.clone()],
         None => link.tables().iter().map(|s| s.to_string()).collect(),

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use tern_control::connections::SecretKey;
-use tern_control::runners::RunnerContext;
 use tern_control::users::NewUser;
 use tern_control::{Actor, Role, Store};
 
@@ -96,7 +95,7 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
             .await?;
         credentials.push((username, role, password));
     }
-    let runners = RunnerContext::default();
+    let runners = crate::runner_context();
     let migration = store
         .create_migration_from_spec(
             &Actor::system(),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use tern_engine::{Link, Plan, TransformerRegistry};
+use tern_engine::{Link, Plan};
 
 #[derive(clap::Args, Debug)]
 pub struct PlanArgs {
@@ -21,7 +21,7 @@ pub struct PlanArgs {
 
 pub async fn run(args: PlanArgs) -> anyhow::Result<()> {
     let spec = crate::cli::load_spec(&args.spec)?;
-    let link = Link::inspect(spec, &TransformerRegistry::new()).await?;
+    let link = Link::inspect(spec, &crate::transformers()).await?;
     let tables: Vec<String> = match &args.table {
         Some(t) => vec![t.clone()],
         None => link.tables().iter().map(|s| s.to_string()).collect(),

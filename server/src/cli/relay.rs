@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tern_engine::ramp::Ramp;
-use tern_engine::{
-    Link, Progress, RelayOptions, RelayRamp, RunControl, TransformerRegistry, run_relay,
-};
+use tern_engine::{Link, Progress, RelayOptions, RelayRamp, RunControl, run_relay};
 use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Debug)]
@@ -106,7 +104,7 @@ pub fn render(p: &Progress) -> String {
 
 pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
     let spec = crate::cli::load_spec(&args.spec)?;
-    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
+    let link = Link::connect(spec, &crate::transformers()).await?;
     let ramp = match (&args.ramp, &args.buckets) {
         (Some(r), _) => RelayRamp::Percent(*r),
         (None, Some(b)) => {

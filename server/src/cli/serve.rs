@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tern_control::Store;
-use tern_control::runners::RunnerContext;
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::Settings;
@@ -66,7 +65,7 @@ pub async fn serve(
             )
         })?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let runners = RunnerContext::default();
+    let runners = crate::runner_context();
     let state = web::app_state(store.clone(), settings, runners.clone());
     let app = web::router(state, settings);
     let stop_workers = CancellationToken::new();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use tern_engine::verify::{self, Mode, Scope, VerifyOptions, VerifyReport, VerifyStatus};
-use tern_engine::{Counts, Link, RunControl, TransformerRegistry};
+use tern_engine::{Counts, Link, RunControl};
 use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Debug)]
@@ -78,7 +78,7 @@ fn ctrl_c() -> CancellationToken {
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let spec = crate::cli::load_spec(&args.spec)?;
-    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
+    let link = Link::connect(spec, &crate::transformers()).await?;
     let tables: Vec<String> = match &args.table {
         Some(t) => vec![t.clone()],
         None => link.tables().iter().map(|s| s.to_string()).collect(),
@@ -233,7 +233,7 @@ fn print_report(r: &VerifyReport) {
 
 pub async fn repair(args: RepairArgs) -> anyhow::Result<()> {
     let spec = crate::cli::load_spec(&args.spec)?;
-    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
+    let link = Link::connect(spec, &crate::transformers()).await?;
     let cancel = ctrl_c();
     let control = RunControl::new().with_rate(args.rate).with_cancel(cancel);
     let r = verify::repair(&link, &args.run, &control)

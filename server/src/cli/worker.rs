@@ -4,7 +4,6 @@
 
 use anyhow::Context;
 use tern_control::Dialect;
-use tern_control::runners::RunnerContext;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::serve::{open_store, shutdown_signal};
@@ -29,7 +28,7 @@ pub async fn run(settings: Settings, args: Args) -> anyhow::Result<()> {
     let mut set = workers::start(
         &store,
         &settings,
-        &RunnerContext::default(),
+        &crate::runner_context(),
         args.concurrency.max(1),
         &shutdown,
     );
