@@ -12,6 +12,8 @@ pub mod pages;
 pub mod server;
 #[cfg(feature = "ssr")]
 pub mod state;
+#[cfg(feature = "ssr")]
+pub mod status;
 pub mod types;
 
 use leptos::prelude::*;

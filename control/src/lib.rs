@@ -4,9 +4,11 @@
 //! It knows nothing of the web: the server, the UI's server functions and the CLI
 //! all call the same functions here, so a rule holds the same way everywhere.
 
+pub mod access;
 pub mod audit;
 pub mod batches;
 pub mod buckets;
+mod caches;
 pub mod clients;
 pub mod clock;
 pub mod connections;

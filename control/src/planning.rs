@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tern_engine::{Link, Spec, TransformerRegistry};
+use tern_engine::{Link, Spec, TransformerRegistry, Value};
 
 use crate::buckets::BucketPlan;
 use crate::error::Result;
@@ -53,8 +53,10 @@ pub async fn plan_spec(
             .map(|b| {
                 let p = BucketPlan {
                     idx: next_idx,
-                    lo: b.range.lo.as_ref().map(ToString::to_string),
-                    hi: b.range.hi.as_ref().map(ToString::to_string),
+                    // Exact text (not the quoted, shortened preview): the
+                    // engine reads these bounds back when it adopts the plan.
+                    lo: b.range.lo.as_ref().map(Value::canonical_text),
+                    hi: b.range.hi.as_ref().map(Value::canonical_text),
                     planned_rows: i64::try_from(b.rows).unwrap_or(i64::MAX),
                     table_name: Some(plan.table.clone()),
                     table_bucket: Some(b.index as i64),

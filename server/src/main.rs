@@ -3,6 +3,8 @@
 //! One binary: the web control plane (`serve`, `demo`), user management, and
 //! the engines' commands for scripts and operators.
 
+#![recursion_limit = "256"]
+
 mod cli;
 mod settings;
 mod telemetry;

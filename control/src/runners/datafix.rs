@@ -17,10 +17,9 @@ use tern_datafix::{
 };
 
 use crate::error::{ControlError, Result};
-use crate::jobs::{JobKind, Progress};
-use crate::runners::param_i64;
+use crate::jobs::harness::{JobContext, JobRunner, RunEnd};
+use crate::jobs::{FixParams, JobKind, Progress};
 use crate::store::Store;
-use crate::worker::{JobContext, JobRunner, RunEnd};
 
 /// Runs `data-fix` jobs.
 #[derive(Debug, Default)]
@@ -89,8 +88,7 @@ impl JobRunner for DataFixRunner {
 
     async fn run(&self, ctx: JobContext) -> Result<RunEnd> {
         let job = &ctx.job;
-        let fix_id = param_i64(job, "fix_id")?;
-        let run_id = param_i64(job, "run_id")?;
+        let FixParams { fix_id, run_id } = job.params()?;
         let fix = ctx.store.fix(fix_id).await?;
         let run = ctx.store.fix_run(run_id).await?;
         let mut spec = ctx.store.fix_spec_for(&fix.spec, &fix.name).await?;
