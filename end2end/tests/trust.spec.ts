@@ -49,11 +49,11 @@ test('an admin registers a connection; its password is stored but never shown', 
   await hydrated(page);
 
   await page.getByTestId('connection-name').fill('legacy-inbox');
-  await page.getByLabel('Kind').selectOption('postgres');
-  await page.getByLabel('Host').fill('db.internal');
-  await page.getByLabel('Port').fill('5432');
-  await page.getByLabel('Database (file path for sqlite)').fill('inbox');
-  await page.getByLabel('User', { exact: true }).fill('app');
+  await page.locator('select[name=kind]').selectOption('postgres');
+  await page.locator('input[name=host]').fill('db.internal');
+  await page.locator('input[name=port]').fill('5432');
+  await page.locator('input[name=database]').fill('inbox');
+  await page.locator('input[name=username]').fill('app');
   await page.getByTestId('connection-secret').fill(password);
   await page.getByTestId('connection-save').click();
   await expect(page.getByTestId('connection-saved')).toContainText('legacy-inbox');
