@@ -13,6 +13,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
+use crate::caches::Caches;
 use crate::error::{ControlError, Result};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -41,11 +42,11 @@ pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
     url: String,
-    /// Every migration's accuracy history as last computed, with the state
-    /// of the verification runs it was computed from (see
-    /// [`Store::accuracy_histories`]).
-    pub(crate) histories:
-        std::sync::Arc<std::sync::Mutex<Option<crate::verify_runs::HistoryCache>>>,
+    /// What the store keeps in memory, shared by its clones.
+    pub(crate) caches: std::sync::Arc<Caches>,
+    /// The key connection secrets are encrypted with (none: Tern refuses to
+    /// store a secret, and references still work).
+    secret_key: Option<std::sync::Arc<crate::connections::SecretKey>>,
 }
 
 /// Reads back a column packed by `string_agg(a || ':' || b || …, ',')`: one
@@ -142,11 +143,13 @@ impl Store {
             Dialect::Sqlite | Dialect::MySql => SQLITE_MIGRATIONS.run(&pool).await?,
         }
         tracing::debug!(store = %redact_url(url), ?dialect, "control store open");
+        crate::own_store::register(url);
         Ok(Store {
             pool,
             dialect,
             url: url.to_string(),
-            histories: Default::default(),
+            caches: Default::default(),
+            secret_key: None,
         })
     }
 
@@ -175,6 +178,17 @@ impl Store {
     }
 
     /// The store's URL with any password hidden, for logs and the UI.
+    /// The store with the key connection secrets are encrypted with.
+    pub fn with_secret_key(mut self, key: Option<crate::connections::SecretKey>) -> Store {
+        self.secret_key = key.map(std::sync::Arc::new);
+        self
+    }
+
+    /// The key connection secrets are encrypted with, if one is set.
+    pub fn secret_key(&self) -> Option<&crate::connections::SecretKey> {
+        self.secret_key.as_deref()
+    }
+
     pub fn display_url(&self) -> String {
         redact_url(&self.url)
     }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunk::{KeyRange, SourceQuery};
 use crate::connector::Connector;
 use crate::error::{EngineError, Result};
-use crate::value::Value;
+use crate::value::{ColumnType, Value};
 
 /// One bucket of one table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +41,91 @@ impl Plan {
         let mean = self.total_rows() as f64 / n;
         let max = self.buckets.iter().map(|b| b.rows).max().unwrap_or(0) as f64;
         if mean > 0.0 { max / mean } else { 1.0 }
+    }
+}
+
+/// A bucket as a control plane keeps it: its index in the table's plan, its
+/// bounds as the bucket column's canonical text (`None`: unbounded), and the
+/// rows it held when planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedBucket {
+    pub index: usize,
+    pub lo: Option<String>,
+    pub hi: Option<String>,
+    pub rows: u64,
+}
+
+impl Plan {
+    /// The plan of `table` from buckets kept as text, each bound read back as
+    /// the bucket column's type `ty`. The buckets must be numbered 0..n and
+    /// follow on from each other (each bucket starts where the one before
+    /// ends, the first and last unbounded): a plan with overlaps or holes
+    /// would copy a row twice or never.
+    pub fn from_planned(
+        table: &str,
+        bucket_column: &str,
+        ty: Option<ColumnType>,
+        planned: &[PlannedBucket],
+    ) -> Result<Plan> {
+        let bad = |message: String| EngineError::schema(table, message);
+        let mut sorted: Vec<&PlannedBucket> = planned.iter().collect();
+        sorted.sort_by_key(|b| b.index);
+        if sorted.is_empty() {
+            return Err(bad("the plan has no buckets".into()));
+        }
+        for (i, b) in sorted.iter().enumerate() {
+            if b.index != i {
+                return Err(bad(format!(
+                    "the plan's buckets are not numbered 0 to {}: bucket {} is missing",
+                    sorted.len() - 1,
+                    i
+                )));
+            }
+            let before = if i == 0 {
+                None
+            } else {
+                sorted[i - 1].hi.as_ref()
+            };
+            if b.lo.as_ref() != before || (i == 0 && b.lo.is_some()) {
+                return Err(bad(format!(
+                    "bucket {i} starts at {} but the bucket before it ends at {}: \
+                     buckets must follow on from each other; re-plan the migration",
+                    b.lo.as_deref().unwrap_or("the start"),
+                    before.map_or("the start", String::as_str)
+                )));
+            }
+        }
+        if sorted.last().is_some_and(|b| b.hi.is_some()) {
+            return Err(bad("the last bucket of the plan has an upper bound".into()));
+        }
+        let value = |s: &Option<String>| -> Result<Option<Value>> {
+            let Some(s) = s else { return Ok(None) };
+            let v = Value::Text(s.clone());
+            match ty {
+                Some(t) => v
+                    .cast(t)
+                    .map(Some)
+                    .map_err(|e| bad(format!("bucket bound {s}: {e}"))),
+                None => Ok(Some(v)),
+            }
+        };
+        let mut buckets = Vec::with_capacity(sorted.len());
+        for b in sorted {
+            buckets.push(Bucket {
+                table: table.to_string(),
+                index: b.index,
+                range: KeyRange {
+                    lo: value(&b.lo)?,
+                    hi: value(&b.hi)?,
+                },
+                rows: b.rows,
+            });
+        }
+        Ok(Plan {
+            table: table.to_string(),
+            bucket_column: bucket_column.to_string(),
+            buckets,
+        })
     }
 }
 
@@ -256,6 +341,59 @@ pub async fn plan(source: &Connector, query: &SourceQuery, n: usize) -> Result<P
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn planned(index: usize, lo: Option<&str>, hi: Option<&str>) -> PlannedBucket {
+        PlannedBucket {
+            index,
+            lo: lo.map(str::to_string),
+            hi: hi.map(str::to_string),
+            rows: 10,
+        }
+    }
+
+    #[test]
+    fn a_kept_plan_reads_back_its_bounds_by_the_column_type() {
+        let plan = Plan::from_planned(
+            "messages",
+            "member_id",
+            Some(ColumnType::Int),
+            &[
+                planned(1, Some("315"), Some("1254")),
+                planned(0, None, Some("315")),
+                planned(2, Some("1254"), None),
+            ],
+        )
+        .expect("a contiguous plan");
+        let ranges: Vec<_> = plan.buckets.iter().map(|b| b.range.clone()).collect();
+        assert_eq!(
+            ranges,
+            ranges_from_boundaries(&[Value::Int(315), Value::Int(1254)])
+        );
+        assert_eq!(plan.buckets[1].index, 1);
+        assert_eq!(plan.total_rows(), 30);
+    }
+
+    #[test]
+    fn a_kept_plan_with_overlaps_or_holes_is_refused() {
+        let overlap = Plan::from_planned(
+            "messages",
+            "member_id",
+            Some(ColumnType::Int),
+            &[
+                planned(0, None, Some("1254")),
+                planned(1, Some("1249"), None),
+            ],
+        );
+        let message = overlap.expect_err("overlap").to_string();
+        assert!(message.contains("bucket 1 starts at 1249"), "{message}");
+        let hole = Plan::from_planned(
+            "messages",
+            "member_id",
+            None,
+            &[planned(0, None, Some("5")), planned(2, Some("5"), None)],
+        );
+        assert!(hole.is_err());
+    }
 
     /// A sorted column in memory, answering like the SQL does.
     struct Sorted(Vec<i64>);

@@ -211,37 +211,10 @@ impl SourceQuery {
     /// The SELECT of the source rows with the given keys, and its parameters.
     pub(crate) fn keys_sql(&self, keys: &[Vec<Value>]) -> (String, Vec<Value>) {
         let d = self.dialect;
-        if let [column] = &self.key[..] {
-            let params: Vec<Value> = keys.iter().filter_map(|k| k.first().cloned()).collect();
-            let marks: Vec<String> = (1..=params.len()).map(|i| d.placeholder(i)).collect();
-            return (
-                format!(
-                    "SELECT * FROM {} WHERE {} IN ({})",
-                    self.from,
-                    d.quote(column),
-                    marks.join(", ")
-                ),
-                params,
-            );
-        }
-        let mut params = Vec::new();
-        let mut ors = Vec::with_capacity(keys.len());
-        for k in keys {
-            let parts: Vec<String> = self
-                .key
-                .iter()
-                .zip(k)
-                .map(|(c, v)| {
-                    params.push(v.clone());
-                    format!("{} = {}", d.quote(c), d.placeholder(params.len()))
-                })
-                .collect();
-            ors.push(format!("({})", parts.join(" AND ")));
-        }
-        (
-            format!("SELECT * FROM {} WHERE {}", self.from, ors.join(" OR ")),
-            params,
-        )
+        let cols: Vec<String> = self.key.iter().map(|c| d.quote(c)).collect();
+        let mut params = Vec::with_capacity(keys.len() * cols.len());
+        let cond = d.keys_in(&cols, keys, &mut params);
+        (format!("SELECT * FROM {} WHERE {cond}", self.from), params)
     }
 
     /// The order position (bucket column, key) of a source row.

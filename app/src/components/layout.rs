@@ -56,13 +56,16 @@ fn Nav(me: Me) -> impl IntoView {
     view! {
         <nav class="nav" aria-label="main">
             <A href="/" exact=true>"Overview"</A>
-            <A href="/fixes">"Data fixes"</A>
+            <Show when={let a = me.can_read_audit; move || a}>
+                <A href="/fixes">"Data fixes"</A>
+            </Show>
             <A href="/clients">"Clients"</A>
             <Show when={let a = me.can_read_audit; move || a}>
                 <A href="/audit">"Audit log"</A>
             </Show>
             <Show when={let a = me.can_administer; move || a}>
                 <A href="/admin/users">"Users"</A>
+                <A href="/admin/connections">"Connections"</A>
             </Show>
         </nav>
         <div class="whoami">

@@ -18,11 +18,9 @@ use tern_datafix::{
 use tern_engine::Task;
 
 use crate::error::{ControlError, Result};
-use crate::fixes::parse_fix_spec;
-use crate::jobs::{JobKind, Progress};
-use crate::runners::{param_i64, run_control};
+use crate::jobs::harness::{JobContext, JobRunner, RunEnd};
+use crate::jobs::{FixParams, JobKind, Progress};
 use crate::store::Store;
-use crate::worker::{JobContext, JobRunner, RunEnd};
 
 /// Runs `data-fix` jobs.
 #[derive(Debug, Default)]
@@ -93,11 +91,10 @@ impl JobRunner for DataFixRunner {
 
     async fn run(&self, ctx: JobContext) -> Result<RunEnd> {
         let job = &ctx.job;
-        let fix_id = param_i64(job, "fix_id")?;
-        let run_id = param_i64(job, "run_id")?;
+        let FixParams { fix_id, run_id } = job.params()?;
         let fix = ctx.store.fix(fix_id).await?;
         let run = ctx.store.fix_run(run_id).await?;
-        let mut spec = parse_fix_spec(&fix.spec, &fix.name)?;
+        let mut spec = ctx.store.fix_spec_for(&fix.spec, &fix.name).await?;
         spec.settings.concurrency = fix.settings.concurrency.max(1) as usize;
         spec.settings.batch_size = fix.settings.batch_size.max(1) as usize;
         spec.settings.on_failure = OnFailure::parse(&fix.settings.on_failure).unwrap_or_default();
@@ -116,21 +113,15 @@ impl JobRunner for DataFixRunner {
         // Follow the fix's settings while the run goes on (the job's rate
         // reaches the run through its throttle).
         let follower = {
-            let settings = settings.clone();
-            let store = ctx.store.clone();
-            let stop = ctx.stop.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {
-                            if let Ok(f) = store.fix(fix_id).await {
-                                settings.set_concurrency(f.settings.concurrency.max(1) as usize);
-                                settings.set_batch_size(f.settings.batch_size.max(1) as usize);
-                                if let Some(p) = OnFailure::parse(&f.settings.on_failure) {
-                                    settings.set_on_failure(p);
-                                }
-                            }
+            let (settings, store) = (settings.clone(), ctx.store.clone());
+            ctx.every(Duration::from_secs(1), move || {
+                let (settings, store) = (settings.clone(), store.clone());
+                async move {
+                    if let Ok(f) = store.fix(fix_id).await {
+                        settings.set_concurrency(f.settings.concurrency.max(1) as usize);
+                        settings.set_batch_size(f.settings.batch_size.max(1) as usize);
+                        if let Some(p) = OnFailure::parse(&f.settings.on_failure) {
+                            settings.set_on_failure(p);
                         }
                     }
                 }
@@ -162,12 +153,12 @@ impl JobRunner for DataFixRunner {
             run_id,
             attempt: job.attempts,
         });
-        let (reporter, earlier) = (ctx.clone(), resume.clone().unwrap_or_default());
-        opts.control = run_control(&ctx, move |p| reporter.report(job_progress(p, &earlier)));
+        let earlier = resume.clone().unwrap_or_default();
+        opts.control = ctx.run_control(move |p| job_progress(p, &earlier));
         opts.resume = resume;
         opts.failed_keys = failed_keys;
         let report = engine.run(opts).await;
-        follower.abort();
+        follower.finish().await;
         engine.db().close().await;
         match report {
             Ok(r) if r.status == RunStatus::Cancelled => Ok(RunEnd::Stopped),

@@ -374,3 +374,97 @@ async fn cancelling_a_running_bulk_load_marks_its_bucket_failed_and_a_retry_fini
     handle.await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_engine_copies_by_the_plan_made_at_creation_even_after_the_source_grew()
+-> anyhow::Result<()> {
+    // Arrange: a migration planned over 3,000 rows, then 3,000 more rows of
+    // low members, so that a fresh plan would cut the buckets elsewhere.
+    let source = TestDb::mariadb().await?;
+    let target = TestDb::postgres().await?;
+    let (_control_db, store) = crate::fresh_store(DbKind::Sqlite).await?;
+    seed_mariadb_source(&source, 3_000).await?;
+    let registry = Arc::new(TransformerRegistry::new());
+    let text = spec(&source, &target);
+    let m = store
+        .create_migration_from_spec(&admin(), "contacts", "", &text, &registry)
+        .await?;
+    let planned = store.list_buckets(m.id).await?;
+    let mut src = sqlx::MySqlConnection::connect(&source.url).await?;
+    sqlx::query("INSERT INTO contacts SELECT id + 3000, member_id % 20, email, name FROM contacts")
+        .execute(&mut src)
+        .await?;
+    let shutdown = CancellationToken::new();
+    let ctx = RunnerContext { registry };
+    let timing = WorkerTiming {
+        heartbeat: Duration::from_millis(200),
+        ..WorkerTiming::default()
+    };
+    let handle = tokio::spawn(
+        Worker::new("w", store.clone(), &runners::all(&ctx), timing).run(shutdown.clone()),
+    );
+
+    // Act: load the second bucket first, then the rest.
+    let first = store
+        .start_bulk_load(&admin(), m.id, &[planned[1].id])
+        .await?[0];
+    wait_job(&store, first, "finished", |j| {
+        j.state == JobState::Succeeded
+    })
+    .await?;
+    let after_first = store.list_buckets(m.id).await?;
+    let rest: Vec<i64> = planned
+        .iter()
+        .map(|b| b.id)
+        .filter(|&id| id != planned[1].id)
+        .collect();
+    store.start_bulk_load(&admin(), m.id, &rest).await?;
+    wait_for_phase(&store, m.id, Phase::Loaded).await?;
+    shutdown.cancel();
+    handle.await?;
+
+    // Assert: the board shows the planned ranges, one after the other, and
+    // the engine stored exactly those; every row was copied once.
+    let ranges = |bs: &[tern_control::buckets::Bucket]| -> Vec<(Option<String>, Option<String>)> {
+        bs.iter().map(|b| (b.lo.clone(), b.hi.clone())).collect()
+    };
+    assert_eq!(
+        ranges(&after_first),
+        ranges(&planned),
+        "the first load kept the plan"
+    );
+    let board = store.list_buckets(m.id).await?;
+    assert_eq!(ranges(&board), ranges(&planned));
+    for pair in board.windows(2) {
+        assert_eq!(
+            pair[0].hi,
+            pair[1].lo,
+            "bucket ranges follow on: {:?}",
+            ranges(&board)
+        );
+    }
+    let link = tern_engine::Link::connect(
+        tern_engine::Spec::parse(&text, "contacts.toml")?,
+        &TransformerRegistry::new(),
+    )
+    .await?;
+    let stored = link.stored_plan("contacts").await?.expect("a stored plan");
+    let engine: Vec<(Option<String>, Option<String>)> = stored
+        .buckets
+        .iter()
+        .map(|b| {
+            (
+                b.range.lo.as_ref().map(tern_engine::Value::canonical_text),
+                b.range.hi.as_ref().map(tern_engine::Value::canonical_text),
+            )
+        })
+        .collect();
+    assert_eq!(engine, ranges(&planned));
+    let mut dst = sqlx::PgConnection::connect(&target.url).await?;
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM contacts")
+        .fetch_one(&mut dst)
+        .await?
+        .get("n");
+    assert_eq!(n, 6_000);
+    Ok(())
+}

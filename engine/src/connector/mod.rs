@@ -76,6 +76,43 @@ impl Dialect {
         }
     }
 
+    /// `cols IN (…)` for a list of keys (one value per column each, in
+    /// order), pushing their parameters after those already in `params`: a
+    /// plain `IN` for one column, a row-value `IN` for several. Never an
+    /// `OR` of `AND`s: SQLite refuses one over a thousand keys ("Expression
+    /// tree is too large (maximum depth 1000)"); its row-value `IN` takes a
+    /// `VALUES` list, PostgreSQL and MySQL/MariaDB a list of rows. Callers
+    /// keep a list under the parameter limits (1000 keys per statement).
+    pub fn keys_in(self, cols: &[String], keys: &[Vec<Value>], params: &mut Vec<Value>) -> String {
+        let mut rows = Vec::with_capacity(keys.len());
+        for k in keys {
+            let marks: Vec<String> = k
+                .iter()
+                .take(cols.len())
+                .map(|v| {
+                    params.push(v.clone());
+                    self.placeholder(params.len())
+                })
+                .collect();
+            rows.push(if cols.len() == 1 {
+                marks.join("")
+            } else {
+                format!("({})", marks.join(", "))
+            });
+        }
+        if rows.is_empty() {
+            // `IN ()` is not SQL; no key matches nothing.
+            return "1 = 0".to_string();
+        }
+        match (cols, self) {
+            ([col], _) => format!("{col} IN ({})", rows.join(", ")),
+            (_, Dialect::Sqlite) => {
+                format!("({}) IN (VALUES {})", cols.join(", "), rows.join(", "))
+            }
+            _ => format!("({}) IN ({})", cols.join(", "), rows.join(", ")),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Dialect::Postgres => "postgres",
@@ -584,6 +621,30 @@ mod tests {
             "_tern_capture_items_u"
         );
         assert_eq!(stable_hash(""), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn key_lists_are_one_flat_in_on_every_dialect() {
+        let cols = ["\"a\"".to_string(), "\"b\"".to_string()];
+        let keys = vec![
+            vec![Value::Int(1), Value::Int(2)],
+            vec![Value::Int(3), Value::Int(4)],
+        ];
+        let mut params = vec![Value::Int(0)];
+        assert_eq!(
+            Dialect::Postgres.keys_in(&cols, &keys, &mut params),
+            "(\"a\", \"b\") IN (($2, $3), ($4, $5))"
+        );
+        assert_eq!(params.len(), 5);
+        assert_eq!(
+            Dialect::Sqlite.keys_in(&cols, &keys, &mut Vec::new()),
+            "(\"a\", \"b\") IN (VALUES (?, ?), (?, ?))"
+        );
+        assert_eq!(
+            Dialect::MySql.keys_in(&cols[..1], &keys, &mut Vec::new()),
+            "\"a\" IN (?, ?)"
+        );
+        assert_eq!(Dialect::MySql.keys_in(&cols, &[], &mut Vec::new()), "1 = 0");
     }
 
     #[test]

@@ -25,6 +25,7 @@ mod prepare;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::apply::groups::SharedRows;
 use crate::buckets::{self, Bucket, Plan};
 use crate::checkpoint::{self, Checkpoint};
 use crate::chunk::{ChunkReader, KeyRange, SourceQuery, Window};
@@ -67,6 +68,8 @@ pub(crate) struct LinkTable {
     pub spec: TableSpec,
     pub query: Arc<SourceQuery>,
     pub pipeline: Arc<Pipeline>,
+    /// For a deduplicated table: how to find the records sharing a row.
+    pub shared: Option<Arc<SharedRows>>,
 }
 
 /// A spec made ready to run: source described, mapping compiled, target
@@ -290,6 +293,37 @@ impl Link {
             Ok(()) => Ok(plan),
             // Another process stored its plan first: every process must copy
             // by the same plan, so use the stored one.
+            Err(e) => match self.stored_plan(table).await? {
+                Some(stored) => Ok(stored),
+                None => Err(e),
+            },
+        }
+    }
+
+    /// The stored plan, or else `planned` — the plan a control plane made
+    /// when the migration was created, bounds as text — stored before
+    /// anything is copied. There is one plan: a load never plans again on
+    /// its own, so the buckets a user sees are the ones copied.
+    pub async fn adopt_plan(
+        &self,
+        table: &str,
+        planned: &[buckets::PlannedBucket],
+    ) -> Result<Plan> {
+        self.check_writable()?;
+        if let Some(p) = self.stored_plan(table).await? {
+            return Ok(p);
+        }
+        let t = self.table(table)?;
+        let ty = t
+            .query
+            .columns
+            .iter()
+            .find(|c| c.name == t.query.bucket)
+            .and_then(|c| c.ty);
+        let plan = Plan::from_planned(table, &t.query.bucket, ty, planned)?;
+        match checkpoint::store_plan(&self.target, &plan).await {
+            Ok(()) => Ok(plan),
+            // Another process stored the same plan first.
             Err(e) => match self.stored_plan(table).await? {
                 Some(stored) => Ok(stored),
                 None => Err(e),

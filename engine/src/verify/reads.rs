@@ -14,7 +14,7 @@ use crate::value::Value;
 
 impl Ctx {
     /// The target key columns, quoted.
-    fn target_key_columns(&self) -> Vec<String> {
+    pub(super) fn target_key_columns(&self) -> Vec<String> {
         let d = self.target.dialect();
         self.shape
             .key
@@ -56,7 +56,7 @@ impl Ctx {
         where_: &str,
         params: &[Value],
     ) -> Result<Vec<Vec<Value>>> {
-        let (_, rows) = self
+        let (_, mut rows) = self
             .target
             .fetch(
                 &format!("{}{where_}", self.select),
@@ -64,7 +64,28 @@ impl Ctx {
                 &format!("read {} target rows to verify", self.table),
             )
             .await?;
+        self.as_target_types(&mut rows);
         Ok(rows)
+    }
+
+    /// Reads target values as their columns' types, so that values compare
+    /// by what the target column means, on every pair of databases: SQLite
+    /// stores a `BOOLEAN` as the integer 0 or 1 and a `DATETIME` as text,
+    /// MySQL a `BOOLEAN` as `TINYINT(1)`; each reads back as its storage
+    /// class, not as the `false` or timestamp the transform produced. A
+    /// value that does not convert stays as read (and differs, noted `type`).
+    pub(super) fn as_target_types(&self, rows: &mut [Vec<Value>]) {
+        for row in rows {
+            for (v, t) in row.iter_mut().zip(&self.shape.types) {
+                if let Some(t) = t
+                    && !v.is_null()
+                    && v.column_type() != Some(*t)
+                    && let Ok(cast) = v.clone().cast(*t)
+                {
+                    *v = cast;
+                }
+            }
+        }
     }
 
     /// The expected rows of the source rows matching a ` WHERE …`, in key
@@ -104,10 +125,11 @@ impl Ctx {
         let ctx = format!("look up {} target rows to verify", self.table);
         for batch in target_keys.chunks(KEYS_PER_BATCH) {
             let (sql, params) = keys_where(d, &self.shape, batch);
-            let (_, rows) = self
+            let (_, mut rows) = self
                 .target
                 .fetch(&format!("{}{sql}", self.select), &params, &ctx)
                 .await?;
+            self.as_target_types(&mut rows);
             for r in rows {
                 if seen.insert(self.key_id(&r)) {
                     out.push(r);
@@ -116,21 +138,15 @@ impl Ctx {
         }
         if self.shape.source_key.is_some() {
             for batch in source_keys.chunks(KEYS_PER_BATCH) {
-                let marks: Vec<String> = (1..=batch.len()).map(|i| d.placeholder(i)).collect();
-                let params: Vec<Value> = batch.iter().map(|s| Value::Text(s.clone())).collect();
-                let (_, rows) = self
+                let keys: Vec<Vec<Value>> =
+                    batch.iter().map(|s| vec![Value::Text(s.clone())]).collect();
+                let mut params = Vec::with_capacity(keys.len());
+                let cond = d.keys_in(&[d.quote(SOURCE_KEY_COLUMN)], &keys, &mut params);
+                let (_, mut rows) = self
                     .target
-                    .fetch(
-                        &format!(
-                            "{} WHERE {} IN ({})",
-                            self.select,
-                            d.quote(SOURCE_KEY_COLUMN),
-                            marks.join(", ")
-                        ),
-                        &params,
-                        &ctx,
-                    )
+                    .fetch(&format!("{} WHERE {cond}", self.select), &params, &ctx)
                     .await?;
+                self.as_target_types(&mut rows);
                 for r in rows {
                     if seen.insert(self.key_id(&r)) {
                         out.push(r);
@@ -219,46 +235,24 @@ fn tuple_cmp(
     format!("({expr})")
 }
 
-/// ` WHERE key IN (…)` (one column) or an OR of ANDs, with parameters.
+/// ` WHERE key IN (…)`, the keys as the target stores them, with parameters.
 fn keys_where(d: Dialect, shape: &TableShape, keys: &[Vec<Value>]) -> (String, Vec<Value>) {
     let cast = |v: &Value, col: usize| match shape.types.get(col).copied().flatten() {
         Some(t) => v.clone().cast(t).unwrap_or_else(|_| v.clone()),
         None => v.clone(),
     };
-    if let [col] = shape.key[..] {
-        let params: Vec<Value> = keys
-            .iter()
-            .filter_map(|k| k.first().map(|v| cast(v, col)))
-            .collect();
-        let marks: Vec<String> = (1..=params.len()).map(|i| d.placeholder(i)).collect();
-        return (
-            format!(
-                " WHERE {} IN ({})",
-                d.quote(&shape.columns[col]),
-                marks.join(", ")
-            ),
-            params,
-        );
-    }
-    let mut params = Vec::new();
-    let mut ors = Vec::new();
-    for k in keys {
-        let parts: Vec<String> = shape
-            .key
-            .iter()
-            .zip(k)
-            .map(|(&c, v)| {
-                params.push(cast(v, c));
-                format!(
-                    "{} = {}",
-                    d.quote(&shape.columns[c]),
-                    d.placeholder(params.len())
-                )
-            })
-            .collect();
-        ors.push(format!("({})", parts.join(" AND ")));
-    }
-    (format!(" WHERE {}", ors.join(" OR ")), params)
+    let cols: Vec<String> = shape
+        .key
+        .iter()
+        .map(|&c| d.quote(&shape.columns[c]))
+        .collect();
+    let typed: Vec<Vec<Value>> = keys
+        .iter()
+        .map(|k| shape.key.iter().zip(k).map(|(&c, v)| cast(v, c)).collect())
+        .collect();
+    let mut params = Vec::with_capacity(typed.len() * cols.len());
+    let cond = d.keys_in(&cols, &typed, &mut params);
+    (format!(" WHERE {cond}"), params)
 }
 
 #[cfg(test)]
