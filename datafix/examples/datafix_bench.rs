@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tern_datafix::{
-    FixJob, FixObserver, FixProgress, FixSpec, LiveSettings, PluginRegistry, RunOptions,
-};
+use tern_datafix::{FixJob, FixSpec, LiveSettings, PluginRegistry, RunOptions};
+use tern_engine::{Progress, RunControl};
 
 const JOB: &str = r#"
 name = "bench-lowercase-emails"
@@ -31,15 +30,23 @@ batch_size = 1000
 #[derive(Default)]
 struct Samples(Mutex<Vec<(Instant, u64)>>);
 
-impl FixObserver for Samples {
-    fn progress(&self, p: &FixProgress) {
+impl Samples {
+    fn progress(&self, p: &Progress) {
         if let Ok(mut s) = self.0.lock() {
-            s.push((Instant::now(), p.changed));
+            s.push((Instant::now(), p.tally.rows_written));
         }
         eprint!(
-            "\r[bench] pass {} {} changed, {:.0}/s   ",
-            p.pass, p.changed, p.rate
+            "\r[bench] {} {} changed, {:.0}/s   ",
+            p.task, p.tally.rows_written, p.rate
         );
+    }
+
+    /// A run control at `settings`' rate that reports here.
+    fn control(self: &Arc<Self>, settings: &tern_datafix::Settings) -> RunControl {
+        let me = Arc::clone(self);
+        RunControl::new()
+            .with_throttle(Arc::new(settings.throttle()))
+            .on_progress(move |p| me.progress(p))
     }
 }
 
@@ -55,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     match mode.as_str() {
         "throughput" => {
             let mut opts = RunOptions::new(LiveSettings::new(job.spec().settings.clone()));
-            opts.observer = samples.clone();
+            opts.control = samples.control(&job.spec().settings);
             let started = Instant::now();
             let report = job.run(opts).await?;
             let secs = started.elapsed().as_secs_f64();
@@ -73,9 +80,9 @@ async fn main() -> anyhow::Result<()> {
             let mut settings = job.spec().settings.clone();
             settings.rate = rate;
             settings.batch_size = (rate / 10).max(1) as usize;
-            let mut opts = RunOptions::new(LiveSettings::new(settings));
-            opts.observer = samples.clone();
-            let cancel = opts.cancel.clone();
+            let mut opts = RunOptions::new(LiveSettings::new(settings.clone()));
+            opts.control = samples.control(&settings);
+            let cancel = opts.control.cancel.clone();
             let started = Instant::now();
             let run = tokio::spawn(async move { job.run(opts).await });
             tokio::time::sleep(Duration::from_secs(seconds)).await;

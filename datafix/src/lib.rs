@@ -2,16 +2,21 @@
 //! **filter** (a SELECT of the records that need the change, run read-only
 //! with a statement timeout) plus a **mapper** (the change for one record:
 //! declarative, an HTTP service that owns the validation, or a Rust
-//! plug-in). The platform runs the mapper over the filtered records under a
-//! throttle whose settings change while it runs, records every failure with
-//! its key and reason, reports progress, and runs the filter again after
-//! each pass until it selects nothing.
+//! plug-in). The platform runs the mapper over the filtered records under
+//! the engine's [`tern_engine::RunControl`] (a throttle whose rate and pause
+//! change while it runs, a cancel token, progress as the engine's
+//! [`tern_engine::Progress`]), records every failure with its key and
+//! reason, and runs the filter again after each pass until it selects
+//! nothing. It reads and writes through the engine's connectors.
 //!
 //! ```text
 //! let spec = FixSpec::parse(&std::fs::read_to_string("job.toml")?, "job.toml")?;
 //! let job = FixJob::connect(spec, &PluginRegistry::default()).await?;
 //! job.dry_run(10).await?;                         // nothing written
-//! job.run(RunOptions::new(LiveSettings::new(job.spec().settings.clone()))).await?;
+//! let throttle = Arc::new(job.spec().settings.throttle()); // set_rate, pause
+//! let mut opts = RunOptions::new(LiveSettings::new(job.spec().settings.clone()));
+//! opts.control = RunControl::new().with_throttle(throttle).on_progress(|p| println!("{p}"));
+//! job.run(opts).await?;
 //! ```
 
 pub mod db;
@@ -28,7 +33,7 @@ pub use filter::check_filter_text;
 pub use mapper::{Change, FixPlugin, Mapper, PluginRegistry};
 pub use record::Record;
 pub use run::{
-    Checkpoint, DryRunRecord, FixFailure, FixJob, FixObserver, FixProgress, FixReport,
-    LiveSettings, NoObserver, RunOptions, RunStatus,
+    Checkpoint, DryRunRecord, FixFailure, FixJob, FixObserver, FixReport, LiveSettings, NoObserver,
+    RunOptions, RunStatus,
 };
 pub use spec::{EXAMPLE, FixSpec, MapperSpec, OnFailure, Settings};

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use tern_engine::RateThrottle;
 
 use crate::error::{DatafixError, Result};
 use crate::expr::Expr;
@@ -125,8 +126,9 @@ impl OnFailure {
     }
 }
 
-/// The settings a job starts with; rate, concurrency, batch size and pause
-/// change while it runs through [`crate::LiveSettings`].
+/// The settings a job starts with. Concurrency, batch size and failure
+/// policy change while it runs through [`crate::LiveSettings`]; rate and
+/// pause through the run's throttle ([`Settings::throttle`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
@@ -157,6 +159,19 @@ impl Default for Settings {
             retries: 3,
             max_passes: 20,
         }
+    }
+}
+
+impl Settings {
+    /// A throttle at these settings' rate in records per second (0:
+    /// unthrottled), paused if they say so. Keep a clone to change the rate
+    /// or pause while a run goes on.
+    pub fn throttle(&self) -> RateThrottle {
+        let t = RateThrottle::new(Some(self.rate).filter(|r| *r > 0));
+        if self.paused {
+            t.pause();
+        }
+        t
     }
 }
 

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tern_datafix::{
-    Checkpoint, FixFailure, FixJob, FixObserver, FixProgress, LiveSettings, OnFailure,
-    PluginRegistry, RunOptions, RunStatus,
+    Checkpoint, FixFailure, FixJob, FixObserver, LiveSettings, OnFailure, PluginRegistry,
+    RunOptions, RunStatus,
 };
+use tern_engine::Task;
 
 use crate::error::{ControlError, Result};
 use crate::jobs::harness::{JobContext, JobRunner, RunEnd};
@@ -40,31 +41,33 @@ struct StoreObserver {
     store: Store,
     run_id: i64,
     attempt: i64,
-    ctx: JobContext,
+}
+
+/// The job's progress from the engine's: records changed by every run of
+/// the fix (`earlier` ones and this), and what is left of this pass.
+fn job_progress(p: &tern_engine::Progress, earlier: &Checkpoint) -> Progress {
+    let changed = earlier.changed + p.tally.rows_written;
+    let pass = match p.task {
+        Task::Fix { pass, .. } => pass,
+        _ => 0,
+    };
+    Progress {
+        rows_done: changed as i64,
+        rows_total: p.total.map(|t| (changed + t.saturating_sub(p.done)) as i64),
+        rate: Some(p.rate),
+        eta_seconds: p.eta.map(|d| d.as_secs_f64()),
+        message: Some(format!(
+            "pass {pass}: {} of {} selected records done; {changed} changed, {} failed, {} stale",
+            p.done,
+            p.total.map_or_else(|| "?".into(), |t| t.to_string()),
+            earlier.failed + p.tally.failed,
+            earlier.stale + p.tally.stale
+        )),
+    }
 }
 
 #[async_trait]
 impl FixObserver for StoreObserver {
-    fn progress(&self, p: &FixProgress) {
-        self.ctx.report(Progress {
-            rows_done: p.changed as i64,
-            rows_total: p
-                .pass_total
-                .map(|t| (p.changed + t.saturating_sub(p.pass_done)) as i64),
-            rate: Some(p.rate),
-            eta_seconds: p.eta_seconds,
-            message: Some(format!(
-                "pass {}: {} of {} selected records done; {} changed, {} failed, {} stale",
-                p.pass,
-                p.pass_done,
-                p.pass_total.map_or_else(|| "?".into(), |t| t.to_string()),
-                p.changed,
-                p.failed,
-                p.stale
-            )),
-        });
-    }
-
     async fn failures(&self, f: &[FixFailure]) -> std::result::Result<(), String> {
         self.store
             .record_fix_failures(self.run_id, f)
@@ -95,8 +98,6 @@ impl JobRunner for DataFixRunner {
         spec.settings.concurrency = fix.settings.concurrency.max(1) as usize;
         spec.settings.batch_size = fix.settings.batch_size.max(1) as usize;
         spec.settings.on_failure = OnFailure::parse(&fix.settings.on_failure).unwrap_or_default();
-        spec.settings.rate = job.rate_limit.map_or(0, |r| r.max(1.0).round() as u64);
-        spec.settings.paused = false;
         let engine = match FixJob::connect(spec, &self.plugins).await {
             Ok(e) => e,
             Err(e) => {
@@ -109,29 +110,18 @@ impl JobRunner for DataFixRunner {
         };
         let settings = LiveSettings::new(engine.spec().settings.clone());
 
-        // Follow the job's rate and the fix's other settings while the run goes on.
+        // Follow the fix's settings while the run goes on (the job's rate
+        // reaches the run through its throttle).
         let follower = {
-            let settings = settings.clone();
-            let mut rate = ctx.rate_limit.clone();
-            let store = ctx.store.clone();
-            let stop = ctx.stop.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        changed = rate.changed() => {
-                            if changed.is_err() { break; }
-                            let r = *rate.borrow();
-                            settings.set_rate(r.map(|r| r.max(1.0).round() as u64));
-                        }
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {
-                            if let Ok(f) = store.fix(fix_id).await {
-                                settings.set_concurrency(f.settings.concurrency.max(1) as usize);
-                                settings.set_batch_size(f.settings.batch_size.max(1) as usize);
-                                if let Some(p) = OnFailure::parse(&f.settings.on_failure) {
-                                    settings.set_on_failure(p);
-                                }
-                            }
+            let (settings, store) = (settings.clone(), ctx.store.clone());
+            ctx.every(Duration::from_secs(1), move || {
+                let (settings, store) = (settings.clone(), store.clone());
+                async move {
+                    if let Ok(f) = store.fix(fix_id).await {
+                        settings.set_concurrency(f.settings.concurrency.max(1) as usize);
+                        settings.set_batch_size(f.settings.batch_size.max(1) as usize);
+                        if let Some(p) = OnFailure::parse(&f.settings.on_failure) {
+                            settings.set_on_failure(p);
                         }
                     }
                 }
@@ -162,13 +152,13 @@ impl JobRunner for DataFixRunner {
             store: ctx.store.clone(),
             run_id,
             attempt: job.attempts,
-            ctx: ctx.clone(),
         });
-        opts.cancel = ctx.stop.clone();
+        let earlier = resume.clone().unwrap_or_default();
+        opts.control = ctx.run_control(move |p| job_progress(p, &earlier));
         opts.resume = resume;
         opts.failed_keys = failed_keys;
         let report = engine.run(opts).await;
-        follower.abort();
+        follower.finish().await;
         engine.db().close().await;
         match report {
             Ok(r) if r.status == RunStatus::Cancelled => Ok(RunEnd::Stopped),

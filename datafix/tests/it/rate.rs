@@ -1,6 +1,7 @@
 //! A rate change reaches a running job: the measured rate follows it within a
 //! few seconds; a pause holds it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tern_datafix::{LiveSettings, RunOptions};
@@ -18,34 +19,25 @@ async fn rate_follows(kind: DbKind) -> anyhow::Result<()> {
          [settings]\nrate = 50\nbatch_size = 10\n",
     )
     .await?;
-    let settings = LiveSettings::new(fix.spec().settings.clone());
+    let throttle = Arc::new(fix.spec().settings.throttle());
     let rec = Recorder::new();
-    let mut opts = RunOptions::new(settings.clone());
+    let mut opts = RunOptions::new(LiveSettings::new(fix.spec().settings.clone()));
     opts.observer = rec.clone();
-    let cancel = opts.cancel.clone();
+    opts.control = rec.control(&throttle);
+    let cancel = opts.control.cancel.clone();
     let start = Instant::now();
     let run = tokio::spawn(async move { fix.run(opts).await });
 
     tokio::time::sleep(Duration::from_secs(4)).await;
-    settings.set_rate(Some(250));
+    throttle.set_rate(Some(250));
     tokio::time::sleep(Duration::from_secs(5)).await;
-    settings.pause();
+    throttle.pause();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let held_from = rec
-        .progress
-        .lock()
-        .expect("lock")
-        .last()
-        .map(|p| p.1.changed);
+    let held_from = rec.changed();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let held_to = rec
-        .progress
-        .lock()
-        .expect("lock")
-        .last()
-        .map(|p| p.1.changed);
+    let held_to = rec.changed();
     cancel.cancel();
-    settings.resume();
+    throttle.resume();
     let report = run.await??;
 
     let slow = rec.measured_rate(start, 1.0, 4.0);
@@ -71,4 +63,9 @@ async fn rate_change_reaches_a_running_job_postgres() -> anyhow::Result<()> {
 #[tokio::test]
 async fn rate_change_reaches_a_running_job_mariadb() -> anyhow::Result<()> {
     rate_follows(DbKind::MariaDb).await
+}
+
+#[tokio::test]
+async fn rate_change_reaches_a_running_job_sqlite() -> anyhow::Result<()> {
+    rate_follows(DbKind::Sqlite).await
 }

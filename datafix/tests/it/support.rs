@@ -3,9 +3,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use sqlx::Connection;
-use tern_datafix::{
-    Checkpoint, FixFailure, FixJob, FixObserver, FixProgress, FixSpec, PluginRegistry,
-};
+use tern_datafix::{Checkpoint, FixFailure, FixJob, FixObserver, FixSpec, PluginRegistry};
+use tern_engine::{Progress, RateThrottle, RunControl};
 use tern_testkit::{DbKind, TestDb};
 
 /// Runs statements on the test database.
@@ -110,7 +109,7 @@ pub async fn job(db: &TestDb, body: &str) -> anyhow::Result<FixJob> {
 /// An observer that keeps everything it is told, with times.
 #[derive(Default)]
 pub struct Recorder {
-    pub progress: Mutex<Vec<(Instant, FixProgress)>>,
+    pub progress: Mutex<Vec<(Instant, Progress)>>,
     pub failures: Mutex<Vec<FixFailure>>,
     pub checkpoints: Mutex<Vec<Checkpoint>>,
 }
@@ -120,13 +119,35 @@ impl Recorder {
         Arc::new(Recorder::default())
     }
 
+    /// A run control with this throttle that reports progress here.
+    pub fn control(self: &Arc<Self>, throttle: &Arc<RateThrottle>) -> RunControl {
+        let me = Arc::clone(self);
+        RunControl::new()
+            .with_throttle(throttle.clone())
+            .on_progress(move |p| {
+                me.progress
+                    .lock()
+                    .expect("lock")
+                    .push((Instant::now(), p.clone()))
+            })
+    }
+
+    /// Records this run changed, as last reported.
+    pub fn changed(&self) -> Option<u64> {
+        self.progress
+            .lock()
+            .expect("lock")
+            .last()
+            .map(|p| p.1.tally.rows_written)
+    }
+
     /// Records changed per second between `from` and `to` seconds after `start`.
     pub fn measured_rate(&self, start: Instant, from: f64, to: f64) -> f64 {
         let p = self.progress.lock().expect("lock");
         let at = |s: f64| {
             p.iter()
                 .rfind(|(t, _)| t.duration_since(start).as_secs_f64() <= s)
-                .map(|(t, pr)| (t.duration_since(start).as_secs_f64(), pr.changed))
+                .map(|(t, pr)| (t.duration_since(start).as_secs_f64(), pr.tally.rows_written))
         };
         match (at(from), at(to)) {
             (Some((t0, c0)), Some((t1, c1))) if t1 > t0 => (c1 - c0) as f64 / (t1 - t0),
@@ -137,12 +158,6 @@ impl Recorder {
 
 #[async_trait::async_trait]
 impl FixObserver for Recorder {
-    fn progress(&self, p: &FixProgress) {
-        self.progress
-            .lock()
-            .expect("lock")
-            .push((Instant::now(), p.clone()));
-    }
     async fn failures(&self, f: &[FixFailure]) -> Result<(), String> {
         self.failures.lock().expect("lock").extend_from_slice(f);
         Ok(())

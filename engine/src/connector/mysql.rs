@@ -98,8 +98,11 @@ async fn read_only(
 ) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
     let mut tx = c.begin_with("START TRANSACTION READ ONLY").await?;
     let out = driver::fetch_on::<MySql>(&mut tx, sql, params).await;
-    tx.rollback().await?;
-    out
+    // The query's own error says more than a failed rollback after it.
+    let rolled_back = tx.rollback().await;
+    let out = out?;
+    rolled_back?;
+    Ok(out)
 }
 
 fn bind_one<'q>(

@@ -66,8 +66,11 @@ pub(super) async fn fetch_read_only(
         .execute(&mut *tx)
         .await?;
     let out = driver::fetch_on::<Postgres>(&mut tx, sql, params).await;
-    tx.rollback().await?;
-    out
+    // The query's own error says more than a failed rollback after it.
+    let rolled_back = tx.rollback().await;
+    let out = out?;
+    rolled_back?;
+    Ok(out)
 }
 
 impl Driver for Postgres {

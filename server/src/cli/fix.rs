@@ -8,9 +8,9 @@ use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tern_datafix::{
-    FixFailure, FixJob, FixObserver, FixProgress, FixSpec, LiveSettings, PluginRegistry,
-    RunOptions, RunStatus,
+    FixFailure, FixJob, FixObserver, FixSpec, LiveSettings, PluginRegistry, RunOptions, RunStatus,
 };
+use tern_engine::{Progress, RunControl};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -103,21 +103,24 @@ struct Terminal {
     failures: Mutex<Vec<FixFailure>>,
 }
 
+/// Shows a run's progress on the bar: this pass's records, what this run
+/// changed, the rate and the time left.
+fn show(bar: &ProgressBar, p: &Progress) {
+    if let Some(t) = p.total {
+        bar.set_length(t);
+    }
+    bar.set_position(p.done);
+    let eta = p
+        .eta
+        .map_or_else(|| "?".to_string(), |d| format!("{:.0}s", d.as_secs_f64()));
+    bar.set_message(format!(
+        "{}: {} changed, {} failed, {} stale, {:.0}/s, ETA {eta}",
+        p.task, p.tally.rows_written, p.tally.failed, p.tally.stale, p.rate
+    ));
+}
+
 #[async_trait::async_trait]
 impl FixObserver for Terminal {
-    fn progress(&self, p: &FixProgress) {
-        if let Some(t) = p.pass_total {
-            self.bar.set_length(t);
-        }
-        self.bar.set_position(p.pass_done);
-        let eta = p
-            .eta_seconds
-            .map_or_else(|| "?".to_string(), |s| format!("{s:.0}s"));
-        self.bar.set_message(format!(
-            "pass {}: {} changed, {} failed, {} stale, {:.0}/s, ETA {eta}",
-            p.pass, p.changed, p.failed, p.stale, p.rate
-        ));
-    }
     async fn failures(&self, f: &[FixFailure]) -> Result<(), String> {
         for x in f {
             self.bar
@@ -154,7 +157,11 @@ async fn run_fix(args: RunArgs) -> anyhow::Result<()> {
     });
     let mut opts = RunOptions::new(LiveSettings::new(job.spec().settings.clone()));
     opts.observer = term.clone();
-    let cancel = opts.cancel.clone();
+    let shown = bar.clone();
+    opts.control = RunControl::new()
+        .with_throttle(Arc::new(job.spec().settings.throttle()))
+        .on_progress(move |p| show(&shown, p));
+    let cancel = opts.control.cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("stopping after the current page");
