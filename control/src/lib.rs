@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod batches;
+pub mod blockers;
 pub mod buckets;
 pub mod clients;
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod dashboard;
 pub mod decommission;
 pub mod error;
 pub mod fixes;
+pub mod forecast;
 pub mod guides;
 pub mod jobs;
 pub mod migrations;

@@ -56,7 +56,11 @@ fn Nav(me: Me) -> impl IntoView {
     view! {
         <nav class="nav" aria-label="main">
             <A href="/" exact=true>"Overview"</A>
-            <A href="/fixes">"Data fixes"</A>
+            // Client owners see the overview and their own clients only: no
+            // link to a page that would answer 403.
+            <Show when={let a = me.can_read_audit; move || a}>
+                <A href="/fixes">"Data fixes"</A>
+            </Show>
             <A href="/clients">"Clients"</A>
             <Show when={let a = me.can_read_audit; move || a}>
                 <A href="/audit">"Audit log"</A>
