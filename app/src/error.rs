@@ -53,7 +53,7 @@ impl FromServerFnError for AppError {
     /// instead of a blanket 500, then encodes it as JSON.
     fn ser(&self) -> leptos::server_fn::Bytes {
         #[cfg(feature = "ssr")]
-        crate::server::set_status(self.status());
+        crate::status::set_status(self.status());
         <JsonEncoding as leptos::server_fn::Encodes<AppError>>::encode(self).unwrap_or_else(|_| {
             leptos::server_fn::Bytes::from_static(
                 br#"{"Internal":"the error could not be encoded"}"#,

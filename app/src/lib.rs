@@ -12,6 +12,8 @@ pub mod pages;
 pub mod server;
 #[cfg(feature = "ssr")]
 pub mod state;
+#[cfg(feature = "ssr")]
+pub mod status;
 pub mod types;
 
 use leptos::prelude::*;
@@ -86,6 +88,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("fixes") view=pages::fixes::FixesPage ssr=SsrMode::Async/>
                     <Route path=path!("fixes/:id") view=pages::fixes::detail::FixPage ssr=SsrMode::Async/>
                     <Route path=path!("admin/users") view=UsersPage ssr=SsrMode::Async/>
+                    <Route path=path!("admin/connections") view=pages::connections::ConnectionsPage ssr=SsrMode::Async/>
                 </ParentRoute>
             </Routes>
         </Router>

@@ -7,6 +7,7 @@ use tern_control::{Actor, User};
 
 use crate::error::AppError;
 use crate::state::AppState;
+pub use crate::status::set_status;
 use crate::types::Me;
 
 /// The signed-in user, put into the request by the server's session layer.
@@ -29,16 +30,6 @@ pub fn actor() -> Result<Actor, AppError> {
     current_user()
         .map(|u| Actor::from(&u))
         .ok_or(AppError::Unauthenticated)
-}
-
-/// Sets the HTTP status of the page being rendered.
-pub fn set_status(code: u16) {
-    if let (Some(res), Ok(status)) = (
-        use_context::<leptos_axum::ResponseOptions>(),
-        http::StatusCode::from_u16(code),
-    ) {
-        res.set_status(status);
-    }
 }
 
 impl From<&User> for Me {

@@ -5,10 +5,10 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
 
+use crate::access::Actor;
 use crate::clock::now_ms;
 use crate::error::{ControlError, Result};
 use crate::store::Store;
-use crate::users::Actor;
 
 /// One change to be recorded; build it with [`AuditEntry::new`] and the setters.
 #[derive(Debug, Clone)]

@@ -8,76 +8,9 @@ use crate::audit::{self, AuditEntry};
 use crate::clock::now_ms;
 use crate::error::{ControlError, Result};
 use crate::phases;
+pub use crate::phases::Phase;
 use crate::store::Store;
 use crate::users::Actor;
-
-/// Where a bucket stands in the playbook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Phase {
-    Planned,
-    BulkLoading,
-    Loaded,
-    CatchingUp,
-    CaughtUp,
-    Verifying,
-    Verified,
-    ReadsSwitching,
-    Switched,
-    Done,
-    Paused,
-    Failed,
-}
-
-impl Phase {
-    /// Every phase, in playbook order, then paused and failed.
-    pub const ALL: [Phase; 12] = [
-        Phase::Planned,
-        Phase::BulkLoading,
-        Phase::Loaded,
-        Phase::CatchingUp,
-        Phase::CaughtUp,
-        Phase::Verifying,
-        Phase::Verified,
-        Phase::ReadsSwitching,
-        Phase::Switched,
-        Phase::Done,
-        Phase::Paused,
-        Phase::Failed,
-    ];
-
-    /// The phase's name as stored and shown (`bulk-loading`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Planned => "planned",
-            Phase::BulkLoading => "bulk-loading",
-            Phase::Loaded => "loaded",
-            Phase::CatchingUp => "catching-up",
-            Phase::CaughtUp => "caught-up",
-            Phase::Verifying => "verifying",
-            Phase::Verified => "verified",
-            Phase::ReadsSwitching => "reads-switching",
-            Phase::Switched => "switched",
-            Phase::Done => "done",
-            Phase::Paused => "paused",
-            Phase::Failed => "failed",
-        }
-    }
-
-    /// Parses a stored phase name.
-    pub fn parse(s: &str) -> Result<Phase> {
-        Phase::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| ControlError::Invalid(format!("unknown bucket phase `{s}`")))
-    }
-}
-
-impl std::fmt::Display for Phase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A planned bucket, before it is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -123,19 +123,23 @@ fn run_from_row(row: &sqlx::any::AnyRow) -> Result<FixRun> {
     })
 }
 
-/// Parses a fix spec, as the control plane stores it.
+/// Parses a fix spec, as the control plane stores it; a fix of Tern's own
+/// control store is refused.
 pub fn parse_fix_spec(text: &str, origin: &str) -> Result<FixSpec> {
-    FixSpec::parse(text, origin).map_err(ControlError::from)
+    let spec = FixSpec::parse(text, origin).map_err(ControlError::from)?;
+    crate::own_store::refuse(&spec.url, &format!("{origin}: url"))?;
+    Ok(spec)
 }
 
 impl Store {
     /// Stores a new fix from its spec text (validated; the database is not contacted).
     pub async fn create_fix(&self, actor: &Actor, spec_text: &str) -> Result<Fix> {
         actor.require_operate("creating a data fix")?;
-        let spec = parse_fix_spec(spec_text, "job.toml")?;
+        Store::refuse_fix_password(spec_text, "job.toml")?;
+        let spec = self.fix_spec_for(spec_text, "job.toml").await?;
         if spec.url.trim().is_empty() {
             return Err(ControlError::Invalid(
-                "job.toml: url: name the database to fix, e.g. url = \"postgres://user@host/db\""
+                "job.toml: name the database to fix: connection = \"NAME\" (a registered connection), or url = \"postgres://user@host/db\""
                     .into(),
             ));
         }
@@ -220,7 +224,7 @@ impl Store {
     ) -> Result<Vec<DryRunRecord>> {
         actor.require_operate("dry-running a data fix")?;
         let fix = self.fix(id).await?;
-        let spec = parse_fix_spec(&fix.spec, &fix.name)?;
+        let spec = self.fix_spec_for(&fix.spec, &fix.name).await?;
         let job = FixJob::connect(spec, plugins).await?;
         let records = job.dry_run(limit.clamp(1, 1000)).await;
         job.db().close().await;

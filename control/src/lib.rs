@@ -4,12 +4,15 @@
 //! It knows nothing of the web: the server, the UI's server functions and the CLI
 //! all call the same functions here, so a rule holds the same way everywhere.
 
+pub mod access;
 pub mod audit;
 pub mod batches;
 pub mod blockers;
 pub mod buckets;
+mod caches;
 pub mod clients;
 pub mod clock;
+pub mod connections;
 pub mod dashboard;
 pub mod decommission;
 pub mod error;
@@ -21,8 +24,10 @@ pub mod migrations;
 pub mod mismatches;
 pub mod offline;
 mod own_runtime;
+pub mod own_store;
 pub mod phases;
 pub mod planning;
+pub mod redact;
 pub mod relay;
 pub mod runbook;
 pub mod runners;

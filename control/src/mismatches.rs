@@ -40,7 +40,7 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<MismatchView>> {
         let migration = self.migration(migration_id).await?;
-        let spec = crate::planning::parse_spec(&migration.spec, &migration.name)?;
+        let spec = self.spec_for(&migration.spec, &migration.name).await?;
         let run = engine_run.to_string();
         let rows = crate::own_runtime::on_own_runtime("reading mismatches", move || async move {
             let target = tern_engine::Connector::connect(&spec.target.url, "target").await?;

@@ -11,8 +11,77 @@
 //! the bucket back to caught-up (repair, then verify again), and switching
 //! reads can be rolled back to verified.
 
-use crate::buckets::Phase;
+use serde::{Deserialize, Serialize};
+
 use crate::error::{ControlError, Result};
+
+/// Where a bucket stands in the playbook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Planned,
+    BulkLoading,
+    Loaded,
+    CatchingUp,
+    CaughtUp,
+    Verifying,
+    Verified,
+    ReadsSwitching,
+    Switched,
+    Done,
+    Paused,
+    Failed,
+}
+
+impl Phase {
+    /// Every phase, in playbook order, then paused and failed.
+    pub const ALL: [Phase; 12] = [
+        Phase::Planned,
+        Phase::BulkLoading,
+        Phase::Loaded,
+        Phase::CatchingUp,
+        Phase::CaughtUp,
+        Phase::Verifying,
+        Phase::Verified,
+        Phase::ReadsSwitching,
+        Phase::Switched,
+        Phase::Done,
+        Phase::Paused,
+        Phase::Failed,
+    ];
+
+    /// The phase's name as stored and shown (`bulk-loading`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Planned => "planned",
+            Phase::BulkLoading => "bulk-loading",
+            Phase::Loaded => "loaded",
+            Phase::CatchingUp => "catching-up",
+            Phase::CaughtUp => "caught-up",
+            Phase::Verifying => "verifying",
+            Phase::Verified => "verified",
+            Phase::ReadsSwitching => "reads-switching",
+            Phase::Switched => "switched",
+            Phase::Done => "done",
+            Phase::Paused => "paused",
+            Phase::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored phase name.
+    pub fn parse(s: &str) -> Result<Phase> {
+        Phase::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| ControlError::Invalid(format!("unknown bucket phase `{s}`")))
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The phases a bucket in `phase` may move to. `resume` is the phase a paused
 /// or failed bucket left (where resuming or retrying takes it).

@@ -25,9 +25,13 @@ pub struct TablePlan {
     pub buckets: Vec<BucketPlan>,
 }
 
-/// Checks `spec` (TOML) without touching any database.
+/// Checks `spec` (TOML) without touching any database; a spec whose source
+/// or target is Tern's own control store is refused.
 pub fn parse_spec(text: &str, name: &str) -> Result<Spec> {
-    Ok(Spec::parse(text, &format!("{name}.toml"))?)
+    let spec = Spec::parse(text, &format!("{name}.toml"))?;
+    crate::own_store::refuse(&spec.source.url, &format!("{name}.toml: source"))?;
+    crate::own_store::refuse(&spec.target.url, &format!("{name}.toml: target"))?;
+    Ok(spec)
 }
 
 /// Plans every sourced table of the spec, reading the source only. Bucket
@@ -75,6 +79,16 @@ pub async fn plan_spec(
 impl Store {
     /// Creates a migration from a spec: checks it, plans its buckets (source
     /// read only), stores both (audited).
+    /// Plans a spec whose connections are named, resolving them first.
+    pub async fn preview_spec(
+        &self,
+        spec: &str,
+        name: &str,
+        registry: &TransformerRegistry,
+    ) -> Result<Vec<TablePlan>> {
+        plan_spec(&self.resolve_spec_text(spec).await?, name, registry).await
+    }
+
     pub async fn create_migration_from_spec(
         &self,
         actor: &Actor,
@@ -84,7 +98,8 @@ impl Store {
         registry: &Arc<TransformerRegistry>,
     ) -> Result<Migration> {
         actor.require_operate("creating a migration")?;
-        let plans = plan_spec(spec, name, registry).await?;
+        Store::refuse_spec_passwords(spec, name)?;
+        let plans = self.preview_spec(spec, name, registry).await?;
         self.create_migration(
             actor,
             NewMigration {

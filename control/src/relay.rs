@@ -92,6 +92,36 @@ pub fn ramp_of(job: &Job) -> Result<RelayRampSpec> {
 }
 
 impl Store {
+    /// The engine's ramp for the control store's: bucket ids become the
+    /// (table, bucket index) pairs the engine's plan knows.
+    pub(crate) async fn engine_ramp(
+        &self,
+        migration_id: i64,
+        spec: &RelayRampSpec,
+    ) -> Result<tern_engine::RelayRamp> {
+        use tern_engine::RelayRamp;
+        Ok(match spec {
+            RelayRampSpec::Off => RelayRamp::Off,
+            RelayRampSpec::Percent { millipercent } => {
+                RelayRamp::Percent(tern_engine::ramp::Ramp::from_millipercent(*millipercent))
+            }
+            RelayRampSpec::Buckets { ids } => {
+                let all = self.list_buckets(migration_id).await?;
+                let mut set = std::collections::BTreeSet::new();
+                for b in all.iter().filter(|b| ids.contains(&b.id)) {
+                    let (Some(table), Some(index)) = (b.table_name.clone(), b.table_bucket) else {
+                        return Err(ControlError::Conflict(format!(
+                            "bucket {} has no engine table and bucket: re-plan the migration",
+                            b.idx
+                        )));
+                    };
+                    set.insert((table, usize::try_from(index).unwrap_or(usize::MAX)));
+                }
+                RelayRamp::Buckets(set)
+            }
+        })
+    }
+
     /// The ramp of the migration's active relay (off when none runs).
     pub async fn relay_ramp(&self, migration_id: i64) -> Result<RelayRampSpec> {
         match self.active_relay(migration_id).await? {
@@ -230,7 +260,7 @@ impl Store {
     ) -> Result<String> {
         actor.require_operate("installing change capture")?;
         let migration = self.migration(migration_id).await?;
-        let spec = crate::planning::parse_spec(&migration.spec, &migration.name)?;
+        let spec = self.spec_for(&migration.spec, &migration.name).await?;
         let report =
             crate::own_runtime::on_own_runtime("installing change capture", move || async move {
                 let source = tern_engine::Connector::connect(&spec.source.url, "source").await?;

@@ -13,32 +13,26 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
+use crate::caches::Caches;
 use crate::error::{ControlError, Result};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
-/// Which database the control store lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
-}
+/// Which database the control store lives in: the engine's [`Dialect`],
+/// SQLite or PostgreSQL (the store does not live in MySQL).
+pub use tern_engine::Dialect;
 
-impl Dialect {
-    /// The dialect a connection URL names, or a message saying which URLs are accepted.
-    pub fn of_url(url: &str) -> Result<Dialect> {
-        if url.starts_with("sqlite:") {
-            Ok(Dialect::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Dialect::Postgres)
-        } else {
-            Err(ControlError::Invalid(format!(
-                "control store URL `{}` is neither SQLite (`sqlite://path/tern.db`) nor \
-                 PostgreSQL (`postgres://user@host/db`)",
-                redact_url(url)
-            )))
-        }
+/// The dialect of a control store URL, or a message saying which URLs are
+/// accepted.
+pub fn store_dialect(url: &str) -> Result<Dialect> {
+    match Dialect::of_url(url) {
+        Some(d @ (Dialect::Sqlite | Dialect::Postgres)) => Ok(d),
+        _ => Err(ControlError::Invalid(format!(
+            "control store URL `{}` is neither SQLite (`sqlite://path/tern.db`) nor \
+             PostgreSQL (`postgres://user@host/db`)",
+            redact_url(url)
+        ))),
     }
 }
 
@@ -48,11 +42,11 @@ pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
     url: String,
-    /// Every migration's accuracy history as last computed, with the state
-    /// of the verification runs it was computed from (see
-    /// [`Store::accuracy_histories`]).
-    pub(crate) histories:
-        std::sync::Arc<std::sync::Mutex<Option<crate::verify_runs::HistoryCache>>>,
+    /// What the store keeps in memory, shared by its clones.
+    pub(crate) caches: std::sync::Arc<Caches>,
+    /// The key connection secrets are encrypted with (none: Tern refuses to
+    /// store a secret, and references still work).
+    secret_key: Option<std::sync::Arc<crate::connections::SecretKey>>,
 }
 
 /// Reads back a column packed by `string_agg(a || ':' || b || …, ',')`: one
@@ -104,15 +98,16 @@ impl Store {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
-        let dialect = Dialect::of_url(url)?;
+        let dialect = store_dialect(url)?;
         let options: AnyConnectOptions = url.parse().map_err(|e: sqlx::Error| {
             ControlError::Invalid(format!(
                 "control store URL `{}` cannot be parsed: {e}",
                 redact_url(url)
             ))
         })?;
+        // `store_dialect` refused MySQL: its arms below are SQLite's.
         let pool = match dialect {
-            Dialect::Sqlite => {
+            Dialect::Sqlite | Dialect::MySql => {
                 AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(10))
@@ -144,15 +139,17 @@ impl Store {
         )))?;
 
         match dialect {
-            Dialect::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Dialect::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+            Dialect::Sqlite | Dialect::MySql => SQLITE_MIGRATIONS.run(&pool).await?,
         }
         tracing::debug!(store = %redact_url(url), ?dialect, "control store open");
+        crate::own_store::register(url);
         Ok(Store {
             pool,
             dialect,
             url: url.to_string(),
-            histories: Default::default(),
+            caches: Default::default(),
+            secret_key: None,
         })
     }
 
@@ -181,6 +178,17 @@ impl Store {
     }
 
     /// The store's URL with any password hidden, for logs and the UI.
+    /// The store with the key connection secrets are encrypted with.
+    pub fn with_secret_key(mut self, key: Option<crate::connections::SecretKey>) -> Store {
+        self.secret_key = key.map(std::sync::Arc::new);
+        self
+    }
+
+    /// The key connection secrets are encrypted with, if one is set.
+    pub fn secret_key(&self) -> Option<&crate::connections::SecretKey> {
+        self.secret_key.as_deref()
+    }
+
     pub fn display_url(&self) -> String {
         redact_url(&self.url)
     }
@@ -241,12 +249,12 @@ mod tests {
 
     #[test]
     fn knows_the_dialect_of_a_url() {
-        assert_eq!(Dialect::of_url("sqlite://a.db").ok(), Some(Dialect::Sqlite));
+        assert_eq!(store_dialect("sqlite://a.db").ok(), Some(Dialect::Sqlite));
         assert_eq!(
-            Dialect::of_url("postgresql://h/db").ok(),
+            store_dialect("postgresql://h/db").ok(),
             Some(Dialect::Postgres)
         );
-        let err = Dialect::of_url("mysql://root@h/db")
+        let err = store_dialect("mysql://root@h/db")
             .err()
             .map(|e| e.to_string());
         assert!(err.is_some_and(|m| m.contains("neither SQLite")));

@@ -7,149 +7,13 @@
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::{Argon2, PasswordHash};
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+pub use crate::access::{Actor, Role, User};
 use crate::audit::{self, AuditEntry};
 use crate::clock::now_ms;
 use crate::error::{ControlError, Result};
 use crate::store::Store;
-
-/// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    Viewer,
-    Engineer,
-    ClientOwner,
-    Admin,
-}
-
-impl Role {
-    /// Every role, in the order the UI lists them.
-    pub const ALL: [Role; 4] = [Role::Viewer, Role::Engineer, Role::ClientOwner, Role::Admin];
-
-    /// The role's name as stored and typed (`client-owner`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Engineer => "engineer",
-            Role::ClientOwner => "client-owner",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// Parses a role name, saying which names exist when it is none of them.
-    pub fn parse(s: &str) -> Result<Role> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                ControlError::Invalid(format!(
-                    "unknown role `{s}`: use one of viewer, engineer, client-owner, admin"
-                ))
-            })
-    }
-
-    /// May start and stop jobs, flip ramps and roll back.
-    pub fn can_operate(self) -> bool {
-        matches!(self, Role::Engineer | Role::Admin)
-    }
-
-    /// May manage users and override gates.
-    pub fn can_administer(self) -> bool {
-        matches!(self, Role::Admin)
-    }
-
-    /// May read the audit log and every migration's internals.
-    pub fn can_read_audit(self) -> bool {
-        !matches!(self, Role::ClientOwner)
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A user as the rest of the system sees it (no password hash).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct User {
-    pub id: i64,
-    pub username: String,
-    pub display_name: String,
-    pub role: Role,
-    pub disabled: bool,
-    pub created_at: i64,
-    /// For client-owners: the clients they own.
-    pub clients: Vec<String>,
-}
-
-/// Who performs an action: a signed-in user, or Tern itself (workers, the demo).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    pub name: String,
-    pub role: Role,
-    pub clients: Vec<String>,
-}
-
-impl Actor {
-    /// Tern acting on its own (scheduled work, the demo's set-up): admin rights.
-    pub fn system() -> Actor {
-        Actor {
-            name: "system".into(),
-            role: Role::Admin,
-            clients: Vec::new(),
-        }
-    }
-
-    /// Refuses unless the actor may operate (engineer or admin).
-    pub fn require_operate(&self, what: &str) -> Result<()> {
-        if self.role.can_operate() {
-            Ok(())
-        } else {
-            Err(ControlError::Forbidden(format!(
-                "{what} needs the engineer or admin role; {} is signed in as {}",
-                self.name, self.role
-            )))
-        }
-    }
-
-    /// Refuses unless the actor is an admin.
-    pub fn require_admin(&self, what: &str) -> Result<()> {
-        if self.role.can_administer() {
-            Ok(())
-        } else {
-            Err(ControlError::Forbidden(format!(
-                "{what} needs the admin role; {} is signed in as {}",
-                self.name, self.role
-            )))
-        }
-    }
-
-    /// Refuses client-owners (who see only their own clients).
-    pub fn require_reader(&self, what: &str) -> Result<()> {
-        if self.role.can_read_audit() {
-            Ok(())
-        } else {
-            Err(ControlError::Forbidden(format!(
-                "{what} is for program managers, engineers and admins; {} is signed in as {}",
-                self.name, self.role
-            )))
-        }
-    }
-}
-
-impl From<&User> for Actor {
-    fn from(u: &User) -> Actor {
-        Actor {
-            name: u.username.clone(),
-            role: u.role,
-            clients: u.clients.clone(),
-        }
-    }
-}
 
 /// What `create_user` needs.
 #[derive(Debug, Clone)]
@@ -185,14 +49,29 @@ fn hash_password(password: &str) -> Result<String> {
         .map_err(|e| ControlError::Internal(format!("hashing a password: {e}")))
 }
 
+/// The most memory (KiB), passes and lanes a stored hash may ask of a
+/// check: a hash with a larger cost is refused, not computed.
+const MAX_M_COST: u32 = 64 * 1024;
+const MAX_T_COST: u32 = 8;
+const MAX_P_COST: u32 = 4;
+/// Longer passwords are refused before any hashing.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
 fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    if password.len() > MAX_PASSWORD_BYTES {
+        return false;
+    }
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let cost = |name: &str| parsed.params.get_decimal(name).unwrap_or(u32::MAX);
+    if cost("m") > MAX_M_COST || cost("t") > MAX_T_COST || cost("p") > MAX_P_COST {
+        tracing::warn!("a stored password hash asks for more Argon2 work than allowed; refused");
+        return false;
+    }
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
 }
 
 /// A real hash of a random password, checked against when the username is
@@ -205,8 +84,17 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-/// Argon2 is deliberately slow; it runs off the async workers.
+/// At most this many Argon2 computations run at once (each holds about
+/// 19 MiB): a flood of sign-ins waits its turn instead of exhausting memory.
+const ARGON2_AT_ONCE: usize = 4;
+static ARGON2_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(ARGON2_AT_ONCE);
+
+/// Argon2 is deliberately slow; it runs off the async workers, a few at a time.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let _permit = ARGON2_PERMITS
+        .acquire()
+        .await
+        .map_err(|e| ControlError::Internal(format!("password check queue closed: {e}")))?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ControlError::Internal(format!("password task failed: {e}")))
@@ -247,6 +135,12 @@ impl Store {
         if new.password.chars().count() < MIN_PASSWORD_LEN {
             return Err(ControlError::Invalid(format!(
                 "the password for `{}` is too short: use at least {MIN_PASSWORD_LEN} characters",
+                new.username
+            )));
+        }
+        if new.password.len() > MAX_PASSWORD_BYTES {
+            return Err(ControlError::Invalid(format!(
+                "the password for `{}` is too long: use at most {MAX_PASSWORD_BYTES} bytes",
                 new.username
             )));
         }

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use crate::caches::HistoryCache;
 use crate::clock::now_ms;
 use crate::error::{ControlError, Result};
 use crate::store::Store;
@@ -96,13 +97,6 @@ pub fn accuracy_over_time(runs: &[RunPoint]) -> Vec<(i64, f64)> {
         }
     }
     out
-}
-
-/// Every migration's accuracy history and the stamp of the runs behind it.
-#[derive(Debug, Clone)]
-pub struct HistoryCache {
-    stamp: [i64; 2],
-    histories: std::collections::BTreeMap<i64, Vec<(i64, f64)>>,
 }
 
 /// Points of an accuracy history kept for charts and reports.
@@ -262,14 +256,14 @@ impl Store {
             row.try_get::<i64, _>("n").map_err(get)?,
             row.try_get::<i64, _>("last_id").map_err(get)?,
         ];
-        if let Ok(cache) = self.histories.lock()
+        if let Ok(cache) = self.caches.histories.lock()
             && let Some(c) = cache.as_ref()
             && c.stamp == stamp
         {
             return Ok(c.histories.clone());
         }
         let histories = self.compute_histories(None).await?;
-        if let Ok(mut cache) = self.histories.lock() {
+        if let Ok(mut cache) = self.caches.histories.lock() {
             *cache = Some(HistoryCache {
                 stamp,
                 histories: histories.clone(),

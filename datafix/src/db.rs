@@ -1,14 +1,16 @@
-//! The job's database: a read-only pool for the filter and a pool for the
-//! writes.
+//! The job's database, reached through the engine's [`Connector`]: the
+//! filter runs on its read-only path, the mapper's changes go through its
+//! write path. Records are JSON values ([`Record`]); the engine's
+//! [`Value`]s are turned into them as they are read, and back when written.
 //!
 //! The filter's guard is the database itself: every filter query runs in a
-//! READ ONLY transaction on connections set up read-only (PostgreSQL
-//! `default_transaction_read_only`, MariaDB/MySQL `SET SESSION TRANSACTION
-//! READ ONLY`, SQLite `PRAGMA query_only`) with a statement timeout
-//! (PostgreSQL `statement_timeout`, MariaDB `max_statement_time`, MySQL
-//! `max_execution_time`). So a SELECT that calls a writing function is refused
-//! by the database and cannot run forever. The text check in
-//! [`check_filter_text`] only gives a clearer message for the obvious cases.
+//! READ ONLY transaction (PostgreSQL, MariaDB/MySQL) or on a `query_only`
+//! connection (SQLite) with a statement timeout (PostgreSQL
+//! `statement_timeout`, MariaDB `max_statement_time`, MySQL
+//! `max_execution_time`). So a SELECT that calls a writing function is
+//! refused by the database and cannot run forever. The text check in
+//! [`crate::check_filter_text`] only gives a clearer message for the obvious
+//! cases.
 //!
 //! Writes are guarded by the values the filter read: `UPDATE … WHERE key = ?
 //! AND col IS NOT DISTINCT FROM <value read>` for every field the filter
@@ -19,87 +21,14 @@
 //! change (`add(n, 1)`) twice.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use sqlx::{Column, Row, TypeInfo, ValueRef};
-use tern_engine::connector::{Dialect, redact};
+use tern_engine::connector::{Connector, Dialect, Statement, redact};
+use tern_engine::{EngineError, Value};
 
 use crate::error::{DatafixError, Result};
-use crate::record::Record;
-
-/// Refuses filter text that is not one SELECT (or WITH … SELECT), with a
-/// clear message. The read-only transaction is the real guard.
-pub fn check_filter_text(sql: &str) -> Result<()> {
-    let body = strip_comments(sql);
-    let body = body.trim().trim_end_matches(';').trim();
-    let first = body
-        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-        .find(|w| !w.is_empty())
-        .unwrap_or("")
-        .to_ascii_uppercase();
-    if first != "SELECT" && first != "WITH" {
-        let word = if first.is_empty() {
-            "nothing".to_string()
-        } else {
-            format!("`{first}`")
-        };
-        return Err(DatafixError::Filter {
-            message: format!(
-                "the filter must be a single SELECT returning the records to change, but it starts with {word}; \
-                 put the change itself in the mapper"
-            ),
-        });
-    }
-    let outside_literals: String = body.split('\'').step_by(2).collect();
-    if outside_literals.contains(';') {
-        return Err(DatafixError::Filter {
-            message: "the filter must be a single statement: remove the `;` between statements"
-                .into(),
-        });
-    }
-    Ok(())
-}
-
-fn strip_comments(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut rest = sql;
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix("--") {
-            rest = r.find('\n').map_or("", |i| &r[i..]);
-        } else if let Some(r) = rest.strip_prefix("/*") {
-            rest = r.find("*/").map_or("", |i| &r[i + 2..]);
-            out.push(' ');
-        } else if rest.starts_with('\'') {
-            // Keep string literals whole (a `;` or `--` inside one is no statement end).
-            let end = rest[1..].find('\'').map_or(rest.len(), |i| i + 2);
-            out.push_str(&rest[..end]);
-            rest = &rest[end..];
-        } else {
-            let c = rest.chars().next().unwrap_or(' ');
-            out.push(c);
-            rest = &rest[c.len_utf8()..];
-        }
-    }
-    out
-}
-
-#[derive(Debug, Clone)]
-enum Pools {
-    Pg {
-        read: sqlx::PgPool,
-        write: sqlx::PgPool,
-    },
-    My {
-        read: sqlx::MySqlPool,
-        write: sqlx::MySqlPool,
-    },
-    Lite {
-        read: sqlx::SqlitePool,
-        write: sqlx::SqlitePool,
-    },
-}
+use crate::record::{Record, json_to_value};
 
 /// What a write did to one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,11 +49,11 @@ pub enum Write {
 /// The job's database.
 #[derive(Debug, Clone)]
 pub struct FixDb {
-    pools: Pools,
-    url: String,
+    conn: Connector,
     /// Statement timeout of filter queries.
     timeout: Duration,
-    /// Column name → SQL type (PostgreSQL `udt_name`) of the mapper's table.
+    /// Column name → the database's name of its type (`INT4`, `TIMESTAMPTZ`)
+    /// of the mapper's table: PostgreSQL parameters are cast to it.
     columns: HashMap<String, String>,
     table: String,
 }
@@ -133,107 +62,43 @@ impl FixDb {
     /// Connects to `url`; filter queries time out after `filter_timeout`.
     /// `table` is the mapper's table, whose columns are read once here.
     pub async fn connect(url: &str, filter_timeout: Duration, table: &str) -> Result<FixDb> {
-        let dialect = Dialect::of_url(url).ok_or_else(|| {
-            DatafixError::spec(
+        if Dialect::of_url(url).is_none() {
+            return Err(DatafixError::spec(
                 "url",
                 format!(
                     "`{}` is not a postgres://, mysql:// or sqlite:// URL",
                     redact(url)
                 ),
-            )
-        })?;
-        let unreachable = |source| DatafixError::Unreachable {
-            url: redact(url),
-            source,
-        };
-        let acquire = Duration::from_secs(10);
-        let ms = filter_timeout.as_millis().max(1) as u64;
-        let pools = match dialect {
-            Dialect::Postgres => {
-                let opts = sqlx::postgres::PgConnectOptions::from_str(url)
-                    .map_err(unreachable)?
-                    .options([
-                        ("default_transaction_read_only", "on".to_string()),
-                        ("statement_timeout", ms.to_string()),
-                    ]);
-                let read = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(2)
-                    .acquire_timeout(acquire)
-                    .connect_with(opts)
-                    .await
-                    .map_err(unreachable)?;
-                let write = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(acquire)
-                    .connect(url)
-                    .await
-                    .map_err(unreachable)?;
-                Pools::Pg { read, write }
-            }
-            Dialect::MySql => {
-                // The read pool's sessions get their read-only mode and statement
-                // timeout before every filter query (see `read_only`).
-                let read = sqlx::mysql::MySqlPoolOptions::new()
-                    .max_connections(2)
-                    .acquire_timeout(acquire)
-                    .connect(url)
-                    .await
-                    .map_err(unreachable)?;
-                let write = sqlx::mysql::MySqlPoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(acquire)
-                    .connect(url)
-                    .await
-                    .map_err(unreachable)?;
-                Pools::My { read, write }
-            }
-            Dialect::Sqlite => {
-                let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-                    .map_err(unreachable)?
-                    .busy_timeout(Duration::from_secs(30));
-                let read = sqlx::sqlite::SqlitePoolOptions::new()
-                    .max_connections(2)
-                    .acquire_timeout(acquire)
-                    .connect_with(opts.clone().pragma("query_only", "ON"))
-                    .await
-                    .map_err(unreachable)?;
-                let write = sqlx::sqlite::SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(acquire)
-                    .connect_with(opts)
-                    .await
-                    .map_err(unreachable)?;
-                Pools::Lite { read, write }
-            }
-        };
-        let mut db = FixDb {
-            pools,
-            url: redact(url),
-            timeout: filter_timeout,
-            columns: HashMap::new(),
-            table: table.to_string(),
-        };
-        db.columns = db.read_columns(table).await?;
-        if db.columns.is_empty() {
-            return Err(DatafixError::spec(
-                "mapper.table",
-                format!("table `{table}` does not exist in {}", db.url),
             ));
         }
-        Ok(db)
+        let conn = Connector::connect(url, "fix").await?;
+        let columns: HashMap<String, String> = conn
+            .column_type_names(table)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        if columns.is_empty() {
+            return Err(DatafixError::spec(
+                "mapper.table",
+                format!("table `{table}` does not exist in {}", conn.url()),
+            ));
+        }
+        Ok(FixDb {
+            conn,
+            timeout: filter_timeout,
+            columns,
+            table: table.to_string(),
+        })
     }
 
     pub fn dialect(&self) -> Dialect {
-        match self.pools {
-            Pools::Pg { .. } => Dialect::Postgres,
-            Pools::My { .. } => Dialect::MySql,
-            Pools::Lite { .. } => Dialect::Sqlite,
-        }
+        self.conn.dialect()
     }
 
     /// The URL without its password.
     pub fn url(&self) -> &str {
-        &self.url
+        self.conn.url()
     }
 
     /// Whether the mapper's table has this column.
@@ -241,61 +106,17 @@ impl FixDb {
         self.columns.contains_key(name)
     }
 
-    async fn read_columns(&self, table: &str) -> Result<HashMap<String, String>> {
-        let ctx = format!("reading the columns of {table} in {}", self.url);
-        let (schema, name) = match table.split_once('.') {
-            Some((s, n)) => (Some(s.to_string()), n.to_string()),
-            None => (None, table.to_string()),
+    /// Why the database did not give the filter's rows.
+    fn filter_refused(&self, e: EngineError) -> DatafixError {
+        let message = match e {
+            EngineError::Database {
+                source: sqlx::Error::Decode(d),
+                ..
+            } => format!("the filter's {d}"),
+            EngineError::Database { source, .. } => format!("{} refused it: {source}", self.url()),
+            other => other.to_string(),
         };
-        let rows: Vec<(String, String)> = match &self.pools {
-            Pools::Pg { write, .. } => sqlx::query_as(
-                "SELECT column_name::text, udt_name::text FROM information_schema.columns
-                 WHERE table_name = $1 AND table_schema = COALESCE($2, current_schema())",
-            )
-            .bind(&name)
-            .bind(&schema)
-            .fetch_all(write)
-            .await
-            .map_err(DatafixError::db(ctx))?,
-            Pools::My { write, .. } => {
-                let rows = sqlx::query(
-                    "SELECT column_name, data_type FROM information_schema.columns
-                     WHERE table_name = ? AND table_schema = COALESCE(?, DATABASE())",
-                )
-                .bind(&name)
-                .bind(&schema)
-                .fetch_all(write)
-                .await
-                .map_err(DatafixError::db(ctx.clone()))?;
-                rows.iter()
-                    .map(|r| {
-                        // information_schema text comes back as binary on some servers.
-                        let get = |i: usize| -> std::result::Result<String, sqlx::Error> {
-                            r.try_get::<String, _>(i).or_else(|_| {
-                                r.try_get::<Vec<u8>, _>(i)
-                                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                            })
-                        };
-                        Ok((get(0)?, get(1)?))
-                    })
-                    .collect::<std::result::Result<_, sqlx::Error>>()
-                    .map_err(DatafixError::db(ctx))?
-            }
-            Pools::Lite { write, .. } => {
-                sqlx::query_as("SELECT name, type FROM pragma_table_info(?)")
-                    .bind(&name)
-                    .fetch_all(write)
-                    .await
-                    .map_err(DatafixError::db(ctx))?
-            }
-        };
-        Ok(rows.into_iter().collect())
-    }
-
-    fn filter_refused(&self, e: sqlx::Error) -> DatafixError {
-        DatafixError::Filter {
-            message: format!("{} refused it: {e}", self.url),
-        }
+        DatafixError::Filter { message }
     }
 
     /// One page of the filter: up to `limit` records after `after` in key
@@ -373,72 +194,18 @@ impl FixDb {
         }
     }
 
+    /// Runs a query of the filter on the connector's read-only path.
     async fn read_only(&self, sql: &str, params: &[Json]) -> Result<Vec<Record>> {
-        match &self.pools {
-            Pools::Pg { read, .. } => {
-                let mut tx = read
-                    .begin_with("BEGIN READ ONLY")
-                    .await
-                    .map_err(|e| self.filter_refused(e))?;
-                let mut q = sqlx::query(sql);
-                for p in params {
-                    q = bind_pg(q, p);
-                }
-                let rows = q
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(|e| self.filter_refused(e))?;
-                let _ = tx.rollback().await;
-                rows.iter()
-                    .map(decode_pg)
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(|m| DatafixError::Filter { message: m })
-            }
-            Pools::My { read, .. } => {
-                let mut tx = read
-                    .begin_with("START TRANSACTION READ ONLY")
-                    .await
-                    .map_err(|e| self.filter_refused(e))?;
-                // MariaDB names the limit in seconds, MySQL in milliseconds.
-                let secs = self.timeout.as_secs_f64().max(0.001);
-                let set = sqlx::query("SET SESSION max_statement_time = ?").bind(secs);
-                if set.execute(&mut *tx).await.is_err() {
-                    let ms = i64::try_from(self.timeout.as_millis())
-                        .unwrap_or(i64::MAX)
-                        .max(1);
-                    sqlx::query("SET SESSION max_execution_time = ?")
-                        .bind(ms)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| self.filter_refused(e))?;
-                }
-                let mut q = sqlx::query(sql);
-                for p in params {
-                    q = bind_my(q, p);
-                }
-                let rows = q.fetch_all(&mut *tx).await;
-                let _ = tx.rollback().await;
-                let rows = rows.map_err(|e| self.filter_refused(e))?;
-                rows.iter()
-                    .map(decode_my)
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(|m| DatafixError::Filter { message: m })
-            }
-            Pools::Lite { read, .. } => {
-                let mut q = sqlx::query(sql);
-                for p in params {
-                    q = bind_lite(q, p);
-                }
-                let rows = q
-                    .fetch_all(read)
-                    .await
-                    .map_err(|e| self.filter_refused(e))?;
-                rows.iter()
-                    .map(decode_lite)
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(|m| DatafixError::Filter { message: m })
-            }
-        }
+        let params: Vec<Value> = params.iter().map(json_to_value).collect();
+        let (names, rows) = self
+            .conn
+            .fetch_read_only(sql, &params, self.timeout, "run the filter")
+            .await
+            .map_err(|e| self.filter_refused(e))?;
+        rows.into_iter()
+            .map(|row| Record::from_row(&names, row, self.dialect()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|message| DatafixError::Filter { message })
     }
 
     /// The guarded statement for one change, and its parameters.
@@ -517,9 +284,10 @@ impl FixDb {
                 for st in &stmts {
                     out.push(match self.write_all(std::slice::from_ref(st)).await {
                         Ok(mut o) => o.pop().unwrap_or(WriteOutcome::Stale),
-                        Err(e) => {
-                            WriteOutcome::Failed(format!("the database refused the change: {e}"))
-                        }
+                        Err(EngineError::Database { source, .. }) => WriteOutcome::Failed(format!(
+                            "the database refused the change: {source}"
+                        )),
+                        Err(e) => WriteOutcome::Failed(e.to_string()),
                     });
                 }
                 out
@@ -530,248 +298,29 @@ impl FixDb {
     async fn write_all(
         &self,
         stmts: &[(String, Vec<Json>)],
-    ) -> std::result::Result<Vec<WriteOutcome>, sqlx::Error> {
-        let outcome = |n: u64| {
-            if n > 0 {
-                WriteOutcome::Applied
-            } else {
-                WriteOutcome::Stale
-            }
-        };
-        let mut out = Vec::with_capacity(stmts.len());
-        match &self.pools {
-            Pools::Pg { write, .. } => {
-                let mut tx = write.begin().await?;
-                for (sql, params) in stmts {
-                    let mut q = sqlx::query(sql);
-                    for p in params {
-                        q = bind_pg(q, p);
-                    }
-                    out.push(outcome(q.execute(&mut *tx).await?.rows_affected()));
+    ) -> std::result::Result<Vec<WriteOutcome>, EngineError> {
+        let stmts: Vec<Statement> = stmts
+            .iter()
+            .map(|(sql, params)| Statement::new(sql, params.iter().map(json_to_value).collect()))
+            .collect();
+        let affected = self
+            .conn
+            .transaction(&stmts, "write the mapper's changes")
+            .await?;
+        Ok(affected
+            .into_iter()
+            .map(|n| {
+                if n > 0 {
+                    WriteOutcome::Applied
+                } else {
+                    WriteOutcome::Stale
                 }
-                tx.commit().await?;
-            }
-            Pools::My { write, .. } => {
-                let mut tx = write.begin().await?;
-                for (sql, params) in stmts {
-                    let mut q = sqlx::query(sql);
-                    for p in params {
-                        q = bind_my(q, p);
-                    }
-                    out.push(outcome(q.execute(&mut *tx).await?.rows_affected()));
-                }
-                tx.commit().await?;
-            }
-            Pools::Lite { write, .. } => {
-                let mut tx = write.begin().await?;
-                for (sql, params) in stmts {
-                    let mut q = sqlx::query(sql);
-                    for p in params {
-                        q = bind_lite(q, p);
-                    }
-                    out.push(outcome(q.execute(&mut *tx).await?.rows_affected()));
-                }
-                tx.commit().await?;
-            }
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
-    /// Closes the pools.
+    /// Closes the connections.
     pub async fn close(&self) {
-        match &self.pools {
-            Pools::Pg { read, write } => {
-                read.close().await;
-                write.close().await;
-            }
-            Pools::My { read, write } => {
-                read.close().await;
-                write.close().await;
-            }
-            Pools::Lite { read, write } => {
-                read.close().await;
-                write.close().await;
-            }
-        }
-    }
-}
-
-macro_rules! binder {
-    ($name:ident, $db:ty) => {
-        fn $name<'q>(
-            q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
-            v: &Json,
-        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
-            match v {
-                Json::Null => q.bind(None::<String>),
-                Json::Bool(b) => q.bind(*b),
-                Json::Number(n) => match (n.as_i64(), n.as_f64()) {
-                    (Some(i), _) => q.bind(i),
-                    (None, Some(f)) => q.bind(f),
-                    _ => q.bind(n.to_string()),
-                },
-                Json::String(s) => q.bind(s.clone()),
-                other => q.bind(other.to_string()),
-            }
-        }
-    };
-}
-binder!(bind_pg, sqlx::Postgres);
-binder!(bind_my, sqlx::MySql);
-binder!(bind_lite, sqlx::Sqlite);
-
-fn decode_pg(row: &sqlx::postgres::PgRow) -> std::result::Result<Record, String> {
-    use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-    let mut fields = Vec::with_capacity(row.columns().len());
-    for (i, col) in row.columns().iter().enumerate() {
-        let name = col.name().to_string();
-        let err = |e: sqlx::Error| format!("column {name}: {e}");
-        let null = row.try_get_raw(i).map_err(err)?.is_null();
-        let ty = col.type_info().name().to_ascii_uppercase();
-        let v = if null {
-            Json::Null
-        } else {
-            match ty.as_str() {
-                "INT2" => Json::from(row.try_get::<i16, _>(i).map_err(err)?),
-                "INT4" => Json::from(row.try_get::<i32, _>(i).map_err(err)?),
-                "INT8" => Json::from(row.try_get::<i64, _>(i).map_err(err)?),
-                "FLOAT4" => Json::from(row.try_get::<f32, _>(i).map_err(err)? as f64),
-                "FLOAT8" => Json::from(row.try_get::<f64, _>(i).map_err(err)?),
-                "NUMERIC" => Json::String(
-                    row.try_get::<rust_decimal::Decimal, _>(i)
-                        .map_err(err)?
-                        .to_string(),
-                ),
-                "BOOL" => Json::Bool(row.try_get::<bool, _>(i).map_err(err)?),
-                "UUID" => Json::String(row.try_get::<uuid::Uuid, _>(i).map_err(err)?.to_string()),
-                "JSON" | "JSONB" => row.try_get::<Json, _>(i).map_err(err)?,
-                "TIMESTAMPTZ" => Json::String(
-                    row.try_get::<DateTime<Utc>, _>(i)
-                        .map_err(err)?
-                        .to_rfc3339(),
-                ),
-                "TIMESTAMP" => Json::String(
-                    row.try_get::<NaiveDateTime, _>(i)
-                        .map_err(err)?
-                        .format("%Y-%m-%d %H:%M:%S%.f")
-                        .to_string(),
-                ),
-                "DATE" => Json::String(row.try_get::<NaiveDate, _>(i).map_err(err)?.to_string()),
-                _ => match row.try_get::<String, _>(i) {
-                    Ok(s) => Json::String(s),
-                    Err(_) => {
-                        return Err(format!(
-                            "column {name} has type {ty}, which a data fix cannot read; cast it in the filter (e.g. {name}::text)"
-                        ));
-                    }
-                },
-            }
-        };
-        fields.push((name, v));
-    }
-    Ok(Record::from_pairs(fields))
-}
-
-fn decode_my(row: &sqlx::mysql::MySqlRow) -> std::result::Result<Record, String> {
-    use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-    let mut fields = Vec::with_capacity(row.columns().len());
-    for (i, col) in row.columns().iter().enumerate() {
-        let name = col.name().to_string();
-        let null = row
-            .try_get_raw(i)
-            .map_err(|e| format!("column {name}: {e}"))?
-            .is_null();
-        let ty = col.type_info().name().to_ascii_uppercase();
-        let v = if null {
-            Json::Null
-        } else if ty == "BOOLEAN" {
-            row.try_get::<bool, _>(i)
-                .map(Json::Bool)
-                .map_err(|e| e.to_string())?
-        } else if let Ok(x) = row.try_get::<i64, _>(i) {
-            Json::from(x)
-        } else if let Ok(x) = row.try_get::<u64, _>(i) {
-            Json::from(x)
-        } else if let Ok(x) = row.try_get::<f64, _>(i) {
-            Json::from(x)
-        } else if let Ok(x) = row.try_get::<f32, _>(i) {
-            Json::from(x as f64)
-        } else if let Ok(x) = row.try_get::<rust_decimal::Decimal, _>(i) {
-            Json::String(x.to_string())
-        } else if let Ok(x) = row.try_get::<String, _>(i) {
-            Json::String(x)
-        } else if let Ok(x) = row.try_get::<NaiveDateTime, _>(i) {
-            Json::String(x.format("%Y-%m-%d %H:%M:%S%.f").to_string())
-        } else if let Ok(x) = row.try_get::<DateTime<Utc>, _>(i) {
-            Json::String(x.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string())
-        } else if let Ok(x) = row.try_get::<NaiveDate, _>(i) {
-            Json::String(x.to_string())
-        } else if let Ok(x) = row.try_get::<Vec<u8>, _>(i) {
-            match String::from_utf8(x) {
-                Ok(s) => Json::String(s),
-                Err(_) => {
-                    return Err(format!(
-                        "column {name} holds binary data, which a data fix cannot read; select HEX({name}) instead"
-                    ));
-                }
-            }
-        } else {
-            return Err(format!(
-                "column {name} has type {ty}, which a data fix cannot read; cast it in the filter"
-            ));
-        };
-        fields.push((name, v));
-    }
-    Ok(Record::from_pairs(fields))
-}
-
-fn decode_lite(row: &sqlx::sqlite::SqliteRow) -> std::result::Result<Record, String> {
-    let mut fields = Vec::with_capacity(row.columns().len());
-    for (i, col) in row.columns().iter().enumerate() {
-        let name = col.name().to_string();
-        let null = row
-            .try_get_raw(i)
-            .map_err(|e| format!("column {name}: {e}"))?
-            .is_null();
-        let v = if null {
-            Json::Null
-        } else if let Ok(x) = row.try_get::<i64, _>(i) {
-            Json::from(x)
-        } else if let Ok(x) = row.try_get::<f64, _>(i) {
-            Json::from(x)
-        } else if let Ok(x) = row.try_get::<String, _>(i) {
-            Json::String(x)
-        } else {
-            return Err(format!(
-                "column {name} holds binary data, which a data fix cannot read; select hex({name}) instead"
-            ));
-        };
-        fields.push((name, v));
-    }
-    Ok(Record::from_pairs(fields))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_single_select_passes_the_text_check() {
-        assert!(check_filter_text("SELECT id FROM t").is_ok());
-        assert!(
-            check_filter_text("  -- which rows\n with x as (select 1) select * from x;").is_ok()
-        );
-        assert!(check_filter_text("select ';' as semi").is_ok());
-        for bad in [
-            "UPDATE t SET a = 1",
-            "DELETE FROM t",
-            "DROP TABLE t",
-            "/* hi */ INSERT INTO t VALUES (1)",
-            "SELECT 1; DELETE FROM t",
-            "",
-        ] {
-            let e = check_filter_text(bad).unwrap_err().to_string();
-            assert!(e.starts_with("filter refused"), "{bad}: {e}");
-        }
+        self.conn.close().await;
     }
 }

@@ -28,13 +28,10 @@ pub enum DatafixError {
         source: sqlx::Error,
     },
 
-    /// A reachable database refused a statement of the platform itself.
-    #[error("{context}: {source}")]
-    Database {
-        context: String,
-        #[source]
-        source: sqlx::Error,
-    },
+    /// The engine's connector failed outside the filter (reading the mapper
+    /// table's columns, a statement of the platform itself).
+    #[error(transparent)]
+    Engine(tern_engine::EngineError),
 
     /// The failure policy is `stop` and a record failed.
     #[error("stopped by the failure policy at record {key}: {reason}")]
@@ -53,15 +50,23 @@ pub enum DatafixError {
 }
 
 impl DatafixError {
-    pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> DatafixError {
-        let context = context.into();
-        move |source| DatafixError::Database { context, source }
-    }
-
     pub(crate) fn spec(at: impl Into<String>, message: impl Into<String>) -> DatafixError {
         DatafixError::Spec {
             at: at.into(),
             message: message.into(),
+        }
+    }
+}
+
+impl From<tern_engine::EngineError> for DatafixError {
+    /// An unreachable database stays [`DatafixError::Unreachable`] (503 at
+    /// the edge); the rest is the engine's own error.
+    fn from(e: tern_engine::EngineError) -> Self {
+        match e {
+            tern_engine::EngineError::Unreachable { url, source, .. } => {
+                DatafixError::Unreachable { url, source }
+            }
+            other => DatafixError::Engine(other),
         }
     }
 }

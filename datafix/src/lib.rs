@@ -17,13 +17,14 @@
 pub mod db;
 pub mod error;
 pub mod expr;
+pub mod filter;
 pub mod mapper;
 pub mod record;
 pub mod run;
 pub mod spec;
 
-pub use db::check_filter_text;
 pub use error::DatafixError;
+pub use filter::check_filter_text;
 pub use mapper::{Change, FixPlugin, Mapper, PluginRegistry};
 pub use record::Record;
 pub use run::{

@@ -220,7 +220,7 @@ impl FixSpec {
         for k in &self.key {
             check_ident(&at("key"), k)?;
         }
-        crate::db::check_filter_text(&self.filter.sql)?;
+        crate::filter::check_filter_text(&self.filter.sql)?;
         if self.filter.timeout_s == 0 {
             return Err(DatafixError::spec(
                 at("filter.timeout_s"),

@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::apply::groups::SharedRows;
 use crate::buckets::Bucket;
 use crate::capture;
 use crate::changelog::Position;
 use crate::checkpoint;
-use crate::chunk::{Chunk, ChunkReader};
+use crate::chunk::{Chunk, ChunkReader, SourceQuery};
+use crate::connector::Connector;
 use crate::error::{EngineError, Result};
 use crate::link::Link;
 use crate::progress::{Progress, Task, Unit};
@@ -128,9 +130,14 @@ pub async fn load_bucket(
     );
     // One chunk in the channel, one being read, one being written.
     let (tx, mut rx) = mpsc::channel::<Result<(Chunk, u64, Output)>>(1);
+    let shared = t
+        .shared
+        .clone()
+        .map(|s| (s, t.query.clone(), link.source().clone()));
     let reader_task = tokio::spawn(read_and_transform(
         reader,
         t.pipeline.clone(),
+        shared,
         control.clone(),
         link.spec().chunk_rows as u64,
         tx,
@@ -218,6 +225,7 @@ pub async fn load_bucket(
 async fn read_and_transform(
     mut reader: ChunkReader,
     pipeline: Arc<Pipeline>,
+    shared: Option<(Arc<SharedRows>, Arc<SourceQuery>, Connector)>,
     control: RunControl,
     chunk_rows: u64,
     tx: mpsc::Sender<Result<(Chunk, u64, Output)>>,
@@ -239,7 +247,14 @@ async fn read_and_transform(
                 // only their count and the chunk's positions.
                 let rows = std::mem::take(&mut chunk.rows);
                 let n = rows.len() as u64;
-                pipeline.apply(rows).map(|out| (chunk, n, out))
+                // A shared row is written from the record its group keeps,
+                // wherever that record is (see `apply/groups.rs`).
+                let rows = match &shared {
+                    Some((s, query, source)) => s.picks_within(source, query, rows).await,
+                    None => Ok(rows),
+                };
+                rows.and_then(|rows| pipeline.apply(rows))
+                    .map(|out| (chunk, n, out))
             }
             Err(e) => Err(e),
         };

@@ -177,6 +177,103 @@ pub async fn catch_up_bucket(
     })
 }
 
+/// What [`catch_up_all`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatchUpAll {
+    /// One summary per bucket caught up (or cancelled), by table and bucket.
+    pub buckets: Vec<CatchUpSummary>,
+    /// Buckets left alone, each with why and what to do.
+    pub skipped: Vec<SkippedBucket>,
+}
+
+/// A bucket [`catch_up_all`] could not catch up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkippedBucket {
+    pub table: String,
+    pub bucket: usize,
+    pub reason: String,
+}
+
+/// Catches up every bucket of every table of the spec from its watermark to
+/// the head, `parallelism` buckets at a time (at least one). Buckets not
+/// loaded yet, still loading, or loaded without change capture are skipped
+/// and listed with what to do; a table without a stored plan has not been
+/// loaded at all and is listed as one skipped entry. An error in one bucket
+/// stops the others (what they committed stays) and is returned.
+pub async fn catch_up_all(
+    link: &Link,
+    opts: &CatchUpOptions,
+    parallelism: usize,
+    control: &RunControl,
+) -> Result<CatchUpAll> {
+    use futures::StreamExt;
+    link.check_writable()?;
+    let mut work = Vec::new();
+    let mut skipped = Vec::new();
+    for table in link.tables() {
+        let Some(plan) = link.stored_plan(table).await? else {
+            skipped.push(SkippedBucket {
+                table: table.to_string(),
+                bucket: 0,
+                reason: "the table has no stored plan: bulk-load it first".into(),
+            });
+            continue;
+        };
+        let cps = link.checkpoints(table).await?;
+        for b in plan.buckets {
+            let cp = cps.iter().find(|c| c.bucket == b.index);
+            let reason = match cp {
+                None => Some("not bulk-loaded yet: load it first"),
+                Some(c) if !c.done => Some("its bulk load has not finished: finish it first"),
+                Some(c) if c.watermark.is_none() => Some(
+                    "loaded without change capture (no watermark): use a window catch-up \
+                     (--bucket N --window-from/--window-to)",
+                ),
+                Some(_) => None,
+            };
+            match reason {
+                Some(r) => skipped.push(SkippedBucket {
+                    table: table.to_string(),
+                    bucket: b.index,
+                    reason: r.into(),
+                }),
+                None => work.push(b),
+            }
+        }
+    }
+    // The buckets stop each other on an error, not the caller's run.
+    let child = control.child();
+    let results: Vec<Result<CatchUpSummary>> = futures::stream::iter(work)
+        .map(|b| {
+            let child = &child;
+            async move {
+                let r = catch_up_bucket(link, &b, opts, child).await;
+                if r.is_err() {
+                    child.cancel.cancel();
+                }
+                r
+            }
+        })
+        .buffer_unordered(parallelism.max(1))
+        .collect()
+        .await;
+    let mut buckets = Vec::with_capacity(results.len());
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Ok(s) => buckets.push(s),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    buckets.sort_by(|a, b| (&a.table, a.bucket).cmp(&(&b.table, b.bucket)));
+    Ok(CatchUpAll { buckets, skipped })
+}
+
 /// The catch-up as a change stream consumer: its bucket's keys, applied with
 /// the bucket's watermark advanced in the same transaction.
 struct BucketCatchUp<'a> {

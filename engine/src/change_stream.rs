@@ -473,10 +473,20 @@ impl<'l> ChangeStream<'l> {
                     }
                 }
             }
-            if !keys.is_empty() {
+            let mut groups = Vec::new();
+            let mut seen_groups = HashSet::new();
+            for (g, bucket) in apply::groups_for_changes(self.link, table, &changes)? {
+                if bucket.is_none_or(|b| filter.admits(table, &b))
+                    && seen_groups.insert(key_identity(&g.iter().collect::<Vec<_>>()))
+                {
+                    groups.push(g);
+                }
+            }
+            if !keys.is_empty() || !groups.is_empty() {
                 batch.keys.push(TableKeys {
                     table: table.to_string(),
                     keys,
+                    groups,
                 });
             }
         }

@@ -26,6 +26,7 @@ pub mod checkpoint;
 pub mod chunk;
 pub mod connector;
 pub mod error;
+pub mod expr;
 pub mod link;
 pub mod progress;
 pub mod ramp;
@@ -45,14 +46,15 @@ pub use buckets::{Bucket, Plan, PlannedBucket};
 pub use bulk_load::{BucketReport, LoadStatus, load_bucket};
 pub use changelog::{Lag, Position};
 pub use chunk::{Chunk, ChunkReader, KeyRange};
-pub use connector::{Connector, Dialect, VERSION_COLUMN};
+pub use connector::{Connector, Dialect, Statement, VERSION_COLUMN};
 pub use error::EngineError;
 pub use link::{Link, Side};
 pub use progress::{Progress, Tally, Task, Unit};
 pub use run_control::RunControl;
 
 pub use catch_up::{
-    CatchUpOptions, CatchUpStatus, CatchUpSummary, catch_up_bucket, catch_up_window,
+    CatchUpAll, CatchUpOptions, CatchUpStatus, CatchUpSummary, SkippedBucket, catch_up_all,
+    catch_up_bucket, catch_up_window,
 };
 pub use change_stream::{Batch, ChangeStream, Filter, StreamOptions};
 pub use relay::{PruneReport, RelayOptions, RelayRamp, RelaySummary, prune_changelog, run_relay};

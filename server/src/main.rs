@@ -3,6 +3,8 @@
 //! One binary: the web control plane (`serve`, `demo`), user management, and
 //! the engines' commands for scripts and operators.
 
+#![recursion_limit = "256"]
+
 mod cli;
 mod settings;
 mod telemetry;
@@ -38,6 +40,11 @@ enum Command {
     Demo(cli::demo::Args),
     /// Run job workers only (no web server); any number of them on a PostgreSQL control store.
     Worker(cli::worker::Args),
+    /// List every route of the web server and the roles its access rule lets in.
+    Access,
+    /// Manage the named database connections specs and data fixes use.
+    #[command(subcommand)]
+    Connection(cli::connection::Command),
     /// Manage the users who can sign in.
     #[command(subcommand)]
     User(cli::user::Command),
@@ -75,6 +82,11 @@ fn main() -> ExitCode {
         settings.log_format = settings::LogFormat::Json;
     }
     telemetry::init(settings.log_format, &settings.log);
+    // No command may point an engine at the control store the settings name.
+    tern_control::own_store::register(&match settings.database_url.trim() {
+        "" => format!("sqlite://{}", settings.data_dir.join("tern.db").display()),
+        url => url.to_string(),
+    });
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -90,6 +102,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => cli::serve::run(settings, args).await,
             Command::Demo(args) => cli::demo::run(settings, args).await,
+            Command::Access => cli::access::run(settings).await,
+            Command::Connection(cmd) => cli::connection::run(settings, cmd).await,
             Command::User(cmd) => cli::user::run(settings, cmd).await,
             Command::Worker(args) => cli::worker::run(settings, args).await,
             Command::Plan(args) => cli::plan::run(args).await,

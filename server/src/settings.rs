@@ -46,6 +46,24 @@ pub struct Settings {
     /// Origins (`https://tern.example.com`) besides the server's own from which
     /// state-changing requests are accepted, e.g. behind a proxy. Default none.
     pub allowed_origins: Vec<String>,
+    /// The key (64 hex characters, `tern connection new-key`) connection
+    /// passwords are encrypted with; usually `TERN_SECRET_KEY`. Default empty:
+    /// Tern then refuses to store a password (references still work).
+    pub secret_key: SecretSetting,
+    /// The key before `secret_key`, kept while rotating
+    /// (`tern connection rekey`). Default empty.
+    pub previous_secret_key: SecretSetting,
+}
+
+/// A setting that holds a secret: read like a string, never printed.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretSetting(pub String);
+
+impl std::fmt::Debug for SecretSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
 }
 
 impl Default for Settings {
@@ -62,6 +80,8 @@ impl Default for Settings {
             workers: 2,
             lease_seconds: 30,
             allowed_origins: Vec::new(),
+            secret_key: SecretSetting::default(),
+            previous_secret_key: SecretSetting::default(),
         }
     }
 }
@@ -195,7 +215,25 @@ impl Settings {
                 });
             }
         }
+        if let Err(e) = self.secret_key() {
+            return Err(SettingsError::Invalid {
+                setting: "secret_key",
+                message: e.to_string(),
+            });
+        }
         Ok(())
+    }
+
+    /// The key connection secrets are encrypted with, if one is set.
+    pub fn secret_key(
+        &self,
+    ) -> Result<Option<tern_control::connections::SecretKey>, tern_control::ControlError> {
+        let current = self.secret_key.0.trim();
+        if current.is_empty() {
+            return Ok(None);
+        }
+        tern_control::connections::SecretKey::parse(current, Some(&self.previous_secret_key.0))
+            .map(Some)
     }
 }
 
@@ -251,6 +289,9 @@ fn env_value(key: &str, raw: &str) -> toml::Value {
                 .map(|s| toml::Value::String(s.to_string()))
                 .collect(),
         );
+    }
+    if key.ends_with("secret_key") {
+        return toml::Value::String(raw.to_string());
     }
     if let Ok(i) = raw.parse::<i64>() {
         return toml::Value::Integer(i);
@@ -331,6 +372,17 @@ mod tests {
                 "{msg} should name {setting}"
             );
         }
+    }
+
+    #[test]
+    fn a_secret_key_is_read_checked_and_never_printed() {
+        let key = "ab".repeat(32);
+        let s = Settings::load(None, env(&[("TERN_SECRET_KEY", &key)])).expect("valid key");
+        assert!(s.secret_key().expect("parses").is_some());
+        assert!(!format!("{s:?}").contains(&key), "the key is not printed");
+        let err = Settings::load(None, env(&[("TERN_SECRET_KEY", "short")])).expect_err("refused");
+        assert!(err.to_string().contains("secret_key"), "{err}");
+        assert!(!err.to_string().contains("short"), "{err}");
     }
 
     #[test]

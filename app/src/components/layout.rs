@@ -56,8 +56,6 @@ fn Nav(me: Me) -> impl IntoView {
     view! {
         <nav class="nav" aria-label="main">
             <A href="/" exact=true>"Overview"</A>
-            // Client owners see the overview and their own clients only: no
-            // link to a page that would answer 403.
             <Show when={let a = me.can_read_audit; move || a}>
                 <A href="/fixes">"Data fixes"</A>
             </Show>
@@ -67,6 +65,7 @@ fn Nav(me: Me) -> impl IntoView {
             </Show>
             <Show when={let a = me.can_administer; move || a}>
                 <A href="/admin/users">"Users"</A>
+                <A href="/admin/connections">"Connections"</A>
             </Show>
         </nav>
         <div class="whoami">

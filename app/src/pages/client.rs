@@ -70,6 +70,7 @@ pub async fn client_view(id: i64) -> Result<ClientPageData, AppError> {
     let me = crate::server::actor()?;
     let store = crate::server::state()?.store;
     let c = store.client(id).await?;
+    me.require_client(&c.name, "reading a client")?;
     let gate = store.check_gates(&c, tern_ramp::Ramp::FULL).await?;
     let can_edit = me.role.can_operate() || tern_control::clients::owns(&me, &c);
     let tokens = if can_edit {

@@ -55,7 +55,11 @@ pub async fn list_clients(migration_id: Option<i64>) -> Result<Vec<ClientRow>, A
         .store
         .list_clients(&me, migration_id)
         .await?;
-    Ok(list.iter().map(|c| client_row(&me, c)).collect())
+    Ok(list
+        .iter()
+        .filter(|c| me.sees_client(&c.name))
+        .map(|c| client_row(&me, c))
+        .collect())
 }
 
 /// Migrations to register a client in: (id, name).

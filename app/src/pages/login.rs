@@ -9,7 +9,9 @@ use leptos_router::hooks::use_query_map;
 #[component]
 pub fn LoginPage() -> impl IntoView {
     let query = use_query_map();
-    let failed = move || query.with(|q| q.get("error").is_some());
+    let failed = move || query.with(|q| q.get("error").is_some_and(|e| e != "slow"));
+    let slowed = move || query.with(|q| q.get("error").is_some_and(|e| e == "slow"));
+    let wait = move || query.with(|q| q.get("wait").unwrap_or_else(|| "a few".into()));
     let signed_out = move || query.with(|q| q.get("signed_out").is_some());
     let next = move || query.with(|q| q.get("next").unwrap_or_default());
     view! {
@@ -22,6 +24,11 @@ pub fn LoginPage() -> impl IntoView {
                     <p class="flash flash-error" role="alert" data-testid="login-error">
                         "Wrong username or password. Check both and try again; an admin can reset a forgotten password with "
                         <code>"tern user add"</code>"."
+                    </p>
+                </Show>
+                <Show when=slowed>
+                    <p class="flash flash-error" role="alert" data-testid="login-slowed">
+                        "Too many sign-in attempts. Wait " {wait} " seconds, then try again."
                     </p>
                 </Show>
                 <Show when=signed_out>

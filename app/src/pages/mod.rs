@@ -4,6 +4,7 @@ pub mod audit;
 pub mod bucket;
 pub mod client;
 pub mod clients;
+pub mod connections;
 pub mod decommission;
 pub mod fixes;
 pub mod guide;

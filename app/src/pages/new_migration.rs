@@ -15,8 +15,10 @@ pub async fn preview_migration(name: String, spec: String) -> Result<Vec<TablePl
     let me = crate::server::actor()?;
     me.require_operate("planning a migration")?;
     let state = crate::server::state()?;
-    let plans =
-        tern_control::planning::plan_spec(&spec, name.trim(), &state.runners.registry).await?;
+    let plans = state
+        .store
+        .preview_spec(&spec, name.trim(), &state.runners.registry)
+        .await?;
     Ok(plans
         .into_iter()
         .map(|p| TablePlanView {

@@ -1,6 +1,6 @@
 //! The bulk-load job: copies one bucket of one table with the engine,
-//! resumable from the engine's checkpoint in the target, following the job's
-//! live rate limit, reporting progress to the job and rows to the bucket.
+//! resumable from the engine's checkpoint in the target, reporting progress
+//! to the job and rows copied to the bucket (the harness does the rest).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -9,14 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tern_engine::{LoadStatus, Value, load_bucket};
 
-use crate::buckets::Phase;
 use crate::clock::now_ms;
-use crate::error::{ControlError, Result};
-use crate::jobs::{JobKind, Progress};
-use crate::runners::{
-    RunnerContext, engine_bucket, link_for, migration_of, param_str, run_control,
-};
-use crate::worker::{JobContext, JobRunner, RunEnd};
+use crate::error::Result;
+use crate::jobs::harness::{JobContext, JobRunner, RunEnd};
+use crate::jobs::{BucketParams, JobKind, Progress};
+use crate::phases::Phase;
+use crate::runners::{RunnerContext, bucket_of, count, engine_bucket, link_for, migration_of};
 
 /// Runs `bulk-load` jobs.
 #[derive(Debug)]
@@ -37,116 +35,79 @@ impl JobRunner for BulkLoadRunner {
     }
 
     async fn run(&self, ctx: JobContext) -> Result<RunEnd> {
-        let job = &ctx.job;
-        let bucket_id = job.bucket_id.ok_or_else(|| {
-            ControlError::Internal(format!("bulk-load job {} has no bucket", job.id))
-        })?;
-        let table = param_str(job, "table")?.to_string();
-        let (_migration, spec) = migration_of(&ctx.store, job).await?;
+        let (job, store) = (&ctx.job, &ctx.store);
+        let bucket_id = bucket_of(job)?;
+        let params: BucketParams = job.params()?;
+        let (_migration, spec) = migration_of(store, job).await?;
         let link = link_for(&self.ctx, spec).await?;
         // The engine fixes the plan at the first load of a table and keeps it
         // in the target; the control store follows it.
-        let bucket = engine_bucket(&ctx.store, &link, job).await?;
-        ctx.store
-            .sync_bucket_plan(
-                bucket_id,
-                bucket
-                    .range
-                    .lo
-                    .as_ref()
-                    .map(Value::canonical_text)
-                    .as_deref(),
-                bucket
-                    .range
-                    .hi
-                    .as_ref()
-                    .map(Value::canonical_text)
-                    .as_deref(),
-                i64::try_from(bucket.rows).unwrap_or(i64::MAX),
-            )
+        let bucket = engine_bucket(store, &link, job.migration_id, &params).await?;
+        let (lo, hi) = (bucket.range.lo.as_ref(), bucket.range.hi.as_ref());
+        let (lo, hi) = (lo.map(Value::canonical_text), hi.map(Value::canonical_text));
+        store
+            .sync_bucket_plan(bucket_id, lo.as_deref(), hi.as_deref(), count(bucket.rows))
             .await?;
-        ctx.store
+        store
             .record_bucket_snapshot(bucket_id, now_ms(), None)
             .await?;
 
-        let reporter = ctx.clone();
-        let last_done = Arc::new(AtomicI64::new(-1));
-        let seen = Arc::clone(&last_done);
-        let control = run_control(&ctx, move |p| {
-            let done = i64::try_from(p.done).unwrap_or(i64::MAX);
-            let total = i64::try_from(p.total.unwrap_or(p.done)).unwrap_or(i64::MAX);
-            let eta = (p.rate > 0.0).then(|| (total - done).max(0) as f64 / p.rate);
-            seen.store(done, Ordering::Relaxed);
-            reporter.report(Progress {
+        let seen = Arc::new(AtomicI64::new(-1));
+        let last = Arc::clone(&seen);
+        let table = params.table.clone();
+        let control = ctx.run_control(move |p| {
+            let (done, total) = (count(p.done), count(p.total.unwrap_or(p.done)));
+            last.store(done, Ordering::Relaxed);
+            let bucket = p.task.bucket().unwrap_or_default();
+            Progress {
                 rows_done: done,
                 rows_total: Some(total),
                 rate: Some(p.rate),
-                eta_seconds: eta,
+                eta_seconds: (p.rate > 0.0).then(|| (total - done).max(0) as f64 / p.rate),
                 message: Some(format!(
-                    "{table} bucket {}: {} chunks this run",
-                    p.task.bucket().unwrap_or_default(),
+                    "{table} bucket {bucket}: {} chunks this run",
                     p.steps
                 )),
-            });
+            }
         });
-        // One task writes the bucket's rows copied, in order, while the load runs.
-        let recorder_stop = tokio_util::sync::CancellationToken::new();
-        let recorder = tokio::spawn({
-            let store = ctx.store.clone();
-            let seen = Arc::clone(&last_done);
-            let stop = recorder_stop.clone();
-            async move {
-                let mut written = -1;
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_millis(800)) => {}
-                    }
-                    let now = seen.load(Ordering::Relaxed);
-                    if now > written {
-                        if let Err(e) = store.set_bucket_rows_copied(bucket_id, now).await {
-                            tracing::warn!(bucket = bucket_id, error = %e, "cannot record rows copied");
-                        }
-                        written = now;
+        // The bucket's rows copied, written on the side while the load runs.
+        let recorder = ctx.every(Duration::from_millis(800), {
+            let (store, seen, mut written) = (store.clone(), Arc::clone(&seen), -1);
+            move || {
+                let (store, now) = (store.clone(), seen.load(Ordering::Relaxed));
+                let due = now > written;
+                written = written.max(now);
+                async move {
+                    if due && let Err(e) = store.set_bucket_rows_copied(bucket_id, now).await {
+                        tracing::warn!(bucket = bucket_id, error = %e, "cannot record rows copied");
                     }
                 }
             }
         });
         let report = load_bucket(&link, &bucket, &control).await;
-        recorder_stop.cancel();
-        let _ = recorder.await;
+        recorder.finish().await;
         let report = report?;
         // Source rows copied, as the last progress report counted them; a
         // bucket finished by an earlier run reports none, and counts as planned.
-        let copied = match (last_done.load(Ordering::Relaxed), report.status) {
+        let copied = match (seen.load(Ordering::Relaxed), report.status) {
             (n, _) if n >= 0 => Some(n),
-            (_, LoadStatus::AlreadyDone) => Some(i64::try_from(bucket.rows).unwrap_or(i64::MAX)),
+            (_, LoadStatus::AlreadyDone) => Some(count(bucket.rows)),
             _ => None,
         };
         if let Some(rows) = copied {
-            ctx.store.set_bucket_rows_copied(bucket_id, rows).await?;
+            store.set_bucket_rows_copied(bucket_id, rows).await?;
         }
         // The engine fixed the bucket's watermark (the changelog position) before
         // it read the bucket's first row; catch-up starts there. Without change
         // capture installed there is none, only the snapshot time.
-        let snapshot_ms = report
-            .snapshot_at
-            .map(|us| us / 1000)
-            .unwrap_or_else(now_ms);
-        ctx.store
-            .record_bucket_snapshot(
-                bucket_id,
-                snapshot_ms,
-                report
-                    .watermark
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .as_deref(),
-            )
+        let snapshot_ms = report.snapshot_at.map_or_else(now_ms, |us| us / 1000);
+        let watermark = report.watermark.as_ref().map(ToString::to_string);
+        store
+            .record_bucket_snapshot(bucket_id, snapshot_ms, watermark.as_deref())
             .await?;
-        match report.status {
-            LoadStatus::Cancelled => Ok(RunEnd::Stopped),
-            LoadStatus::Completed | LoadStatus::AlreadyDone => Ok(RunEnd::Completed {
+        Ok(match report.status {
+            LoadStatus::Cancelled => RunEnd::Stopped,
+            LoadStatus::Completed | LoadStatus::AlreadyDone => RunEnd::Completed {
                 summary: format!(
                     "{} bucket {}: {} rows read, {} written in {:.1}s",
                     report.table,
@@ -156,7 +117,7 @@ impl JobRunner for BulkLoadRunner {
                     report.elapsed.as_secs_f64()
                 ),
                 bucket_phase: Some(Phase::Loaded),
-            }),
-        }
+            },
+        })
     }
 }

@@ -1,17 +1,18 @@
 //! The catch-up job: brings one bucket from its watermark (taken before the
 //! bulk load read its first row) to the head of the changelog with the
-//! engine, following the job's live rate limit and reporting the lag.
+//! engine, reporting the lag to the job and, once a second, to the bucket.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tern_engine::{CatchUpOptions, CatchUpStatus, Task, catch_up_bucket};
 
-use crate::buckets::Phase;
-use crate::error::{ControlError, Result};
-use crate::jobs::{JobKind, Progress};
-use crate::runners::{RunnerContext, engine_bucket, link_for, migration_of, run_control};
-use crate::worker::{JobContext, JobRunner, RunEnd};
+use crate::error::Result;
+use crate::jobs::harness::{JobContext, JobRunner, RunEnd};
+use crate::jobs::{BucketParams, JobKind, Progress};
+use crate::phases::Phase;
+use crate::runners::{RunnerContext, bucket_of, count, engine_bucket, link_for, migration_of};
 
 /// Runs `catch-up` jobs.
 #[derive(Debug)]
@@ -32,22 +33,28 @@ impl JobRunner for CatchUpRunner {
     }
 
     async fn run(&self, ctx: JobContext) -> Result<RunEnd> {
-        let job = &ctx.job;
-        let bucket_id = job.bucket_id.ok_or_else(|| {
-            ControlError::Internal(format!("catch-up job {} has no bucket", job.id))
-        })?;
-        let (_migration, spec) = migration_of(&ctx.store, job).await?;
+        let (job, store) = (&ctx.job, &ctx.store);
+        let bucket_id = bucket_of(job)?;
+        let (_migration, spec) = migration_of(store, job).await?;
         let link = link_for(&self.ctx, spec).await?;
-        let bucket = engine_bucket(&ctx.store, &link, job).await?;
+        let bucket = engine_bucket(
+            store,
+            &link,
+            job.migration_id,
+            &job.params::<BucketParams>()?,
+        )
+        .await?;
 
-        let reporter = ctx.clone();
-        let lag_store = ctx.store.clone();
-        let last_lag_write = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
-        let control = run_control(&ctx, move |p| {
+        // The latest lag (changes, seconds), written to the bucket for the grid.
+        let lag_now: Arc<Mutex<Option<(i64, f64)>>> = Arc::default();
+        let seen = Arc::clone(&lag_now);
+        let control = ctx.run_control(move |p| {
             let lag = p.lag.unwrap_or_default();
-            let behind = i64::try_from(lag.changes).unwrap_or(i64::MAX);
-            let done = i64::try_from(p.done).unwrap_or(i64::MAX);
-            reporter.report(Progress {
+            let (behind, done) = (count(lag.changes), count(p.done));
+            if let Ok(mut l) = seen.lock() {
+                *l = Some((behind, lag.seconds));
+            }
+            Progress {
                 rows_done: done,
                 rows_total: Some(done.saturating_add(behind)),
                 rate: Some(p.rate),
@@ -59,62 +66,49 @@ impl JobRunner for CatchUpRunner {
                     ),
                     other => other.to_string(),
                 }),
-            });
-            // The bucket's lag for the grid, at most once a second.
-            let due = last_lag_write
-                .lock()
-                .map(|mut t| {
-                    let due = t.elapsed().as_millis() >= 1000;
-                    if due {
-                        *t = std::time::Instant::now();
-                    }
-                    due
-                })
-                .unwrap_or(false);
-            if due {
-                let store = lag_store.clone();
-                let seconds = lag.seconds;
-                tokio::spawn(async move {
+            }
+        });
+        let lag_writer = ctx.every(Duration::from_secs(1), {
+            let store = store.clone();
+            move || {
+                let (store, lag) = (
+                    store.clone(),
+                    lag_now.lock().ok().and_then(|mut l| l.take()),
+                );
+                async move {
+                    let Some((behind, seconds)) = lag else { return };
                     if let Err(e) = store.record_bucket_lag(bucket_id, behind, seconds).await {
                         tracing::warn!(bucket = bucket_id, error = %e, "cannot record the lag");
                     }
-                });
+                }
             }
         });
-        let opts = CatchUpOptions::default();
-        let summary = catch_up_bucket(&link, &bucket, &opts, &control).await?;
-        match summary.status {
-            CatchUpStatus::Cancelled => {
-                ctx.store
-                    .record_bucket_lag(
-                        bucket_id,
-                        i64::try_from(summary.lag.changes).unwrap_or(i64::MAX),
-                        summary.lag.seconds,
-                    )
-                    .await?;
-                Ok(RunEnd::Stopped)
-            }
-            CatchUpStatus::CaughtUp => {
-                ctx.store
-                    .record_catch_up(
-                        bucket_id,
-                        summary.from.as_ref().map(ToString::to_string).as_deref(),
-                        summary.to.as_ref().map(ToString::to_string).as_deref(),
-                    )
-                    .await?;
-                Ok(RunEnd::Completed {
-                    summary: format!(
-                        "{} bucket {}: caught up, {} changes read, {} keys applied, {} deleted in {:.1}s",
-                        summary.table,
-                        summary.bucket,
-                        summary.changes,
-                        summary.keys_applied,
-                        summary.keys_deleted,
-                        summary.elapsed.as_secs_f64()
-                    ),
-                    bucket_phase: Some(Phase::CaughtUp),
-                })
-            }
+        let summary = catch_up_bucket(&link, &bucket, &CatchUpOptions::default(), &control).await;
+        lag_writer.finish().await;
+        let summary = summary?;
+        if summary.status == CatchUpStatus::Cancelled {
+            let behind = count(summary.lag.changes);
+            store
+                .record_bucket_lag(bucket_id, behind, summary.lag.seconds)
+                .await?;
+            return Ok(RunEnd::Stopped);
         }
+        let (from, to) = (summary.from.as_ref(), summary.to.as_ref());
+        let (from, to) = (from.map(ToString::to_string), to.map(ToString::to_string));
+        store
+            .record_catch_up(bucket_id, from.as_deref(), to.as_deref())
+            .await?;
+        Ok(RunEnd::Completed {
+            summary: format!(
+                "{} bucket {}: caught up, {} changes read, {} keys applied, {} deleted in {:.1}s",
+                summary.table,
+                summary.bucket,
+                summary.changes,
+                summary.keys_applied,
+                summary.keys_deleted,
+                summary.elapsed.as_secs_f64()
+            ),
+            bucket_phase: Some(Phase::CaughtUp),
+        })
     }
 }

@@ -17,11 +17,9 @@ use tern_datafix::{
 };
 
 use crate::error::{ControlError, Result};
-use crate::fixes::parse_fix_spec;
-use crate::jobs::{JobKind, Progress};
-use crate::runners::param_i64;
+use crate::jobs::harness::{JobContext, JobRunner, RunEnd};
+use crate::jobs::{FixParams, JobKind, Progress};
 use crate::store::Store;
-use crate::worker::{JobContext, JobRunner, RunEnd};
 
 /// Runs `data-fix` jobs.
 #[derive(Debug, Default)]
@@ -90,11 +88,10 @@ impl JobRunner for DataFixRunner {
 
     async fn run(&self, ctx: JobContext) -> Result<RunEnd> {
         let job = &ctx.job;
-        let fix_id = param_i64(job, "fix_id")?;
-        let run_id = param_i64(job, "run_id")?;
+        let FixParams { fix_id, run_id } = job.params()?;
         let fix = ctx.store.fix(fix_id).await?;
         let run = ctx.store.fix_run(run_id).await?;
-        let mut spec = parse_fix_spec(&fix.spec, &fix.name)?;
+        let mut spec = ctx.store.fix_spec_for(&fix.spec, &fix.name).await?;
         spec.settings.concurrency = fix.settings.concurrency.max(1) as usize;
         spec.settings.batch_size = fix.settings.batch_size.max(1) as usize;
         spec.settings.on_failure = OnFailure::parse(&fix.settings.on_failure).unwrap_or_default();

@@ -6,18 +6,18 @@ pub mod bulk_load;
 pub mod catch_up;
 pub mod datafix;
 pub mod relay;
+pub mod repair;
 pub mod verify;
 
 use std::sync::Arc;
 
-use tern_engine::{Link, Progress, RateThrottle, RunControl, Spec, TransformerRegistry};
-use tokio::sync::watch;
+use tern_engine::{Link, Spec, TransformerRegistry};
 
 use crate::error::{ControlError, Result};
-use crate::jobs::Job;
+use crate::jobs::harness::JobRunner;
+use crate::jobs::{BucketParams, Job};
 use crate::migrations::Migration;
 use crate::store::Store;
-use crate::worker::{JobContext, JobRunner};
 
 /// What every runner shares: the transformer plug-ins the specs may name.
 #[derive(Clone, Default)]
@@ -38,6 +38,7 @@ pub fn all(ctx: &RunnerContext) -> Vec<Arc<dyn JobRunner>> {
         Arc::new(catch_up::CatchUpRunner::new(ctx.clone())),
         Arc::new(relay::RelayRunner::new(ctx.clone())),
         Arc::new(verify::VerifyRunner::new(ctx.clone())),
+        Arc::new(repair::RepairRunner::new(ctx.clone())),
         Arc::new(datafix::DataFixRunner::default()),
     ]
 }
@@ -62,7 +63,7 @@ pub(crate) async fn migration_of(store: &Store, job: &Job) -> Result<(Migration,
         .migration_id
         .ok_or_else(|| ControlError::Internal(format!("job {} belongs to no migration", job.id)))?;
     let migration = store.migration(id).await?;
-    let spec = crate::planning::parse_spec(&migration.spec, &migration.name)?;
+    let spec = store.spec_for(&migration.spec, &migration.name).await?;
     Ok((migration, spec))
 }
 
@@ -78,11 +79,11 @@ pub(crate) async fn link_for(ctx: &RunnerContext, spec: Spec) -> Result<Link> {
 pub(crate) async fn engine_bucket(
     store: &Store,
     link: &Link,
-    job: &Job,
+    migration_id: Option<i64>,
+    at: &BucketParams,
 ) -> Result<tern_engine::Bucket> {
-    let table = param_str(job, "table")?;
-    let table_bucket = param_i64(job, "table_bucket")?;
-    let planned = match job.migration_id {
+    let (table, table_bucket) = (at.table.as_str(), at.table_bucket);
+    let planned = match migration_id {
         Some(id) => planned_buckets(store, id, table).await?,
         None => Vec::new(),
     };
@@ -126,41 +127,19 @@ async fn planned_buckets(
         .collect())
 }
 
-/// A job parameter, or a clear error naming it.
-pub(crate) fn param_str<'a>(job: &'a Job, name: &str) -> Result<&'a str> {
-    job.params[name].as_str().ok_or_else(|| {
-        ControlError::Internal(format!("job {} lacks its `{name}` parameter", job.id))
+/// The bucket a bucket job works on (its id in the control store), or an
+/// error naming the job.
+pub(crate) fn bucket_of(job: &Job) -> Result<i64> {
+    job.bucket_id.ok_or_else(|| {
+        ControlError::Internal(format!(
+            "{} job {} has no bucket",
+            job.kind.as_str(),
+            job.id
+        ))
     })
 }
 
-pub(crate) fn param_i64(job: &Job, name: &str) -> Result<i64> {
-    job.params[name].as_i64().ok_or_else(|| {
-        ControlError::Internal(format!("job {} lacks its `{name}` parameter", job.id))
-    })
-}
-
-/// The engine's run control for a job: the job's live rate limit as the
-/// throttle, its stop token, and `progress` for what the engine reports.
-pub(crate) fn run_control(
-    ctx: &JobContext,
-    progress: impl Fn(&Progress) + Send + Sync + 'static,
-) -> RunControl {
-    RunControl::new()
-        .with_throttle(live_throttle(ctx.rate_limit.clone()))
-        .with_cancel(ctx.stop.clone())
-        .on_progress(progress)
-}
-
-/// A throttle that follows the job's rate limit as engineers change it.
-pub(crate) fn live_throttle(mut rate: watch::Receiver<Option<f64>>) -> Arc<RateThrottle> {
-    let to_rows = |r: Option<f64>| r.map(|r| r.max(1.0).round() as u64);
-    let throttle = Arc::new(RateThrottle::new(to_rows(*rate.borrow())));
-    let follower = Arc::clone(&throttle);
-    tokio::spawn(async move {
-        while rate.changed().await.is_ok() {
-            let r = *rate.borrow();
-            follower.set_rate(to_rows(r));
-        }
-    });
-    throttle
+/// A count from the engine as the store keeps it.
+pub(crate) fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

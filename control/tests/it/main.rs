@@ -13,6 +13,7 @@ mod jobs;
 mod migrations;
 mod runbook;
 mod schedule;
+mod schema;
 mod sessions;
 mod users;
 mod worker;

@@ -41,10 +41,19 @@ async fn writing_filters_are_refused(kind: DbKind) -> anyhow::Result<()> {
                 "SELECT id, first_name FROM members WHERE wipe_members() = 1".to_string(),
                 "WITH d AS (DELETE FROM members RETURNING id, first_name) SELECT id, first_name FROM d"
                     .to_string(),
+                "WITH u AS (UPDATE members SET first_name = 'gone' RETURNING id, first_name) \
+                 SELECT id, first_name FROM u"
+                    .to_string(),
                 "SELECT id, first_name FROM members FOR UPDATE".to_string(),
             ]
         }
-        _ => {
+        // SQLite has no writing functions and no data-modifying CTE in a
+        // SELECT; a WITH … DELETE … RETURNING passes the text check and is
+        // refused by the database.
+        DbKind::Sqlite => {
+            vec!["WITH x AS (SELECT 1) DELETE FROM members RETURNING id, first_name".to_string()]
+        }
+        DbKind::MariaDb => {
             exec(
                 &db,
                 "CREATE FUNCTION wipe_members() RETURNS INT MODIFIES SQL DATA \
@@ -88,6 +97,11 @@ async fn writing_filters_are_refused_postgres() -> anyhow::Result<()> {
 #[tokio::test]
 async fn writing_filters_are_refused_mariadb() -> anyhow::Result<()> {
     writing_filters_are_refused(DbKind::MariaDb).await
+}
+
+#[tokio::test]
+async fn writing_filters_are_refused_sqlite() -> anyhow::Result<()> {
+    writing_filters_are_refused(DbKind::Sqlite).await
 }
 
 #[tokio::test]

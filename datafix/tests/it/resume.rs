@@ -77,3 +77,8 @@ async fn killed_run_resumes_without_double_changes_postgres() -> anyhow::Result<
 async fn killed_run_resumes_without_double_changes_mariadb() -> anyhow::Result<()> {
     killed_and_resumed(DbKind::MariaDb).await
 }
+
+#[tokio::test]
+async fn killed_run_resumes_without_double_changes_sqlite() -> anyhow::Result<()> {
+    killed_and_resumed(DbKind::Sqlite).await
+}

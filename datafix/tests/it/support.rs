@@ -18,8 +18,15 @@ pub async fn exec(db: &TestDb, sql: &str) -> anyhow::Result<()> {
                 .await
                 .with_context(|| sql.to_string())?;
         }
-        _ => {
+        DbKind::MariaDb => {
             let mut c = sqlx::MySqlConnection::connect(&db.url).await?;
+            sqlx::raw_sql(sql)
+                .execute(&mut c)
+                .await
+                .with_context(|| sql.to_string())?;
+        }
+        DbKind::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&db.url).await?;
             sqlx::raw_sql(sql)
                 .execute(&mut c)
                 .await
@@ -38,8 +45,14 @@ pub async fn rows(db: &TestDb, sql: &str) -> anyhow::Result<Vec<(i64, String)>> 
                 .fetch_all(&mut c)
                 .await?
         }
-        _ => {
+        DbKind::MariaDb => {
             let mut c = sqlx::MySqlConnection::connect(&db.url).await?;
+            sqlx::query_as::<_, (i64, String)>(sql)
+                .fetch_all(&mut c)
+                .await?
+        }
+        DbKind::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&db.url).await?;
             sqlx::query_as::<_, (i64, String)>(sql)
                 .fetch_all(&mut c)
                 .await?
@@ -51,8 +64,8 @@ pub async fn rows(db: &TestDb, sql: &str) -> anyhow::Result<Vec<(i64, String)>> 
 /// row has a first name of 1,500 characters.
 pub async fn members(db: &TestDb, n: i64, long_every: i64) -> anyhow::Result<()> {
     let text = match db.kind {
-        DbKind::Postgres => "TEXT",
-        _ => "LONGTEXT",
+        DbKind::MariaDb => "LONGTEXT",
+        _ => "TEXT",
     };
     exec(
         db,

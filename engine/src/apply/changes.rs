@@ -10,7 +10,7 @@ use super::track::{bind_named, placeholders};
 use crate::changelog::Change;
 use crate::error::{EngineError, Result};
 use crate::link::Link;
-use crate::spec::TrackMap;
+use crate::spec::{Relation, TrackMap};
 use crate::transform::Record;
 use crate::value::{Value, key_identity, render_key};
 
@@ -194,4 +194,51 @@ async fn run_track_query(
         )
         .await?;
     Ok(rows)
+}
+
+/// For a deduplicated table (rows shared by the records of a group): the
+/// groups the old images of `changes` belonged to, with the image's bucket
+/// column value when it has one. A deleted or moved record can no longer be
+/// read from the source; its old image is how its former group is found and
+/// its shared row recomputed from the records left. Images of tables that do
+/// not carry the group columns (other tables a query source joins) give none.
+pub(crate) fn groups_for_changes(
+    link: &Link,
+    table: &str,
+    changes: &[Change],
+) -> Result<Vec<(Vec<Value>, Option<Value>)>> {
+    let t = link.table(table)?;
+    let (Some(shared), Some(src)) = (&t.shared, &t.spec.source) else {
+        return Ok(Vec::new());
+    };
+    let own = match &src.relation {
+        Relation::Table(name) => Some(name.as_str()),
+        Relation::Query(_) => None,
+    };
+    let mut out = Vec::new();
+    for c in changes {
+        if !src.tracks.iter().any(|tr| tr.table == c.table) {
+            continue;
+        }
+        let Some(old) = &c.old else { continue };
+        let rec = old.record();
+        match shared.group_from(&t.query, |col| rec.get(col).cloned())? {
+            Some(g) => out.push((g, rec.get(&src.bucket).cloned())),
+            None if own == Some(c.table.as_str()) => {
+                return Err(EngineError::Schema {
+                    table: table.to_string(),
+                    message: format!(
+                        "change {} of {} does not carry the dedupe group columns ({}): change \
+                         capture was installed for another spec; run `tern capture install` \
+                         with this one",
+                        c.seq,
+                        c.table,
+                        shared.columns().join(", ")
+                    ),
+                });
+            }
+            None => {}
+        }
+    }
+    Ok(out)
 }

@@ -19,6 +19,12 @@
 //!    catch-up position), so a position never moves past changes that are
 //!    not committed.
 //!
+//! A deduplicated table with a source (rows shared by several records, by
+//! the deduper's group columns) is brought up to date group by group: the
+//! changed records' groups, old ones included, are re-read whole and the
+//! record the `keep` rule picks rewrites the row (`groups.rs`); a row goes
+//! only when no record of its group is left.
+//!
 //! Rows that transformers add to tables without a source (shared content)
 //! are kept when one of their records is deleted: other records may still
 //! emit them. Verification reports any that no record emits any more.
@@ -28,9 +34,11 @@
 //! placeholders, which change capture needs too.
 
 pub(crate) mod changes;
+pub(crate) mod groups;
 pub(crate) mod tombstones;
 pub(crate) mod track;
 
+pub(crate) use changes::groups_for_changes;
 pub use changes::{ChangedKey, keys_for_change, keys_for_changes};
 pub use tombstones::TOMBSTONE_TABLE;
 
@@ -53,6 +61,11 @@ const KEYS_PER_LOAD: usize = 500;
 pub struct TableKeys {
     pub table: String,
     pub keys: Vec<Vec<Value>>,
+    /// For a deduplicated table: the groups (dedupe group column values)
+    /// the changed records belonged to before the change, read from the
+    /// changelog's old images. A deleted record can no longer be read, so
+    /// this is how its shared row is recomputed from the records left.
+    pub groups: Vec<Vec<Value>>,
 }
 
 /// What [`apply_keys`] did.
@@ -133,10 +146,12 @@ pub(crate) async fn apply_keys_with(
             .filter(|k| seen.insert(identity(k)))
             .cloned()
             .collect();
-        if wanted.is_empty() {
+        if wanted.is_empty() && tk.groups.is_empty() {
             continue;
         }
-        first_key.get_or_insert_with(|| format!("{} {}", tk.table, render_key(&wanted[0])));
+        if let Some(k) = wanted.first().or(tk.groups.first()) {
+            first_key.get_or_insert_with(|| format!("{} {}", tk.table, render_key(k)));
+        }
         report.keys += wanted.len() as u64;
         let mut rows = Vec::new();
         for batch in wanted.chunks(KEYS_PER_READ) {
@@ -151,15 +166,30 @@ pub(crate) async fn apply_keys_with(
             rows.retain(|r| admit(&tk.table, &r[b]));
             report.skipped += (before - rows.len()) as u64;
         }
-        let written: Vec<String> = rows
+        let mut changed: Vec<String> = rows
             .iter()
             .map(|r| source_key_text(&t.query.key_of(r)))
             .collect();
+        if let Some(shared) = &t.shared {
+            // A shared row is rewritten from the record its group keeps now;
+            // rows the changed records owned and no longer produce go (see
+            // `groups.rs`), after the picks have taken over their rows.
+            rows = shared
+                .picks(link.source(), &t.query, &rows, &tk.groups)
+                .await?;
+            statements.extend(tombstones::release_statements(
+                d, &tk.table, &changed, version,
+            ));
+            changed = rows
+                .iter()
+                .map(|r| source_key_text(&t.query.key_of(r)))
+                .collect();
+        }
         let output = t.pipeline.apply(rows)?;
         merge(&mut tables, output);
         report.keys_deleted += gone.len() as u64;
         statements.extend(tombstones::delete_statements(d, &tk.table, &gone, version));
-        statements.extend(tombstones::stale_statements(d, &tk.table, &written));
+        statements.extend(tombstones::stale_statements(d, &tk.table, &changed));
     }
     for t in &mut tables {
         keep_last_per_key(t);
@@ -198,9 +228,12 @@ pub async fn load_keys(link: &Link, table: &str, keys: &[Vec<Value>]) -> Result<
     for batch in keys.chunks(KEYS_PER_LOAD) {
         // Clock before the read, for the reason given in `chunk.rs`.
         let version = link.source().clock_micros().await?;
-        let rows = read_keys(link, t, batch).await?;
+        let mut rows = read_keys(link, t, batch).await?;
         report.missing.extend(missing(t, batch, &rows).cloned());
         report.rows_read += rows.len() as u64;
+        if let Some(shared) = &t.shared {
+            rows = shared.picks(link.source(), &t.query, &rows, &[]).await?;
+        }
         let output = t.pipeline.apply(rows)?;
         writer
             .write(&output, version, &[])

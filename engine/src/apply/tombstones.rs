@@ -68,23 +68,10 @@ pub(super) fn delete_statements(
     keys: &[String],
     version: i64,
 ) -> Vec<Statement> {
-    let t = d.quote(table);
-    let sk = d.quote(SOURCE_KEY_COLUMN);
-    let v = d.quote(VERSION_COLUMN);
     let tb = d.quote(TOMBSTONE_TABLE);
     let mut out = Vec::new();
     for batch in keys.chunks(KEYS_PER_STATEMENT) {
-        let mut params: Vec<Value> = batch.iter().map(|k| Value::Text(k.clone())).collect();
-        params.push(Value::Int(version));
-        out.push(Statement {
-            sql: format!(
-                "DELETE FROM {t} WHERE {sk} IN ({}) AND {v} < {}",
-                marks(d, 1, batch.len()),
-                d.placeholder(batch.len() + 1)
-            ),
-            params,
-            expect_rows: None,
-        });
+        out.extend(release_statements(d, table, batch, version));
         let rows: Vec<String> = (0..batch.len())
             .map(|i| format!("({})", marks(d, i * 3 + 1, 3)))
             .collect();
@@ -116,6 +103,36 @@ pub(super) fn delete_statements(
         });
     }
     out
+}
+
+/// Statements deleting the rows that records still in the source owned
+/// and were not rewritten by this batch (older than `version`): a record
+/// moved to another shared row, or no longer its group's pick, gives its
+/// old row up. Rows just written carry `version` and stay.
+pub(super) fn release_statements(
+    d: Dialect,
+    table: &str,
+    keys: &[String],
+    version: i64,
+) -> Vec<Statement> {
+    let t = d.quote(table);
+    let sk = d.quote(SOURCE_KEY_COLUMN);
+    let v = d.quote(VERSION_COLUMN);
+    keys.chunks(KEYS_PER_STATEMENT)
+        .map(|batch| {
+            let mut params: Vec<Value> = batch.iter().map(|k| Value::Text(k.clone())).collect();
+            params.push(Value::Int(version));
+            Statement {
+                sql: format!(
+                    "DELETE FROM {t} WHERE {sk} IN ({}) AND {v} < {}",
+                    marks(d, 1, batch.len()),
+                    d.placeholder(batch.len() + 1)
+                ),
+                params,
+                expect_rows: None,
+            }
+        })
+        .collect()
 }
 
 /// Statements deleting rows just written that a newer deletion (another

@@ -57,8 +57,9 @@ pub struct RemoveReport {
 
 /// The tables a spec needs captured and the columns of each: for every table
 /// source and every `tracks` entry, the columns that find the records a change
-/// touches (the key columns, the `:placeholders` of a track query, and the
-/// bucket column of a table source, for ramps).
+/// touches (the key columns, the `:placeholders` of a track query, the
+/// bucket column of a table source, for ramps, and a deduplicated table
+/// source's group columns).
 pub fn captured_tables(spec: &Spec) -> Result<Vec<CapturedTable>> {
     let mut out: Vec<(String, BTreeSet<String>)> = Vec::new();
     let mut add = |table: &str, cols: Vec<String>| match out.iter_mut().find(|(t, _)| t == table) {
@@ -82,6 +83,11 @@ pub fn captured_tables(spec: &Spec) -> Result<Vec<CapturedTable>> {
             };
             if matches!(&src.relation, Relation::Table(name) if *name == track.table) {
                 cols.push(src.bucket.clone());
+                // A deleted record's shared row is recomputed from its
+                // group, read from the old image.
+                if let Some(d) = &t.dedupe {
+                    cols.extend(d.group.iter().cloned());
+                }
             }
             add(&track.table, cols);
         }

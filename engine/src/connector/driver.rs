@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{
@@ -197,6 +198,59 @@ where
     decode_rows::<DB>(&rows)
 }
 
+/// Runs a query on a connection (inside the caller's transaction or
+/// session): its column names and rows, decoded.
+pub(super) async fn fetch_on<DB: Driver>(
+    conn: &mut DB::Connection,
+    sql: &str,
+    params: &[Value],
+) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    let rows = DB::bind_all(sqlx::query(sql), params)
+        .fetch_all(&mut *conn)
+        .await?;
+    decode_rows::<DB>(&rows)
+}
+
+/// A pooled connection whose session a caller changes for a while (SQLite's
+/// `query_only`, MySQL's statement time limit). Unless [`Session::restored`]
+/// says the session is as it was, the connection is closed instead of going
+/// back to the pool: a read whose future is dropped midway (a cancelled run)
+/// cannot leave a read-only or time-limited connection for the next writer.
+pub(super) struct Session<DB: Database> {
+    conn: PoolConnection<DB>,
+    restored: bool,
+}
+
+impl<DB: Database> Session<DB> {
+    pub(super) async fn acquire(pool: &Pool<DB>) -> Result<Session<DB>, sqlx::Error> {
+        Ok(Session {
+            conn: pool.acquire().await?,
+            restored: false,
+        })
+    }
+
+    pub(super) fn conn(&mut self) -> &mut DB::Connection {
+        &mut self.conn
+    }
+
+    /// The session is as the pool handed it out: it may go back.
+    pub(super) fn restored(mut self) {
+        self.restored = true;
+    }
+}
+
+impl<DB: Database> Drop for Session<DB> {
+    fn drop(&mut self) {
+        if !self.restored {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 /// Decodes rows, choosing each column's decoder from the first row; a
 /// column of a type the engine does not read is an error naming it.
 fn decode_rows<DB: Driver>(rows: &[DB::Row]) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
@@ -253,36 +307,57 @@ where
 }
 
 /// Runs statements on a connection (inside the caller's transaction), each
-/// checked for the rows it must affect.
+/// checked for the rows it must affect; the rows each affected.
 pub(super) async fn run_statements<DB: Driver>(
     conn: &mut DB::Connection,
     statements: &[Statement],
-) -> Result<(), sqlx::Error>
+) -> Result<Vec<u64>, sqlx::Error>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
 {
+    let mut affected = Vec::with_capacity(statements.len());
     for st in statements {
         let result = DB::bind_all(sqlx::query(&st.sql), &st.params)
             .execute(&mut *conn)
             .await?;
-        check_affected(st, DB::rows_affected(&result))?;
+        let n = DB::rows_affected(&result);
+        check_affected(st, n)?;
+        affected.push(n);
     }
-    Ok(())
+    Ok(affected)
 }
 
-/// Runs statements in one transaction: all commit or none does.
+/// Runs statements in one transaction: all commit or none does. The rows
+/// each affected.
 pub(super) async fn transaction<DB: Driver>(
     pool: &Pool<DB>,
     statements: &[Statement],
-) -> Result<(), sqlx::Error>
+) -> Result<Vec<u64>, sqlx::Error>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
 {
     let mut tx = pool.begin().await?;
-    run_statements::<DB>(&mut tx, statements).await?;
-    tx.commit().await
+    let affected = run_statements::<DB>(&mut tx, statements).await?;
+    tx.commit().await?;
+    Ok(affected)
+}
+
+/// The columns a SELECT returns with the database's own name of each type
+/// (`INT4`, `TIMESTAMPTZ`, `VARCHAR`).
+pub(super) async fn type_names<DB: Driver>(
+    pool: &Pool<DB>,
+    sql: &str,
+) -> Result<Vec<(String, String)>, sqlx::Error>
+where
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+{
+    let st = pool.prepare(sql).await?;
+    Ok(sqlx::Statement::columns(&st)
+        .iter()
+        .map(|c| (c.name().to_string(), c.type_info().name().to_string()))
+        .collect())
 }
 
 /// Runs statements unprepared in one transaction; on an error, which

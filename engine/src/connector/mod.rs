@@ -167,12 +167,25 @@ pub(crate) enum Conn {
     Lite(PoolConnection<Sqlite>),
 }
 
-/// A statement run in a chunk's transaction after its rows (the checkpoint).
-pub(crate) struct Statement {
+/// A statement with its parameters, run in a transaction with others: after
+/// a chunk's rows (the checkpoint), or in [`Connector::transaction`].
+#[derive(Debug, Clone)]
+pub struct Statement {
     pub sql: String,
     pub params: Vec<Value>,
     /// Rows it must affect, or the transaction is rolled back.
     pub expect_rows: Option<u64>,
+}
+
+impl Statement {
+    /// A statement that may affect any number of rows.
+    pub fn new(sql: impl Into<String>, params: Vec<Value>) -> Statement {
+        Statement {
+            sql: sql.into(),
+            params,
+            expect_rows: None,
+        }
+    }
 }
 
 impl Connector {
@@ -288,22 +301,77 @@ impl Connector {
         params: &[Value],
         context: &str,
     ) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
-        let ctx = || format!("{context} on {} database {}", self.role, self.url);
         match &self.pool {
             Pool::Pg(p) => driver::fetch(p, sql, params).await,
             Pool::My(p) => driver::fetch(p, sql, params).await,
             Pool::Lite(p) => driver::fetch(p, sql, params).await,
         }
-        .map_err(|e| match e {
-            FetchError::Db(source) => EngineError::Database {
-                context: ctx(),
-                source,
-            },
+        .map_err(|e| self.fetch_error(e, context))
+    }
+
+    /// Runs a query that must not write and returns its column names and
+    /// rows; the database itself refuses a write, however it is hidden (a
+    /// writing function, a data-modifying CTE, `DELETE … RETURNING`), and
+    /// stops the query after `timeout`. PostgreSQL and MySQL/MariaDB run it
+    /// in a `READ ONLY` transaction with a statement time limit; SQLite on a
+    /// connection set to `query_only` (SQLite has no time limit). Whatever
+    /// happens, nothing is committed and the connection goes back to the pool
+    /// as it was. This is how a data fix runs the filter its user wrote.
+    pub async fn fetch_read_only(
+        &self,
+        sql: &str,
+        params: &[Value],
+        timeout: std::time::Duration,
+        context: &str,
+    ) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
+        match &self.pool {
+            Pool::Pg(p) => postgres::fetch_read_only(p, sql, params, timeout).await,
+            Pool::My(p) => mysql::fetch_read_only(p, sql, params, timeout).await,
+            Pool::Lite(p) => sqlite::fetch_read_only(p, sql, params).await,
+        }
+        .map_err(|e| self.fetch_error(e, context))
+    }
+
+    fn fetch_error(&self, e: FetchError, context: &str) -> EngineError {
+        let context = format!("{context} on {} database {}", self.role, self.url);
+        match e {
+            FetchError::Db(source) => EngineError::Database { context, source },
             FetchError::Decode { column, message } => EngineError::Database {
-                context: ctx(),
+                context,
                 source: sqlx::Error::Decode(format!("column {column}: {message}").into()),
             },
-        })
+        }
+    }
+
+    /// The columns of a table with the database's own name of each type
+    /// (`INT4`, `TIMESTAMPTZ`; SQLite: the declared type), `None` if the
+    /// table does not exist: for statements that cast a parameter to its
+    /// column's type.
+    pub async fn column_type_names(&self, table: &str) -> Result<Option<Vec<(String, String)>>> {
+        if self.table_columns(table).await?.is_none() {
+            return Ok(None);
+        }
+        let ctx = format!(
+            "read the column types of {table} on {} database {}",
+            self.role, self.url
+        );
+        let select = format!("SELECT * FROM {}", self.dialect().quote(table));
+        match &self.pool {
+            Pool::Pg(p) => driver::type_names(p, &select).await,
+            Pool::My(p) => driver::type_names(p, &select).await,
+            Pool::Lite(p) => sqlite::type_names(p, table).await,
+        }
+        .map(Some)
+        .map_err(EngineError::db(ctx))
+    }
+
+    /// Closes the pool, waiting for connections in use to come back.
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Pg(p) => p.close().await,
+            Pool::My(p) => p.close().await,
+            Pool::Lite(p) => p.close().await,
+        }
     }
 
     /// Runs an idempotent schema statement (`CREATE … IF NOT EXISTS`) that
@@ -364,8 +432,9 @@ impl Connector {
     }
 
     /// Runs statements with parameters in one transaction: all commit or none
-    /// does (verification stores a chunk's mismatches and its progress so).
-    pub(crate) async fn transaction(&self, statements: &[Statement], context: &str) -> Result<()> {
+    /// does (verification stores a chunk's mismatches and its progress so; a
+    /// data fix writes a page of guarded changes so). The rows each affected.
+    pub async fn transaction(&self, statements: &[Statement], context: &str) -> Result<Vec<u64>> {
         let ctx = || format!("{context} on {} database {}", self.role, self.url);
         match &self.pool {
             Pool::Pg(p) => driver::transaction(p, statements).await,

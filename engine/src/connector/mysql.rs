@@ -3,10 +3,12 @@
 
 use sqlx::mysql::{MySqlArguments, MySqlConnection, MySqlQueryResult, MySqlRow};
 use sqlx::query::Query;
-use sqlx::{MySql, MySqlPool, Row};
+use std::time::Duration;
+
+use sqlx::{Connection, MySql, MySqlPool, Row};
 
 use super::driver::{self, Driver, Typed};
-use super::{Dialect, Statement, VERSION_COLUMN, insert_columns, upsert_sets};
+use super::{Dialect, FetchError, Statement, VERSION_COLUMN, insert_columns, upsert_sets};
 use crate::transform::{SourceColumn, TableRows};
 use crate::value::{ColumnType, Value};
 
@@ -52,6 +54,52 @@ pub(super) async fn table_columns(
     driver::describe(p, &format!("SELECT * FROM {}", D.quote(table)))
         .await
         .map(Some)
+}
+
+/// Runs a query in a `READ ONLY` transaction that the server stops after
+/// `timeout` (MariaDB's `max_statement_time`, in seconds; MySQL's
+/// `max_execution_time`, in milliseconds), then rolls back: the server
+/// refuses any write, a writing function included. The limit is a session
+/// setting, so it is set back before the connection returns to the pool.
+pub(super) async fn fetch_read_only(
+    p: &MySqlPool,
+    sql: &str,
+    params: &[Value],
+    timeout: Duration,
+) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
+    let mut session = driver::Session::acquire(p).await?;
+    let limit = sqlx::query("SET SESSION max_statement_time = ?")
+        .bind(timeout.as_secs_f64().max(0.001))
+        .execute(session.conn())
+        .await;
+    let limit = match limit {
+        Ok(_) => "max_statement_time",
+        Err(_) => {
+            let ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+            sqlx::query("SET SESSION max_execution_time = ?")
+                .bind(ms.max(1))
+                .execute(session.conn())
+                .await?;
+            "max_execution_time"
+        }
+    };
+    let out = read_only(session.conn(), sql, params).await;
+    sqlx::query(&format!("SET SESSION {limit} = DEFAULT"))
+        .execute(session.conn())
+        .await?;
+    session.restored();
+    out
+}
+
+async fn read_only(
+    c: &mut MySqlConnection,
+    sql: &str,
+    params: &[Value],
+) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
+    let mut tx = c.begin_with("START TRANSACTION READ ONLY").await?;
+    let out = driver::fetch_on::<MySql>(&mut tx, sql, params).await;
+    tx.rollback().await?;
+    out
 }
 
 fn bind_one<'q>(

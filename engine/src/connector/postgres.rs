@@ -10,7 +10,9 @@ use sqlx::{Connection, Executor, PgPool, Postgres, Row};
 
 use super::driver::{self, Driver, Typed};
 use super::pg_copy::{self, BinType};
-use super::{Dialect, Statement, VERSION_COLUMN, insert_columns, key_columns, upsert_sets};
+use super::{
+    Dialect, FetchError, Statement, VERSION_COLUMN, insert_columns, key_columns, upsert_sets,
+};
 use crate::transform::{SourceColumn, TableRows, TableShape};
 use crate::value::{ColumnType, Value};
 
@@ -46,6 +48,26 @@ pub(super) async fn table_columns(
     driver::describe(p, &format!("SELECT * FROM {}", D.quote(table)))
         .await
         .map(Some)
+}
+
+/// Runs a query in a `READ ONLY` transaction that stops it after `timeout`
+/// (`statement_timeout`, local to the transaction), then rolls back: the
+/// server refuses any write, a data-modifying CTE or a writing function
+/// included.
+pub(super) async fn fetch_read_only(
+    p: &PgPool,
+    sql: &str,
+    params: &[Value],
+    timeout: std::time::Duration,
+) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
+    let mut tx = p.begin_with("BEGIN READ ONLY").await?;
+    sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+        .bind(timeout.as_millis().max(1).to_string())
+        .execute(&mut *tx)
+        .await?;
+    let out = driver::fetch_on::<Postgres>(&mut tx, sql, params).await;
+    tx.rollback().await?;
+    out
 }
 
 impl Driver for Postgres {

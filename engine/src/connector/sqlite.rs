@@ -6,7 +6,9 @@ use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteQueryResult, SqliteR
 use sqlx::{Row, Sqlite, SqlitePool, TypeInfo, ValueRef};
 
 use super::driver::{self, Driver};
-use super::{Dialect, Statement, VERSION_COLUMN, insert_columns, key_columns, upsert_sets};
+use super::{
+    Dialect, FetchError, Statement, VERSION_COLUMN, insert_columns, key_columns, upsert_sets,
+};
 use crate::transform::{SourceColumn, TableRows};
 use crate::value::{ColumnType, Value};
 
@@ -68,6 +70,38 @@ pub(super) async fn table_columns(
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()
         .map(Some)
+}
+
+/// Runs a query on a connection set to `PRAGMA query_only` for the while:
+/// SQLite refuses any write (`DELETE … RETURNING` included) instead of
+/// making it. The pragma is set back before the connection returns to the
+/// pool. SQLite has no statement timeout.
+pub(super) async fn fetch_read_only(
+    p: &SqlitePool,
+    sql: &str,
+    params: &[Value],
+) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
+    let mut session = driver::Session::acquire(p).await?;
+    sqlx::query("PRAGMA query_only = ON")
+        .execute(session.conn())
+        .await?;
+    let out = driver::fetch_on::<Sqlite>(session.conn(), sql, params).await;
+    sqlx::query("PRAGMA query_only = OFF")
+        .execute(session.conn())
+        .await?;
+    session.restored();
+    out
+}
+
+/// The declared type of each column of a table (`varchar(20)`, `INTEGER`).
+pub(super) async fn type_names(
+    p: &SqlitePool,
+    table: &str,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT name, type FROM pragma_table_info(?)")
+        .bind(table)
+        .fetch_all(p)
+        .await
 }
 
 fn bind_one<'q>(

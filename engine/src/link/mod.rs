@@ -25,6 +25,7 @@ mod prepare;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::apply::groups::SharedRows;
 use crate::buckets::{self, Bucket, Plan};
 use crate::checkpoint::{self, Checkpoint};
 use crate::chunk::{ChunkReader, KeyRange, SourceQuery, Window};
@@ -67,6 +68,8 @@ pub(crate) struct LinkTable {
     pub spec: TableSpec,
     pub query: Arc<SourceQuery>,
     pub pipeline: Arc<Pipeline>,
+    /// For a deduplicated table: how to find the records sharing a row.
+    pub shared: Option<Arc<SharedRows>>,
 }
 
 /// A spec made ready to run: source described, mapping compiled, target

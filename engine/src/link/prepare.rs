@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::{Link, LinkTable};
+use crate::apply::groups::SharedRows;
 use crate::apply::tombstones;
 use crate::checkpoint;
 use crate::chunk::SourceQuery;
@@ -79,10 +80,12 @@ pub(super) async fn build(
             shapes.clone(),
             registry,
         )?);
+        let shared = SharedRows::of(t, &query)?.map(Arc::new);
         tables.push(LinkTable {
             spec: t.clone(),
             query,
             pipeline,
+            shared,
         });
     }
     Ok(Link {

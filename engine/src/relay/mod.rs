@@ -153,6 +153,7 @@ pub async fn run_relay(
         plans_for: None,
         applier: Applier::new(link),
         last_maintenance: None,
+        start_warnings: Vec::new(),
         progress: Progress::new(
             Task::Relay {
                 name: opts.name.clone(),
@@ -191,6 +192,9 @@ struct Relay<'a> {
     plans_for: Option<RelayRamp>,
     applier: Applier<'a>,
     last_maintenance: Option<Instant>,
+    /// Said once at start, shown with every report: buckets whose older
+    /// changes no catch-up has applied.
+    start_warnings: Vec<String>,
     progress: Progress,
 }
 
@@ -208,7 +212,7 @@ impl Relay<'_> {
         let lag = self.progress.lag.unwrap_or_default();
         let (name, retention, prune) = (&self.opts.name, self.opts.retention, self.opts.prune);
         match retention::check(self.link, name, retention, prune, &lag).await {
-            Ok(w) => self.progress.warnings = w,
+            Ok(w) => self.progress.warnings = [self.start_warnings.clone(), w].concat(),
             Err(e) => {
                 tracing::warn!(relay = %self.opts.name, error = %e, "retention check failed; will try again")
             }
@@ -246,6 +250,11 @@ impl Consumer for Relay<'_> {
             }
         };
         tracing::info!(relay = %opts.name, position = %position, "relay started");
+        if let Some(w) = uncovered(link, &position).await? {
+            tracing::warn!(relay = %opts.name, "{w}");
+            self.start_warnings = vec![w.clone()];
+            self.progress.warnings.push(w);
+        }
         self.progress.position = Some(position.clone());
         Ok(position)
     }
@@ -304,4 +313,37 @@ impl Consumer for Relay<'_> {
         }
         true
     }
+}
+
+/// A warning when changes older than the relay's start position are not
+/// covered: buckets whose watermark is before it and that no catch-up has
+/// brought to the head. The relay only applies what comes after its
+/// position; those buckets miss the changes in between until caught up.
+async fn uncovered(link: &Link, start: &Position) -> Result<Option<String>> {
+    let behind: Vec<String> = link
+        .all_checkpoints()
+        .await?
+        .into_iter()
+        .filter(|c| {
+            c.caught_up_at.is_none() && c.watermark.as_ref().is_some_and(|w| w.low() < start.low())
+        })
+        .map(|c| format!("{} bucket {}", c.table, c.bucket))
+        .collect();
+    if behind.is_empty() {
+        return Ok(None);
+    }
+    let shown: Vec<&str> = behind.iter().take(8).map(String::as_str).collect();
+    Ok(Some(format!(
+        "{} bucket(s) have changes from before this relay's start position {start} that no \
+         catch-up has applied ({}{}): the relay does not replay them; run `tern catch-up --spec {}` \
+         to catch up every bucket",
+        behind.len(),
+        shown.join(", "),
+        if behind.len() > shown.len() {
+            ", …"
+        } else {
+            ""
+        },
+        link.spec().file
+    )))
 }

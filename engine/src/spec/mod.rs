@@ -139,6 +139,9 @@ pub enum Transform {
         namespace: Uuid,
         from: Vec<String>,
     },
+    /// An expression of the record's columns (see [`crate::expr`]):
+    /// conditionals, string building, `uuid5(…)` for custom keys.
+    Expr(String),
     /// Filled by a plug-in transformer (NULL until one sets it).
     Slot,
 }
@@ -149,9 +152,16 @@ pub struct DedupeSpec {
     /// Target columns whose equal values make rows duplicates (default: the key).
     pub key: Vec<String>,
     pub keep: Keep,
+    /// For a table with a source: the source columns whose values decide
+    /// the dedupe key (the records that share one target row). Declared as
+    /// `group = [...]` or traced from the key columns' mappings.
+    pub group: Vec<String>,
     pub line: usize,
 }
 
+/// Which of the source records sharing a deduplicated target row writes
+/// it: the first or the last in the source's read order (bucket column,
+/// then source key), in the bulk load, the relay and the catch-up alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keep {
     First,

@@ -66,6 +66,7 @@ struct RawTrack {
 struct RawDedupe {
     key: Option<Vec<String>>,
     keep: Option<String>,
+    group: Option<Vec<String>>,
 }
 
 /// `[tables.columns]`, in declaration order.
@@ -108,6 +109,7 @@ struct RawColumnFull {
     json: Option<toml::Value>,
     uuid5: Option<Vec<String>>,
     namespace: Option<String>,
+    expr: Option<String>,
     #[serde(alias = "type")]
     cast: Option<String>,
     #[serde(default)]
@@ -298,9 +300,17 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Spec> {
                         ));
                     }
                 };
+                let key = d.key.unwrap_or_else(|| t.key.get_ref().clone());
+                let group = match d.group {
+                    Some(g) => g,
+                    None if source.is_some() => derive_group(&key, &columns)
+                        .map_err(|m| err(d_line, format!("{field}.dedupe.group"), m))?,
+                    None => Vec::new(),
+                };
                 Some(DedupeSpec {
-                    key: d.key.unwrap_or_else(|| t.key.get_ref().clone()),
+                    key,
                     keep,
+                    group,
                     line: d_line,
                 })
             }
@@ -366,12 +376,13 @@ fn column(name: String, raw: RawColumn, line: usize) -> std::result::Result<Colu
         full.constant.is_some(),
         full.json.is_some(),
         full.uuid5.is_some(),
+        full.expr.is_some(),
     ]
     .iter()
     .filter(|g| **g)
     .count();
     if given > 1 {
-        return Err("give only one of `from`, `constant`, `json` or `uuid5`".into());
+        return Err("give only one of `from`, `constant`, `json`, `uuid5` or `expr`".into());
     }
     if full.namespace.is_some() && full.uuid5.is_none() {
         return Err("`namespace` belongs with `uuid5`".into());
@@ -395,6 +406,9 @@ fn column(name: String, raw: RawColumn, line: usize) -> std::result::Result<Colu
             namespace: crate::transform::uuid5_namespace(&ns),
             from,
         }
+    } else if let Some(e) = full.expr {
+        crate::expr::Expression::compile(&e, None)?;
+        Transform::Expr(e)
     } else {
         Transform::Slot
     };
@@ -510,4 +524,43 @@ uid = { uuid5 = ["member_id"], namespace = "members" }
         assert!(err.contains("line 9, tables[people].key"), "{err}");
         assert!(err.contains("source.key"), "{err}");
     }
+}
+
+/// The source columns whose values decide a dedupe key, from the key
+/// columns' mappings (copies, UUIDv5 and JSON of source columns; constants
+/// add none). A key column a transformer fills cannot be traced back: the
+/// spec must then say `group = [...]`.
+fn derive_group(
+    key: &[String],
+    columns: &[ColumnSpec],
+) -> std::result::Result<Vec<String>, String> {
+    let mut group: Vec<String> = Vec::new();
+    let mut add = |c: &String| {
+        if !group.contains(c) {
+            group.push(c.clone());
+        }
+    };
+    for k in key {
+        let Some(col) = columns.iter().find(|c| &c.name == k) else {
+            continue;
+        };
+        match &col.transform {
+            Transform::Copy(c) => add(c),
+            Transform::Uuid5 { from, .. } => from.iter().for_each(&mut add),
+            Transform::Json(fields) => fields.iter().for_each(|(_, c)| add(c)),
+            Transform::Expr(e) => crate::expr::Expression::compile(e, None)?
+                .reads()
+                .iter()
+                .for_each(&mut add),
+            Transform::Constant(_) => {}
+            Transform::Slot => {
+                return Err(format!(
+                    "dedupe key column `{k}` is filled by a transformer, so Tern cannot tell which \
+                     source records share a row: name the source columns that decide it, e.g. \
+                     group = [\"thread_id\", \"msg_no\"]"
+                ));
+            }
+        }
+    }
+    Ok(group)
 }

@@ -70,10 +70,13 @@ fn validate_table(spec: &Spec, t: &TableSpec) -> Result<()> {
                 return Err(spec.error_at(
                     c.line,
                     &cf,
-                    "the column gets no value: give `from`, `constant`, `json` or `uuid5` (or list a transformer that fills it)",
+                    "the column gets no value: give `from`, `constant`, `json`, `uuid5` or `expr` (or list a transformer that fills it)",
                 ));
             }
-            Transform::Copy(_) | Transform::Json(_) | Transform::Uuid5 { .. }
+            Transform::Copy(_)
+            | Transform::Json(_)
+            | Transform::Uuid5 { .. }
+            | Transform::Expr(_)
                 if t.source.is_none() =>
             {
                 return Err(spec.error_at(

@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use crate::expr::Expression;
 use crate::spec::{ColumnSpec, Transform};
 use crate::value::{ColumnType, Value};
 
@@ -54,6 +55,8 @@ enum Source {
     Constant(Value),
     Json(Vec<(String, usize)>),
     Uuid5(Uuid, Vec<usize>),
+    /// An expression and the source column index of each column it reads.
+    Expr(Box<Expression>, Vec<usize>),
     Null,
 }
 
@@ -82,6 +85,11 @@ impl ColumnOp {
                 *namespace,
                 from.iter().map(idx).collect::<Result<_, String>>()?,
             ),
+            Transform::Expr(text) => {
+                let e = Expression::compile(text, None).map_err(|_| text.clone())?;
+                let idx = e.reads().iter().map(idx).collect::<Result<_, String>>()?;
+                Source::Expr(Box::new(e), idx)
+            }
             Transform::Slot => Source::Null,
         };
         Ok(ColumnOp {
@@ -107,7 +115,7 @@ impl ColumnOp {
             Source::Constant(v) => v.column_type(),
             Source::Json(_) => Some(ColumnType::Json),
             Source::Uuid5(..) => Some(ColumnType::Uuid),
-            Source::Null => None,
+            Source::Expr(..) | Source::Null => None,
         }
     }
 
@@ -116,7 +124,7 @@ impl ColumnOp {
         match &self.source {
             Source::Copy { index, .. } => vec![*index],
             Source::Json(f) => f.iter().map(|(_, i)| *i).collect(),
-            Source::Uuid5(_, idx) => idx.clone(),
+            Source::Uuid5(_, idx) | Source::Expr(_, idx) => idx.clone(),
             Source::Constant(_) | Source::Null => vec![],
         }
     }
@@ -150,6 +158,12 @@ impl ColumnOp {
                 }
                 Value::Uuid(uuid5(ns, &fields))
             }
+            Source::Expr(e, idx) => e.eval(|name| {
+                e.reads()
+                    .iter()
+                    .position(|r| r == name)
+                    .map(|i| values[idx[i]].clone())
+            })?,
             Source::Null => Value::Null,
         };
         if (self.trim || self.lower) && !v.is_null() {

@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::compare;
 use super::results::{Counts, Mismatch, MismatchKind};
 use super::store;
+use crate::apply::groups::SharedRows;
 use crate::buckets::Bucket;
 use crate::chunk::SourceQuery;
 use crate::connector::Connector;
@@ -32,6 +33,9 @@ pub(super) struct Ctx {
     pub(super) target: Connector,
     pub(super) query: Arc<SourceQuery>,
     pub(super) pipeline: Arc<Pipeline>,
+    /// For a deduplicated table: the records sharing a row, so that a chunk
+    /// expects the row its group's pick writes (see `apply/groups.rs`).
+    pub(super) shared: Option<Arc<SharedRows>>,
     pub(super) shape: Arc<TableShape>,
     /// `SELECT <shape columns> FROM <target table>`.
     pub(super) select: String,
@@ -106,6 +110,7 @@ impl Ctx {
             target,
             query,
             pipeline,
+            shared: link.table(table)?.shared.clone(),
             shape,
             select,
             chunk_rows: link.spec().chunk_rows,
@@ -331,7 +336,8 @@ impl Ctx {
                     self.table
                 ),
             )
-            .await
+            .await?;
+        Ok(())
     }
 }
 

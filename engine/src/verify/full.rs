@@ -21,7 +21,6 @@ use crate::buckets::Bucket;
 use crate::chunk::ChunkReader;
 use crate::error::{EngineError, Result};
 use crate::run_control::RunControl;
-use crate::transform::Pipeline;
 use crate::value::Value;
 
 /// What a full diff of the scope's buckets did.
@@ -135,7 +134,7 @@ async fn full_bucket(
     let (tx, mut rx) = mpsc::channel::<Result<ReadChunk>>(1);
     let reader_task = tokio::spawn(read_chunks(
         reader,
-        ctx.pipeline.clone(),
+        ctx.clone(),
         ctx.table.clone(),
         control.clone(),
         ctx.chunk_rows as u64,
@@ -241,7 +240,7 @@ async fn full_bucket(
 /// Reads chunks (asking the throttle first) and transforms them.
 async fn read_chunks(
     mut reader: ChunkReader,
-    pipeline: Arc<Pipeline>,
+    ctx: Ctx,
     table: String,
     control: RunControl,
     chunk_rows: u64,
@@ -256,17 +255,22 @@ async fn read_chunks(
             Ok(Some(mut chunk)) => {
                 let rows = std::mem::take(&mut chunk.rows);
                 let n = rows.len() as u64;
-                pipeline.apply(rows).map(|mut out| {
-                    let i = out.tables.iter().position(|t| t.shape.name == table);
-                    ReadChunk {
-                        expected: i
-                            .map(|i| std::mem::take(&mut out.tables[i].rows))
-                            .unwrap_or_default(),
-                        rows: n,
-                        last: chunk.last,
-                        end: chunk.end,
-                    }
-                })
+                let rows = match &ctx.shared {
+                    Some(s) => s.picks_within(&ctx.source, &ctx.query, rows).await,
+                    None => Ok(rows),
+                };
+                rows.and_then(|rows| ctx.pipeline.apply(rows))
+                    .map(|mut out| {
+                        let i = out.tables.iter().position(|t| t.shape.name == table);
+                        ReadChunk {
+                            expected: i
+                                .map(|i| std::mem::take(&mut out.tables[i].rows))
+                                .unwrap_or_default(),
+                            rows: n,
+                            last: chunk.last,
+                            end: chunk.end,
+                        }
+                    })
             }
             Err(e) => Err(e),
         };

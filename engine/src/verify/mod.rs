@@ -39,14 +39,16 @@
 //! Accuracy is `matched / compared × 100` where `compared = matched + missing
 //! + extra + different` (997 of 1,000 equal → 99.7).
 //!
-//! Limit: when the target key is not a copy of the source key (UUIDv5 keys,
+//! When the target key is not a copy of the source key (UUIDv5 keys,
 //! transformers, dedupe, or a bucket column ahead of the key), or is a text
 //! key between two kinds of database (MariaDB and PostgreSQL sort text by
 //! different collations, so a chunk is not one key range on both sides), a
-//! full diff looks the target rows up by key and finds extra target rows only
-//! among those of the source records it reads (through `_tern_source_key`);
-//! rows of records deleted from the source are found by the incremental run,
-//! which sees the deletes.
+//! full diff looks the target rows up by key and by `_tern_source_key` of the
+//! records it reads; a full diff of the whole table then walks the target
+//! once more (`orphans.rs`) and goes back to the source through each row's
+//! `_tern_source_key`: rows whose record is gone are extra, listed and
+//! repaired like the rest. (A diff of one bucket skips that pass: a target
+//! row cannot be placed in a bucket without its record.)
 
 mod checksum;
 pub mod compare;
@@ -56,6 +58,7 @@ mod in_flight;
 mod incremental;
 mod keyset;
 mod options;
+mod orphans;
 mod reads;
 mod repair;
 mod results;

@@ -14,7 +14,7 @@ use crate::value::Value;
 
 impl Ctx {
     /// The target key columns, quoted.
-    fn target_key_columns(&self) -> Vec<String> {
+    pub(super) fn target_key_columns(&self) -> Vec<String> {
         let d = self.target.dialect();
         self.shape
             .key

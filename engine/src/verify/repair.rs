@@ -68,6 +68,7 @@ pub(super) async fn run(link: &Link, run_id: &str, control: &RunControl) -> Resu
             &[TableKeys {
                 table: run.table.clone(),
                 keys: batch.to_vec(),
+                groups: Vec::new(),
             }],
         )
         .await?;

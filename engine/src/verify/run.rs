@@ -12,7 +12,7 @@ use super::context::Ctx;
 use super::keyset::Span;
 use super::options::{Mode, Scope, VerifyOptions};
 use super::results::{Counts, VerifyReport, VerifyStatus, unknown_run};
-use super::{full, incremental, sample, store};
+use super::{full, incremental, orphans, sample, store};
 use crate::buckets::{Bucket, Plan};
 use crate::capture;
 use crate::connector::Connector;
@@ -162,10 +162,24 @@ pub(super) async fn run(
     let (keys_read, complete) = match &opts.mode {
         Mode::Full => {
             let sums = sums.as_ref().ok().cloned();
-            let diff =
-                full::run(&ctx, sums, buckets, opts.parallelism, control, &mut counts).await?;
+            let diff = full::run(
+                &ctx,
+                sums,
+                buckets.clone(),
+                opts.parallelism,
+                control,
+                &mut counts,
+            )
+            .await?;
             rows_by_checksum = diff.by_checksum;
-            (diff.read, diff.complete)
+            // Rows of deleted records, which the diff by source records
+            // cannot meet (see `orphans.rs`); over the whole table only.
+            if diff.complete && opts.scope == Scope::All && orphans::needed(&ctx) {
+                let (_, swept) = orphans::run(&ctx, &buckets, control, &mut counts).await?;
+                (diff.read, swept)
+            } else {
+                (diff.read, diff.complete)
+            }
         }
         Mode::Sample {
             per_stratum,

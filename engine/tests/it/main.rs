@@ -4,14 +4,19 @@
 
 mod bad_input;
 mod capture;
+mod catch_up_all;
 mod composite;
 mod concurrent_writer;
+mod expressions;
 mod load_keys;
 mod pairs;
 mod plan;
+mod read_only;
 mod relay;
 mod resume;
+mod shared_rows;
 mod support;
 mod verify;
 mod verify_checksum;
+mod verify_orphans;
 mod version_guard;

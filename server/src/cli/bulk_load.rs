@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use tern_engine::{
-    Link, LoadStatus, RateThrottle, RunControl, Spec, TransformerRegistry, load_bucket,
-};
+use tern_engine::{Link, LoadStatus, RateThrottle, RunControl, TransformerRegistry, load_bucket};
 use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Debug)]
@@ -42,7 +40,7 @@ pub struct BulkLoadArgs {
 }
 
 pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
-    let spec = Spec::from_file(&args.spec)?;
+    let spec = crate::cli::load_spec(&args.spec)?;
     let link = Link::connect(spec, &TransformerRegistry::new()).await?;
     let tables: Vec<String> = match &args.table {
         Some(t) => vec![t.clone()],

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
+use tern_engine::capture;
 use tern_engine::connector::Connector;
-use tern_engine::{Spec, capture};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum CaptureCommand {
@@ -25,7 +25,7 @@ pub struct CaptureArgs {
 pub async fn run(cmd: CaptureCommand) -> anyhow::Result<()> {
     match cmd {
         CaptureCommand::Install(a) => {
-            let spec = Spec::from_file(&a.spec)?;
+            let spec = crate::cli::load_spec(&a.spec)?;
             let source = Connector::connect(&spec.source.url, "source").await?;
             let report = capture::install(&source, &spec).await?;
             for t in &report.tables {
@@ -38,7 +38,7 @@ pub async fn run(cmd: CaptureCommand) -> anyhow::Result<()> {
             );
         }
         CaptureCommand::Remove(a) => {
-            let spec = Spec::from_file(&a.spec)?;
+            let spec = crate::cli::load_spec(&a.spec)?;
             let source = Connector::connect(&spec.source.url, "source").await?;
             let report = capture::remove(&source).await?;
             for d in &report.dropped {

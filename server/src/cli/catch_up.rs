@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tern_engine::chunk::Window;
 use tern_engine::{
-    CatchUpOptions, CatchUpStatus, Link, Progress, RunControl, Spec, TransformerRegistry, Value,
+    CatchUpOptions, CatchUpStatus, Link, Progress, RunControl, TransformerRegistry, Value,
     catch_up_bucket, catch_up_window,
 };
 use tokio_util::sync::CancellationToken;
@@ -63,7 +63,7 @@ fn render(p: &Progress) -> String {
 }
 
 pub async fn run(args: CatchUpArgs) -> anyhow::Result<()> {
-    let spec = Spec::from_file(&args.spec)?;
+    let spec = crate::cli::load_spec(&args.spec)?;
     let link = Link::connect(spec, &TransformerRegistry::new()).await?;
     let table = match &args.table {
         Some(t) => t.clone(),

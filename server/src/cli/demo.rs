@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use tern_control::connections::SecretKey;
 use tern_control::runners::RunnerContext;
 use tern_control::users::NewUser;
 use tern_control::{Actor, Role, Store};
@@ -67,9 +68,16 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
         demo_data::DEMO.messages
     );
     demo_data::create_source(&source, demo_data::DEMO).await?;
+    // Connection secrets need a key; the demo's store is remade at each start,
+    // so without a configured key it makes one for this run.
+    let key = match settings.secret_key()? {
+        Some(key) => key,
+        None => SecretKey::parse(&SecretKey::generate(), None)?,
+    };
     let store = Store::open_sqlite_file(&dir.join("tern.db"))
         .await
-        .context("cannot create the demo store")?;
+        .context("cannot create the demo store")?
+        .with_secret_key(Some(key));
 
     let mut credentials = Vec::new();
     for (username, name, role, clients) in DEMO_USERS {

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 
-use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use tern_datafix::{
     FixFailure, FixJob, FixObserver, FixProgress, FixSpec, LiveSettings, PluginRegistry,
@@ -55,12 +54,12 @@ pub struct DryRunArgs {
 }
 
 fn load(c: &Common) -> anyhow::Result<FixSpec> {
-    let text = std::fs::read_to_string(&c.job)
-        .with_context(|| format!("reading the job spec {}", c.job.display()))?;
+    let text = crate::cli::read_interpolated(&c.job)?;
     let mut spec = FixSpec::parse(&text, &c.job.display().to_string())?;
     if let Some(url) = &c.url {
         spec.url = url.clone();
     }
+    tern_control::own_store::refuse(&spec.url, &format!("{}: url", c.job.display()))?;
     Ok(spec)
 }
 

@@ -1,8 +1,10 @@
 //! The `tern` subcommands, one file each: a `clap::Args` struct and `run`.
 
+pub mod access;
 pub mod bulk_load;
 pub mod capture;
 pub mod catch_up;
+pub mod connection;
 pub mod demo;
 pub mod demo_clients;
 pub mod demo_data;
@@ -13,3 +15,68 @@ pub mod serve;
 pub mod user;
 pub mod verify;
 pub mod worker;
+
+/// Reads a migration spec for a command run by hand, `${NAME}` replaced by
+/// the environment variable NAME (so a password can stay out of the file);
+/// a spec whose source or target is Tern's own control store (the one the
+/// settings name) is refused.
+pub fn load_spec(path: &std::path::Path) -> anyhow::Result<tern_engine::Spec> {
+    let text = read_interpolated(path)?;
+    let file = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
+    let spec = tern_engine::Spec::parse(&text, &file)?;
+    tern_control::own_store::refuse(&spec.source.url, &format!("{file}: source"))?;
+    tern_control::own_store::refuse(&spec.target.url, &format!("{file}: target"))?;
+    Ok(spec)
+}
+
+/// A spec file's text with every `${NAME}` replaced by that environment
+/// variable; an unset variable is an error that names it.
+pub fn read_interpolated(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the spec {}: {e}", path.display()))?;
+    interpolate(&text, |name| std::env::var(name).ok())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn interpolate(text: &str, var: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "a `${` is not closed by `}`".to_string())?;
+        let name = &after[..end];
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("`${{{name}}}` is not a variable name"));
+        }
+        let value = var(name).ok_or_else(|| {
+            format!("the spec uses ${{{name}}}, which is not set in the environment")
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interpolate;
+
+    #[test]
+    fn variables_are_replaced_and_missing_ones_named() {
+        let var = |n: &str| (n == "INBOX_PW").then(|| "s3cret".to_string());
+        assert_eq!(
+            interpolate("url = \"postgres://app:${INBOX_PW}@db/inbox\"", var).as_deref(),
+            Ok("url = \"postgres://app:s3cret@db/inbox\"")
+        );
+        let e = interpolate("url = \"${NOPE}\"", var).expect_err("unset");
+        assert!(e.contains("NOPE"), "{e}");
+        assert!(interpolate("a ${ b", var).is_err());
+    }
+}

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use tern_engine::{Link, Plan, Spec, TransformerRegistry};
+use tern_engine::{Link, Plan, TransformerRegistry};
 
 #[derive(clap::Args, Debug)]
 pub struct PlanArgs {
@@ -20,7 +20,7 @@ pub struct PlanArgs {
 }
 
 pub async fn run(args: PlanArgs) -> anyhow::Result<()> {
-    let spec = Spec::from_file(&args.spec)?;
+    let spec = crate::cli::load_spec(&args.spec)?;
     let link = Link::inspect(spec, &TransformerRegistry::new()).await?;
     let tables: Vec<String> = match &args.table {
         Some(t) => vec![t.clone()],

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tern_engine::ramp::Ramp;
 use tern_engine::{
-    Link, Progress, RelayOptions, RelayRamp, RunControl, Spec, TransformerRegistry, run_relay,
+    Link, Progress, RelayOptions, RelayRamp, RunControl, TransformerRegistry, run_relay,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -105,7 +105,7 @@ pub fn render(p: &Progress) -> String {
 }
 
 pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
-    let spec = Spec::from_file(&args.spec)?;
+    let spec = crate::cli::load_spec(&args.spec)?;
     let link = Link::connect(spec, &TransformerRegistry::new()).await?;
     let ramp = match (&args.ramp, &args.buckets) {
         (Some(r), _) => RelayRamp::Percent(*r),

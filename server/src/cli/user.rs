@@ -38,7 +38,7 @@ pub enum Command {
 }
 
 /// The actor for changes made from the command line.
-fn cli_actor() -> Actor {
+pub fn cli_actor() -> Actor {
     let who = std::env::var("USER").unwrap_or_else(|_| "operator".into());
     Actor {
         name: format!("cli:{who}"),

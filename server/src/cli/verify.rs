@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use tern_engine::verify::{self, Mode, Scope, VerifyOptions, VerifyReport, VerifyStatus};
-use tern_engine::{Counts, Link, RunControl, Spec, TransformerRegistry};
+use tern_engine::{Counts, Link, RunControl, TransformerRegistry};
 use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Debug)]
@@ -77,7 +77,7 @@ fn ctrl_c() -> CancellationToken {
 }
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
-    let spec = Spec::from_file(&args.spec)?;
+    let spec = crate::cli::load_spec(&args.spec)?;
     let link = Link::connect(spec, &TransformerRegistry::new()).await?;
     let tables: Vec<String> = match &args.table {
         Some(t) => vec![t.clone()],
@@ -232,7 +232,7 @@ fn print_report(r: &VerifyReport) {
 }
 
 pub async fn repair(args: RepairArgs) -> anyhow::Result<()> {
-    let spec = Spec::from_file(&args.spec)?;
+    let spec = crate::cli::load_spec(&args.spec)?;
     let link = Link::connect(spec, &TransformerRegistry::new()).await?;
     let cancel = ctrl_c();
     let control = RunControl::new().with_rate(args.rate).with_cancel(cancel);

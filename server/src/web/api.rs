@@ -65,7 +65,7 @@ async fn migration(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let m = state.store.migration(id).await?;
+    let m = tern_control::redact::migration(state.store.migration(id).await?);
     let buckets = state.store.list_buckets(id).await?;
     Ok(Json(json!({ "migration": m, "buckets": buckets })))
 }

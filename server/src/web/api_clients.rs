@@ -250,20 +250,19 @@ async fn list_clients(
     Extension(user): Extension<CurrentUser>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(
-        state
-            .store
-            .list_clients(&actor(&user), q.migration_id)
-            .await?
-    )))
+    let me = actor(&user);
+    let mut clients = state.store.list_clients(&me, q.migration_id).await?;
+    clients.retain(|c| me.sees_client(&c.name));
+    Ok(Json(json!(clients)))
 }
 
 async fn client_detail(
     State(state): State<AppState>,
-    Extension(_user): Extension<CurrentUser>,
+    Extension(user): Extension<CurrentUser>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let c = state.store.client(id).await?;
+    actor(&user).require_client(&c.name, "reading a client")?;
     let gate = state.store.check_gates(&c, tern_ramp::Ramp::FULL).await?;
     let steps = state.store.ramp_steps(id).await?;
     Ok(Json(

@@ -33,7 +33,14 @@ fn actor(user: &CurrentUser) -> Actor {
 }
 
 async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(state.store.list_fixes().await?)))
+    let fixes: Vec<_> = state
+        .store
+        .list_fixes()
+        .await?
+        .into_iter()
+        .map(tern_control::redact::fix)
+        .collect();
+    Ok(Json(json!(fixes)))
 }
 
 async fn template() -> Json<Value> {
@@ -51,11 +58,14 @@ async fn create(
     Json(body): Json<CreateBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let fix = state.store.create_fix(&actor(&user), &body.spec).await?;
-    Ok((StatusCode::CREATED, Json(json!(fix))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!(tern_control::redact::fix(fix))),
+    ))
 }
 
 async fn show(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
-    let fix = state.store.fix(id).await?;
+    let fix = tern_control::redact::fix(state.store.fix(id).await?);
     let runs = state.store.fix_runs(id).await?;
     let mut jobs = Vec::new();
     for r in &runs {
@@ -116,7 +126,7 @@ async fn settings(
         .store
         .set_fix_settings(&actor(&user), id, &body.settings, &body.reason)
         .await?;
-    Ok(Json(json!(fix)))
+    Ok(Json(json!(tern_control::redact::fix(fix))))
 }
 
 #[derive(Debug, Deserialize)]

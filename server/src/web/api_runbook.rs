@@ -57,9 +57,10 @@ async fn preview(
     Json(body): Json<SpecBody>,
 ) -> Result<Json<Value>, ApiError> {
     actor(&user).require_operate("planning a migration")?;
-    let plans =
-        tern_control::planning::plan_spec(&body.spec, body.name.trim(), &state.runners.registry)
-            .await?;
+    let plans = state
+        .store
+        .preview_spec(&body.spec, body.name.trim(), &state.runners.registry)
+        .await?;
     Ok(Json(json!(plans)))
 }
 
@@ -78,7 +79,10 @@ async fn create(
             &state.runners.registry,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(json!(m))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!(tern_control::redact::migration(m))),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,7 +224,7 @@ async fn settings(
         .store
         .update_migration_settings(&actor(&user), id, &body.settings, &body.reason)
         .await?;
-    Ok(Json(json!(m)))
+    Ok(Json(json!(tern_control::redact::migration(m))))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -240,7 +244,7 @@ async fn archive(
         .store
         .archive_migration(&actor(&user), id, &reason)
         .await?;
-    Ok(Json(json!(m)))
+    Ok(Json(json!(tern_control::redact::migration(m))))
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,12 +5,13 @@
 //! from the store on each request, so a disabled account or a changed role
 //! takes effect at once.
 
-use axum::Form;
-use axum::Json;
-use axum::extract::{Request, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form, Json};
 use rand::RngCore;
 use serde::Deserialize;
 use tern_app::server::CurrentUser;
@@ -20,6 +21,7 @@ use tern_control::{Actor, User};
 use tower_sessions::Session;
 
 use crate::web::error::ApiError;
+use crate::web::sign_in_limit::SignInLimits;
 
 /// Session key of the signed-in user's id.
 const USER_ID: &str = "user_id";
@@ -100,12 +102,62 @@ fn encode_query(s: &str) -> String {
         .collect()
 }
 
-/// Only local paths are followed after sign-in (no open redirect).
+/// Only same-origin paths are followed after sign-in (no open redirect): a
+/// `next` must start with one `/` and hold no backslash, whitespace or control
+/// character (browsers drop tab, CR and LF, so `/\t/evil.example` would become
+/// `//evil.example`); its percent-decoded form may not start with `//` or `/\\`
+/// nor hold a control character. Anything else is replaced by the overview.
 fn safe_next(next: Option<&str>) -> String {
+    fn local(p: &str) -> bool {
+        p.starts_with('/')
+            && !p.starts_with("//")
+            && !p.contains('\\')
+            && !p.chars().any(|c| c.is_control() || c.is_whitespace())
+    }
+    fn decoded_local(p: &str) -> bool {
+        p.starts_with('/')
+            && !p.starts_with("//")
+            && !p.starts_with("/\\")
+            && !p.chars().any(char::is_control)
+    }
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n) if local(n) && decoded_local(&percent_decode(n)) => n.to_string(),
         _ => "/".to_string(),
     }
+}
+
+/// `%XX` sequences decoded (repeatedly, so `%2509` is seen as a tab too);
+/// bytes that are not UTF-8 become U+FFFD.
+fn percent_decode(s: &str) -> String {
+    let mut current = s.to_string();
+    for _ in 0..3 {
+        let bytes = current.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            match (
+                bytes[i],
+                bytes.get(i + 1).copied(),
+                bytes.get(i + 2).copied(),
+            ) {
+                (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                    out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                    i += 3;
+                }
+                (b, _, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        let decoded = String::from_utf8_lossy(&out).into_owned();
+        if decoded == current {
+            break;
+        }
+        current = decoded;
+    }
+    current
 }
 
 fn new_token() -> String {
@@ -154,13 +206,29 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
+/// The client's address, when the server was started with it.
+fn address(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option<IpAddr> {
+    peer.map(|Extension(ConnectInfo(a))| a.ip())
+}
+
 /// `POST /auth/login` (the sign-in form).
 pub async fn login_form(
     State(state): State<AppState>,
+    Extension(limits): Extension<SignInLimits>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     session: Session,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let next = safe_next(form.next.as_deref().filter(|n| !n.is_empty()));
+    if let Err(wait) = limits.attempt(&form.username, address(peer)) {
+        tracing::warn!(user = %form.username, "sign-in slowed: too many attempts");
+        return Redirect::to(&format!(
+            "/login?error=slow&wait={}&next={}",
+            wait.as_secs().max(1),
+            encode_query(&next)
+        ))
+        .into_response();
+    }
     match state
         .store
         .authenticate(form.username.trim(), &form.password)
@@ -203,9 +271,23 @@ pub struct LoginJson {
 /// CSRF token to send in `X-CSRF-Token` with every state-changing request.
 pub async fn login_json(
     State(state): State<AppState>,
+    Extension(limits): Extension<SignInLimits>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     session: Session,
     Json(body): Json<LoginJson>,
 ) -> Result<Response, ApiError> {
+    if let Err(wait) = limits.attempt(&body.username, address(peer)) {
+        tracing::warn!(user = %body.username, "sign-in slowed: too many attempts");
+        let secs = wait.as_secs().max(1);
+        let mut res = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many sign-in attempts: wait {secs} s and try again"),
+        )
+        .into_response();
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        return Ok(res);
+    }
     match state
         .store
         .authenticate(body.username.trim(), &body.password)
@@ -249,6 +331,22 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example/")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
         assert_eq!(safe_next(None), "/");
+        // Browsers drop tab, CR and LF: each would make `//evil.example`.
+        for evil in [
+            "/\t/evil.example/",
+            "/\r/evil.example/",
+            "/\n/evil.example/",
+            "/%09/evil.example/",
+            "/%0d%0a/evil.example/",
+            "/%2F/evil.example/",
+            "/%5Cevil.example/",
+            "/%252F/evil.example/",
+            "/ /evil.example/",
+        ] {
+            assert_eq!(safe_next(Some(evil)), "/", "{evil:?}");
+        }
+        assert_eq!(safe_next(Some("/fixes/3?tab=runs")), "/fixes/3?tab=runs");
+        assert_eq!(safe_next(Some("/audit?actor=a%20b")), "/audit?actor=a%20b");
     }
 
     #[test]

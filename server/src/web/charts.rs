@@ -102,14 +102,16 @@ fn time_label(ms: &i64, span: i64) -> String {
 const CAPTION: (&str, u32) = ("sans-serif", 20);
 const LABELS: (&str, u32) = ("sans-serif", 15);
 
-/// Every signed-in user reads every client's charts (client-owners read, and
-/// edit only their own clients).
+/// The client whose chart is asked for, when the user may read it (readers
+/// every client, client-owners only their own).
 async fn visible_client(
     state: &AppState,
-    _user: &CurrentUser,
+    user: &CurrentUser,
     id: i64,
 ) -> Result<tern_control::clients::Client, ApiError> {
-    Ok(state.store.client(id).await?)
+    let client = state.store.client(id).await?;
+    tern_control::Actor::from(&user.0).require_client(&client.name, "reading a client's chart")?;
+    Ok(client)
 }
 
 /// Old vs new requests per slot, with the ramp steps marked.

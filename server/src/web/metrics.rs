@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tern_app::state::AppState;
@@ -139,12 +139,27 @@ impl Metrics {
     }
 }
 
+/// The method's label: any method outside the standard few is `other`, so
+/// a client cannot grow the series by inventing methods.
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Middleware recording every request. The route label is the matched route
 /// pattern (`/migrations/{id}`), never the raw path, to keep the series few.
 /// Nothing is allocated per request.
 pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let route = req.extensions().get::<MatchedPath>().cloned();
     let pkg = route.is_none() && req.uri().path().starts_with("/pkg/");
     let response = next.run(req).await;
@@ -154,7 +169,7 @@ pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> 
         None => "unmatched",
     };
     metrics.observe(
-        method.as_str(),
+        method,
         label,
         response.status().as_u16(),
         start.elapsed().as_secs_f64(),
@@ -178,6 +193,15 @@ pub async fn endpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        for m in ["FOO", "BAR", "PROPFIND"] {
+            let method = Method::from_bytes(m.as_bytes()).expect("a method");
+            assert_eq!(method_label(&method), "other");
+        }
+        assert_eq!(method_label(&Method::GET), "GET");
+    }
 
     #[test]
     fn renders_counts_and_histogram() {

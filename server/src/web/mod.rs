@@ -2,10 +2,13 @@
 //! hydrated), the server functions, the JSON API, sign-in, health and metrics.
 //!
 //! Every request passes, outermost first: metrics → compression → session →
-//! CSRF check (state-changing requests) → user lookup (and the sign-in wall).
+//! CSRF check (state-changing requests) → user lookup (and the sign-in wall) →
+//! the access table (`access.rs`: which roles may reach the route).
 
+pub mod access;
 pub mod api;
 pub mod api_clients;
+pub mod api_connections;
 pub mod api_fixes;
 pub mod api_runbook;
 pub mod auth;
@@ -15,6 +18,7 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod session_store;
+pub mod sign_in_limit;
 
 use std::sync::Arc;
 
@@ -80,10 +84,13 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .merge(api::routes())
         .merge(api_runbook::routes())
         .merge(api_fixes::routes())
+        .merge(api_connections::routes())
         .merge(charts::routes())
         .merge(api_clients::session_routes())
         .leptos_routes(&state, routes, move || shell(leptos_options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Inside the user lookup: the access table needs the signed-in user.
+        .layer(from_fn_with_state(state.clone(), access::enforce))
         .layer(from_fn_with_state(state.clone(), auth::require_user))
         .layer(from_fn_with_state(allowed, csrf::protect))
         .layer(sessions)
@@ -91,6 +98,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .merge(api_clients::token_routes())
         .layer(CompressionLayer::new())
         .layer(axum::Extension(metrics.clone()))
+        .layer(axum::Extension(sign_in_limit::SignInLimits::default()))
         .layer(from_fn_with_state(metrics, metrics::track))
         .with_state(state)
 }

@@ -1,6 +1,7 @@
 //! HTTP tests against the real `tern` binary, started on port 0 with its own
 //! data directory (a fresh SQLite control store) and reached over HTTP.
 
+mod access;
 mod auth;
 mod cli_bulk_load;
 mod cli_fix;

@@ -95,9 +95,9 @@ pub async fn load_fix(id: i64) -> Result<FixView, AppError> {
         id: fix.id,
         name: fix.name,
         description: fix.description,
-        database: fix.db_url,
+        database: tern_control::redact::secrets_in(&fix.db_url),
         target: fix.target,
-        spec: fix.spec,
+        spec: tern_control::redact::secrets_in(&fix.spec),
         rate: fix.settings.rate,
         runs,
     })

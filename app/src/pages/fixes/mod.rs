@@ -35,7 +35,7 @@ pub async fn list_fixes() -> Result<Vec<FixRow>, AppError> {
             id: f.id,
             name: f.name,
             description: f.description,
-            database: f.db_url,
+            database: tern_control::redact::secrets_in(&f.db_url),
             target: f.target,
             mapper: f.mapper_kind,
             rate: f

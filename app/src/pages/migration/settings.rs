@@ -25,7 +25,7 @@ pub async fn migration_settings(id: i64) -> Result<MigrationSettingsView, AppErr
                 .map(tern_control::clock::format_ms)
                 .unwrap_or_default(),
         },
-        spec: m.spec,
+        spec: tern_control::redact::secrets_in(&m.spec),
     })
 }
 

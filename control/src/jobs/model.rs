@@ -1,0 +1,210 @@
+//! What a job is: its kind, state, the requests written on it, the progress
+//! a worker reports and how a worker ends it. No SQL here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ControlError, Result};
+use crate::phases::Phase;
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobKind {
+    BulkLoad,
+    Relay,
+    CatchUp,
+    Verify,
+    Repair,
+    DataFix,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 6] = [
+        JobKind::BulkLoad,
+        JobKind::Relay,
+        JobKind::CatchUp,
+        JobKind::Verify,
+        JobKind::Repair,
+        JobKind::DataFix,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::BulkLoad => "bulk-load",
+            JobKind::Relay => "relay",
+            JobKind::CatchUp => "catch-up",
+            JobKind::Verify => "verify",
+            JobKind::Repair => "repair",
+            JobKind::DataFix => "data-fix",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<JobKind> {
+        JobKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| ControlError::Invalid(format!("unknown job kind `{s}`")))
+    }
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Paused,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 6] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Paused,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Paused => "paused",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<JobState> {
+        JobState::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| ControlError::Invalid(format!("unknown job state `{s}`")))
+    }
+
+    /// Finished for good.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+/// What someone asked of a running job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Request {
+    Pause,
+    Cancel,
+}
+
+impl Request {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Request::Pause => "pause",
+            Request::Cancel => "cancel",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Request> {
+        match s {
+            "pause" => Some(Request::Pause),
+            "cancel" => Some(Request::Cancel),
+            _ => None,
+        }
+    }
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: i64,
+    pub migration_id: Option<i64>,
+    pub bucket_id: Option<i64>,
+    pub kind: JobKind,
+    pub params: serde_json::Value,
+    pub state: JobState,
+    pub requested: Option<Request>,
+    /// Rows (or records) per second; `None` is unthrottled.
+    pub rate_limit: Option<f64>,
+    pub worker: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub attempts: i64,
+    pub rows_done: i64,
+    pub rows_total: Option<i64>,
+    pub rate: Option<f64>,
+    pub eta_seconds: Option<f64>,
+    pub message: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub migration_id: Option<i64>,
+    pub bucket_id: Option<i64>,
+    pub kind: JobKind,
+    pub params: serde_json::Value,
+    pub rate_limit: Option<f64>,
+}
+
+/// Progress a worker reports with its heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub rows_done: i64,
+    pub rows_total: Option<i64>,
+    pub rate: Option<f64>,
+    pub eta_seconds: Option<f64>,
+    pub message: Option<String>,
+}
+
+/// What the store tells a worker at each heartbeat.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Heartbeat {
+    /// Keep going, at this rate limit; honour `requested` if set.
+    Continue {
+        requested: Option<Request>,
+        rate_limit: Option<f64>,
+    },
+    /// The lease is gone (expired and taken by another worker, or the job was
+    /// finished elsewhere): stop at once and write nothing more.
+    LeaseLost,
+}
+
+/// How a worker ends a job it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Done; `bucket_phase` is where the job's bucket moves next (loaded after
+    /// a bulk load, verified or caught-up after a verification, …).
+    Succeeded {
+        summary: Option<String>,
+        bucket_phase: Option<Phase>,
+    },
+    Failed(String),
+    /// Stopped at a checkpoint on request; resumes from there later.
+    Paused,
+    Cancelled,
+    /// Stopped at a checkpoint because the worker shuts down: back in the
+    /// queue at once, for any worker to resume.
+    Released,
+}
+
+/// Refuses a rate limit that is not a positive number of rows per second.
+pub(crate) fn check_rate(rate: Option<f64>) -> Result<()> {
+    match rate {
+        Some(r) if !(r.is_finite() && r > 0.0) => Err(ControlError::Invalid(format!(
+            "a rate limit of {r} is not valid: give rows per second above 0, or none for unthrottled"
+        ))),
+        _ => Ok(()),
+    }
+}

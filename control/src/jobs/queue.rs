@@ -1,0 +1,303 @@
+//! The queue in the store: enqueuing, reading, leasing, heartbeats and the
+//! end of a job (which moves its bucket as the end implies).
+
+use sqlx::Row;
+
+use crate::access::Actor;
+use crate::audit::{self, AuditEntry};
+use crate::clock::now_ms;
+use crate::error::{ControlError, Result};
+use crate::jobs::model::*;
+use crate::jobs::requests::move_bucket_after_job;
+use crate::phases::Phase;
+use crate::store::{Dialect, Store};
+
+pub(crate) fn job_from_row(row: &sqlx::any::AnyRow) -> Result<Job> {
+    let get = |e| ControlError::db("reading a job")(e);
+    let kind: String = row.try_get("kind").map_err(get)?;
+    let state: String = row.try_get("state").map_err(get)?;
+    let requested: Option<String> = row.try_get("requested").map_err(get)?;
+    let params: String = row.try_get("params").map_err(get)?;
+    Ok(Job {
+        id: row.try_get("id").map_err(get)?,
+        migration_id: row.try_get("migration_id").map_err(get)?,
+        bucket_id: row.try_get("bucket_id").map_err(get)?,
+        kind: JobKind::parse(&kind)?,
+        params: serde_json::from_str(&params)
+            .map_err(|e| ControlError::Internal(format!("job params are not JSON: {e}")))?,
+        state: JobState::parse(&state)?,
+        requested: requested.as_deref().and_then(Request::parse),
+        rate_limit: row.try_get("rate_limit").map_err(get)?,
+        worker: row.try_get("worker").map_err(get)?,
+        lease_expires_at: row.try_get("lease_expires_at").map_err(get)?,
+        attempts: row.try_get("attempts").map_err(get)?,
+        rows_done: row.try_get("rows_done").map_err(get)?,
+        rows_total: row.try_get("rows_total").map_err(get)?,
+        rate: row.try_get("rate").map_err(get)?,
+        eta_seconds: row.try_get("eta_seconds").map_err(get)?,
+        message: row.try_get("message").map_err(get)?,
+        created_by: row.try_get("created_by").map_err(get)?,
+        created_at: row.try_get("created_at").map_err(get)?,
+        started_at: row.try_get("started_at").map_err(get)?,
+        updated_at: row.try_get("updated_at").map_err(get)?,
+        finished_at: row.try_get("finished_at").map_err(get)?,
+    })
+}
+
+/// Enqueues a job inside the caller's transaction (so the job and the change
+/// that asked for it commit together), returning its id.
+pub async fn enqueue(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    actor: &Actor,
+    job: &NewJob,
+) -> Result<i64> {
+    check_rate(job.rate_limit)?;
+    let now = now_ms();
+    let row = sqlx::query(
+        "INSERT INTO jobs (migration_id, bucket_id, kind, params, state, rate_limit,
+                           created_by, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $7) RETURNING id",
+    )
+    .bind(job.migration_id)
+    .bind(job.bucket_id)
+    .bind(job.kind.as_str())
+    .bind(job.params.to_string())
+    .bind(job.rate_limit)
+    .bind(&actor.name)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(ControlError::db(format!(
+        "enqueuing a {} job",
+        job.kind.as_str()
+    )))?;
+    let id: i64 = row
+        .try_get("id")
+        .map_err(ControlError::db("reading a job id"))?;
+    audit::record(
+        tx,
+        AuditEntry::new(actor, "job.create", "job", id)
+            .to_state("queued")
+            .details(serde_json::json!({
+                "kind": job.kind.as_str(),
+                "migration_id": job.migration_id,
+                "bucket_id": job.bucket_id,
+                "params": job.params,
+            })),
+    )
+    .await?;
+    Ok(id)
+}
+
+impl Store {
+    /// Enqueues one job (audited).
+    pub async fn enqueue_job(&self, actor: &Actor, job: NewJob) -> Result<Job> {
+        actor.require_operate(&format!("starting a {} job", job.kind.as_str()))?;
+        let mut tx = self.begin().await?;
+        let id = enqueue(&mut tx, actor, &job).await?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a new job"))?;
+        self.job(id).await
+    }
+
+    /// The job with this id.
+    pub async fn job(&self, id: i64) -> Result<Job> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(ControlError::db(format!("reading job {id}")))?;
+        match row {
+            Some(row) => job_from_row(&row),
+            None => Err(ControlError::NotFound(format!("there is no job {id}"))),
+        }
+    }
+
+    /// Jobs of a migration (or of one bucket), newest first.
+    pub async fn list_jobs(
+        &self,
+        migration_id: Option<i64>,
+        bucket_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs
+             WHERE ($1 IS NULL OR migration_id = $1) AND ($2 IS NULL OR bucket_id = $2)
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(migration_id)
+        .bind(bucket_id)
+        .bind(limit.clamp(1, 10_000))
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("listing jobs"))?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// Leases the oldest job of one of `kinds` that is queued, or running with
+    /// an expired lease (its worker died), for `lease_ms`. `None` when there is
+    /// nothing to do.
+    pub async fn lease_job(
+        &self,
+        worker: &str,
+        kinds: &[JobKind],
+        lease_ms: i64,
+    ) -> Result<Option<Job>> {
+        if kinds.is_empty() {
+            return Ok(None);
+        }
+        let now = now_ms();
+        let kind_list = (0..kinds.len())
+            .map(|i| format!("${}", i + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let lock = if self.dialect() == Dialect::Postgres {
+            "FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE jobs
+             SET state = 'running', worker = $1, lease_expires_at = $2, attempts = attempts + 1,
+                 started_at = COALESCE(started_at, $3), updated_at = $3
+             WHERE id = (
+                 SELECT id FROM jobs
+                 WHERE (state = 'queued' OR (state = 'running' AND lease_expires_at < $3))
+                   AND kind IN ({kind_list})
+                 ORDER BY id
+                 LIMIT 1 {lock})
+             RETURNING *"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(worker)
+            .bind(now + lease_ms)
+            .bind(now);
+        for kind in kinds {
+            query = query.bind(kind.as_str());
+        }
+        let row = query
+            .fetch_optional(self.pool())
+            .await
+            .map_err(ControlError::db("leasing a job"))?;
+        let Some(row) = row else { return Ok(None) };
+        let job = job_from_row(&row)?;
+        if job.attempts > 1 {
+            tracing::info!(job = job.id, kind = job.kind.as_str(), %worker, attempt = job.attempts,
+                "took over a job whose lease expired");
+        }
+        Ok(Some(job))
+    }
+
+    /// Renews a lease and records progress. Answers what the worker must do next.
+    pub async fn heartbeat(
+        &self,
+        job_id: i64,
+        worker: &str,
+        lease_ms: i64,
+        progress: &Progress,
+    ) -> Result<Heartbeat> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "UPDATE jobs
+             SET lease_expires_at = $1, rows_done = $2, rows_total = $3, rate = $4,
+                 eta_seconds = $5, message = COALESCE($6, message), updated_at = $7
+             WHERE id = $8 AND worker = $9 AND state = 'running'
+             RETURNING requested, rate_limit",
+        )
+        .bind(now + lease_ms)
+        .bind(progress.rows_done)
+        .bind(progress.rows_total)
+        .bind(progress.rate)
+        .bind(progress.eta_seconds)
+        .bind(progress.message.as_deref())
+        .bind(now)
+        .bind(job_id)
+        .bind(worker)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(ControlError::db(format!(
+            "renewing the lease of job {job_id}"
+        )))?;
+        let Some(row) = row else {
+            return Ok(Heartbeat::LeaseLost);
+        };
+        let requested: Option<String> = row
+            .try_get("requested")
+            .map_err(ControlError::db("reading a job request"))?;
+        Ok(Heartbeat::Continue {
+            requested: requested.as_deref().and_then(Request::parse),
+            rate_limit: row
+                .try_get("rate_limit")
+                .map_err(ControlError::db("reading a job rate"))?,
+        })
+    }
+
+    /// Ends a job the worker holds. `false` when the lease was lost meanwhile
+    /// (the job belongs to another worker now and nothing was written).
+    pub async fn finish_job(&self, job_id: i64, worker: &str, outcome: &Outcome) -> Result<bool> {
+        let (state, message) = match outcome {
+            Outcome::Succeeded { summary, .. } => (JobState::Succeeded, summary.clone()),
+            Outcome::Failed(m) => (JobState::Failed, Some(m.clone())),
+            Outcome::Paused => (JobState::Paused, Some("paused at a checkpoint".into())),
+            Outcome::Cancelled => (JobState::Cancelled, Some("cancelled".into())),
+            Outcome::Released => (
+                JobState::Queued,
+                Some(format!(
+                    "released by {worker} (shutting down); resumes from its checkpoint"
+                )),
+            ),
+        };
+        let now = now_ms();
+        let finished = state.is_final().then_some(now);
+        let bucket_id = self.job(job_id).await?.bucket_id;
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE jobs
+             SET state = $1, message = COALESCE($2, message), requested = NULL, worker = NULL,
+                 lease_expires_at = NULL, updated_at = $3, finished_at = $4,
+                 eta_seconds = CASE WHEN $1 = 'succeeded' THEN 0 ELSE eta_seconds END
+             WHERE id = $5 AND worker = $6 AND state = 'running'",
+        )
+        .bind(state.as_str())
+        .bind(message.as_deref())
+        .bind(now)
+        .bind(finished)
+        .bind(job_id)
+        .bind(worker)
+        .execute(&mut *tx)
+        .await
+        .map_err(ControlError::db(format!("finishing job {job_id}")))?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let actor = Actor {
+            name: format!("worker:{worker}"),
+            role: crate::Role::Admin,
+            clients: Vec::new(),
+        };
+        let mut entry = AuditEntry::new(&actor, "job.finish", "job", job_id)
+            .from_state("running")
+            .to_state(state.as_str());
+        if let Some(m) = &message {
+            entry = entry.reason(m.clone());
+        }
+        audit::record(&mut tx, entry).await?;
+        if let Some(bucket_id) = bucket_id {
+            let next = match outcome {
+                Outcome::Succeeded { bucket_phase, .. } => *bucket_phase,
+                Outcome::Failed(_) | Outcome::Cancelled => Some(Phase::Failed),
+                Outcome::Paused => Some(Phase::Paused),
+                Outcome::Released => None,
+            };
+            if let Some(next) = next {
+                let why = message.clone().unwrap_or_default();
+                move_bucket_after_job(&mut tx, &actor, bucket_id, next, &why).await?;
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a finished job"))?;
+        Ok(true)
+    }
+}

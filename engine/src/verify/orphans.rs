@@ -1,0 +1,136 @@
+//! Extra target rows of records the source no longer has, for tables whose
+//! target key is not a key range of the source (UUIDv5 keys, transformers,
+//! dedupe, a bucket column ahead of the key, text keys between two kinds of
+//! database). The chunk-by-chunk diff of such a table looks target rows up
+//! by the keys and source keys of the records it reads, so a row whose record
+//! was deleted is never met there. After every bucket is compared, this pass
+//! walks the target table in key order, page by page, goes back to the source
+//! through what each row keeps of it (`_tern_source_key`), and lists every
+//! row whose record is gone as extra, with the rest of the run's mismatches;
+//! repair then deletes it through the apply path like any deleted record.
+//!
+//! Aligned tables need no such pass: their target rows are read by key range,
+//! so rows without a source record show up as extra in the diff itself.
+
+use std::collections::HashSet;
+
+use super::context::Ctx;
+use super::reads::range_where;
+use super::results::{Counts, MismatchKind};
+use crate::buckets::Bucket;
+use crate::chunk::KeyRange;
+use crate::error::Result;
+use crate::run_control::RunControl;
+use crate::value::{Value, key_identity};
+
+/// Whether a table's full diff needs the pass.
+pub(super) fn needed(ctx: &Ctx) -> bool {
+    !ctx.range_reads && ctx.shape.source_key.is_some()
+}
+
+/// Walks the target, adding the extra rows it finds to `counts` (numbered
+/// after the `counts.compared` rows already met) and storing them. Returns
+/// the target rows read, and whether it went to the end (not cancelled).
+pub(super) async fn run(
+    ctx: &Ctx,
+    buckets: &[Bucket],
+    control: &RunControl,
+    counts: &mut Counts,
+) -> Result<(u64, bool)> {
+    let d = ctx.target.dialect();
+    let key_cols = ctx.target_key_columns();
+    let page = ctx.chunk_rows.max(1);
+    let mut after: Option<Vec<Value>> = None;
+    let mut read = 0u64;
+    let mut ord = counts.compared;
+    loop {
+        if !control.admit(page as u64).await {
+            return Ok((read, false));
+        }
+        let (where_, params) = range_where(
+            d,
+            &key_cols,
+            &KeyRange::all(),
+            after.as_deref(),
+            None,
+            &|v, _| v.clone(),
+        );
+        let rows = ctx
+            .target_rows(
+                &format!("{where_} ORDER BY {} LIMIT {page}", key_cols.join(", ")),
+                &params,
+            )
+            .await?;
+        let end = rows.len() < page;
+        read += rows.len() as u64;
+        after = rows.last().map(|r| ctx.key_of(r));
+        let keys: Vec<Option<Vec<Value>>> =
+            rows.iter().map(|r| ctx.source_key_of_target(r)).collect();
+        let present = present_in_source(ctx, &keys).await?;
+        let mut found = Vec::new();
+        let mut page_counts = Counts::default();
+        for (row, key) in rows.iter().zip(&keys) {
+            let gone = key.as_ref().is_none_or(|k| !present.contains(&identity(k)));
+            if !gone {
+                continue;
+            }
+            ord += 1;
+            page_counts.compared += 1;
+            page_counts.extra += 1;
+            let bucket = key
+                .as_ref()
+                .and_then(|k| bucket_of(ctx, buckets, k))
+                .unwrap_or(0);
+            found.push(ctx.mismatch(
+                ctx.key_id(row),
+                bucket,
+                ord,
+                MismatchKind::Extra,
+                row,
+                None,
+                Some(row),
+                Vec::new(),
+            ));
+        }
+        if !found.is_empty() {
+            ctx.store_found(&found).await?;
+        }
+        counts.add(&page_counts);
+        if end {
+            return Ok((read, true));
+        }
+    }
+}
+
+/// The identities of the given source keys that the source still has.
+async fn present_in_source(ctx: &Ctx, keys: &[Option<Vec<Value>>]) -> Result<HashSet<String>> {
+    let wanted: Vec<Vec<Value>> = keys.iter().flatten().cloned().collect();
+    let mut present = HashSet::with_capacity(wanted.len());
+    for batch in wanted.chunks(super::context::KEYS_PER_BATCH) {
+        let (sql, params) = ctx.query.keys_sql(batch);
+        let (_, rows) = ctx
+            .source
+            .fetch(
+                &sql,
+                &params,
+                &format!("look up the source records of {} target rows", ctx.table),
+            )
+            .await?;
+        present.extend(rows.iter().map(|r| identity(&ctx.query.key_of(r))));
+    }
+    Ok(present)
+}
+
+/// The bucket of a source key, when the bucket column is part of it.
+fn bucket_of(ctx: &Ctx, buckets: &[Bucket], key: &[Value]) -> Option<usize> {
+    let i = ctx.query.key.iter().position(|k| *k == ctx.query.bucket)?;
+    let v = key.get(i)?;
+    buckets
+        .iter()
+        .find(|b| b.range.contains(v))
+        .map(|b| b.index)
+}
+
+fn identity(key: &[Value]) -> String {
+    key_identity(&key.iter().collect::<Vec<_>>())
+}

@@ -1,0 +1,125 @@
+//! Spec columns computed by expressions (`docs/expressions.md`): a
+//! conditional value, string building, and a custom dedupe key made with
+//! `uuid5(…)`, whose group is read from the expression, on seed 001's inbox.
+
+use std::collections::BTreeSet;
+
+use tern_engine::{Link, Spec, TransformerRegistry, capture};
+use tern_testkit::{DbKind, TestDb};
+
+use crate::shared_rows::{create_inbox, fill_inbox};
+use crate::support::{Side, load_all, spec_text};
+
+const SPEC: &str = r#"
+chunk_rows = 25
+
+[[tables]]
+name = "personal"
+key = ["member_id", "message_id"]
+buckets = 2
+[tables.source]
+table = "inbox"
+key = ["member_id", "id"]
+bucket = "member_id"
+[tables.columns]
+member_id = "member_id"
+message_id = { uuid5 = ["thread_id", "msg_no"], namespace = "messages" }
+state = { expr = 'if is_unread == 1 { "new" } else { "read" }', cast = "text" }
+
+[[tables]]
+name = "messages"
+key = ["message_id"]
+buckets = 2
+[tables.source]
+table = "inbox"
+key = ["member_id", "id"]
+bucket = "thread_id"
+[tables.columns]
+message_id = { expr = 'uuid5("messages", thread_id, msg_no)', cast = "uuid" }
+label = { expr = '`thread ${thread_id} #${msg_no}: ` + upper(body)', cast = "text" }
+[tables.dedupe]
+keep = "first"
+"#;
+
+#[tokio::test]
+async fn expression_columns_and_an_expression_dedupe_key_load_and_follow_deletes()
+-> anyhow::Result<()> {
+    // Arrange
+    let source_db = TestDb::postgres().await?;
+    let target_db = TestDb::postgres().await?;
+    let source = Side::open(&source_db).await?;
+    source.exec(&create_inbox(DbKind::Postgres)).await?;
+    fill_inbox(&source).await?;
+    let text = spec_text(&source_db, &target_db, SPEC);
+    let spec = Spec::parse(&text, "test.toml")?;
+    let group = spec
+        .table("messages")?
+        .dedupe
+        .as_ref()
+        .map(|d| d.group.clone());
+
+    // Act
+    load_all(&text, &TransformerRegistry::new()).await?;
+
+    // Assert
+    assert_eq!(
+        group,
+        Some(vec!["thread_id".to_string(), "msg_no".to_string()])
+    );
+    let target = Side::open(&target_db).await?;
+    let shared: BTreeSet<String> = target
+        .strings("SELECT CAST(message_id AS TEXT) FROM messages")
+        .await?
+        .into_iter()
+        .collect();
+    let referenced: BTreeSet<String> = target
+        .strings("SELECT DISTINCT CAST(message_id AS TEXT) FROM personal")
+        .await?
+        .into_iter()
+        .collect();
+    assert_eq!(
+        shared, referenced,
+        "the expression key is the builtin uuid5"
+    );
+    assert_eq!(
+        target
+            .strings("SELECT label FROM messages WHERE label LIKE 'thread 3 #2:%'")
+            .await?,
+        vec!["thread 3 #2: MESSAGE 3-2".to_string()]
+    );
+    let states = target
+        .strings("SELECT DISTINCT state FROM personal ORDER BY 1")
+        .await?;
+    assert_eq!(states, vec!["new".to_string(), "read".to_string()]);
+    let unread = source.count("inbox WHERE is_unread = 1").await?;
+    assert_eq!(target.count("personal WHERE state = 'new'").await?, unread);
+
+    // Act + Assert: a copy deleted through the relay keeps its shared row.
+    let link = Link::connect(spec.clone(), &TransformerRegistry::new()).await?;
+    capture::install(link.source(), &spec).await?;
+    let before = target.count("messages").await?;
+    crate::shared_rows::relay_step(
+        &link,
+        &source,
+        "DELETE FROM inbox WHERE (member_id, id) IN \
+         (SELECT member_id, id FROM inbox WHERE thread_id = 2 AND msg_no = 3 ORDER BY member_id LIMIT 1)",
+    )
+    .await?;
+    let copies_left = source
+        .count("inbox WHERE thread_id = 2 AND msg_no = 3")
+        .await?;
+    assert!(copies_left > 0, "the message had several copies");
+    assert_eq!(target.count("messages").await?, before);
+    Ok(())
+}
+
+#[test]
+fn a_misspelt_function_is_refused_at_its_line() {
+    let ends = "\n[source]\nurl = \"postgres://127.0.0.1/x\"\n[target]\nurl = \"postgres://127.0.0.1/y\"\n";
+    let good = format!("{SPEC}{ends}");
+    assert!(Spec::parse(&good, "test.toml").is_ok());
+    let bad = format!("{}{ends}", SPEC.replace("upper(body)", "shout(body)"));
+    let err = Spec::parse(&bad, "test.toml").unwrap_err().to_string();
+    assert!(err.contains("tables[messages].columns.label"), "{err}");
+    assert!(err.contains("calls `shout`, which is no function"), "{err}");
+}
