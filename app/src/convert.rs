@@ -68,3 +68,68 @@ pub fn phase_counts(phases: &[(tern_control::buckets::Phase, i64)]) -> Vec<Phase
         })
         .collect()
 }
+
+fn span(s: &tern_control::forecast::Span) -> (f64, f64, f64) {
+    (s.seconds, s.fast, s.slow)
+}
+
+pub fn forecast_view(f: &tern_control::forecast::Forecast) -> crate::types::ForecastView {
+    use tern_control::forecast::Stage;
+    crate::types::ForecastView {
+        done: f.rows.done,
+        of: f.rows.of,
+        percent: f.rows.percent,
+        recounted: f.rows.recounted,
+        pace_now: f.pace_now,
+        stages: f
+            .stages
+            .iter()
+            .map(|s| crate::types::StageView {
+                name: s.stage.as_str().to_string(),
+                buckets_left: s.buckets_left,
+                work_left: s.work_left,
+                unit: if s.stage == Stage::CatchUp {
+                    "buckets"
+                } else {
+                    "rows"
+                }
+                .to_string(),
+                running: s.running,
+                pace: s.pace,
+                eta: s.eta.as_ref().map(span),
+            })
+            .collect(),
+        eta: f.eta.as_ref().map(span),
+        unmeasured: f
+            .unmeasured
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect(),
+    }
+}
+
+/// Blockers by kind, each with a link to the bucket or client it concerns.
+pub fn blocker_views(
+    migration_id: i64,
+    groups: Vec<tern_control::blockers::BlockerGroup>,
+) -> Vec<crate::types::BlockerGroupView> {
+    groups
+        .into_iter()
+        .map(|g| crate::types::BlockerGroupView {
+            kind: g.kind.as_str().to_string(),
+            count: g.count,
+            first: g
+                .first
+                .into_iter()
+                .map(|b| crate::types::BlockerView {
+                    href: match (b.bucket, b.client) {
+                        (Some(idx), _) => Some(format!("/migrations/{migration_id}/buckets/{idx}")),
+                        (None, Some(c)) => Some(format!("/clients/{c}")),
+                        _ => None,
+                    },
+                    text: b.text,
+                })
+                .collect(),
+        })
+        .collect()
+}

@@ -35,7 +35,15 @@ use crate::pages::{
 };
 
 /// The HTML document around the app, rendered on the server for every page.
+/// The sign-in page is plain HTML and loads no WebAssembly: nothing on it
+/// needs it, and its form post would cut the download short.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    let hydrate = use_context::<http::request::Parts>()
+        .is_none_or(|req| !req.uri.path().starts_with("/login"));
+    #[cfg(not(feature = "ssr"))]
+    let hydrate = true;
+    let scripts = hydrate.then(|| view! { <HydrationScripts options/> });
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -43,7 +51,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <link rel="icon" href="/favicon.ico"/>
-                <HydrationScripts options/>
+                {scripts}
                 <MetaTags/>
             </head>
             <body>

@@ -33,8 +33,10 @@ pub struct MigrationCard {
     pub phases: Vec<PhaseCount>,
     pub planned_rows: i64,
     pub rows_copied: i64,
-    /// Measured pace and ETA (program overview only).
-    pub pace: Option<PaceView>,
+    /// Rows done, pace and ETA per phase.
+    pub forecast: Option<ForecastView>,
+    /// What blocks the migration, by kind.
+    pub blockers: Vec<BlockerGroupView>,
     /// Accuracy over time (program overview only).
     pub accuracy: Vec<(i64, f64)>,
     pub running_jobs: i64,
@@ -159,15 +161,52 @@ pub struct SettingsView {
     pub next_batch_at: String,
 }
 
-/// Measured pace (rows/s) with its spread, and the ETA it gives.
+/// Where a migration stands and when it will be done (see
+/// `tern_control::forecast`): rows done never over 100%, the pace of the
+/// jobs running now, the ETA of every phase ahead with its range.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PaceView {
-    pub median: f64,
-    pub p10: f64,
-    pub p90: f64,
-    pub eta_seconds: Option<f64>,
-    pub eta_fast: Option<f64>,
-    pub eta_slow: Option<f64>,
+pub struct ForecastView {
+    pub done: i64,
+    pub of: i64,
+    pub percent: f64,
+    /// Rows the source grew by since the plan (the total was re-counted).
+    pub recounted: Option<i64>,
+    pub pace_now: Option<f64>,
+    pub stages: Vec<StageView>,
+    /// (median, fast, slow) seconds until every bucket is verified.
+    pub eta: Option<(f64, f64, f64)>,
+    /// Phases with work left that no job has measured yet.
+    pub unmeasured: Vec<String>,
+}
+
+/// One phase still ahead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageView {
+    /// `load`, `catch-up`, `verify`.
+    pub name: String,
+    pub buckets_left: i64,
+    pub work_left: i64,
+    /// `rows` or `buckets`.
+    pub unit: String,
+    pub running: i64,
+    pub pace: Option<f64>,
+    pub eta: Option<(f64, f64, f64)>,
+}
+
+/// Blockers of one kind: how many, and the first few.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockerGroupView {
+    /// `stuck bucket`, `gated ramp`, …
+    pub kind: String,
+    pub count: usize,
+    pub first: Vec<BlockerView>,
+}
+
+/// One thing that blocks, with where to go about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockerView {
+    pub text: String,
+    pub href: Option<String>,
 }
 
 /// A batch of buckets.
@@ -198,7 +237,6 @@ pub struct MigrationBoardView {
     pub offset: i64,
     pub page_size: i64,
     pub jobs: Vec<JobRow>,
-    pub pace: Option<PaceView>,
     /// (time ms, accuracy %), oldest first.
     pub accuracy: Vec<(i64, f64)>,
     pub batches: Vec<BatchRow>,

@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::batches::Batch;
+use crate::blockers::{BlockerGroup, group};
 use crate::buckets::{Bucket, Phase, bucket_from_row};
 use crate::error::{ControlError, Result};
+use crate::forecast::Forecast;
 use crate::jobs::Job;
 use crate::migrations::{Migration, MigrationSummary};
 use crate::store::Store;
@@ -59,6 +61,8 @@ pub struct MigrationBoard {
     pub batch_members: Vec<BatchMember>,
     /// The migration's active relay job, if any.
     pub relay: Option<Job>,
+    /// Rows done, pace now and the ETA of every phase ahead.
+    pub forecast: Option<Forecast>,
 }
 
 /// A bucket as its batch's checkpoint shows it.
@@ -90,6 +94,10 @@ pub struct ProgramLine {
     pub eta: Option<Eta>,
     pub accuracy: Vec<(i64, f64)>,
     pub running_jobs: i64,
+    /// Rows done, pace now and the ETA of every phase ahead.
+    pub forecast: Option<Forecast>,
+    /// What blocks the migration, by kind.
+    pub blockers: Vec<BlockerGroup>,
 }
 
 impl Store {
@@ -115,6 +123,10 @@ impl Store {
         let remaining = summary.planned_rows - summary.rows_copied;
         let eta = pace.as_ref().and_then(|p| eta(remaining, p));
         Ok(MigrationBoard {
+            forecast: self
+                .forecasts(Some(migration_id))
+                .await?
+                .remove(&migration_id),
             accuracy: self.accuracy_history(migration_id).await?,
             batches: self.list_batches(migration_id).await?,
             batch_members: self.batch_members(migration_id).await?,
@@ -256,8 +268,14 @@ impl Store {
 
     /// Every migration with its pace, ETA and accuracy over time, in a fixed
     /// number of queries whatever the number of migrations.
-    pub async fn program_overview(&self) -> Result<Vec<ProgramLine>> {
+    pub async fn program_overview(&self, actor: &Actor) -> Result<Vec<ProgramLine>> {
         let summaries = self.migration_summaries().await?;
+        let mut forecasts = self.forecasts(None).await?;
+        let mut blockers = std::collections::BTreeMap::new();
+        for s in &summaries {
+            let id = s.migration.id;
+            blockers.insert(id, group(self.blockers(actor, id).await?, 3));
+        }
         // One row per migration, its samples packed as `at:rows,…` in order.
         let mut samples: std::collections::BTreeMap<i64, Vec<(i64, i64)>> = Default::default();
         for row in sqlx::query(
@@ -302,6 +320,8 @@ impl Store {
                 let remaining = summary.planned_rows - summary.rows_copied;
                 let eta = pace.as_ref().and_then(|p| eta(remaining, p));
                 ProgramLine {
+                    forecast: forecasts.remove(&id),
+                    blockers: blockers.remove(&id).unwrap_or_default(),
                     accuracy: accuracy.remove(&id).unwrap_or_default(),
                     running_jobs: running.get(&id).copied().unwrap_or(0),
                     summary,

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod audit;
 pub mod batches;
+pub mod blockers;
 pub mod buckets;
 mod caches;
 pub mod clients;
@@ -16,6 +17,7 @@ pub mod dashboard;
 pub mod decommission;
 pub mod error;
 pub mod fixes;
+pub mod forecast;
 pub mod guides;
 pub mod jobs;
 pub mod migrations;

@@ -69,10 +69,34 @@ impl Store {
                         note: d.note.clone(),
                     })
                     .collect(),
-                source_row: m.source_row.as_ref().map(ToString::to_string),
-                target_row: m.target_row.as_ref().map(ToString::to_string),
+                source_row: m.source_row.as_ref().map(shown_row),
+                target_row: m.target_row.as_ref().map(shown_row),
                 resolved: m.resolved,
             })
             .collect())
+    }
+}
+
+/// A row as a person reads it: one field a line, without Tern's own
+/// `_tern_*` columns (the hidden source key, the version), which say
+/// nothing about the data.
+fn shown_row(row: &serde_json::Value) -> String {
+    let mut row = row.clone();
+    if let Some(fields) = row.as_object_mut() {
+        fields.retain(|name, _| !name.starts_with("_tern_"));
+    }
+    serde_json::to_string_pretty(&row).unwrap_or_else(|_| row.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shown_row_hides_terns_own_columns() {
+        let row = serde_json::json!({"id": 1, "body": "hi", "_tern_source_key": "7\u{1f}1"});
+        let shown = shown_row(&row);
+        assert!(shown.contains("\"body\": \"hi\""), "{shown}");
+        assert!(!shown.contains("_tern_source_key"), "{shown}");
     }
 }

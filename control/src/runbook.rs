@@ -333,34 +333,67 @@ impl Store {
         bucket_ids: &[i64],
         reason: &str,
     ) -> Result<String> {
-        let queued = |n: usize, what: &str| {
-            format!("{n} {what} job{} queued", if n == 1 { "" } else { "s" })
+        // A selection may mix buckets: each eligible one gets its job, and
+        // the answer says which were skipped and why (nothing is refused
+        // whole because one bucket is elsewhere in the playbook).
+        let (what, mode) = match action {
+            BucketAction::BulkLoad => ("bulk-load", None),
+            BucketAction::CatchUp => ("catch-up", None),
+            BucketAction::VerifyFull => ("verification", Some(VerifyMode::Full)),
+            BucketAction::VerifyIncremental => {
+                ("incremental verification", Some(VerifyMode::Incremental))
+            }
+            BucketAction::Pause | BucketAction::Resume | BucketAction::Cancel => ("", None),
         };
+        if !what.is_empty() {
+            actor.require_operate(&format!("starting {what} jobs"))?;
+            // Refuses an archived migration, an empty selection or an
+            // unknown bucket once, for the whole selection.
+            self.chosen_buckets(migration_id, bucket_ids).await?;
+            let mut queued = 0usize;
+            let mut skipped = Vec::new();
+            for &id in bucket_ids {
+                let one = [id];
+                let started = match (action, mode) {
+                    (BucketAction::BulkLoad, _) => {
+                        self.start_bulk_load(actor, migration_id, &one).await
+                    }
+                    (BucketAction::CatchUp, _) => {
+                        self.start_catch_up(actor, migration_id, &one).await
+                    }
+                    (_, Some(mode)) => self.start_verify(actor, migration_id, &one, mode).await,
+                    _ => Ok(Vec::new()),
+                };
+                match started {
+                    Ok(ids) => queued += ids.len(),
+                    Err(ControlError::Conflict(why) | ControlError::Invalid(why)) => {
+                        skipped.push(why)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            return match (queued, skipped.is_empty()) {
+                (0, false) => Err(ControlError::Conflict(format!(
+                    "no {what} job queued: {}",
+                    skipped.join("; ")
+                ))),
+                (n, true) => Ok(format!(
+                    "{n} {what} job{} queued",
+                    if n == 1 { "" } else { "s" }
+                )),
+                (n, false) => Ok(format!(
+                    "{n} {what} job{} queued; skipped {}: {}",
+                    if n == 1 { "" } else { "s" },
+                    skipped.len(),
+                    skipped.join("; ")
+                )),
+            };
+        }
         match action {
-            BucketAction::BulkLoad => Ok(queued(
-                self.start_bulk_load(actor, migration_id, bucket_ids)
-                    .await?
-                    .len(),
-                "bulk-load",
-            )),
-            BucketAction::CatchUp => Ok(queued(
-                self.start_catch_up(actor, migration_id, bucket_ids)
-                    .await?
-                    .len(),
-                "catch-up",
-            )),
-            BucketAction::VerifyFull => Ok(queued(
-                self.start_verify(actor, migration_id, bucket_ids, VerifyMode::Full)
-                    .await?
-                    .len(),
-                "verification",
-            )),
-            BucketAction::VerifyIncremental => Ok(queued(
-                self.start_verify(actor, migration_id, bucket_ids, VerifyMode::Incremental)
-                    .await?
-                    .len(),
-                "incremental verification",
-            )),
+            BucketAction::BulkLoad
+            | BucketAction::CatchUp
+            | BucketAction::VerifyFull
+            | BucketAction::VerifyIncremental => Ok(String::new()),
             BucketAction::Pause | BucketAction::Resume | BucketAction::Cancel => {
                 actor.require_operate(&format!("{} bucket jobs", action.as_str()))?;
                 let buckets = self.chosen_buckets(migration_id, bucket_ids).await?;

@@ -4,16 +4,22 @@
 use leptos::prelude::*;
 
 const W: f64 = 560.0;
-const H: f64 = 180.0;
+const H: f64 = 200.0;
 const LEFT: f64 = 48.0;
 const RIGHT: f64 = 12.0;
 const TOP: f64 = 12.0;
 const BOTTOM: f64 = 30.0;
 
-fn hhmm(ms: i64) -> String {
+/// `HH:MM`, or `HH:MM:SS` when the chart spans under half an hour (the
+/// labels would otherwise repeat the same minute).
+fn clock(ms: i64, span_ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let day = secs.rem_euclid(86_400);
-    format!("{:02}:{:02}", day / 3600, (day % 3600) / 60)
+    if span_ms < 30 * 60_000 {
+        format!("{:02}:{:02}:{:02}", day / 3600, (day % 3600) / 60, day % 60)
+    } else {
+        format!("{:02}:{:02}", day / 3600, (day % 3600) / 60)
+    }
 }
 
 /// `points` are (time ms, accuracy %), oldest first. The y axis starts at the
@@ -51,13 +57,13 @@ pub fn AccuracyChart(points: Vec<(i64, f64)>) -> impl IntoView {
                 <line x1=LEFT x2=W - RIGHT y1=y(*v) y2=y(*v) class="grid-line"/>
                 <text x=LEFT - 6.0 y=y(*v) + 4.0 text-anchor="end" class="axis">{format!("{v:.0}%")}</text>
             }).collect_view()}
-            <text x=LEFT y=H - 8.0 class="axis">{hhmm(t0)}</text>
-            <text x=W - RIGHT y=H - 8.0 text-anchor="end" class="axis">{format!("{} UTC", hhmm(t1))}</text>
-            <text x=(W + LEFT) / 2.0 y=H - 8.0 text-anchor="middle" class="axis-title">"time"</text>
+            <text x=LEFT y=H - 8.0 class="axis">{clock(t0, t1 - t0)}</text>
+            <text x=W - RIGHT y=H - 8.0 text-anchor="end" class="axis">{format!("{} UTC", clock(t1, t1 - t0))}</text>
             <path d=path class="series"/>
             {points.iter().map(|(t, a)| view! {
-                <circle cx=x(*t) cy=y(*a) r="3" class="dot"><title>{format!("{a:.3}%")}</title></circle>
+                <circle cx=x(*t) cy=y(*a) r="4" class="dot"><title>{format!("{a:.3}% at {} UTC", clock(*t, 0))}</title></circle>
             }).collect_view()}
         </svg>
+        <p class="muted small">"Share of compared rows that match, counting each bucket's latest verification; hover a point for its value."</p>
     }.into_any()
 }

@@ -1,6 +1,7 @@
 //! Components shared by several pages.
 
 pub mod accuracy_chart;
+pub mod forecast;
 pub mod guard;
 pub mod layout;
 pub mod live;

@@ -132,7 +132,13 @@ pub async fn client_view(id: i64) -> Result<ClientPageData, AppError> {
             })
             .collect(),
         tokens,
-        guide_html: tern_control::guides::render_markdown(&store.guide(c.migration_id).await?),
+        // The guide's samples name this client where the guide says `{{client}}`.
+        guide_html: tern_control::guides::render_markdown(
+            &store
+                .guide(c.migration_id)
+                .await?
+                .replace("{{client}}", &c.name),
+        ),
         name: c.name,
     })
 }
@@ -307,8 +313,13 @@ fn ClientBody(
     revoke: ServerAction<RevokeClientToken>,
 ) -> impl IntoView {
     let id = c.id;
-    // The chart URL changes with every ramp change so the browser fetches it again.
+    // The chart URLs change with every ramp change and every few seconds
+    // (live traffic), so the browser fetches them again; the forms around
+    // them are not re-rendered, so nothing half-typed is lost.
     let bust = c.ramp.clone();
+    let live = crate::components::live::use_tick(std::time::Duration::from_secs(10));
+    // The charts' time window: the axis fits the data within it.
+    let hours = RwSignal::new(24i64);
     view! {
         <div class="page-head">
             <h1 data-testid="client-name">{c.name.clone()}</h1>
@@ -348,10 +359,27 @@ fn ClientBody(
                 format!("Ramps above {} are refused now: {}.", c.gate_threshold, c.gate_reasons.join("; "))
             }}</p>
         </section>
+        // The guide first: it is what a client owner comes for.
+        <section class="panel guide" data-testid="guide">
+            <h2>{format!("Migration guide: {}", c.migration)}</h2>
+            {if c.guide_html.is_empty() {
+                view! { <p class="muted">"No guide written yet."</p> }.into_any()
+            } else {
+                view! { <div class="markdown" inner_html=c.guide_html.clone()></div> }.into_any()
+            }}
+        </section>
         <section class="panel">
-            <h2>"Traffic"</h2>
+            <div class="card-head">
+                <h2>"Traffic"</h2>
+                <div class="segmented" role="group" aria-label="time window">
+                    {[(1, "1 h"), (24, "24 h"), (168, "7 d")].into_iter().map(|(h, label)| view! {
+                        <button type="button" class="button small" aria-pressed=move || (hours.get() == h).to_string()
+                            on:click=move |_| hours.set(h)>{label}</button>
+                    }).collect_view()}
+                </div>
+            </div>
             <img class="chart" data-testid="traffic-chart" alt="requests to the old and the new system over time, ramp steps marked"
-                src=format!("/charts/clients/{id}/traffic.svg?v={}", bust.trim_end_matches('%'))/>
+                src=move || format!("/charts/clients/{id}/traffic.svg?v={}&hours={}&t={}", bust.trim_end_matches('%'), hours.get(), live.get())/>
         </section>
         <section class="panel">
             <h2>"Shadow comparison"</h2>
@@ -359,7 +387,7 @@ fn ClientBody(
                 Some(r) => format!("{r:.3}% of {} compared pairs differed in the gate window. {:.2}% of requests are sampled.", c.samples, c.shadow_rate * 100.0),
                 None => format!("No shadow pairs in the gate window. {:.2}% of requests are sampled.", c.shadow_rate * 100.0),
             }}</p>
-            <img class="chart" alt="shadow mismatch rate over time" src=format!("/charts/clients/{id}/mismatch.svg")/>
+            <img class="chart" alt="shadow mismatch rate over time" src=move || format!("/charts/clients/{id}/mismatch.svg?hours={}&t={}", hours.get(), live.get())/>
             {(!c.mismatches.is_empty()).then(|| view! {
                 <h3>"Latest mismatch trees"</h3>
                 {c.mismatches.clone().into_iter().map(|m| view! {
@@ -458,13 +486,5 @@ fn ClientBody(
                 })}
             </section>
         })}
-        <section class="panel guide" data-testid="guide">
-            <h2>{format!("Migration guide: {}", c.migration)}</h2>
-            {if c.guide_html.is_empty() {
-                view! { <p class="muted">"No guide written yet."</p> }.into_any()
-            } else {
-                view! { <div class="markdown" inner_html=c.guide_html.clone()></div> }.into_any()
-            }}
-        </section>
     }
 }

@@ -15,7 +15,9 @@ use crate::pages::clients::{SaveGuide, migration_clients};
 pub async fn guide_html(id: i64) -> Result<(String, String), AppError> {
     crate::server::actor()?;
     let md = crate::server::state()?.store.guide(id).await?;
-    Ok((tern_control::guides::render_markdown(&md), md))
+    // `{{client}}` names the reader's client on a client's page; here, any.
+    let shown = md.replace("{{client}}", "your-service");
+    Ok((tern_control::guides::render_markdown(&shown), md))
 }
 
 #[component]
@@ -47,6 +49,7 @@ pub fn GuidePage() -> impl IntoView {
                         {operate.then(|| view! {
                             <section class="panel">
                                 <h2>"Edit the guide (Markdown)"</h2>
+                                <p class="muted small">"Write " <code>"{{client}}"</code> " where a client's name belongs: each client's page shows its own name there."</p>
                                 <ActionForm action=save>
                                     <input type="hidden" name="id" value=m.id.to_string()/>
                                     <textarea name="markdown" rows="16" class="wide mono" data-testid="guide-editor">{md}</textarea>

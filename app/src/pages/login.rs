@@ -1,5 +1,6 @@
-//! Sign-in. A plain HTML form posted to `/auth/login`, so it works before (and
-//! without) the page's WebAssembly.
+//! Sign-in. A plain HTML form posted to `/auth/login`: the page loads no
+//! WebAssembly at all (see [`crate::shell`]), so signing in is quick and no
+//! download is cut short by the post.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -33,7 +34,8 @@ pub fn LoginPage() -> impl IntoView {
                 <Show when=signed_out>
                     <p class="flash flash-ok">"You are signed out."</p>
                 </Show>
-                <input type="hidden" name="next" prop:value=next/>
+                // An attribute, not a property: the page works without wasm.
+                <input type="hidden" name="next" value=next/>
                 <label>"Username" <input name="username" autocomplete="username" required autofocus/></label>
                 <label>"Password" <input name="password" type="password" autocomplete="current-password" required/></label>
                 <button type="submit" class="button primary">"Sign in"</button>

@@ -3,32 +3,31 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use std::time::Duration;
+
 use crate::components::accuracy_chart::AccuracyChart;
+use crate::components::forecast::{BlockersPanel, ForecastStats};
 use crate::components::guard::ErrorPanel;
 use crate::components::layout::use_me;
+use crate::components::live::use_tick;
 use crate::components::old_system::OldSystemPanel;
 use crate::components::phase_bar::PhaseBar;
 use crate::error::AppError;
-use crate::types::{MigrationCard, duration, rate, thousands};
+use crate::types::{MigrationCard, thousands};
 
-/// Every migration with its buckets per phase, pace, ETA and accuracy.
+/// Every migration with its buckets per phase, rows done, pace, ETA,
+/// accuracy and what blocks it.
 #[server]
 pub async fn list_migrations() -> Result<Vec<MigrationCard>, AppError> {
-    crate::server::actor()?;
-    let lines = crate::server::state()?.store.program_overview().await?;
+    let me = crate::server::actor()?;
+    let lines = crate::server::state()?.store.program_overview(&me).await?;
     Ok(lines
         .into_iter()
         .map(|l| {
-            let pace = l.pace.as_ref().map(|p| crate::types::PaceView {
-                median: p.median,
-                p10: p.p10,
-                p90: p.p90,
-                eta_seconds: l.eta.as_ref().map(|e| e.seconds),
-                eta_fast: l.eta.as_ref().map(|e| e.seconds_fast),
-                eta_slow: l.eta.as_ref().and_then(|e| e.seconds_slow),
-            });
+            let id = l.summary.migration.id;
             MigrationCard {
-                pace,
+                forecast: l.forecast.as_ref().map(crate::convert::forecast_view),
+                blockers: crate::convert::blocker_views(id, l.blockers),
                 accuracy: l.accuracy,
                 running_jobs: l.running_jobs,
                 ..l.summary.into()
@@ -56,7 +55,8 @@ impl From<tern_control::migrations::MigrationSummary> for MigrationCard {
                 .collect(),
             planned_rows: s.planned_rows,
             rows_copied: s.rows_copied,
-            pace: None,
+            forecast: None,
+            blockers: Vec::new(),
             accuracy: Vec::new(),
             running_jobs: 0,
         }
@@ -65,7 +65,9 @@ impl From<tern_control::migrations::MigrationSummary> for MigrationCard {
 
 #[component]
 pub fn Overview() -> impl IntoView {
-    let migrations = Resource::new_blocking(|| (), |_| list_migrations());
+    // Live: the figures move while jobs run.
+    let tick = use_tick(Duration::from_secs(3));
+    let migrations = Resource::new_blocking(move || tick.get(), |_| list_migrations());
     view! {
         <Title text="Overview"/>
         <div class="page-head">
@@ -74,7 +76,7 @@ pub fn Overview() -> impl IntoView {
             <NewMigrationButton/>
         </div>
         <OldSystemPanel/>
-        <Suspense fallback=|| view! { <p class="muted">"Loading migrations…"</p> }>
+        <Transition fallback=|| view! { <p class="muted">"Loading migrations…"</p> }>
             {move || Suspend::new(async move {
                 match migrations.await {
                     Ok(list) if list.is_empty() => view! { <EmptyOverview/> }.into_any(),
@@ -86,7 +88,7 @@ pub fn Overview() -> impl IntoView {
                     Err(e) => view! { <ErrorPanel error=e.to_string()/> }.into_any(),
                 }
             })}
-        </Suspense>
+        </Transition>
     }
 }
 
@@ -107,11 +109,6 @@ fn EmptyOverview() -> impl IntoView {
 
 #[component]
 fn MigrationCardView(m: MigrationCard) -> impl IntoView {
-    let pct = if m.planned_rows > 0 {
-        (m.rows_copied as f64) * 100.0 / (m.planned_rows as f64)
-    } else {
-        0.0
-    };
     let href = format!("/migrations/{}", m.id);
     view! {
         <article class="panel card" data-testid="migration-card">
@@ -121,17 +118,12 @@ fn MigrationCardView(m: MigrationCard) -> impl IntoView {
             </header>
             <p class="muted">{m.description.clone()}</p>
             <PhaseBar phases=m.phases.clone() total=m.buckets/>
+            <ForecastStats forecast=m.forecast.clone() running_jobs=m.running_jobs/>
             <dl class="stats">
                 <div><dt>"Buckets"</dt><dd>{thousands(m.buckets)}</dd></div>
-                <div><dt>"Rows moved"</dt><dd>{format!("{} of {}", thousands(m.rows_copied), thousands(m.planned_rows))}</dd></div>
-                <div><dt>"Progress"</dt><dd>{format!("{pct:.1}%")}</dd></div>
-                <div><dt>"Pace"</dt><dd data-testid="card-pace">{m.pace.as_ref().map(|p| rate(p.median)).unwrap_or_else(|| if m.running_jobs > 0 { "measuring…".into() } else { "idle".into() })}</dd></div>
-                <div><dt>"ETA"</dt><dd data-testid="card-eta">{m.pace.as_ref().and_then(|p| p.eta_seconds).map(duration).unwrap_or_else(|| "—".into())}</dd></div>
-                <div><dt>"Accuracy"</dt><dd>{m.accuracy.last().map(|(_, a)| format!("{a:.2}%")).unwrap_or_else(|| "—".into())}</dd></div>
+                <div><dt>"Accuracy"</dt><dd data-testid="card-accuracy">{m.accuracy.last().map(|(_, a)| format!("{a:.2}%")).unwrap_or_else(|| "not verified yet".into())}</dd></div>
             </dl>
-            {m.pace.as_ref().and_then(|p| p.eta_fast.zip(p.eta_slow)).map(|(fast, slow)| view! {
-                <p class="muted small">{format!("ETA spread from measured pace: {} to {}", duration(fast), duration(slow))}</p>
-            })}
+            <BlockersPanel groups=m.blockers.clone()/>
             {(!m.accuracy.is_empty()).then(|| view! { <AccuracyChart points=m.accuracy.clone()/> })}
         </article>
     }

@@ -96,7 +96,9 @@ impl Store {
         actor.require_operate("resuming a job")?;
         let mut tx = self.begin().await?;
         let done = sqlx::query(
-            "UPDATE jobs SET state = 'queued', requested = NULL, updated_at = $1
+            // The message said "paused at a checkpoint": no longer true.
+            "UPDATE jobs SET state = 'queued', requested = NULL, updated_at = $1,
+                    message = 'resumed: waits for a worker, then continues from its checkpoint'
              WHERE id = $2 AND state = 'paused'",
         )
         .bind(now_ms())

@@ -114,7 +114,7 @@ both_stores!(
                 .await?;
             assert_eq!(run.migration_id, migration_id);
         }
-        let lines = store.program_overview().await?;
+        let lines = store.program_overview(&admin()).await?;
         assert_eq!(lines.len(), 2);
         let of = |id: i64| {
             lines
@@ -133,6 +133,41 @@ both_stores!(
             lines.iter().map(|l| l.summary.planned_rows).sum::<i64>(),
             4 * 100 + 6 + 2 * 100 + 1
         );
+        Ok(())
+    }
+);
+
+both_stores!(
+    the_overview_says_rows_done_the_phases_ahead_and_what_blocks,
+    |store: Store| async move {
+        use tern_control::blockers::BlockerKind;
+        use tern_control::forecast::Stage;
+        let id = many_buckets(&store, "gamma", 3).await?;
+        let buckets = store.list_buckets(id).await?;
+        store.set_bucket_rows_copied(buckets[0].id, 250).await?;
+        store
+            .move_bucket(&admin(), buckets[1].id, Phase::BulkLoading, "test")
+            .await?;
+        store
+            .move_bucket(&admin(), buckets[1].id, Phase::Failed, "target unreachable")
+            .await?;
+
+        let lines = store.program_overview(&admin()).await?;
+        let line = lines
+            .iter()
+            .find(|l| l.summary.migration.id == id)
+            .expect("the migration's line");
+        let f = line.forecast.as_ref().expect("a forecast");
+        // 250 rows copied of 303 planned (bucket 0 holds more than its plan).
+        assert_eq!((f.rows.done, f.rows.of, f.rows.recounted), (250, 303, None));
+        assert!((f.rows.percent - 250.0 * 100.0 / 303.0).abs() < 1e-9);
+        let stages: Vec<Stage> = f.stages.iter().map(|s| s.stage).collect();
+        assert_eq!(stages, [Stage::Load, Stage::CatchUp, Stage::Verify]);
+        assert_eq!(f.eta, None, "nothing measured yet");
+        assert_eq!(f.pace_now, None);
+        let kinds: Vec<BlockerKind> = line.blockers.iter().map(|g| g.kind).collect();
+        assert_eq!(kinds, [BlockerKind::FailedBucket]);
+        assert!(line.blockers[0].first[0].text.contains("bucket 1 failed"));
         Ok(())
     }
 );

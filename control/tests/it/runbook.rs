@@ -140,3 +140,36 @@ both_stores!(
         Ok(())
     }
 );
+
+both_stores!(
+    a_bulk_load_over_a_mixed_selection_starts_the_eligible_buckets_and_names_the_skipped,
+    |store: Store| async move {
+        use tern_control::runbook::BucketAction;
+        let (m, buckets) = migration(&store).await?;
+        store.start_bulk_load(&admin(), m, &buckets[..1]).await?;
+
+        // Bucket 0 is already loading: the other two start, and the answer says why 0 did not.
+        let answer = store
+            .bucket_action(&admin(), m, BucketAction::BulkLoad, &buckets, "")
+            .await?;
+        assert!(
+            answer.starts_with("2 bulk-load jobs queued; skipped 1: "),
+            "{answer}"
+        );
+        assert!(answer.contains("bulk-loading"), "{answer}");
+        for &b in &buckets {
+            assert_eq!(store.bucket(b).await?.phase, Phase::BulkLoading);
+        }
+        assert_eq!(store.list_jobs(Some(m), None, 10).await?.len(), 3);
+
+        // Nothing eligible: refused, with every reason.
+        let refused = store
+            .bucket_action(&admin(), m, BucketAction::BulkLoad, &buckets, "")
+            .await;
+        assert!(
+            matches!(refused, Err(ControlError::Conflict(ref msg)) if msg.starts_with("no bulk-load job queued")),
+            "{refused:?}"
+        );
+        Ok(())
+    }
+);

@@ -198,6 +198,12 @@ async fn full_bucket(
             &mut chunk_counts,
             &mut found,
         );
+        if let Err(e) = ctx
+            .recheck_in_flight(bucket, &mut found, &mut chunk_counts, control)
+            .await
+        {
+            break Err(e);
+        }
         counts.add(&chunk_counts);
         if let Err(e) = ctx
             .commit_chunk(

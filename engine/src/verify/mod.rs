@@ -54,6 +54,7 @@ mod checksum;
 pub mod compare;
 mod context;
 mod full;
+mod in_flight;
 mod incremental;
 mod keyset;
 mod options;

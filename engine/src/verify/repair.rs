@@ -4,12 +4,11 @@
 //! run: fixed rows are marked resolved and counted as matched (a deleted
 //! extra row no longer counts), so a fully repaired run shows 100%.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use super::context::{Ctx, KEYS_PER_BATCH};
 use super::keyset::{KeysProgress, Span};
-use super::results::{Counts, Mismatch, MismatchKind, RepairReport, unknown_run};
+use super::results::{Counts, RepairReport, reconcile, unknown_run};
 use super::store;
 use crate::apply::{self, TableKeys};
 use crate::error::Result;
@@ -116,38 +115,11 @@ pub(super) async fn run(link: &Link, run_id: &str, control: &RunControl) -> Resu
         tracing::info!(run = %run_id, keys_applied = report.keys_applied, "repair stopped");
         return Ok(report);
     }
-    let still: HashMap<String, Mismatch> =
-        again.into_iter().map(|m| (m.key_id.clone(), m)).collect();
     // 3. Update the stored mismatches and the run's counts.
-    let mut updated = Vec::with_capacity(open.len());
     let mut c = run.counts;
-    for m in open {
-        match still.get(&m.key_id) {
-            Some(now) => {
-                report.still_open += 1;
-                let mut keep = now.clone();
-                keep.bucket = m.bucket;
-                keep.ord = m.ord;
-                if keep.kind != m.kind {
-                    dec(&mut c, m.kind);
-                    inc(&mut c, keep.kind);
-                }
-                updated.push(keep);
-            }
-            None => {
-                report.resolved += 1;
-                dec(&mut c, m.kind);
-                if m.kind == MismatchKind::Extra {
-                    c.compared = c.compared.saturating_sub(1);
-                } else {
-                    c.matched += 1;
-                }
-                let mut done = m;
-                done.resolved = true;
-                updated.push(done);
-            }
-        }
-    }
+    let updated = reconcile(open, again, &mut c);
+    report.resolved = updated.iter().filter(|m| m.resolved).count() as u64;
+    report.still_open = updated.len() as u64 - report.resolved;
     ctx.store_found(&updated).await?;
     let status = run.status.clone();
     store::finish_run(target, run_id, &status, &c, run.keys_read, run.finished_at).await?;
@@ -155,20 +127,4 @@ pub(super) async fn run(link: &Link, run_id: &str, control: &RunControl) -> Resu
     tracing::info!(run = %run_id, resolved = report.resolved, still_open = report.still_open,
         accuracy = %c.accuracy_text(), "repair ends");
     Ok(report)
-}
-
-fn dec(c: &mut Counts, k: MismatchKind) {
-    match k {
-        MismatchKind::Missing => c.missing = c.missing.saturating_sub(1),
-        MismatchKind::Extra => c.extra = c.extra.saturating_sub(1),
-        MismatchKind::Different => c.different = c.different.saturating_sub(1),
-    }
-}
-
-fn inc(c: &mut Counts, k: MismatchKind) {
-    match k {
-        MismatchKind::Missing => c.missing += 1,
-        MismatchKind::Extra => c.extra += 1,
-        MismatchKind::Different => c.different += 1,
-    }
 }

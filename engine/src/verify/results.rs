@@ -53,6 +53,64 @@ impl Counts {
     }
 }
 
+impl Counts {
+    fn take(&mut self, k: MismatchKind) {
+        match k {
+            MismatchKind::Missing => self.missing = self.missing.saturating_sub(1),
+            MismatchKind::Extra => self.extra = self.extra.saturating_sub(1),
+            MismatchKind::Different => self.different = self.different.saturating_sub(1),
+        }
+    }
+
+    fn put(&mut self, k: MismatchKind) {
+        match k {
+            MismatchKind::Missing => self.missing += 1,
+            MismatchKind::Extra => self.extra += 1,
+            MismatchKind::Different => self.different += 1,
+        }
+    }
+}
+
+/// The mismatches `before`, checked again (`again`: what the second check
+/// found among their keys): each still found is kept as it is now (in its
+/// old place), each no longer found is marked resolved; `counts` follow (a
+/// resolved row counts as matched, a resolved extra row no longer counts).
+pub(super) fn reconcile(
+    before: Vec<Mismatch>,
+    again: Vec<Mismatch>,
+    counts: &mut Counts,
+) -> Vec<Mismatch> {
+    let still: std::collections::HashMap<String, Mismatch> =
+        again.into_iter().map(|m| (m.key_id.clone(), m)).collect();
+    before
+        .into_iter()
+        .map(|m| match still.get(&m.key_id) {
+            Some(now) => {
+                let mut keep = now.clone();
+                keep.bucket = m.bucket;
+                keep.ord = m.ord;
+                if keep.kind != m.kind {
+                    counts.take(m.kind);
+                    counts.put(keep.kind);
+                }
+                keep
+            }
+            None => {
+                counts.take(m.kind);
+                if m.kind == MismatchKind::Extra {
+                    counts.compared = counts.compared.saturating_sub(1);
+                } else {
+                    counts.matched += 1;
+                }
+                Mismatch {
+                    resolved: true,
+                    ..m
+                }
+            }
+        })
+        .collect()
+}
+
 /// What kind of mismatch a row is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MismatchKind {

@@ -63,10 +63,10 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
     let (source, target) = (dir.join("source.db"), dir.join("target.db"));
     println!(
         "Preparing the demo: {} contacts and {} messages in a SQLite source…",
-        demo_data::CONTACTS,
-        demo_data::MESSAGES
+        demo_data::DEMO.contacts,
+        demo_data::DEMO.messages
     );
-    demo_data::create_source(&source).await?;
+    demo_data::create_source(&source, demo_data::DEMO).await?;
     // Connection secrets need a key; the demo's store is remade at each start,
     // so without a configured key it makes one for this run.
     let key = match settings.secret_key()? {
@@ -110,7 +110,7 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
         .await
         .context("cannot seed the demo clients")?;
     let stop_writer = CancellationToken::new();
-    let writer = demo_data::start_writer(&source, stop_writer.clone());
+    let writer = demo_data::start_writer(&source, demo_data::DEMO, stop_writer.clone());
 
     let served = serve(store, &settings, move |addr| {
         println!();

@@ -21,7 +21,7 @@ goes, reads from there, and reports how many requests went each way.
 use tern_client::{ClientConfig, Route, TernClient};
 
 let tern = TernClient::connect(ClientConfig::new(
-    "http://tern.internal:3000", "messages-demo", "inbox-service", token,
+    "http://tern.internal:3000", "messages-demo", "{{client}}", token,
 )).await?;
 
 let messages = match tern.route(member_id.as_bytes()) {

@@ -11,9 +11,18 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Executor, SqlitePool};
 use tokio_util::sync::CancellationToken;
 
-/// How many contacts and messages the demo source starts with.
-pub const CONTACTS: i64 = 150_000;
-pub const MESSAGES: i64 = 250_000;
+/// How many contacts and messages a demo source starts with.
+#[derive(Debug, Clone, Copy)]
+pub struct Size {
+    pub contacts: i64,
+    pub messages: i64,
+}
+
+/// The size of `tern demo`'s source.
+pub const DEMO: Size = Size {
+    contacts: 150_000,
+    messages: 250_000,
+};
 /// Members 1..=MEMBERS; low ids (old members) own the most rows.
 const MEMBERS: i64 = 20_000;
 
@@ -32,7 +41,8 @@ async fn pool(path: &Path) -> anyhow::Result<SqlitePool> {
 
 /// Creates the source database with its rows (a second or two: the rows are
 /// generated inside SQLite).
-pub async fn create_source(path: &Path) -> anyhow::Result<()> {
+pub async fn create_source(path: &Path, size: Size) -> anyhow::Result<()> {
+    let Size { contacts, messages } = size;
     let db = pool(path).await?;
     // x² spreads members so that density falls off with the member id: the
     // first members own many rows, the last few.
@@ -58,13 +68,13 @@ pub async fn create_source(path: &Path) -> anyhow::Result<()> {
              created_at TEXT NOT NULL
          );
          CREATE INDEX messages_by_member ON messages (member_id, id);
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {CONTACTS})
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {contacts})
          INSERT INTO contacts
          SELECT i, {cm}, '  Person.' || i || '@Example.COM ', 'Person ' || i,
                 CASE i % 3 WHEN 0 THEN 'address-book' WHEN 1 THEN 'calendar' ELSE 'mobile' END,
                 datetime('2018-01-01', '+' || (i % 2000) || ' days')
          FROM n;
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {MESSAGES})
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {messages})
          INSERT INTO messages
          SELECT i, {mm}, 1 + i % 40000, 1 + (i * 31) % {MEMBERS},
                 'Message ' || i || ': ' || substr('Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua.', 1, 40 + i % 80),
@@ -138,8 +148,13 @@ created_at = "created_at"
 /// Writes to the source until `stop`: about 20 changes a second — new
 /// contacts and messages, updated emails, deleted contacts — like the live
 /// applications a migration must not stop.
-pub fn start_writer(path: &Path, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+pub fn start_writer(
+    path: &Path,
+    size: Size,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     let path = path.to_path_buf();
+    let Size { contacts, messages } = size;
     tokio::spawn(async move {
         let db = match pool(&path).await {
             Ok(db) => db,
@@ -156,7 +171,7 @@ pub fn start_writer(path: &Path, stop: CancellationToken) -> tokio::task::JoinHa
                 _ = tick.tick() => {}
             }
             n += 1;
-            let id = CONTACTS + n;
+            let id = contacts + n;
             let statements = [
                 format!(
                     "INSERT INTO contacts (id, member_id, email, full_name, source, updated_at)
@@ -165,17 +180,17 @@ pub fn start_writer(path: &Path, stop: CancellationToken) -> tokio::task::JoinHa
                 ),
                 format!(
                     "UPDATE contacts SET email = 'changed{n}@example.com', updated_at = datetime('now') WHERE id = {}",
-                    1 + (n * 7919) % CONTACTS
+                    1 + (n * 7919) % contacts
                 ),
-                format!("DELETE FROM contacts WHERE id = {}", 1 + (n * 104_729) % CONTACTS),
+                format!("DELETE FROM contacts WHERE id = {}", 1 + (n * 104_729) % contacts),
                 format!(
                     "INSERT INTO messages (id, member_id, conversation_id, sender_id, body, is_unread, created_at)
                      VALUES ({}, {}, {}, 1, 'live message {n}', 1, datetime('now'))",
-                    MESSAGES + n,
+                    messages + n,
                     1 + (n * 17) % MEMBERS,
                     1 + n % 40_000
                 ),
-                format!("UPDATE messages SET is_unread = 0 WHERE id = {}", 1 + (n * 31) % MESSAGES),
+                format!("UPDATE messages SET is_unread = 0 WHERE id = {}", 1 + (n * 31) % messages),
             ];
             for sql in &statements {
                 if let Err(e) = db.execute(sql.as_str()).await {
@@ -186,3 +201,6 @@ pub fn start_writer(path: &Path, stop: CancellationToken) -> tokio::task::JoinHa
         db.close().await;
     })
 }
+
+#[cfg(test)]
+mod tests;

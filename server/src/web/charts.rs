@@ -12,6 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Deserialize;
 use tern_app::server::CurrentUser;
 use tern_app::state::AppState;
@@ -42,9 +43,26 @@ fn window(w: &Window) -> (i64, i64, i64) {
     let hours = w.hours.unwrap_or(24.0).clamp(0.1, 24.0 * 90.0);
     let end = now_ms();
     let start = end - (hours * 3_600_000.0) as i64;
-    // About 60 slots, whole minutes.
-    let slot = (((end - start) / 60) / 60_000).max(1) * 60_000;
-    (start, end, slot)
+    (start, end, slot_of(start, end))
+}
+
+/// About 60 slots, whole minutes.
+fn slot_of(start: i64, end: i64) -> i64 {
+    (((end - start) / 60) / 60_000).max(1) * 60_000
+}
+
+/// The time axis fitted to the data: when the first point comes late in
+/// the window (a client that began reporting an hour ago, drawn over a
+/// day), the axis starts just before it, so the data fill the plot instead
+/// of its last sliver. At least ten minutes are drawn.
+fn fit(start: i64, end: i64, first: Option<i64>) -> i64 {
+    match first {
+        Some(f) if f > start + (end - start) / 10 => {
+            let span = (end - f).max(10 * 60_000);
+            (end - span - span / 20).max(start)
+        }
+        _ => start,
+    }
 }
 
 fn svg(body: String) -> Response {
@@ -70,12 +88,19 @@ fn time_label(ms: &i64, span: i64) -> String {
         .map(|t| {
             if span > 2 * 86_400_000 {
                 t.format("%m-%d %H:%M").to_string()
+            } else if span < 30 * 60_000 {
+                // Eight labels over a few minutes would repeat the minute.
+                t.format("%H:%M:%S").to_string()
             } else {
                 t.format("%H:%M").to_string()
             }
         })
         .unwrap_or_default()
 }
+
+/// Fonts readable when the chart is scaled to a page's width.
+const CAPTION: (&str, u32) = ("sans-serif", 20);
+const LABELS: (&str, u32) = ("sans-serif", 15);
 
 /// The client whose chart is asked for, when the user may read it (readers
 /// every client, client-owners only their own).
@@ -108,10 +133,10 @@ pub fn traffic_svg(
             .max(1) as f64
             * 1.15;
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
+            .caption(title, CAPTION)
             .margin(12)
-            .x_label_area_size(32)
-            .y_label_area_size(56)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
             .build_cartesian_2d(start..end, 0f64..ymax)
             .map_err(|e| e.to_string())?;
         let span = end - start;
@@ -119,7 +144,9 @@ pub fn traffic_svg(
             .configure_mesh()
             .x_desc("time (UTC)")
             .y_desc("requests")
-            .x_labels(8)
+            .x_labels(6)
+            .label_style(LABELS)
+            .axis_desc_style(LABELS)
             .x_label_formatter(&|t| time_label(t, span))
             .y_label_formatter(&|v| format!("{v:.0}"))
             .light_line_style(RGBColor(0xee, 0xee, 0xee))
@@ -132,11 +159,21 @@ pub fn traffic_svg(
                     STEP.stroke_width(1),
                 )))
                 .map_err(|e| e.to_string())?;
+            // Inside the plot: right of the line in its first half, left
+            // of it in the second, so the label is never cut at the edge.
+            let h = if *at > start + span / 2 {
+                HPos::Right
+            } else {
+                HPos::Left
+            };
             chart
                 .draw_series(std::iter::once(Text::new(
-                    format!("ramp {label}"),
-                    (*at, ymax * 0.97),
-                    ("sans-serif", 11).into_font().color(&STEP),
+                    format!(" ramp {label} "),
+                    (*at, ymax * 0.9),
+                    LABELS
+                        .into_font()
+                        .color(&STEP)
+                        .pos(Pos::new(h, VPos::Center)),
                 )))
                 .map_err(|e| e.to_string())?;
         }
@@ -145,7 +182,7 @@ pub fn traffic_svg(
                 .draw_series(std::iter::once(Text::new(
                     "no traffic reported in this window".to_string(),
                     (start + span / 3, ymax / 2.0),
-                    ("sans-serif", 14).into_font().color(&STEP),
+                    LABELS.into_font().color(&STEP),
                 )))
                 .map_err(|e| e.to_string())?;
         }
@@ -168,6 +205,7 @@ pub fn traffic_svg(
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperLeft)
+            .label_font(LABELS)
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(0xcc, 0xcc, 0xcc))
             .draw()
@@ -191,10 +229,10 @@ pub fn percent_svg(
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
+            .caption(title, CAPTION)
             .margin(12)
-            .x_label_area_size(32)
-            .y_label_area_size(56)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
             .build_cartesian_2d(start..end, 0f64..ymax)
             .map_err(|e| e.to_string())?;
         let span = end - start;
@@ -202,7 +240,9 @@ pub fn percent_svg(
             .configure_mesh()
             .x_desc("time (UTC)")
             .y_desc("percent")
-            .x_labels(8)
+            .x_labels(6)
+            .label_style(LABELS)
+            .axis_desc_style(LABELS)
             .x_label_formatter(&|t| time_label(t, span))
             .y_label_formatter(&|v| format!("{v:.0}%"))
             .light_line_style(RGBColor(0xee, 0xee, 0xee))
@@ -213,7 +253,7 @@ pub fn percent_svg(
                 .draw_series(std::iter::once(Text::new(
                     "no data in this window".to_string(),
                     (start + span / 3, ymax / 2.0),
-                    ("sans-serif", 14).into_font().color(&STEP),
+                    LABELS.into_font().color(&STEP),
                 )))
                 .map_err(|e| e.to_string())?;
         }
@@ -228,11 +268,12 @@ pub fn percent_svg(
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
             });
         chart
-            .draw_series(points.iter().map(|p| Circle::new(*p, 2, color.filled())))
+            .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
             .map_err(|e| e.to_string())?;
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperLeft)
+            .label_font(LABELS)
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(0xcc, 0xcc, 0xcc))
             .draw()
@@ -250,7 +291,15 @@ async fn client_traffic(
 ) -> Result<Response, ApiError> {
     let client = visible_client(&state, &user, id).await?;
     let (start, end, slot) = window(&w);
-    let points = state.store.traffic_series(id, start, slot).await?;
+    let mut points = state.store.traffic_series(id, start, slot).await?;
+    let (start, slot) = match fit(start, end, points.first().map(|p| p.at)) {
+        s if s == start => (start, slot),
+        fitted => {
+            let slot = slot_of(fitted, end);
+            points = state.store.traffic_series(id, fitted, slot).await?;
+            (fitted, slot)
+        }
+    };
     let steps: Vec<(i64, String)> = state
         .store
         .ramp_steps(id)
@@ -281,9 +330,11 @@ async fn client_mismatch(
 ) -> Result<Response, ApiError> {
     let client = visible_client(&state, &user, id).await?;
     let (start, end, slot) = window(&w);
+    let first = state.store.mismatch_series(id, start, slot).await?;
+    let start = fit(start, end, first.first().map(|p| p.at));
     let points: Vec<(i64, f64)> = state
         .store
-        .mismatch_series(id, start, slot)
+        .mismatch_series(id, start, slot_of(start, end))
         .await?
         .into_iter()
         .map(|p| (p.at, p.mismatched as f64 * 100.0 / p.samples.max(1) as f64))
@@ -309,9 +360,18 @@ async fn migration_share(
 ) -> Result<Response, ApiError> {
     let m = state.store.migration(id).await?;
     let (start, end, slot) = window(&w);
-    let points: Vec<(i64, f64)> = state
+    let first = state
         .store
         .migration_traffic_series(id, start, slot)
+        .await?;
+    let start = fit(
+        start,
+        end,
+        first.iter().find(|p| p.old + p.new > 0).map(|p| p.at),
+    );
+    let points: Vec<(i64, f64)> = state
+        .store
+        .migration_traffic_series(id, start, slot_of(start, end))
         .await?
         .into_iter()
         .filter(|p| p.old + p.new > 0)
@@ -333,6 +393,38 @@ async fn migration_share(
 mod tests {
     use super::*;
     use tern_control::traffic::TrafficPoint;
+
+    #[test]
+    fn the_time_axis_fits_data_that_began_late_in_the_window() {
+        let h = 3_600_000;
+        // A day's window, data only in the last hour: about the last hour.
+        let start = fit(0, 24 * h, Some(23 * h));
+        assert!(start > 22 * h && start < 23 * h, "{start}");
+        // Data over most of the window: the window as asked.
+        assert_eq!(fit(0, 24 * h, Some(h)), 0);
+        assert_eq!(fit(0, 24 * h, None), 0);
+        // One point a minute ago: ten minutes at least.
+        let start = fit(0, 24 * h, Some(24 * h - 60_000));
+        assert!(24 * h - start >= 10 * 60_000);
+    }
+
+    #[test]
+    fn a_late_ramp_label_stays_inside_the_plot() {
+        let pts: Vec<TrafficPoint> = (0..10)
+            .map(|i| TrafficPoint {
+                at: i * 60_000,
+                old: 100,
+                new: 5,
+            })
+            .collect();
+        let svg =
+            traffic_svg("inbox", &pts, &[(590_000, "100%".into())], (0, 600_000)).expect("draws");
+        assert!(svg.contains("ramp 100%"), "the label is whole");
+        assert!(
+            svg.contains("text-anchor=\"end\""),
+            "anchored to end left of the line"
+        );
+    }
 
     #[test]
     fn the_traffic_chart_has_both_series_and_the_steps() {

@@ -59,11 +59,30 @@ pub fn BucketGrid(
     let (selected, action, reason) = (ui.selected, ui.bucket_action, ui.reason);
     let (phase, page_start) = (ui.phase, ui.offset);
     let shown = buckets.len() as i64;
+    // What the listed buckets are (phase, dual-write): an answer describes
+    // that state, and is hidden once it changes (a "not dual-written yet"
+    // refusal goes once the relay covers the bucket).
+    let state_now: String = buckets
+        .iter()
+        .map(|b| format!("{}:{}:{};", b.id, b.phase, !b.dual_write_at.is_empty()))
+        .collect();
+    let answered_at = ui.answered_at;
     Effect::new(move |_| {
         if let Some(Ok(_)) = action.value().get() {
             selected.update(BTreeSet::clear);
         }
     });
+    if answered_at.with_untracked(|a| a.as_ref().is_some_and(String::is_empty)) {
+        answered_at.set(Some(state_now.clone()));
+    }
+    let now = StoredValue::new(state_now);
+    // Copy (it holds signals only), so each part of the view can call it.
+    let stale = move || {
+        answered_at.with(|a| {
+            a.as_ref()
+                .is_some_and(|a| !a.is_empty() && now.with_value(|n| a != n))
+        })
+    };
     let all_ids: Vec<i64> = buckets.iter().map(|b| b.id).collect();
     let toggle_all = {
         let all = all_ids.clone();
@@ -149,7 +168,7 @@ pub fn BucketGrid(
                     <input class="reason" placeholder="reason (for the audit log)"
                         prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
                 </div>
-                {move || match action.value().get() {
+                {move || match action.value().get().filter(|_| !stale()) {
                     Some(Ok(msg)) => view! { <p class="flash flash-ok" data-testid="action-result">{msg}</p> }.into_any(),
                     Some(Err(e)) => view! { <p class="flash flash-error" role="alert" data-testid="action-error">{e.to_string()}</p> }.into_any(),
                     None => ().into_any(),
@@ -172,9 +191,10 @@ pub fn BucketGrid(
                 } else {
                     format!("buckets {}–{} of {}", offset + 1, offset + shown, matching)
                 }}</span>
-                <button class="button small" disabled=offset == 0
+                <button class="button small" disabled={offset == 0}
                     on:click=move |_| page_start.update(|o| *o = (*o - page_size).max(0))>"← Previous"</button>
-                <button class="button small" disabled=offset + shown >= matching
+                // In braces: a bare `>=` would end the tag and print the rest as text.
+                <button class="button small" disabled={offset + shown >= matching}
                     on:click=move |_| page_start.update(|o| *o += page_size)>"Next →"</button>
             </div>
             <div class="table-scroll">

@@ -8,25 +8,34 @@ use crate::types::{JobRow, duration, rate, thousands};
 
 /// Pauses, resumes or cancels one job.
 #[server]
-pub async fn control_job(job_id: i64, action: String, reason: String) -> Result<(), AppError> {
+pub async fn control_job(job_id: i64, action: String, reason: String) -> Result<String, AppError> {
     let me = crate::server::actor()?;
     let store = crate::server::state()?.store;
-    match action.as_str() {
-        "pause" => store.pause_job(&me, job_id, &reason).await?,
-        "resume" => store.resume_job(&me, job_id, &reason).await?,
-        "cancel" => store.cancel_job(&me, job_id, &reason).await?,
+    let done = match action.as_str() {
+        "pause" => {
+            store.pause_job(&me, job_id, &reason).await?;
+            "pause requested: it stops at its next checkpoint"
+        }
+        "resume" => {
+            store.resume_job(&me, job_id, &reason).await?;
+            "resumed: it continues from its checkpoint when a worker takes it"
+        }
+        "cancel" => {
+            store.cancel_job(&me, job_id, &reason).await?;
+            "cancel requested"
+        }
         other => {
             return Err(AppError::Invalid(format!(
                 "unknown job action `{other}`: use pause, resume or cancel"
             )));
         }
     };
-    Ok(())
+    Ok(format!("job {job_id}: {done}"))
 }
 
 /// Sets a job's rate limit in rows per second; blank means unthrottled.
 #[server]
-pub async fn set_job_rate(job_id: i64, rate: String, reason: String) -> Result<(), AppError> {
+pub async fn set_job_rate(job_id: i64, rate: String, reason: String) -> Result<String, AppError> {
     let me = crate::server::actor()?;
     let rate = match rate.trim() {
         "" => None,
@@ -40,13 +49,20 @@ pub async fn set_job_rate(job_id: i64, rate: String, reason: String) -> Result<(
         .store
         .set_job_rate(&me, job_id, rate, &reason)
         .await?;
-    Ok(())
+    Ok(match rate {
+        Some(r) => format!(
+            "job {job_id}: rate limit set to {}; a running job follows it within seconds",
+            crate::types::rate(r)
+        ),
+        None => format!("job {job_id}: rate limit removed (unthrottled)"),
+    })
 }
 
 #[component]
 pub fn JobsPanel(jobs: Vec<JobRow>, can_operate: bool) -> impl IntoView {
     let ui = expect_context::<super::BoardUi>();
     let (control, set_rate, drafts) = (ui.job_control, ui.set_rate, ui.rate_drafts);
+    let last_was_rate = ui.last_job_action_was_rate;
     if jobs.is_empty() {
         return view! {
             <section class="panel"><h2>"Jobs"</h2>
@@ -82,18 +98,19 @@ pub fn JobsPanel(jobs: Vec<JobRow>, can_operate: bool) -> impl IntoView {
                     <Show when=move || can_operate>
                         <td class="actions">
                             {can_pause.then(|| view! {
-                                <button class="button small" on:click=move |_| { control.dispatch(ControlJob { job_id: id, action: "pause".into(), reason: String::new() }); }>"Pause"</button>
+                                <button class="button small" on:click=move |_| { last_was_rate.set(false); control.dispatch(ControlJob { job_id: id, action: "pause".into(), reason: String::new() }); }>"Pause"</button>
                             })}
                             {can_resume.then(|| view! {
-                                <button class="button small" on:click=move |_| { control.dispatch(ControlJob { job_id: id, action: "resume".into(), reason: String::new() }); }>"Resume"</button>
+                                <button class="button small" on:click=move |_| { last_was_rate.set(false); control.dispatch(ControlJob { job_id: id, action: "resume".into(), reason: String::new() }); }>"Resume"</button>
                             })}
                             {active.then(|| view! {
-                                <button class="button small danger" on:click=move |_| { control.dispatch(ControlJob { job_id: id, action: "cancel".into(), reason: String::new() }); }>"Cancel"</button>
+                                <button class="button small danger" on:click=move |_| { last_was_rate.set(false); control.dispatch(ControlJob { job_id: id, action: "cancel".into(), reason: String::new() }); }>"Cancel"</button>
                                 <input class="rate-input" placeholder="rows/s" aria-label=format!("rate limit of job {id}")
                                     prop:value=draft on:input=move |ev| drafts.update(|d| { d.insert(id, event_target_value(&ev)); })/>
                                 <button class="button small" data-testid="set-rate" on:click=move |_| {
                                     let rate = draft();
                                     drafts.update(|d| { d.remove(&id); });
+                                    last_was_rate.set(true);
                                     set_rate.dispatch(SetJobRate { job_id: id, rate, reason: String::new() });
                                 }>"Set rate"</button>
                             })}
@@ -106,8 +123,15 @@ pub fn JobsPanel(jobs: Vec<JobRow>, can_operate: bool) -> impl IntoView {
     view! {
         <section class="panel">
             <h2>"Jobs"</h2>
-            {move || control.value().get().and_then(Result::err).or_else(|| set_rate.value().get().and_then(Result::err))
-                .map(|e: AppError| view! { <p class="flash flash-error" role="alert">{e.to_string()}</p> })}
+            // The answer of the latest job action (control or rate).
+            {move || {
+                let (c, r) = (control.version().get(), set_rate.version().get());
+                let latest = if r > 0 && (c == 0 || last_was_rate.get()) { set_rate.value().get() } else { control.value().get() };
+                latest.map(|answer| match answer {
+                    Ok(m) => view! { <p class="flash flash-ok" data-testid="job-feedback">{m}</p> }.into_any(),
+                    Err(e) => view! { <p class="flash flash-error" role="alert" data-testid="job-feedback">{e.to_string()}</p> }.into_any(),
+                })
+            }}
             <div class="table-scroll">
                 <table class="grid" data-testid="jobs">
                     <thead><tr><th>"Job"</th><th>"Kind"</th><th>"Bucket"</th><th>"State"</th><th>"Rows"</th><th>"Rate"</th><th>"ETA"</th><th>"Message"</th>

@@ -15,11 +15,12 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::components::accuracy_chart::AccuracyChart;
+use crate::components::forecast::{BlockersPanel, ForecastStats};
 use crate::components::guard::ErrorPanel;
 use crate::components::live::use_tick;
 use crate::components::phase_bar::PhaseBar;
 use crate::error::AppError;
-use crate::types::{MigrationBoardView, duration, rate, thousands};
+use crate::types::MigrationBoardView;
 
 pub use batches::StartBatch;
 pub use grid::RunBucketAction;
@@ -46,17 +47,18 @@ pub async fn migration_board(
         offset,
         limit: PAGE_SIZE,
     };
-    let board = crate::server::state()?
-        .store
-        .migration_board(id, &query)
-        .await?;
-    Ok(board_view(board, me.role.can_operate()))
+    let store = &crate::server::state()?.store;
+    let board = store.migration_board(id, &query).await?;
+    let blockers = tern_control::blockers::group(store.blockers(&me, id).await?, 5);
+    let mut view = board_view(board, me.role.can_operate());
+    view.card.blockers = crate::convert::blocker_views(id, blockers);
+    Ok(view)
 }
 
 #[cfg(feature = "ssr")]
 fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> MigrationBoardView {
     use crate::convert::{bucket_line, job_row};
-    use crate::types::{BatchRow, PaceView};
+    use crate::types::BatchRow;
     use tern_control::clock::format_ms;
     let m = &b.summary.migration;
     let idx_of = |bucket_id: Option<i64>| {
@@ -89,14 +91,6 @@ fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> 
             .iter()
             .map(|j| job_row(j, idx_of(j.bucket_id)))
             .collect(),
-        pace: b.pace.as_ref().map(|p| PaceView {
-            median: p.median,
-            p10: p.p10,
-            p90: p.p90,
-            eta_seconds: b.eta.as_ref().map(|e| e.seconds),
-            eta_fast: b.eta.as_ref().map(|e| e.seconds_fast),
-            eta_slow: b.eta.as_ref().and_then(|e| e.seconds_slow),
-        }),
         accuracy: b.accuracy.clone(),
         batches: b
             .batches
@@ -137,7 +131,15 @@ fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> 
                 ..Default::default()
             },
         },
-        card: b.summary.into(),
+        card: crate::types::MigrationCard {
+            forecast: b.forecast.as_ref().map(crate::convert::forecast_view),
+            running_jobs: b
+                .jobs
+                .iter()
+                .filter(|j| j.state.as_str() == "running")
+                .count() as i64,
+            ..b.summary.into()
+        },
     }
 }
 
@@ -161,6 +163,11 @@ pub(crate) struct BoardUi {
     pub install_capture: ServerAction<InstallCapture>,
     pub relay_draft: RwSignal<String>,
     pub rate_drafts: RwSignal<std::collections::HashMap<i64, String>>,
+    /// Which job action answered last, so the jobs panel shows its answer.
+    pub last_job_action_was_rate: RwSignal<bool>,
+    /// The listed buckets' state (phase, dual-write) the latest bucket
+    /// action's answer describes ("" until the board after it is shown).
+    pub answered_at: RwSignal<Option<String>>,
 }
 
 #[component]
@@ -182,6 +189,8 @@ pub fn MigrationPage() -> impl IntoView {
         install_capture: ServerAction::new(),
         relay_draft: RwSignal::new(String::new()),
         rate_drafts: RwSignal::new(Default::default()),
+        last_job_action_was_rate: RwSignal::new(false),
+        answered_at: RwSignal::new(None),
     };
     provide_context(ui);
     provide_context(ui.changed);
@@ -194,6 +203,15 @@ pub fn MigrationPage() -> impl IntoView {
         if done > 0 {
             ui.changed.update(|c| *c += 1);
         }
+    });
+    // A new answer to a bucket action describes the board it leaves: the
+    // next board shown sets it (see the grid).
+    Effect::new(move |prev: Option<usize>| {
+        let v = ui.bucket_action.version().get();
+        if prev.is_some_and(|p| p != v) {
+            ui.answered_at.set(Some(String::new()));
+        }
+        v
     });
     let live = Resource::new_blocking(
         move || {
@@ -249,12 +267,6 @@ pub fn MigrationPage() -> impl IntoView {
 
 #[component]
 fn Board(b: MigrationBoardView) -> impl IntoView {
-    let pct = if b.card.planned_rows > 0 {
-        b.card.rows_copied as f64 * 100.0 / b.card.planned_rows as f64
-    } else {
-        0.0
-    };
-    let pace = b.pace.clone();
     let migration_id = b.card.id;
     view! {
         <Title text=b.card.name.clone()/>
@@ -269,20 +281,8 @@ fn Board(b: MigrationBoardView) -> impl IntoView {
             <section class="panel">
                 <h2>"Progress"</h2>
                 <PhaseBar phases=b.card.phases.clone() total=b.card.buckets/>
-                <dl class="stats">
-                    <div><dt>"Rows moved"</dt><dd data-testid="rows-moved">{format!("{} of {}", thousands(b.card.rows_copied), thousands(b.card.planned_rows))}</dd></div>
-                    <div><dt>"Done"</dt><dd>{format!("{pct:.1}%")}</dd></div>
-                    <div><dt>"Pace (30 min)"</dt><dd data-testid="pace">{pace.as_ref().map(|p| rate(p.median)).unwrap_or_else(|| "not moving".into())}</dd></div>
-                    <div><dt>"ETA"</dt><dd data-testid="eta">{pace.as_ref().and_then(|p| p.eta_seconds).map(duration).unwrap_or_else(|| "—".into())}</dd></div>
-                </dl>
-                {pace.map(|p| view! {
-                    <p class="muted small">{format!(
-                        "Measured pace {} (slowest tenth {}, fastest tenth {}); ETA between {} and {}.",
-                        rate(p.median), rate(p.p10), rate(p.p90),
-                        p.eta_fast.map(duration).unwrap_or_else(|| "—".into()),
-                        p.eta_slow.map(duration).unwrap_or_else(|| "never at the slowest pace".into()),
-                    )}</p>
-                })}
+                <ForecastStats forecast=b.card.forecast.clone() running_jobs=b.card.running_jobs/>
+                <BlockersPanel groups=b.card.blockers.clone()/>
             </section>
             <section class="panel">
                 <h2>"Verification accuracy"</h2>
