@@ -290,6 +290,8 @@ fn ensure_npm_packages() -> Result<()> {
 
 fn test(args: &[String]) -> Result<()> {
     let browser = !args.iter().any(|a| a == "--no-browser");
+    // No circle of files in a crate, no file over 700 lines (docs/architecture.md).
+    layout::check(&root())?;
     if browser {
         ensure_chromium()?;
         ensure_npm_packages()?;
