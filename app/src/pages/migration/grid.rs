@@ -75,13 +75,17 @@ pub fn BucketGrid(
     if answered_at.with_untracked(|a| a.as_ref().is_some_and(String::is_empty)) {
         answered_at.set(Some(state_now.clone()));
     }
-    let now = StoredValue::new(state_now);
-    // Copy (it holds signals only), so each part of the view can call it.
+    let state_now: std::sync::Arc<str> = state_now.into();
+    // The closure owns its copy of the state: it may run once more while this
+    // grid is being replaced by a refreshed one, when a stored value of the
+    // old grid is already disposed.
     let stale = move || {
-        answered_at.with(|a| {
-            a.as_ref()
-                .is_some_and(|a| !a.is_empty() && now.with_value(|n| a != n))
-        })
+        answered_at
+            .try_with(|a| {
+                a.as_ref()
+                    .is_some_and(|a| !a.is_empty() && **a != *state_now)
+            })
+            .unwrap_or(false)
     };
     let all_ids: Vec<i64> = buckets.iter().map(|b| b.id).collect();
     let toggle_all = {
@@ -168,11 +172,16 @@ pub fn BucketGrid(
                     <input class="reason" placeholder="reason (for the audit log)"
                         prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
                 </div>
-                {move || match action.value().get().filter(|_| !stale()) {
-                    Some(Ok(msg)) => view! { <p class="flash flash-ok" data-testid="action-result">{msg}</p> }.into_any(),
-                    Some(Err(e)) => view! { <p class="flash flash-error" role="alert" data-testid="action-error">{e.to_string()}</p> }.into_any(),
-                    None => ().into_any(),
-                }}
+                // The answer's own box: a dynamic child with siblings after it
+                // loses its place when it switches between nothing and a
+                // paragraph, and shows an answer twice or not at all.
+                <div class="action-feedback">
+                    {let stale = stale.clone(); move || match action.value().get().filter(|_| !stale()) {
+                        Some(Ok(msg)) => view! { <p class="flash flash-ok" data-testid="action-result">{msg}</p> }.into_any(),
+                        Some(Err(e)) => view! { <p class="flash flash-error" role="alert" data-testid="action-error">{e.to_string()}</p> }.into_any(),
+                        None => ().into_any(),
+                    }}
+                </div>
             </Show>
             <div class="table-tools">
                 <label class="inline-label">"Phase "
