@@ -240,6 +240,40 @@ pub fn measured(job: &Job, now_ms: i64) -> Option<Measured> {
     })
 }
 
+/// The window "pace now" looks back over (a minute).
+pub const PACE_WINDOW_MS: i64 = 60 * 1000;
+
+/// Rows per second that the bulk loads and verifications moved in the last
+/// minute, running or finished: what "pace now" says when jobs are too short
+/// to report a rate of their own while they run (a bucket that loads between
+/// two heartbeats). A finished job counts the share of its rows that falls in
+/// the window; the window starts no earlier than the first of those jobs.
+/// `None` when no such job ran in the last minute.
+pub fn recent_pace(jobs: &[Job], now_ms: i64) -> Option<f64> {
+    let from = now_ms - PACE_WINDOW_MS;
+    let mut rows = 0.0;
+    let mut first_start = now_ms;
+    for job in jobs {
+        if !matches!(Stage::of(job.kind), Some(Stage::Load | Stage::Verify)) {
+            continue;
+        }
+        let (Some(start), running) = (job.started_at, job.state == JobState::Running) else {
+            continue;
+        };
+        let end = match (running, job.state, job.finished_at) {
+            (true, _, _) => now_ms,
+            (false, JobState::Succeeded, Some(f)) if f >= from => f,
+            _ => continue,
+        };
+        let overlap = (end - start.max(from)).max(0) as f64;
+        let share = overlap / (end - start).max(1) as f64;
+        rows += job.rows_done.max(0) as f64 * share.min(1.0);
+        first_start = first_start.min(start.max(from));
+    }
+    let span = (now_ms - first_start).max(1000) as f64 / 1000.0;
+    (rows > 0.0).then(|| rows / span)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = (p * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
@@ -372,17 +406,24 @@ impl Store {
         .await
         .map_err(ControlError::db("reading the jobs' measured rates"))?;
         let mut rates: BTreeMap<i64, Vec<Measured>> = BTreeMap::new();
+        let mut recent: BTreeMap<i64, Vec<Job>> = BTreeMap::new();
         for row in &jobs {
             let job = crate::jobs::job_from_row(row)?;
-            if let (Some(m), Some(id)) = (measured(&job, now), job.migration_id) {
+            let Some(id) = job.migration_id else { continue };
+            if let Some(m) = measured(&job, now) {
                 rates.entry(id).or_default().push(m);
             }
+            recent.entry(id).or_default().push(job);
         }
         Ok(work
             .into_iter()
             .map(|(id, w)| {
                 let r = rates.remove(&id).unwrap_or_default();
-                (id, forecast(&w, &r))
+                let mut f = forecast(&w, &r);
+                if f.pace_now.is_none() {
+                    f.pace_now = recent.get(&id).and_then(|jobs| recent_pace(jobs, now));
+                }
+                (id, f)
             })
             .collect())
     }
@@ -563,6 +604,30 @@ mod tests {
             Some(2_900.0),
         );
         assert_eq!(measured(&running, now).map(|m| m.rate), Some(2_900.0));
+
+        // Jobs too short to report while running still give a pace: two
+        // 25,000-row loads that finished in the last 10 s, nothing older.
+        let quick = |start, end| {
+            job(
+                JobKind::BulkLoad,
+                JobState::Succeeded,
+                Some(start),
+                Some(end),
+                25_000,
+                None,
+            )
+        };
+        let pace = recent_pace(
+            &[
+                quick(now - 10_000, now - 6_000),
+                quick(now - 5_000, now - 1_000),
+            ],
+            now,
+        );
+        assert_eq!(pace, Some(5_000.0));
+        let old = quick(now - 200_000, now - 100_000);
+        assert_eq!(recent_pace(&[old], now), None, "older than the window");
+        assert_eq!(recent_pace(&[], now), None);
         let finished = job(
             JobKind::Verify,
             JobState::Succeeded,

@@ -11,9 +11,9 @@ import { consoleErrors, hydrated, signIn } from './helpers';
 // 1,400 px and at 390 px (no sideways scroll), and screenshots are written
 // to end2end/screenshots/ (ignored by git).
 
-// Written in a session whose machine could not build and run it in time:
-// it runs when TERN_E2E_JOURNEY=1 is set, until it has passed once in CI.
-test.skip(!process.env.TERN_E2E_JOURNEY, 'the demo journey runs with TERN_E2E_JOURNEY=1');
+// The engineer's whole journey runs with TERN_E2E_JOURNEY=1 for now: it has
+// reached 100% verified, but its check of each action's answer races the
+// answer being hidden once the buckets move. The other journeys always run.
 
 const shots = path.resolve(__dirname, '../screenshots');
 const WIDE = { width: 1400, height: 1000 };
@@ -44,6 +44,7 @@ async function signedInPage(browser: Browser, user: string, viewport = WIDE): Pr
 const num = (s: string | null) => Number((s ?? '').replace(/[^\d.]/g, ''));
 
 test('an engineer takes the demo migration from planned to verified while the PM watches the overview', async ({ browser }) => {
+  test.skip(!process.env.TERN_E2E_JOURNEY, 'the whole demo journey runs with TERN_E2E_JOURNEY=1 until its action-answer race is fixed');
   test.setTimeout(15 * 60_000);
   const engineer = await signedInPage(browser, 'engineer');
   const pm = await signedInPage(browser, 'pm');
@@ -119,7 +120,8 @@ test('an engineer takes the demo migration from planned to verified while the PM
 
   // The PM's card: 100%, accurate, nothing blocks, no time left.
   await expect(card.getByTestId('card-accuracy')).toHaveText(/^(99\.9\d|100\.00)%$/, { timeout: 15_000 });
-  await expect(card.getByTestId('no-blockers')).toBeVisible();
+  // Only the demo's gated client ramps (seeded shadow mismatches) may remain.
+  for (const g of await card.getByTestId('blocker-group').allTextContents()) expect(g).toMatch(/gated ramp/);
   await expect(card.getByTestId('eta')).toHaveText('done');
   await shot(pm, 'overview-1400-verified');
 
@@ -165,6 +167,8 @@ test('the sign-in page loads no WebAssembly', async ({ page }) => {
   expect(wasm.filter((u) => u.includes('/login'))).toEqual([]);
   await page.goto('/login');
   await page.waitForLoadState('networkidle');
+  // Leaving the overview aborts its own wasm download; count from here.
+  failed.length = 0;
   const before = wasm.length;
   await page.goto('/login');
   await page.waitForLoadState('networkidle');
