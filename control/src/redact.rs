@@ -17,9 +17,7 @@ pub fn secrets_in(text: &str) -> String {
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>'))
             .map_or(rest.len(), |e| i + e);
         out.push_str(&rest[..start]);
-        out.push_str(&query_passwords(&tern_engine::connector::redact(
-            &rest[start..end],
-        )));
+        out.push_str(&tern_engine::connector::redact(&rest[start..end]));
         rest = &rest[end..];
     }
     out.push_str(rest);
@@ -37,23 +35,6 @@ pub fn fix(mut f: crate::fixes::Fix) -> crate::fixes::Fix {
     f.spec = secrets_in(&f.spec);
     f.db_url = secrets_in(&f.db_url);
     f
-}
-
-/// `password=…` and `pass=…` query parameters of a URL, hidden.
-fn query_passwords(url: &str) -> String {
-    let Some(q) = url.find('?') else {
-        return url.to_string();
-    };
-    let params: Vec<String> = url[q + 1..]
-        .split('&')
-        .map(|p| match p.split_once('=') {
-            Some((k, _)) if matches!(k.to_ascii_lowercase().as_str(), "password" | "pass") => {
-                format!("{k}=***")
-            }
-            _ => p.to_string(),
-        })
-        .collect();
-    format!("{}?{}", &url[..q], params.join("&"))
 }
 
 #[cfg(test)]

@@ -122,8 +122,13 @@ impl Dialect {
     }
 }
 
-/// A URL with its password replaced by `***`, for messages and logs.
+/// A URL with its password (`user:pw@`, and `password=` / `pass=` query
+/// parameters) replaced by `***`, for messages and logs.
 pub fn redact(url: &str) -> String {
+    query_passwords(&redact_userinfo(url))
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_string();
     };
@@ -141,6 +146,23 @@ pub fn redact(url: &str) -> String {
         }
         None => url.to_string(),
     }
+}
+
+/// `password=…` and `pass=…` query parameters of a URL, hidden.
+fn query_passwords(url: &str) -> String {
+    let Some(q) = url.find('?') else {
+        return url.to_string();
+    };
+    let params: Vec<String> = url[q + 1..]
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if matches!(k.to_ascii_lowercase().as_str(), "password" | "pass") => {
+                format!("{k}=***")
+            }
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{}?{}", &url[..q], params.join("&"))
 }
 
 /// A connection pool to a source or target database.
@@ -608,6 +630,10 @@ mod tests {
             "mysql://root@127.0.0.1/x"
         );
         assert_eq!(redact("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+        assert_eq!(
+            redact("postgres://h/db?sslmode=require&password=s3"),
+            "postgres://h/db?sslmode=require&password=***"
+        );
     }
 
     #[test]
