@@ -102,24 +102,34 @@ test('an engineer takes the demo migration from planned to verified while the PM
     }
     await expect(selected).toHaveText(`${from === undefined || to === undefined ? 16 : to - from + 1} selected`);
   };
-  const act = async (label: string) =>
-    engineer.getByTestId('bucket-actions').getByRole('button', { name: label, exact: true }).click();
+  const answer = engineer.getByTestId('action-result').or(engineer.getByTestId('action-error'));
+  /** Presses an action on the selected buckets and returns its answer (the
+   * previous answer dismissed first, so this one cannot be mistaken for it). */
+  const act = async (label: string): Promise<string> => {
+    await engineer.getByTestId('action-dismiss').click({ timeout: 2_000 }).catch(() => {});
+    await expect(answer).toHaveCount(0);
+    await engineer.getByTestId('bucket-actions').getByRole('button', { name: label, exact: true }).click();
+    await expect(answer).toBeVisible();
+    return (await answer.textContent()) ?? '';
+  };
   const inPhase = (phase: string, count: number, timeout = 240_000) =>
     expect(engineer.locator(`[data-testid=bucket-row][data-phase=${phase}]`)).toHaveCount(count, { timeout });
   const result = engineer.getByTestId('action-result');
   const refusal = engineer.getByTestId('action-error');
+  const dualWritten = engineer.locator('[data-testid=bucket-row][data-dual-write=true]');
 
   // Capture, then half the buckets' bulk load.
   await engineer.getByTestId('install-capture').click();
   await expect(engineer.getByTestId('capture-result')).toContainText('change capture installed');
   await select(0, 7);
-  await act('Bulk load');
+  expect(await act('Bulk load')).toBe('8 bulk-load jobs queued');
+  // Once the buckets move, the answer stays beside the new state, marked
+  // as past, until dismissed (or a few seconds later).
+  await expect(engineer.getByTestId('action-past')).toBeVisible();
   await expect(result).toHaveText('8 bulk-load jobs queued');
-  await inPhase('loaded', 8);
-  // The answer stays readable beside the new state until dismissed.
-  await expect(result).toBeVisible();
   await engineer.getByTestId('action-dismiss').click();
   await expect(result).toHaveCount(0);
+  await inPhase('loaded', 8);
 
   // The PM sees half loaded, a measured pace, and an ETA for the rest of
   // the load from the loads that ran (sub-second jobs count); catch-up and
@@ -138,8 +148,7 @@ test('an engineer takes the demo migration from planned to verified while the PM
   // The other half. Every bucket copied: 100.0%, never more, even though
   // the live writer grew the source since the plan.
   await select(8, 15);
-  await act('Bulk load');
-  await expect(result).toHaveText('8 bulk-load jobs queued');
+  expect(await act('Bulk load')).toBe('8 bulk-load jobs queued');
   await inPhase('loaded', 16);
   await cardPhases({ loaded: 16 });
   await expect(card.getByTestId('progress')).toHaveText('100.0%', { timeout: 15_000 });
@@ -149,23 +158,23 @@ test('an engineer takes the demo migration from planned to verified while the PM
   // Catch-up is refused until the relay covers the buckets, and says why;
   // the refusal goes once the relay does (and the user has seen it go).
   await select();
-  await act('Catch up');
-  await expect(refusal).toContainText('not dual-written');
+  expect(await act('Catch up')).toContain('not dual-written');
+  await expect(refusal).toBeVisible();
   await engineer.getByTestId('relay-input').fill('100%');
   await engineer.getByTestId('relay-set').click();
   await expect(engineer.getByTestId('relay-ramp')).toHaveText('100%');
   await expect(engineer.getByTestId('action-past')).toBeVisible({ timeout: 30_000 });
   await expect(refusal).toHaveCount(0, { timeout: 30_000 });
+  // The relay marks each bucket dual-written as its ramp covers it.
+  await expect(dualWritten).toHaveCount(16, { timeout: 60_000 });
   await select(0, 7);
-  await act('Catch up');
-  await expect(result).toHaveText('8 catch-up jobs queued');
+  expect(await act('Catch up')).toBe('8 catch-up jobs queued');
   await inPhase('caught-up', 8);
   await cardPhases({ loaded: 8, 'caught-up': 8 });
   await expect(card.getByTestId('stage-catch-up')).toHaveText(/^catch-up: 8 buckets · [\d.,]+ buckets\/min · (under 1s|\d+[smh])/);
   await expect(card.getByTestId('eta')).toHaveText('after a verify job runs');
   await select(8, 15);
-  await act('Catch up');
-  await expect(result).toHaveText('8 catch-up jobs queued');
+  expect(await act('Catch up')).toBe('8 catch-up jobs queued');
   await inPhase('caught-up', 16);
   await cardPhases({ 'caught-up': 16 });
   await onlyGatedRamps();
@@ -173,8 +182,7 @@ test('an engineer takes the demo migration from planned to verified while the PM
   // Verification, half then all: values compared by the target's types (a
   // bool in SQLite's integer is no difference).
   await select(0, 7);
-  await act('Verify');
-  await expect(result).toHaveText('8 verification jobs queued');
+  expect(await act('Verify')).toBe('8 verification jobs queued');
   await inPhase('verified', 8, 600_000);
   await cardPhases({ 'caught-up': 8, verified: 8 }, 60_000);
   // Every phase left is measured now: a whole ETA with its range.
@@ -184,8 +192,7 @@ test('an engineer takes the demo migration from planned to verified while the PM
   await onlyGatedRamps();
   await shot(pm, 'overview-1400-verifying');
   await select(8, 15);
-  await act('Verify');
-  await expect(result).toHaveText('8 verification jobs queued');
+  expect(await act('Verify')).toBe('8 verification jobs queued');
   await inPhase('verified', 16, 600_000);
   const accuracies = await engineer.getByTestId('bucket-accuracy').allTextContents();
   expect(accuracies).toHaveLength(16);

@@ -123,7 +123,7 @@ pub fn BucketGrid(
             let pct = if b.planned_rows > 0 { (b.rows_copied as f64 * 100.0 / b.planned_rows as f64).min(100.0) } else { 0.0 };
             let job = b.job.clone();
             view! {
-                <tr data-testid="bucket-row" data-phase=b.phase.clone()>
+                <tr data-testid="bucket-row" data-phase=b.phase.clone() data-dual-write=(!b.dual_write_at.is_empty()).to_string()>
                     <Show when=move || can_operate>
                         <td><input type="checkbox" aria-label=format!("select bucket {}", b.idx)
                             prop:checked=move || selected.with(|s| s.contains(&id))
