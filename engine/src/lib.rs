@@ -59,8 +59,8 @@ pub use catch_up::{
 };
 pub use change_stream::{Batch, ChangeStream, Filter, StreamOptions};
 pub use relay::{PruneReport, RelayOptions, RelayRamp, RelaySummary, prune_changelog, run_relay};
-pub use spec::Spec;
-pub use throttle::{RateThrottle, Throttle};
+pub use spec::{LoadLimits, SideLimits, Spec};
+pub use throttle::{LoadGuard, LoadState, RateThrottle, Throttle};
 pub use transform::{Emitted, Record, TargetRow, Transformer, TransformerRegistry};
 pub use value::{ColumnType, Value};
 pub use verify::{

@@ -8,6 +8,7 @@ mod catch_up_all;
 mod composite;
 mod concurrent_writer;
 mod expressions;
+mod load_guard;
 mod load_keys;
 mod pairs;
 mod plan;

@@ -32,6 +32,23 @@ pub fn load_spec(path: &std::path::Path) -> anyhow::Result<tern_engine::Spec> {
     Ok(spec)
 }
 
+/// Watches the spec's `[throttle]` limits for a command run by hand (`None`
+/// when it sets none), and says on the terminal when the databases' load
+/// holds the run back and when it goes on. Keep it while the engine runs.
+pub fn load_guard(link: &tern_engine::Link) -> Option<tern_engine::LoadGuard> {
+    let guard = tern_engine::LoadGuard::start(link)?;
+    let mut state = guard.watch();
+    tokio::spawn(async move {
+        while state.changed().await.is_ok() {
+            match state.borrow_and_update().note() {
+                Some(note) => eprintln!("{note}"),
+                None => eprintln!("resumed: the databases are back under their limits"),
+            }
+        }
+    });
+    Some(guard)
+}
+
 /// A spec file's text with every `${NAME}` replaced by that environment
 /// variable; an unset variable is an error that names it.
 pub fn read_interpolated(path: &std::path::Path) -> anyhow::Result<String> {
