@@ -210,23 +210,6 @@ impl Store {
         )))?;
         Ok(())
     }
-
-    /// Moves a bucket to another phase, if the state machine allows it (audited).
-    pub async fn move_bucket(
-        &self,
-        actor: &Actor,
-        bucket_id: i64,
-        to: Phase,
-        reason: &str,
-    ) -> Result<Bucket> {
-        actor.require_operate("changing a bucket's phase")?;
-        let mut tx = self.begin().await?;
-        move_bucket_in(&mut tx, actor, bucket_id, to, reason).await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a phase change"))?;
-        self.bucket(bucket_id).await
-    }
 }
 
 /// Moves a bucket inside the caller's transaction: checks the move against the

@@ -583,6 +583,7 @@ mod tests {
             worker: None,
             lease_expires_at: None,
             attempts: 1,
+            lease_token: 1,
             rows_done: rows,
             rows_total: None,
             rate,

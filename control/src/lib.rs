@@ -16,6 +16,7 @@ pub mod connections;
 pub mod dashboard;
 pub mod decommission;
 pub mod error;
+mod evidence;
 pub mod fixes;
 pub mod forecast;
 pub mod guides;

@@ -7,3 +7,4 @@ pub mod layout;
 pub mod live;
 pub mod old_system;
 pub mod phase_bar;
+pub mod phase_move;

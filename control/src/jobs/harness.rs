@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tern_engine::{Link, LoadGuard, RateThrottle, RunControl};
+use tern_engine::{Fence, Link, LoadGuard, RateThrottle, RunControl};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -98,6 +98,17 @@ impl JobContext {
         RunControl::new()
             .with_throttle(live_throttle(self.rate_limit.clone()))
             .with_cancel(self.stop.clone())
+            .with_fence(self.fence())
+    }
+
+    /// The fence of this job's lease: the engine's checkpoint writes made for
+    /// the job carry it, and are refused once another worker took it over.
+    pub fn fence(&self) -> Fence {
+        let worker = self.job.worker.as_deref().unwrap_or("?");
+        Fence::new(
+            self.job.lease_token,
+            format!("job {} (worker {worker})", self.job.id),
+        )
     }
 
     /// Runs `tick` every `period` until the job stops or the returned guard
@@ -214,11 +225,12 @@ impl Lease<'_> {
         let worker = self.worker;
         let job_id = job.id;
         let kind = job.kind;
+        let token = job.lease_token;
         // A cancel asked while the previous worker was dying is honoured here.
         if job.requested == Some(Request::Cancel) {
             let _ = self
                 .store
-                .finish_job(job_id, worker, &Outcome::Cancelled)
+                .finish_job(job_id, worker, token, &Outcome::Cancelled)
                 .await;
             return;
         }
@@ -254,7 +266,7 @@ impl Lease<'_> {
                     stop.cancel();
                 }
                 _ = ticker.tick() => {
-                    match self.store.heartbeat(job_id, worker, lease_ms, &beat_ctx.snapshot()).await {
+                    match self.store.heartbeat(job_id, worker, token, lease_ms, &beat_ctx.snapshot()).await {
                         Ok(Heartbeat::Continue { requested: r, rate_limit }) => {
                             if *rate_tx.borrow() != rate_limit {
                                 tracing::info!(job = job_id, ?rate_limit, "rate limit changed");
@@ -284,7 +296,7 @@ impl Lease<'_> {
         // Store the last progress before the outcome.
         let _ = self
             .store
-            .heartbeat(job_id, worker, lease_ms, &beat_ctx.snapshot())
+            .heartbeat(job_id, worker, token, lease_ms, &beat_ctx.snapshot())
             .await;
         let outcome = match result {
             Ok(Ok(RunEnd::Completed {
@@ -303,11 +315,14 @@ impl Lease<'_> {
             Err(panic) => Outcome::Failed(format!("the job's task ended abnormally: {panic}")),
         };
         tracing::info!(%worker, job = job_id, kind = kind.as_str(), ?outcome, "job ended");
-        match self.store.finish_job(job_id, worker, &outcome).await {
+        match self.store.finish_job(job_id, worker, token, &outcome).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
+                %worker,
                 job = job_id,
-                "the job was taken over before it could be finished"
+                ?outcome,
+                "the job was taken over by another worker before this one could finish it; \
+                 its end is not recorded and the other worker carries on"
             ),
             Err(e) => {
                 tracing::error!(job = job_id, error = %e, "cannot record the job's end; its lease will expire and another worker will resume it")

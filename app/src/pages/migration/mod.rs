@@ -138,6 +138,7 @@ fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> 
                 .iter()
                 .filter(|j| j.state.as_str() == "running")
                 .count() as i64,
+            can_open: true,
             ..b.summary.into()
         },
     }
