@@ -28,6 +28,7 @@ pub mod connector;
 pub mod error;
 pub mod expr;
 mod ids;
+pub mod index_build;
 pub mod link;
 pub mod progress;
 pub mod ramp;
