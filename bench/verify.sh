@@ -50,7 +50,7 @@ psql -qd "$DST_DB" -c "$TARGET_DDL" -c "ALTER TABLE messages ADD COLUMN _tern_ve
   ADD COLUMN _tern_source_key TEXT; CREATE INDEX messages_tern_source_key ON messages (_tern_source_key);"
 { spec_header "$SRC_DB" "$DST_DB"; spec_messages messages id '"id"'; } > "$WORK/spec.toml"
 { spec_header "$SRC_DB" "$DST_DB"
-  spec_messages messages_u message_id '{ uuid5 = ["id"], namespace = "messages" }'; } > "$WORK/spec_u.toml"
+  spec_messages messages_u message_id '{ uuid5 = ["id"], namespace = "messages" }' 'key = ["id"]'; } > "$WORK/spec_u.toml"
 log "bulk load (both tables; Tern creates messages_u)"
 "$BENCH" load "$WORK/spec.toml" 4
 "$BENCH" load "$WORK/spec_u.toml" 4

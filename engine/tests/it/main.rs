@@ -20,5 +20,6 @@ mod shared_rows;
 mod support;
 mod verify;
 mod verify_checksum;
+mod verify_grouped;
 mod verify_orphans;
 mod version_guard;
