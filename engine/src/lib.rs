@@ -29,6 +29,7 @@ pub mod error;
 pub mod expr;
 pub mod fence;
 mod ids;
+pub mod index_build;
 pub mod link;
 pub mod progress;
 pub mod ramp;
