@@ -14,6 +14,7 @@
 
 mod driver;
 mod mysql;
+pub(crate) mod origin;
 mod pg_copy;
 mod postgres;
 mod sqlite;
@@ -498,7 +499,8 @@ impl Connector {
 
 impl Conn {
     /// Writes a chunk's rows to their tables, version-guarded, then runs
-    /// `after` (the checkpoint), all in one transaction.
+    /// `after` (the checkpoint), all in one transaction, marked as Tern's
+    /// own write so that change capture leaves it out ([`origin`]).
     pub(crate) async fn write_chunk(
         &mut self,
         tables: &[TableRows],
@@ -506,9 +508,31 @@ impl Conn {
         after: &[Statement],
     ) -> Result<(), sqlx::Error> {
         match self {
-            Conn::Pg(c, staging) => postgres::write_chunk(c, staging, tables, version, after).await,
-            Conn::My(c) => mysql::write_chunk(c, tables, version, after).await,
-            Conn::Lite(c) => sqlite::write_chunk(c, tables, version, after).await,
+            Conn::Pg(c, staging) => {
+                let before = origin::open(Dialect::Postgres);
+                postgres::write_chunk(c, staging, tables, version, &before, after).await
+            }
+            Conn::My(c) => {
+                let before = origin::open(Dialect::MySql);
+                let after = [after, &origin::close(Dialect::MySql)].concat();
+                let result = mysql::write_chunk(c, tables, version, &before, &after).await;
+                if result.is_err() {
+                    origin::clear_mysql(c).await;
+                }
+                result
+            }
+            Conn::Lite(c) => {
+                // The mark is a row of the marker table, which exists only
+                // where change capture is installed (and can be installed
+                // while a writer is held): looked for on every write.
+                let (before, after) = if origin::sqlite_marker_exists(c).await? {
+                    let close = origin::close(Dialect::Sqlite);
+                    (origin::open(Dialect::Sqlite), [after, &close].concat())
+                } else {
+                    (Vec::new(), after.to_vec())
+                };
+                sqlite::write_chunk(c, tables, version, &before, &after).await
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ mod plan;
 mod read_only;
 mod relay;
 mod resume;
+mod reverse;
 mod shared_rows;
 mod support;
 mod verify;
