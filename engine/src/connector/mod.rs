@@ -507,33 +507,7 @@ impl Conn {
         version: i64,
         after: &[Statement],
     ) -> Result<(), sqlx::Error> {
-        match self {
-            Conn::Pg(c, staging) => {
-                let before = origin::open(Dialect::Postgres);
-                postgres::write_chunk(c, staging, tables, version, &before, after).await
-            }
-            Conn::My(c) => {
-                let before = origin::open(Dialect::MySql);
-                let after = [after, &origin::close(Dialect::MySql)].concat();
-                let result = mysql::write_chunk(c, tables, version, &before, &after).await;
-                if result.is_err() {
-                    origin::clear_mysql(c).await;
-                }
-                result
-            }
-            Conn::Lite(c) => {
-                // The mark is a row of the marker table, which exists only
-                // where change capture is installed (and can be installed
-                // while a writer is held): looked for on every write.
-                let (before, after) = if origin::sqlite_marker_exists(c).await? {
-                    let close = origin::close(Dialect::Sqlite);
-                    (origin::open(Dialect::Sqlite), [after, &close].concat())
-                } else {
-                    (Vec::new(), after.to_vec())
-                };
-                sqlite::write_chunk(c, tables, version, &before, &after).await
-            }
-        }
+        origin::write_chunk_marked(self, tables, version, after).await
     }
 }
 

@@ -25,7 +25,8 @@
 
 use sqlx::{MySqlConnection, SqliteConnection};
 
-use super::{Dialect, Statement};
+use super::{Conn, Dialect, Statement, mysql, postgres, sqlite};
+use crate::transform::TableRows;
 use crate::value::Value;
 
 /// SQLite's marker table (created and dropped with change capture).
@@ -87,4 +88,41 @@ pub(crate) async fn sqlite_marker_exists(c: &mut SqliteConnection) -> Result<boo
             .fetch_one(c)
             .await?;
     Ok(n > 0)
+}
+
+/// [`Conn::write_chunk`]: the chunk's transaction, opened with the mark and
+/// closed without it, per database.
+pub(super) async fn write_chunk_marked(
+    conn: &mut Conn,
+    tables: &[TableRows],
+    version: i64,
+    after: &[Statement],
+) -> Result<(), sqlx::Error> {
+    match conn {
+        Conn::Pg(c, staging) => {
+            let before = open(Dialect::Postgres);
+            postgres::write_chunk(c, staging, tables, version, &before, after).await
+        }
+        Conn::My(c) => {
+            let before = open(Dialect::MySql);
+            let after = [after, &close(Dialect::MySql)].concat();
+            let result = mysql::write_chunk(c, tables, version, &before, &after).await;
+            if result.is_err() {
+                clear_mysql(c).await;
+            }
+            result
+        }
+        Conn::Lite(c) => {
+            // The mark is a row of the marker table, which exists only
+            // where change capture is installed (and can be installed
+            // while a writer is held): looked for on every write.
+            let (before, after) = if sqlite_marker_exists(c).await? {
+                let close = close(Dialect::Sqlite);
+                (open(Dialect::Sqlite), [after, &close].concat())
+            } else {
+                (Vec::new(), after.to_vec())
+            };
+            sqlite::write_chunk(c, tables, version, &before, &after).await
+        }
+    }
 }
