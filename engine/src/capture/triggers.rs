@@ -301,5 +301,29 @@ mod tests {
             "VALUES ('items', 'D', json_build_object('id', OLD.\"id\", 'member_id', OLD.\"member_id\")::text, NULL,"
         ));
         assert!(sql[1].ends_with("EXECUTE FUNCTION \"public\".\"_tern_capture_items\"()"));
+        // Tern's own writes (origin mark set) are not logged.
+        assert!(sql[0].contains(
+            "IF NOT (coalesce(current_setting('tern.origin', true), '') = '') THEN\n    RETURN NULL;"
+        ));
+    }
+
+    #[test]
+    fn sqlite_triggers_skip_writes_carrying_the_origin_mark() {
+        let sql = install_table(
+            Dialect::Sqlite,
+            &items(),
+            "\"_tern_changelog\"",
+            "main",
+            true,
+        );
+        assert_eq!(sql.len(), 6);
+        assert!(
+            sql[1].contains(
+                "AFTER INSERT ON \"items\" FOR EACH ROW WHEN NOT EXISTS (SELECT 1 FROM \"_tern_origin\")"
+            ),
+            "{}",
+            sql[1]
+        );
+        assert!(create_tables(Dialect::Sqlite, None)[2].contains("\"_tern_origin\""));
     }
 }
