@@ -37,7 +37,9 @@ pub struct ReverseApplyReport {
     pub keys: u64,
     /// Source rows written (upserted).
     pub rows_written: u64,
-    /// Source rows deleted.
+    /// Source keys deleted: gone from the target. A key already gone when
+    /// an earlier change of it is read is deleted then, and again (a no-op)
+    /// when its own delete is read: both count.
     pub rows_deleted: u64,
     /// Target rows read but left out: their bucket is not switched.
     pub skipped: u64,
