@@ -7,7 +7,10 @@
 //! and name the spec line too.
 
 mod parse;
+mod reverse;
 mod validate;
+
+pub(crate) use reverse::reads;
 
 use uuid::Uuid;
 
@@ -104,6 +107,9 @@ pub struct TableSpec {
     pub transformers: Vec<String>,
     /// Collapses rows with the same dedupe key within a chunk.
     pub dedupe: Option<DedupeSpec>,
+    /// `[tables.reverse]`: the inverse mapping, new → old, for a table whose
+    /// mapping does not invert on its own (see [`crate::reverse`]).
+    pub reverse: Option<ReverseSpec>,
     /// Spec line of the `[[tables]]` entry.
     pub line: usize,
 }
@@ -194,6 +200,23 @@ pub enum Transform {
     Slot,
 }
 
+/// `[tables.reverse]`: how a target row maps back to a source row, for
+/// reverse replication after the source of truth of a bucket is switched.
+/// Each entry of `columns` computes a *source* column from the *target*
+/// table's columns, with the same forms as the forward mapping (`"column"`,
+/// `{ expr = … }`, `{ from = …, cast = … }`, `{ constant = … }`…).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReverseSpec {
+    /// The source table written; default the table of `source.table`
+    /// (required when the source is a query).
+    pub table: Option<String>,
+    /// The source key of that table; default `source.key`.
+    pub key: Option<Vec<String>>,
+    /// Source column ← expression of target columns, in declaration order.
+    pub columns: Vec<ColumnSpec>,
+    pub line: usize,
+}
+
 /// Collapses rows that a denormalized source repeats.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DedupeSpec {
@@ -221,6 +244,9 @@ impl Spec {
     pub fn parse(text: &str, file: &str) -> Result<Spec> {
         let spec = parse::parse(text, file)?;
         validate::validate(&spec)?;
+        for t in &spec.tables {
+            reverse::validate_reverse(&spec, t)?;
+        }
         Ok(spec)
     }
 

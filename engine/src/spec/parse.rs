@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::{
     ColumnSpec, DEFAULT_BUCKETS, DEFAULT_CHUNK_ROWS, DedupeSpec, Endpoint, Keep, LoadLimits,
-    Relation, SideLimits, SourceSpec, Spec, TableSpec, Track, TrackMap, Transform,
+    Relation, ReverseSpec, SideLimits, SourceSpec, Spec, TableSpec, Track, TrackMap, Transform,
 };
 use crate::error::{EngineError, Result};
 use crate::value::{ColumnType, Value};
@@ -52,6 +52,16 @@ struct RawTable {
     transformers: Vec<String>,
     dedupe: Option<Spanned<RawDedupe>>,
     columns: RawColumns,
+    reverse: Option<Spanned<RawReverse>>,
+}
+
+/// `[tables.reverse]`: how a row of the target maps back to a source row.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReverse {
+    table: Option<String>,
+    key: Option<Vec<String>>,
+    columns: Option<RawColumns>,
 }
 
 #[derive(Deserialize)]
@@ -328,6 +338,28 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Spec> {
             }
         };
 
+        let reverse = match t.reverse {
+            None => None,
+            Some(r) => {
+                let r_line = lines.of(r.span().start);
+                let r = r.into_inner();
+                let mut columns = Vec::new();
+                for (name, raw_col) in r.columns.map(|c| c.0).unwrap_or_default() {
+                    let col_line = lines.of(raw_col.span().start);
+                    let col_field = format!("{field}.reverse.columns.{name}");
+                    let col = column(name, raw_col.into_inner(), col_line)
+                        .map_err(|m| err(col_line, col_field, m))?;
+                    columns.push(col);
+                }
+                Some(ReverseSpec {
+                    table: r.table,
+                    key: r.key,
+                    columns,
+                    line: r_line,
+                })
+            }
+        };
+
         tables.push(TableSpec {
             name: t.name,
             key: t.key.into_inner(),
@@ -336,6 +368,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Spec> {
             columns,
             transformers: t.transformers,
             dedupe,
+            reverse,
             line,
         });
     }

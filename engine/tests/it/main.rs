@@ -17,6 +17,8 @@ mod plan;
 mod read_only;
 mod relay;
 mod resume;
+mod reverse;
+mod reverse_rate;
 mod shared_rows;
 mod support;
 mod verify;

@@ -11,6 +11,7 @@ pub mod demo_data;
 pub mod fix;
 pub mod plan;
 pub mod relay;
+pub mod reverse_relay;
 pub mod serve;
 pub mod user;
 pub mod verify;
