@@ -31,6 +31,7 @@ mod ids;
 pub mod link;
 pub mod progress;
 pub mod ramp;
+pub mod read_only;
 pub mod relay;
 mod retry;
 pub mod run_control;

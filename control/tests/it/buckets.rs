@@ -41,19 +41,20 @@ both_stores!(
             Phase::Verifying,
             Phase::Verified,
             Phase::ReadsSwitching,
-            Phase::Switched,
-            Phase::Done,
         ] {
             store.move_bucket(&admin(), id, to, "step").await?;
         }
-        let b = store.bucket(id).await?;
-        assert_eq!(b.phase, Phase::Done);
+        // The source of truth moves with a switch (hold, drain, flip), never by hand.
+        let by_hand = store
+            .move_bucket(&admin(), id, Phase::Switched, "step")
+            .await;
         assert!(
-            b.loaded_at.is_some()
-                && b.caught_up_at.is_some()
-                && b.verified_at.is_some()
-                && b.switched_at.is_some()
+            matches!(by_hand, Err(ControlError::Conflict(ref m)) if m.contains("tern switch")),
+            "{by_hand:?}"
         );
+        let b = store.bucket(id).await?;
+        assert_eq!(b.phase, Phase::ReadsSwitching);
+        assert!(b.loaded_at.is_some() && b.caught_up_at.is_some() && b.verified_at.is_some());
 
         let events = store
             .list_audit(
@@ -64,9 +65,9 @@ both_stores!(
                 },
             )
             .await?;
-        assert_eq!(events.len(), 11);
-        assert_eq!(events[0].from_state.as_deref(), Some("switched"));
-        assert_eq!(events[0].to_state.as_deref(), Some("done"));
+        assert_eq!(events.len(), 9);
+        assert_eq!(events[0].from_state.as_deref(), Some("verified"));
+        assert_eq!(events[0].to_state.as_deref(), Some("reads-switching"));
         Ok(())
     }
 );

@@ -15,6 +15,7 @@ mod runbook;
 mod schedule;
 mod schema;
 mod sessions;
+mod switch;
 mod users;
 mod worker;
 

@@ -12,6 +12,7 @@ pub mod fix;
 pub mod plan;
 pub mod relay;
 pub mod serve;
+pub mod switch;
 pub mod user;
 pub mod verify;
 pub mod worker;
