@@ -111,7 +111,10 @@ mod tests {
         assert_eq!(KeyKind::of_bounds(["1", "-20"]), KeyKind::Integer);
         assert_eq!(KeyKind::of_bounds(["1.5", "3"]), KeyKind::Number);
         assert_eq!(KeyKind::of_bounds(["2024-01-01", "3"]), KeyKind::Text);
-        assert_eq!(KeyKind::of_bounds::<[&str; 0]>([]), KeyKind::Integer);
+        assert_eq!(
+            KeyKind::of_bounds(std::iter::empty::<&str>()),
+            KeyKind::Integer
+        );
     }
 
     proptest! {
