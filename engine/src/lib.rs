@@ -35,6 +35,7 @@ pub mod index_build;
 pub mod link;
 pub mod progress;
 pub mod ramp;
+pub mod read_only;
 pub mod relay;
 mod retry;
 pub mod reverse;

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod relay;
 pub mod reverse_relay;
 pub mod serve;
+pub mod switch;
 pub mod user;
 pub mod verify;
 pub mod worker;

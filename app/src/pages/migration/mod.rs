@@ -7,6 +7,7 @@ mod grid;
 mod jobs;
 mod relay;
 mod settings;
+mod switch;
 
 use std::time::Duration;
 
@@ -290,6 +291,9 @@ pub fn MigrationPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        // Outside the board that redraws every two seconds: a switch's
+        // answer stays on screen.
+        {move || id().map(|migration_id| view! { <switch::SwitchPanel migration_id/> })}
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
                 still.await.ok().map(|s| view! { <settings::SettingsPanel s/> })
