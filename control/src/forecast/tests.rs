@@ -235,6 +235,7 @@ fn what_a_job_measured() {
         worker: None,
         lease_expires_at: None,
         attempts: 1,
+        lease_token: 1,
         rows_done: rows,
         rows_total: None,
         rate,

@@ -7,6 +7,7 @@ mod grid;
 mod jobs;
 mod relay;
 mod settings;
+mod switch;
 
 use std::time::Duration;
 
@@ -147,6 +148,7 @@ fn board_view(
                 .iter()
                 .filter(|j| j.state.as_str() == "running")
                 .count() as i64,
+            can_open: true,
             ..b.summary.clone().into()
         },
     }
@@ -289,6 +291,9 @@ pub fn MigrationPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        // Outside the board that redraws every two seconds: a switch's
+        // answer stays on screen.
+        {move || id().map(|migration_id| view! { <switch::SwitchPanel migration_id/> })}
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
                 still.await.ok().map(|s| view! { <settings::SettingsPanel s/> })
