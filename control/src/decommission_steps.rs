@@ -245,48 +245,55 @@ impl Store {
                     .into_iter()
                     .map(|t| t.table)
                     .collect();
-                let link = Link::connect(spec, &ctx.registry).await?;
-                match step {
-                    Step::RemoveCapture => {
-                        let a = capture::remove(link.source()).await?;
-                        let b = capture::remove(link.target()).await?;
-                        format!(
-                            "old store: dropped {}; new store: dropped {}",
-                            if a.dropped.is_empty() {
-                                "nothing".into()
-                            } else {
-                                a.dropped.join(", ")
-                            },
-                            if b.dropped.is_empty() {
-                                "nothing".into()
-                            } else {
-                                b.dropped.join(", ")
-                            }
-                        )
-                    }
-                    Step::DropColumns => {
-                        let mut dropped = Vec::new();
-                        for t in link.tables() {
-                            for c in read_only::drop_tern_columns(link.target(), t).await? {
-                                dropped.push(format!("{t}.{c}"));
-                            }
+                let registry = std::sync::Arc::clone(&ctx.registry);
+                // On a runtime of its own: the engine's generic DDL futures
+                // are not provably Send where a server function awaits this.
+                crate::own_runtime::on_own_runtime("a decommission step", move || async move {
+                    let link = Link::connect(spec, &registry).await?;
+                    let detail = match step {
+                        Step::RemoveCapture => {
+                            let a = capture::remove(link.source()).await?;
+                            let b = capture::remove(link.target()).await?;
+                            format!(
+                                "old store: dropped {}; new store: dropped {}",
+                                if a.dropped.is_empty() {
+                                    "nothing".into()
+                                } else {
+                                    a.dropped.join(", ")
+                                },
+                                if b.dropped.is_empty() {
+                                    "nothing".into()
+                                } else {
+                                    b.dropped.join(", ")
+                                }
+                            )
                         }
-                        format!(
-                            "dropped {}",
-                            if dropped.is_empty() {
-                                "no column".into()
-                            } else {
-                                dropped.join(", ")
+                        Step::DropColumns => {
+                            let mut dropped = Vec::new();
+                            for t in link.tables() {
+                                for c in read_only::drop_tern_columns(link.target(), t).await? {
+                                    dropped.push(format!("{t}.{c}"));
+                                }
                             }
-                        )
-                    }
-                    _ => {
-                        for t in &sources {
-                            read_only::protect(link.source(), t).await?;
+                            format!(
+                                "dropped {}",
+                                if dropped.is_empty() {
+                                    "no column".into()
+                                } else {
+                                    dropped.join(", ")
+                                }
+                            )
                         }
-                        format!("read-only: {}", sources.join(", "))
-                    }
-                }
+                        _ => {
+                            for t in &sources {
+                                read_only::protect(link.source(), t).await?;
+                            }
+                            format!("read-only: {}", sources.join(", "))
+                        }
+                    };
+                    Ok(detail)
+                })
+                .await?
             }
             Step::Complete => "every bucket done; the migration is complete".to_string(),
         };
