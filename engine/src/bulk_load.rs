@@ -75,7 +75,13 @@ pub async fn load_bucket(
     link.check_writable()?;
     let started = Instant::now();
     let t = link.table(&bucket.table)?;
-    let cp = checkpoint::begin(link.target(), bucket).await?;
+    let mut cp = checkpoint::begin(link.target(), bucket).await?;
+    if let Some(fence) = &control.fence {
+        // Claimed before reading where to resume: a worker that held the job
+        // before is refused from here on (see `fence.rs`).
+        checkpoint::claim(link.target(), &bucket.table, bucket.index, fence).await?;
+        cp = checkpoint::begin(link.target(), bucket).await?;
+    }
     let mut report = BucketReport {
         table: bucket.table.clone(),
         bucket: bucket.index,
@@ -183,8 +189,18 @@ pub async fn load_bucket(
             chunk.last.as_deref(),
             n,
             chunk.end,
+            control.fence.as_ref(),
         );
         if let Err(message) = writer.write(&output, chunk.version, &[advance]).await {
+            if let Some(fence) = &control.fence {
+                match checkpoint::fenced_out(link.target(), &bucket.table, bucket.index, fence)
+                    .await
+                {
+                    Ok(Some(fenced)) => break Err(fenced),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot read the bucket's fence"),
+                }
+            }
             break Err(EngineError::Chunk {
                 table: bucket.table.clone(),
                 bucket: bucket.index,

@@ -75,6 +75,7 @@ impl JobRunner for BulkLoadRunner {
                 format!("{table} bucket {bucket}: {} chunks this run", p.steps),
             )
         });
+        let (control, _load) = ctx.guarded(&link, control);
         // The bucket's rows copied, written on the side while the load runs.
         let recorder = ctx.every(Duration::from_millis(800), {
             let (store, seen, mut written) = (store.clone(), Arc::clone(&seen), -1);

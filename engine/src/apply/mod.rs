@@ -66,6 +66,11 @@ pub struct TableKeys {
     /// changelog's old images. A deleted record can no longer be read, so
     /// this is how its shared row is recomputed from the records left.
     pub groups: Vec<Vec<Value>>,
+    /// For keys read from the *target's* changelog (reverse replication,
+    /// where `keys` are target keys): the source keys the changes' images
+    /// map to through the inverse mapping, so that a row gone from the
+    /// target is deleted from the source. Empty otherwise.
+    pub source_keys: Vec<Vec<Value>>,
 }
 
 /// What [`apply_keys`] did.

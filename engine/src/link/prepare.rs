@@ -92,6 +92,7 @@ pub(super) async fn build(
         tables,
         writable,
         tracked: tokio::sync::OnceCell::new(),
+        reverse: tokio::sync::OnceCell::new(),
     })
 }
 

@@ -47,6 +47,7 @@ pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
         None => link.tables().iter().map(|s| s.to_string()).collect(),
     };
     let throttle = RateThrottle::new(args.rate);
+    let load = super::load_guard(&link);
     let cancel = CancellationToken::new();
     {
         let cancel = cancel.clone();
@@ -115,7 +116,8 @@ pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
             let control = RunControl::new()
                 .with_throttle(Arc::new(throttle.clone()))
                 .with_cancel(cancel.clone())
-                .on_progress(progress);
+                .on_progress(progress)
+                .guarded(load.as_ref());
             let link = &link;
             let cancel = cancel.clone();
             async move {
