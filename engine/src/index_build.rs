@@ -221,6 +221,14 @@ pub async fn build_deferred(
         built.push(name.clone());
         progress.steps += 1;
     }
+    // Fresh statistics too: the planner has not seen the loaded rows yet,
+    // and would scan the table instead of using the indexes just built.
+    target
+        .execute_ddl(
+            &format!("ANALYZE {}", target.dialect().quote(table)),
+            &format!("analyze {table} after its load"),
+        )
+        .await?;
     target
         .execute(
             &format!("UPDATE {BUILDS_TABLE} SET state = 'built' WHERE table_name = $1"),

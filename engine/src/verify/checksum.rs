@@ -526,6 +526,8 @@ pub(super) async fn full_bucket(
     let mut read = 0u64;
     let mut by_checksum = 0u64;
     let mut chunks = 0u64;
+    // The next chunk's cut, found while this chunk's sums are computed.
+    let mut next_cut: Option<Cut> = None;
     loop {
         if !control.admit(limit as u64).await {
             return Ok(BucketDiff {
@@ -535,14 +537,32 @@ pub(super) async fn full_bucket(
                 by_checksum,
             });
         }
-        let cut = sums
-            .cut(ctx, range, after.as_deref(), limit, group_rows)
-            .await?;
+        let cut = match next_cut.take() {
+            Some(c) => c,
+            None => {
+                sums.cut(ctx, range, after.as_deref(), limit, group_rows)
+                    .await?
+            }
+        };
         let end = cut.upto.is_none();
-        let (source, target) = tokio::try_join!(
+        let upto = cut.upto.map(|k| vec![Value::Int(k)]);
+        // Source sums, target sums and the next cut at once: the two
+        // databases and the source's key index work side by side.
+        let following = async {
+            match &upto {
+                Some(u) if !end => sums
+                    .cut(ctx, range, Some(u), limit, group_rows)
+                    .await
+                    .map(Some),
+                _ => Ok(None),
+            }
+        };
+        let (source, target, following) = tokio::try_join!(
             sums.sums(ctx, Side::Source, range, after.as_deref(), &cut),
             sums.sums(ctx, Side::Target, range, after.as_deref(), &cut),
+            following,
         )?;
+        next_cut = following;
         let (differ, equal_rows) = Cut::differing(&source, &target);
         counts.compared += equal_rows;
         counts.matched += equal_rows;
@@ -566,7 +586,6 @@ pub(super) async fn full_bucket(
             );
             counts.add(&group_counts);
         }
-        let upto = cut.upto.map(|k| vec![Value::Int(k)]);
         let chunk_rows: u64 = source.values().map(|s| s.rows).sum();
         // The last chunk's position stays the previous one: `end` marks it done.
         let last = upto.as_deref().or(after.as_deref());

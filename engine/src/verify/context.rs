@@ -52,6 +52,8 @@ pub(super) struct Ctx {
     /// Group checksums of transformed keys (`grouped.rs`), when the mapping
     /// allows them and the run may use them.
     pub(super) grouped: Option<Arc<GroupSums>>,
+    /// Asked to read every row: no checksum path of any kind.
+    pub(super) row_by_row: bool,
 }
 
 /// What a full diff of one bucket did.
@@ -120,6 +122,7 @@ impl Ctx {
             chunk_rows: link.spec().chunk_rows,
             run_id: run_id.to_string(),
             grouped: None,
+            row_by_row: false,
         })
     }
 

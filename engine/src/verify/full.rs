@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::checksum::{self, Checksums};
 use super::context::{BucketDiff, Ctx};
+use super::in_flight::Settling;
 use super::results::Counts;
 use super::store;
 use crate::buckets::Bucket;
@@ -145,6 +146,7 @@ async fn full_bucket(
     let mut read = 0u64;
     let mut chunks = 0u64;
     let mut by_checksum = 0u64;
+    let mut settling = Settling::default();
     let result = loop {
         let next = tokio::select! {
             biased;
@@ -212,24 +214,16 @@ async fn full_bucket(
             &mut chunk_counts,
             &mut found,
         );
-        if let Err(e) = ctx
-            .recheck_in_flight(bucket, &mut found, &mut chunk_counts, control)
+        // Committed once its rows in flight have settled, while the next
+        // chunks are read (see `in_flight.rs`).
+        settling.push(found, chunk_counts, chunk.last.clone(), chunk.end);
+        match settling
+            .commit_ready(ctx, bucket, control, &mut counts, chunk.end)
             .await
         {
-            break Err(e);
-        }
-        counts.add(&chunk_counts);
-        if let Err(e) = ctx
-            .commit_chunk(
-                bucket.index,
-                &found,
-                chunk.last.as_deref(),
-                chunk.end,
-                &counts,
-            )
-            .await
-        {
-            break Err(e);
+            Ok(true) => {}
+            Ok(false) => break Ok(false),
+            Err(e) => break Err(e),
         }
         if chunk.last.is_some() {
             after = chunk.last.clone();

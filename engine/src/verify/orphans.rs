@@ -49,7 +49,11 @@ pub(super) async fn run(
     let mut after: Option<Vec<Value>> = None;
     let mut read = 0u64;
     let mut ord = counts.compared;
-    let groups = match key_groups::suspects(ctx).await? {
+    let suspects = match ctx.row_by_row {
+        true => None,
+        false => key_groups::suspects(ctx).await?,
+    };
+    let groups = match suspects {
         Some(g) if g.is_empty() => return Ok((0, true)),
         Some(g) => Some(key_groups::target_where(d, &g)),
         None => None,

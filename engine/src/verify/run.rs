@@ -143,6 +143,7 @@ pub(super) async fn run(
         }
     };
     let mut ctx = Ctx::new(link, &opts.table, &run_id).await?;
+    ctx.row_by_row = opts.row_by_row;
     // The checksum fast path of a full diff, when the mapping allows it.
     let sums = if opts.row_by_row {
         Err("asked to read every row".to_string())
