@@ -48,6 +48,9 @@ pub struct ReverseOptions {
     pub start: Option<Position>,
     /// Return once a read finds nothing after the position (scripts, tests).
     pub stop_at_head: bool,
+    /// Where the relay publishes the switched set it filters by, as it takes
+    /// it before a batch (see [`super::wait_observed`]).
+    pub observed: Option<Arc<watch::Sender<SwitchedBuckets>>>,
 }
 
 impl ReverseOptions {
@@ -59,6 +62,7 @@ impl ReverseOptions {
             poll_interval: Duration::from_millis(50),
             start: None,
             stop_at_head: false,
+            observed: None,
         }
     }
 }
@@ -181,6 +185,9 @@ impl Consumer for Reverse<'_> {
 
     async fn filter(&mut self) -> Result<Filter> {
         let switched = self.switched_rx.borrow_and_update().clone();
+        if let Some(o) = &self.opts.observed {
+            o.send_replace(switched.clone());
+        }
         self.progress.note = Some(format!("switched {switched}"));
         if switched.is_empty() {
             return Ok(Filter::Nothing);

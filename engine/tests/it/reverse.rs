@@ -202,12 +202,17 @@ async fn both_directions_under_load(
         tokio::spawn(async move { run_relay(&link, fwd, &control).await })
     };
     let mut rev = ReverseOptions::new(switched_rx);
+    let (observed_tx, mut observed_rx) = watch::channel(SwitchedBuckets::none());
+    rev.observed = Some(Arc::new(observed_tx));
     rev.start = reverse::head(&link, EngineSide::Target).await?;
     rev.stream.batch_changes = 200;
     let backward = {
         let (link, control) = (link.clone(), RunControl::new().with_cancel(cancel.clone()));
         tokio::spawn(async move { run_reverse_relay(&link, rev, &control).await })
     };
+
+    // The switch releases writes once the reverse relay filters by the set.
+    assert!(reverse::wait_observed(&mut observed_rx, &switched, Duration::from_secs(30)).await);
 
     // Act: the application writes both stores at once, each for its keys.
     let (mut source_ids, mut target_ids) = (Vec::new(), Vec::new());
