@@ -143,8 +143,8 @@ struct Reverse<'a> {
     plans: Arc<HashMap<String, Plan>>,
     /// The switched buckets `plans` were loaded for.
     plans_for: Option<SwitchedBuckets>,
-    /// A writer on the source, held across batches.
-    writer: Option<BatchWriter>,
+    /// Writers on the source and the target, held across batches.
+    writer: Option<(BatchWriter, BatchWriter)>,
     pending: ReverseApplyReport,
     total: ReverseApplyReport,
     control: &'a RunControl,
@@ -213,14 +213,16 @@ impl Consumer for Reverse<'_> {
             return Ok(());
         }
         let save = store::save(self.link.source().dialect(), &self.opts.name, &batch.next);
-        let writer = match &mut self.writer {
+        let (source, target) = match &mut self.writer {
             Some(w) => w,
-            None => self
-                .writer
-                .insert(BatchWriter::open(self.link.source()).await?),
+            None => self.writer.insert((
+                BatchWriter::open(self.link.source()).await?,
+                BatchWriter::open(self.link.target()).await?,
+            )),
         };
         let admit = |table: &str, v: &Value| filter.admits(table, v);
-        self.pending = apply_to_source(self.link, writer, &batch.keys, &admit, vec![save]).await?;
+        self.pending =
+            apply_to_source(self.link, source, target, &batch.keys, &admit, vec![save]).await?;
         Ok(())
     }
 

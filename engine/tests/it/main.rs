@@ -15,6 +15,7 @@ mod read_only;
 mod relay;
 mod resume;
 mod reverse;
+mod reverse_live;
 mod reverse_rate;
 mod shared_rows;
 mod support;

@@ -27,17 +27,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{Side, spec_text};
 
-const ROWS: i64 = 400;
-const MEMBERS: i64 = 40;
+pub const ROWS: i64 = 400;
+pub const MEMBERS: i64 = 40;
 
 /// `items` → `items`: a copy, a rename (member_id → member) and a cast
 /// (n INT → TEXT); all of it inverts on its own.
-const SPEC: &str = "chunk_rows = 100\n[[tables]]\nname = \"items\"\nkey = [\"id\"]\nbuckets = 4\n\
+pub const SPEC: &str = "chunk_rows = 100\n[[tables]]\nname = \"items\"\nkey = [\"id\"]\nbuckets = 4\n\
      [tables.source]\ntable = \"items\"\nbucket = \"member_id\"\n\
      [tables.columns]\nid = \"id\"\nmember = \"member_id\"\nbody = \"body\"\n\
      n = { from = \"n\", cast = \"text\" }\n";
 
-async fn create_items(side: &Side, kind: DbKind) -> anyhow::Result<()> {
+pub async fn create_items(side: &Side, kind: DbKind) -> anyhow::Result<()> {
     side.exec(match kind {
         DbKind::Sqlite => {
             "CREATE TABLE items (id INTEGER PRIMARY KEY, member_id INTEGER NOT NULL, \
@@ -58,7 +58,11 @@ async fn create_items(side: &Side, kind: DbKind) -> anyhow::Result<()> {
 }
 
 /// `id → "member|body|n"` of a store (the target's columns renamed back).
-async fn rows(side: &Side, kind: DbKind, member: &str) -> anyhow::Result<BTreeMap<i64, String>> {
+pub async fn rows(
+    side: &Side,
+    kind: DbKind,
+    member: &str,
+) -> anyhow::Result<BTreeMap<i64, String>> {
     let sql = match kind {
         DbKind::MariaDb => {
             format!("SELECT CONCAT(id, '|', {member}, '|', body, '|', n) FROM items")
@@ -76,12 +80,12 @@ async fn rows(side: &Side, kind: DbKind, member: &str) -> anyhow::Result<BTreeMa
 }
 
 /// Changelog rows in a store.
-async fn changelog_rows(side: &Side) -> anyhow::Result<i64> {
+pub async fn changelog_rows(side: &Side) -> anyhow::Result<i64> {
     side.count("_tern_changelog").await
 }
 
 /// Which bucket a member id falls in, by the stored plan.
-fn bucket_of(plan: &Plan, member: i64) -> usize {
+pub fn bucket_of(plan: &Plan, member: i64) -> usize {
     plan.buckets
         .iter()
         .find(|b| b.range.contains(&Value::Int(member)))
