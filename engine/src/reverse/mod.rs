@@ -9,7 +9,8 @@
 //! | step | call |
 //! |---|---|
 //! | can a table be switched, and if not why | [`reversibility`] (spec only) or [`check`] (against the databases) |
-//! | before the first switch: capture on the target | [`install_capture`] (again is harmless); [`remove_capture`] at decommission |
+//! | before the first switch: capture on the target | [`install_capture`] (again is harmless) |
+//! | decommission: Tern's objects out of both stores | [`remove_capture`] (target), [`remove_source_state`] and [`crate::capture::remove`] (source) |
 //! | the set of switched buckets, changed live | [`SwitchedBuckets`] sent through a `tokio::sync::watch` channel to both relays |
 //! | the forward relay skips switched buckets | [`crate::RelayOptions::switched`] (the mirror option) |
 //! | wait until a relay filters by a new set | each relay's `observed` sender, then [`wait_observed`] |
@@ -80,7 +81,9 @@ mod relay;
 mod switched;
 
 pub use apply::ReverseApplyReport;
-pub use capture::{TargetCapture, install_capture, remove_capture};
+pub use capture::{
+    TargetCapture, install_capture, prune_target_changelog, remove_capture, remove_source_state,
+};
 pub use drain::{Direction, Drain, applied_through, covers, drain};
 pub use mapping::{InverseMapping, Reversibility, reversibility, table_reversibility};
 pub use relay::{DEFAULT_REVERSE_RELAY, ReverseOptions, ReverseSummary, run_reverse_relay};

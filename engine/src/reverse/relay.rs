@@ -51,6 +51,10 @@ pub struct ReverseOptions {
     /// Where the relay publishes the switched set it filters by, as it takes
     /// it before a batch (see [`super::wait_observed`]).
     pub observed: Option<Arc<watch::Sender<SwitchedBuckets>>>,
+    /// Target changelog retention (default 7 days): every minute, rows
+    /// older than it that the reverse relays have passed are deleted
+    /// ([`super::prune_target_changelog`]); `None` never prunes.
+    pub retention: Option<Duration>,
 }
 
 impl ReverseOptions {
@@ -63,6 +67,7 @@ impl ReverseOptions {
             start: None,
             stop_at_head: false,
             observed: None,
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }
@@ -118,6 +123,7 @@ pub async fn run_reverse_relay(
             },
             Unit::Changes,
         ),
+        last_maintenance: None,
     };
     let mut stream = ChangeStream::new(link, Side::Target, opts.stream.clone())?
         .named(format!("reverse relay {}", opts.name));
@@ -149,6 +155,27 @@ struct Reverse<'a> {
     total: ReverseApplyReport,
     control: &'a RunControl,
     progress: Progress,
+    last_maintenance: Option<Instant>,
+}
+
+impl Reverse<'_> {
+    /// Prunes the target's changelog every minute; a failure is logged and
+    /// tried again next time.
+    async fn maintenance(&mut self) {
+        let Some(retention) = self.opts.retention else {
+            return;
+        };
+        if self
+            .last_maintenance
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.last_maintenance = Some(Instant::now());
+        if let Err(e) = super::prune_target_changelog(self.link, retention).await {
+            tracing::warn!(relay = %self.opts.name, error = %e, "target changelog pruning failed; will try again");
+        }
+    }
 }
 
 impl Consumer for Reverse<'_> {
@@ -184,6 +211,7 @@ impl Consumer for Reverse<'_> {
     }
 
     async fn filter(&mut self) -> Result<Filter> {
+        self.maintenance().await;
         let switched = self.switched_rx.borrow_and_update().clone();
         if let Some(o) = &self.opts.observed {
             o.send_replace(switched.clone());

@@ -25,6 +25,7 @@ use tern_testkit::{DbKind, TestDb};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::capture::schema_dump;
 use crate::support::{Side, spec_text};
 
 pub const ROWS: i64 = 400;
@@ -172,6 +173,7 @@ async fn both_directions_under_load(
     let target_db = TestDb::new(target_kind).await?;
     let source = Arc::new(Side::open(&source_db).await?);
     create_items(&source, source_kind).await?;
+    let schema_before = schema_dump(&source, source_kind).await?;
     let spec = Spec::parse(&spec_text(&source_db, &target_db, SPEC), "test.toml")?;
     let link = Arc::new(Link::connect(spec.clone(), &TransformerRegistry::new()).await?);
     capture::install(link.source(), &spec).await?;
@@ -325,6 +327,29 @@ async fn both_directions_under_load(
         fwd_summary.keys_applied
     );
     assert_eq!(fwd_summary.changes, source_writes, "{fwd_summary:?}");
+
+    // The target's changelog is pruned up to what the reverse relay passed
+    // (the newest row always stays, so numbering goes on).
+    let logged = changelog_rows(&target).await?;
+    let pruned = reverse::prune_target_changelog(&link, Duration::ZERO).await?;
+    assert_eq!(
+        (pruned as i64, changelog_rows(&target).await?),
+        (logged - 1, 1)
+    );
+
+    // Decommission: no Tern object is left in the old store, and the new
+    // store keeps only the forward path's tables.
+    reverse::remove_capture(&link).await?;
+    capture::remove(link.source()).await?;
+    reverse::remove_source_state(&link).await?;
+    assert_eq!(schema_dump(&source, source_kind).await?, schema_before);
+    assert!(
+        !schema_dump(&target, target_kind)
+            .await?
+            .iter()
+            .any(|l| l.contains("_tern_changelog")),
+        "target capture removed"
+    );
     Ok(())
 }
 
