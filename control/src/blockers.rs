@@ -296,6 +296,10 @@ mod tests {
             batch_id: None,
             table_name: None,
             table_bucket: None,
+            write_primary: "old".into(),
+            held_by: None,
+            drift_rows: None,
+            drift_checked_at: None,
         }
     }
 
@@ -312,6 +316,7 @@ mod tests {
             worker: None,
             lease_expires_at: None,
             attempts: 1,
+            lease_token: 1,
             rows_done: 0,
             rows_total: None,
             rate: None,

@@ -29,10 +29,13 @@ pub mod chunk;
 pub mod connector;
 pub mod error;
 pub mod expr;
+pub mod fence;
 mod ids;
+pub mod index_build;
 pub mod link;
 pub mod progress;
 pub mod ramp;
+pub mod read_only;
 pub mod relay;
 mod retry;
 pub mod reverse;
@@ -52,6 +55,7 @@ pub use changelog::{Lag, Position};
 pub use chunk::{Chunk, ChunkReader, KeyRange};
 pub use connector::{Connector, Dialect, Statement, VERSION_COLUMN};
 pub use error::EngineError;
+pub use fence::Fence;
 pub use link::{Link, Side};
 pub use progress::{Progress, Tally, Task, Unit};
 pub use run_control::RunControl;
@@ -66,8 +70,8 @@ pub use reverse::{
     Direction, Drain, ReverseOptions, ReverseSummary, Reversibility, SwitchedBuckets,
     run_reverse_relay,
 };
-pub use spec::Spec;
-pub use throttle::{RateThrottle, Throttle};
+pub use spec::{LoadLimits, SideLimits, Spec};
+pub use throttle::{LoadGuard, LoadState, RateThrottle, Throttle};
 pub use transform::{Emitted, Record, TargetRow, Transformer, TransformerRegistry};
 pub use value::{ColumnType, Value};
 pub use verify::{

@@ -167,6 +167,10 @@ enum Command {
     /// Data fixes: a read-only filter, a throttled mapper, until nothing is left.
     #[command(subcommand)]
     Fix(cli::fix::Command),
+    /// Make the new store the source of truth for buckets: gated, a short measured hold, drained, audited.
+    Switch(cli::switch::SwitchArgs),
+    /// Make the old store the source of truth again for switched buckets, the same way.
+    Rollback(cli::switch::SwitchArgs),
 }
 
 fn run_cli() -> ExitCode {
@@ -216,6 +220,12 @@ fn run_cli() -> ExitCode {
             Command::Verify(args) => cli::verify::run(args).await,
             Command::Repair(args) => cli::verify::repair(args).await,
             Command::Fix(cmd) => cli::fix::run(cmd).await,
+            Command::Switch(args) => {
+                cli::switch::run(settings, args, tern_control::switch::Direction::Switch).await
+            }
+            Command::Rollback(args) => {
+                cli::switch::run(settings, args, tern_control::switch::Direction::Rollback).await
+            }
         }
     });
     match result {

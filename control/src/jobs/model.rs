@@ -16,16 +16,19 @@ pub enum JobKind {
     Verify,
     Repair,
     DataFix,
+    /// Applies new → old for switched buckets (issue 17).
+    ReverseRelay,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 6] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::BulkLoad,
         JobKind::Relay,
         JobKind::CatchUp,
         JobKind::Verify,
         JobKind::Repair,
         JobKind::DataFix,
+        JobKind::ReverseRelay,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +39,7 @@ impl JobKind {
             JobKind::Verify => "verify",
             JobKind::Repair => "repair",
             JobKind::DataFix => "data-fix",
+            JobKind::ReverseRelay => "reverse-relay",
         }
     }
 
@@ -136,6 +140,10 @@ pub struct Job {
     pub worker: Option<String>,
     pub lease_expires_at: Option<i64>,
     pub attempts: i64,
+    /// The fence token of the job's current lease: grows with every lease
+    /// taken (store-wide); the holder's writes carry it and a stale one is
+    /// refused (`../../engine/src/fence.rs` says why).
+    pub lease_token: i64,
     pub rows_done: i64,
     pub rows_total: Option<i64>,
     pub rate: Option<f64>,

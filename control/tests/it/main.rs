@@ -9,12 +9,15 @@ mod dashboard;
 mod datafix;
 mod drive_bulk_load;
 mod drive_relay;
+mod fencing;
 mod jobs;
 mod migrations;
+mod one_active;
 mod runbook;
 mod schedule;
 mod schema;
 mod sessions;
+mod switch;
 mod users;
 mod worker;
 

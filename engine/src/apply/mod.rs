@@ -190,7 +190,7 @@ pub(crate) async fn apply_keys_with(
                 .map(|r| source_key_text(&t.query.key_of(r)))
                 .collect();
         }
-        let output = t.pipeline.apply(rows)?;
+        let output = t.pipeline.transform(rows).await?;
         merge(&mut tables, output);
         report.keys_deleted += gone.len() as u64;
         statements.extend(tombstones::delete_statements(d, &tk.table, &gone, version));
@@ -239,7 +239,7 @@ pub async fn load_keys(link: &Link, table: &str, keys: &[Vec<Value>]) -> Result<
         if let Some(shared) = &t.shared {
             rows = shared.picks(link.source(), &t.query, &rows, &[]).await?;
         }
-        let output = t.pipeline.apply(rows)?;
+        let output = t.pipeline.transform(rows).await?;
         writer
             .write(&output, version, &[])
             .await

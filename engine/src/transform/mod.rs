@@ -10,6 +10,7 @@
 
 mod builtins;
 mod dedupe;
+mod lookups;
 mod pipeline;
 mod plugin;
 

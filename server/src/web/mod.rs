@@ -11,12 +11,14 @@ pub mod api_clients;
 pub mod api_connections;
 pub mod api_fixes;
 pub mod api_runbook;
+pub mod api_switch;
 pub mod auth;
 pub mod charts;
 pub mod csrf;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod session_store;
 pub mod sign_in_limit;
 
@@ -79,6 +81,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::endpoint))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route("/auth/login", post(auth::login_form))
         .route("/auth/logout", post(auth::logout))
         .merge(api::routes())
@@ -87,6 +90,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .merge(api_connections::routes())
         .merge(charts::routes())
         .merge(api_clients::session_routes())
+        .merge(api_switch::session_routes())
         .leptos_routes(&state, routes, move || shell(leptos_options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         // Inside the user lookup: the access table needs the signed-in user.
@@ -96,6 +100,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .layer(sessions)
         // Token-authenticated client API: no session, no CSRF (no cookies).
         .merge(api_clients::token_routes())
+        .merge(api_switch::token_routes())
         .layer(CompressionLayer::new())
         .layer(axum::Extension(metrics.clone()))
         .layer(axum::Extension(sign_in_limit::SignInLimits::default()))
