@@ -89,6 +89,10 @@ pub struct RelayOptions {
     /// carries their changes the other way, [`crate::reverse`]). Default
     /// `None`: nothing is switched.
     pub switched: Option<watch::Receiver<SwitchedBuckets>>,
+    /// Where the relay publishes the switched set it filters by, as it takes
+    /// it before a batch: a changed set is in force for every change the
+    /// relay reads after it shows here (see [`crate::reverse::wait_observed`]).
+    pub observed: Option<Arc<watch::Sender<SwitchedBuckets>>>,
 }
 
 impl RelayOptions {
@@ -106,6 +110,7 @@ impl RelayOptions {
             prune: true,
             maintenance_every: Duration::from_secs(60),
             switched: None,
+            observed: None,
         }
     }
 
@@ -275,6 +280,9 @@ impl Consumer for Relay<'_> {
             Some(rx) => rx.borrow_and_update().clone(),
             None => SwitchedBuckets::none(),
         };
+        if let Some(o) = &self.opts.observed {
+            o.send_replace(switched.clone());
+        }
         self.progress.note = Some(if switched.is_empty() {
             ramp.to_string()
         } else {
@@ -322,12 +330,23 @@ impl Consumer for Relay<'_> {
         if self.opts.stop_at_head && batch.lag.is_zero() {
             return false;
         }
-        // A closed ramp channel (a fixed ramp) would wake at once.
+        // A closed channel (a fixed ramp) would wake at once.
         let ramp_open = self.ramp_rx.has_changed().is_ok();
+        let switched_open = self
+            .switched_rx
+            .as_ref()
+            .is_some_and(|rx| rx.has_changed().is_ok());
+        let switched_changed = async {
+            match &mut self.switched_rx {
+                Some(rx) => rx.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             _ = control.cancel.cancelled() => {}
             _ = self.ramp_rx.changed(), if ramp_open => {}
+            _ = switched_changed, if switched_open => {}
             _ = tokio::time::sleep(self.opts.poll_interval) => {}
         }
         true

@@ -10,6 +10,11 @@
 //!    current target row maps to any more (deleted, or moved to another key);
 //! 3. runs the caller's statements (the reverse relay's position).
 //!
+//! Before that, rows the application inserted in the target get the hidden
+//! source key column the forward path writes (`_tern_source_key`), in a
+//! marked target transaction: once the bucket is rolled back, a delete in
+//! the source finds its target row by that column.
+//!
 //! Applying the same keys twice gives the same source: a retried batch is
 //! harmless. The source table needs a unique key on the inverse mapping's
 //! source key (its primary key, as a rule): the upsert is by it.
@@ -18,11 +23,11 @@ use std::collections::HashSet;
 
 use super::compiled::ReverseTable;
 use crate::apply::TableKeys;
-use crate::connector::{Dialect, Statement};
+use crate::connector::{Dialect, SOURCE_KEY_COLUMN, Statement};
 use crate::error::{EngineError, Result};
 use crate::link::Link;
 use crate::transform::Output;
-use crate::value::{Value, key_identity, render_key};
+use crate::value::{Value, key_identity, render_key, source_key_text};
 use crate::writer::BatchWriter;
 
 /// Target keys per read.
@@ -60,10 +65,12 @@ fn identity(key: &[Value]) -> String {
 
 /// Applies the batch's keys to the source on `writer` (a writer on the
 /// source), writing only rows whose bucket `admit` accepts, then `after`,
-/// in one transaction.
+/// in one transaction; `target_writer` fills the source key column of the
+/// rows the application inserted in the target first.
 pub(crate) async fn apply_to_source(
     link: &Link,
     writer: &mut BatchWriter,
+    target_writer: &mut BatchWriter,
     keys: &[TableKeys],
     admit: &(dyn Fn(&str, &Value) -> bool + Sync),
     after: Vec<Statement>,
@@ -71,6 +78,7 @@ pub(crate) async fn apply_to_source(
     let d = link.source().dialect();
     let mut report = ReverseApplyReport::default();
     let mut statements = Vec::new();
+    let mut fills = Vec::new();
     let mut first_key = None;
     for tk in keys {
         let rt = link.reverse_table(&tk.table).await?;
@@ -94,8 +102,17 @@ pub(crate) async fn apply_to_source(
                     key: render_key(&rt.target_key_of(&target_row)),
                     message: format!("cannot map the target row back to the source: {m}"),
                 })?;
-                produced.insert(identity(&rt.key_of(&row)));
+                let source_key = rt.key_of(&row);
+                produced.insert(identity(&source_key));
                 if admit(&tk.table, rt.bucket_of(&row)) {
+                    if target_row.last().is_some_and(Value::is_null) {
+                        fills.push(fill(
+                            link.target().dialect(),
+                            &rt,
+                            &rt.target_key_of(&target_row),
+                            &source_key,
+                        ));
+                    }
                     rows.push(row.values);
                 } else {
                     report.skipped += 1;
@@ -116,6 +133,18 @@ pub(crate) async fn apply_to_source(
             statements.push(delete(d, &rt, k));
         }
     }
+    if !fills.is_empty() {
+        target_writer
+            .write(&Output { tables: Vec::new() }, 0, &fills)
+            .await
+            .map_err(|message| EngineError::Apply {
+                what: format!(
+                    "{} rows the application inserted in the target",
+                    fills.len()
+                ),
+                message: format!("cannot record their source keys: {message}"),
+            })?;
+    }
     statements.extend(after);
     writer
         .write(&Output { tables: Vec::new() }, 0, &statements)
@@ -133,7 +162,8 @@ pub(crate) async fn apply_to_source(
     Ok(report)
 }
 
-/// The current target rows of some target keys, `read_columns` order.
+/// The current target rows of some target keys, `read_columns` order, then
+/// the row's source key column.
 async fn read_target_rows(
     link: &Link,
     rt: &ReverseTable,
@@ -143,7 +173,8 @@ async fn read_target_rows(
     let mut params = Vec::new();
     let key_cols: Vec<String> = rt.target_key.iter().map(|c| d.quote(c)).collect();
     let cond = d.keys_in(&key_cols, keys, &mut params);
-    let cols: Vec<String> = rt.read_columns.iter().map(|c| d.quote(c)).collect();
+    let mut cols: Vec<String> = rt.read_columns.iter().map(|c| d.quote(c)).collect();
+    cols.push(d.quote(SOURCE_KEY_COLUMN));
     let sql = format!(
         "SELECT {} FROM {} WHERE {cond}",
         cols.join(", "),
@@ -211,6 +242,23 @@ fn upsert(d: Dialect, rt: &ReverseTable, rows: &[Vec<Value>]) -> Statement {
         ),
     };
     Statement::new(sql, params)
+}
+
+/// Records the source key of a target row that has none (the application
+/// inserted it), as the forward path would have written it.
+fn fill(d: Dialect, rt: &ReverseTable, target_key: &[Value], source_key: &[Value]) -> Statement {
+    let mut params = vec![Value::Text(source_key_text(source_key))];
+    let key_cols: Vec<String> = rt.target_key.iter().map(|c| d.quote(c)).collect();
+    let cond = d.keys_in(&key_cols, &[target_key.to_vec()], &mut params);
+    Statement::new(
+        format!(
+            "UPDATE {} SET {sk} = {} WHERE {cond} AND {sk} IS NULL",
+            d.quote(&rt.mapping.table),
+            d.placeholder(1),
+            sk = d.quote(SOURCE_KEY_COLUMN),
+        ),
+        params,
+    )
 }
 
 /// Deletes the source row of a source key.

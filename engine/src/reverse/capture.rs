@@ -5,9 +5,12 @@
 //! the target (bulk load, relay, catch-up, repair) carry the origin mark and
 //! are not logged: only the applications' writes to the new store are.
 
+use std::time::Duration;
+
 use crate::capture::{self, CapturedTable, InstallReport, RemoveReport};
 use crate::error::Result;
 use crate::link::Link;
+use crate::relay::{RELAY_TABLE, store};
 
 /// What [`install_capture`] did: the tables captured, and those left out
 /// because they are not reversible (with the reason).
@@ -44,4 +47,42 @@ pub async fn install_capture(link: &Link) -> Result<TargetCapture> {
 /// [`crate::capture::remove`]).
 pub async fn remove_capture(link: &Link) -> Result<RemoveReport> {
     capture::remove(link.target()).await
+}
+
+/// Removes what reverse replication keeps in the *source*: the table of
+/// reverse relay positions (`_tern_relay`). With [`remove_capture`] and
+/// [`crate::capture::remove`] the decommission leaves no Tern object in the
+/// old store. Safe to run when there is nothing to remove.
+pub async fn remove_source_state(link: &Link) -> Result<RemoveReport> {
+    let source = link.source();
+    if source.table_columns(RELAY_TABLE).await?.is_none() {
+        return Ok(RemoveReport {
+            dropped: Vec::new(),
+        });
+    }
+    let d = source.dialect();
+    let sql = format!("DROP TABLE {}", d.quote(RELAY_TABLE));
+    source
+        .run_ddl(&[sql], "remove the reverse relay positions")
+        .await?;
+    Ok(RemoveReport {
+        dropped: vec![format!("table {RELAY_TABLE}")],
+    })
+}
+
+/// Deletes target changelog rows older than `retention` that every reverse
+/// relay (positions in the source) has passed; the number deleted. The
+/// reverse relay runs it every minute.
+pub async fn prune_target_changelog(link: &Link, retention: Duration) -> Result<u64> {
+    let target = link.target();
+    if !capture::is_installed(target).await? {
+        return Ok(0);
+    }
+    let now = target.clock_micros().await?;
+    let cutoff = now.saturating_sub(i64::try_from(retention.as_micros()).unwrap_or(i64::MAX));
+    let mut through = capture::position_before(target, cutoff).await?;
+    for (_, p) in store::load_all(link.source()).await? {
+        through = through.min(p.low());
+    }
+    capture::prune(target, through).await
 }

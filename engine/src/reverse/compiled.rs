@@ -204,7 +204,7 @@ impl ReverseTable {
     /// From a changelog image of the target table: its target key, the
     /// source key it maps to and the source bucket column value. The image
     /// carries [`ReverseTable::captured`]; other columns read as NULL.
-    pub(crate) fn from_image(
+    pub(crate) fn keys_of_image(
         &self,
         image: &Image,
     ) -> std::result::Result<(Vec<Value>, Vec<Value>, Value), String> {

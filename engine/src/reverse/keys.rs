@@ -34,7 +34,7 @@ pub(crate) async fn keys_for_target_changes(
     for c in changes.iter().filter(|c| c.table == table) {
         for img in c.images() {
             let (key, source_key, bucket) =
-                rt.from_image(img).map_err(|m| EngineError::Schema {
+                rt.keys_of_image(img).map_err(|m| EngineError::Schema {
                     table: table.to_string(),
                     message: format!("change {} in the target's changelog: {m}", c.seq),
                 })?;

@@ -9,9 +9,11 @@
 //! | step | call |
 //! |---|---|
 //! | can a table be switched, and if not why | [`reversibility`] (spec only) or [`check`] (against the databases) |
-//! | before the first switch: capture on the target | [`install_capture`] (again is harmless); [`remove_capture`] at decommission |
+//! | before the first switch: capture on the target | [`install_capture`] (again is harmless) |
+//! | decommission: Tern's objects out of both stores | [`remove_capture`] (target), [`remove_source_state`] and [`crate::capture::remove`] (source) |
 //! | the set of switched buckets, changed live | [`SwitchedBuckets`] sent through a `tokio::sync::watch` channel to both relays |
 //! | the forward relay skips switched buckets | [`crate::RelayOptions::switched`] (the mirror option) |
+//! | wait until a relay filters by a new set | each relay's `observed` sender, then [`wait_observed`] |
 //! | the reverse relay (new → old, switched buckets only) | [`run_reverse_relay`] with [`ReverseOptions`] |
 //! | where each changelog ends now | [`head`]`(link, Side::Source / Side::Target)` |
 //! | how far a relay has applied (persisted) | [`applied_through`]`(link, Direction, name)` |
@@ -20,10 +22,13 @@
 //! A switch of buckets B, as the control plane runs it: hold writes to B's
 //! keys → `p = head(Source)` → `drain(Forward, "default", &p, timeout)` →
 //! add B to the switched set (the forward relay stops applying B, the
-//! reverse relay starts) → release, writes to B now go to the new store. A
-//! rollback is the mirror image: hold → `p = head(Target)` →
+//! reverse relay starts) → `wait_observed` on the *reverse* relay's
+//! `observed` → release, writes to B now go to the new store. A rollback is
+//! the mirror image: hold → `p = head(Target)` →
 //! `drain(Reverse, "reverse", &p, timeout)` → remove B from the set →
-//! release. The reverse relay's first start position should be the target's
+//! `wait_observed` on the *forward* relay's `observed` → release. (Without
+//! the wait, a relay that took the old set just before the flip could pass
+//! over the first writes after the release.) The reverse relay's first start position should be the target's
 //! head taken before the first switch ([`ReverseOptions::start`]); with
 //! none it starts at the head when it first runs, which is the same thing
 //! when it is started before any bucket is switched.
@@ -76,11 +81,13 @@ mod relay;
 mod switched;
 
 pub use apply::ReverseApplyReport;
-pub use capture::{TargetCapture, install_capture, remove_capture};
+pub use capture::{
+    TargetCapture, install_capture, prune_target_changelog, remove_capture, remove_source_state,
+};
 pub use drain::{Direction, Drain, applied_through, covers, drain};
 pub use mapping::{InverseMapping, Reversibility, reversibility, table_reversibility};
 pub use relay::{DEFAULT_REVERSE_RELAY, ReverseOptions, ReverseSummary, run_reverse_relay};
-pub use switched::SwitchedBuckets;
+pub use switched::{SwitchedBuckets, wait_observed};
 
 use crate::changelog::Position;
 use crate::error::Result;

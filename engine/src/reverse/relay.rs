@@ -48,6 +48,13 @@ pub struct ReverseOptions {
     pub start: Option<Position>,
     /// Return once a read finds nothing after the position (scripts, tests).
     pub stop_at_head: bool,
+    /// Where the relay publishes the switched set it filters by, as it takes
+    /// it before a batch (see [`super::wait_observed`]).
+    pub observed: Option<Arc<watch::Sender<SwitchedBuckets>>>,
+    /// Target changelog retention (default 7 days): every minute, rows
+    /// older than it that the reverse relays have passed are deleted
+    /// ([`super::prune_target_changelog`]); `None` never prunes.
+    pub retention: Option<Duration>,
 }
 
 impl ReverseOptions {
@@ -59,6 +66,8 @@ impl ReverseOptions {
             poll_interval: Duration::from_millis(50),
             start: None,
             stop_at_head: false,
+            observed: None,
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }
@@ -114,6 +123,7 @@ pub async fn run_reverse_relay(
             },
             Unit::Changes,
         ),
+        last_maintenance: None,
     };
     let mut stream = ChangeStream::new(link, Side::Target, opts.stream.clone())?
         .named(format!("reverse relay {}", opts.name));
@@ -139,12 +149,33 @@ struct Reverse<'a> {
     plans: Arc<HashMap<String, Plan>>,
     /// The switched buckets `plans` were loaded for.
     plans_for: Option<SwitchedBuckets>,
-    /// A writer on the source, held across batches.
-    writer: Option<BatchWriter>,
+    /// Writers on the source and the target, held across batches.
+    writer: Option<(BatchWriter, BatchWriter)>,
     pending: ReverseApplyReport,
     total: ReverseApplyReport,
     control: &'a RunControl,
     progress: Progress,
+    last_maintenance: Option<Instant>,
+}
+
+impl Reverse<'_> {
+    /// Prunes the target's changelog every minute; a failure is logged and
+    /// tried again next time.
+    async fn maintenance(&mut self) {
+        let Some(retention) = self.opts.retention else {
+            return;
+        };
+        if self
+            .last_maintenance
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.last_maintenance = Some(Instant::now());
+        if let Err(e) = super::prune_target_changelog(self.link, retention).await {
+            tracing::warn!(relay = %self.opts.name, error = %e, "target changelog pruning failed; will try again");
+        }
+    }
 }
 
 impl Consumer for Reverse<'_> {
@@ -180,7 +211,11 @@ impl Consumer for Reverse<'_> {
     }
 
     async fn filter(&mut self) -> Result<Filter> {
+        self.maintenance().await;
         let switched = self.switched_rx.borrow_and_update().clone();
+        if let Some(o) = &self.opts.observed {
+            o.send_replace(switched.clone());
+        }
         self.progress.note = Some(format!("switched {switched}"));
         if switched.is_empty() {
             return Ok(Filter::Nothing);
@@ -206,14 +241,16 @@ impl Consumer for Reverse<'_> {
             return Ok(());
         }
         let save = store::save(self.link.source().dialect(), &self.opts.name, &batch.next);
-        let writer = match &mut self.writer {
+        let (source, target) = match &mut self.writer {
             Some(w) => w,
-            None => self
-                .writer
-                .insert(BatchWriter::open(self.link.source()).await?),
+            None => self.writer.insert((
+                BatchWriter::open(self.link.source()).await?,
+                BatchWriter::open(self.link.target()).await?,
+            )),
         };
         let admit = |table: &str, v: &Value| filter.admits(table, v);
-        self.pending = apply_to_source(self.link, writer, &batch.keys, &admit, vec![save]).await?;
+        self.pending =
+            apply_to_source(self.link, source, target, &batch.keys, &admit, vec![save]).await?;
         Ok(())
     }
 

@@ -8,6 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use crate::buckets::Plan;
 use crate::value::Value;
@@ -70,6 +73,26 @@ impl SwitchedBuckets {
                 .is_some_and(|b| set.contains(&b.index))
         })
     }
+}
+
+/// Waits until a relay has taken `want` as its switched set (what it
+/// publishes through its `observed` sender), at most `timeout`; false when
+/// the timeout passed first or the relay is gone.
+///
+/// Why the switch waits for it before releasing held writes: a relay takes
+/// the set before it reads a batch, so a batch whose set was taken before a
+/// flip could read a write made just after the release and pass it over as
+/// belonging to the other direction. Once the relay shows the new set,
+/// every change it reads next is filtered by it.
+pub async fn wait_observed(
+    observed: &mut watch::Receiver<SwitchedBuckets>,
+    want: &SwitchedBuckets,
+    timeout: Duration,
+) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, observed.wait_for(|s| s == want)).await,
+        Ok(Ok(_))
+    )
 }
 
 impl fmt::Display for SwitchedBuckets {

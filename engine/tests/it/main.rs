@@ -18,6 +18,7 @@ mod read_only;
 mod relay;
 mod resume;
 mod reverse;
+mod reverse_live;
 mod reverse_rate;
 mod shared_rows;
 mod support;

@@ -25,19 +25,20 @@ use tern_testkit::{DbKind, TestDb};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::capture::schema_dump;
 use crate::support::{Side, spec_text};
 
-const ROWS: i64 = 400;
-const MEMBERS: i64 = 40;
+pub const ROWS: i64 = 400;
+pub const MEMBERS: i64 = 40;
 
 /// `items` → `items`: a copy, a rename (member_id → member) and a cast
 /// (n INT → TEXT); all of it inverts on its own.
-const SPEC: &str = "chunk_rows = 100\n[[tables]]\nname = \"items\"\nkey = [\"id\"]\nbuckets = 4\n\
+pub const SPEC: &str = "chunk_rows = 100\n[[tables]]\nname = \"items\"\nkey = [\"id\"]\nbuckets = 4\n\
      [tables.source]\ntable = \"items\"\nbucket = \"member_id\"\n\
      [tables.columns]\nid = \"id\"\nmember = \"member_id\"\nbody = \"body\"\n\
      n = { from = \"n\", cast = \"text\" }\n";
 
-async fn create_items(side: &Side, kind: DbKind) -> anyhow::Result<()> {
+pub async fn create_items(side: &Side, kind: DbKind) -> anyhow::Result<()> {
     side.exec(match kind {
         DbKind::Sqlite => {
             "CREATE TABLE items (id INTEGER PRIMARY KEY, member_id INTEGER NOT NULL, \
@@ -58,7 +59,11 @@ async fn create_items(side: &Side, kind: DbKind) -> anyhow::Result<()> {
 }
 
 /// `id → "member|body|n"` of a store (the target's columns renamed back).
-async fn rows(side: &Side, kind: DbKind, member: &str) -> anyhow::Result<BTreeMap<i64, String>> {
+pub async fn rows(
+    side: &Side,
+    kind: DbKind,
+    member: &str,
+) -> anyhow::Result<BTreeMap<i64, String>> {
     let sql = match kind {
         DbKind::MariaDb => {
             format!("SELECT CONCAT(id, '|', {member}, '|', body, '|', n) FROM items")
@@ -76,12 +81,12 @@ async fn rows(side: &Side, kind: DbKind, member: &str) -> anyhow::Result<BTreeMa
 }
 
 /// Changelog rows in a store.
-async fn changelog_rows(side: &Side) -> anyhow::Result<i64> {
+pub async fn changelog_rows(side: &Side) -> anyhow::Result<i64> {
     side.count("_tern_changelog").await
 }
 
 /// Which bucket a member id falls in, by the stored plan.
-fn bucket_of(plan: &Plan, member: i64) -> usize {
+pub fn bucket_of(plan: &Plan, member: i64) -> usize {
     plan.buckets
         .iter()
         .find(|b| b.range.contains(&Value::Int(member)))
@@ -168,6 +173,7 @@ async fn both_directions_under_load(
     let target_db = TestDb::new(target_kind).await?;
     let source = Arc::new(Side::open(&source_db).await?);
     create_items(&source, source_kind).await?;
+    let schema_before = schema_dump(&source, source_kind).await?;
     let spec = Spec::parse(&spec_text(&source_db, &target_db, SPEC), "test.toml")?;
     let link = Arc::new(Link::connect(spec.clone(), &TransformerRegistry::new()).await?);
     capture::install(link.source(), &spec).await?;
@@ -202,12 +208,17 @@ async fn both_directions_under_load(
         tokio::spawn(async move { run_relay(&link, fwd, &control).await })
     };
     let mut rev = ReverseOptions::new(switched_rx);
+    let (observed_tx, mut observed_rx) = watch::channel(SwitchedBuckets::none());
+    rev.observed = Some(Arc::new(observed_tx));
     rev.start = reverse::head(&link, EngineSide::Target).await?;
     rev.stream.batch_changes = 200;
     let backward = {
         let (link, control) = (link.clone(), RunControl::new().with_cancel(cancel.clone()));
         tokio::spawn(async move { run_reverse_relay(&link, rev, &control).await })
     };
+
+    // The switch releases writes once the reverse relay filters by the set.
+    assert!(reverse::wait_observed(&mut observed_rx, &switched, Duration::from_secs(30)).await);
 
     // Act: the application writes both stores at once, each for its keys.
     let (mut source_ids, mut target_ids) = (Vec::new(), Vec::new());
@@ -316,6 +327,29 @@ async fn both_directions_under_load(
         fwd_summary.keys_applied
     );
     assert_eq!(fwd_summary.changes, source_writes, "{fwd_summary:?}");
+
+    // The target's changelog is pruned up to what the reverse relay passed
+    // (the newest row always stays, so numbering goes on).
+    let logged = changelog_rows(&target).await?;
+    let pruned = reverse::prune_target_changelog(&link, Duration::ZERO).await?;
+    assert_eq!(
+        (pruned as i64, changelog_rows(&target).await?),
+        (logged - 1, 1)
+    );
+
+    // Decommission: no Tern object is left in the old store, and the new
+    // store keeps only the forward path's tables.
+    reverse::remove_capture(&link).await?;
+    capture::remove(link.source()).await?;
+    reverse::remove_source_state(&link).await?;
+    assert_eq!(schema_dump(&source, source_kind).await?, schema_before);
+    assert!(
+        !schema_dump(&target, target_kind)
+            .await?
+            .iter()
+            .any(|l| l.contains("_tern_changelog")),
+        "target capture removed"
+    );
     Ok(())
 }
 
