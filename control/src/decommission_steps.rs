@@ -197,6 +197,27 @@ impl Store {
             .collect())
     }
 
+    /// [`run_decommission_step`](Self::run_decommission_step) on a blocking
+    /// thread of its own, for callers whose futures must be `Send` (server
+    /// functions, HTTP handlers): the step's future is not provably `Send`
+    /// for every lifetime (a compiler limit, not a data race), and a step is
+    /// a rare, slow, admin action.
+    pub async fn run_decommission_step_detached(
+        &self,
+        actor: Actor,
+        migration_id: i64,
+        step: Step,
+        ctx: RunnerContext,
+    ) -> Result<String> {
+        let store = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            handle.block_on(store.run_decommission_step(&actor, migration_id, step, &ctx))
+        })
+        .await
+        .map_err(|e| ControlError::Internal(format!("the decommission step stopped: {e}")))?
+    }
+
     /// Runs one step (admins only), audited; refused with its reason while
     /// a condition does not hold. Answers what it did.
     pub async fn run_decommission_step(
@@ -266,7 +287,9 @@ impl Store {
                     }
                     Step::DropColumns => {
                         let mut dropped = Vec::new();
-                        for t in link.tables() {
+                        let tables: Vec<String> =
+                            link.tables().into_iter().map(String::from).collect();
+                        for t in &tables {
                             for c in read_only::drop_tern_columns(link.target(), t).await? {
                                 dropped.push(format!("{t}.{c}"));
                             }
@@ -309,10 +332,10 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(migration_id)
-        .bind(step.as_str())
-        .bind(&actor.name)
+        .bind(step.as_str().to_string())
+        .bind(actor.name.clone())
         .bind(now_ms())
-        .bind(&detail)
+        .bind(detail.clone())
         .execute(&mut *tx)
         .await
         .map_err(ControlError::db("recording a decommission step"))?;

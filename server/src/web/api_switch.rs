@@ -66,7 +66,7 @@ async fn decommission_step(
     let step = tern_control::decommission_steps::Step::parse(&step)?;
     let detail = state
         .store
-        .run_decommission_step(&actor(&user), id, step, &state.runners)
+        .run_decommission_step_detached(actor(&user), id, step, state.runners.clone())
         .await?;
     Ok(Json(json!({ "step": step.as_str(), "detail": detail })))
 }
