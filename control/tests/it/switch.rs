@@ -308,6 +308,7 @@ both_stores!(
         assert_eq!((done.clients_expected, done.clients_acked), (1, 1));
         let hold = done.hold_ms.unwrap_or(-1);
         assert!((0..600).contains(&hold), "hold {hold} ms");
+        eprintln!("switch buckets=2 clients=1 hold_ms={hold}");
         assert!(saw_hold.load(Ordering::Relaxed), "the client saw the hold");
         assert_eq!(
             store.routing_version(m).await?,
@@ -333,6 +334,10 @@ both_stores!(
             )
             .await?;
         assert_eq!(back.direction, "rollback");
+        eprintln!(
+            "rollback buckets=1 clients=1 hold_ms={}",
+            back.hold_ms.unwrap_or(-1)
+        );
         let r = store.write_routing(m).await?;
         assert_eq!(r.primary(None, "250")?, Primary::Old);
         assert_eq!(r.primary(None, "150")?, Primary::New);
