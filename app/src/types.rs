@@ -40,6 +40,9 @@ pub struct MigrationCard {
     /// Accuracy over time (program overview only).
     pub accuracy: Vec<(i64, f64)>,
     pub running_jobs: i64,
+    /// Whether the viewer may open the migration's page (client owners may
+    /// not: their card links to the guide).
+    pub can_open: bool,
 }
 
 /// An audit event as the audit page lists it.
@@ -239,6 +242,9 @@ pub struct MigrationBoardView {
     pub jobs: Vec<JobRow>,
     /// (time ms, accuracy %), oldest first.
     pub accuracy: Vec<(i64, f64)>,
+    /// Accuracy over time, one line per table, as inline SVG drawn at the
+    /// width the page asked for.
+    pub accuracy_svg: String,
     pub batches: Vec<BatchRow>,
     pub relay: RelayView,
 }
@@ -295,6 +301,10 @@ pub struct VerifyRunRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BucketBoardView {
     pub can_operate: bool,
+    /// Admins may override a move's missing evidence.
+    pub is_admin: bool,
+    /// The phases the bucket may move to by hand.
+    pub next_phases: Vec<String>,
     pub migration_id: i64,
     pub migration_name: String,
     pub bucket: BucketLine,

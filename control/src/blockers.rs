@@ -316,6 +316,7 @@ mod tests {
             worker: None,
             lease_expires_at: None,
             attempts: 1,
+            lease_token: 1,
             rows_done: 0,
             rows_total: None,
             rate: None,

@@ -223,38 +223,6 @@ impl Store {
         )))?;
         Ok(())
     }
-
-    /// Moves a bucket to another phase, if the state machine allows it (audited).
-    pub async fn move_bucket(
-        &self,
-        actor: &Actor,
-        bucket_id: i64,
-        to: Phase,
-        reason: &str,
-    ) -> Result<Bucket> {
-        actor.require_operate("changing a bucket's phase")?;
-        // `switched` is where the write primary is, not a label: only a
-        // switch or a rollback (which hold, drain and flip) moves it.
-        let current = self.bucket(bucket_id).await?;
-        if to == Phase::Switched || (current.phase == Phase::Switched && to != Phase::Done) {
-            return Err(ControlError::Conflict(format!(
-                "bucket {} is moved {} switched by a switch of its source of truth, not by hand: \
-                 use Switch or Roll back on the migration page (or `tern switch` / `tern rollback`)",
-                current.idx,
-                if to == Phase::Switched {
-                    "to"
-                } else {
-                    "out of"
-                }
-            )));
-        }
-        let mut tx = self.begin().await?;
-        move_bucket_in(&mut tx, actor, bucket_id, to, reason).await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a phase change"))?;
-        self.bucket(bucket_id).await
-    }
 }
 
 /// Moves a bucket inside the caller's transaction: checks the move against the

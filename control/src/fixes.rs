@@ -426,19 +426,19 @@ impl Store {
     }
 
     /// Stores a run's checkpoint, fenced by the job's lease: a worker that lost
-    /// the job (its lease taken over: `attempts` moved on) writes nothing and
+    /// the job (its lease taken over: `lease_token` moved on) writes nothing and
     /// is told so.
     pub async fn record_fix_checkpoint(
         &self,
         run_id: i64,
-        attempt: i64,
+        lease_token: i64,
         cp: &Checkpoint,
     ) -> Result<()> {
         let json = serde_json::to_string(cp)
             .map_err(|e| ControlError::Internal(format!("checkpoint is not JSON: {e}")))?;
         let done = sqlx::query(
             "UPDATE fix_runs SET checkpoint = $1, pass = $2, changed = $3, failed = $4, stale = $5
-             WHERE id = $6 AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = fix_runs.job_id AND j.attempts = $7)",
+             WHERE id = $6 AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = fix_runs.job_id AND j.lease_token = $7)",
         )
         .bind(json)
         .bind(i64::from(cp.pass))
@@ -446,7 +446,7 @@ impl Store {
         .bind(cp.failed as i64)
         .bind(cp.stale as i64)
         .bind(run_id)
-        .bind(attempt)
+        .bind(lease_token)
         .execute(self.pool())
         .await
         .map_err(ControlError::db(format!("storing the checkpoint of run {run_id}")))?;

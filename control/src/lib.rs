@@ -17,6 +17,7 @@ pub mod dashboard;
 pub mod decommission;
 pub mod decommission_steps;
 pub mod error;
+mod evidence;
 pub mod fixes;
 pub mod forecast;
 pub mod guides;

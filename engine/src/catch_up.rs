@@ -27,6 +27,7 @@ use crate::checkpoint::{self, CHECKPOINT_TABLE};
 use crate::chunk::Window;
 use crate::connector::{Dialect, Statement, process_clock_micros};
 use crate::error::{EngineError, Result};
+use crate::fence::Fence;
 use crate::link::{Link, Side};
 use crate::progress::{Progress, Task, Unit};
 use crate::run_control::RunControl;
@@ -74,23 +75,33 @@ pub struct CatchUpSummary {
 
 /// The statement moving a bucket's catch-up position, run in its batch's
 /// transaction.
-fn advance_watermark(d: Dialect, table: &str, bucket: usize, to: &Position) -> Statement {
+fn advance_watermark(
+    d: Dialect,
+    table: &str,
+    bucket: usize,
+    to: &Position,
+    fence: Option<&Fence>,
+) -> Statement {
+    let mut params = vec![
+        Value::Text(to.to_string()),
+        Value::Int(process_clock_micros()),
+        Value::Text(table.into()),
+        Value::Int(bucket as i64),
+    ];
+    params.extend(fence.map(|f| Value::Int(f.token)));
     Statement {
         sql: format!(
-            "UPDATE {} SET watermark = {}, updated_at = {} WHERE table_name = {} AND bucket = {}",
+            "UPDATE {} SET watermark = {}, updated_at = {} WHERE table_name = {} AND bucket = {}{}",
             d.quote(CHECKPOINT_TABLE),
             d.placeholder(1),
             d.placeholder(2),
             d.placeholder(3),
-            d.placeholder(4)
+            d.placeholder(4),
+            checkpoint::fence_guard(d, 5, fence)
         ),
-        params: vec![
-            Value::Text(to.to_string()),
-            Value::Int(process_clock_micros()),
-            Value::Text(table.into()),
-            Value::Int(bucket as i64),
-        ],
-        expect_rows: None,
+        params,
+        // A fenced write must land on its row, or a newer lease claimed it.
+        expect_rows: fence.map(|_| 1),
     }
 }
 
@@ -124,6 +135,22 @@ pub async fn catch_up_bucket(
             "the bucket's bulk load has not finished: finish it (bulk-load resumes from its checkpoint), then catch it up".into(),
         ));
     }
+    if let Some(fence) = &control.fence {
+        // Claimed before the position is read again below: a worker that
+        // held the job before is refused from here on (see `fence.rs`).
+        checkpoint::claim(link.target(), &bucket.table, bucket.index, fence).await?;
+    }
+    let cp = match &control.fence {
+        Some(_) => checkpoint::load_all(link.target(), &bucket.table)
+            .await?
+            .into_iter()
+            .find(|c| c.bucket == bucket.index)
+            .unwrap_or(cp),
+        None => cp,
+    };
+    // Deletes find target rows by the source-key index: build what the load
+    // deferred (`index_build.rs`) before the first change.
+    crate::index_build::build_deferred(link, &bucket.table, control).await?;
     let Some(from) = cp.watermark.clone() else {
         return Err(refuse(
             "the bucket was loaded without change capture, so it has no watermark to replay from: \
@@ -300,8 +327,23 @@ impl Consumer for BucketCatchUp<'_> {
             &self.bucket.table,
             self.bucket.index,
             &batch.next,
+            self.control.fence.as_ref(),
         );
-        self.applier.apply(batch, filter, advance).await
+        let applied = self.applier.apply(batch, filter, advance).await;
+        if applied.is_err()
+            && let Some(fence) = &self.control.fence
+            && let Ok(Some(fenced)) = checkpoint::fenced_out(
+                self.link.target(),
+                &self.bucket.table,
+                self.bucket.index,
+                fence,
+            )
+            .await
+        {
+            // Not worth a retry: the job belongs to another worker now.
+            return Err(fenced);
+        }
+        applied
     }
 
     fn landed(&mut self, batch: &Batch, state: &StreamState) {
@@ -366,7 +408,7 @@ pub async fn catch_up_window(
         let range = chunk.describe_keys();
         let end = chunk.end;
         let version = chunk.version;
-        let output = pipeline.apply(chunk.rows)?;
+        let output = pipeline.transform(chunk.rows).await?;
         writer
             .write(&output, version, &[])
             .await
@@ -413,12 +455,33 @@ mod tests {
 
     #[test]
     fn the_catch_up_position_moves_in_the_bucket_checkpoint() {
-        let s = advance_watermark(Dialect::Postgres, "items", 3, &Position::at(42));
+        let s = advance_watermark(Dialect::Postgres, "items", 3, &Position::at(42), None);
         assert_eq!(
             s.sql,
             "UPDATE \"_tern_checkpoints\" SET watermark = $1, updated_at = $2 WHERE table_name = $3 AND bucket = $4"
         );
         assert_eq!(s.params[0], Value::Text("42".into()));
         assert_eq!(s.params[3], Value::Int(3));
+        assert_eq!(s.expect_rows, None);
+    }
+
+    #[test]
+    fn a_fenced_catch_up_writes_only_while_no_newer_lease_claimed_the_bucket() {
+        let fence = Fence::new(7, "job 1 (worker a)");
+        let s = advance_watermark(
+            Dialect::Postgres,
+            "items",
+            3,
+            &Position::at(42),
+            Some(&fence),
+        );
+        assert!(
+            s.sql
+                .ends_with("AND bucket = $4 AND (fence IS NULL OR fence <= $5)"),
+            "{}",
+            s.sql
+        );
+        assert_eq!(s.params[4], Value::Int(7));
+        assert_eq!(s.expect_rows, Some(1), "a refused write fails its batch");
     }
 }

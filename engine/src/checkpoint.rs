@@ -13,6 +13,7 @@ use crate::changelog::Position;
 use crate::chunk::KeyRange;
 use crate::connector::{Connector, Dialect, Statement, process_clock_micros};
 use crate::error::{EngineError, Result};
+use crate::fence::Fence;
 use crate::value::Value;
 
 pub const CHECKPOINT_TABLE: &str = "_tern_checkpoints";
@@ -38,10 +39,11 @@ pub struct Checkpoint {
 }
 
 /// Columns added after the first release of the table, with their types.
-const LATER_COLUMNS: [(&str, &str); 3] = [
+const LATER_COLUMNS: [(&str, &str); 4] = [
     ("watermark", "TEXT"),
     ("snapshot_at", "BIGINT"),
     ("caught_up_at", "BIGINT"),
+    ("fence", "BIGINT"),
 ];
 
 /// Creates the checkpoint table if it is missing.
@@ -56,7 +58,7 @@ pub async fn ensure_table(target: &Connector) -> Result<()> {
         "CREATE TABLE IF NOT EXISTS {t} (table_name VARCHAR(255) NOT NULL, bucket BIGINT NOT NULL, \
          lo {text} NOT NULL, hi {text} NOT NULL, planned_rows BIGINT NOT NULL, last_key {text}, \
          rows_written BIGINT NOT NULL, done BIGINT NOT NULL, updated_at BIGINT NOT NULL, \
-         watermark {text}, snapshot_at BIGINT, caught_up_at BIGINT, \
+         watermark {text}, snapshot_at BIGINT, caught_up_at BIGINT, fence BIGINT, \
          PRIMARY KEY (table_name, bucket))",
         t = d.quote(CHECKPOINT_TABLE)
     );
@@ -379,34 +381,122 @@ pub(crate) fn advance(
     last_key: Option<&[Value]>,
     rows: u64,
     done: bool,
+    fence: Option<&Fence>,
 ) -> Statement {
     let ph: Vec<String> = (1..=6).map(|i| d.placeholder(i)).collect();
     let sql = format!(
         "UPDATE {} SET last_key = COALESCE({}, last_key), rows_written = rows_written + {}, done = {}, updated_at = {} \
-         WHERE table_name = {} AND bucket = {}",
+         WHERE table_name = {} AND bucket = {}{}",
         d.quote(CHECKPOINT_TABLE),
         ph[0],
         ph[1],
         ph[2],
         ph[3],
         ph[4],
-        ph[5]
+        ph[5],
+        fence_guard(d, 7, fence)
     );
+    let mut params = vec![
+        match last_key {
+            Some(k) => json(&k),
+            None => Value::Null,
+        },
+        Value::Int(i64::try_from(rows).unwrap_or(i64::MAX)),
+        Value::Int(i64::from(done)),
+        Value::Int(process_clock_micros()),
+        Value::Text(table.to_string()),
+        Value::Int(bucket as i64),
+    ];
+    params.extend(fence.map(|f| Value::Int(f.token)));
     Statement {
         sql,
-        params: vec![
-            match last_key {
-                Some(k) => json(&k),
-                None => Value::Null,
-            },
-            Value::Int(i64::try_from(rows).unwrap_or(i64::MAX)),
-            Value::Int(i64::from(done)),
-            Value::Int(process_clock_micros()),
-            Value::Text(table.to_string()),
-            Value::Int(bucket as i64),
-        ],
+        params,
         expect_rows: Some(1),
     }
+}
+
+/// ` AND (fence IS NULL OR fence <= $n)` for a fenced write (its token bound
+/// at placeholder `n`), nothing for a write by hand.
+pub(crate) fn fence_guard(d: Dialect, n: usize, fence: Option<&Fence>) -> String {
+    match fence {
+        Some(_) => format!(" AND (fence IS NULL OR fence <= {})", d.placeholder(n)),
+        None => String::new(),
+    }
+}
+
+/// Claims a bucket's checkpoint for `fence` before the run reads where to
+/// resume: from now on a write with an older token is refused. Refused
+/// itself ([`EngineError::Fenced`]) when a newer token claimed it already.
+pub async fn claim(target: &Connector, table: &str, bucket: usize, fence: &Fence) -> Result<()> {
+    let d = target.dialect();
+    let sql = format!(
+        "UPDATE {} SET fence = {} WHERE table_name = {} AND bucket = {}{}",
+        d.quote(CHECKPOINT_TABLE),
+        d.placeholder(1),
+        d.placeholder(2),
+        d.placeholder(3),
+        fence_guard(d, 4, Some(fence))
+    );
+    let token = Value::Int(fence.token);
+    let claimed = target
+        .execute(
+            &sql,
+            &[
+                token.clone(),
+                Value::Text(table.into()),
+                Value::Int(bucket as i64),
+                token,
+            ],
+            &format!("claim the checkpoint of {table} bucket {bucket}"),
+        )
+        .await?;
+    if claimed == 1 {
+        return Ok(());
+    }
+    match fenced_out(target, table, bucket, fence).await? {
+        Some(e) => Err(e),
+        None => Err(EngineError::Checkpoint {
+            table: table.into(),
+            bucket,
+            message: "there is no checkpoint to claim: plan and begin the bucket first".into(),
+        }),
+    }
+}
+
+/// The [`EngineError::Fenced`] to return when a newer token than `fence`'s
+/// has claimed the bucket (a refused write is then explained by it), `None`
+/// otherwise.
+pub async fn fenced_out(
+    target: &Connector,
+    table: &str,
+    bucket: usize,
+    fence: &Fence,
+) -> Result<Option<EngineError>> {
+    let d = target.dialect();
+    let sql = format!(
+        "SELECT fence FROM {} WHERE table_name = {} AND bucket = {}",
+        d.quote(CHECKPOINT_TABLE),
+        d.placeholder(1),
+        d.placeholder(2)
+    );
+    let (_, rows) = target
+        .fetch(
+            &sql,
+            &[Value::Text(table.into()), Value::Int(bucket as i64)],
+            &format!("read the fence of {table} bucket {bucket}"),
+        )
+        .await?;
+    let current = match rows.first().and_then(|r| r.first()) {
+        Some(Value::Int(t)) => *t,
+        _ => return Ok(None),
+    };
+    Ok((current > fence.token).then(|| EngineError::Fenced {
+        holder: fence.holder.clone(),
+        table: table.into(),
+        bucket,
+        token: fence.token,
+        current,
+    }))
 }
 
 /// Deletes a table's checkpoints and plan, so that the next load re-plans

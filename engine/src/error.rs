@@ -64,6 +64,28 @@ pub enum EngineError {
     #[error("apply {what}: {message}")]
     Apply { what: String, message: String },
 
+    /// A run on behalf of a job wrote with an older fence token than the one
+    /// its bucket's checkpoint was claimed with: another worker took the job
+    /// over. Nothing of the write was committed; this run must stop.
+    #[error(
+        "{holder} lost its lease on {table} bucket {bucket}: the checkpoint was claimed by a newer lease \
+         (token {current}, this run holds {token}), so this write was refused and nothing of it \
+         committed; this worker stops and the job goes on under the worker that took it over"
+    )]
+    Fenced {
+        holder: String,
+        table: String,
+        bucket: usize,
+        token: i64,
+        current: i64,
+    },
+
+    /// A table whose rows cannot be written back from the target to the
+    /// source (reverse replication): its mapping does not invert and the spec
+    /// gives no `[tables.reverse]` section. `reason` says why and what to do.
+    #[error("table {table} cannot be replicated back to the source: {reason}")]
+    NotReversible { table: String, reason: String },
+
     /// The persisted checkpoint or plan contradicts the request.
     #[error("checkpoint of {table} bucket {bucket}: {message}")]
     Checkpoint {

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::fence::Fence;
 use crate::progress::Progress;
 use crate::throttle::{RateThrottle, Throttle};
 
@@ -37,6 +38,10 @@ pub struct RunControl {
     /// Told where the run stands; called from the engine's task, so keep it
     /// quick.
     pub progress: Option<Arc<OnProgress>>,
+    /// The lease's fence token when the run works on behalf of a job: its
+    /// checkpoint writes are refused once a newer lease claimed the bucket
+    /// (see [`crate::fence`]). `None` for runs by hand.
+    pub fence: Option<Fence>,
 }
 
 impl Default for RunControl {
@@ -46,6 +51,7 @@ impl Default for RunControl {
             throttle: Arc::new(RateThrottle::unlimited()),
             cancel: CancellationToken::new(),
             progress: None,
+            fence: None,
         }
     }
 }
@@ -55,6 +61,7 @@ impl std::fmt::Debug for RunControl {
         f.debug_struct("RunControl")
             .field("cancelled", &self.cancel.is_cancelled())
             .field("progress", &self.progress.is_some())
+            .field("fence", &self.fence)
             .finish_non_exhaustive()
     }
 }
@@ -76,9 +83,24 @@ impl RunControl {
         self.with_throttle(Arc::new(RateThrottle::new(per_second)))
     }
 
+    /// Held back by `guard` while the databases are busy (no change without
+    /// one: a spec with no `[throttle]` limits has none).
+    pub fn guarded(mut self, guard: Option<&crate::throttle::LoadGuard>) -> RunControl {
+        if let Some(g) = guard {
+            self.throttle = g.throttle(self.throttle);
+        }
+        self
+    }
+
     /// Stopped by this token.
     pub fn with_cancel(mut self, cancel: CancellationToken) -> RunControl {
         self.cancel = cancel;
+        self
+    }
+
+    /// Writing on behalf of a lease with this fence token.
+    pub fn with_fence(mut self, fence: Fence) -> RunControl {
+        self.fence = Some(fence);
         self
     }
 
@@ -127,6 +149,7 @@ impl RunControl {
             throttle: self.throttle.clone(),
             cancel: self.cancel.child_token(),
             progress: self.progress.clone(),
+            fence: self.fence.clone(),
         }
     }
 }

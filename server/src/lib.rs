@@ -156,6 +156,8 @@ enum Command {
     Capture(cli::capture::CaptureCommand),
     /// Dual-write: apply source changes of ramped-on keys to the target, with retries, until stopped.
     Relay(cli::relay::RelayArgs),
+    /// Reverse replication: apply target changes of switched buckets back to the source, new → old.
+    ReverseRelay(cli::reverse_relay::ReverseRelayArgs),
     /// Replay what a bucket missed since its watermark (or re-copy a time window) until its lag is zero.
     CatchUp(cli::catch_up::CatchUpArgs),
     /// Compare target with source: full diff, sample by strata, or keys changed since the last run.
@@ -213,6 +215,7 @@ fn run_cli() -> ExitCode {
             Command::BulkLoad(args) => cli::bulk_load::run(args).await,
             Command::Capture(cmd) => cli::capture::run(cmd).await,
             Command::Relay(args) => cli::relay::run(args).await,
+            Command::ReverseRelay(args) => cli::reverse_relay::run(args).await,
             Command::CatchUp(args) => cli::catch_up::run(args).await,
             Command::Verify(args) => cli::verify::run(args).await,
             Command::Repair(args) => cli::verify::repair(args).await,

@@ -8,4 +8,5 @@ pub mod layout;
 pub mod live;
 pub mod old_system;
 pub mod phase_bar;
+pub mod phase_move;
 pub mod source_of_truth;

@@ -10,6 +10,7 @@ use crate::error::AppError;
 pub struct OldSystemRow {
     pub migration: String,
     pub kind: String,
+    /// The page the row links to; empty when the viewer may not open it.
     pub href: String,
     pub name: String,
     pub owner: String,
@@ -28,10 +29,18 @@ pub async fn still_on_old() -> Result<Vec<OldSystemRow>, AppError> {
             mine: o.kind == "client"
                 && me.role == tern_control::Role::ClientOwner
                 && me.clients.contains(&o.name),
+            // No link to a page the viewer gets 403 on (a client owner's
+            // other clients, the offline jobs page).
             href: if o.kind == "client" {
-                format!("/clients/{}", o.id)
-            } else {
+                if me.sees_client(&o.name) {
+                    format!("/clients/{}", o.id)
+                } else {
+                    String::new()
+                }
+            } else if me.role.can_read_audit() {
                 format!("/migrations/{}/offline", o.migration_id)
+            } else {
+                String::new()
             },
             ramp: o
                 .ramp
@@ -64,7 +73,11 @@ pub fn OldSystemPanel() -> impl IntoView {
                                     <tr data-testid="old-system-row" class:mine=r.mine>
                                         <td>{r.migration}</td>
                                         <td>{if r.kind == "client" { "client" } else { "offline job" }}</td>
-                                        <td><a href=r.href>{r.name}</a>{r.mine.then(|| view! { " " <span class="tag">"yours"</span> })}</td>
+                                        <td>{if r.href.is_empty() {
+                                            view! { <span>{r.name}</span> }.into_any()
+                                        } else {
+                                            view! { <a href=r.href>{r.name}</a> }.into_any()
+                                        }}{r.mine.then(|| view! { " " <span class="tag">"yours"</span> })}</td>
                                         <td>{r.owner}</td>
                                         <td><span class=format!("status status-{}", r.status)>{r.status.clone()}</span></td>
                                         <td class="mono">{r.ramp}</td>

@@ -9,6 +9,7 @@ use leptos_router::hooks::use_params_map;
 
 use crate::components::guard::ErrorPanel;
 use crate::components::live::use_tick;
+use crate::components::phase_move::{MoveBucketPhase, PhaseMove};
 use crate::error::AppError;
 use crate::types::{BucketBoardView, MismatchLine, duration, rate, thousands};
 
@@ -73,16 +74,23 @@ pub async fn bucket_board(migration_id: i64, idx: i64) -> Result<BucketBoardView
         .store
         .bucket_board(&me, migration_id, idx)
         .await?;
-    Ok(view_of(b, me.role.can_operate()))
+    Ok(view_of(b, me.role.can_operate(), me.role.can_administer()))
 }
 
 #[cfg(feature = "ssr")]
-fn view_of(b: tern_control::dashboard::BucketBoard, can_operate: bool) -> BucketBoardView {
+fn view_of(
+    b: tern_control::dashboard::BucketBoard,
+    can_operate: bool,
+    is_admin: bool,
+) -> BucketBoardView {
     use crate::convert::{bucket_line, job_row};
     use crate::types::{AuditRow, VerifyRunRow};
     use tern_control::clock::format_ms;
+    let next = tern_control::phases::legal_moves(b.bucket.phase, b.bucket.resume_phase);
     BucketBoardView {
         can_operate,
+        is_admin,
+        next_phases: next.iter().map(|p| p.as_str().to_string()).collect(),
         migration_id: b.migration.id,
         migration_name: b.migration.name.clone(),
         bucket: bucket_line(&b.bucket, b.jobs.first(), None),
@@ -143,6 +151,7 @@ pub fn BucketPage() -> impl IntoView {
     provide_context(browse);
     // Here, not in the view the board's refresh rebuilds, so the result stays.
     provide_context(ServerAction::<RepairMismatches>::new());
+    provide_context(ServerAction::<MoveBucketPhase>::new());
     let mismatches = Resource::new(
         move || (key(), browse.get()),
         |(key, browse)| async move {
@@ -251,6 +260,7 @@ fn MismatchList(browse: Browse, rows: Vec<MismatchLine>) -> impl IntoView {
 fn BucketView(b: BucketBoardView) -> impl IntoView {
     let browse = expect_context::<RwSignal<Option<Browse>>>();
     let repair = expect_context::<ServerAction<RepairMismatches>>();
+    let phase_move = expect_context::<ServerAction<MoveBucketPhase>>();
     let can_operate = b.can_operate;
     let k = b.bucket.clone();
     let bucket_id = k.id;
@@ -295,6 +305,9 @@ fn BucketView(b: BucketBoardView) -> impl IntoView {
                 </dl>
             </section>
         </div>
+        {can_operate.then(|| view! {
+            <PhaseMove bucket_id next=b.next_phases.clone() is_admin=b.is_admin action=phase_move/>
+        })}
         <section class="panel">
             <h2>"Verification runs"</h2>
             {move || repair.value().get().map(|r| match r {

@@ -20,20 +20,41 @@ use crate::types::{MigrationCard, thousands};
 #[server]
 pub async fn list_migrations() -> Result<Vec<MigrationCard>, AppError> {
     let me = crate::server::actor()?;
-    let lines = crate::server::state()?.store.program_overview(&me).await?;
-    Ok(lines
-        .into_iter()
-        .map(|l| {
-            let id = l.summary.migration.id;
-            MigrationCard {
-                forecast: l.forecast.as_ref().map(crate::convert::forecast_view),
-                blockers: crate::convert::blocker_views(id, l.blockers),
-                accuracy: l.accuracy,
-                running_jobs: l.running_jobs,
-                ..l.summary.into()
+    let store = crate::server::state()?.store;
+    let lines = store.program_overview(&me).await?;
+    let readers = me.role.can_read_audit();
+    let mut cards = Vec::with_capacity(lines.len());
+    for l in lines {
+        let id = l.summary.migration.id;
+        let mut blockers = l.blockers;
+        if !readers {
+            // A client owner gets no link to a page they may not open: no
+            // bucket pages, and only their own clients.
+            for group in &mut blockers {
+                for b in &mut group.first {
+                    b.bucket = None;
+                    if let Some(c) = b.client {
+                        let theirs = match store.client(c).await {
+                            Ok(client) => me.sees_client(&client.name),
+                            Err(_) => false,
+                        };
+                        if !theirs {
+                            b.client = None;
+                        }
+                    }
+                }
             }
-        })
-        .collect())
+        }
+        cards.push(MigrationCard {
+            forecast: l.forecast.as_ref().map(crate::convert::forecast_view),
+            blockers: crate::convert::blocker_views(id, blockers),
+            accuracy: l.accuracy,
+            running_jobs: l.running_jobs,
+            can_open: readers,
+            ..l.summary.into()
+        });
+    }
+    Ok(cards)
 }
 
 #[cfg(feature = "ssr")]
@@ -59,6 +80,7 @@ impl From<tern_control::migrations::MigrationSummary> for MigrationCard {
             blockers: Vec::new(),
             accuracy: Vec::new(),
             running_jobs: 0,
+            can_open: false,
         }
     }
 }
@@ -110,11 +132,19 @@ fn EmptyOverview() -> impl IntoView {
 
 #[component]
 fn MigrationCardView(m: MigrationCard) -> impl IntoView {
-    let href = format!("/migrations/{}", m.id);
+    // The migration page is for readers; a client owner's way in is the guide.
+    let (href, title) = if m.can_open {
+        (format!("/migrations/{}", m.id), m.name.clone())
+    } else {
+        (
+            format!("/migrations/{}/guide", m.id),
+            format!("{} · guide", m.name),
+        )
+    };
     view! {
         <article class="panel card" data-testid="migration-card">
             <header class="card-head">
-                <h2><a href=href>{m.name.clone()}</a></h2>
+                <h2><a href=href>{title}</a></h2>
                 <span class=format!("status status-{}", m.status)>{m.status.clone()}</span>
             </header>
             <p class="muted">{m.description.clone()}</p>

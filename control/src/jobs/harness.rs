@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tern_engine::{RateThrottle, RunControl};
+use tern_engine::{Fence, Link, LoadGuard, RateThrottle, RunControl};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +31,8 @@ pub struct JobContext {
     /// The rate limit (rows or records per second), as engineers change it.
     pub rate_limit: watch::Receiver<Option<f64>>,
     progress: Arc<Mutex<Progress>>,
+    /// Why the databases' load holds the job back, while it does.
+    held_back: Arc<Mutex<Option<String>>>,
 }
 
 impl JobContext {
@@ -42,7 +44,41 @@ impl JobContext {
     }
 
     fn snapshot(&self) -> Progress {
-        self.progress.lock().map(|p| p.clone()).unwrap_or_default()
+        let mut p = self.progress.lock().map(|p| p.clone()).unwrap_or_default();
+        if let Some(note) = self.held_back.lock().ok().and_then(|n| n.clone()) {
+            p.message = Some(match p.message {
+                Some(m) => format!("{note} · {m}"),
+                None => note,
+            });
+        }
+        p
+    }
+
+    /// `control` held back while the migration's databases are busy (the
+    /// spec's `[throttle]` limits), and the guard that watches them: keep it
+    /// while the engine runs. While the job is held back its message says
+    /// why (`throttled: target active_backends 30 > 8`).
+    pub fn guarded(&self, link: &Link, control: RunControl) -> (RunControl, Option<LoadGuard>) {
+        let guard = LoadGuard::start(link);
+        if let Some(g) = &guard {
+            let (mut state, note) = (g.watch(), Arc::clone(&self.held_back));
+            tokio::spawn(async move {
+                loop {
+                    let now = state.borrow_and_update().note();
+                    if let Ok(mut n) = note.lock() {
+                        *n = now;
+                    }
+                    // Ends with the guard.
+                    if state.changed().await.is_err() {
+                        break;
+                    }
+                }
+                if let Ok(mut n) = note.lock() {
+                    *n = None;
+                }
+            });
+        }
+        (control.guarded(guard.as_ref()), guard)
     }
 
     /// The engine's run control for this job: the job's live rate limit as
@@ -62,6 +98,17 @@ impl JobContext {
         RunControl::new()
             .with_throttle(live_throttle(self.rate_limit.clone()))
             .with_cancel(self.stop.clone())
+            .with_fence(self.fence())
+    }
+
+    /// The fence of this job's lease: the engine's checkpoint writes made for
+    /// the job carry it, and are refused once another worker took it over.
+    pub fn fence(&self) -> Fence {
+        let worker = self.job.worker.as_deref().unwrap_or("?");
+        Fence::new(
+            self.job.lease_token,
+            format!("job {} (worker {worker})", self.job.id),
+        )
     }
 
     /// Runs `tick` every `period` until the job stops or the returned guard
@@ -178,11 +225,12 @@ impl Lease<'_> {
         let worker = self.worker;
         let job_id = job.id;
         let kind = job.kind;
+        let token = job.lease_token;
         // A cancel asked while the previous worker was dying is honoured here.
         if job.requested == Some(Request::Cancel) {
             let _ = self
                 .store
-                .finish_job(job_id, worker, &Outcome::Cancelled)
+                .finish_job(job_id, worker, token, &Outcome::Cancelled)
                 .await;
             return;
         }
@@ -200,6 +248,7 @@ impl Lease<'_> {
             stop: stop.clone(),
             rate_limit: rate_rx,
             progress: Arc::clone(&progress),
+            held_back: Arc::default(),
         };
         let beat_ctx = ctx.clone();
         let mut work = tokio::spawn(async move { runner.run(ctx).await });
@@ -217,7 +266,7 @@ impl Lease<'_> {
                     stop.cancel();
                 }
                 _ = ticker.tick() => {
-                    match self.store.heartbeat(job_id, worker, lease_ms, &beat_ctx.snapshot()).await {
+                    match self.store.heartbeat(job_id, worker, token, lease_ms, &beat_ctx.snapshot()).await {
                         Ok(Heartbeat::Continue { requested: r, rate_limit }) => {
                             if *rate_tx.borrow() != rate_limit {
                                 tracing::info!(job = job_id, ?rate_limit, "rate limit changed");
@@ -247,7 +296,7 @@ impl Lease<'_> {
         // Store the last progress before the outcome.
         let _ = self
             .store
-            .heartbeat(job_id, worker, lease_ms, &beat_ctx.snapshot())
+            .heartbeat(job_id, worker, token, lease_ms, &beat_ctx.snapshot())
             .await;
         let outcome = match result {
             Ok(Ok(RunEnd::Completed {
@@ -266,11 +315,14 @@ impl Lease<'_> {
             Err(panic) => Outcome::Failed(format!("the job's task ended abnormally: {panic}")),
         };
         tracing::info!(%worker, job = job_id, kind = kind.as_str(), ?outcome, "job ended");
-        match self.store.finish_job(job_id, worker, &outcome).await {
+        match self.store.finish_job(job_id, worker, token, &outcome).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
+                %worker,
                 job = job_id,
-                "the job was taken over before it could be finished"
+                ?outcome,
+                "the job was taken over by another worker before this one could finish it; \
+                 its end is not recorded and the other worker carries on"
             ),
             Err(e) => {
                 tracing::error!(job = job_id, error = %e, "cannot record the job's end; its lease will expire and another worker will resume it")

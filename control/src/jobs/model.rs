@@ -140,6 +140,10 @@ pub struct Job {
     pub worker: Option<String>,
     pub lease_expires_at: Option<i64>,
     pub attempts: i64,
+    /// The fence token of the job's current lease: grows with every lease
+    /// taken (store-wide); the holder's writes carry it and a stale one is
+    /// refused (`../../engine/src/fence.rs` says why).
+    pub lease_token: i64,
     pub rows_done: i64,
     pub rows_total: Option<i64>,
     pub rate: Option<f64>,

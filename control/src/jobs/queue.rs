@@ -30,6 +30,7 @@ pub(crate) fn job_from_row(row: &sqlx::any::AnyRow) -> Result<Job> {
         worker: row.try_get("worker").map_err(get)?,
         lease_expires_at: row.try_get("lease_expires_at").map_err(get)?,
         attempts: row.try_get("attempts").map_err(get)?,
+        lease_token: row.try_get("lease_token").map_err(get)?,
         rows_done: row.try_get("rows_done").map_err(get)?,
         rows_total: row.try_get("rows_total").map_err(get)?,
         rate: row.try_get("rate").map_err(get)?,
@@ -52,10 +53,17 @@ pub async fn enqueue(
 ) -> Result<i64> {
     check_rate(job.rate_limit)?;
     let now = now_ms();
+    let fix_id = match job.kind {
+        JobKind::DataFix => job.params.get("fix_id").and_then(|v| v.as_i64()),
+        _ => None,
+    };
+    // The store keeps one active relay per migration and one active run per
+    // fix (unique partial indexes, migration 0008): of any number of racing
+    // requests exactly one gets here without a unique violation.
     let row = sqlx::query(
         "INSERT INTO jobs (migration_id, bucket_id, kind, params, state, rate_limit,
-                           created_by, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $7) RETURNING id",
+                           created_by, created_at, updated_at, fix_id)
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $7, $8) RETURNING id",
     )
     .bind(job.migration_id)
     .bind(job.bucket_id)
@@ -64,12 +72,14 @@ pub async fn enqueue(
     .bind(job.rate_limit)
     .bind(&actor.name)
     .bind(now)
+    .bind(fix_id)
     .fetch_one(&mut **tx)
     .await
     .map_err(ControlError::db(format!(
         "enqueuing a {} job",
         job.kind.as_str()
-    )))?;
+    )))
+    .map_err(|e| already_active(e, job))?;
     let id: i64 = row
         .try_get("id")
         .map_err(ControlError::db("reading a job id"))?;
@@ -86,6 +96,29 @@ pub async fn enqueue(
     )
     .await?;
     Ok(id)
+}
+
+/// A unique violation on enqueue is the store refusing a second active relay
+/// of a migration, or a second active run of a fix: a conflict that says so.
+fn already_active(e: ControlError, job: &NewJob) -> ControlError {
+    if !e.is_unique_violation() {
+        return e;
+    }
+    match job.kind {
+        JobKind::Relay => ControlError::Conflict(format!(
+            "migration {} already has an active relay (queued, running or paused): change its ramp, \
+             or stop it before starting another",
+            job.migration_id.unwrap_or_default()
+        )),
+        JobKind::DataFix => ControlError::Conflict(format!(
+            "fix {} is already running: pause or cancel its run first",
+            job.params
+                .get("fix_id")
+                .and_then(|v| v.as_i64())
+                .unwrap_or_default()
+        )),
+        _ => e,
+    }
 }
 
 impl Store {
@@ -147,19 +180,28 @@ impl Store {
             return Ok(None);
         }
         let now = now_ms();
-        let kind_list = (0..kinds.len())
-            .map(|i| format!("${}", i + 4))
-            .collect::<Vec<_>>()
-            .join(", ");
         let lock = if self.dialect() == Dialect::Postgres {
             "FOR UPDATE SKIP LOCKED"
         } else {
             ""
         };
+        // A fresh fence token for this lease, from the store-wide counter, in
+        // the lease's transaction: a rolled-back lease gives its token back.
+        let mut tx = self.begin().await?;
+        let token: i64 =
+            sqlx::query("UPDATE lease_counter SET value = value + 1 WHERE id = 1 RETURNING value")
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|r| r.try_get("value"))
+                .map_err(ControlError::db("taking a lease token"))?;
+        let kind_list = (0..kinds.len())
+            .map(|i| format!("${}", i + 5))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
             "UPDATE jobs
              SET state = 'running', worker = $1, lease_expires_at = $2, attempts = attempts + 1,
-                 started_at = COALESCE(started_at, $3), updated_at = $3
+                 started_at = COALESCE(started_at, $3), updated_at = $3, lease_token = $4
              WHERE id = (
                  SELECT id FROM jobs
                  WHERE (state = 'queued' OR (state = 'running' AND lease_expires_at < $3))
@@ -171,16 +213,23 @@ impl Store {
         let mut query = sqlx::query(&sql)
             .bind(worker)
             .bind(now + lease_ms)
-            .bind(now);
+            .bind(now)
+            .bind(token);
         for kind in kinds {
             query = query.bind(kind.as_str());
         }
         let row = query
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *tx)
             .await
             .map_err(ControlError::db("leasing a job"))?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            let _ = tx.rollback().await;
+            return Ok(None);
+        };
         let job = job_from_row(&row)?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a lease"))?;
         if job.attempts > 1 {
             tracing::info!(job = job.id, kind = job.kind.as_str(), %worker, attempt = job.attempts,
                 "took over a job whose lease expired");
@@ -188,11 +237,14 @@ impl Store {
         Ok(Some(job))
     }
 
-    /// Renews a lease and records progress. Answers what the worker must do next.
+    /// Renews a lease and records progress. Answers what the worker must do
+    /// next: [`Heartbeat::LeaseLost`] when `worker` no longer holds the lease
+    /// with `token` (another worker took it over), and nothing is written.
     pub async fn heartbeat(
         &self,
         job_id: i64,
         worker: &str,
+        token: i64,
         lease_ms: i64,
         progress: &Progress,
     ) -> Result<Heartbeat> {
@@ -201,7 +253,7 @@ impl Store {
             "UPDATE jobs
              SET lease_expires_at = $1, rows_done = $2, rows_total = $3, rate = $4,
                  eta_seconds = $5, message = COALESCE($6, message), updated_at = $7
-             WHERE id = $8 AND worker = $9 AND state = 'running'
+             WHERE id = $8 AND worker = $9 AND lease_token = $10 AND state = 'running'
              RETURNING requested, rate_limit",
         )
         .bind(now + lease_ms)
@@ -213,6 +265,7 @@ impl Store {
         .bind(now)
         .bind(job_id)
         .bind(worker)
+        .bind(token)
         .fetch_optional(self.pool())
         .await
         .map_err(ControlError::db(format!(
@@ -232,9 +285,16 @@ impl Store {
         })
     }
 
-    /// Ends a job the worker holds. `false` when the lease was lost meanwhile
-    /// (the job belongs to another worker now and nothing was written).
-    pub async fn finish_job(&self, job_id: i64, worker: &str, outcome: &Outcome) -> Result<bool> {
+    /// Ends a job the worker holds with the lease of `token`. `false` when the
+    /// lease was lost meanwhile (the job belongs to another worker now and
+    /// nothing was written).
+    pub async fn finish_job(
+        &self,
+        job_id: i64,
+        worker: &str,
+        token: i64,
+        outcome: &Outcome,
+    ) -> Result<bool> {
         let (state, message) = outcome.ends_in(worker);
         let now = now_ms();
         let finished = state.is_final().then_some(now);
@@ -245,7 +305,7 @@ impl Store {
              SET state = $1, message = COALESCE($2, message), requested = NULL, worker = NULL,
                  lease_expires_at = NULL, updated_at = $3, finished_at = $4,
                  eta_seconds = CASE WHEN $1 = 'succeeded' THEN 0 ELSE eta_seconds END
-             WHERE id = $5 AND worker = $6 AND state = 'running'",
+             WHERE id = $5 AND worker = $6 AND lease_token = $7 AND state = 'running'",
         )
         .bind(state.as_str())
         .bind(message.as_deref())
@@ -253,6 +313,7 @@ impl Store {
         .bind(finished)
         .bind(job_id)
         .bind(worker)
+        .bind(token)
         .execute(&mut *tx)
         .await
         .map_err(ControlError::db(format!("finishing job {job_id}")))?;

@@ -3,7 +3,7 @@
 //! checkpoint after every page, and resuming from that checkpoint when a
 //! worker takes the job over. Records are never changed twice: the engine
 //! guards each write by the values its filter read (see `tern_datafix::db`),
-//! and checkpoints are fenced by the job's attempt so a worker that lost its
+//! and checkpoints are fenced by the job's lease token so a worker that lost its
 //! lease cannot move the run backwards.
 
 use std::collections::HashSet;
@@ -40,7 +40,7 @@ impl DataFixRunner {
 struct StoreObserver {
     store: Store,
     run_id: i64,
-    attempt: i64,
+    lease_token: i64,
 }
 
 /// The job's progress from the engine's: records changed by every run of
@@ -77,7 +77,7 @@ impl FixObserver for StoreObserver {
 
     async fn checkpoint(&self, c: &Checkpoint) -> std::result::Result<(), String> {
         self.store
-            .record_fix_checkpoint(self.run_id, self.attempt, c)
+            .record_fix_checkpoint(self.run_id, self.lease_token, c)
             .await
             .map_err(|e| e.to_string())
     }
@@ -151,7 +151,7 @@ impl JobRunner for DataFixRunner {
         opts.observer = Arc::new(StoreObserver {
             store: ctx.store.clone(),
             run_id,
-            attempt: job.attempts,
+            lease_token: job.lease_token,
         });
         let earlier = resume.clone().unwrap_or_default();
         opts.control = ctx.run_control(move |p| job_progress(p, &earlier));

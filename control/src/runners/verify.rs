@@ -48,6 +48,7 @@ impl JobRunner for VerifyRunner {
             let (table, bucket) = (table.unwrap_or_default(), bucket.unwrap_or_default());
             done_of_total(p, format!("{table} bucket {bucket}: comparing"))
         });
+        let (control, _load) = ctx.guarded(&link, control);
         let opts = VerifyOptions {
             scope: Scope::Bucket(bucket.index),
             mode: if incremental {

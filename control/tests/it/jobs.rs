@@ -52,7 +52,9 @@ both_stores!(
             eta_seconds: Some(2.0),
             message: None,
         };
-        let beat = store.heartbeat(leased.id, "w1", 30_000, &progress).await?;
+        let beat = store
+            .heartbeat(leased.id, "w1", leased.lease_token, 30_000, &progress)
+            .await?;
         assert_eq!(
             beat,
             Heartbeat::Continue {
@@ -61,7 +63,9 @@ both_stores!(
             }
         );
         assert_eq!(
-            store.heartbeat(leased.id, "w2", 30_000, &progress).await?,
+            store
+                .heartbeat(leased.id, "w2", leased.lease_token, 30_000, &progress)
+                .await?,
             Heartbeat::LeaseLost
         );
 
@@ -70,6 +74,7 @@ both_stores!(
                 .finish_job(
                     leased.id,
                     "w1",
+                    leased.lease_token,
                     &Outcome::Succeeded {
                         summary: Some("1000 rows".into()),
                         bucket_phase: None,
@@ -93,8 +98,8 @@ both_stores!(
         let queued = store.enqueue_job(&admin(), job(JobKind::CatchUp)).await?;
         let first = store
             .lease_job("dead-worker", &[JobKind::CatchUp], 50)
-            .await?;
-        assert!(first.is_some());
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("nothing leased"))?;
         assert!(
             store
                 .lease_job("w2", &[JobKind::CatchUp], 30_000)
@@ -112,15 +117,30 @@ both_stores!(
             (taken.id, taken.attempts, taken.worker.as_deref()),
             (queued.id, 2, Some("w2"))
         );
+        assert!(
+            taken.lease_token > first.lease_token,
+            "a lease taken over carries a newer fence token"
+        );
 
         // The dead worker wakes up: it has lost the job and can write nothing.
         let beat = store
-            .heartbeat(queued.id, "dead-worker", 30_000, &Progress::default())
+            .heartbeat(
+                queued.id,
+                "dead-worker",
+                first.lease_token,
+                30_000,
+                &Progress::default(),
+            )
             .await?;
         assert_eq!(beat, Heartbeat::LeaseLost);
         assert!(
             !store
-                .finish_job(queued.id, "dead-worker", &Outcome::Failed("late".into()))
+                .finish_job(
+                    queued.id,
+                    "dead-worker",
+                    first.lease_token,
+                    &Outcome::Failed("late".into())
+                )
                 .await?
         );
         assert_eq!(store.job(queued.id).await?.state, JobState::Running);
@@ -135,14 +155,17 @@ both_stores!(
             .enqueue_job(&admin(), job(JobKind::BulkLoad))
             .await?
             .id;
-        store.lease_job("w1", &[JobKind::BulkLoad], 30_000).await?;
+        let w1 = store
+            .lease_job("w1", &[JobKind::BulkLoad], 30_000)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("nothing leased"))?;
 
         store
             .set_job_rate(&admin(), id, Some(500.0), "too hot")
             .await?;
         store.pause_job(&admin(), id, "maintenance window").await?;
         let beat = store
-            .heartbeat(id, "w1", 30_000, &Progress::default())
+            .heartbeat(id, "w1", w1.lease_token, 30_000, &Progress::default())
             .await?;
         assert_eq!(
             beat,
@@ -152,7 +175,11 @@ both_stores!(
             }
         );
 
-        assert!(store.finish_job(id, "w1", &Outcome::Paused).await?);
+        assert!(
+            store
+                .finish_job(id, "w1", w1.lease_token, &Outcome::Paused)
+                .await?
+        );
         assert_eq!(store.job(id).await?.state, JobState::Paused);
         let refused = store.pause_job(&admin(), id, "").await;
         assert!(
@@ -160,18 +187,18 @@ both_stores!(
         );
 
         store.resume_job(&admin(), id, "window over").await?;
-        let again = store
+        let w2 = store
             .lease_job("w2", &[JobKind::BulkLoad], 30_000)
             .await?
             .ok_or_else(|| anyhow::anyhow!("not re-leased"))?;
         assert_eq!(
-            (again.id, again.requested, again.rate_limit),
+            (w2.id, w2.requested, w2.rate_limit),
             (id, None, Some(500.0))
         );
 
         store.cancel_job(&admin(), id, "not needed").await?;
         let beat = store
-            .heartbeat(id, "w2", 30_000, &Progress::default())
+            .heartbeat(id, "w2", w2.lease_token, 30_000, &Progress::default())
             .await?;
         assert!(matches!(
             beat,
@@ -180,7 +207,9 @@ both_stores!(
                 ..
             }
         ));
-        store.finish_job(id, "w2", &Outcome::Cancelled).await?;
+        store
+            .finish_job(id, "w2", w2.lease_token, &Outcome::Cancelled)
+            .await?;
         assert_eq!(store.job(id).await?.state, JobState::Cancelled);
 
         let rate = store.set_job_rate(&admin(), id, Some(1.0), "").await;

@@ -70,20 +70,26 @@ both_stores!(a_jobs_end_moves_its_bucket, |store: Store| async move {
     let ids = store.start_bulk_load(&admin(), m, &buckets).await?;
 
     // Success moves the bucket on; failure and cancel mark it failed; pause pauses it.
-    store.lease_job("w", &[JobKind::BulkLoad], 60_000).await?;
+    let lease = leased(&store).await?;
     store
         .finish_job(
             ids[0],
             "w",
+            lease.lease_token,
             &Outcome::Succeeded {
                 summary: None,
                 bucket_phase: Some(Phase::Loaded),
             },
         )
         .await?;
-    store.lease_job("w", &[JobKind::BulkLoad], 60_000).await?;
+    let lease = leased(&store).await?;
     store
-        .finish_job(ids[1], "w", &Outcome::Failed("target refused row 7".into()))
+        .finish_job(
+            ids[1],
+            "w",
+            lease.lease_token,
+            &Outcome::Failed("target refused row 7".into()),
+        )
         .await?;
     store.pause_job(&admin(), ids[2], "later").await?;
 
@@ -102,6 +108,14 @@ both_stores!(a_jobs_end_moves_its_bucket, |store: Store| async move {
     Ok(())
 });
 
+/// The next bulk-load job, leased by worker `w`.
+async fn leased(store: &Store) -> anyhow::Result<tern_control::jobs::Job> {
+    store
+        .lease_job("w", &[JobKind::BulkLoad], 60_000)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no bulk-load job to lease"))
+}
+
 async fn futures_phases(store: &Store, ids: &[i64]) -> anyhow::Result<Vec<Phase>> {
     let mut out = Vec::new();
     for id in ids {
@@ -115,11 +129,12 @@ both_stores!(
     |store: Store| async move {
         let (m, buckets) = migration(&store).await?;
         let ids = store.start_bulk_load(&admin(), m, &buckets[..1]).await?;
-        store.lease_job("w", &[JobKind::BulkLoad], 60_000).await?;
+        let lease = leased(&store).await?;
         store
             .finish_job(
                 ids[0],
                 "w",
+                lease.lease_token,
                 &Outcome::Succeeded {
                     summary: None,
                     bucket_phase: Some(Phase::Loaded),

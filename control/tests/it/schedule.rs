@@ -58,11 +58,10 @@ async fn verify_all(store: &Store, id: i64, batch_id: i64) -> anyhow::Result<()>
             Phase::Verifying,
             Phase::Verified,
         ] {
-            sqlx::query("UPDATE jobs SET state = 'succeeded' WHERE bucket_id = $1")
-                .bind(b.id)
-                .execute(store.pool())
+            // No jobs run here: an admin's override stands for the evidence.
+            store
+                .override_bucket_move(&admin(), b.id, to, "test")
                 .await?;
-            store.move_bucket(&admin(), b.id, to, "test").await?;
         }
     }
     Ok(())

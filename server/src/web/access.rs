@@ -130,6 +130,7 @@ pub const ROUTES: &[Rule] = &[
     rule("GET", "/charts/clients/{id}/mismatch.svg", OwnClient),
     rule("GET", "/charts/migrations/{id}/share.svg", SignedIn),
     // JSON API: who am I, the overview, users, audit.
+    rule("GET", "/api/v1/openapi.json", Anyone),
     rule("GET", "/api/v1/me", SignedIn),
     rule("GET", "/api/v1/migrations", SignedIn),
     rule("GET", "/api/v1/audit", Readers),

@@ -34,6 +34,13 @@ fn actor(user: &CurrentUser) -> Actor {
     Actor::from(&user.0)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "session",
+    responses((status = 200, description = "the signed-in user", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn me(Extension(user): Extension<CurrentUser>) -> Json<Value> {
     let u = &user.0;
     Json(json!({
@@ -44,6 +51,13 @@ async fn me(Extension(user): Extension<CurrentUser>) -> Json<Value> {
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/migrations",
+    tag = "migrations",
+    responses((status = 200, description = "every migration with its buckets per phase", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn migrations(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let list = state.store.migration_summaries().await?;
     Ok(Json(json!(list
@@ -61,6 +75,14 @@ async fn migrations(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         .collect::<Vec<_>>())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/migrations/{id}",
+    tag = "migrations",
+    params(("id" = i64, Path, description = "its id")),
+    responses((status = 200, description = "the migration (its spec without passwords) and its buckets", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn migration(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -70,7 +92,8 @@ async fn migration(
     Ok(Json(json!({ "migration": m, "buckets": buckets })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
     actor: Option<String>,
     action: Option<String>,
@@ -81,6 +104,14 @@ struct AuditQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "audit",
+    params(AuditQuery),
+    responses((status = 200, description = "audit events, newest first", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn audit(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -99,6 +130,13 @@ async fn audit(
     Ok(Json(json!(events)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "users",
+    responses((status = 200, description = "every user (no password hash)", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn users(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -107,7 +145,7 @@ async fn users(
     Ok(Json(json!(state.store.list_users().await?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CreateUser {
     username: String,
     #[serde(default)]
@@ -118,6 +156,14 @@ struct CreateUser {
     clients: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "users",
+    request_body = CreateUser,
+    responses((status = 201, description = "the user created", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn create_user(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,

@@ -58,12 +58,21 @@ pub(crate) async fn grant(state: &AppState, headers: &HeaderMap) -> Result<Token
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ClientQuery {
     migration: String,
     client: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/ramp",
+    tag = "client API",
+    params(ClientQuery),
+    responses((status = 200, description = "the client's ramp", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
+    security(("token" = [])),
+)]
 async fn ramp(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -82,13 +91,22 @@ async fn ramp(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RouteQuery {
     migration: String,
     client: String,
     key: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/route",
+    tag = "client API",
+    params(RouteQuery),
+    responses((status = 200, description = "where one key reads and writes", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
+    security(("token" = [])),
+)]
 async fn route_one(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -107,13 +125,21 @@ async fn route_one(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RouteBatch {
     migration: String,
     client: String,
     keys: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/route",
+    tag = "client API",
+    request_body = RouteBatch,
+    responses((status = 200, description = "where each key reads and writes", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("token" = [])),
+)]
 async fn route_batch(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -138,12 +164,21 @@ async fn route_batch(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct TrafficBody {
     migration: String,
+    #[schema(value_type = Vec<Object>)]
     reports: Vec<TrafficReport>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/traffic",
+    tag = "client API",
+    request_body = TrafficBody,
+    responses((status = 200, description = "how many reports were recorded", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("token" = [])),
+)]
 async fn traffic(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -157,12 +192,14 @@ async fn traffic(
     Ok(Json(json!({ "recorded": n })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct ShadowBody {
     migration: String,
     client: String,
     key: String,
+    #[schema(value_type = Object)]
     old: Value,
+    #[schema(value_type = Object)]
     new: Value,
     /// True when the caller already sampled (tern-client does); otherwise
     /// Tern samples by the client's shadow rate.
@@ -170,6 +207,14 @@ struct ShadowBody {
     sampled: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/shadow",
+    tag = "client API",
+    request_body = ShadowBody,
+    responses((status = 200, description = "the shadow comparison", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("token" = [])),
+)]
 async fn shadow(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -193,7 +238,7 @@ async fn shadow(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct AccessBody {
     migration: String,
     job: String,
@@ -201,6 +246,14 @@ struct AccessBody {
     at: Option<i64>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/access-log",
+    tag = "client API",
+    request_body = AccessBody,
+    responses((status = 200, description = "recorded", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("token" = [])),
+)]
 async fn access_log(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -240,11 +293,20 @@ fn actor(user: &CurrentUser) -> tern_control::Actor {
     tern_control::Actor::from(&user.0)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     migration_id: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/clients",
+    tag = "clients",
+    params(ListQuery),
+    responses((status = 200, description = "the clients the user may see", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn list_clients(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -256,6 +318,14 @@ async fn list_clients(
     Ok(Json(json!(clients)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/clients/{id}",
+    tag = "clients",
+    params(("id" = i64, Path, description = "its id")),
+    responses((status = 200, description = "the client, its ramp, steps and checklist", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn client_detail(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -270,7 +340,7 @@ async fn client_detail(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RampBody {
     /// `25%`, `0.5`, …
     ramp: String,
@@ -278,6 +348,15 @@ struct RampBody {
     override_reason: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/clients/{id}/ramp",
+    tag = "clients",
+    params(("id" = i64, Path, description = "its id")),
+    request_body = RampBody,
+    responses((status = 200, description = "the client with its new ramp", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn set_ramp(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -299,12 +378,22 @@ async fn set_ramp(
     Ok(Json(json!(c)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ClientReasonBody)]
 struct ReasonBody {
     #[serde(default)]
     reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/clients/{id}/rollback",
+    tag = "clients",
+    params(("id" = i64, Path, description = "its id")),
+    request_body = ReasonBody,
+    responses((status = 200, description = "the client, rolled back to 0%", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn rollback(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -316,12 +405,21 @@ async fn rollback(
     )))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct TokenBody {
     #[serde(default)]
     label: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/clients/{id}/tokens",
+    tag = "clients",
+    params(("id" = i64, Path, description = "its id")),
+    request_body = TokenBody,
+    responses((status = 201, description = "the token (its secret shown this once)", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn create_token(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -339,6 +437,14 @@ async fn create_token(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    tag = "clients",
+    params(("id" = i64, Path, description = "its id")),
+    responses((status = 204, description = "revoked"), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn revoke_token(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,

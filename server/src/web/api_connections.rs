@@ -32,7 +32,8 @@ fn actor(user: &CurrentUser) -> Actor {
 }
 
 /// A connection as sent: its fields, and its secret at most once.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ConnectionBody)]
 struct Body {
     #[serde(default)]
     name: String,
@@ -84,6 +85,13 @@ impl Body {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/connections",
+    tag = "connections",
+    responses((status = 200, description = "every connection; secrets only as set / not set", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn list(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -93,6 +101,14 @@ async fn list(
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/connections/{name}",
+    tag = "connections",
+    params(("name" = String, Path, description = "the connection's name")),
+    responses((status = 200, description = "the connection", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn show(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -102,6 +118,14 @@ async fn show(
     Ok(Json(json!(state.store.connection(&name).await?)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/connections",
+    tag = "connections",
+    request_body = Body,
+    responses((status = 201, description = "the connection registered", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn create(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -113,6 +137,15 @@ async fn create(
     Ok((StatusCode::CREATED, Json(json!(c))))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/connections/{name}",
+    tag = "connections",
+    params(("name" = String, Path, description = "the connection's name")),
+    request_body = Body,
+    responses((status = 200, description = "the connection changed", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn update(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -125,6 +158,14 @@ async fn update(
     )))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/connections/{name}",
+    tag = "connections",
+    params(("name" = String, Path, description = "the connection's name")),
+    responses((status = 204, description = "removed"), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn remove(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,

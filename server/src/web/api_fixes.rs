@@ -32,6 +32,13 @@ fn actor(user: &CurrentUser) -> Actor {
     Actor::from(&user.0)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/fixes",
+    tag = "fixes",
+    responses((status = 200, description = "every data fix", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let fixes: Vec<_> = state
         .store
@@ -43,15 +50,30 @@ async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(fixes)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/fixes/template",
+    tag = "fixes",
+    responses((status = 200, description = "a fix spec to start from", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn template() -> Json<Value> {
     Json(json!({ "spec": tern_datafix::EXAMPLE }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CreateBody {
     spec: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/fixes",
+    tag = "fixes",
+    request_body = CreateBody,
+    responses((status = 201, description = "the fix created", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn create(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -64,6 +86,14 @@ async fn create(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/fixes/{id}",
+    tag = "fixes",
+    params(("id" = i64, Path, description = "its id")),
+    responses((status = 200, description = "the fix and its runs", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn show(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
     let fix = tern_control::redact::fix(state.store.fix(id).await?);
     let runs = state.store.fix_runs(id).await?;
@@ -76,7 +106,7 @@ async fn show(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json
     Ok(Json(json!({ "fix": fix, "runs": runs, "jobs": jobs })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct DryRunBody {
     #[serde(default = "ten")]
     limit: usize,
@@ -86,6 +116,15 @@ fn ten() -> usize {
     10
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/fixes/{id}/dry-run",
+    tag = "fixes",
+    params(("id" = i64, Path, description = "its id")),
+    request_body = DryRunBody,
+    responses((status = 200, description = "the changes the fix would make", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody), (status = 503, description = "a database cannot be reached", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn dry_run(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -99,6 +138,14 @@ async fn dry_run(
     Ok(Json(json!(records)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/fixes/{id}/runs",
+    tag = "fixes",
+    params(("id" = i64, Path, description = "its id")),
+    responses((status = 201, description = "the run started", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn start_run(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -108,14 +155,25 @@ async fn start_run(
     Ok((StatusCode::CREATED, Json(json!(run))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = FixSettingsBody)]
 struct SettingsBody {
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     settings: FixSettings,
     #[serde(default)]
     reason: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/fixes/{id}/settings",
+    tag = "fixes",
+    params(("id" = i64, Path, description = "its id")),
+    request_body = SettingsBody,
+    responses((status = 200, description = "the fix with its new settings", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn settings(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -129,11 +187,20 @@ async fn settings(
     Ok(Json(json!(tern_control::redact::fix(fix))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Limit {
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/fixes/{id}/runs/{run}/failures",
+    tag = "fixes",
+    params(("id" = i64, Path, description = "its id"), ("run" = i64, Path, description = "the run's id"), Limit),
+    responses((status = 200, description = "a run's failed records", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn failures(
     State(state): State<AppState>,
     Path((id, run)): Path<(i64, i64)>,

@@ -43,7 +43,7 @@ fn actor(user: &CurrentUser) -> Actor {
     Actor::from(&user.0)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct SpecBody {
     name: String,
     #[serde(default)]
@@ -51,6 +51,14 @@ struct SpecBody {
     spec: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/preview",
+    tag = "migrations",
+    request_body = SpecBody,
+    responses((status = 200, description = "the buckets the spec would plan", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody), (status = 503, description = "a database cannot be reached", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn preview(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -64,6 +72,14 @@ async fn preview(
     Ok(Json(json!(plans)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations",
+    tag = "migrations",
+    request_body = SpecBody,
+    responses((status = 201, description = "the migration created, its buckets planned", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody), (status = 503, description = "a database cannot be reached", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn create(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -85,13 +101,22 @@ async fn create(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct BoardQuery {
     phase: Option<String>,
     offset: Option<i64>,
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/migrations/{id}/board",
+    tag = "migrations",
+    params(("id" = i64, Path, description = "its id"), BoardQuery),
+    responses((status = 200, description = "the migration's board", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn board(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -110,6 +135,14 @@ async fn board(
     Ok(Json(json!(state.store.migration_board(id, &query).await?)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/migrations/{id}/buckets/{idx}",
+    tag = "buckets",
+    params(("id" = i64, Path, description = "its id"), ("idx" = i64, Path, description = "the bucket's index in the migration")),
+    responses((status = 200, description = "the bucket, its jobs, runs and history", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn bucket(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -120,7 +153,7 @@ async fn bucket(
     )))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct ActionBody {
     action: String,
     bucket_ids: Vec<i64>,
@@ -128,6 +161,15 @@ struct ActionBody {
     reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/actions",
+    tag = "buckets",
+    params(("id" = i64, Path, description = "its id")),
+    request_body = ActionBody,
+    responses((status = 200, description = "what was started", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn bucket_action(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -142,7 +184,7 @@ async fn bucket_action(
     Ok(Json(json!({ "message": message })))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 struct RepairBody {
     /// The engine run whose mismatches to re-copy; default: the bucket's
     /// latest verification run.
@@ -151,6 +193,15 @@ struct RepairBody {
 }
 
 /// Queues a repair of a bucket's mismatches (then they are re-verified).
+#[utoipa::path(
+    post,
+    path = "/api/v1/buckets/{id}/repair",
+    tag = "buckets",
+    params(("id" = i64, Path, description = "its id")),
+    request_body = RepairBody,
+    responses((status = 200, description = "the repair job queued", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn repair(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -168,6 +219,14 @@ async fn repair(
 }
 
 /// The migration's relay: its job (if one is active) and its ramp.
+#[utoipa::path(
+    get,
+    path = "/api/v1/migrations/{id}/relay",
+    tag = "relay",
+    params(("id" = i64, Path, description = "its id")),
+    responses((status = 200, description = "the relay's ramp and job", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn relay(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -179,7 +238,7 @@ async fn relay(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RelayBody {
     /// `25%`, `off`, or `buckets` (with `bucket_ids`).
     ramp: String,
@@ -190,6 +249,15 @@ struct RelayBody {
 }
 
 /// Starts the relay, or changes the running relay's ramp.
+#[utoipa::path(
+    put,
+    path = "/api/v1/migrations/{id}/relay",
+    tag = "relay",
+    params(("id" = i64, Path, description = "its id")),
+    request_body = RelayBody,
+    responses((status = 200, description = "the relay job", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn set_relay(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -206,14 +274,25 @@ async fn set_relay(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = MigrationSettingsBody)]
 struct SettingsBody {
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     settings: MigrationSettings,
     #[serde(default)]
     reason: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/migrations/{id}/settings",
+    tag = "migrations",
+    params(("id" = i64, Path, description = "its id")),
+    request_body = SettingsBody,
+    responses((status = 200, description = "the migration's new settings", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn settings(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -227,12 +306,22 @@ async fn settings(
     Ok(Json(json!(tern_control::redact::migration(m))))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = JobReasonBody)]
 struct ReasonBody {
     #[serde(default)]
     reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/archive",
+    tag = "migrations",
+    params(("id" = i64, Path, description = "its id")),
+    request_body = ReasonBody,
+    responses((status = 200, description = "archived", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn archive(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -247,13 +336,22 @@ async fn archive(
     Ok(Json(json!(tern_control::redact::migration(m))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct BatchBody {
     count: usize,
     #[serde(default)]
     bucket_ids: Vec<i64>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/batches",
+    tag = "migrations",
+    params(("id" = i64, Path, description = "its id")),
+    request_body = BatchBody,
+    responses((status = 201, description = "the batches planned", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn batches(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -267,13 +365,22 @@ async fn batches(
     Ok((StatusCode::CREATED, Json(json!(batches))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct JobsQuery {
     migration_id: Option<i64>,
     bucket_id: Option<i64>,
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    params(JobsQuery),
+    responses((status = 200, description = "jobs, newest first", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn jobs(
     State(state): State<AppState>,
     Query(q): Query<JobsQuery>,
@@ -286,10 +393,27 @@ async fn jobs(
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "its id")),
+    responses((status = 200, description = "the job", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn job(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(state.store.job(id).await?)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/{action}",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "its id"), ("action" = String, Path, description = "pause, resume or cancel")),
+    request_body = ReasonBody,
+    responses((status = 200, description = "the job with the request written on it", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn job_action(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -312,7 +436,7 @@ async fn job_action(
     Ok(Json(json!(job)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RateBody {
     /// Rows per second; null for unthrottled.
     rate: Option<f64>,
@@ -320,6 +444,15 @@ struct RateBody {
     reason: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/jobs/{id}/rate",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "its id")),
+    request_body = RateBody,
+    responses((status = 200, description = "the job with its new rate", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn job_rate(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -333,13 +466,26 @@ async fn job_rate(
     Ok(Json(json!(job)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct PhaseBody {
     to: String,
     #[serde(default)]
     reason: String,
+    /// An admin's move without the job or verification run that earns the
+    /// phase (audited with what was missing); needs a reason.
+    #[serde(default, rename = "override")]
+    override_evidence: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/buckets/{id}/phase",
+    tag = "buckets",
+    params(("id" = i64, Path, description = "its id")),
+    request_body = PhaseBody,
+    responses((status = 200, description = "the bucket in its new phase", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn bucket_phase(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -347,9 +493,15 @@ async fn bucket_phase(
     Json(body): Json<PhaseBody>,
 ) -> Result<Json<Value>, ApiError> {
     let to = Phase::parse(&body.to)?;
-    let b = state
-        .store
-        .move_bucket(&actor(&user), id, to, &body.reason)
-        .await?;
+    let store = &state.store;
+    let b = if body.override_evidence {
+        store
+            .override_bucket_move(&actor(&user), id, to, &body.reason)
+            .await?
+    } else {
+        store
+            .move_bucket(&actor(&user), id, to, &body.reason)
+            .await?
+    };
     Ok(Json(json!(b)))
 }

@@ -39,6 +39,7 @@ fn is_public(path: &str) -> bool {
             | "/metrics"
             | "/favicon.ico"
             | "/api/v1/session"
+            | "/api/v1/openapi.json"
     ) || path.starts_with("/pkg/")
 }
 
@@ -261,7 +262,7 @@ pub async fn logout(State(state): State<AppState>, session: Session, req: Reques
     Redirect::to("/login?signed_out=1").into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct LoginJson {
     username: String,
     password: String,
@@ -269,6 +270,13 @@ pub struct LoginJson {
 
 /// `POST /api/v1/session` — sign in from a script. Answers the user and the
 /// CSRF token to send in `X-CSRF-Token` with every state-changing request.
+#[utoipa::path(
+    post,
+    path = "/api/v1/session",
+    tag = "session",
+    request_body = LoginJson,
+    responses((status = 200, description = "the user and the CSRF token to send in X-CSRF-Token", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 429, description = "too many attempts: wait and retry", body = crate::web::error::ErrorBody)),
+)]
 pub async fn login_json(
     State(state): State<AppState>,
     Extension(limits): Extension<SignInLimits>,
@@ -311,6 +319,13 @@ pub async fn login_json(
 }
 
 /// `DELETE /api/v1/session` — sign out from a script.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/session",
+    tag = "session",
+    responses((status = 204, description = "signed out")),
+    security(("session" = [])),
+)]
 pub async fn logout_json(session: Session) -> Response {
     let _ = session.flush().await;
     (

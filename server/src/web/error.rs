@@ -10,6 +10,15 @@ use axum::response::{IntoResponse, Response};
 use tern_control::ControlError;
 use tern_engine::EngineError;
 
+/// The JSON body of every error answer, as the OpenAPI document shows it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong and what to do about it.
+    pub error: String,
+    /// The HTTP status again.
+    pub status: u16,
+}
+
 /// An error answered to an HTTP client.
 #[derive(Debug)]
 pub struct ApiError {

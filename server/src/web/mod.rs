@@ -18,6 +18,7 @@ pub mod csrf;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod session_store;
 pub mod sign_in_limit;
 
@@ -80,6 +81,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::endpoint))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route("/auth/login", post(auth::login_form))
         .route("/auth/logout", post(auth::logout))
         .merge(api::routes())

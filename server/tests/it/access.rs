@@ -573,3 +573,66 @@ async fn a_connection_keeps_its_secret_and_specs_name_it() -> anyhow::Result<()>
     assert!(made.contains(&db.name), "{made}");
     Ok(())
 }
+
+/// Every `href="/…"` of a page, without its query.
+fn links(html: &str) -> Vec<String> {
+    let mut out: Vec<String> = html
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|h| h.starts_with('/') && !h.starts_with("//") && !h.starts_with("/pkg/"))
+        .map(|h| h.split('?').next().unwrap_or(h).to_string())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[tokio::test]
+async fn the_overview_links_a_client_owner_only_to_pages_they_may_open() -> anyhow::Result<()> {
+    // Arrange: a migration with the owner's client and another's.
+    let data = DataDir::new();
+    add_user(&data.0, "co", "client-owner", &["inbox"]).await?;
+    add_user(&data.0, "vi", "viewer", &[]).await?;
+    let fx = seed(&data.0).await?;
+    let server = Server::start(&data.0).await?;
+
+    for (user, role) in [("co", "client-owner"), ("vi", "viewer")] {
+        let session = sign_in(&server, user).await?;
+        // Act: the overview, and every page it links to.
+        let res = session.http.get(server.url("/")).send().await?;
+        assert_eq!(res.status(), StatusCode::OK);
+        let html = res.text().await?;
+        let found = links(&html);
+        let mut refused = Vec::new();
+        for href in &found {
+            let status = session.http.get(server.url(href)).send().await?.status();
+            if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED {
+                refused.push(format!("{href}: {status}"));
+            }
+        }
+
+        // Assert: nothing on it leads to a refusal.
+        assert!(
+            refused.is_empty(),
+            "the overview links the {role} to pages they may not open: {refused:?}"
+        );
+        let guide = format!("/migrations/{}/guide", fx.migration);
+        let page = format!("/migrations/{}", fx.migration);
+        if role == "client-owner" {
+            assert!(found.contains(&guide), "{found:?}");
+            assert!(!found.contains(&page), "{found:?}");
+            assert!(
+                html.contains("search"),
+                "the other client is still listed, without a link"
+            );
+        } else {
+            assert!(found.contains(&page), "{found:?}");
+            assert!(
+                found.contains(&format!("/clients/{}", fx.other_client)),
+                "{found:?}"
+            );
+        }
+    }
+    Ok(())
+}
