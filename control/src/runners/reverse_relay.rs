@@ -45,8 +45,21 @@ impl JobRunner for ReverseRelayRunner {
         let (job, store) = (&ctx.job, &ctx.store);
         let (migration, spec) = migration_of(store, job).await?;
         let link = link_for(&self.ctx, spec).await?;
-        let installed = reverse::install_capture(&link).await?;
-        for (table, why) in reverse::check(&link).await? {
+        // Capture on the new store, and which tables invert (checked
+        // against both databases), on a runtime of their own: the engine's
+        // futures for these are not `Send` for every lifetime.
+        let (spec, registry) = (link.spec().clone(), self.ctx.registry.clone());
+        let (installed, checked) = crate::own_runtime::on_own_runtime(
+            "installing capture on the new store",
+            move || async move {
+                let link = tern_engine::Link::connect(spec, &registry).await?;
+                let installed = reverse::install_capture(&link).await?;
+                let checked = reverse::check(&link).await?;
+                Ok((installed, checked))
+            },
+        )
+        .await?;
+        for (table, why) in checked {
             let (ok, reason) = match why {
                 None => (true, "the mapping inverts".to_string()),
                 Some(why) => (false, why),

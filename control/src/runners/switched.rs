@@ -25,8 +25,21 @@ pub async fn switched_buckets(store: &Store, migration_id: i64) -> Result<(i64, 
 }
 
 /// One look: sends a changed set to the relay, waits one relay poll so the
-/// relay's next batch takes it, and records the version for `job_id`.
+/// relay's next batch takes it, and records the version for `job_id`. A
+/// failed look is logged and tried again at the next.
 pub async fn follow_switched(
+    store: &Store,
+    migration_id: i64,
+    job_id: i64,
+    tx: &watch::Sender<SwitchedBuckets>,
+    last: &std::sync::Mutex<i64>,
+) {
+    if let Err(e) = look(store, migration_id, job_id, tx, last).await {
+        tracing::warn!(job = job_id, error = %e, "cannot read the switched buckets; keeping the last");
+    }
+}
+
+async fn look(
     store: &Store,
     migration_id: i64,
     job_id: i64,

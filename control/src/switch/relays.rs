@@ -97,3 +97,40 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// Starts the migration's reverse relay (new → old for switched
+    /// buckets), unless one is queued, running or paused; answers its job.
+    pub async fn start_reverse_relay(
+        &self,
+        actor: &crate::users::Actor,
+        migration_id: i64,
+    ) -> Result<crate::jobs::Job> {
+        actor.require_operate("starting the reverse relay")?;
+        let active = sqlx::query(
+            "SELECT id FROM jobs WHERE migration_id = $1 AND kind = 'reverse-relay'
+               AND state IN ('queued', 'running', 'paused') ORDER BY id DESC LIMIT 1",
+        )
+        .bind(migration_id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(ControlError::db("looking for the reverse relay"))?;
+        if let Some(row) = active {
+            let id: i64 = row
+                .try_get("id")
+                .map_err(ControlError::db("reading the reverse relay's job"))?;
+            return self.job(id).await;
+        }
+        self.enqueue_job(
+            actor,
+            crate::jobs::NewJob {
+                migration_id: Some(migration_id),
+                bucket_id: None,
+                kind: crate::jobs::JobKind::ReverseRelay,
+                params: serde_json::json!({}),
+                rate_limit: None,
+            },
+        )
+        .await
+    }
+}
