@@ -138,7 +138,14 @@ async fn ready_with_relays(store: &Store) -> anyhow::Result<(i64, i64, Vec<i64>)
             Phase::Verifying,
             Phase::Verified,
         ] {
-            store.move_bucket(&admin(), b.id, p, "test").await?;
+            // No jobs ran here: the phases that need a job's evidence are an admin's override.
+            if matches!(p, Phase::Loaded | Phase::CaughtUp | Phase::Verified) {
+                store
+                    .override_bucket_move(&admin(), b.id, p, "test")
+                    .await?;
+            } else {
+                store.move_bucket(&admin(), b.id, p, "test").await?;
+            }
         }
         store
             .record_verify_run(&NewVerifyRun {
