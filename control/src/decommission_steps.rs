@@ -197,6 +197,27 @@ impl Store {
             .collect())
     }
 
+    /// [`run_decommission_step`](Self::run_decommission_step) on a blocking
+    /// thread of its own, for callers whose futures must be `Send` (server
+    /// functions, HTTP handlers): the step's future is not provably `Send`
+    /// for every lifetime (a compiler limit, not a data race), and a step is
+    /// a rare, slow, admin action.
+    pub async fn run_decommission_step_detached(
+        &self,
+        actor: Actor,
+        migration_id: i64,
+        step: Step,
+        ctx: RunnerContext,
+    ) -> Result<String> {
+        let store = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            handle.block_on(store.run_decommission_step(&actor, migration_id, step, &ctx))
+        })
+        .await
+        .map_err(|e| ControlError::Internal(format!("the decommission step stopped: {e}")))?
+    }
+
     /// Runs one step (admins only), audited; refused with its reason while
     /// a condition does not hold. Answers what it did.
     pub async fn run_decommission_step(
@@ -245,55 +266,50 @@ impl Store {
                     .into_iter()
                     .map(|t| t.table)
                     .collect();
-                let registry = std::sync::Arc::clone(&ctx.registry);
-                // On a runtime of its own: the engine's generic DDL futures
-                // are not provably Send where a server function awaits this.
-                crate::own_runtime::on_own_runtime("a decommission step", move || async move {
-                    let link = Link::connect(spec, &registry).await?;
-                    let detail = match step {
-                        Step::RemoveCapture => {
-                            let a = capture::remove(link.source()).await?;
-                            let b = capture::remove(link.target()).await?;
-                            format!(
-                                "old store: dropped {}; new store: dropped {}",
-                                if a.dropped.is_empty() {
-                                    "nothing".into()
-                                } else {
-                                    a.dropped.join(", ")
-                                },
-                                if b.dropped.is_empty() {
-                                    "nothing".into()
-                                } else {
-                                    b.dropped.join(", ")
-                                }
-                            )
-                        }
-                        Step::DropColumns => {
-                            let mut dropped = Vec::new();
-                            for t in link.tables() {
-                                for c in read_only::drop_tern_columns(link.target(), t).await? {
-                                    dropped.push(format!("{t}.{c}"));
-                                }
+                let link = Link::connect(spec, &ctx.registry).await?;
+                match step {
+                    Step::RemoveCapture => {
+                        let a = capture::remove(link.source()).await?;
+                        let b = capture::remove(link.target()).await?;
+                        format!(
+                            "old store: dropped {}; new store: dropped {}",
+                            if a.dropped.is_empty() {
+                                "nothing".into()
+                            } else {
+                                a.dropped.join(", ")
+                            },
+                            if b.dropped.is_empty() {
+                                "nothing".into()
+                            } else {
+                                b.dropped.join(", ")
                             }
-                            format!(
-                                "dropped {}",
-                                if dropped.is_empty() {
-                                    "no column".into()
-                                } else {
-                                    dropped.join(", ")
-                                }
-                            )
-                        }
-                        _ => {
-                            for t in &sources {
-                                read_only::protect(link.source(), t).await?;
+                        )
+                    }
+                    Step::DropColumns => {
+                        let mut dropped = Vec::new();
+                        let tables: Vec<String> =
+                            link.tables().into_iter().map(String::from).collect();
+                        for t in &tables {
+                            for c in read_only::drop_tern_columns(link.target(), t).await? {
+                                dropped.push(format!("{t}.{c}"));
                             }
-                            format!("read-only: {}", sources.join(", "))
                         }
-                    };
-                    Ok(detail)
-                })
-                .await?
+                        format!(
+                            "dropped {}",
+                            if dropped.is_empty() {
+                                "no column".into()
+                            } else {
+                                dropped.join(", ")
+                            }
+                        )
+                    }
+                    _ => {
+                        for t in &sources {
+                            read_only::protect(link.source(), t).await?;
+                        }
+                        format!("read-only: {}", sources.join(", "))
+                    }
+                }
             }
             Step::Complete => "every bucket done; the migration is complete".to_string(),
         };
@@ -316,10 +332,10 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(migration_id)
-        .bind(step.as_str())
-        .bind(&actor.name)
+        .bind(step.as_str().to_string())
+        .bind(actor.name.clone())
         .bind(now_ms())
-        .bind(&detail)
+        .bind(detail.clone())
         .execute(&mut *tx)
         .await
         .map_err(ControlError::db("recording a decommission step"))?;

@@ -76,15 +76,20 @@ pub async fn drop_tern_columns(conn: &Connector, table: &str) -> Result<Vec<Stri
     };
     let d = conn.dialect();
     let mut dropped = Vec::new();
-    for c in cols.iter().filter(|c| c.name.starts_with(RESERVED_PREFIX)) {
+    let ours: Vec<String> = cols
+        .into_iter()
+        .map(|c| c.name)
+        .filter(|n| n.starts_with(RESERVED_PREFIX))
+        .collect();
+    for name in ours {
         let sql = format!(
             "ALTER TABLE {} DROP COLUMN {}",
             d.quote(table),
-            d.quote(&c.name)
+            d.quote(&name)
         );
-        conn.execute_ddl(&sql, &format!("drop Tern's column {} of {table}", c.name))
+        conn.execute_ddl(&sql, &format!("drop Tern's column {name} of {table}"))
             .await?;
-        dropped.push(c.name.clone());
+        dropped.push(name);
     }
     Ok(dropped)
 }

@@ -1,4 +1,4 @@
--- Issue 17: the steps that end a migration, each done once, by whom, with what it did.
+-- Issue 17: the steps that end a migration, and the switched set each relay filters by.
 CREATE TABLE decommission_steps (
     id           BIGSERIAL PRIMARY KEY,
     migration_id BIGINT NOT NULL REFERENCES migrations (id) ON DELETE CASCADE,
@@ -7,4 +7,12 @@ CREATE TABLE decommission_steps (
     done_at      BIGINT NOT NULL,
     detail       TEXT    NOT NULL DEFAULT '',
     UNIQUE (migration_id, step)
+);
+
+-- The routing version each relay job filters by (the switched buckets it
+-- took): a switch releases held writes only once every running relay shows it.
+CREATE TABLE relay_observed (
+    job_id          BIGINT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+    routing_version BIGINT NOT NULL,
+    at              BIGINT NOT NULL
 );

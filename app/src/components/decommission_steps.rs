@@ -49,7 +49,7 @@ pub async fn run_decommission_step(id: i64, step: String) -> Result<String, AppE
     let step = tern_control::decommission_steps::Step::parse(&step)?;
     Ok(state
         .store
-        .run_decommission_step(&me, id, step, &state.runners)
+        .run_decommission_step_detached(me, id, step, state.runners.clone())
         .await?)
 }
 

@@ -7,6 +7,8 @@ pub mod catch_up;
 pub mod datafix;
 pub mod relay;
 pub mod repair;
+pub mod reverse_relay;
+pub mod switched;
 pub mod verify;
 
 use std::sync::Arc;
@@ -37,6 +39,7 @@ pub fn all(ctx: &RunnerContext) -> Vec<Arc<dyn JobRunner>> {
         Arc::new(bulk_load::BulkLoadRunner::new(ctx.clone())),
         Arc::new(catch_up::CatchUpRunner::new(ctx.clone())),
         Arc::new(relay::RelayRunner::new(ctx.clone())),
+        Arc::new(reverse_relay::ReverseRelayRunner::new(ctx.clone())),
         Arc::new(verify::VerifyRunner::new(ctx.clone())),
         Arc::new(repair::RepairRunner::new(ctx.clone())),
         Arc::new(datafix::DataFixRunner::default()),
@@ -48,13 +51,20 @@ pub fn all(ctx: &RunnerContext) -> Vec<Arc<dyn JobRunner>> {
 pub fn finite(ctx: &RunnerContext) -> Vec<Arc<dyn JobRunner>> {
     all(ctx)
         .into_iter()
-        .filter(|r| !r.kinds().contains(&crate::jobs::JobKind::Relay))
+        .filter(|r| {
+            let k = r.kinds();
+            !k.contains(&crate::jobs::JobKind::Relay)
+                && !k.contains(&crate::jobs::JobKind::ReverseRelay)
+        })
         .collect()
 }
 
 /// The relay's runner alone, for workers kept for relays.
 pub fn relays(ctx: &RunnerContext) -> Vec<Arc<dyn JobRunner>> {
-    vec![Arc::new(relay::RelayRunner::new(ctx.clone()))]
+    vec![
+        Arc::new(relay::RelayRunner::new(ctx.clone())),
+        Arc::new(reverse_relay::ReverseRelayRunner::new(ctx.clone())),
+    ]
 }
 
 /// The job's migration and its parsed spec.

@@ -80,11 +80,31 @@ impl JobRunner for RelayRunner {
             }
         });
         let (control, _load) = ctx.guarded(&link, control);
+        // The buckets whose source of truth is switched: the forward relay
+        // skips them (the reverse relay carries them), followed live.
+        let (version, first) =
+            crate::runners::switched::switched_buckets(store, migration.id).await?;
+        let (switched_tx, switched_rx) = watch::channel(first);
+        store.record_relay_observed(job.id, version).await?;
+        let (store3, switched_tx, last) = (
+            store.clone(),
+            Arc::new(switched_tx),
+            Arc::new(Mutex::new(version)),
+        );
+        let switched_follower = ctx.every(crate::runners::switched::SWITCHED_POLL, move || {
+            let (store, tx, last) = (store3.clone(), Arc::clone(&switched_tx), Arc::clone(&last));
+            async move {
+                crate::runners::switched::follow_switched(&store, migration_id, job_id, &tx, &last)
+                    .await
+            }
+        });
         let mut opts = RelayOptions::new(ramp_rx);
+        opts.switched = Some(switched_rx);
         opts.name = format!("migration-{}", migration.id);
         opts.salt = migration.name.clone();
         let summary = run_relay(&link, opts, &control).await;
         drop(follower);
+        drop(switched_follower);
         let summary = summary?;
         tracing::info!(migration = %migration.name, changes = summary.changes,
             keys = summary.keys_applied, max_lag_s = summary.max_lag_seconds, "relay stopped");

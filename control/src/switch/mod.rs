@@ -14,6 +14,7 @@ mod drift;
 mod gates;
 mod history;
 mod relay_drain;
+mod relays;
 mod routing;
 mod run;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tern_engine::changelog::CHANGELOG_TABLE;
 use tern_engine::relay::RELAY_TABLE;
-use tern_engine::{Connector, Link, Position, Value};
+use tern_engine::{Connector, Link, Position, Side, Value};
 
 use crate::error::{ControlError, Result};
 use crate::migrations::Migration;
@@ -104,24 +104,41 @@ impl Drain for RelayDrain {
         _tables: &[String],
         timeout: Duration,
     ) -> Result<String> {
+        use tern_engine::reverse::{self, Direction as Way, Drain as Drained};
         let spec = self
             .store
             .spec_for(&migration.spec, &migration.name)
             .await?;
         let link = Link::inspect(spec, &self.ctx.registry).await?;
-        match direction {
-            Direction::Switch => {
-                drain_through_head(
-                    link.source(),
-                    link.target(),
-                    &format!("migration-{}", migration.id),
-                    timeout,
-                )
-                .await
-            }
-            Direction::Rollback => Err(ControlError::Conflict(
-                "the reverse relay's drain is not available in this build: roll back after upgrading Tern".into(),
+        let (way, side, name) = match direction {
+            Direction::Switch => (
+                Way::Forward,
+                Side::Source,
+                format!("migration-{}", migration.id),
+            ),
+            Direction::Rollback => (
+                Way::Reverse,
+                Side::Target,
+                crate::runners::reverse_relay::reverse_relay_name(migration.id),
+            ),
+        };
+        // The head once writes are held: everything the old primary took.
+        let Some(head) = reverse::head(&link, side).await? else {
+            return Err(ControlError::Conflict(format!(
+                "change capture is not installed on the {} store: install it (and start the relays) first",
+                side.name()
+            )));
+        };
+        match reverse::drain(&link, way, &name, &head, timeout).await? {
+            Drained::Reached { position, waited } => Ok(format!(
+                "relay {name} drained through {head} (at {position}) in {} ms",
+                waited.as_millis()
             )),
+            Drained::TimedOut { position, waited } => Err(ControlError::Conflict(format!(
+                "relay {name} is at {} but the changelog head is {head} after {} ms: check that the relay runs and is not failing",
+                position.map_or_else(|| "no position".to_string(), |p| p.to_string()),
+                waited.as_millis()
+            ))),
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct SwitchOptions {
     pub ack_timeout: Duration,
     /// How long the relay has to drain (default 30 s).
     pub drain_timeout: Duration,
+    /// How long the running relays have to take the new switched buckets
+    /// after the flip (default 5 s).
+    pub observe_timeout: Duration,
     /// A client that polled the write routing this recently must apply the
     /// hold (default [`ACTIVE_WINDOW`]).
     pub active_window: Duration,
@@ -50,6 +53,7 @@ impl Default for SwitchOptions {
         SwitchOptions {
             ack_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
+            observe_timeout: Duration::from_secs(5),
             active_window: ACTIVE_WINDOW,
         }
     }
@@ -167,10 +171,50 @@ impl Store {
                 return self.abort(actor, switch_id, &migration, held, &why).await;
             }
         };
+        // Flip while still held, so the relays take the new switched set
+        // before any write to these keys reaches the new primary.
+        let flipped = self
+            .set_held_primary(migration_id, switch_id, direction.primaries().1)
+            .await?;
+        self.routing_changed();
+        if let Err(e) = self
+            .wait_relays_observed(migration_id, flipped, opts.observe_timeout)
+            .await
+        {
+            // Put the primary back: the relays did not take the flip.
+            self.set_held_primary(migration_id, switch_id, direction.primaries().0)
+                .await?;
+            return self
+                .abort(actor, switch_id, &migration, held, &e.to_string())
+                .await;
+        }
         self.flip(
             actor, switch_id, &migration, &buckets, direction, held, &drained,
         )
         .await
+    }
+
+    /// Sets the held buckets' write primary, keeping them held; answers the
+    /// new routing version.
+    async fn set_held_primary(
+        &self,
+        migration_id: i64,
+        switch_id: i64,
+        primary: &str,
+    ) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE buckets SET write_primary = $1 WHERE held_by = $2")
+            .bind(primary)
+            .bind(switch_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(ControlError::db("flipping the held buckets' write primary"))?;
+        let v = bump_version(&mut tx, migration_id).await?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a flip"))?;
+        self.routing_changed();
+        Ok(v)
     }
 
     async fn hold(

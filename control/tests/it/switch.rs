@@ -102,6 +102,12 @@ fn opts() -> SwitchOptions {
 /// verified at 100% with lag 0, a reversible table and both relays running,
 /// and a registered client `writer`.
 async fn ready(store: &Store) -> anyhow::Result<(i64, i64)> {
+    let (m, c, _) = ready_with_relays(store).await?;
+    Ok((m, c))
+}
+
+/// [`ready`], and the ids of the two running relay jobs.
+async fn ready_with_relays(store: &Store) -> anyhow::Result<(i64, i64, Vec<i64>)> {
     let cuts = [None, Some("100"), Some("200"), Some("300"), None];
     let m = store
         .create_migration(
@@ -132,7 +138,14 @@ async fn ready(store: &Store) -> anyhow::Result<(i64, i64)> {
             Phase::Verifying,
             Phase::Verified,
         ] {
-            store.move_bucket(&admin(), b.id, p, "test").await?;
+            // No jobs ran here: the phases that need a job's evidence are an admin's override.
+            if matches!(p, Phase::Loaded | Phase::CaughtUp | Phase::Verified) {
+                store
+                    .override_bucket_move(&admin(), b.id, p, "test")
+                    .await?;
+            } else {
+                store.move_bucket(&admin(), b.id, p, "test").await?;
+            }
         }
         store
             .record_verify_run(&NewVerifyRun {
@@ -150,8 +163,9 @@ async fn ready(store: &Store) -> anyhow::Result<(i64, i64)> {
     store
         .record_reverse_path(m.id, "contacts", true, "copies and casts invert")
         .await?;
+    let mut relays = Vec::new();
     for kind in [JobKind::Relay, JobKind::ReverseRelay] {
-        store
+        let job = store
             .enqueue_job(
                 &admin(),
                 NewJob {
@@ -163,6 +177,7 @@ async fn ready(store: &Store) -> anyhow::Result<(i64, i64)> {
                 },
             )
             .await?;
+        relays.push(job.id);
         store.lease_job("w1", &[kind], 60_000).await?;
     }
     let c = store
@@ -177,7 +192,30 @@ async fn ready(store: &Store) -> anyhow::Result<(i64, i64)> {
             },
         )
         .await?;
-    Ok((m.id, c.id))
+    Ok((m.id, c.id, relays))
+}
+
+/// What the relay runners do: follow the switched set and record the
+/// routing version their relay filters by.
+fn relays_follow(
+    store: Store,
+    migration_id: i64,
+    jobs: Vec<i64>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((version, _set)) = store.switched_set(migration_id).await else {
+                return;
+            };
+            for j in &jobs {
+                if store.record_relay_observed(*j, version).await.is_err() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
 }
 
 /// What a client does: long-polls the routing and acknowledges each version
@@ -279,7 +317,7 @@ both_stores!(
 both_stores!(
     a_switch_holds_waits_for_the_client_drains_flips_and_rolls_back,
     |store: Store| async move {
-        let (m, c) = ready(&store).await?;
+        let (m, c, jobs) = ready_with_relays(&store).await?;
         let relay = Relay::new().await?;
         relay.log(1).await?;
         relay.log(2).await?;
@@ -288,6 +326,7 @@ both_stores!(
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
         );
+        let relays = relays_follow(store.clone(), m, jobs, stop.clone());
         let client = follow(store.clone(), m, c, stop.clone(), saw_hold.clone());
         tokio::time::sleep(Duration::from_millis(100)).await;
         let before = store.routing_version(m).await?;
@@ -308,11 +347,12 @@ both_stores!(
         assert_eq!((done.clients_expected, done.clients_acked), (1, 1));
         let hold = done.hold_ms.unwrap_or(-1);
         assert!((0..600).contains(&hold), "hold {hold} ms");
+        eprintln!("switch buckets=2 clients=1 hold_ms={hold}");
         assert!(saw_hold.load(Ordering::Relaxed), "the client saw the hold");
         assert_eq!(
             store.routing_version(m).await?,
-            before + 2,
-            "hold, then flip"
+            before + 3,
+            "hold, flip, release"
         );
         let r = store.write_routing(m).await?;
         assert_eq!(r.primary(None, "150")?, Primary::New);
@@ -333,6 +373,10 @@ both_stores!(
             )
             .await?;
         assert_eq!(back.direction, "rollback");
+        eprintln!(
+            "rollback buckets=1 clients=1 hold_ms={}",
+            back.hold_ms.unwrap_or(-1)
+        );
         let r = store.write_routing(m).await?;
         assert_eq!(r.primary(None, "250")?, Primary::Old);
         assert_eq!(r.primary(None, "150")?, Primary::New);
@@ -363,6 +407,7 @@ both_stores!(
         }
         stop.store(true, Ordering::Relaxed);
         client.await?;
+        relays.await?;
         Ok(())
     }
 );
@@ -398,7 +443,9 @@ both_stores!(
 both_stores!(
     a_relay_that_does_not_drain_aborts_the_switch,
     |store: Store| async move {
-        let (m, _) = ready(&store).await?;
+        let (m, _, jobs) = ready_with_relays(&store).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let follower = relays_follow(store.clone(), m, jobs, stop.clone());
         let relay = Relay::new().await?;
         relay.log(1).await?;
         relay.log(2).await?;
@@ -418,6 +465,38 @@ both_stores!(
             .switch_buckets(&admin(), m, &[3], Direction::Switch, "", &relay, opts())
             .await?;
         assert_eq!(done.state, "done");
+        stop.store(true, Ordering::Relaxed);
+        follower.await?;
+        Ok(())
+    }
+);
+
+both_stores!(
+    a_relay_that_does_not_take_the_flip_puts_the_primary_back,
+    |store: Store| async move {
+        // Both relays run but nothing follows the switched set for them.
+        let (m, _) = ready(&store).await?;
+        let relay = Relay::new().await?;
+        let opts = SwitchOptions {
+            observe_timeout: Duration::from_millis(300),
+            ..opts()
+        };
+        let refused = store
+            .switch_buckets(&admin(), m, &[0], Direction::Switch, "", &relay, opts)
+            .await;
+        assert!(
+            matches!(refused, Err(ControlError::Conflict(ref msg)) if msg.contains("did not take the new switched buckets")),
+            "{refused:?}"
+        );
+        let b = store.bucket_by_idx(m, 0).await?;
+        assert_eq!(
+            (b.write_primary.as_str(), b.held_by, b.phase),
+            ("old", None, Phase::Verified)
+        );
+        assert_eq!(
+            store.write_routing(m).await?.primary(None, "5")?,
+            Primary::Old
+        );
         Ok(())
     }
 );

@@ -151,6 +151,7 @@ pub const ROUTES: &[Rule] = &[
     rule("GET", "/api/v1/migrations/{id}/switches", Readers),
     rule("POST", "/api/v1/migrations/{id}/switch", Operators),
     rule("POST", "/api/v1/migrations/{id}/rollback", Operators),
+    rule("POST", "/api/v1/migrations/{id}/reverse-relay", Operators),
     rule("GET", "/api/v1/migrations/{id}/decommission", Readers),
     rule(
         "POST",
@@ -237,6 +238,7 @@ pub const SERVER_FNS: &[(&str, Who)] = &[
     ("install_capture", Operators),
     ("switch_panel", Readers),
     ("move_source_of_truth", Operators),
+    ("start_reverse_relay", Operators),
     ("decommission_steps_view", Readers),
     ("run_decommission_step", Admins),
     ("save_settings", Operators),

@@ -41,11 +41,22 @@ pub fn session_routes() -> Router<AppState> {
         .route("/api/v1/migrations/{id}/switches", get(switches))
         .route("/api/v1/migrations/{id}/switch", post(switch))
         .route("/api/v1/migrations/{id}/rollback", post(rollback))
+        .route("/api/v1/migrations/{id}/reverse-relay", post(reverse_relay))
         .route("/api/v1/migrations/{id}/decommission", get(decommission))
         .route(
             "/api/v1/migrations/{id}/decommission/{step}",
             post(decommission_step),
         )
+}
+
+async fn reverse_relay(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(
+        state.store.start_reverse_relay(&actor(&user), id).await?
+    )))
 }
 
 async fn decommission(
@@ -66,7 +77,7 @@ async fn decommission_step(
     let step = tern_control::decommission_steps::Step::parse(&step)?;
     let detail = state
         .store
-        .run_decommission_step(&actor(&user), id, step, &state.runners)
+        .run_decommission_step_detached(actor(&user), id, step, state.runners.clone())
         .await?;
     Ok(Json(json!({ "step": step.as_str(), "detail": detail })))
 }

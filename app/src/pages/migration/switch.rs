@@ -148,10 +148,27 @@ pub async fn move_source_of_truth(
     ))
 }
 
+/// Starts the reverse relay (it installs capture on the new store and
+/// checks which tables invert).
+#[server]
+pub async fn start_reverse_relay(migration_id: i64) -> Result<String, AppError> {
+    let me = crate::server::actor()?;
+    let job = crate::server::state()?
+        .store
+        .start_reverse_relay(&me, migration_id)
+        .await?;
+    Ok(format!(
+        "reverse relay: job {} ({})",
+        job.id,
+        job.state.as_str()
+    ))
+}
+
 #[component]
 pub fn SwitchPanel(migration_id: i64) -> impl IntoView {
     let ui = expect_context::<super::BoardUi>();
     let act = ServerAction::<MoveSourceOfTruth>::new();
+    let reverse = ServerAction::<StartReverseRelay>::new();
     let tick = crate::components::live::use_tick(std::time::Duration::from_secs(2));
     let data = Resource::new(
         move || (tick.get(), ui.changed.get(), act.version().get()),
@@ -183,6 +200,8 @@ pub fn SwitchPanel(migration_id: i64) -> impl IntoView {
                                 <div class="row">
                                     <button class="button small" data-testid="switch-selected" on:click=move |_| go(false)
                                         disabled=move || ui.selected.with(|s| s.is_empty()) || act.pending().get()>"Switch the selected buckets"</button>
+                                    <button class="button small" data-testid="start-reverse-relay"
+                                        on:click=move |_| { reverse.dispatch(StartReverseRelay { migration_id }); }>"Start the reverse relay"</button>
                                     <button class="button small" data-testid="rollback-selected" on:click=move |_| go(true)
                                         disabled=move || ui.selected.with(|s| s.is_empty()) || act.pending().get()>"Roll back the selected buckets"</button>
                                 </div>
@@ -192,6 +211,10 @@ pub fn SwitchPanel(migration_id: i64) -> impl IntoView {
                 })}
             </Transition>
             <p class="muted small">"Switching holds the selected buckets' writes for a moment (clients retry), waits until every active client applied the hold, drains the relay, then writes go to the new store first and the reverse relay keeps the old one complete. Roll back the same way, at any time before decommission."</p>
+            {move || reverse.value().get().map(|r| match r {
+                Ok(m) => view! { <p class="flash flash-ok">{m}</p> }.into_any(),
+                Err(e) => view! { <p class="flash flash-error" role="alert">{e.to_string()}</p> }.into_any(),
+            })}
             {move || act.pending().get().then(|| view! { <p class="muted small">"Holding writes, draining…"</p> })}
             {move || act.value().get().map(|r| match r {
                 Ok(m) => view! { <p class="flash flash-ok" data-testid="switch-result">{m}</p> }.into_any(),

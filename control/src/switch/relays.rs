@@ -1,0 +1,136 @@
+//! What the relays filter by: the switched buckets (write primary `new`) at
+//! a routing version. The relay runners follow it and record the version
+//! their relay shows it filters by; a switch flips the primary while writes
+//! are still held and releases them only once every running relay shows the
+//! new set, so no relay passes over the first writes after the release.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use crate::clock::now_ms;
+use crate::error::{ControlError, Result};
+use crate::store::Store;
+
+impl Store {
+    /// The routing version and the switched buckets, as (table, index in
+    /// the table's plan), read together.
+    pub async fn switched_set(&self, migration_id: i64) -> Result<(i64, Vec<(String, i64)>)> {
+        let r = self.write_routing(migration_id).await?;
+        let rows = sqlx::query(
+            "SELECT table_name, table_bucket FROM buckets
+             WHERE migration_id = $1 AND write_primary = 'new' ORDER BY idx",
+        )
+        .bind(migration_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("reading the switched buckets"))?;
+        let get = |e| ControlError::db("reading a switched bucket")(e);
+        let mut set = Vec::new();
+        for row in &rows {
+            let t: Option<String> = row.try_get("table_name").map_err(get)?;
+            let i: Option<i64> = row.try_get("table_bucket").map_err(get)?;
+            if let (Some(t), Some(i)) = (t, i) {
+                set.push((t, i));
+            }
+        }
+        Ok((r.version, set))
+    }
+
+    /// Records that relay job `job_id` filters by the switched set of
+    /// routing `version`.
+    pub async fn record_relay_observed(&self, job_id: i64, version: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO relay_observed (job_id, routing_version, at) VALUES ($1, $2, $3)
+             ON CONFLICT (job_id) DO UPDATE SET routing_version = excluded.routing_version, at = excluded.at",
+        )
+        .bind(job_id)
+        .bind(version)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await
+        .map_err(ControlError::db("recording the set a relay filters by"))?;
+        Ok(())
+    }
+
+    /// Waits until every running relay and reverse relay of the migration
+    /// shows routing `version` (or later).
+    pub(crate) async fn wait_relays_observed(
+        &self,
+        migration_id: i64,
+        version: i64,
+        timeout: Duration,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let rows = sqlx::query(
+                "SELECT j.id, j.kind FROM jobs j LEFT JOIN relay_observed o ON o.job_id = j.id
+                 WHERE j.migration_id = $1 AND j.kind IN ('relay', 'reverse-relay') AND j.state = 'running'
+                   AND (o.routing_version IS NULL OR o.routing_version < $2)",
+            )
+            .bind(migration_id)
+            .bind(version)
+            .fetch_all(self.pool())
+            .await
+            .map_err(ControlError::db("reading which relays show the switched set"))?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let behind: Vec<String> = rows
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} job {}",
+                            r.try_get::<String, _>("kind").unwrap_or_default(),
+                            r.try_get::<i64, _>("id").unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                return Err(ControlError::Conflict(format!(
+                    "{} did not take the new switched buckets within {} ms: check that the relays run",
+                    behind.join(", "),
+                    timeout.as_millis()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Store {
+    /// Starts the migration's reverse relay (new → old for switched
+    /// buckets), unless one is queued, running or paused; answers its job.
+    pub async fn start_reverse_relay(
+        &self,
+        actor: &crate::users::Actor,
+        migration_id: i64,
+    ) -> Result<crate::jobs::Job> {
+        actor.require_operate("starting the reverse relay")?;
+        let active = sqlx::query(
+            "SELECT id FROM jobs WHERE migration_id = $1 AND kind = 'reverse-relay'
+               AND state IN ('queued', 'running', 'paused') ORDER BY id DESC LIMIT 1",
+        )
+        .bind(migration_id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(ControlError::db("looking for the reverse relay"))?;
+        if let Some(row) = active {
+            let id: i64 = row
+                .try_get("id")
+                .map_err(ControlError::db("reading the reverse relay's job"))?;
+            return self.job(id).await;
+        }
+        self.enqueue_job(
+            actor,
+            crate::jobs::NewJob {
+                migration_id: Some(migration_id),
+                bucket_id: None,
+                kind: crate::jobs::JobKind::ReverseRelay,
+                params: serde_json::json!({}),
+                rate_limit: None,
+            },
+        )
+        .await
+    }
+}
