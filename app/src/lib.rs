@@ -3,6 +3,8 @@
 //! the browser. Server functions here are thin: they take the shared state,
 //! call one function of `tern-control`, and convert the answer into a UI type.
 
+#[cfg(feature = "ssr")]
+pub mod charts;
 pub mod components;
 #[cfg(feature = "ssr")]
 pub mod convert;

@@ -242,6 +242,9 @@ pub struct MigrationBoardView {
     pub jobs: Vec<JobRow>,
     /// (time ms, accuracy %), oldest first.
     pub accuracy: Vec<(i64, f64)>,
+    /// Accuracy over time, one line per table, as inline SVG drawn at the
+    /// width the page asked for.
+    pub accuracy_svg: String,
     pub batches: Vec<BatchRow>,
     pub relay: RelayView,
 }

@@ -22,6 +22,27 @@
 //!
 //! If Tern cannot be reached the client keeps the last ramp it read; it never
 //! routes to the new system a key Tern has not ramped.
+//!
+//! # Writes
+//!
+//! Once buckets switch their source of truth, writes ask Tern too. Turn on
+//! [`ClientConfig::write_routing`] and take a permit per write; keep it until
+//! the write has committed (see [`write`] for why):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tern_client::ClientError> {
+//! use tern_client::{ClientConfig, Primary, TernClient};
+//! let mut cfg = ClientConfig::new("http://tern.internal:3000", "contacts", "inbox-service", "tern_…token…");
+//! cfg.write_routing = true;
+//! let tern = TernClient::connect(cfg).await?;
+//! let permit = tern.write_permit("42").await?; // waits out a switch's short hold
+//! match permit.primary() {
+//!     Primary::New => { /* write the new store */ }
+//!     _ => { /* write the old store */ }
+//! }
+//! drop(permit); // after the write committed
+//! # Ok(()) }
+//! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -30,6 +51,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 pub use tern_ramp::Ramp;
+
+pub mod write;
+pub use write::{Primary, WritePermit};
+use write::{RoutingAnswer, WriteState};
 
 /// Where a key's read goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,6 +82,11 @@ pub enum ClientError {
     /// Tern's answer was not what this client expects.
     #[error("unexpected answer from Tern: {0}")]
     Protocol(String),
+    /// A switch held the key's writes longer than the client waits.
+    #[error(
+        "writes of key {key} are held (a switch of its bucket) after {waited_ms} ms: retry the write"
+    )]
+    Held { key: String, waited_ms: u64 },
 }
 
 /// How to reach Tern and who this client is.
@@ -72,6 +102,14 @@ pub struct ClientConfig {
     pub poll_every: Duration,
     /// How often traffic counts are reported (default 60 s).
     pub report_every: Duration,
+    /// Follow the write routing (every bucket's write primary) with a long
+    /// poll (default off).
+    pub write_routing: bool,
+    /// How long [`TernClient::write_permit`] waits out a hold (default 5 s).
+    pub hold_wait: Duration,
+    /// With no answer from Tern for this long every key holds (default
+    /// 20 s; keep it below Tern's 30 s active window).
+    pub stale_after: Duration,
 }
 
 impl ClientConfig {
@@ -88,6 +126,9 @@ impl ClientConfig {
             token: token.into(),
             poll_every: Duration::from_secs(5),
             report_every: Duration::from_secs(60),
+            write_routing: false,
+            hold_wait: Duration::from_secs(5),
+            stale_after: Duration::from_secs(20),
         }
     }
 }
@@ -111,6 +152,7 @@ struct Inner {
     new: AtomicU64,
     interval_start: AtomicU64,
     stopped: AtomicBool,
+    writes: Arc<WriteState>,
 }
 
 /// A connected client; cheap to clone, shared by every request handler.
@@ -130,8 +172,13 @@ impl TernClient {
     /// Reads the ramp once (failing when Tern refuses or cannot be reached)
     /// and starts polling and reporting in the background.
     pub async fn connect(cfg: ClientConfig) -> Result<TernClient, ClientError> {
+        let writes = cfg.write_routing;
         let client = TernClient::offline(cfg);
         client.refresh().await?;
+        if writes {
+            client.refresh_routing(Duration::ZERO).await?;
+            tokio::spawn(follow_routing(Arc::downgrade(&client.inner)));
+        }
         let weak = Arc::downgrade(&client.inner);
         tokio::spawn(background(weak));
         Ok(client)
@@ -156,6 +203,7 @@ impl TernClient {
                 new: AtomicU64::new(0),
                 interval_start: AtomicU64::new(now_ms()),
                 stopped: AtomicBool::new(false),
+                writes: Arc::new(WriteState::new()),
             }),
         }
     }
@@ -192,6 +240,93 @@ impl TernClient {
             Route::New => self.inner.new.fetch_add(1, Ordering::Relaxed),
         };
         r
+    }
+
+    /// Where the writes of `key` (the bucket column's value as text) go now,
+    /// in the migration's first table.
+    pub fn primary(&self, key: &str) -> Primary {
+        self.inner
+            .writes
+            .primary(None, key, self.inner.cfg.stale_after)
+    }
+
+    /// Where the writes of `key` go in `table`.
+    pub fn primary_in(&self, table: &str, key: &str) -> Primary {
+        self.inner
+            .writes
+            .primary(Some(table), key, self.inner.cfg.stale_after)
+    }
+
+    /// A permit to write `key` (in `table`, or the first table), or `None`
+    /// while its writes are held. Keep it until the write has committed.
+    pub fn begin_write(&self, table: Option<&str>, key: &str) -> Option<WritePermit> {
+        self.inner
+            .writes
+            .begin(table, key, self.inner.cfg.stale_after)
+    }
+
+    /// A permit to write `key` in the first table, waiting out a hold for
+    /// up to [`ClientConfig::hold_wait`].
+    pub async fn write_permit(&self, key: &str) -> Result<WritePermit, ClientError> {
+        self.write_permit_in(None, key).await
+    }
+
+    /// [`write_permit`](Self::write_permit) in `table`.
+    pub async fn write_permit_in(
+        &self,
+        table: Option<&str>,
+        key: &str,
+    ) -> Result<WritePermit, ClientError> {
+        let start = std::time::Instant::now();
+        loop {
+            let changed = self.inner.writes.changed.notified();
+            if let Some(p) = self.begin_write(table, key) {
+                return Ok(p);
+            }
+            let waited = start.elapsed();
+            if waited >= self.inner.cfg.hold_wait {
+                return Err(ClientError::Held {
+                    key: key.to_string(),
+                    waited_ms: waited.as_millis() as u64,
+                });
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(20), changed).await;
+        }
+    }
+
+    /// The write routing version in force (-1 before the first read).
+    pub fn routing_version(&self) -> i64 {
+        self.inner.writes.version()
+    }
+
+    /// Reads the write routing now, reporting the version applied; with a
+    /// `wait`, Tern answers as soon as the version changes (a long poll).
+    /// Answers the version read.
+    pub async fn refresh_routing(&self, wait: Duration) -> Result<i64, ClientError> {
+        let cfg = &self.inner.cfg;
+        let applied = self.inner.writes.applied();
+        let mut query = vec![
+            ("migration", cfg.migration.clone()),
+            ("client", cfg.client.clone()),
+            ("wait_ms", wait.as_millis().to_string()),
+        ];
+        if applied >= 0 {
+            query.push(("applied", applied.to_string()));
+        }
+        let body = self
+            .send(
+                self.inner
+                    .http
+                    .get(format!("{}/api/v1/write-routing", cfg.base_url))
+                    .timeout(wait + Duration::from_secs(10))
+                    .query(&query),
+            )
+            .await?;
+        let a: RoutingAnswer =
+            serde_json::from_value(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let version = a.version;
+        self.inner.writes.apply(a).await;
+        Ok(version)
     }
 
     /// Requests counted since the last report: (old, new).
@@ -332,6 +467,24 @@ impl TernClient {
     pub async fn shutdown(&self) -> Result<(), ClientError> {
         self.inner.stopped.store(true, Ordering::Relaxed);
         self.report().await
+    }
+}
+
+/// Follows the write routing with long polls until the client stops; after
+/// applying a change it polls again at once, which tells Tern it applied it.
+async fn follow_routing(weak: Weak<Inner>) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        let wait = inner.cfg.poll_every.min(Duration::from_secs(8));
+        let client = TernClient { inner };
+        if let Err(e) = client.refresh_routing(wait).await {
+            tracing::warn!(error = %e, "tern-client: keeping the last write routing");
+            drop(client);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 }
 

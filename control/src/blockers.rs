@@ -296,6 +296,10 @@ mod tests {
             batch_id: None,
             table_name: None,
             table_bucket: None,
+            write_primary: "old".into(),
+            held_by: None,
+            drift_rows: None,
+            drift_checked_at: None,
         }
     }
 

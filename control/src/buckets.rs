@@ -66,6 +66,15 @@ pub struct Bucket {
     /// The target table, and the bucket's index among that table's buckets.
     pub table_name: Option<String>,
     pub table_bucket: Option<i64>,
+    /// The store that takes the bucket's writes first: `old` until it is
+    /// switched, then `new` (issue 17).
+    pub write_primary: String,
+    /// The switch or rollback holding the bucket's writes, if any.
+    pub held_by: Option<i64>,
+    /// Rows the last drift check of a switched bucket found different
+    /// between the stores, and when it ran.
+    pub drift_rows: Option<i64>,
+    pub drift_checked_at: Option<i64>,
 }
 
 pub(crate) fn bucket_from_row(row: &sqlx::any::AnyRow) -> Result<Bucket> {
@@ -104,6 +113,10 @@ pub(crate) fn bucket_from_row(row: &sqlx::any::AnyRow) -> Result<Bucket> {
         batch_id: row.try_get("batch_id").map_err(get)?,
         table_name: row.try_get("table_name").map_err(get)?,
         table_bucket: row.try_get("table_bucket").map_err(get)?,
+        write_primary: row.try_get("write_primary").map_err(get)?,
+        held_by: row.try_get("held_by").map_err(get)?,
+        drift_rows: row.try_get("drift_rows").map_err(get)?,
+        drift_checked_at: row.try_get("drift_checked_at").map_err(get)?,
     })
 }
 

@@ -29,6 +29,9 @@ pub struct Caches {
     pub tokens: TtlCache<String, Option<TokenGrant>>,
     /// Client ramps by (migration, client) name.
     pub ramps: TtlCache<(String, String), RampState>,
+    /// Woken when a migration's write routing changes (a hold, a flip, a
+    /// release), so clients' long polls answer at once.
+    pub routing_changed: tokio::sync::Notify,
 }
 
 impl Default for Caches {
@@ -37,6 +40,7 @@ impl Default for Caches {
             histories: Mutex::default(),
             tokens: TtlCache::new(ROUTING_TTL, ROUTING_MAX),
             ramps: TtlCache::new(ROUTING_TTL, ROUTING_MAX),
+            routing_changed: tokio::sync::Notify::new(),
         }
     }
 }

@@ -56,6 +56,8 @@ pub struct MigrationBoard {
     pub eta: Option<Eta>,
     /// (time ms, accuracy %), oldest first.
     pub accuracy: Vec<(i64, f64)>,
+    /// The same, one history per table.
+    pub accuracy_by_table: Vec<crate::verify_runs::TableAccuracy>,
     pub batches: Vec<Batch>,
     /// Every bucket in a batch, for the batches' checkpoints.
     pub batch_members: Vec<BatchMember>,
@@ -128,6 +130,7 @@ impl Store {
                 .await?
                 .remove(&migration_id),
             accuracy: self.accuracy_history(migration_id).await?,
+            accuracy_by_table: self.table_accuracy(migration_id).await?,
             batches: self.list_batches(migration_id).await?,
             batch_members: self.batch_members(migration_id).await?,
             relay: self.active_relay(migration_id).await?,

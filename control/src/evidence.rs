@@ -18,6 +18,21 @@ use crate::phases::{self, Phase};
 use crate::store::Store;
 use crate::users::Actor;
 
+/// `switched` is where the write primary is, not a label: only a switch or a
+/// rollback (which hold, drain and flip) moves a bucket into or out of it,
+/// and no override changes that.
+fn refuse_switch_by_hand(bucket: &Bucket, to: Phase) -> Result<()> {
+    if to == Phase::Switched || (bucket.phase == Phase::Switched && to != Phase::Done) {
+        return Err(ControlError::Conflict(format!(
+            "bucket {} is moved {} switched by a switch of its source of truth, not by hand: \
+             use Switch or Roll back on the migration page (or `tern switch` / `tern rollback`)",
+            bucket.idx,
+            if to == Phase::Switched { "to" } else { "out of" }
+        )));
+    }
+    Ok(())
+}
+
 impl Store {
     /// Moves a bucket to another phase by hand, if the state machine allows
     /// it (audited). A move to `loaded`, `caught-up` or `verified` needs the
@@ -32,6 +47,7 @@ impl Store {
     ) -> Result<Bucket> {
         actor.require_operate("changing a bucket's phase")?;
         let bucket = self.bucket(bucket_id).await?;
+        refuse_switch_by_hand(&bucket, to)?;
         // An illegal move says so first; evidence matters for legal ones.
         let what = format!("bucket {} of migration {}", bucket.idx, bucket.migration_id);
         phases::check_move(&what, bucket.phase, bucket.resume_phase, to)?;
@@ -64,6 +80,7 @@ impl Store {
             ));
         }
         let bucket = self.bucket(bucket_id).await?;
+        refuse_switch_by_hand(&bucket, to)?;
         let missing = self.missing_evidence(&bucket, to).await?;
         let mut tx = self.begin().await?;
         move_bucket_in(&mut tx, actor, bucket_id, to, reason).await?;

@@ -127,6 +127,30 @@ pub fn accuracy_over_time(runs: &[RunPoint]) -> Vec<(i64, f64)> {
     out
 }
 
+/// One table's accuracy over time: the row-weighted accuracy over the
+/// latest full run of each of its buckets, after each run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableAccuracy {
+    pub table: String,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// Runs (oldest first), each with its bucket's table, as one accuracy
+/// history per table, tables by name, at most [`HISTORY_POINTS`] points each.
+pub fn accuracy_by_table(runs: &[(String, RunPoint)]) -> Vec<TableAccuracy> {
+    let mut per: std::collections::BTreeMap<&str, Vec<RunPoint>> = Default::default();
+    for (table, run) in runs {
+        per.entry(table.as_str()).or_default().push(*run);
+    }
+    per.into_iter()
+        .map(|(table, runs)| TableAccuracy {
+            table: table.to_string(),
+            points: downsample(accuracy_over_time(&runs), HISTORY_POINTS),
+        })
+        .filter(|t| !t.points.is_empty())
+        .collect()
+}
+
 /// Points of an accuracy history kept for charts and reports.
 pub const HISTORY_POINTS: usize = 120;
 
@@ -300,6 +324,38 @@ impl Store {
         Ok(histories)
     }
 
+    /// The migration's accuracy over time, one history per table (see
+    /// [`accuracy_by_table`]); runs of no bucket count as "(no table)".
+    pub async fn table_accuracy(&self, migration_id: i64) -> Result<Vec<TableAccuracy>> {
+        let rows = sqlx::query(
+            "SELECT COALESCE(b.table_name, '(no table)') AS table_name, r.bucket_id,
+                    CAST(CASE WHEN r.kind IN ('sample', 'incremental') THEN 1 ELSE 0 END AS BIGINT) AS sampled,
+                    r.rows_compared, r.matched, r.finished_at
+             FROM verify_runs r LEFT JOIN buckets b ON b.id = r.bucket_id
+             WHERE r.migration_id = $1 ORDER BY r.finished_at, r.id",
+        )
+        .bind(migration_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("reading verification runs by table"))?;
+        let get = |e| ControlError::db("reading verification runs by table")(e);
+        let mut runs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let sampled: i64 = row.try_get("sampled").map_err(get)?;
+            runs.push((
+                row.try_get::<String, _>("table_name").map_err(get)?,
+                RunPoint {
+                    bucket_id: row.try_get("bucket_id").map_err(get)?,
+                    sampled: sampled == 1,
+                    compared: row.try_get("rows_compared").map_err(get)?,
+                    matched: row.try_get("matched").map_err(get)?,
+                    at: row.try_get("finished_at").map_err(get)?,
+                },
+            ));
+        }
+        Ok(accuracy_by_table(&runs))
+    }
+
     async fn compute_histories(
         &self,
         only: Option<i64>,
@@ -353,6 +409,41 @@ mod tests {
         assert!(kept.windows(2).all(|w| w[0].0 < w[1].0));
         let short: Vec<(i64, f64)> = (0..5).map(|i| (i, 1.0)).collect();
         assert_eq!(downsample(short.clone(), 120), short);
+    }
+
+    #[test]
+    fn each_table_has_its_own_history() {
+        let run = |bucket, compared, matched, at| RunPoint {
+            bucket_id: Some(bucket),
+            sampled: false,
+            compared,
+            matched,
+            at,
+        };
+        let sampled = RunPoint {
+            sampled: true,
+            ..run(3, 10, 0, 4)
+        };
+        let tables = accuracy_by_table(&[
+            ("messages".into(), run(1, 100, 50, 1)),
+            ("contacts".into(), run(2, 100, 100, 2)),
+            ("messages".into(), run(3, 100, 100, 3)),
+            ("messages".into(), sampled),
+            ("messages".into(), run(1, 100, 100, 5)),
+        ]);
+        assert_eq!(
+            tables,
+            vec![
+                TableAccuracy {
+                    table: "contacts".into(),
+                    points: vec![(2, 100.0)]
+                },
+                TableAccuracy {
+                    table: "messages".into(),
+                    points: vec![(1, 50.0), (3, 75.0), (5, 100.0)]
+                },
+            ]
+        );
     }
 
     #[test]

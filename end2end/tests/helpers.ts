@@ -11,14 +11,10 @@ export async function signIn(page: Page, username: string): Promise<void> {
   await expect(page.getByTestId('user-role')).toBeVisible();
 }
 
-/** Waits until the page's WebAssembly has hydrated it. */
+/** Waits until the page's WebAssembly has hydrated it (the front end marks
+ * `<html data-hydrated>` once its controls answer). */
 export async function hydrated(page: Page): Promise<void> {
-  await page.waitForFunction(() => {
-    const entries = performance.getEntriesByType('resource') as PerformanceResourceTiming[];
-    return entries.some((e) => e.name.endsWith('/pkg/tern_bg.wasm') && e.responseEnd > 0);
-  });
-  // The wasm module is fetched; give hydration its turn on the event loop.
-  await page.waitForTimeout(300);
+  await page.locator('html[data-hydrated]').waitFor({ state: 'attached', timeout: 60_000 });
 }
 
 /** Collects console errors so a test can assert there were none. */

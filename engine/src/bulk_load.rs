@@ -25,6 +25,7 @@ use crate::checkpoint;
 use crate::chunk::{Chunk, ChunkReader, SourceQuery};
 use crate::connector::Connector;
 use crate::error::{EngineError, Result};
+use crate::index_build;
 use crate::link::Link;
 use crate::progress::{Progress, Task, Unit};
 use crate::run_control::RunControl;
@@ -94,8 +95,12 @@ pub async fn load_bucket(
     };
     if cp.done {
         report.status = LoadStatus::AlreadyDone;
+        index_build::after_bucket(link, &bucket.table, control).await?;
         return Ok(report);
     }
+    // An empty target table loads against its primary key alone; its other
+    // indexes are built after its last bucket (`index_build.rs`).
+    index_build::before_load(link, &bucket.table).await?;
     // THE WATERMARK. The changelog position is fixed here, before the
     // reader below reads the bucket's first row, and it is the only thing
     // that makes a live copy complete. Every source change is either
@@ -234,7 +239,12 @@ pub async fn load_bucket(
         total_ms = report.elapsed.as_millis() as u64,
         "bucket timing"
     );
-    result.map(|()| report)
+    result?;
+    if report.status == LoadStatus::Completed {
+        // The last bucket of the table builds what its load deferred.
+        index_build::after_bucket(link, &bucket.table, control).await?;
+    }
+    Ok(report)
 }
 
 /// The reader side of a bucket load: throttle, read, transform, send.
@@ -269,8 +279,10 @@ async fn read_and_transform(
                     Some((s, query, source)) => s.picks_within(source, query, rows).await,
                     None => Ok(rows),
                 };
-                rows.and_then(|rows| pipeline.apply(rows))
-                    .map(|out| (chunk, n, out))
+                match rows {
+                    Ok(rows) => pipeline.transform(rows).await.map(|out| (chunk, n, out)),
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(e),
         };

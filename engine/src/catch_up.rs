@@ -148,6 +148,9 @@ pub async fn catch_up_bucket(
             .unwrap_or(cp),
         None => cp,
     };
+    // Deletes find target rows by the source-key index: build what the load
+    // deferred (`index_build.rs`) before the first change.
+    crate::index_build::build_deferred(link, &bucket.table, control).await?;
     let Some(from) = cp.watermark.clone() else {
         return Err(refuse(
             "the bucket was loaded without change capture, so it has no watermark to replay from: \
@@ -405,7 +408,7 @@ pub async fn catch_up_window(
         let range = chunk.describe_keys();
         let end = chunk.end;
         let version = chunk.version;
-        let output = pipeline.apply(chunk.rows)?;
+        let output = pipeline.transform(chunk.rows).await?;
         writer
             .write(&output, version, &[])
             .await

@@ -24,15 +24,13 @@
 //!
 //! A stream is built for a [`Side`] of the [`Link`]: the database whose
 //! changelog it reads (`link.connector(side)`; reading, gaps and lag all go
-//! there). Today that is the source, and changes map to the source keys of
-//! the spec's tables, applied to the target. Reverse replication (the old
-//! store kept complete after the source of truth switches, issue 17) plugs
-//! in as the second direction: change capture installed on the target
-//! tables, a stream built for [`Side::Target`], whose changes map to keys
-//! through the inverse of the spec's mapping (its `reverse` section) in
-//! `ChangeStream::keys_of`, and a consumer that applies them to the source.
-//! The loop, the filters, gaps, retries and lag stay as they are. Until that
-//! mapping exists, a stream on the target is refused with a clear error.
+//! there). On the source, changes map to the source keys of the spec's
+//! tables through their `tracks`, applied to the target. On the target
+//! (reverse replication, [`crate::reverse`]: change capture installed on
+//! the target tables), changes map to *target* keys, with the source key and
+//! bucket value each image maps to through the table's inverse mapping
+//! (`TableKeys::source_keys`), applied to the source by the reverse relay.
+//! The loop, the filters, gaps, retries and lag are the same.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -46,6 +44,7 @@ use crate::error::{EngineError, Result};
 use crate::link::{Link, Side};
 use crate::progress::{Progress, Tally};
 use crate::retry::{Backoff, is_transient};
+use crate::reverse::keys::keys_for_target_changes;
 use crate::run_control::RunControl;
 use crate::value::{Value, key_identity};
 use crate::writer::BatchWriter;
@@ -314,18 +313,9 @@ pub struct ChangeStream<'l> {
 }
 
 impl<'l> ChangeStream<'l> {
-    /// A stream over the changelog of `side`'s database. Only the source's
-    /// can be read today (see "Directions" in the module docs).
+    /// A stream over the changelog of `side`'s database (see "Directions"
+    /// in the module docs).
     pub fn new(link: &'l Link, side: Side, opts: StreamOptions) -> Result<ChangeStream<'l>> {
-        if side != Side::Source {
-            return Err(EngineError::Spec {
-                at: link.spec().file.clone(),
-                message: "a change stream reads the source's changelog: reverse replication \
-                          (target to source) needs the spec's reverse mapping, which Tern does \
-                          not build yet"
-                    .into(),
-            });
-        }
         Ok(ChangeStream {
             link,
             side,
@@ -463,7 +453,20 @@ impl<'l> ChangeStream<'l> {
         for table in filter.tables(self.link) {
             let mut seen = HashSet::new();
             let mut keys = Vec::new();
-            for k in self.keys_of(table, &changes).await? {
+            let (changed, touched) = match self.side {
+                Side::Source => (self.keys_of(table, &changes).await?, Vec::new()),
+                Side::Target => keys_for_target_changes(self.link, table, &changes).await?,
+            };
+            let mut source_keys = Vec::new();
+            let mut seen_source = HashSet::new();
+            for t in touched {
+                if filter.admits(table, &t.bucket)
+                    && seen_source.insert(key_identity(&t.key.iter().collect::<Vec<_>>()))
+                {
+                    source_keys.push(t.key);
+                }
+            }
+            for k in changed {
                 match &k.bucket {
                     Some(b) if !filter.admits(table, b) => batch.skipped += 1,
                     _ => {
@@ -475,18 +478,23 @@ impl<'l> ChangeStream<'l> {
             }
             let mut groups = Vec::new();
             let mut seen_groups = HashSet::new();
-            for (g, bucket) in apply::groups_for_changes(self.link, table, &changes)? {
+            let group_changes = match self.side {
+                Side::Source => apply::groups_for_changes(self.link, table, &changes)?,
+                Side::Target => Vec::new(),
+            };
+            for (g, bucket) in group_changes {
                 if bucket.is_none_or(|b| filter.admits(table, &b))
                     && seen_groups.insert(key_identity(&g.iter().collect::<Vec<_>>()))
                 {
                     groups.push(g);
                 }
             }
-            if !keys.is_empty() || !groups.is_empty() {
+            if !keys.is_empty() || !groups.is_empty() || !source_keys.is_empty() {
                 batch.keys.push(TableKeys {
                     table: table.to_string(),
                     keys,
                     groups,
+                    source_keys,
                 });
             }
         }

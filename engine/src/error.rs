@@ -80,6 +80,12 @@ pub enum EngineError {
         current: i64,
     },
 
+    /// A table whose rows cannot be written back from the target to the
+    /// source (reverse replication): its mapping does not invert and the spec
+    /// gives no `[tables.reverse]` section. `reason` says why and what to do.
+    #[error("table {table} cannot be replicated back to the source: {reason}")]
+    NotReversible { table: String, reason: String },
+
     /// The persisted checkpoint or plan contradicts the request.
     #[error("checkpoint of {table} bucket {bucket}: {message}")]
     Checkpoint {

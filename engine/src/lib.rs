@@ -13,7 +13,9 @@
 //! the source; [`run_relay`] applies the changes of ramped-on keys to the
 //! target (dual write), [`catch_up_bucket`] replays what a bucket missed since
 //! its watermark, and [`ramp`] is the sticky ramp function applications that
-//! dual-write themselves call. `docs/architecture.md` draws the parts.
+//! dual-write themselves call. [`reverse`] keeps the old store complete once
+//! buckets are switched to the new one (capture on the target, the reverse
+//! relay, draining for the switch). `docs/architecture.md` draws the parts.
 
 pub mod apply;
 pub mod buckets;
@@ -29,11 +31,14 @@ pub mod error;
 pub mod expr;
 pub mod fence;
 mod ids;
+pub mod index_build;
 pub mod link;
 pub mod progress;
 pub mod ramp;
+pub mod read_only;
 pub mod relay;
 mod retry;
+pub mod reverse;
 pub mod run_control;
 pub mod shadow;
 pub mod spec;
@@ -61,8 +66,12 @@ pub use catch_up::{
 };
 pub use change_stream::{Batch, ChangeStream, Filter, StreamOptions};
 pub use relay::{PruneReport, RelayOptions, RelayRamp, RelaySummary, prune_changelog, run_relay};
-pub use spec::Spec;
-pub use throttle::{RateThrottle, Throttle};
+pub use reverse::{
+    Direction, Drain, ReverseOptions, ReverseSummary, Reversibility, SwitchedBuckets,
+    run_reverse_relay,
+};
+pub use spec::{LoadLimits, SideLimits, Spec};
+pub use throttle::{LoadGuard, LoadState, RateThrottle, Throttle};
 pub use transform::{Emitted, Record, TargetRow, Transformer, TransformerRegistry};
 pub use value::{ColumnType, Value};
 pub use verify::{

@@ -33,6 +33,8 @@ pub enum Task {
     /// A data fix, by name, in its `pass` (a fix repeats until its filter
     /// selects nothing).
     Fix { name: String, pass: u32 },
+    /// Building the indexes of a table that its load deferred.
+    IndexBuild { table: String },
 }
 
 impl Task {
@@ -41,7 +43,8 @@ impl Task {
         match self {
             Task::BulkLoad { table, .. }
             | Task::CatchUp { table, .. }
-            | Task::Verify { table, .. } => Some(table),
+            | Task::Verify { table, .. }
+            | Task::IndexBuild { table } => Some(table),
             Task::Relay { .. } | Task::Repair { .. } | Task::Fix { .. } => None,
         }
     }
@@ -51,7 +54,10 @@ impl Task {
         match self {
             Task::BulkLoad { bucket, .. } | Task::CatchUp { bucket, .. } => Some(*bucket),
             Task::Verify { bucket, .. } => *bucket,
-            Task::Relay { .. } | Task::Repair { .. } | Task::Fix { .. } => None,
+            Task::Relay { .. }
+            | Task::Repair { .. }
+            | Task::Fix { .. }
+            | Task::IndexBuild { .. } => None,
         }
     }
 }
@@ -72,6 +78,7 @@ impl fmt::Display for Task {
             } => write!(f, "verify {table}"),
             Task::Repair { run_id } => write!(f, "repair run {run_id}"),
             Task::Fix { name, pass } => write!(f, "fix {name} pass {pass}"),
+            Task::IndexBuild { table } => write!(f, "build indexes of {table}"),
         }
     }
 }
@@ -88,6 +95,8 @@ pub enum Unit {
     Keys,
     /// Records a data fix selected.
     Records,
+    /// Indexes built after a load.
+    Indexes,
 }
 
 impl Unit {
@@ -97,6 +106,7 @@ impl Unit {
             Unit::Changes => "changes",
             Unit::Keys => "keys",
             Unit::Records => "records",
+            Unit::Indexes => "indexes",
         }
     }
 }

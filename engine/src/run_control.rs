@@ -83,6 +83,15 @@ impl RunControl {
         self.with_throttle(Arc::new(RateThrottle::new(per_second)))
     }
 
+    /// Held back by `guard` while the databases are busy (no change without
+    /// one: a spec with no `[throttle]` limits has none).
+    pub fn guarded(mut self, guard: Option<&crate::throttle::LoadGuard>) -> RunControl {
+        if let Some(g) = guard {
+            self.throttle = g.throttle(self.throttle);
+        }
+        self
+    }
+
     /// Stopped by this token.
     pub fn with_cancel(mut self, cancel: CancellationToken) -> RunControl {
         self.cancel = cancel;

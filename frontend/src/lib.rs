@@ -9,4 +9,9 @@
 pub fn hydrate() {
     console_error_panic_hook::set_once();
     leptos::mount::hydrate_body(tern_app::App);
+    // Tells tests and the first-visit measurement that the page now answers
+    // clicks (`<html data-hydrated>`).
+    if let Some(html) = leptos::prelude::document().document_element() {
+        let _ = html.set_attribute("data-hydrated", "");
+    }
 }

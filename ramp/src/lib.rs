@@ -24,6 +24,8 @@
 //! only ever turns keys on: a key on at 10% is on at 25% (stickiness), and at
 //! p% about p% of keys are on.
 
+pub mod buckets;
+
 /// Positions run from 0 to `SCALE - 1`; 100,000 = 0.001% steps.
 pub const SCALE: u32 = 100_000;
 

@@ -156,6 +156,8 @@ enum Command {
     Capture(cli::capture::CaptureCommand),
     /// Dual-write: apply source changes of ramped-on keys to the target, with retries, until stopped.
     Relay(cli::relay::RelayArgs),
+    /// Reverse replication: apply target changes of switched buckets back to the source, new → old.
+    ReverseRelay(cli::reverse_relay::ReverseRelayArgs),
     /// Replay what a bucket missed since its watermark (or re-copy a time window) until its lag is zero.
     CatchUp(cli::catch_up::CatchUpArgs),
     /// Compare target with source: full diff, sample by strata, or keys changed since the last run.
@@ -165,6 +167,10 @@ enum Command {
     /// Data fixes: a read-only filter, a throttled mapper, until nothing is left.
     #[command(subcommand)]
     Fix(cli::fix::Command),
+    /// Make the new store the source of truth for buckets: gated, a short measured hold, drained, audited.
+    Switch(cli::switch::SwitchArgs),
+    /// Make the old store the source of truth again for switched buckets, the same way.
+    Rollback(cli::switch::SwitchArgs),
 }
 
 fn run_cli() -> ExitCode {
@@ -209,10 +215,17 @@ fn run_cli() -> ExitCode {
             Command::BulkLoad(args) => cli::bulk_load::run(args).await,
             Command::Capture(cmd) => cli::capture::run(cmd).await,
             Command::Relay(args) => cli::relay::run(args).await,
+            Command::ReverseRelay(args) => cli::reverse_relay::run(args).await,
             Command::CatchUp(args) => cli::catch_up::run(args).await,
             Command::Verify(args) => cli::verify::run(args).await,
             Command::Repair(args) => cli::verify::repair(args).await,
             Command::Fix(cmd) => cli::fix::run(cmd).await,
+            Command::Switch(args) => {
+                cli::switch::run(settings, args, tern_control::switch::Direction::Switch).await
+            }
+            Command::Rollback(args) => {
+                cli::switch::run(settings, args, tern_control::switch::Direction::Rollback).await
+            }
         }
     });
     match result {

@@ -95,6 +95,19 @@ pub fn start(
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot run the progressive schedule"),
             }
+            match store
+                .run_drift_watch(tern_control::switch::DRIFT_EVERY)
+                .await
+            {
+                Ok(queued) if !queued.is_empty() => {
+                    tracing::info!(
+                        ?queued,
+                        "drift watch queued re-verifications of switched buckets"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot run the drift watch"),
+            }
             if pruned_at.elapsed() > Duration::from_secs(3600) {
                 pruned_at = std::time::Instant::now();
                 if let Err(e) = store.prune_throughput(KEEP_SAMPLES_MS).await {

@@ -7,19 +7,28 @@ use leptos::prelude::*;
 
 use crate::types::{BlockerGroupView, ForecastView, duration, rate, thousands};
 
+/// A time left: "under 1s" rather than "0s" for work that is not done.
+fn time_left(seconds: f64) -> String {
+    if seconds > 0.0 && seconds < 0.5 {
+        "under 1s".into()
+    } else {
+        duration(seconds)
+    }
+}
+
 /// "2m 5s (1m 40s to 3m)" — the median with its range.
 fn eta_text((median, fast, slow): (f64, f64, f64)) -> String {
     if median <= 0.0 {
         return "done".into();
     }
     if (slow - fast).abs() < 1.0 {
-        return duration(median);
+        return time_left(median);
     }
     format!(
         "{} ({} to {})",
-        duration(median),
-        duration(fast),
-        duration(slow)
+        time_left(median),
+        time_left(fast),
+        time_left(slow)
     )
 }
 

@@ -1,6 +1,7 @@
 //! Components shared by several pages.
 
 pub mod accuracy_chart;
+pub mod decommission_steps;
 pub mod forecast;
 pub mod guard;
 pub mod layout;
@@ -8,3 +9,4 @@ pub mod live;
 pub mod old_system;
 pub mod phase_bar;
 pub mod phase_move;
+pub mod source_of_truth;

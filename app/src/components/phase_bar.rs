@@ -26,7 +26,7 @@ pub fn PhaseBar(phases: Vec<PhaseCount>, total: i64) -> impl IntoView {
         .into_iter()
         .map(|p| {
             view! {
-                <li>
+                <li data-testid="phase-count" data-phase=p.phase.clone() data-count=p.count.to_string()>
                     <span class=format!("swatch phase-{}", p.phase)></span>
                     {format!("{} {}", p.phase, p.count)}
                 </li>

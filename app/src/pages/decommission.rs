@@ -68,5 +68,8 @@ pub fn DecommissionPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+        {move || (id() > 0).then(|| view! {
+            <crate::components::decommission_steps::DecommissionSteps migration_id=id()/>
+        })}
     }
 }

@@ -98,6 +98,7 @@ pub fn Overview() -> impl IntoView {
             <NewMigrationButton/>
         </div>
         <OldSystemPanel/>
+        <crate::components::source_of_truth::SourceOfTruthPanel/>
         <Transition fallback=|| view! { <p class="muted">"Loading migrations…"</p> }>
             {move || Suspend::new(async move {
                 match migrations.await {

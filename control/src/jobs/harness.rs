@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tern_engine::{Fence, RateThrottle, RunControl};
+use tern_engine::{Fence, Link, LoadGuard, RateThrottle, RunControl};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +31,8 @@ pub struct JobContext {
     /// The rate limit (rows or records per second), as engineers change it.
     pub rate_limit: watch::Receiver<Option<f64>>,
     progress: Arc<Mutex<Progress>>,
+    /// Why the databases' load holds the job back, while it does.
+    held_back: Arc<Mutex<Option<String>>>,
 }
 
 impl JobContext {
@@ -42,7 +44,41 @@ impl JobContext {
     }
 
     fn snapshot(&self) -> Progress {
-        self.progress.lock().map(|p| p.clone()).unwrap_or_default()
+        let mut p = self.progress.lock().map(|p| p.clone()).unwrap_or_default();
+        if let Some(note) = self.held_back.lock().ok().and_then(|n| n.clone()) {
+            p.message = Some(match p.message {
+                Some(m) => format!("{note} · {m}"),
+                None => note,
+            });
+        }
+        p
+    }
+
+    /// `control` held back while the migration's databases are busy (the
+    /// spec's `[throttle]` limits), and the guard that watches them: keep it
+    /// while the engine runs. While the job is held back its message says
+    /// why (`throttled: target active_backends 30 > 8`).
+    pub fn guarded(&self, link: &Link, control: RunControl) -> (RunControl, Option<LoadGuard>) {
+        let guard = LoadGuard::start(link);
+        if let Some(g) = &guard {
+            let (mut state, note) = (g.watch(), Arc::clone(&self.held_back));
+            tokio::spawn(async move {
+                loop {
+                    let now = state.borrow_and_update().note();
+                    if let Ok(mut n) = note.lock() {
+                        *n = now;
+                    }
+                    // Ends with the guard.
+                    if state.changed().await.is_err() {
+                        break;
+                    }
+                }
+                if let Ok(mut n) = note.lock() {
+                    *n = None;
+                }
+            });
+        }
+        (control.guarded(guard.as_ref()), guard)
     }
 
     /// The engine's run control for this job: the job's live rate limit as
@@ -212,6 +248,7 @@ impl Lease<'_> {
             stop: stop.clone(),
             rate_limit: rate_rx,
             progress: Arc::clone(&progress),
+            held_back: Arc::default(),
         };
         let beat_ctx = ctx.clone();
         let mut work = tokio::spawn(async move { runner.run(ctx).await });

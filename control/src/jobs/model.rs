@@ -16,16 +16,19 @@ pub enum JobKind {
     Verify,
     Repair,
     DataFix,
+    /// Applies new → old for switched buckets (issue 17).
+    ReverseRelay,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 6] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::BulkLoad,
         JobKind::Relay,
         JobKind::CatchUp,
         JobKind::Verify,
         JobKind::Repair,
         JobKind::DataFix,
+        JobKind::ReverseRelay,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +39,7 @@ impl JobKind {
             JobKind::Verify => "verify",
             JobKind::Repair => "repair",
             JobKind::DataFix => "data-fix",
+            JobKind::ReverseRelay => "reverse-relay",
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tern_engine::{LoadStatus, Value, load_bucket};
+use tern_engine::{LoadStatus, Task, Value, load_bucket};
 
 use crate::clock::now_ms;
 use crate::error::Result;
@@ -56,6 +56,18 @@ impl JobRunner for BulkLoadRunner {
         let last = Arc::clone(&seen);
         let table = params.table.clone();
         let control = ctx.run_control(move |p| {
+            if let Task::IndexBuild { table } = &p.task {
+                // The table's last bucket builds the indexes its load deferred.
+                return done_of_total(
+                    p,
+                    format!(
+                        "{table}: {} ({} of {} indexes)",
+                        p.note.as_deref().unwrap_or("building indexes"),
+                        p.done,
+                        p.total.unwrap_or(p.done)
+                    ),
+                );
+            }
             last.store(count(p.done), Ordering::Relaxed);
             let bucket = p.task.bucket().unwrap_or_default();
             done_of_total(
@@ -63,6 +75,7 @@ impl JobRunner for BulkLoadRunner {
                 format!("{table} bucket {bucket}: {} chunks this run", p.steps),
             )
         });
+        let (control, _load) = ctx.guarded(&link, control);
         // The bucket's rows copied, written on the side while the load runs.
         let recorder = ctx.every(Duration::from_millis(800), {
             let (store, seen, mut written) = (store.clone(), Arc::clone(&seen), -1);

@@ -68,6 +68,7 @@ impl JobRunner for CatchUpRunner {
                 }),
             }
         });
+        let (control, _load) = ctx.guarded(&link, control);
         let lag_writer = ctx.every(Duration::from_secs(1), {
             let store = store.clone();
             move || {

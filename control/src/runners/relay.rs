@@ -79,6 +79,7 @@ impl JobRunner for RelayRunner {
                 ..Progress::default()
             }
         });
+        let (control, _load) = ctx.guarded(&link, control);
         let mut opts = RelayOptions::new(ramp_rx);
         opts.name = format!("migration-{}", migration.id);
         opts.salt = migration.name.clone();

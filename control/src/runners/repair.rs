@@ -42,7 +42,8 @@ impl JobRunner for RepairRunner {
             message: Some(format!("repairing the mismatches of run {run_id}")),
             ..Progress::default()
         });
-        let report = verify::repair(&link, &run_id, &ctx.quiet_run_control()).await?;
+        let (control, _load) = ctx.guarded(&link, ctx.quiet_run_control());
+        let report = verify::repair(&link, &run_id, &control).await?;
         let tree = verify::mismatch_tree(link.target(), &run_id)
             .await?
             .render();

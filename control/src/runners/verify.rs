@@ -48,6 +48,7 @@ impl JobRunner for VerifyRunner {
             let (table, bucket) = (table.unwrap_or_default(), bucket.unwrap_or_default());
             done_of_total(p, format!("{table} bucket {bucket}: comparing"))
         });
+        let (control, _load) = ctx.guarded(&link, control);
         let opts = VerifyOptions {
             scope: Scope::Bucket(bucket.index),
             mode: if incremental {
@@ -71,6 +72,14 @@ impl JobRunner for VerifyRunner {
                 tree,
             ))
             .await?;
+        // A switched bucket is re-verified to watch for drift between the
+        // stores: the result is its drift, and its phase stays `switched`.
+        let drift = before.write_primary == "new";
+        if drift {
+            store
+                .record_drift(bucket_id, i64::try_from(c.mismatched()).unwrap_or(i64::MAX))
+                .await?;
+        }
         // A full diff stands for the bucket; an incremental one only for the
         // keys that changed, on top of the bucket's earlier accuracy.
         let good = if incremental {
@@ -92,7 +101,7 @@ impl JobRunner for VerifyRunner {
                 report.keys_read,
                 report.run_id
             ),
-            bucket_phase: Some(if good {
+            bucket_phase: (!drift).then_some(if good {
                 Phase::Verified
             } else {
                 Phase::CaughtUp

@@ -41,8 +41,6 @@ both_stores!(
             Phase::Verifying,
             Phase::Verified,
             Phase::ReadsSwitching,
-            Phase::Switched,
-            Phase::Done,
         ] {
             // This walk has no jobs: the phases that need evidence are an
             // admin's override (the evidence itself is tested below).
@@ -52,14 +50,17 @@ both_stores!(
                 store.move_bucket(&admin(), id, to, "step").await?;
             }
         }
-        let b = store.bucket(id).await?;
-        assert_eq!(b.phase, Phase::Done);
+        // The source of truth moves with a switch (hold, drain, flip), never by hand.
+        let by_hand = store
+            .move_bucket(&admin(), id, Phase::Switched, "step")
+            .await;
         assert!(
-            b.loaded_at.is_some()
-                && b.caught_up_at.is_some()
-                && b.verified_at.is_some()
-                && b.switched_at.is_some()
+            matches!(by_hand, Err(ControlError::Conflict(ref m)) if m.contains("tern switch")),
+            "{by_hand:?}"
         );
+        let b = store.bucket(id).await?;
+        assert_eq!(b.phase, Phase::ReadsSwitching);
+        assert!(b.loaded_at.is_some() && b.caught_up_at.is_some() && b.verified_at.is_some());
 
         let events = store
             .list_audit(
@@ -74,10 +75,10 @@ both_stores!(
             .iter()
             .filter(|e| e.action == "bucket.phase")
             .collect();
-        assert_eq!(moves.len(), 11);
-        assert_eq!(events.len(), 14, "and three overrides");
-        assert_eq!(events[0].from_state.as_deref(), Some("switched"));
-        assert_eq!(events[0].to_state.as_deref(), Some("done"));
+        assert_eq!(moves.len(), 9);
+        assert_eq!(events.len(), 12, "and three overrides");
+        assert_eq!(events[0].from_state.as_deref(), Some("verified"));
+        assert_eq!(events[0].to_state.as_deref(), Some("reads-switching"));
         Ok(())
     }
 );

@@ -17,6 +17,7 @@ mod runbook;
 mod schedule;
 mod schema;
 mod sessions;
+mod switch;
 mod users;
 mod worker;
 

@@ -66,6 +66,11 @@ pub struct TableKeys {
     /// changelog's old images. A deleted record can no longer be read, so
     /// this is how its shared row is recomputed from the records left.
     pub groups: Vec<Vec<Value>>,
+    /// For keys read from the *target's* changelog (reverse replication,
+    /// where `keys` are target keys): the source keys the changes' images
+    /// map to through the inverse mapping, so that a row gone from the
+    /// target is deleted from the source. Empty otherwise.
+    pub source_keys: Vec<Vec<Value>>,
 }
 
 /// What [`apply_keys`] did.
@@ -185,7 +190,7 @@ pub(crate) async fn apply_keys_with(
                 .map(|r| source_key_text(&t.query.key_of(r)))
                 .collect();
         }
-        let output = t.pipeline.apply(rows)?;
+        let output = t.pipeline.transform(rows).await?;
         merge(&mut tables, output);
         report.keys_deleted += gone.len() as u64;
         statements.extend(tombstones::delete_statements(d, &tk.table, &gone, version));
@@ -234,7 +239,7 @@ pub async fn load_keys(link: &Link, table: &str, keys: &[Vec<Value>]) -> Result<
         if let Some(shared) = &t.shared {
             rows = shared.picks(link.source(), &t.query, &rows, &[]).await?;
         }
-        let output = t.pipeline.apply(rows)?;
+        let output = t.pipeline.transform(rows).await?;
         writer
             .write(&output, version, &[])
             .await

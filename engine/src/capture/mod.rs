@@ -141,13 +141,22 @@ async fn is_mariadb(source: &Connector) -> Result<bool> {
 /// happens in one transaction, so no change falls between old and new
 /// triggers. Columns the spec names must exist in the source tables.
 pub async fn install(source: &Connector, spec: &Spec) -> Result<InstallReport> {
-    let tables = captured_tables(spec)?;
+    install_tables(source, captured_tables(spec)?).await
+}
+
+/// Installs capture of the given tables of a database, source or target
+/// (reverse replication captures the target's tables, [`crate::reverse`]).
+pub(crate) async fn install_tables(
+    source: &Connector,
+    tables: Vec<CapturedTable>,
+) -> Result<InstallReport> {
+    let role = source.role();
     for t in &tables {
         let Some(cols) = source.table_columns(&t.table).await? else {
             return Err(EngineError::schema(
                 &t.table,
                 format!(
-                    "cannot capture changes of source table {}: it does not exist in {}",
+                    "cannot capture changes of {role} table {}: it does not exist in {}",
                     t.table,
                     source.url()
                 ),
@@ -158,7 +167,7 @@ pub async fn install(source: &Connector, spec: &Spec) -> Result<InstallReport> {
                 return Err(EngineError::schema(
                     &t.table,
                     format!(
-                        "cannot capture changes of source table {}: the spec's tracks need column {c}, \
+                        "cannot capture changes of {role} table {}: the spec needs column {c}, \
                          which it does not have (its columns: {})",
                         t.table,
                         SourceColumn::list(&cols)
@@ -200,7 +209,7 @@ pub async fn install(source: &Connector, spec: &Spec) -> Result<InstallReport> {
         .map_err(|e| match e {
             EngineError::Database { context, source } => EngineError::Database {
                 context: format!(
-                    "{context}; the source user needs the rights to create tables and triggers \
+                    "{context}; the {role} user needs the rights to create tables and triggers \
                      (MySQL with binary logging also needs log_bin_trust_function_creators or SUPER)"
                 ),
                 source,
@@ -211,7 +220,8 @@ pub async fn install(source: &Connector, spec: &Spec) -> Result<InstallReport> {
     tracing::info!(
         tables = tables.len(),
         position = %position,
-        source = source.url(),
+        role,
+        database = source.url(),
         "change capture installed"
     );
     Ok(InstallReport { tables, position })

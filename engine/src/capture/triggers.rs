@@ -5,6 +5,7 @@
 
 use super::{CAPTURE_TABLE, CapturedTable};
 use crate::changelog::{CHANGELOG_TABLE, clock_sql};
+use crate::connector::origin::{ORIGIN_TABLE, unmarked_sql};
 use crate::connector::{Dialect, object_name};
 
 /// The trigger name (PostgreSQL: one per table, so the same on every table).
@@ -52,11 +53,23 @@ fn insert(d: Dialect, changelog: &str, t: &CapturedTable, op: char) -> String {
     } else {
         image(d, t, "NEW")
     };
-    format!(
-        "INSERT INTO {changelog} (table_name, op, old_row, new_row, changed_at) VALUES ('{}', '{op}', {old}, {new}, {})",
-        t.table,
-        clock_sql(d)
-    )
+    // MySQL triggers have no WHEN: the insert selects nothing while Tern's
+    // origin mark is set (see `crate::connector::origin`).
+    let values = if d == Dialect::MySql {
+        format!(
+            "SELECT '{}', '{op}', {old}, {new}, {} FROM DUAL WHERE {}",
+            t.table,
+            clock_sql(d),
+            unmarked_sql(d)
+        )
+    } else {
+        format!(
+            "VALUES ('{}', '{op}', {old}, {new}, {})",
+            t.table,
+            clock_sql(d)
+        )
+    };
+    format!("INSERT INTO {changelog} (table_name, op, old_row, new_row, changed_at) {values}")
 }
 
 /// The changelog and meta tables.
@@ -104,6 +117,12 @@ pub(super) fn create_tables(d: Dialect, schema: Option<&str>) -> Vec<String> {
                 "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
                 q(CAPTURE_TABLE)
             ),
+            // SQLite's origin mark (`crate::connector::origin`): never holds
+            // a committed row.
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (origin TEXT NOT NULL)",
+                q(ORIGIN_TABLE)
+            ),
         ],
     }
 }
@@ -135,12 +154,14 @@ pub(super) fn install_table(
                     "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
                      SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $tern$\n\
                      BEGIN\n\
+                       IF NOT ({}) THEN\n    RETURN NULL;\n  END IF;\n\
                        IF TG_OP = 'INSERT' THEN\n    {};\n\
                        ELSIF TG_OP = 'UPDATE' THEN\n    {};\n\
                        ELSE\n    {};\n\
                        END IF;\n\
                        RETURN NULL;\n\
                      END\n$tern$",
+                    unmarked_sql(d),
                     insert(d, changelog, t, 'I'),
                     insert(d, changelog, t, 'U'),
                     insert(d, changelog, t, 'D'),
@@ -179,7 +200,9 @@ pub(super) fn install_table(
                 } else {
                     out.push(format!("DROP TRIGGER IF EXISTS {name}"));
                     out.push(format!(
-                        "CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW BEGIN {body}; END"
+                        "CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW WHEN {} \
+                         BEGIN {body}; END",
+                        unmarked_sql(d)
                     ));
                 }
             }
@@ -223,7 +246,8 @@ pub(super) fn list_objects_sql(d: Dialect) -> &'static str {
              FROM sqlite_master WHERE type = 'trigger' AND name LIKE '\\_tern\\_capture\\_%' ESCAPE '\\' \
              UNION ALL \
              SELECT 'DROP TABLE \"' || name || '\"', 'table ' || name \
-             FROM sqlite_master WHERE type = 'table' AND name IN ('_tern_changelog', '_tern_capture')"
+             FROM sqlite_master WHERE type = 'table' \
+               AND name IN ('_tern_changelog', '_tern_capture', '_tern_origin')"
         }
     }
 }
@@ -252,10 +276,10 @@ mod tests {
         assert_eq!(
             sql[1],
             "CREATE OR REPLACE TRIGGER `_tern_capture_items_u` AFTER UPDATE ON `items` FOR EACH ROW \
-             INSERT INTO `db`.`_tern_changelog` (table_name, op, old_row, new_row, changed_at) VALUES \
-             ('items', 'U', JSON_OBJECT('id', OLD.`id`, 'member_id', OLD.`member_id`), \
+             INSERT INTO `db`.`_tern_changelog` (table_name, op, old_row, new_row, changed_at) SELECT \
+             'items', 'U', JSON_OBJECT('id', OLD.`id`, 'member_id', OLD.`member_id`), \
              JSON_OBJECT('id', NEW.`id`, 'member_id', NEW.`member_id`), \
-             CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED))"
+             CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED) FROM DUAL WHERE @tern_origin IS NULL"
         );
     }
 
@@ -277,5 +301,29 @@ mod tests {
             "VALUES ('items', 'D', json_build_object('id', OLD.\"id\", 'member_id', OLD.\"member_id\")::text, NULL,"
         ));
         assert!(sql[1].ends_with("EXECUTE FUNCTION \"public\".\"_tern_capture_items\"()"));
+        // Tern's own writes (origin mark set) are not logged.
+        assert!(sql[0].contains(
+            "IF NOT (coalesce(current_setting('tern.origin', true), '') = '') THEN\n    RETURN NULL;"
+        ));
+    }
+
+    #[test]
+    fn sqlite_triggers_skip_writes_carrying_the_origin_mark() {
+        let sql = install_table(
+            Dialect::Sqlite,
+            &items(),
+            "\"_tern_changelog\"",
+            "main",
+            true,
+        );
+        assert_eq!(sql.len(), 6);
+        assert!(
+            sql[1].contains(
+                "AFTER INSERT ON \"items\" FOR EACH ROW WHEN NOT EXISTS (SELECT 1 FROM \"_tern_origin\")"
+            ),
+            "{}",
+            sql[1]
+        );
+        assert!(create_tables(Dialect::Sqlite, None)[2].contains("\"_tern_origin\""));
     }
 }

@@ -382,11 +382,13 @@ where
 /// Writes a chunk as multi-row upserts (MySQL, SQLite; `?` placeholders):
 /// for each table, batches of rows of at most `max_params` parameters, each
 /// row followed by `version`, with the statement `upsert(table, values)`
-/// gives for a batch's `VALUES` list; then `after`; all in one transaction.
+/// gives for a batch's `VALUES` list; then `after`; all in one transaction
+/// that `before` opens (the origin mark, [`super::origin`]).
 pub(super) async fn write_upserts<DB: Driver>(
     conn: &mut DB::Connection,
     tables: &[TableRows],
     version: i64,
+    before: &[Statement],
     after: &[Statement],
     max_params: usize,
     upsert: impl Fn(&TableRows, &str) -> String,
@@ -397,6 +399,7 @@ where
 {
     let version = [Value::Int(version)];
     let mut tx = conn.begin().await?;
+    run_statements::<DB>(&mut tx, before).await?;
     for t in tables.iter().filter(|t| !t.rows.is_empty()) {
         let width = t.shape.columns.len() + 1;
         let row_marks = format!("({})", vec!["?"; width].join(", "));

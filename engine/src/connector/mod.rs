@@ -14,6 +14,7 @@
 
 mod driver;
 mod mysql;
+pub(crate) mod origin;
 mod pg_copy;
 mod postgres;
 mod sqlite;
@@ -498,18 +499,15 @@ impl Connector {
 
 impl Conn {
     /// Writes a chunk's rows to their tables, version-guarded, then runs
-    /// `after` (the checkpoint), all in one transaction.
+    /// `after` (the checkpoint), all in one transaction, marked as Tern's
+    /// own write so that change capture leaves it out ([`origin`]).
     pub(crate) async fn write_chunk(
         &mut self,
         tables: &[TableRows],
         version: i64,
         after: &[Statement],
     ) -> Result<(), sqlx::Error> {
-        match self {
-            Conn::Pg(c, staging) => postgres::write_chunk(c, staging, tables, version, after).await,
-            Conn::My(c) => mysql::write_chunk(c, tables, version, after).await,
-            Conn::Lite(c) => sqlite::write_chunk(c, tables, version, after).await,
-        }
+        origin::write_chunk_marked(self, tables, version, after).await
     }
 }
 

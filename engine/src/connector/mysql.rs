@@ -184,22 +184,31 @@ pub(super) async fn write_chunk(
     c: &mut MySqlConnection,
     tables: &[TableRows],
     version: i64,
+    before: &[Statement],
     after: &[Statement],
 ) -> Result<(), sqlx::Error> {
     let v = D.quote(VERSION_COLUMN);
-    driver::write_upserts::<MySql>(c, tables, version, after, MAX_PARAMS, |t, values| {
-        // Each column keeps its value unless the incoming version is newer;
-        // the version column is assigned last, because MySQL evaluates the
-        // assignments left to right and later ones see earlier results.
-        let sets = upsert_sets(D, &t.shape, |c| {
-            format!("{c} = IF({v} < VALUES({v}), VALUES({c}), {c})")
-        });
-        format!(
-            "INSERT INTO {} ({}) VALUES {values} ON DUPLICATE KEY UPDATE {}",
-            D.quote(&t.shape.name),
-            insert_columns(D, &t.shape.columns),
-            sets.join(", ")
-        )
-    })
+    driver::write_upserts::<MySql>(
+        c,
+        tables,
+        version,
+        before,
+        after,
+        MAX_PARAMS,
+        |t, values| {
+            // Each column keeps its value unless the incoming version is newer;
+            // the version column is assigned last, because MySQL evaluates the
+            // assignments left to right and later ones see earlier results.
+            let sets = upsert_sets(D, &t.shape, |c| {
+                format!("{c} = IF({v} < VALUES({v}), VALUES({c}), {c})")
+            });
+            format!(
+                "INSERT INTO {} ({}) VALUES {values} ON DUPLICATE KEY UPDATE {}",
+                D.quote(&t.shape.name),
+                insert_columns(D, &t.shape.columns),
+                sets.join(", ")
+            )
+        },
+    )
     .await
 }

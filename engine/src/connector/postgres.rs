@@ -179,14 +179,15 @@ pub(super) async fn write_chunk(
     staging: &mut Staging,
     tables: &[TableRows],
     version: i64,
+    before: &[Statement],
     after: &[Statement],
 ) -> Result<(), sqlx::Error> {
-    match write_chunk_once(c, staging, tables, version, after, true).await {
+    match write_chunk_once(c, staging, tables, version, before, after, true).await {
         // A row appeared inside a range the fast path found empty (a
         // concurrent writer): COPY refused it and nothing was committed. The
         // chunk goes again, all through the guarded upsert.
         Err(e) if is_unique_violation(&e) => {
-            write_chunk_once(c, staging, tables, version, after, false).await
+            write_chunk_once(c, staging, tables, version, before, after, false).await
         }
         other => other,
     }
@@ -315,6 +316,7 @@ async fn write_chunk_once(
     staging: &mut Staging,
     tables: &[TableRows],
     version: i64,
+    before: &[Statement],
     after: &[Statement],
     allow_direct: bool,
 ) -> Result<(), sqlx::Error> {
@@ -340,6 +342,7 @@ async fn write_chunk_once(
         }
     }
     let mut tx = c.begin().await?;
+    driver::run_statements::<Postgres>(&mut tx, before).await?;
     let mut buf = Vec::new();
     for t in tables.iter().filter(|t| !t.rows.is_empty()) {
         let cols = insert_columns(D, &t.shape.columns);

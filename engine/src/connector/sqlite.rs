@@ -167,19 +167,28 @@ pub(super) async fn write_chunk(
     c: &mut SqliteConnection,
     tables: &[TableRows],
     version: i64,
+    before: &[Statement],
     after: &[Statement],
 ) -> Result<(), sqlx::Error> {
     let v = D.quote(VERSION_COLUMN);
-    driver::write_upserts::<Sqlite>(c, tables, version, after, MAX_PARAMS, |t, values| {
-        let target = D.quote(&t.shape.name);
-        format!(
-            "INSERT INTO {target} ({}) VALUES {values} ON CONFLICT ({}) DO UPDATE SET {} \
+    driver::write_upserts::<Sqlite>(
+        c,
+        tables,
+        version,
+        before,
+        after,
+        MAX_PARAMS,
+        |t, values| {
+            let target = D.quote(&t.shape.name);
+            format!(
+                "INSERT INTO {target} ({}) VALUES {values} ON CONFLICT ({}) DO UPDATE SET {} \
              WHERE {target}.{v} < excluded.{v}",
-            insert_columns(D, &t.shape.columns),
-            key_columns(D, &t.shape).join(", "),
-            upsert_sets(D, &t.shape, |c| format!("{c} = excluded.{c}")).join(", ")
-        )
-    })
+                insert_columns(D, &t.shape.columns),
+                key_columns(D, &t.shape).join(", "),
+                upsert_sets(D, &t.shape, |c| format!("{c} = excluded.{c}")).join(", ")
+            )
+        },
+    )
     .await
 }
 

@@ -31,6 +31,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::chunk::{ChunkReader, KeyRange, SourceQuery, Window};
 use crate::connector::Connector;
 use crate::error::{EngineError, Result};
+use crate::reverse::compiled::ReverseTable;
 use crate::spec::{Spec, TableSpec};
 use crate::transform::{Pipeline, SourceColumn, TransformerRegistry};
 use crate::value::Value;
@@ -84,7 +85,13 @@ pub struct Link {
     writable: bool,
     /// Columns of the source tables named in `tracks`, read once.
     tracked: tokio::sync::OnceCell<HashMap<String, Vec<SourceColumn>>>,
+    /// Every sourced table's inverse mapping, compiled on first use, or the
+    /// reason it has none.
+    reverse: tokio::sync::OnceCell<Vec<(String, ReverseEntry)>>,
 }
+
+/// A table's compiled inverse mapping, or why it has none.
+pub(crate) type ReverseEntry = std::result::Result<Arc<ReverseTable>, String>;
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -210,6 +217,47 @@ impl Link {
             })
             .await?;
         Ok(all.get(table).cloned().unwrap_or_default())
+    }
+
+    /// Every table with a source and its compiled inverse mapping (new →
+    /// old) or the reason it has none, in spec order; compiled once.
+    pub(crate) async fn reverse_entries(&self) -> Result<&[(String, ReverseEntry)]> {
+        let all = self
+            .reverse
+            .get_or_try_init(|| async {
+                let mut out = Vec::new();
+                for t in &self.tables {
+                    let entry = ReverseTable::compile(&t.spec, &self.source, &self.target)
+                        .await?
+                        .map(Arc::new);
+                    out.push((t.spec.name.clone(), entry));
+                }
+                Ok::<_, EngineError>(out)
+            })
+            .await?;
+        Ok(all.as_slice())
+    }
+
+    /// A table's compiled inverse mapping, or an error that says why the
+    /// table cannot be written back to the source.
+    pub(crate) async fn reverse_table(&self, name: &str) -> Result<Arc<ReverseTable>> {
+        self.table(name)?;
+        match self
+            .reverse_entries()
+            .await?
+            .iter()
+            .find(|(t, _)| t == name)
+        {
+            Some((_, Ok(r))) => Ok(r.clone()),
+            Some((_, Err(why))) => Err(EngineError::NotReversible {
+                table: name.to_string(),
+                reason: why.clone(),
+            }),
+            None => Err(EngineError::NotReversible {
+                table: name.to_string(),
+                reason: "it has no source".into(),
+            }),
+        }
     }
 
     /// A key-ordered chunk reader over a range of a table's source.

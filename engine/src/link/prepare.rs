@@ -73,13 +73,10 @@ pub(super) async fn build(
     let mut tables = Vec::new();
     for (i, query) in described {
         let t = &spec.tables[i];
-        let pipeline = Arc::new(Pipeline::compile(
-            &spec,
-            t,
-            &query.columns,
-            shapes.clone(),
-            registry,
-        )?);
+        let pipeline = Arc::new(
+            Pipeline::compile(&spec, t, &query.columns, shapes.clone(), registry)?
+                .with_source(&source),
+        );
         let shared = SharedRows::of(t, &query)?.map(Arc::new);
         tables.push(LinkTable {
             spec: t.clone(),
@@ -95,6 +92,7 @@ pub(super) async fn build(
         tables,
         writable,
         tracked: tokio::sync::OnceCell::new(),
+        reverse: tokio::sync::OnceCell::new(),
     })
 }
 

@@ -28,7 +28,7 @@
 
 mod ramp;
 mod retention;
-mod store;
+pub(crate) mod store;
 
 pub use ramp::RelayRamp;
 pub use retention::{PruneReport, prune_changelog};
@@ -49,6 +49,7 @@ use crate::changelog::{self, Position};
 use crate::error::{EngineError, Result};
 use crate::link::{Link, Side};
 use crate::progress::{Progress, Task, Unit};
+use crate::reverse::SwitchedBuckets;
 use crate::run_control::RunControl;
 use crate::value::Value;
 
@@ -83,6 +84,11 @@ pub struct RelayOptions {
     pub prune: bool,
     /// How often retention is checked (default 60 s).
     pub maintenance_every: Duration,
+    /// The mirror option: buckets whose source of truth is switched to the
+    /// target; their source changes are passed over (the reverse relay
+    /// carries their changes the other way, [`crate::reverse`]). Default
+    /// `None`: nothing is switched.
+    pub switched: Option<watch::Receiver<SwitchedBuckets>>,
 }
 
 impl RelayOptions {
@@ -99,6 +105,7 @@ impl RelayOptions {
             retention: Duration::from_secs(7 * 24 * 3600),
             prune: true,
             maintenance_every: Duration::from_secs(60),
+            switched: None,
         }
     }
 
@@ -151,6 +158,7 @@ pub async fn run_relay(
         ramp_rx: opts.ramp.clone(),
         plans: Arc::new(HashMap::new()),
         plans_for: None,
+        switched_rx: opts.switched.clone(),
         applier: Applier::new(link),
         last_maintenance: None,
         start_warnings: Vec::new(),
@@ -189,7 +197,8 @@ struct Relay<'a> {
     /// Every table's stored plan, for a ramp by buckets, and the ramp they
     /// were loaded for.
     plans: Arc<HashMap<String, Plan>>,
-    plans_for: Option<RelayRamp>,
+    plans_for: Option<(RelayRamp, SwitchedBuckets)>,
+    switched_rx: Option<watch::Receiver<SwitchedBuckets>>,
     applier: Applier<'a>,
     last_maintenance: Option<Instant>,
     /// Said once at start, shown with every report: buckets whose older
@@ -262,18 +271,28 @@ impl Consumer for Relay<'_> {
     async fn filter(&mut self) -> Result<Filter> {
         self.maintenance().await;
         let ramp = self.ramp_rx.borrow_and_update().clone();
-        self.progress.note = Some(ramp.to_string());
+        let switched = match &mut self.switched_rx {
+            Some(rx) => rx.borrow_and_update().clone(),
+            None => SwitchedBuckets::none(),
+        };
+        self.progress.note = Some(if switched.is_empty() {
+            ramp.to_string()
+        } else {
+            format!("{ramp}, switched {switched} skipped")
+        });
         if ramp == RelayRamp::Off {
             return Ok(Filter::Nothing);
         }
-        if matches!(ramp, RelayRamp::Buckets(_)) && self.plans_for.as_ref() != Some(&ramp) {
+        let needs_plans = matches!(ramp, RelayRamp::Buckets(_)) || !switched.is_empty();
+        let loaded_for = (ramp.clone(), switched.clone());
+        if needs_plans && self.plans_for.as_ref() != Some(&loaded_for) {
             self.plans = Arc::new(self.link.stored_plans().await?);
-            self.plans_for = Some(ramp.clone());
+            self.plans_for = Some(loaded_for);
         }
         let plans = self.plans.clone();
         let salt = self.opts.salt.clone();
         Ok(Filter::Ramp(Arc::new(move |table: &str, v: &Value| {
-            ramp.admits(&salt, &plans, table, v)
+            ramp.admits(&salt, &plans, table, v) && !switched.admits(&plans, table, v)
         })))
     }
 

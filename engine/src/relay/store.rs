@@ -56,6 +56,15 @@ pub(crate) async fn load(target: &Connector, name: &str) -> Result<Option<Positi
     }
 }
 
+/// The persisted position of relay `name`, `None` when it never ran or no
+/// relay ever stored a position in this database.
+pub(crate) async fn load_if_any(db: &Connector, name: &str) -> Result<Option<Position>> {
+    if db.table_columns(RELAY_TABLE).await?.is_none() {
+        return Ok(None);
+    }
+    load(db, name).await
+}
+
 /// The positions of every relay that ever ran against this target.
 pub(crate) async fn load_all(target: &Connector) -> Result<Vec<(String, Position)>> {
     if target.table_columns(RELAY_TABLE).await?.is_none() {

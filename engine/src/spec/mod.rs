@@ -7,7 +7,10 @@
 //! and name the spec line too.
 
 mod parse;
+mod reverse;
 mod validate;
+
+pub(crate) use reverse::reads;
 
 use uuid::Uuid;
 
@@ -29,6 +32,54 @@ pub struct Spec {
     /// Source rows read, transformed and written per chunk (default 5000).
     pub chunk_rows: usize,
     pub tables: Vec<TableSpec>,
+    /// When the engines back off by themselves (`[throttle]`): none by default.
+    pub throttle: LoadLimits,
+}
+
+/// How busy the source and the target may get before the engines of this
+/// migration pause (`[throttle]` in the spec). The live site comes first:
+/// a bulk load, relay, catch-up or verification that would push a database
+/// over these limits waits until it is back under them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadLimits {
+    pub source: SideLimits,
+    pub target: SideLimits,
+    /// How often the databases are asked (default 1000 ms).
+    pub check_every_ms: u64,
+}
+
+impl Default for LoadLimits {
+    fn default() -> Self {
+        LoadLimits {
+            source: SideLimits::default(),
+            target: SideLimits::default(),
+            check_every_ms: 1000,
+        }
+    }
+}
+
+impl LoadLimits {
+    /// True when no limit is set: nothing to watch.
+    pub fn is_empty(&self) -> bool {
+        self.source.is_empty() && self.target.is_empty()
+    }
+}
+
+/// The limits of one database.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SideLimits {
+    /// Statements running at once: MariaDB/MySQL `Threads_running`,
+    /// PostgreSQL active client backends (every client's, Tern's included).
+    pub active: Option<u64>,
+    /// Replication lag in seconds (a replica's delay, or on a primary the
+    /// largest replay lag of its replicas).
+    pub lag_s: Option<f64>,
+}
+
+impl SideLimits {
+    pub fn is_empty(&self) -> bool {
+        self.active.is_none() && self.lag_s.is_none()
+    }
 }
 
 /// A database the migration reads or writes.
@@ -56,6 +107,9 @@ pub struct TableSpec {
     pub transformers: Vec<String>,
     /// Collapses rows with the same dedupe key within a chunk.
     pub dedupe: Option<DedupeSpec>,
+    /// `[tables.reverse]`: the inverse mapping, new → old, for a table whose
+    /// mapping does not invert on its own (see [`crate::reverse`]).
+    pub reverse: Option<ReverseSpec>,
     /// Spec line of the `[[tables]]` entry.
     pub line: usize,
 }
@@ -146,6 +200,23 @@ pub enum Transform {
     Slot,
 }
 
+/// `[tables.reverse]`: how a target row maps back to a source row, for
+/// reverse replication after the source of truth of a bucket is switched.
+/// Each entry of `columns` computes a *source* column from the *target*
+/// table's columns, with the same forms as the forward mapping (`"column"`,
+/// `{ expr = … }`, `{ from = …, cast = … }`, `{ constant = … }`…).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReverseSpec {
+    /// The source table written; default the table of `source.table`
+    /// (required when the source is a query).
+    pub table: Option<String>,
+    /// The source key of that table; default `source.key`.
+    pub key: Option<Vec<String>>,
+    /// Source column ← expression of target columns, in declaration order.
+    pub columns: Vec<ColumnSpec>,
+    pub line: usize,
+}
+
 /// Collapses rows that a denormalized source repeats.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DedupeSpec {
@@ -173,6 +244,9 @@ impl Spec {
     pub fn parse(text: &str, file: &str) -> Result<Spec> {
         let spec = parse::parse(text, file)?;
         validate::validate(&spec)?;
+        for t in &spec.tables {
+            reverse::validate_reverse(&spec, t)?;
+        }
         Ok(spec)
     }
 
@@ -244,6 +318,30 @@ mod tests {
         let t = spec.table("mailbox_messages")?;
         assert_eq!(t.source.as_ref().map(|s| s.tracks.len()), Some(2));
         assert_eq!(t.columns.len(), 11);
+        Ok(())
+    }
+
+    const MINIMAL: &str = "[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"sqlite://b.db\"\n\
+        [[tables]]\nname = \"t\"\nkey = [\"id\"]\n[tables.source]\ntable = \"t\"\n\
+        [tables.columns]\nid = \"id\"\n";
+
+    #[test]
+    fn throttle_limits_are_read_and_checked() -> Result<()> {
+        assert!(Spec::parse(MINIMAL, "s.toml")?.throttle.is_empty());
+        let text = format!("[throttle]\nsource_active = 25\ntarget_lag_s = 10\n{MINIMAL}");
+        let limits = Spec::parse(&text, "s.toml")?.throttle;
+        assert_eq!(limits.source.active, Some(25));
+        assert_eq!(limits.target.lag_s, Some(10.0));
+        assert_eq!(limits.check_every_ms, 1000);
+
+        let bad = format!("[throttle]\ntarget_active = 0\n{MINIMAL}");
+        let err = Spec::parse(&bad, "s.toml")
+            .expect_err("0 statements")
+            .to_string();
+        assert!(err.contains("line 2, throttle.target_active"), "{err}");
+        assert!(err.contains("at least 1"), "{err}");
+        let unknown = format!("[throttle]\nthreads = 3\n{MINIMAL}");
+        assert!(Spec::parse(&unknown, "s.toml").is_err());
         Ok(())
     }
 }

@@ -4,8 +4,8 @@
 use std::fmt;
 
 use super::{
-    ColumnSpec, DEFAULT_BUCKETS, DEFAULT_CHUNK_ROWS, DedupeSpec, Endpoint, Keep, Relation,
-    SourceSpec, Spec, TableSpec, Track, TrackMap, Transform,
+    ColumnSpec, DEFAULT_BUCKETS, DEFAULT_CHUNK_ROWS, DedupeSpec, Endpoint, Keep, LoadLimits,
+    Relation, ReverseSpec, SideLimits, SourceSpec, Spec, TableSpec, Track, TrackMap, Transform,
 };
 use crate::error::{EngineError, Result};
 use crate::value::{ColumnType, Value};
@@ -21,6 +21,18 @@ struct RawSpec {
     target: RawEndpoint,
     #[serde(default)]
     tables: Vec<Spanned<RawTable>>,
+    throttle: Option<RawThrottle>,
+}
+
+/// `[throttle]`: the load limits of the source and the target.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThrottle {
+    source_active: Option<Spanned<i64>>,
+    target_active: Option<Spanned<i64>>,
+    source_lag_s: Option<Spanned<f64>>,
+    target_lag_s: Option<Spanned<f64>>,
+    check_every_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -40,6 +52,16 @@ struct RawTable {
     transformers: Vec<String>,
     dedupe: Option<Spanned<RawDedupe>>,
     columns: RawColumns,
+    reverse: Option<Spanned<RawReverse>>,
+}
+
+/// `[tables.reverse]`: how a row of the target maps back to a source row.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReverse {
+    table: Option<String>,
+    key: Option<Vec<String>>,
+    columns: Option<RawColumns>,
 }
 
 #[derive(Deserialize)]
@@ -316,6 +338,28 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Spec> {
             }
         };
 
+        let reverse = match t.reverse {
+            None => None,
+            Some(r) => {
+                let r_line = lines.of(r.span().start);
+                let r = r.into_inner();
+                let mut columns = Vec::new();
+                for (name, raw_col) in r.columns.map(|c| c.0).unwrap_or_default() {
+                    let col_line = lines.of(raw_col.span().start);
+                    let col_field = format!("{field}.reverse.columns.{name}");
+                    let col = column(name, raw_col.into_inner(), col_line)
+                        .map_err(|m| err(col_line, col_field, m))?;
+                    columns.push(col);
+                }
+                Some(ReverseSpec {
+                    table: r.table,
+                    key: r.key,
+                    columns,
+                    line: r_line,
+                })
+            }
+        };
+
         tables.push(TableSpec {
             name: t.name,
             key: t.key.into_inner(),
@@ -324,9 +368,15 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Spec> {
             columns,
             transformers: t.transformers,
             dedupe,
+            reverse,
             line,
         });
     }
+
+    let throttle = match raw.throttle {
+        None => LoadLimits::default(),
+        Some(t) => load_limits(t, &lines, &err)?,
+    };
 
     Ok(Spec {
         file: file.to_string(),
@@ -338,6 +388,69 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Spec> {
         },
         chunk_rows,
         tables,
+        throttle,
+    })
+}
+
+/// `[throttle]` → [`LoadLimits`]: counts at least 1, lags above 0, checks
+/// between every 100 ms and every minute.
+fn load_limits(
+    t: RawThrottle,
+    lines: &Lines<'_>,
+    err: &impl Fn(usize, String, String) -> EngineError,
+) -> Result<LoadLimits> {
+    let count = |v: Option<Spanned<i64>>, field: &str| -> Result<Option<u64>> {
+        v.map(|v| {
+            u64::try_from(*v.get_ref())
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    err(
+                        lines.of(v.span().start),
+                        format!("throttle.{field}"),
+                        "must be a whole number of at least 1 (statements running at once)".into(),
+                    )
+                })
+        })
+        .transpose()
+    };
+    let lag = |v: Option<Spanned<f64>>, field: &str| -> Result<Option<f64>> {
+        v.map(|v| {
+            Some(*v.get_ref())
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .ok_or_else(|| {
+                    err(
+                        lines.of(v.span().start),
+                        format!("throttle.{field}"),
+                        "must be a number of seconds above 0".into(),
+                    )
+                })
+        })
+        .transpose()
+    };
+    let check_every_ms = match t.check_every_ms {
+        None => LoadLimits::default().check_every_ms,
+        Some(v) => u64::try_from(*v.get_ref())
+            .ok()
+            .filter(|ms| (100..=60_000).contains(ms))
+            .ok_or_else(|| {
+                err(
+                    lines.of(v.span().start),
+                    "throttle.check_every_ms".into(),
+                    "must be between 100 and 60000 (milliseconds)".into(),
+                )
+            })?,
+    };
+    Ok(LoadLimits {
+        source: SideLimits {
+            active: count(t.source_active, "source_active")?,
+            lag_s: lag(t.source_lag_s, "source_lag_s")?,
+        },
+        target: SideLimits {
+            active: count(t.target_active, "target_active")?,
+            lag_s: lag(t.target_lag_s, "target_lag_s")?,
+        },
+        check_every_ms,
     })
 }
 

@@ -102,6 +102,25 @@ impl ColumnOp {
         }
     }
 
+    /// Whether the op is an expression that calls `lookup(…)`.
+    pub fn looks_up(&self) -> bool {
+        matches!(&self.source, Source::Expr(e, _) if e.text().contains("lookup"))
+    }
+
+    /// Evaluates an expression op on a record without changing it, for the
+    /// lookups it asks (see `expr/lookup.rs`); its value and errors are not
+    /// wanted here.
+    pub fn ask_lookups(&self, values: &[Value]) {
+        if let Source::Expr(e, idx) = &self.source {
+            let _ = e.eval(|name| {
+                e.reads()
+                    .iter()
+                    .position(|r| r == name)
+                    .map(|i| values[idx[i]].clone())
+            });
+        }
+    }
+
     /// Lets a copy move its value out of the record instead of cloning it.
     pub fn allow_take(&mut self) {
         if let Source::Copy { take, .. } = &mut self.source {

@@ -10,12 +10,14 @@
 
 mod builtins;
 mod dedupe;
+mod lookups;
 mod pipeline;
 mod plugin;
 
 use std::sync::Arc;
 
 pub use crate::ids::{UUID5_SEPARATOR, uuid5, uuid5_namespace};
+pub(crate) use builtins::ColumnOp;
 pub use pipeline::{Output, Pipeline, SourceColumn, TableRows, TableShape};
 pub use plugin::{Transformer, TransformerRegistry};
 

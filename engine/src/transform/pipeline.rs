@@ -4,9 +4,12 @@
 use std::sync::Arc;
 
 use super::builtins::ColumnOp;
+use super::lookups::Lookups;
 use super::{Emitted, Record, TargetRow, Transformer, TransformerRegistry, dedupe};
+use crate::connector::Connector;
 use crate::connector::SOURCE_KEY_COLUMN;
 use crate::error::{EngineError, Result};
+use crate::expr::lookup::{LookupBatch, MAX_ROUNDS};
 use crate::spec::{Keep, Spec, TableSpec};
 use crate::value::{ColumnType, Value, render_key, source_key_text};
 
@@ -134,6 +137,8 @@ pub struct Pipeline {
     chain: Vec<(String, Arc<dyn Transformer>)>,
     source_columns: Vec<String>,
     source_key: Vec<usize>,
+    /// Where `lookup(…)` expressions read, once given ([`Pipeline::with_source`]).
+    lookups: Option<Arc<Lookups>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -236,7 +241,40 @@ impl Pipeline {
             chain,
             source_columns: names,
             source_key,
+            lookups: None,
         })
+    }
+
+    /// Gives the pipeline the source its `lookup(…)` expressions read.
+    pub fn with_source(mut self, source: &Connector) -> Pipeline {
+        if self.ops.iter().any(ColumnOp::looks_up) {
+            self.lookups = Some(Arc::new(Lookups::new(source.clone())));
+        }
+        self
+    }
+
+    /// [`Pipeline::apply`], with the chunk's `lookup(…)` answers read from
+    /// the source first (in rounds, for lookups whose key is another
+    /// lookup's answer; see `expr/lookup.rs`). What every engine calls.
+    pub async fn transform(&self, rows: Vec<Vec<Value>>) -> Result<Output> {
+        let Some(lookups) = &self.lookups else {
+            return self.apply(rows);
+        };
+        let asking: Vec<&ColumnOp> = self.ops.iter().filter(|o| o.looks_up()).collect();
+        let mut batch = LookupBatch::default();
+        for _ in 0..MAX_ROUNDS {
+            batch.run(true, || {
+                for row in &rows {
+                    for op in &asking {
+                        op.ask_lookups(row);
+                    }
+                }
+            });
+            if !lookups.fill(&mut batch).await? {
+                break;
+            }
+        }
+        batch.run(false, || self.apply(rows))
     }
 
     /// The types the mapping produces from the source types, for creating a

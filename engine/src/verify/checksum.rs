@@ -62,6 +62,22 @@ pub(super) struct Sum {
     xor: u64,
 }
 
+impl Sum {
+    pub(super) const EMPTY: Sum = Sum { rows: 0, xor: 0 };
+
+    /// Adds a row of the given hash bits.
+    pub(super) fn add(&mut self, bits: u64) {
+        self.rows += 1;
+        self.xor ^= bits;
+    }
+
+    /// Adds the rows of another sum (of other rows).
+    pub(super) fn merge(&mut self, other: Sum) {
+        self.rows += other.rows;
+        self.xor ^= other.xor;
+    }
+}
+
 /// The next chunk of a bucket, `(after, upto]`, cut into groups of equal
 /// key width: group `g` holds the keys from `base + g·width` to
 /// `base + (g+1)·width − 1`; keys below `base` fall in the first group, keys
@@ -390,7 +406,7 @@ impl Checksums {
 /// booleans `1`/`0`, timestamps to the microsecond, dates `YYYY-MM-DD`, text
 /// as `length:text` (so a `|` inside cannot shift the row's fields). `native`
 /// is the column's type in its own database, `logical` the target's type.
-fn piece(d: Dialect, col: &str, native: ColumnType, logical: ColumnType) -> String {
+pub(super) fn piece(d: Dialect, col: &str, native: ColumnType, logical: ColumnType) -> String {
     match (d, logical) {
         (Dialect::MySql, ColumnType::Bool) => {
             format!("CASE WHEN {col} IS NULL THEN '~' WHEN {col} <> 0 THEN '1' ELSE '0' END")
@@ -427,7 +443,7 @@ fn piece(d: Dialect, col: &str, native: ColumnType, logical: ColumnType) -> Stri
 }
 
 /// `md5` of the row's canonical text.
-fn row_hash(d: Dialect, pieces: &[String]) -> String {
+pub(super) fn row_hash(d: Dialect, pieces: &[String]) -> String {
     match d {
         Dialect::MySql => format!("MD5(CONCAT_WS('|', {}))", pieces.join(", ")),
         _ => format!("md5(concat_ws('|', {}))", pieces.join(", ")),
@@ -459,7 +475,7 @@ fn unexpected(what: &str) -> EngineError {
     }
 }
 
-fn sums_of(rows: Vec<Vec<Value>>, what: &str) -> Result<HashMap<i64, Sum>> {
+pub(super) fn sums_of(rows: Vec<Vec<Value>>, what: &str) -> Result<HashMap<i64, Sum>> {
     // MySQL's XOR is unsigned, PostgreSQL's a signed bigint: the same bits.
     let bits = |v: &Value| -> Option<u64> {
         let text = match v {

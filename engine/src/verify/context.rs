@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::compare;
+use super::grouped::GroupSums;
 use super::results::{Counts, Mismatch, MismatchKind};
 use super::store;
 use crate::apply::groups::SharedRows;
@@ -48,6 +49,9 @@ pub(super) struct Ctx {
     pub(super) range_reads: bool,
     pub(super) chunk_rows: usize,
     pub(super) run_id: String,
+    /// Group checksums of transformed keys (`grouped.rs`), when the mapping
+    /// allows them and the run may use them.
+    pub(super) grouped: Option<Arc<GroupSums>>,
 }
 
 /// What a full diff of one bucket did.
@@ -115,6 +119,7 @@ impl Ctx {
             select,
             chunk_rows: link.spec().chunk_rows,
             run_id: run_id.to_string(),
+            grouped: None,
         })
     }
 

@@ -144,6 +144,7 @@ async fn full_bucket(
     let mut ord = counts.compared;
     let mut read = 0u64;
     let mut chunks = 0u64;
+    let mut by_checksum = 0u64;
     let result = loop {
         let next = tokio::select! {
             biased;
@@ -159,6 +160,20 @@ async fn full_bucket(
         };
         let mut found = Vec::new();
         let mut chunk_counts = Counts::default();
+        // Transformed keys: only the groups whose checksums differ are read.
+        let expected = match &ctx.grouped {
+            Some(g) if !ctx.range_reads => match g.check(ctx, chunk.expected).await {
+                Ok(checked) => {
+                    chunk_counts.compared += checked.equal_rows;
+                    chunk_counts.matched += checked.equal_rows;
+                    ord += checked.equal_rows;
+                    by_checksum += checked.equal_rows;
+                    checked.expected
+                }
+                Err(e) => break Err(e),
+            },
+            _ => chunk.expected,
+        };
         let actual = if ctx.range_reads {
             let upto = if chunk.end {
                 None
@@ -168,11 +183,10 @@ async fn full_bucket(
             ctx.target_range(&bucket.range, after.as_deref(), upto)
                 .await
         } else {
-            let wanted: Vec<Vec<Value>> = chunk.expected.iter().map(|r| ctx.key_of(r)).collect();
+            let wanted: Vec<Vec<Value>> = expected.iter().map(|r| ctx.key_of(r)).collect();
             let sources: Vec<String> = match ctx.shape.source_key {
                 Some(i) => {
-                    let mut s: Vec<String> = chunk
-                        .expected
+                    let mut s: Vec<String> = expected
                         .iter()
                         .filter_map(|r| match &r[i] {
                             Value::Text(t) => Some(t.clone()),
@@ -191,7 +205,7 @@ async fn full_bucket(
             Err(e) => break Err(e),
         };
         ctx.compare(
-            chunk.expected,
+            expected,
             actual,
             bucket.index,
             &mut ord,
@@ -233,7 +247,7 @@ async fn full_bucket(
         counts,
         done,
         read,
-        by_checksum: 0,
+        by_checksum,
     })
 }
 
@@ -259,18 +273,21 @@ async fn read_chunks(
                     Some(s) => s.picks_within(&ctx.source, &ctx.query, rows).await,
                     None => Ok(rows),
                 };
-                rows.and_then(|rows| ctx.pipeline.apply(rows))
-                    .map(|mut out| {
-                        let i = out.tables.iter().position(|t| t.shape.name == table);
-                        ReadChunk {
-                            expected: i
-                                .map(|i| std::mem::take(&mut out.tables[i].rows))
-                                .unwrap_or_default(),
-                            rows: n,
-                            last: chunk.last,
-                            end: chunk.end,
-                        }
-                    })
+                let out = match rows {
+                    Ok(rows) => ctx.pipeline.transform(rows).await,
+                    Err(e) => Err(e),
+                };
+                out.map(|mut out| {
+                    let i = out.tables.iter().position(|t| t.shape.name == table);
+                    ReadChunk {
+                        expected: i
+                            .map(|i| std::mem::take(&mut out.tables[i].rows))
+                            .unwrap_or_default(),
+                        rows: n,
+                        last: chunk.last,
+                        end: chunk.end,
+                    }
+                })
             }
             Err(e) => Err(e),
         };

@@ -112,7 +112,7 @@ impl Ctx {
                 _ => 0,
             };
             let source_texts: Vec<String> = batch.iter().map(|k| source_key_text(k)).collect();
-            let expected = self.expected(rows)?;
+            let expected = self.expected(rows).await?;
             let mut wanted: Vec<Vec<Value>> = expected.iter().map(|r| self.key_of(r)).collect();
             if n == 0 {
                 wanted.extend(extra_target_keys.iter().cloned());

@@ -9,12 +9,18 @@
 //! row whose record is gone as extra, with the rest of the run's mismatches;
 //! repair then deletes it through the apply path like any deleted record.
 //!
+//! Before walking, the source keys both sides hold are compared as sums per
+//! group (`key_groups.rs`): where that works, only the target rows of the
+//! groups that differ are read, and a target without orphans or missing rows
+//! is not read at all.
+//!
 //! Aligned tables need no such pass: their target rows are read by key range,
 //! so rows without a source record show up as extra in the diff itself.
 
 use std::collections::HashSet;
 
 use super::context::Ctx;
+use super::key_groups;
 use super::reads::range_where;
 use super::results::{Counts, MismatchKind};
 use crate::buckets::Bucket;
@@ -43,6 +49,11 @@ pub(super) async fn run(
     let mut after: Option<Vec<Value>> = None;
     let mut read = 0u64;
     let mut ord = counts.compared;
+    let groups = match key_groups::suspects(ctx).await? {
+        Some(g) if g.is_empty() => return Ok((0, true)),
+        Some(g) => Some(key_groups::target_where(d, &g)),
+        None => None,
+    };
     loop {
         if !control.admit(page as u64).await {
             return Ok((read, false));
@@ -55,6 +66,11 @@ pub(super) async fn run(
             None,
             &|v, _| v.clone(),
         );
+        let where_ = match (&groups, where_.is_empty()) {
+            (None, _) => where_,
+            (Some(g), true) => g.clone(),
+            (Some(g), false) => format!("{where_} AND {}", g.trim_start_matches(" WHERE ")),
+        };
         let rows = ctx
             .target_rows(
                 &format!("{where_} ORDER BY {} LIMIT {page}", key_cols.join(", ")),

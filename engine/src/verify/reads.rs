@@ -109,7 +109,7 @@ impl Ctx {
                 &format!("read {} source rows to verify", self.table),
             )
             .await?;
-        self.expected(rows)
+        self.expected(rows).await
     }
 
     /// Target rows with the given target keys or written from the given
@@ -158,8 +158,8 @@ impl Ctx {
     }
 
     /// The expected main-table rows of source rows (the bulk load's transform).
-    pub(super) fn expected(&self, rows: Vec<Vec<Value>>) -> Result<Vec<Vec<Value>>> {
-        let mut out = self.pipeline.apply(rows)?;
+    pub(super) async fn expected(&self, rows: Vec<Vec<Value>>) -> Result<Vec<Vec<Value>>> {
+        let mut out = self.pipeline.transform(rows).await?;
         let i = out.tables.iter().position(|t| t.shape.name == self.table);
         Ok(i.map(|i| std::mem::take(&mut out.tables[i].rows))
             .unwrap_or_default())

@@ -69,6 +69,7 @@ pub(super) async fn run(link: &Link, run_id: &str, control: &RunControl) -> Resu
                 table: run.table.clone(),
                 keys: batch.to_vec(),
                 groups: Vec::new(),
+                source_keys: Vec::new(),
             }],
         )
         .await?;

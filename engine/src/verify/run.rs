@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::checksum::Checksums;
 use super::context::Ctx;
+use super::grouped::GroupSums;
 use super::keyset::Span;
 use super::options::{Mode, Scope, VerifyOptions};
 use super::results::{Counts, VerifyReport, VerifyStatus, unknown_run};
@@ -141,14 +142,25 @@ pub(super) async fn run(
             (id, position)
         }
     };
-    let ctx = Ctx::new(link, &opts.table, &run_id).await?;
+    let mut ctx = Ctx::new(link, &opts.table, &run_id).await?;
     // The checksum fast path of a full diff, when the mapping allows it.
     let sums = if opts.row_by_row {
         Err("asked to read every row".to_string())
     } else {
         Checksums::plan(&ctx, link.spec().table(&opts.table)?).map(Arc::new)
     };
-    if let (Mode::Full, Err(why)) = (&opts.mode, &sums) {
+    // Transformed keys: group checksums, the target read only where they differ.
+    let sums = match sums {
+        Err(why) if !opts.row_by_row && !ctx.range_reads => match GroupSums::plan(&ctx) {
+            Ok(g) => {
+                ctx.grouped = Some(Arc::new(g));
+                Err(why)
+            }
+            Err(also) => Err(format!("{why}; {also}")),
+        },
+        other => other,
+    };
+    if let (Mode::Full, Err(why), None) = (&opts.mode, &sums, &ctx.grouped) {
         tracing::info!(table = %opts.table, %why, "a full diff of this table reads every row");
     }
     tracing::info!(run = %run_id, table = %opts.table, mode = %mode_text(&opts.mode),
@@ -222,8 +234,8 @@ pub(super) async fn run(
         counts,
         keys_read,
         rows_by_checksum,
-        row_by_row_reason: match opts.mode {
-            Mode::Full => sums.err(),
+        row_by_row_reason: match (&opts.mode, &ctx.grouped) {
+            (Mode::Full, None) => sums.err(),
             _ => None,
         },
         position,

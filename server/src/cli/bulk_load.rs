@@ -47,6 +47,7 @@ pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
         None => link.tables().iter().map(|s| s.to_string()).collect(),
     };
     let throttle = RateThrottle::new(args.rate);
+    let load = super::load_guard(&link);
     let cancel = CancellationToken::new();
     {
         let cancel = cancel.clone();
@@ -97,6 +98,17 @@ pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
             let progress = {
                 let bar = bar.clone();
                 move |p: &tern_engine::Progress| {
+                    // The table's last bucket builds the indexes its load
+                    // deferred: a step of its own, shown on the bar's line.
+                    if let tern_engine::Task::IndexBuild { table } = &p.task {
+                        bar.set_message(format!(
+                            "{table}: {} ({} of {} indexes)",
+                            p.note.as_deref().unwrap_or("building indexes"),
+                            p.done,
+                            p.total.unwrap_or(p.done)
+                        ));
+                        return;
+                    }
                     let before = seen.swap(p.done_this_run, Ordering::Relaxed);
                     bar.inc(p.done_this_run.saturating_sub(before));
                 }
@@ -104,7 +116,8 @@ pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
             let control = RunControl::new()
                 .with_throttle(Arc::new(throttle.clone()))
                 .with_cancel(cancel.clone())
-                .on_progress(progress);
+                .on_progress(progress)
+                .guarded(load.as_ref());
             let link = &link;
             let cancel = cancel.clone();
             async move {

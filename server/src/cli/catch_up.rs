@@ -104,10 +104,12 @@ pub async fn run(args: CatchUpArgs) -> anyhow::Result<()> {
             }
         });
     }
+    let load = super::load_guard(&link);
     let control = RunControl::new()
         .with_rate(args.rate)
         .with_cancel(cancel)
-        .on_progress(|p| eprintln!("{}", render(p)));
+        .on_progress(|p| eprintln!("{}", render(p)))
+        .guarded(load.as_ref());
     let s = match (&args.window_from, &args.window_to) {
         (Some(from), Some(to)) => {
             let window = Window {
@@ -142,9 +144,11 @@ pub async fn run(args: CatchUpArgs) -> anyhow::Result<()> {
 /// Catches up every bucket of every table, `--parallel` at a time, and
 /// prints one line per bucket and per bucket skipped.
 async fn catch_up_every_bucket(link: &Link, args: &CatchUpArgs) -> anyhow::Result<()> {
+    let load = super::load_guard(link);
     let control = RunControl::new()
         .with_rate(args.rate)
-        .on_progress(|p| eprintln!("{}", render(p)));
+        .on_progress(|p| eprintln!("{}", render(p)))
+        .guarded(load.as_ref());
     let all = catch_up_all(link, &CatchUpOptions::default(), args.parallel, &control).await?;
     for s in &all.buckets {
         let status = match s.status {

@@ -11,7 +11,9 @@ pub mod demo_data;
 pub mod fix;
 pub mod plan;
 pub mod relay;
+pub mod reverse_relay;
 pub mod serve;
+pub mod switch;
 pub mod user;
 pub mod verify;
 pub mod worker;
@@ -30,6 +32,23 @@ pub fn load_spec(path: &std::path::Path) -> anyhow::Result<tern_engine::Spec> {
     tern_control::own_store::refuse(&spec.source.url, &format!("{file}: source"))?;
     tern_control::own_store::refuse(&spec.target.url, &format!("{file}: target"))?;
     Ok(spec)
+}
+
+/// Watches the spec's `[throttle]` limits for a command run by hand (`None`
+/// when it sets none), and says on the terminal when the databases' load
+/// holds the run back and when it goes on. Keep it while the engine runs.
+pub fn load_guard(link: &tern_engine::Link) -> Option<tern_engine::LoadGuard> {
+    let guard = tern_engine::LoadGuard::start(link)?;
+    let mut state = guard.watch();
+    tokio::spawn(async move {
+        while state.changed().await.is_ok() {
+            match state.borrow_and_update().note() {
+                Some(note) => eprintln!("{note}"),
+                None => eprintln!("resumed: the databases are back under their limits"),
+            }
+        }
+    });
+    Some(guard)
 }
 
 /// A spec file's text with every `${NAME}` replaced by that environment

@@ -105,6 +105,7 @@ pub fn render(p: &Progress) -> String {
 pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
     let spec = crate::cli::load_spec(&args.spec)?;
     let link = Link::connect(spec, &crate::transformers()).await?;
+    let load = super::load_guard(&link);
     let ramp = match (&args.ramp, &args.buckets) {
         (Some(r), _) => RelayRamp::Percent(*r),
         (None, Some(b)) => {
@@ -171,7 +172,8 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
     let control = RunControl::new()
         .with_rate(args.rate)
         .with_cancel(cancel)
-        .on_progress(progress);
+        .on_progress(progress)
+        .guarded(load.as_ref());
     let s = run_relay(&link, opts, &control).await?;
     println!(
         "relay stopped: name={} changes={} keys={} rows={} deleted={} skipped={} retries={} max_lag_s={:.3} seconds={:.3} position={}",

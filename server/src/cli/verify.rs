@@ -95,6 +95,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         _ => Mode::Full,
     };
     let cancel = ctrl_c();
+    let load = super::load_guard(&link);
     let started = Instant::now();
     let mut total_rows = 0u64;
     let mut total = Counts::default();
@@ -127,7 +128,8 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         let control = RunControl::new()
             .with_rate(args.rate)
             .with_cancel(cancel.clone())
-            .on_progress(progress);
+            .on_progress(progress)
+            .guarded(load.as_ref());
         let opts = VerifyOptions {
             table: table.clone(),
             scope: args.bucket.map_or(Scope::All, Scope::Bucket),
@@ -235,7 +237,11 @@ pub async fn repair(args: RepairArgs) -> anyhow::Result<()> {
     let spec = crate::cli::load_spec(&args.spec)?;
     let link = Link::connect(spec, &crate::transformers()).await?;
     let cancel = ctrl_c();
-    let control = RunControl::new().with_rate(args.rate).with_cancel(cancel);
+    let load = super::load_guard(&link);
+    let control = RunControl::new()
+        .with_rate(args.rate)
+        .with_cancel(cancel)
+        .guarded(load.as_ref());
     let r = verify::repair(&link, &args.run, &control)
         .await
         .with_context(|| format!("repairing run {}", args.run))?;

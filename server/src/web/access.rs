@@ -148,6 +148,15 @@ pub const ROUTES: &[Rule] = &[
     rule("GET", "/api/v1/migrations/{id}/relay", Readers),
     rule("PUT", "/api/v1/migrations/{id}/relay", Operators),
     rule("POST", "/api/v1/migrations/{id}/batches", Operators),
+    rule("GET", "/api/v1/migrations/{id}/switches", Readers),
+    rule("POST", "/api/v1/migrations/{id}/switch", Operators),
+    rule("POST", "/api/v1/migrations/{id}/rollback", Operators),
+    rule("GET", "/api/v1/migrations/{id}/decommission", Readers),
+    rule(
+        "POST",
+        "/api/v1/migrations/{id}/decommission/{step}",
+        Admins,
+    ),
     rule("GET", "/api/v1/jobs", Readers),
     rule("GET", "/api/v1/jobs/{id}", Readers),
     rule("POST", "/api/v1/jobs/{id}/{action}", Operators),
@@ -183,6 +192,8 @@ pub const ROUTES: &[Rule] = &[
     rule("POST", "/api/v1/traffic", ClientToken),
     rule("POST", "/api/v1/shadow", ClientToken),
     rule("POST", "/api/v1/access-log", ClientToken),
+    rule("GET", "/api/v1/write-routing", ClientToken),
+    rule("GET", "/api/v1/primary", ClientToken),
 ];
 
 /// Every server function of the UI, by its function name (the router mounts
@@ -192,6 +203,7 @@ pub const SERVER_FNS: &[(&str, Who)] = &[
     ("whoami", SignedIn),
     ("list_migrations", SignedIn),
     ("still_on_old", SignedIn),
+    ("sources_of_truth", SignedIn),
     ("guide_html", SignedIn),
     // Clients: lists are cut to a client-owner's own clients.
     ("list_clients", SignedIn),
@@ -224,6 +236,10 @@ pub const SERVER_FNS: &[(&str, Who)] = &[
     ("set_job_rate", Operators),
     ("set_relay_ramp", Operators),
     ("install_capture", Operators),
+    ("switch_panel", Readers),
+    ("move_source_of_truth", Operators),
+    ("decommission_steps_view", Readers),
+    ("run_decommission_step", Admins),
     ("save_settings", Operators),
     ("plan_batches", Operators),
     ("archive_migration", Operators),

@@ -41,7 +41,7 @@ fn unauthorized(message: &str) -> ApiError {
 }
 
 /// The grant of the request's bearer token, or 401.
-async fn grant(state: &AppState, headers: &HeaderMap) -> Result<TokenGrant, ApiError> {
+pub(crate) async fn grant(state: &AppState, headers: &HeaderMap) -> Result<TokenGrant, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -23,7 +23,10 @@ use crate::web::error::ApiError;
 const OLD: RGBColor = RGBColor(0xd9, 0x5f, 0x02);
 const NEW: RGBColor = RGBColor(0x1b, 0x6a, 0xc9);
 const STEP: RGBColor = RGBColor(0x55, 0x55, 0x55);
-const SIZE: (u32, u32) = (760, 300);
+/// A chart's height at a given width: a little lower on a phone.
+fn size(width: u32) -> (u32, u32) {
+    (width, if width < 480 { 260 } else { 300 })
+}
 
 /// The chart routes (behind the sign-in wall).
 pub fn routes() -> Router<AppState> {
@@ -37,6 +40,15 @@ pub fn routes() -> Router<AppState> {
 struct Window {
     /// Hours of history to draw (default 24, at most 90 days).
     hours: Option<f64>,
+    /// The width in pixels of the box the chart goes in (default 760): the
+    /// chart is drawn at that width so its labels keep their size.
+    w: Option<u32>,
+}
+
+impl Window {
+    fn width(&self) -> u32 {
+        self.w.map(tern_app::charts::width_of).unwrap_or(760)
+    }
 }
 
 fn window(w: &Window) -> (i64, i64, i64) {
@@ -120,10 +132,11 @@ pub fn traffic_svg(
     points: &[tern_control::traffic::TrafficPoint],
     steps: &[(i64, String)],
     (start, end): (i64, i64),
+    width: u32,
 ) -> Result<String, String> {
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut out, size(width)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let ymax = points
             .iter()
@@ -144,7 +157,7 @@ pub fn traffic_svg(
             .configure_mesh()
             .x_desc("time (UTC)")
             .y_desc("requests")
-            .x_labels(6)
+            .x_labels((width / 130).clamp(2, 8) as usize)
             .label_style(LABELS)
             .axis_desc_style(LABELS)
             .x_label_formatter(&|t| time_label(t, span))
@@ -202,6 +215,21 @@ pub fn traffic_svg(
             .map_err(|e| e.to_string())?
             .label("new system")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], NEW.stroke_width(2)));
+        // A point per slot and system, so hovering tells the count.
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|p| Circle::new((p.at, p.old as f64), 3, OLD.filled())),
+            )
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|p| Circle::new((p.at, p.new as f64), 3, NEW.filled())),
+            )
+            .map_err(|e| e.to_string())?;
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperLeft)
@@ -212,7 +240,24 @@ pub fn traffic_svg(
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
     }
-    Ok(out)
+    let titles: Vec<String> = points
+        .iter()
+        .map(|p| {
+            format!(
+                "old system: {} requests at {} UTC",
+                p.old,
+                time_label(&p.at, 0)
+            )
+        })
+        .chain(points.iter().map(|p| {
+            format!(
+                "new system: {} requests at {} UTC",
+                p.new,
+                time_label(&p.at, 0)
+            )
+        }))
+        .collect();
+    Ok(tern_app::charts::with_point_titles(&out, &titles))
 }
 
 /// A percentage over time (share on new, mismatch rate).
@@ -223,10 +268,11 @@ pub fn percent_svg(
     points: &[(i64, f64)],
     (start, end): (i64, i64),
     ymax: f64,
+    width: u32,
 ) -> Result<String, String> {
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut out, size(width)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, CAPTION)
@@ -240,7 +286,7 @@ pub fn percent_svg(
             .configure_mesh()
             .x_desc("time (UTC)")
             .y_desc("percent")
-            .x_labels(6)
+            .x_labels((width / 130).clamp(2, 8) as usize)
             .label_style(LABELS)
             .axis_desc_style(LABELS)
             .x_label_formatter(&|t| time_label(t, span))
@@ -280,7 +326,11 @@ pub fn percent_svg(
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
     }
-    Ok(out)
+    let titles: Vec<String> = points
+        .iter()
+        .map(|(at, v)| format!("{series}: {v:.2}% at {} UTC", time_label(at, 0)))
+        .collect();
+    Ok(tern_app::charts::with_point_titles(&out, &titles))
 }
 
 async fn client_traffic(
@@ -317,9 +367,14 @@ async fn client_traffic(
         client.name,
         slot / 60_000
     );
-    Ok(svg(
-        traffic_svg(&title, &points, &steps, (start, end)).map_err(chart_error)?
-    ))
+    Ok(svg(traffic_svg(
+        &title,
+        &points,
+        &steps,
+        (start, end),
+        w.width(),
+    )
+    .map_err(chart_error)?))
 }
 
 async fn client_mismatch(
@@ -348,6 +403,7 @@ async fn client_mismatch(
         &points,
         (start, end),
         ymax,
+        w.width(),
     )
     .map_err(chart_error)?))
 }
@@ -385,6 +441,7 @@ async fn migration_share(
         &points,
         (start, end),
         105.0,
+        w.width(),
     )
     .map_err(chart_error)?))
 }
@@ -417,8 +474,14 @@ mod tests {
                 new: 5,
             })
             .collect();
-        let svg =
-            traffic_svg("inbox", &pts, &[(590_000, "100%".into())], (0, 600_000)).expect("draws");
+        let svg = traffic_svg(
+            "inbox",
+            &pts,
+            &[(590_000, "100%".into())],
+            (0, 600_000),
+            760,
+        )
+        .expect("draws");
         assert!(svg.contains("ramp 100%"), "the label is whole");
         assert!(
             svg.contains("text-anchor=\"end\""),
@@ -435,12 +498,32 @@ mod tests {
                 new: i * 5,
             })
             .collect();
-        let svg =
-            traffic_svg("inbox", &pts, &[(180_000, "25%".into())], (0, 600_000)).expect("draws");
+        let svg = traffic_svg("inbox", &pts, &[(180_000, "25%".into())], (0, 600_000), 390)
+            .expect("draws");
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains("old system") && svg.contains("new system"));
         assert!(svg.contains("ramp 25%"));
         assert!(svg.contains("requests") && svg.contains("time (UTC)"));
         assert!(svg.matches("<polyline").count() >= 2);
+        // Drawn at the asked width, each point telling its count on hover.
+        assert!(svg.contains("width=\"390\""));
+        assert_eq!(svg.matches("<title>").count(), 20);
+        assert!(svg.contains("<title>new system: 45 requests at 00:09:00 UTC</title>"));
+    }
+
+    #[test]
+    fn a_percentage_chart_tells_each_value_on_hover() {
+        let svg = percent_svg(
+            "share",
+            "share on new",
+            NEW,
+            &[(60_000, 12.5), (120_000, 50.0)],
+            (0, 180_000),
+            105.0,
+            500,
+        )
+        .expect("draws");
+        assert_eq!(svg.matches("<title>").count(), 2);
+        assert!(svg.contains("<title>share on new: 50.00% at 00:02:00 UTC</title>"));
     }
 }

@@ -11,6 +11,7 @@ pub mod api_clients;
 pub mod api_connections;
 pub mod api_fixes;
 pub mod api_runbook;
+pub mod api_switch;
 pub mod auth;
 pub mod charts;
 pub mod csrf;
@@ -89,6 +90,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .merge(api_connections::routes())
         .merge(charts::routes())
         .merge(api_clients::session_routes())
+        .merge(api_switch::session_routes())
         .leptos_routes(&state, routes, move || shell(leptos_options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         // Inside the user lookup: the access table needs the signed-in user.
@@ -98,6 +100,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .layer(sessions)
         // Token-authenticated client API: no session, no CSRF (no cookies).
         .merge(api_clients::token_routes())
+        .merge(api_switch::token_routes())
         .layer(CompressionLayer::new())
         .layer(axum::Extension(metrics.clone()))
         .layer(axum::Extension(sign_in_limit::SignInLimits::default()))

@@ -6,6 +6,7 @@ mod auth;
 mod cli_bulk_load;
 mod cli_fix;
 mod cli_plan;
+mod cli_reverse_relay;
 mod clients;
 mod operability;
 mod runbook;

@@ -36,6 +36,10 @@ const ACTIONS: [(&str, &str); 7] = [
     ("cancel", "Cancel"),
 ];
 
+/// Refreshes (two seconds each) an answer stays once the board shows that
+/// the state it describes changed.
+pub const SEEN_TICKS: u64 = 4;
+
 fn short(ts: &str) -> String {
     // "2026-11-23T17:40:00Z" → "11-23 17:40"
     if ts.len() >= 16 {
@@ -60,25 +64,29 @@ pub fn BucketGrid(
     let (phase, page_start) = (ui.phase, ui.offset);
     let shown = buckets.len() as i64;
     // What the listed buckets are (phase, dual-write): an answer describes
-    // that state, and is hidden once it changes (a "not dual-written yet"
-    // refusal goes once the relay covers the bucket).
+    // that state. Once a board shows it changed, the answer stays beside
+    // the new state for SEEN_TICKS more refreshes, marked as past, so the
+    // user can read both (a "16 catch-up jobs queued" gone within a second
+    // was never read), then goes; the user may close it before.
     let state_now: String = buckets
         .iter()
         .map(|b| format!("{}:{}:{};", b.id, b.phase, !b.dual_write_at.is_empty()))
         .collect();
-    let answered_at = ui.answered_at;
-    Effect::new(move |_| {
-        if let Some(Ok(_)) = action.value().get() {
-            selected.update(BTreeSet::clear);
-        }
-    });
+    let (answered_at, changed_seen_at, dismissed) =
+        (ui.answered_at, ui.changed_seen_at, ui.answer_dismissed);
     if answered_at.with_untracked(|a| a.as_ref().is_some_and(String::is_empty)) {
         answered_at.set(Some(state_now.clone()));
     }
+    let tick_now = ui.tick.get_untracked();
+    let changed_here = answered_at
+        .with_untracked(|a| a.as_ref().is_some_and(|a| !a.is_empty() && *a != state_now));
+    if changed_here && changed_seen_at.get_untracked().is_none() {
+        changed_seen_at.set(Some(tick_now));
+    }
     let state_now: std::sync::Arc<str> = state_now.into();
-    // The closure owns its copy of the state: it may run once more while this
-    // grid is being replaced by a refreshed one, when a stored value of the
-    // old grid is already disposed.
+    // The closures own their copy of the state: they may run once more
+    // while this grid is being replaced by a refreshed one, when a stored
+    // value of the old grid is already disposed.
     let stale = move || {
         answered_at
             .try_with(|a| {
@@ -87,7 +95,15 @@ pub fn BucketGrid(
             })
             .unwrap_or(false)
     };
+    let gone = move || {
+        dismissed.try_get().unwrap_or(false)
+            || changed_seen_at
+                .try_get()
+                .flatten()
+                .is_some_and(|at| tick_now >= at + SEEN_TICKS)
+    };
     let all_ids: Vec<i64> = buckets.iter().map(|b| b.id).collect();
+    let listed = all_ids.len();
     let toggle_all = {
         let all = all_ids.clone();
         move |_| {
@@ -176,10 +192,23 @@ pub fn BucketGrid(
                 // loses its place when it switches between nothing and a
                 // paragraph, and shows an answer twice or not at all.
                 <div class="action-feedback">
-                    {let stale = stale.clone(); move || match action.value().get().filter(|_| !stale()) {
-                        Some(Ok(msg)) => view! { <p class="flash flash-ok" data-testid="action-result">{msg}</p> }.into_any(),
-                        Some(Err(e)) => view! { <p class="flash flash-error" role="alert" data-testid="action-error">{e.to_string()}</p> }.into_any(),
-                        None => ().into_any(),
+                    {let stale = stale.clone(); move || {
+                        let answer = action.value().get().filter(|_| !gone())?;
+                        let (class, text, testid) = match answer {
+                            Ok(msg) => ("flash flash-ok", msg, "action-result"),
+                            Err(e) => ("flash flash-error", e.to_string(), "action-error"),
+                        };
+                        let past = stale().then(|| view! {
+                            <span class="muted small" data-testid="action-past">"The buckets have moved on since."</span>
+                        });
+                        Some(view! {
+                            <div class=format!("{class} flash-closable") role=(testid == "action-error").then_some("alert")>
+                                <p data-testid=testid>{text}</p>
+                                {past}
+                                <button class="button-link small" aria-label="dismiss this answer" data-testid="action-dismiss"
+                                    on:click=move |_| dismissed.set(true)>"Dismiss"</button>
+                            </div>
+                        })
                     }}
                 </div>
             </Show>
@@ -210,7 +239,9 @@ pub fn BucketGrid(
                 <table class="grid" data-testid="bucket-grid">
                     <thead><tr>
                         <Show when=move || can_operate>
-                            <th><input type="checkbox" aria-label="select all buckets" on:change=toggle_all.clone()/></th>
+                            <th><input type="checkbox" aria-label="select all buckets"
+                                prop:checked=move || selected.with(|s| !s.is_empty() && s.len() == listed)
+                                on:change=toggle_all.clone()/></th>
                         </Show>
                         <th>"#"</th><th>"Table"</th><th>"Key range"</th><th>"Phase"</th><th>"Rows"</th>
                         <th>"Job"</th><th>"Lag"</th><th>"Accuracy"</th><th>"Snapshot │ dual-write │ caught up │ verified (UTC)"</th>

@@ -7,6 +7,7 @@ mod grid;
 mod jobs;
 mod relay;
 mod settings;
+mod switch;
 
 use std::time::Duration;
 
@@ -14,7 +15,6 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use crate::components::accuracy_chart::AccuracyChart;
 use crate::components::forecast::{BlockersPanel, ForecastStats};
 use crate::components::guard::ErrorPanel;
 use crate::components::live::use_tick;
@@ -38,6 +38,7 @@ pub async fn migration_board(
     id: i64,
     phase: String,
     offset: i64,
+    chart_width: u32,
 ) -> Result<MigrationBoardView, AppError> {
     let me = crate::server::actor()?;
     let query = tern_control::dashboard::BucketQuery {
@@ -50,13 +51,21 @@ pub async fn migration_board(
     let store = &crate::server::state()?.store;
     let board = store.migration_board(id, &query).await?;
     let blockers = tern_control::blockers::group(store.blockers(&me, id).await?, 5);
-    let mut view = board_view(board, me.role.can_operate());
+    let mut view = board_view(&board, me.role.can_operate());
     view.card.blockers = crate::convert::blocker_views(id, blockers);
+    view.accuracy_svg = crate::charts::accuracy_by_table_svg(
+        &board.accuracy_by_table,
+        crate::charts::width_of(chart_width),
+    )
+    .map_err(|e| AppError::Internal(format!("drawing the accuracy chart failed: {e}")))?;
     Ok(view)
 }
 
 #[cfg(feature = "ssr")]
-fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> MigrationBoardView {
+fn board_view(
+    b: &tern_control::dashboard::MigrationBoard,
+    can_operate: bool,
+) -> MigrationBoardView {
     use crate::convert::{bucket_line, job_row};
     use crate::types::BatchRow;
     use tern_control::clock::format_ms;
@@ -92,6 +101,7 @@ fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> 
             .map(|j| job_row(j, idx_of(j.bucket_id)))
             .collect(),
         accuracy: b.accuracy.clone(),
+        accuracy_svg: String::new(),
         batches: b
             .batches
             .iter()
@@ -139,7 +149,7 @@ fn board_view(b: tern_control::dashboard::MigrationBoard, can_operate: bool) -> 
                 .filter(|j| j.state.as_str() == "running")
                 .count() as i64,
             can_open: true,
-            ..b.summary.into()
+            ..b.summary.clone().into()
         },
     }
 }
@@ -169,6 +179,17 @@ pub(crate) struct BoardUi {
     /// The listed buckets' state (phase, dual-write) the latest bucket
     /// action's answer describes ("" until the board after it is shown).
     pub answered_at: RwSignal<Option<String>>,
+    /// The refresh (tick) at which a board first showed that state changed;
+    /// the answer stays [`grid::SEEN_TICKS`] refreshes more, so the user
+    /// reads it beside the new state, then goes.
+    pub changed_seen_at: RwSignal<Option<u64>>,
+    /// The user closed the latest answer.
+    pub answer_dismissed: RwSignal<bool>,
+    /// Counts the page's refreshes (every two seconds once hydrated).
+    pub tick: ReadSignal<u64>,
+    /// The accuracy chart's box width in pixels as last measured (0 before
+    /// hydration): the chart is drawn at that width.
+    pub chart_width: RwSignal<u32>,
 }
 
 #[component]
@@ -192,6 +213,10 @@ pub fn MigrationPage() -> impl IntoView {
         rate_drafts: RwSignal::new(Default::default()),
         last_job_action_was_rate: RwSignal::new(false),
         answered_at: RwSignal::new(None),
+        changed_seen_at: RwSignal::new(None),
+        answer_dismissed: RwSignal::new(false),
+        tick,
+        chart_width: RwSignal::new(0),
     };
     provide_context(ui);
     provide_context(ui.changed);
@@ -210,7 +235,14 @@ pub fn MigrationPage() -> impl IntoView {
     Effect::new(move |prev: Option<usize>| {
         let v = ui.bucket_action.version().get();
         if prev.is_some_and(|p| p != v) {
+            // Done with the selection once it is acted on (here, once per
+            // answer: an effect in the grid would run again at every refresh).
+            if let Some(Ok(_)) = ui.bucket_action.value().get_untracked() {
+                ui.selected.update(std::collections::BTreeSet::clear);
+            }
             ui.answered_at.set(Some(String::new()));
+            ui.changed_seen_at.set(None);
+            ui.answer_dismissed.set(false);
         }
         v
     });
@@ -222,11 +254,12 @@ pub fn MigrationPage() -> impl IntoView {
                 ui.changed.get(),
                 ui.phase.get(),
                 ui.offset.get(),
+                ui.chart_width.get(),
             )
         },
-        move |(id, _, _, phase, offset)| async move {
+        move |(id, _, _, phase, offset, width)| async move {
             match id {
-                Some(id) => migration_board(id, phase, offset).await,
+                Some(id) => migration_board(id, phase, offset, width).await,
                 None => Err(AppError::NotFound(
                     "a migration id is a number, like /migrations/1".into(),
                 )),
@@ -258,6 +291,9 @@ pub fn MigrationPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        // Outside the board that redraws every two seconds: a switch's
+        // answer stays on screen.
+        {move || id().map(|migration_id| view! { <switch::SwitchPanel migration_id/> })}
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
                 still.await.ok().map(|s| view! { <settings::SettingsPanel s/> })
@@ -269,6 +305,17 @@ pub fn MigrationPage() -> impl IntoView {
 #[component]
 fn Board(b: MigrationBoardView) -> impl IntoView {
     let migration_id = b.card.id;
+    // The accuracy chart is drawn at its box's width: measured once the
+    // page runs in the browser, again at each refresh (a turned phone).
+    let chart_width = expect_context::<BoardUi>().chart_width;
+    Effect::new(move |_| {
+        if let Ok(Some(el)) = document().query_selector("[data-testid=accuracy-box]") {
+            let w = el.client_width().max(0) as u32;
+            if w > 0 && w.abs_diff(chart_width.get_untracked()) > 16 {
+                chart_width.set(w);
+            }
+        }
+    });
     view! {
         <Title text=b.card.name.clone()/>
         <div class="page-head">
@@ -287,7 +334,12 @@ fn Board(b: MigrationBoardView) -> impl IntoView {
             </section>
             <section class="panel">
                 <h2>"Verification accuracy"</h2>
-                <AccuracyChart points=b.accuracy.clone()/>
+                <div class="chart-box" data-testid="accuracy-box" inner_html=b.accuracy_svg.clone()></div>
+                <p class="muted small">{if b.accuracy.is_empty() {
+                    "No verification yet: run one to see accuracy over time."
+                } else {
+                    "One line per table: of the rows the latest full verification of each of its buckets compared, the share that match, after each run. Hover a point for its value."
+                }}</p>
             </section>
         </div>
         <relay::RelayPanel migration_id relay=b.relay.clone() can_operate=b.can_operate/>

@@ -10,10 +10,13 @@
 //! else { "read" }`), string building (`first + " " + last`, `` `${a}-${b}` ``),
 //! arithmetic and comparisons, and the functions registered here:
 //! `truncate`, `substr`, `lower`, `upper`, `trim`, `concat`, `replace`,
-//! `coalesce`, `add`, `sub`, `mul`, `text`, `is_null` and `uuid5` (the same
+//! `coalesce`, `add`, `sub`, `mul`, `text`, `is_null`, `uuid5` (the same
 //! deterministic IDs as the spec's `uuid5` transform, for custom dedupe
-//! keys). NULL is `()`; a function of NULL is NULL, except `coalesce`,
-//! `concat` and `is_null`.
+//! keys) and `lookup` (a value of another source table, see [`lookup`]).
+//! NULL is `()`; a function of NULL is NULL, except `coalesce`, `concat` and
+//! `is_null`.
+
+pub mod lookup;
 
 use std::sync::OnceLock;
 
@@ -101,9 +104,9 @@ impl Expression {
 }
 
 /// The functions registered here.
-const OUR_FUNCTIONS: [&str; 14] = [
+const OUR_FUNCTIONS: [&str; 15] = [
     "truncate", "substr", "lower", "upper", "trim", "concat", "replace", "coalesce", "add", "sub",
-    "mul", "text", "is_null", "uuid5",
+    "mul", "text", "is_null", "uuid5", "lookup",
 ];
 
 /// The name of every function the sandbox has.
@@ -122,13 +125,14 @@ fn function_names() -> &'static std::collections::HashSet<String> {
 /// The functions an expression may call, for messages.
 pub const FUNCTIONS: &str = "truncate(s, n), substr(s, start[, len]), lower(s), upper(s), trim(s), \
     concat(a, …), replace(s, from, to), coalesce(a, …), add(a, b), sub(a, b), mul(a, b), text(v), \
-    is_null(v), uuid5(namespace, a, …), and Rhai's operators and math";
+    is_null(v), uuid5(namespace, a, …), lookup(table, column[, by], key), and Rhai's operators \
+    and math";
 
 /// Rhai resolves function names when it runs; a trial run with every column
 /// NULL finds a misspelt function or a wrong number of arguments while the
 /// spec or fix is read, not on the first record.
 fn check_calls(text: &str, scope: &mut Scope<'_>, ast: &AST) -> Result<(), String> {
-    let Err(e) = engine().eval_ast_with_scope::<Dynamic>(scope, ast) else {
+    let Err(e) = lookup::trial(|| engine().eval_ast_with_scope::<Dynamic>(scope, ast)) else {
         return Ok(());
     };
     if let rhai::EvalAltResult::ErrorFunctionNotFound(sig, _) = e.as_ref() {
@@ -345,6 +349,7 @@ fn register_functions(e: &mut Engine) {
     e.register_fn("mul", |a: Dynamic, b: Dynamic| {
         arith(a, b, "mul", i64::checked_mul, |x, y| x * y)
     });
+    lookup::register(e);
     register_variadic(e, "uuid5", |v| {
         let Some((ns, fields)) = v.split_first() else {
             return null();

@@ -1,7 +1,12 @@
 //! The throttle a load asks before every chunk: a rate (rows per second) and
 //! a pause, both changeable while the load runs. Behind the [`Throttle`]
-//! trait, so the control plane can plug in its own (e.g. one that backs off on
-//! replication lag); [`RateThrottle`] is the built-in one.
+//! trait; [`RateThrottle`] is the engineer's rate limit, and a [`LoadGuard`]
+//! (in `load.rs`) holds it back by itself while the source or the target is
+//! busy.
+
+mod load;
+
+pub use load::{LoadGuard, LoadSample, LoadState, SLOW_FROM, judge, sample};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -193,51 +193,86 @@ pub struct Forecast {
     pub unmeasured: Vec<Stage>,
 }
 
-/// One job's measured rate, for the stage its kind works on.
+/// What one job measured, for the stage its kind works on: the work it did
+/// (rows; catch-up: one bucket) and the time it took. A phase's rate is
+/// its jobs' work summed over their time summed, so a sub-second demo job
+/// counts as much as its rows, where a rate of its own would be noise.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Measured {
     pub stage: Stage,
     pub running: bool,
-    /// Rows (catch-up: buckets) per second this job moved.
-    pub rate: f64,
+    /// Rows (catch-up: buckets) this job moved in `ms`.
+    pub work: f64,
+    /// Milliseconds it took (at least one).
+    pub ms: f64,
+}
+
+impl Measured {
+    /// Rows (catch-up: buckets) per second.
+    pub fn rate(&self) -> f64 {
+        self.work * 1000.0 / self.ms
+    }
 }
 
 /// How long ago a finished job still tells the pace (an hour).
 pub const RECENT_MS: i64 = 60 * 60 * 1000;
 
-/// What a job measured, if it ran long enough to tell: a running job's own
-/// rate (the engine measures it over the current run), a finished job's
-/// rows over its run time; a catch-up job counts one bucket over its time.
+/// What a job measured: a running job its own rate (the engine measures it
+/// over the current run) over the time it has run, or its rows so far over
+/// that time when it has not reported one (at least a second, or nothing);
+/// a finished job its rows over its run time, however short; a catch-up job
+/// one bucket over its time.
 pub fn measured(job: &Job, now_ms: i64) -> Option<Measured> {
     let stage = Stage::of(job.kind)?;
     let running = job.state == JobState::Running;
     let started = job.started_at?;
-    let rate = match (stage, job.state) {
-        (Stage::CatchUp, JobState::Succeeded) => {
-            let ms = (job.finished_at? - started).max(1);
-            1000.0 / ms as f64
-        }
+    let (work, ms) = match (stage, job.state) {
+        (Stage::CatchUp, JobState::Succeeded) => (1.0, job.finished_at? - started),
         (Stage::CatchUp, _) => return None,
-        (_, JobState::Running) => match job.rate {
-            Some(r) if r > 0.0 => r,
-            _ => {
-                let ms = now_ms - started;
-                (ms >= 1000 && job.rows_done > 0)
-                    .then(|| job.rows_done as f64 * 1000.0 / ms as f64)?
+        (_, JobState::Running) => {
+            let ms = now_ms - started;
+            match job.rate {
+                Some(r) if r > 0.0 => (r * ms.max(1000) as f64 / 1000.0, ms.max(1000)),
+                _ if ms >= 1000 && job.rows_done > 0 => (job.rows_done as f64, ms),
+                _ => return None,
             }
-        },
-        (_, JobState::Succeeded) => {
-            let ms = job.finished_at? - started;
-            (ms >= 1000 && job.rows_done > 0).then(|| job.rows_done as f64 * 1000.0 / ms as f64)?
         }
+        (_, JobState::Succeeded) => (job.rows_done as f64, job.finished_at? - started),
         _ => return None,
     };
     let fresh = running || job.finished_at.is_some_and(|f| now_ms - f <= RECENT_MS);
-    (fresh && rate.is_finite() && rate > 0.0).then_some(Measured {
+    let m = Measured {
         stage,
         running,
-        rate,
-    })
+        work,
+        ms: ms.max(1) as f64,
+    };
+    (fresh && work > 0.0 && m.rate().is_finite()).then_some(m)
+}
+
+/// A phase's measured rate: its jobs' work over their time (a time-weighted
+/// mean of their rates), and the range its jobs spread over, the 10th and
+/// 90th time-weighted percentiles of their own rates (slow, fast).
+fn pooled_rate(samples: &[&Measured]) -> Option<(f64, f64, f64)> {
+    let work: f64 = samples.iter().map(|m| m.work).sum();
+    let ms: f64 = samples.iter().map(|m| m.ms).sum();
+    if work <= 0.0 || ms <= 0.0 {
+        return None;
+    }
+    let mean = work * 1000.0 / ms;
+    let mut by_rate: Vec<(f64, f64)> = samples.iter().map(|m| (m.rate(), m.ms)).collect();
+    by_rate.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let at = |p: f64| {
+        let mut seen = 0.0;
+        for (rate, weight) in &by_rate {
+            seen += weight;
+            if seen >= p * ms {
+                return *rate;
+            }
+        }
+        by_rate.last().map(|r| r.0).unwrap_or(mean)
+    };
+    Some((mean, at(0.1).min(mean), at(0.9).max(mean)))
 }
 
 /// The window "pace now" looks back over (a minute).
@@ -274,11 +309,6 @@ pub fn recent_pace(jobs: &[Job], now_ms: i64) -> Option<f64> {
     (rows > 0.0).then(|| rows / span)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = (p * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
 /// The forecast of a migration from its buckets and its jobs' measured rates.
 pub fn forecast(buckets: &[BucketWork], rates: &[Measured]) -> Forecast {
     let planned: i64 = buckets.iter().map(|b| b.planned_rows).sum();
@@ -301,32 +331,22 @@ pub fn forecast(buckets: &[BucketWork], rates: &[Measured]) -> Forecast {
             Stage::CatchUp => buckets_left,
             Stage::Verify => left.iter().map(|b| b.rows_max).sum(),
         };
-        let mut per_job: Vec<f64> = rates
-            .iter()
-            .filter(|m| m.stage == stage)
-            .map(|m| m.rate)
-            .collect();
-        per_job.sort_by(f64::total_cmp);
-        let running = rates
-            .iter()
-            .filter(|m| m.stage == stage && m.running)
-            .count() as i64;
+        let samples: Vec<&Measured> = rates.iter().filter(|m| m.stage == stage).collect();
+        let running = samples.iter().filter(|m| m.running).count() as i64;
         let at_once = running.max(1) as f64;
-        let (pace, eta) = if per_job.is_empty() {
-            (None, None)
-        } else {
-            let median = percentile(&per_job, 0.5) * at_once;
-            let fast = percentile(&per_job, 0.9) * at_once;
-            let slow = percentile(&per_job, 0.1) * at_once;
-            let left = work_left as f64;
-            (
-                Some(median),
-                Some(Span {
-                    seconds: left / median,
-                    fast: left / fast,
-                    slow: left / slow,
-                }),
-            )
+        let (pace, eta) = match pooled_rate(&samples) {
+            None => (None, None),
+            Some((mean, slow, fast)) => {
+                let left = work_left as f64;
+                (
+                    Some(mean * at_once),
+                    Some(Span {
+                        seconds: left / (mean * at_once),
+                        fast: left / (fast * at_once),
+                        slow: left / (slow * at_once),
+                    }),
+                )
+            }
         };
         match eta {
             Some(e) => total = total.add(e),
@@ -345,7 +365,7 @@ pub fn forecast(buckets: &[BucketWork], rates: &[Measured]) -> Forecast {
     let now: f64 = rates
         .iter()
         .filter(|m| m.running && m.stage != Stage::CatchUp)
-        .map(|m| m.rate)
+        .map(Measured::rate)
         .sum();
     Forecast {
         rows,
@@ -430,240 +450,4 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bucket(phase: Phase, planned: i64, copied: i64) -> BucketWork {
-        BucketWork::one(phase, planned, copied)
-    }
-
-    fn rate(stage: Stage, running: bool, rate: f64) -> Measured {
-        Measured {
-            stage,
-            running,
-            rate,
-        }
-    }
-
-    #[test]
-    fn rows_done_never_pass_100_percent_and_say_when_the_source_grew() {
-        // The card: 402,618 of 400,733 read 100.5%.
-        let r = rows_done(400_733, 402_618);
-        assert_eq!(r.percent, 100.0);
-        assert_eq!((r.done, r.of), (402_618, 402_618));
-        assert_eq!(r.recounted, Some(1_885));
-        let half = rows_done(1_000, 500);
-        assert_eq!(half.percent, 50.0);
-        assert_eq!(half.recounted, None);
-        assert_eq!(rows_done(0, 0).percent, 0.0);
-    }
-
-    #[test]
-    fn a_running_load_gives_the_pace_now_and_an_eta_from_it() {
-        // Two buckets loading at ~2,800 rows/s together, two planned.
-        let buckets = [
-            bucket(Phase::BulkLoading, 10_000, 4_000),
-            bucket(Phase::BulkLoading, 10_000, 6_000),
-            bucket(Phase::Planned, 10_000, 0),
-            bucket(Phase::Planned, 10_000, 0),
-        ];
-        let rates = [
-            rate(Stage::Load, true, 1_400.0),
-            rate(Stage::Load, true, 1_400.0),
-        ];
-        let f = forecast(&buckets, &rates);
-        assert_eq!(f.pace_now, Some(2_800.0));
-        let load = &f.stages[0];
-        assert_eq!(load.stage, Stage::Load);
-        assert_eq!(load.work_left, 30_000);
-        assert_eq!(load.pace, Some(2_800.0));
-        let eta = load.eta.expect("measured");
-        assert!((eta.seconds - 30_000.0 / 2_800.0).abs() < 1e-9);
-        // Catch-up and verify have not run yet: no ETA for the whole, and
-        // the card says which phases are unmeasured.
-        assert_eq!(f.eta, None);
-        assert_eq!(f.unmeasured, vec![Stage::CatchUp, Stage::Verify]);
-    }
-
-    #[test]
-    fn a_throttled_job_paces_at_its_own_measured_rate() {
-        // The job throttled to 1,500 rows/s read 33,541 rows/s.
-        let buckets = [bucket(Phase::BulkLoading, 100_000, 16_000)];
-        let f = forecast(&buckets, &[rate(Stage::Load, true, 1_480.0)]);
-        assert_eq!(f.pace_now, Some(1_480.0));
-        let eta = f.stages[0].eta.expect("measured");
-        assert!((eta.seconds - 84_000.0 / 1_480.0).abs() < 1e-6);
-    }
-
-    #[test]
-    fn after_the_load_the_eta_counts_the_verification_still_ahead() {
-        // The card after the run: loaded everywhere, 8 of 16
-        // buckets verified, "ETA 0s". Verification still has 8 buckets.
-        let mut buckets: Vec<BucketWork> = (0..8)
-            .map(|_| bucket(Phase::Verified, 25_000, 25_100))
-            .collect();
-        buckets.extend((0..8).map(|_| bucket(Phase::CaughtUp, 25_000, 25_200)));
-        let rates = [
-            rate(Stage::Verify, false, 8_000.0),
-            rate(Stage::Verify, false, 10_000.0),
-            rate(Stage::Verify, false, 12_000.0),
-        ];
-        let f = forecast(&buckets, &rates);
-        assert_eq!(f.stages.len(), 1);
-        let verify = &f.stages[0];
-        assert_eq!(verify.stage, Stage::Verify);
-        assert_eq!(verify.buckets_left, 8);
-        assert_eq!(verify.work_left, 8 * 25_200);
-        let eta = f.eta.expect("every phase left is measured");
-        assert!((eta.seconds - 201_600.0 / 10_000.0).abs() < 1e-9);
-        assert!(eta.fast < eta.seconds && eta.seconds < eta.slow);
-        assert!(eta.seconds > 0.0, "not 0s while buckets are unverified");
-        assert_eq!(f.pace_now, None, "nothing runs now");
-    }
-
-    #[test]
-    fn phases_add_up_and_catch_up_counts_buckets() {
-        let buckets = [
-            bucket(Phase::Loaded, 1_000, 1_000),
-            bucket(Phase::Planned, 1_000, 0),
-        ];
-        let rates = [
-            rate(Stage::Load, false, 100.0),
-            rate(Stage::CatchUp, false, 0.5),
-            rate(Stage::Verify, false, 1_000.0),
-        ];
-        let f = forecast(&buckets, &rates);
-        let stages: Vec<(Stage, i64)> = f.stages.iter().map(|s| (s.stage, s.work_left)).collect();
-        assert_eq!(
-            stages,
-            vec![
-                (Stage::Load, 1_000),
-                (Stage::CatchUp, 2),
-                (Stage::Verify, 2_000)
-            ]
-        );
-        let eta = f.eta.expect("measured");
-        assert!((eta.seconds - (10.0 + 4.0 + 2.0)).abs() < 1e-9);
-    }
-
-    #[test]
-    fn everything_verified_is_done_with_no_time_left() {
-        let f = forecast(&[bucket(Phase::Verified, 10, 10)], &[]);
-        assert!(f.stages.is_empty());
-        assert_eq!(f.eta, Some(Span::ZERO));
-        assert_eq!(f.rows.percent, 100.0);
-    }
-
-    #[test]
-    fn a_failed_bucket_counts_where_it_stopped() {
-        let f = forecast(
-            &[
-                bucket(Phase::Failed, 1_000, 300),
-                bucket(Phase::Failed, 1_000, 1_000),
-            ],
-            &[],
-        );
-        assert_eq!(f.stages[0].stage, Stage::Load);
-        assert_eq!(f.stages[0].buckets_left, 1);
-        assert_eq!(f.stages[1].stage, Stage::CatchUp);
-        assert_eq!(f.stages[1].buckets_left, 2);
-    }
-
-    #[test]
-    fn what_a_job_measured() {
-        let job = |kind, state, started: Option<i64>, finished: Option<i64>, rows, rate| Job {
-            id: 1,
-            migration_id: Some(1),
-            bucket_id: Some(1),
-            kind,
-            params: serde_json::Value::Null,
-            state,
-            requested: None,
-            rate_limit: None,
-            worker: None,
-            lease_expires_at: None,
-            attempts: 1,
-            lease_token: 1,
-            rows_done: rows,
-            rows_total: None,
-            rate,
-            eta_seconds: None,
-            message: None,
-            created_by: "t".into(),
-            created_at: 0,
-            started_at: started,
-            updated_at: 0,
-            finished_at: finished,
-        };
-        let now = 100_000_000;
-        let running = job(
-            JobKind::BulkLoad,
-            JobState::Running,
-            Some(now - 10_000),
-            None,
-            30_000,
-            Some(2_900.0),
-        );
-        assert_eq!(measured(&running, now).map(|m| m.rate), Some(2_900.0));
-
-        // Jobs too short to report while running still give a pace: two
-        // 25,000-row loads that finished in the last 10 s, nothing older.
-        let quick = |start, end| {
-            job(
-                JobKind::BulkLoad,
-                JobState::Succeeded,
-                Some(start),
-                Some(end),
-                25_000,
-                None,
-            )
-        };
-        let pace = recent_pace(
-            &[
-                quick(now - 10_000, now - 6_000),
-                quick(now - 5_000, now - 1_000),
-            ],
-            now,
-        );
-        assert_eq!(pace, Some(5_000.0));
-        let old = quick(now - 200_000, now - 100_000);
-        assert_eq!(recent_pace(&[old], now), None, "older than the window");
-        assert_eq!(recent_pace(&[], now), None);
-        let finished = job(
-            JobKind::Verify,
-            JobState::Succeeded,
-            Some(now - 20_000),
-            Some(now - 10_000),
-            50_000,
-            None,
-        );
-        assert_eq!(measured(&finished, now).map(|m| m.rate), Some(5_000.0));
-        let old = job(
-            JobKind::Verify,
-            JobState::Succeeded,
-            Some(0),
-            Some(10_000),
-            50_000,
-            None,
-        );
-        assert_eq!(measured(&old, now), None, "older than an hour");
-        let caught = job(
-            JobKind::CatchUp,
-            JobState::Succeeded,
-            Some(now - 4_000),
-            Some(now - 2_000),
-            7,
-            None,
-        );
-        assert_eq!(measured(&caught, now).map(|m| m.rate), Some(0.5));
-        let relay = job(
-            JobKind::Relay,
-            JobState::Running,
-            Some(now - 4_000),
-            None,
-            7,
-            Some(3.0),
-        );
-        assert_eq!(measured(&relay, now), None);
-    }
-}
+mod tests;

@@ -1,0 +1,336 @@
+//! The steps that end a migration (issue 17), each audited and each refused
+//! with its reason while a condition does not hold: when every bucket is
+//! switched, every client reads 100% from the new store and every offline
+//! job is migrated, an admin stops the relays, removes Tern's capture
+//! objects from both stores, optionally drops the `_tern_*` columns, puts
+//! the old tables in read-only mode, and marks the migration complete.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use tern_engine::{Link, capture, read_only};
+
+use crate::audit::{self, AuditEntry};
+use crate::buckets::{Phase, move_bucket_in};
+use crate::clock::now_ms;
+use crate::error::{ControlError, Result};
+use crate::runners::RunnerContext;
+use crate::store::Store;
+use crate::users::Actor;
+
+/// One step, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// Cancel the forward and the reverse relay.
+    StopRelays,
+    /// Drop the capture triggers and changelogs of both stores.
+    RemoveCapture,
+    /// Drop the `_tern_*` columns of the new store's tables (optional).
+    DropColumns,
+    /// Make the old store's tables refuse writes.
+    ReadOnly,
+    /// Mark the migration complete: every bucket done.
+    Complete,
+}
+
+impl Step {
+    pub const ALL: [Step; 5] = [
+        Step::StopRelays,
+        Step::RemoveCapture,
+        Step::DropColumns,
+        Step::ReadOnly,
+        Step::Complete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::StopRelays => "stop-relays",
+            Step::RemoveCapture => "remove-capture",
+            Step::DropColumns => "drop-columns",
+            Step::ReadOnly => "read-only",
+            Step::Complete => "complete",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Step::StopRelays => "Stop the forward and the reverse relay",
+            Step::RemoveCapture => "Remove Tern's capture objects from both stores",
+            Step::DropColumns => "Drop the _tern_* columns of the new tables (optional)",
+            Step::ReadOnly => "Put the old tables in read-only mode",
+            Step::Complete => "Mark the migration complete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Step> {
+        Step::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| {
+                ControlError::Invalid(format!(
+                    "unknown decommission step `{s}`: use one of {}",
+                    Step::ALL.map(Step::as_str).join(", ")
+                ))
+            })
+    }
+
+    /// The steps that must be done first.
+    fn after(self) -> &'static [Step] {
+        match self {
+            Step::StopRelays => &[],
+            Step::RemoveCapture => &[Step::StopRelays],
+            Step::DropColumns | Step::ReadOnly => &[Step::RemoveCapture],
+            Step::Complete => &[Step::ReadOnly],
+        }
+    }
+}
+
+/// A step as the decommission page shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepState {
+    pub step: Step,
+    pub label: String,
+    pub done_at: Option<i64>,
+    pub actor: Option<String>,
+    pub detail: String,
+    /// Why it cannot run now (`None`: it may).
+    pub refusal: Option<String>,
+}
+
+impl Store {
+    /// What keeps the migration from being decommissioned (empty: nothing).
+    pub async fn decommission_blockers(&self, migration_id: i64) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let buckets = self.list_buckets(migration_id).await?;
+        let old: Vec<String> = buckets
+            .iter()
+            .filter(|b| b.write_primary != "new" || b.held_by.is_some())
+            .map(|b| b.idx.to_string())
+            .collect();
+        if buckets.is_empty() {
+            out.push("the migration has no buckets".into());
+        } else if !old.is_empty() {
+            out.push(format!(
+                "bucket(s) {} are not switched to the new store: switch them first",
+                old.join(", ")
+            ));
+        }
+        let clients = self
+            .list_clients(&Actor::system(), Some(migration_id))
+            .await?;
+        let behind: Vec<String> = clients
+            .iter()
+            .filter(|c| c.ramp < 100_000)
+            .map(|c| format!("{} at {}", c.name, c.read_ramp()))
+            .collect();
+        if !behind.is_empty() {
+            out.push(format!(
+                "client(s) still read from the old store: {}; ramp them to 100%",
+                behind.join(", ")
+            ));
+        }
+        let jobs: Vec<String> = self
+            .list_offline_jobs(migration_id)
+            .await?
+            .into_iter()
+            .filter(|j| j.status != "migrated")
+            .map(|j| j.name)
+            .collect();
+        if !jobs.is_empty() {
+            out.push(format!(
+                "offline job(s) not migrated: {}; migrate them to the new datasets",
+                jobs.join(", ")
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Every step with whether it ran and why it may not run now.
+    pub async fn decommission_steps(&self, migration_id: i64) -> Result<Vec<StepState>> {
+        let rows = sqlx::query(
+            "SELECT step, actor, done_at, detail FROM decommission_steps WHERE migration_id = $1",
+        )
+        .bind(migration_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("reading decommission steps"))?;
+        let get = |e| ControlError::db("reading a decommission step")(e);
+        let mut done: Vec<(String, String, i64, String)> = Vec::new();
+        for r in &rows {
+            done.push((
+                r.try_get("step").map_err(get)?,
+                r.try_get("actor").map_err(get)?,
+                r.try_get("done_at").map_err(get)?,
+                r.try_get("detail").map_err(get)?,
+            ));
+        }
+        let blockers = self.decommission_blockers(migration_id).await?;
+        let is_done = |s: Step| done.iter().any(|d| d.0 == s.as_str());
+        Ok(Step::ALL
+            .into_iter()
+            .map(|step| {
+                let d = done.iter().find(|d| d.0 == step.as_str());
+                let missing: Vec<&str> = step
+                    .after()
+                    .iter()
+                    .filter(|s| !is_done(**s))
+                    .map(|s| s.label())
+                    .collect();
+                let refusal = if d.is_some() {
+                    Some("done already".to_string())
+                } else if !blockers.is_empty() {
+                    Some(blockers.join("; "))
+                } else if !missing.is_empty() {
+                    Some(format!("first: {}", missing.join(", ")))
+                } else {
+                    None
+                };
+                StepState {
+                    step,
+                    label: step.label().into(),
+                    done_at: d.map(|d| d.2),
+                    actor: d.map(|d| d.1.clone()),
+                    detail: d.map(|d| d.3.clone()).unwrap_or_default(),
+                    refusal,
+                }
+            })
+            .collect())
+    }
+
+    /// Runs one step (admins only), audited; refused with its reason while
+    /// a condition does not hold. Answers what it did.
+    pub async fn run_decommission_step(
+        &self,
+        actor: &Actor,
+        migration_id: i64,
+        step: Step,
+        ctx: &RunnerContext,
+    ) -> Result<String> {
+        actor.require_admin("decommissioning a migration")?;
+        let state = self
+            .decommission_steps(migration_id)
+            .await?
+            .into_iter()
+            .find(|s| s.step == step)
+            .ok_or_else(|| ControlError::Internal(format!("no step {}", step.as_str())))?;
+        if let Some(why) = state.refusal {
+            return Err(ControlError::Conflict(format!(
+                "cannot {}: {why}",
+                step.label().to_lowercase()
+            )));
+        }
+        let migration = self.migration(migration_id).await?;
+        let detail = match step {
+            Step::StopRelays => {
+                let mut stopped = Vec::new();
+                for job in self.list_jobs(Some(migration_id), None, 1000).await? {
+                    let relay = matches!(
+                        job.kind,
+                        crate::jobs::JobKind::Relay | crate::jobs::JobKind::ReverseRelay
+                    );
+                    if relay && !job.state.is_final() {
+                        self.cancel_job(actor, job.id, "decommission").await?;
+                        stopped.push(format!("{} job {}", job.kind.as_str(), job.id));
+                    }
+                }
+                if stopped.is_empty() {
+                    "no relay was running".to_string()
+                } else {
+                    format!("cancelled {}", stopped.join(", "))
+                }
+            }
+            Step::RemoveCapture | Step::DropColumns | Step::ReadOnly => {
+                let spec = self.spec_for(&migration.spec, &migration.name).await?;
+                let sources: Vec<String> = capture::captured_tables(&spec)?
+                    .into_iter()
+                    .map(|t| t.table)
+                    .collect();
+                let link = Link::connect(spec, &ctx.registry).await?;
+                match step {
+                    Step::RemoveCapture => {
+                        let a = capture::remove(link.source()).await?;
+                        let b = capture::remove(link.target()).await?;
+                        format!(
+                            "old store: dropped {}; new store: dropped {}",
+                            if a.dropped.is_empty() {
+                                "nothing".into()
+                            } else {
+                                a.dropped.join(", ")
+                            },
+                            if b.dropped.is_empty() {
+                                "nothing".into()
+                            } else {
+                                b.dropped.join(", ")
+                            }
+                        )
+                    }
+                    Step::DropColumns => {
+                        let mut dropped = Vec::new();
+                        for t in link.tables() {
+                            for c in read_only::drop_tern_columns(link.target(), t).await? {
+                                dropped.push(format!("{t}.{c}"));
+                            }
+                        }
+                        format!(
+                            "dropped {}",
+                            if dropped.is_empty() {
+                                "no column".into()
+                            } else {
+                                dropped.join(", ")
+                            }
+                        )
+                    }
+                    _ => {
+                        for t in &sources {
+                            read_only::protect(link.source(), t).await?;
+                        }
+                        format!("read-only: {}", sources.join(", "))
+                    }
+                }
+            }
+            Step::Complete => "every bucket done; the migration is complete".to_string(),
+        };
+        let mut tx = self.begin().await?;
+        if step == Step::Complete {
+            for b in self.list_buckets(migration_id).await? {
+                if b.phase == Phase::Switched {
+                    move_bucket_in(&mut tx, actor, b.id, Phase::Done, "decommission").await?;
+                }
+            }
+            sqlx::query("UPDATE migrations SET completed_at = $1 WHERE id = $2")
+                .bind(now_ms())
+                .bind(migration_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(ControlError::db("marking a migration complete"))?;
+        }
+        sqlx::query(
+            "INSERT INTO decommission_steps (migration_id, step, actor, done_at, detail)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(migration_id)
+        .bind(step.as_str())
+        .bind(&actor.name)
+        .bind(now_ms())
+        .bind(&detail)
+        .execute(&mut *tx)
+        .await
+        .map_err(ControlError::db("recording a decommission step"))?;
+        audit::record(
+            &mut tx,
+            AuditEntry::new(
+                actor,
+                &format!("decommission.{}", step.as_str()),
+                "migration",
+                migration.name.clone(),
+            )
+            .reason(&detail),
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(ControlError::db("committing a decommission step"))?;
+        tracing::info!(migration = %migration.name, step = step.as_str(), %detail, "decommission step done");
+        Ok(detail)
+    }
+}

@@ -1,0 +1,151 @@
+//! Drift watch: switched buckets are re-verified on a schedule until the
+//! migration is decommissioned; a bucket whose stores differ has drifted,
+//! shows on the overview and gates further switches.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::clock::now_ms;
+use crate::error::{ControlError, Result};
+use crate::store::Store;
+
+/// The last drift check of one switched bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftCheck {
+    pub idx: i64,
+    pub rows: i64,
+    pub checked_at: i64,
+}
+
+impl Store {
+    /// Records what a re-verification of a switched bucket found (0 rows:
+    /// the stores agree).
+    pub async fn record_drift(&self, bucket_id: i64, rows: i64) -> Result<()> {
+        sqlx::query("UPDATE buckets SET drift_rows = $1, drift_checked_at = $2 WHERE id = $3")
+            .bind(rows.max(0))
+            .bind(now_ms())
+            .bind(bucket_id)
+            .execute(self.pool())
+            .await
+            .map_err(ControlError::db("recording a drift check"))?;
+        Ok(())
+    }
+
+    /// The switched buckets whose last check found the stores different.
+    pub async fn drifted_buckets(&self, migration_id: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT idx FROM buckets WHERE migration_id = $1 AND write_primary = 'new'
+               AND drift_rows > 0 ORDER BY idx",
+        )
+        .bind(migration_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("reading drifted buckets"))?;
+        rows.iter()
+            .map(|r| {
+                r.try_get("idx")
+                    .map_err(ControlError::db("reading a drifted bucket"))
+            })
+            .collect()
+    }
+
+    /// The switched buckets due a drift check: never checked, or checked
+    /// before `before` (Unix ms), oldest check first.
+    pub async fn buckets_due_drift_check(
+        &self,
+        migration_id: i64,
+        before: i64,
+    ) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT id FROM buckets WHERE migration_id = $1 AND write_primary = 'new'
+               AND held_by IS NULL AND (drift_checked_at IS NULL OR drift_checked_at < $2)
+             ORDER BY COALESCE(drift_checked_at, 0), idx",
+        )
+        .bind(migration_id)
+        .bind(before)
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("reading buckets due a drift check"))?;
+        rows.iter()
+            .map(|r| {
+                r.try_get("id")
+                    .map_err(ControlError::db("reading a bucket id"))
+            })
+            .collect()
+    }
+}
+
+/// How often a switched bucket is re-verified (default: every 10 minutes).
+pub const DRIFT_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl Store {
+    /// The drift watch: for every active migration not yet complete, queues
+    /// an incremental verification of each switched bucket not checked for
+    /// `every` (one at a time per bucket). The verify runner records the
+    /// result as the bucket's drift and leaves its phase alone. Answers the
+    /// jobs queued.
+    pub async fn run_drift_watch(&self, every: std::time::Duration) -> Result<Vec<i64>> {
+        let migrations = sqlx::query(
+            "SELECT id FROM migrations WHERE status = 'active' AND completed_at IS NULL",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("listing migrations for the drift watch"))?;
+        let before = now_ms() - i64::try_from(every.as_millis()).unwrap_or(i64::MAX / 2);
+        let mut queued = Vec::new();
+        for m in &migrations {
+            let migration_id: i64 = m
+                .try_get("id")
+                .map_err(ControlError::db("reading a migration id"))?;
+            let due = self.buckets_due_drift_check(migration_id, before).await?;
+            if due.is_empty() {
+                continue;
+            }
+            let migration = self.migration(migration_id).await?;
+            let mut tx = self.begin().await?;
+            for bucket_id in due {
+                let busy: i64 = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM jobs WHERE bucket_id = $1 AND state IN ('queued', 'running', 'paused')",
+                )
+                .bind(bucket_id)
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|r| r.try_get("n"))
+                .map_err(ControlError::db("looking for a bucket's jobs"))?;
+                if busy > 0 {
+                    continue;
+                }
+                let b = sqlx::query("SELECT table_name, table_bucket FROM buckets WHERE id = $1")
+                    .bind(bucket_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(ControlError::db("reading a switched bucket"))?;
+                let table: Option<String> = b
+                    .try_get("table_name")
+                    .map_err(ControlError::db("reading a bucket"))?;
+                let index: Option<i64> = b
+                    .try_get("table_bucket")
+                    .map_err(ControlError::db("reading a bucket"))?;
+                let job = crate::jobs::NewJob {
+                    migration_id: Some(migration_id),
+                    bucket_id: Some(bucket_id),
+                    kind: crate::jobs::JobKind::Verify,
+                    params: serde_json::json!({
+                        "table": table.unwrap_or_default(),
+                        "table_bucket": index.unwrap_or_default(),
+                        "mode": "incremental",
+                        "drift": true,
+                    }),
+                    rate_limit: migration.settings.rate_limit,
+                };
+                queued.push(
+                    crate::jobs::enqueue(&mut tx, &crate::users::Actor::system(), &job).await?,
+                );
+            }
+            tx.commit()
+                .await
+                .map_err(ControlError::db("queueing drift checks"))?;
+        }
+        Ok(queued)
+    }
+}

@@ -1,0 +1,423 @@
+//! Switching the source of truth per bucket: the write routing and its
+//! versions, the gates and their reasons, the hold that waits for every
+//! active client, the drain through the relay's real position, the flip, the
+//! rollback, and the aborts that release a hold and change nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tern_control::audit::AuditFilter;
+use tern_control::buckets::{BucketPlan, Phase};
+use tern_control::clients::NewClient;
+use tern_control::jobs::{JobKind, NewJob};
+use tern_control::migrations::{Migration, NewMigration};
+use tern_control::switch::{Direction, Drain, Primary, SwitchOptions, drain_through_head};
+use tern_control::verify_runs::NewVerifyRun;
+use tern_control::{ControlError, Store};
+use tern_engine::{Connector, Value};
+use tern_testkit::TestDb;
+
+use crate::{admin, both_stores};
+
+/// A source changelog and a target relay position in two real SQLite
+/// databases: the drain waits for the position to pass the head.
+struct Relay {
+    _dbs: (TestDb, TestDb),
+    source: Connector,
+    target: Connector,
+}
+
+impl Relay {
+    async fn new() -> anyhow::Result<Relay> {
+        let (s, t) = (TestDb::sqlite()?, TestDb::sqlite()?);
+        let source = Connector::connect(&s.url, "source").await?;
+        let target = Connector::connect(&t.url, "target").await?;
+        source
+            .execute("CREATE TABLE _tern_changelog (seq INTEGER PRIMARY KEY, table_name TEXT, op TEXT, old_row TEXT, new_row TEXT, changed_at INTEGER)", &[], "t")
+            .await?;
+        target
+            .execute("CREATE TABLE _tern_relay (name TEXT PRIMARY KEY, position TEXT NOT NULL, updated_at INTEGER NOT NULL)", &[], "t")
+            .await?;
+        target
+            .execute(
+                "INSERT INTO _tern_relay VALUES ('migration-1', '0', 0)",
+                &[],
+                "t",
+            )
+            .await?;
+        Ok(Relay {
+            _dbs: (s, t),
+            source,
+            target,
+        })
+    }
+
+    async fn log(&self, seq: i64) -> anyhow::Result<()> {
+        self.source
+            .execute(
+                "INSERT INTO _tern_changelog VALUES (?, 'contacts', 'U', NULL, NULL, 0)",
+                &[Value::Int(seq)],
+                "t",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn relay_to(&self, seq: i64) -> anyhow::Result<()> {
+        self.target
+            .execute(
+                "UPDATE _tern_relay SET position = ?",
+                &[Value::Text(seq.to_string())],
+                "t",
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Drain for Relay {
+    async fn drain(
+        &self,
+        _m: &Migration,
+        _d: Direction,
+        _t: &[String],
+        timeout: Duration,
+    ) -> tern_control::error::Result<String> {
+        drain_through_head(&self.source, &self.target, "migration-1", timeout).await
+    }
+}
+
+fn opts() -> SwitchOptions {
+    SwitchOptions {
+        ack_timeout: Duration::from_millis(600),
+        drain_timeout: Duration::from_millis(600),
+        ..SwitchOptions::default()
+    }
+}
+
+/// A migration of 4 buckets of `contacts` cut at 100, 200, 300, each
+/// verified at 100% with lag 0, a reversible table and both relays running,
+/// and a registered client `writer`.
+async fn ready(store: &Store) -> anyhow::Result<(i64, i64)> {
+    let cuts = [None, Some("100"), Some("200"), Some("300"), None];
+    let m = store
+        .create_migration(
+            &admin(),
+            NewMigration {
+                name: "contacts".into(),
+                description: String::new(),
+                spec: "x = 1".into(),
+                buckets: (0..4)
+                    .map(|i| BucketPlan {
+                        idx: i,
+                        lo: cuts[i as usize].map(String::from),
+                        hi: cuts[i as usize + 1].map(String::from),
+                        planned_rows: 10,
+                        table_name: Some("contacts".into()),
+                        table_bucket: Some(i),
+                    })
+                    .collect(),
+            },
+        )
+        .await?;
+    for b in store.list_buckets(m.id).await? {
+        for p in [
+            Phase::BulkLoading,
+            Phase::Loaded,
+            Phase::CatchingUp,
+            Phase::CaughtUp,
+            Phase::Verifying,
+            Phase::Verified,
+        ] {
+            store.move_bucket(&admin(), b.id, p, "test").await?;
+        }
+        store
+            .record_verify_run(&NewVerifyRun {
+                migration_id: m.id,
+                bucket_id: Some(b.id),
+                kind: "full".into(),
+                rows_compared: 10,
+                matched: 10,
+                accuracy: 100.0,
+                ..Default::default()
+            })
+            .await?;
+        store.record_bucket_lag(b.id, 0, 0.0).await?;
+    }
+    store
+        .record_reverse_path(m.id, "contacts", true, "copies and casts invert")
+        .await?;
+    for kind in [JobKind::Relay, JobKind::ReverseRelay] {
+        store
+            .enqueue_job(
+                &admin(),
+                NewJob {
+                    migration_id: Some(m.id),
+                    bucket_id: None,
+                    kind,
+                    params: serde_json::json!({}),
+                    rate_limit: None,
+                },
+            )
+            .await?;
+        store.lease_job("w1", &[kind], 60_000).await?;
+    }
+    let c = store
+        .create_client(
+            &admin(),
+            m.id,
+            NewClient {
+                name: "writer".into(),
+                owner_team: String::new(),
+                owner_contact: String::new(),
+                kind: "online".into(),
+            },
+        )
+        .await?;
+    Ok((m.id, c.id))
+}
+
+/// What a client does: long-polls the routing and acknowledges each version
+/// it applied, noting whether it ever saw a hold.
+fn follow(
+    store: Store,
+    migration_id: i64,
+    client_id: i64,
+    stop: Arc<AtomicBool>,
+    saw_hold: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut applied = -1;
+        while !stop.load(Ordering::Relaxed) {
+            if store.ack_write_routing(client_id, applied).await.is_err() {
+                return;
+            }
+            let Ok(r) = store
+                .wait_write_routing(migration_id, applied, Duration::from_millis(200))
+                .await
+            else {
+                return;
+            };
+            if r.tables
+                .iter()
+                .flat_map(|t| &t.buckets)
+                .any(|b| b.primary == Primary::Hold)
+            {
+                saw_hold.store(true, Ordering::Relaxed);
+            }
+            applied = r.version;
+        }
+    })
+}
+
+both_stores!(
+    routing_answers_each_keys_write_primary,
+    |store: Store| async move {
+        let (m, c) = ready(&store).await?;
+        let r = store.write_routing(m).await?;
+        assert_eq!(r.tables.len(), 1);
+        assert_eq!(r.tables[0].key_kind, "integer");
+        assert_eq!(r.primary(None, "99")?, Primary::Old);
+        assert_eq!(r.primary(Some("contacts"), "1000")?, Primary::Old);
+        // A long poll with nothing new answers after its wait with the same version.
+        let again = store
+            .wait_write_routing(m, r.version, Duration::from_millis(50))
+            .await?;
+        assert_eq!(again.version, r.version);
+        // Nobody polled yet: no active client; one poll and an ack make one.
+        assert_eq!(store.routing_pickup(m).await?.active, 0);
+        store.ack_write_routing(c, r.version).await?;
+        let pickup = store.routing_pickup(m).await?;
+        assert_eq!((pickup.active, pickup.applied), (1, 1));
+        Ok(())
+    }
+);
+
+both_stores!(
+    a_switch_refused_says_which_gate_failed,
+    |store: Store| async move {
+        let (m, _) = ready(&store).await?;
+        let relay = Relay::new().await?;
+        let b1 = store.bucket_by_idx(m, 1).await?;
+        store.record_bucket_lag(b1.id, 7, 1.5).await?;
+        store
+            .record_reverse_path(
+                m,
+                "contacts",
+                false,
+                "key `id` is a uuid5 of the source key: add a reverse section to the spec",
+            )
+            .await?;
+        let refused = store
+            .switch_buckets(&admin(), m, &[1], Direction::Switch, "", &relay, opts())
+            .await;
+        let Err(ControlError::Conflict(msg)) = refused else {
+            panic!("expected a refusal, got {refused:?}")
+        };
+        assert!(msg.contains("bucket 1"), "{msg}");
+        assert!(msg.contains("lag is 7 changes"), "{msg}");
+        assert!(msg.contains("uuid5"), "{msg}");
+        // Rolling back a bucket that is not switched is refused too.
+        let refused = store
+            .switch_buckets(&admin(), m, &[0], Direction::Rollback, "", &relay, opts())
+            .await;
+        assert!(
+            matches!(refused, Err(ControlError::Conflict(ref m)) if m.contains("not switched")),
+            "{refused:?}"
+        );
+        assert!(
+            store.list_switches(m, 10).await?.is_empty(),
+            "a refusal holds nothing"
+        );
+        Ok(())
+    }
+);
+
+both_stores!(
+    a_switch_holds_waits_for_the_client_drains_flips_and_rolls_back,
+    |store: Store| async move {
+        let (m, c) = ready(&store).await?;
+        let relay = Relay::new().await?;
+        relay.log(1).await?;
+        relay.log(2).await?;
+        relay.relay_to(2).await?;
+        let (stop, saw_hold) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let client = follow(store.clone(), m, c, stop.clone(), saw_hold.clone());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = store.routing_version(m).await?;
+
+        let done = store
+            .switch_buckets(
+                &admin(),
+                m,
+                &[1, 2],
+                Direction::Switch,
+                "first half",
+                &relay,
+                opts(),
+            )
+            .await?;
+        assert_eq!(done.state, "done");
+        assert_eq!(done.buckets, vec![1, 2]);
+        assert_eq!((done.clients_expected, done.clients_acked), (1, 1));
+        let hold = done.hold_ms.unwrap_or(-1);
+        assert!((0..600).contains(&hold), "hold {hold} ms");
+        assert!(saw_hold.load(Ordering::Relaxed), "the client saw the hold");
+        assert_eq!(
+            store.routing_version(m).await?,
+            before + 2,
+            "hold, then flip"
+        );
+        let r = store.write_routing(m).await?;
+        assert_eq!(r.primary(None, "150")?, Primary::New);
+        assert_eq!(r.primary(None, "250")?, Primary::New);
+        assert_eq!(r.primary(None, "50")?, Primary::Old);
+        assert_eq!(store.bucket_by_idx(m, 1).await?.phase, Phase::Switched);
+        assert_eq!(store.bucket_by_idx(m, 1).await?.write_primary, "new");
+
+        let back = store
+            .switch_buckets(
+                &admin(),
+                m,
+                &[2],
+                Direction::Rollback,
+                "undo one",
+                &relay,
+                opts(),
+            )
+            .await?;
+        assert_eq!(back.direction, "rollback");
+        let r = store.write_routing(m).await?;
+        assert_eq!(r.primary(None, "250")?, Primary::Old);
+        assert_eq!(r.primary(None, "150")?, Primary::New);
+        assert_eq!(
+            store.bucket_by_idx(m, 2).await?.phase,
+            Phase::ReadsSwitching
+        );
+        let pickup = store.routing_pickup(m).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pickup_later = store.routing_pickup(m).await?;
+        assert_eq!(
+            pickup_later.applied, 1,
+            "the client picked up the last change ({pickup:?} → {pickup_later:?})"
+        );
+        let actions: Vec<String> = store
+            .list_audit(&admin(), &AuditFilter::default())
+            .await?
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        for a in [
+            "switch.hold",
+            "switch.done",
+            "rollback.hold",
+            "rollback.done",
+        ] {
+            assert!(actions.iter().any(|x| x == a), "{a} audited: {actions:?}");
+        }
+        stop.store(true, Ordering::Relaxed);
+        client.await?;
+        Ok(())
+    }
+);
+
+both_stores!(
+    a_client_that_does_not_ack_aborts_the_switch_and_releases,
+    |store: Store| async move {
+        let (m, c) = ready(&store).await?;
+        let relay = Relay::new().await?;
+        // The client polled once (it is active) and then went quiet.
+        store.ack_write_routing(c, 0).await?;
+        let refused = store
+            .switch_buckets(&admin(), m, &[0], Direction::Switch, "", &relay, opts())
+            .await;
+        assert!(
+            matches!(refused, Err(ControlError::Conflict(ref msg)) if msg.contains("writer") && msg.contains("aborted")),
+            "{refused:?}"
+        );
+        let r = store.write_routing(m).await?;
+        assert_eq!(
+            r.primary(None, "5")?,
+            Primary::Old,
+            "released, not switched"
+        );
+        let rec = &store.list_switches(m, 1).await?[0];
+        assert_eq!(rec.state, "aborted");
+        assert!(rec.error.as_deref().unwrap_or("").contains("writer"));
+        assert!(rec.hold_ms.unwrap_or(0) >= 600);
+        Ok(())
+    }
+);
+
+both_stores!(
+    a_relay_that_does_not_drain_aborts_the_switch,
+    |store: Store| async move {
+        let (m, _) = ready(&store).await?;
+        let relay = Relay::new().await?;
+        relay.log(1).await?;
+        relay.log(2).await?;
+        relay.relay_to(1).await?; // one change behind the head
+        let refused = store
+            .switch_buckets(&admin(), m, &[3], Direction::Switch, "", &relay, opts())
+            .await;
+        assert!(
+            matches!(refused, Err(ControlError::Conflict(ref msg)) if msg.contains("did not drain")),
+            "{refused:?}"
+        );
+        assert_eq!(store.bucket_by_idx(m, 3).await?.write_primary, "old");
+        assert_eq!(store.bucket_by_idx(m, 3).await?.held_by, None);
+        // Once the relay catches up the same switch goes through.
+        relay.relay_to(2).await?;
+        let done = store
+            .switch_buckets(&admin(), m, &[3], Direction::Switch, "", &relay, opts())
+            .await?;
+        assert_eq!(done.state, "done");
+        Ok(())
+    }
+);

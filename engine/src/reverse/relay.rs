@@ -1,0 +1,256 @@
+//! The reverse relay: reads the target's changelog through the change
+//! stream ([`crate::change_stream`], [`Side::Target`]) and applies the
+//! changes of switched buckets to the source, new → old
+//! ([`super::apply`]). Its position is stored in the *source* (`_tern_relay`,
+//! under its name), in the same transaction as the batch it describes, so a
+//! restart continues after the last committed batch. Delivery, retries and
+//! gaps are the stream's: at least once, idempotent, never dropping a change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::apply::{ReverseApplyReport, apply_to_source};
+use super::switched::SwitchedBuckets;
+use crate::buckets::Plan;
+use crate::capture;
+use crate::change_stream::{Batch, ChangeStream, Consumer, Filter, StreamOptions, StreamState};
+use crate::changelog::{self, Position};
+use crate::error::{EngineError, Result};
+use crate::link::{Link, Side};
+use crate::progress::{Progress, Tally, Task, Unit};
+use crate::relay::store;
+use crate::run_control::RunControl;
+use crate::value::Value;
+use crate::writer::BatchWriter;
+
+/// The reverse relay's default name (its position's key in the source).
+pub const DEFAULT_REVERSE_RELAY: &str = "reverse";
+
+/// How a reverse relay runs (throttle, cancel and progress are the caller's
+/// [`RunControl`]). Build with [`ReverseOptions::new`] and set what differs.
+#[derive(Clone)]
+pub struct ReverseOptions {
+    /// Its name: the position is stored under it in the source; default
+    /// [`DEFAULT_REVERSE_RELAY`].
+    pub name: String,
+    /// The switched buckets; send a new value to change them while it runs.
+    pub switched: watch::Receiver<SwitchedBuckets>,
+    /// Batch size, gap timeout and retries.
+    pub stream: StreamOptions,
+    /// Wait between reads at the head (default 50 ms).
+    pub poll_interval: Duration,
+    /// Where a relay with no stored position starts: the head of the
+    /// target's changelog taken when the first bucket was switched. Default:
+    /// the head now.
+    pub start: Option<Position>,
+    /// Return once a read finds nothing after the position (scripts, tests).
+    pub stop_at_head: bool,
+}
+
+impl ReverseOptions {
+    pub fn new(switched: watch::Receiver<SwitchedBuckets>) -> ReverseOptions {
+        ReverseOptions {
+            name: DEFAULT_REVERSE_RELAY.into(),
+            switched,
+            stream: StreamOptions::default(),
+            poll_interval: Duration::from_millis(50),
+            start: None,
+            stop_at_head: false,
+        }
+    }
+}
+
+/// What a reverse relay run did, when it stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReverseSummary {
+    pub name: String,
+    /// The position it stopped at (persisted in the source).
+    pub position: Position,
+    /// Target changelog rows read.
+    pub changes: u64,
+    /// Distinct target keys applied, source rows written and deleted, target
+    /// rows left out (bucket not switched), summed over batches.
+    pub applied: ReverseApplyReport,
+    pub retries: u64,
+    pub max_lag_seconds: f64,
+    pub elapsed: Duration,
+}
+
+/// Runs the reverse relay until `control` is cancelled (or, with
+/// `stop_at_head`, until it reaches the head of the target's changelog).
+///
+/// Fails on what retrying cannot fix: capture not installed on the target,
+/// a switched table that is not reversible ([`EngineError::NotReversible`],
+/// with its reason), a row that cannot be mapped back.
+pub async fn run_reverse_relay(
+    link: &Link,
+    opts: ReverseOptions,
+    control: &RunControl,
+) -> Result<ReverseSummary> {
+    link.check_writable()?;
+    if opts.name.is_empty() || opts.name.len() > 255 {
+        return Err(EngineError::Spec {
+            at: link.spec().file.clone(),
+            message: "a relay name must have 1 to 255 characters".into(),
+        });
+    }
+    let started = Instant::now();
+    let mut relay = Reverse {
+        link,
+        opts: &opts,
+        switched_rx: opts.switched.clone(),
+        plans: Arc::new(HashMap::new()),
+        plans_for: None,
+        writer: None,
+        pending: ReverseApplyReport::default(),
+        total: ReverseApplyReport::default(),
+        control,
+        progress: Progress::new(
+            Task::Relay {
+                name: opts.name.clone(),
+            },
+            Unit::Changes,
+        ),
+    };
+    let mut stream = ChangeStream::new(link, Side::Target, opts.stream.clone())?
+        .named(format!("reverse relay {}", opts.name));
+    stream.run(control, &mut relay).await?;
+    let s = stream.state();
+    tracing::info!(relay = %opts.name, position = %s.position, changes = s.changes, "reverse relay stopped");
+    Ok(ReverseSummary {
+        name: opts.name.clone(),
+        position: s.position.clone(),
+        changes: s.changes,
+        applied: relay.total,
+        retries: s.retries,
+        max_lag_seconds: s.max_lag_seconds,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The reverse relay as a change stream consumer.
+struct Reverse<'a> {
+    link: &'a Link,
+    opts: &'a ReverseOptions,
+    switched_rx: watch::Receiver<SwitchedBuckets>,
+    plans: Arc<HashMap<String, Plan>>,
+    /// The switched buckets `plans` were loaded for.
+    plans_for: Option<SwitchedBuckets>,
+    /// A writer on the source, held across batches.
+    writer: Option<BatchWriter>,
+    pending: ReverseApplyReport,
+    total: ReverseApplyReport,
+    control: &'a RunControl,
+    progress: Progress,
+}
+
+impl Consumer for Reverse<'_> {
+    async fn start(&mut self) -> Result<Position> {
+        let (link, opts) = (self.link, self.opts);
+        if !capture::is_installed(link.target()).await? {
+            return Err(EngineError::schema(
+                changelog::CHANGELOG_TABLE,
+                format!(
+                    "change capture is not installed on the target {}: install it first \
+                     (`tern reverse-relay` does; from code, tern_engine::reverse::install_capture)",
+                    link.target().url()
+                ),
+            ));
+        }
+        store::ensure(link.source()).await?;
+        let position = match store::load(link.source(), &opts.name).await? {
+            Some(p) => p,
+            None => {
+                let p = match &opts.start {
+                    Some(p) => p.clone(),
+                    None => capture::head_position(link.target())
+                        .await?
+                        .unwrap_or_default(),
+                };
+                store::insert(link.source(), &opts.name, &p).await?;
+                store::load(link.source(), &opts.name).await?.unwrap_or(p)
+            }
+        };
+        tracing::info!(relay = %opts.name, position = %position, "reverse relay started");
+        self.progress.position = Some(position.clone());
+        Ok(position)
+    }
+
+    async fn filter(&mut self) -> Result<Filter> {
+        let switched = self.switched_rx.borrow_and_update().clone();
+        self.progress.note = Some(format!("switched {switched}"));
+        if switched.is_empty() {
+            return Ok(Filter::Nothing);
+        }
+        if self.plans_for.as_ref() != Some(&switched) {
+            // Every switched table must map back: refused here with its
+            // reason rather than at its first change.
+            for (table, _) in switched.iter() {
+                self.link.reverse_table(table).await?;
+            }
+            self.plans = Arc::new(self.link.stored_plans().await?);
+            self.plans_for = Some(switched.clone());
+        }
+        let plans = self.plans.clone();
+        Ok(Filter::Ramp(Arc::new(move |table: &str, v: &Value| {
+            switched.admits(&plans, table, v)
+        })))
+    }
+
+    async fn apply(&mut self, batch: &Batch, filter: &Filter) -> Result<()> {
+        self.pending = ReverseApplyReport::default();
+        if !batch.moved() {
+            return Ok(());
+        }
+        let save = store::save(self.link.source().dialect(), &self.opts.name, &batch.next);
+        let writer = match &mut self.writer {
+            Some(w) => w,
+            None => self
+                .writer
+                .insert(BatchWriter::open(self.link.source()).await?),
+        };
+        let admit = |table: &str, v: &Value| filter.admits(table, v);
+        self.pending = apply_to_source(self.link, writer, &batch.keys, &admit, vec![save]).await?;
+        Ok(())
+    }
+
+    fn landed(&mut self, batch: &Batch, state: &StreamState) {
+        self.total.add(&self.pending);
+        self.total.skipped += batch.skipped;
+        self.pending = ReverseApplyReport::default();
+        state.fill(&mut self.progress, batch.lag, None);
+        self.progress.tally = Tally {
+            rows_written: self.total.rows_written,
+            keys_applied: self.total.keys,
+            keys_deleted: self.total.rows_deleted,
+            keys_skipped: self.total.skipped,
+            ..Tally::default()
+        };
+        self.control.report(&self.progress);
+    }
+
+    fn retrying(&mut self, state: &StreamState) {
+        self.writer = None;
+        self.pending = ReverseApplyReport::default();
+        let lag = self.progress.lag.unwrap_or_default();
+        state.fill(&mut self.progress, lag, None);
+        self.control.report(&self.progress);
+    }
+
+    async fn at_head(&mut self, batch: &Batch, control: &RunControl) -> bool {
+        if self.opts.stop_at_head && batch.lag.is_zero() {
+            return false;
+        }
+        let open = self.switched_rx.has_changed().is_ok();
+        tokio::select! {
+            biased;
+            _ = control.cancel.cancelled() => {}
+            _ = self.switched_rx.changed(), if open => {}
+            _ = tokio::time::sleep(self.opts.poll_interval) => {}
+        }
+        true
+    }
+}

@@ -1,0 +1,166 @@
+//! `tern reverse-relay --spec S --switched items:0,1,2`: the reverse relay,
+//! for those who run engines by hand. Installs change capture on the target
+//! tables of the switched ones (again is harmless), then applies target
+//! changes of the switched buckets to the source, new → old, until Ctrl-C
+//! (or, with `--until-caught-up`, until it reaches the head of the target's
+//! changelog). A table that cannot be replicated back is refused with the
+//! reason. Prints progress and lag every second; a restart continues from
+//! the position stored in the source.
+//!
+//! The forward relay must skip the same buckets; run by hand, that is
+//! `tern relay … --buckets` with the buckets that are *not* switched.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tern_engine::reverse::{self, DEFAULT_REVERSE_RELAY};
+use tern_engine::{Link, Progress, ReverseOptions, RunControl, SwitchedBuckets, run_reverse_relay};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+#[derive(clap::Args, Debug)]
+pub struct ReverseRelayArgs {
+    /// The migration spec (TOML).
+    #[arg(long)]
+    pub spec: PathBuf,
+    /// The switched buckets, whose changes in the target go back to the
+    /// source: `items:0,1,2` (ranges `items:0-3`; repeat for more tables).
+    #[arg(long, required = true, value_parser = parse_switched)]
+    pub switched: Vec<SwitchedBuckets>,
+    /// The relay's name; its position is stored under it in the source.
+    #[arg(long, default_value = DEFAULT_REVERSE_RELAY)]
+    pub name: String,
+    /// Changes per second at most (default: unlimited).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Changelog rows per batch.
+    #[arg(long, default_value_t = 5000)]
+    pub batch: usize,
+    /// Stop once the relay reaches the head of the target's changelog.
+    #[arg(long)]
+    pub until_caught_up: bool,
+}
+
+fn parse_switched(s: &str) -> Result<SwitchedBuckets, String> {
+    s.parse()
+}
+
+/// One progress line.
+fn render(p: &Progress) -> String {
+    let lag = p.lag.unwrap_or_default();
+    let mut s = format!(
+        "reverse {}: {} | changes={} keys={} rows={} deleted={} skipped={} | {:.0} changes/s | lag {} changes, {:.2}s | position {}",
+        p.task,
+        p.note.as_deref().unwrap_or("-"),
+        p.done,
+        p.tally.keys_applied,
+        p.tally.rows_written,
+        p.tally.keys_deleted,
+        p.tally.keys_skipped,
+        p.rate,
+        lag.changes,
+        lag.seconds,
+        p.position
+            .as_ref()
+            .map_or_else(|| "-".to_string(), ToString::to_string)
+    );
+    if let Some(e) = &p.last_error {
+        s.push_str(&format!(" | retrying ({} so far): {e}", p.retries));
+    }
+    s
+}
+
+pub async fn run(args: ReverseRelayArgs) -> anyhow::Result<()> {
+    let spec = crate::cli::load_spec(&args.spec)?;
+    let link = Link::connect(spec, &crate::transformers()).await?;
+    let mut switched = SwitchedBuckets::none();
+    for s in &args.switched {
+        for (table, buckets) in s.iter() {
+            anyhow::ensure!(
+                link.tables().contains(&table),
+                "--switched {table}: the spec has no such table with a source (it has: {})",
+                link.tables().join(", ")
+            );
+            let n = link
+                .stored_plan(table)
+                .await?
+                .map_or(0, |p| p.buckets.len());
+            anyhow::ensure!(
+                n > 0,
+                "--switched: {table} has no stored plan yet; bulk-load it first"
+            );
+            for b in buckets {
+                anyhow::ensure!(
+                    *b < n,
+                    "--switched: {table} has buckets 0..{}, not {b}",
+                    n - 1
+                );
+                switched.insert(table, *b);
+            }
+        }
+    }
+    for (table, why) in reverse::check(&link).await? {
+        if let Some(why) = why
+            && switched.iter().any(|(t, _)| t == table)
+        {
+            anyhow::bail!("table {table} cannot be switched: {why}");
+        }
+    }
+    let installed = reverse::install_capture(&link).await?;
+    eprintln!(
+        "change capture on the target: {} table(s), from position {}",
+        installed.installed.tables.len(),
+        installed.installed.position
+    );
+    let cancel = CancellationToken::new();
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "stopping after the current batch; run again to continue from the stored position"
+                );
+                cancel.cancel();
+            }
+        });
+    }
+    let last_print = Arc::new(Mutex::new(
+        Instant::now()
+            .checked_sub(Duration::from_secs(2))
+            .unwrap_or_else(Instant::now),
+    ));
+    let progress = move |p: &Progress| {
+        if let Ok(mut at) = last_print.lock()
+            && at.elapsed() >= Duration::from_secs(1)
+        {
+            *at = Instant::now();
+            eprintln!("{}", render(p));
+        }
+    };
+    // The sender lives as long as the run: the set stays as given.
+    let (_tx, rx) = watch::channel(switched);
+    let mut opts = ReverseOptions::new(rx);
+    opts.name = args.name.clone();
+    opts.stream.batch_changes = args.batch.max(1);
+    opts.stop_at_head = args.until_caught_up;
+    let control = RunControl::new()
+        .with_rate(args.rate)
+        .with_cancel(cancel)
+        .on_progress(progress);
+    let s = run_reverse_relay(&link, opts, &control).await?;
+    println!(
+        "reverse relay stopped: name={} changes={} keys={} rows={} deleted={} skipped={} retries={} max_lag_s={:.3} seconds={:.3} position={}",
+        s.name,
+        s.changes,
+        s.applied.keys,
+        s.applied.rows_written,
+        s.applied.rows_deleted,
+        s.applied.skipped,
+        s.retries,
+        s.max_lag_seconds,
+        s.elapsed.as_secs_f64(),
+        s.position
+    );
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! The switch of the source of truth over HTTP (issue 17):
+//!
+//! - `GET  /api/v1/write-routing?migration=&client=&applied=&wait_ms=` (client token) —
+//!   every bucket's write primary (`old`, `new`, `hold`) at a version; `applied` is the
+//!   version the client applied (its acknowledgement), `wait_ms` makes it a long poll
+//!   that answers as soon as the version passes `applied`;
+//! - `GET  /api/v1/primary?migration=&client=&key=&table=` (client token) — where one
+//!   key's writes go, beside `/api/v1/route` (where its reads go);
+//! - `GET  /api/v1/migrations/{id}/switches` — history, hold times, client pickup, reverse paths;
+//! - `POST /api/v1/migrations/{id}/switch` `{buckets: [idx], batch?, reason}` and
+//!   `POST /api/v1/migrations/{id}/rollback` `{buckets: [idx], reason}`;
+//! - `GET  /api/v1/migrations/{id}/decommission` — the steps, done or why not yet;
+//!   `POST /api/v1/migrations/{id}/decommission/{step}` — run one (admins).
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tern_app::server::CurrentUser;
+use tern_app::state::AppState;
+use tern_control::Actor;
+use tern_control::switch::{Direction, RelayDrain, SwitchOptions};
+
+use crate::web::api_clients::grant;
+use crate::web::error::ApiError;
+
+/// Client-token routes.
+pub fn token_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/write-routing", get(write_routing))
+        .route("/api/v1/primary", get(primary))
+}
+
+/// Session routes.
+pub fn session_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/migrations/{id}/switches", get(switches))
+        .route("/api/v1/migrations/{id}/switch", post(switch))
+        .route("/api/v1/migrations/{id}/rollback", post(rollback))
+        .route("/api/v1/migrations/{id}/decommission", get(decommission))
+        .route(
+            "/api/v1/migrations/{id}/decommission/{step}",
+            post(decommission_step),
+        )
+}
+
+async fn decommission(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({
+        "blockers": state.store.decommission_blockers(id).await?,
+        "steps": state.store.decommission_steps(id).await?,
+    })))
+}
+
+async fn decommission_step(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path((id, step)): Path<(i64, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let step = tern_control::decommission_steps::Step::parse(&step)?;
+    let detail = state
+        .store
+        .run_decommission_step(&actor(&user), id, step, &state.runners)
+        .await?;
+    Ok(Json(json!({ "step": step.as_str(), "detail": detail })))
+}
+
+#[derive(Debug, Deserialize)]
+struct RoutingQuery {
+    migration: String,
+    client: String,
+    /// The routing version the client applied (none on its first poll).
+    applied: Option<i64>,
+    /// Answer as soon as the version passes `applied`, or after this long.
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+async fn write_routing(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<RoutingQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let g = grant(&state, &headers).await?;
+    g.require(&q.migration, &q.client)?;
+    let client = state.store.client_by_name(&q.migration, &q.client).await?;
+    let applied = q.applied.unwrap_or(-1);
+    if applied >= 0 {
+        state.store.ack_write_routing(client.id, applied).await?;
+    }
+    let routing = state
+        .store
+        .wait_write_routing(
+            g.migration_id,
+            applied,
+            Duration::from_millis(q.wait_ms.min(30_000)),
+        )
+        .await?;
+    if applied < 0 {
+        // A first poll counts the client as active at once.
+        state.store.ack_write_routing(client.id, -1).await?;
+    }
+    Ok(Json(json!(routing)))
+}
+
+#[derive(Debug, Deserialize)]
+struct PrimaryQuery {
+    migration: String,
+    client: String,
+    key: String,
+    table: Option<String>,
+}
+
+async fn primary(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<PrimaryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let g = grant(&state, &headers).await?;
+    g.require(&q.migration, &q.client)?;
+    let routing = state.store.write_routing(g.migration_id).await?;
+    let p = routing.primary(q.table.as_deref(), &q.key)?;
+    Ok(Json(
+        json!({ "key": q.key, "primary": p.as_str(), "version": routing.version }),
+    ))
+}
+
+fn actor(user: &CurrentUser) -> Actor {
+    Actor::from(&user.0)
+}
+
+async fn switches(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let s = &state.store;
+    Ok(Json(json!({
+        "switches": s.list_switches(id, 50).await?,
+        "pickup": s.routing_pickup(id).await?,
+        "reverse_paths": s.reverse_paths(id).await?,
+        "drifted": s.drifted_buckets(id).await?,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct SwitchBody {
+    #[serde(default)]
+    buckets: Vec<i64>,
+    batch: Option<i64>,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn run(
+    state: &AppState,
+    user: &CurrentUser,
+    id: i64,
+    body: SwitchBody,
+    direction: Direction,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let idxs = state
+        .store
+        .switch_targets(id, &body.buckets, body.batch)
+        .await?;
+    let drain = RelayDrain {
+        store: state.store.clone(),
+        ctx: state.runners.clone(),
+    };
+    let record = state
+        .store
+        .switch_buckets(
+            &actor(user),
+            id,
+            &idxs,
+            direction,
+            &body.reason,
+            &drain,
+            SwitchOptions::default(),
+        )
+        .await?;
+    Ok((StatusCode::OK, Json(json!(record))))
+}
+
+async fn switch(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+    Json(body): Json<SwitchBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    run(&state, &user, id, body, Direction::Switch).await
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<i64>,
+    Json(body): Json<SwitchBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    run(&state, &user, id, body, Direction::Rollback).await
+}
