@@ -27,7 +27,11 @@ fn refuse_switch_by_hand(bucket: &Bucket, to: Phase) -> Result<()> {
             "bucket {} is moved {} switched by a switch of its source of truth, not by hand: \
              use Switch or Roll back on the migration page (or `tern switch` / `tern rollback`)",
             bucket.idx,
-            if to == Phase::Switched { "to" } else { "out of" }
+            if to == Phase::Switched {
+                "to"
+            } else {
+                "out of"
+            }
         )));
     }
     Ok(())
