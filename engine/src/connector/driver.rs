@@ -360,25 +360,6 @@ where
         .collect())
 }
 
-/// Runs statements unprepared in one transaction; on an error, which
-/// statement failed and why.
-pub(super) async fn raw_transaction<DB: Driver>(
-    pool: &Pool<DB>,
-    statements: &[String],
-) -> Result<(), (usize, sqlx::Error)>
-where
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-{
-    let mut tx = pool.begin().await.map_err(|e| (0, e))?;
-    for (i, st) in statements.iter().enumerate() {
-        sqlx::raw_sql(st)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| (i, e))?;
-    }
-    tx.commit().await.map_err(|e| (0, e))
-}
-
 /// Writes a chunk as multi-row upserts (MySQL, SQLite; `?` placeholders):
 /// for each table, batches of rows of at most `max_params` parameters, each
 /// row followed by `version`, with the statement `upsert(table, values)`

@@ -438,17 +438,37 @@ impl Connector {
                 self.url
             )
         };
-        let result = match &self.pool {
-            Pool::Pg(p) => driver::raw_transaction(p, statements).await,
-            Pool::Lite(p) => driver::raw_transaction(p, statements).await,
-            Pool::My(p) => {
-                for (i, st) in statements.iter().enumerate() {
-                    sqlx::raw_sql(st)
-                        .execute(p)
-                        .await
-                        .map_err(EngineError::db(ctx(i)))?;
+        // Written out per pool, not through the generic driver: a generic
+        // `for<'c> &'c mut Connection: Executor` bound makes the caller's
+        // future not `Send`, and server functions (decommission) need it.
+        macro_rules! in_one_transaction {
+            ($pool:expr) => {
+                async {
+                    let mut tx = $pool.begin().await.map_err(|e| (0, e))?;
+                    for (i, st) in statements.iter().enumerate() {
+                        // A `&str` runs unprepared (several statements at once).
+                        sqlx::Executor::execute(&mut *tx, st.as_str())
+                            .await
+                            .map_err(|e| (i, e))?;
+                    }
+                    tx.commit().await.map_err(|e| (0, e))
                 }
-                Ok(())
+            };
+        }
+        let result: std::result::Result<(), (usize, sqlx::Error)> = match &self.pool {
+            Pool::Pg(p) => in_one_transaction!(p).await,
+            Pool::Lite(p) => in_one_transaction!(p).await,
+            Pool::My(p) => {
+                // MariaDB commits DDL as it goes: one statement after another.
+                let mut conn = p.acquire().await.map_err(EngineError::db(ctx(0)))?;
+                let mut done = Ok(());
+                for (i, st) in statements.iter().enumerate() {
+                    if let Err(e) = sqlx::Executor::execute(&mut *conn, st.as_str()).await {
+                        done = Err((i, e));
+                        break;
+                    }
+                }
+                done
             }
         };
         result.map_err(|(i, e)| EngineError::db(ctx(i))(e))

@@ -230,6 +230,7 @@ pub const SERVER_FNS: &[(&str, Who)] = &[
     ("bucket_board", Readers),
     ("run_mismatches", Readers),
     ("repair_mismatches", Operators),
+    ("move_bucket_phase", Operators),
     ("run_bucket_action", Operators),
     ("start_batch", Operators),
     ("control_job", Operators),
