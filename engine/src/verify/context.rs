@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::compare;
-use super::grouped::GroupSums;
 use super::results::{Counts, Mismatch, MismatchKind};
 use super::store;
 use crate::apply::groups::SharedRows;
@@ -368,4 +367,13 @@ fn aligned(spec: &TableSpec, pipeline: &Pipeline) -> bool {
                     && matches!(c.cast, None | Some(ColumnType::Int))
             })
         })
+}
+
+/// How the target computes a chunk's group sums.
+#[derive(Debug)]
+pub(super) struct GroupSums {
+    /// The per-row `md5(canonical row)` in the target.
+    pub(super) target_hash: String,
+    /// The target types of the compared columns.
+    pub(super) types: Vec<ColumnType>,
 }

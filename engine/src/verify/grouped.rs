@@ -23,20 +23,11 @@ use std::collections::{HashMap, HashSet};
 
 use md5::{Digest, Md5};
 
-use super::checksum::{Sum, piece, row_hash};
-use super::context::{Ctx, KEYS_PER_BATCH};
+use super::context::{Ctx, GroupSums, KEYS_PER_BATCH};
+use super::sums::{Sum, piece, row_hash};
 use crate::connector::{Dialect, SOURCE_KEY_COLUMN};
 use crate::error::Result;
 use crate::value::{ColumnType, Value};
-
-/// How the target computes a chunk's group sums.
-#[derive(Debug)]
-pub(super) struct GroupSums {
-    /// The per-row `md5(canonical row)` in the target.
-    target_hash: String,
-    /// The target types of the compared columns.
-    types: Vec<ColumnType>,
-}
 
 /// What the group sums of a chunk said: the expected rows still to read row
 /// by row (those of differing groups) and the rows found equal.
@@ -208,7 +199,7 @@ impl GroupSums {
         };
         for (sql, params) in batches {
             let (_, rows) = ctx.target.fetch(&sql, &params, &what).await?;
-            for (g, s) in super::checksum::sums_of(rows, &what)? {
+            for (g, s) in super::sums::sums_of(rows, &what)? {
                 out.entry(g).or_insert(Sum::EMPTY).merge(s);
             }
         }

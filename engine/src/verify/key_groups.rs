@@ -13,8 +13,8 @@
 
 use std::collections::HashMap;
 
-use super::checksum::{Sum, sums_of};
 use super::context::Ctx;
+use super::sums::{Sum, sums_of};
 use crate::connector::{Connector, Dialect, SOURCE_KEY_COLUMN};
 use crate::error::Result;
 use crate::value::{ColumnType, Value};

@@ -67,6 +67,7 @@ mod results;
 mod run;
 mod sample;
 pub mod store;
+mod sums;
 
 pub use compare::{FieldDiff, MismatchTree, TreeNode};
 pub use options::{Mode, Scope, VerifyOptions};

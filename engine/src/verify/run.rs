@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::checksum::Checksums;
 use super::context::Ctx;
-use super::grouped::GroupSums;
+use super::context::GroupSums;
 use super::keyset::Span;
 use super::options::{Mode, Scope, VerifyOptions};
 use super::results::{Counts, VerifyReport, VerifyStatus, unknown_run};
