@@ -84,6 +84,7 @@ impl JobRunner for RelayRunner {
         // skips them (the reverse relay carries them), followed live.
         let (version, first) =
             crate::runners::switched::switched_buckets(store, migration.id).await?;
+        let (observed_tx, observed_rx) = watch::channel(first.clone());
         let (switched_tx, switched_rx) = watch::channel(first);
         store.record_relay_observed(job.id, version).await?;
         let (store3, switched_tx, last) = (
@@ -93,13 +94,22 @@ impl JobRunner for RelayRunner {
         );
         let switched_follower = ctx.every(crate::runners::switched::SWITCHED_POLL, move || {
             let (store, tx, last) = (store3.clone(), Arc::clone(&switched_tx), Arc::clone(&last));
+            let observed = observed_rx.clone();
             async move {
-                crate::runners::switched::follow_switched(&store, migration_id, job_id, &tx, &last)
-                    .await
+                crate::runners::switched::follow_switched(
+                    &store,
+                    migration_id,
+                    job_id,
+                    &tx,
+                    &observed,
+                    &last,
+                )
+                .await
             }
         });
         let mut opts = RelayOptions::new(ramp_rx);
         opts.switched = Some(switched_rx);
+        opts.observed = Some(Arc::new(observed_tx));
         opts.name = format!("migration-{}", migration.id);
         opts.salt = migration.name.clone();
         let summary = run_relay(&link, opts, &control).await;

@@ -70,13 +70,15 @@ impl JobRunner for ReverseRelayRunner {
         }
         tracing::info!(migration = %migration.name, position = %installed.installed.position, "capture on the new store; reverse relay starting");
         let (version, first) = switched_buckets(store, migration.id).await?;
+        let (observed_tx, observed_rx) = watch::channel(first.clone());
         let (tx, rx) = watch::channel(first);
         store.record_relay_observed(job.id, version).await?;
         let (store2, job_id, migration_id) = (store.clone(), job.id, migration.id);
         let (tx, last) = (Arc::new(tx), Arc::new(Mutex::new(version)));
         let follower = ctx.every(SWITCHED_POLL, move || {
             let (store, tx, last) = (store2.clone(), Arc::clone(&tx), Arc::clone(&last));
-            async move { follow_switched(&store, migration_id, job_id, &tx, &last).await }
+            let observed = observed_rx.clone();
+            async move { follow_switched(&store, migration_id, job_id, &tx, &observed, &last).await }
         });
         let control = ctx.run_control(|p| Progress {
             rows_done: count(p.tally.keys_applied),
@@ -92,6 +94,7 @@ impl JobRunner for ReverseRelayRunner {
         });
         let mut opts = ReverseOptions::new(rx);
         opts.name = reverse_relay_name(migration.id);
+        opts.observed = Some(Arc::new(observed_tx));
         let summary = run_reverse_relay(&link, opts, &control).await;
         drop(follower);
         let summary = summary?;
