@@ -12,7 +12,7 @@ use tern_engine::{LoadStatus, Task, Value, load_bucket};
 use crate::clock::now_ms;
 use crate::error::Result;
 use crate::jobs::harness::{JobContext, JobRunner, RunEnd, done_of_total};
-use crate::jobs::{BucketParams, JobKind};
+use crate::jobs::{BucketParams, JobKind, Progress};
 use crate::phases::Phase;
 use crate::runners::{RunnerContext, bucket_of, count, engine_bucket, link_for, migration_of};
 
@@ -57,16 +57,23 @@ impl JobRunner for BulkLoadRunner {
         let table = params.table.clone();
         let control = ctx.run_control(move |p| {
             if let Task::IndexBuild { table } = &p.task {
-                // The table's last bucket builds the indexes its load deferred.
-                return done_of_total(
-                    p,
-                    format!(
+                // The table's last bucket builds the indexes its load
+                // deferred. The job keeps counting the bucket's rows (the
+                // board and the forecast read them); the message says which
+                // index is being built.
+                let rows = last.load(Ordering::Relaxed).max(0);
+                return Progress {
+                    rows_done: rows,
+                    rows_total: Some(rows),
+                    rate: None,
+                    eta_seconds: None,
+                    message: Some(format!(
                         "{table}: {} ({} of {} indexes)",
                         p.note.as_deref().unwrap_or("building indexes"),
                         p.done,
                         p.total.unwrap_or(p.done)
-                    ),
-                );
+                    )),
+                };
             }
             last.store(count(p.done), Ordering::Relaxed);
             let bucket = p.task.bucket().unwrap_or_default();

@@ -107,6 +107,8 @@ impl Store {
         migration_id: i64,
     ) -> Result<crate::jobs::Job> {
         actor.require_operate("starting the reverse relay")?;
+        // An unknown migration is a 404, not a foreign-key failure.
+        self.migration(migration_id).await?;
         let active = sqlx::query(
             "SELECT id FROM jobs WHERE migration_id = $1 AND kind = 'reverse-relay'
                AND state IN ('queued', 'running', 'paused') ORDER BY id DESC LIMIT 1",

@@ -154,7 +154,7 @@ async fn full_bucket(
             n = rx.recv() => n,
         };
         let Some(item) = next else {
-            break Ok(false);
+            break finish_stopped(&mut settling, ctx, bucket, &mut counts).await;
         };
         let chunk = match item {
             Ok(c) => c,
@@ -222,7 +222,7 @@ async fn full_bucket(
             .await
         {
             Ok(true) => {}
-            Ok(false) => break Ok(false),
+            Ok(false) => break finish_stopped(&mut settling, ctx, bucket, &mut counts).await,
             Err(e) => break Err(e),
         }
         if chunk.last.is_some() {
@@ -243,6 +243,21 @@ async fn full_bucket(
         read,
         by_checksum,
     })
+}
+
+/// A stopped bucket still commits the chunks it has compared (waiting at
+/// most one settle time for their rows in flight), so a resumed run starts
+/// after them instead of reading them again. Answers "not done".
+async fn finish_stopped(
+    settling: &mut Settling,
+    ctx: &Ctx,
+    bucket: &Bucket,
+    counts: &mut Counts,
+) -> Result<bool> {
+    settling
+        .commit_ready(ctx, bucket, &RunControl::new(), counts, true)
+        .await
+        .map(|_| false)
 }
 
 /// Reads chunks (asking the throttle first) and transforms them.
