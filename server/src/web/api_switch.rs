@@ -49,6 +49,14 @@ pub fn session_routes() -> Router<AppState> {
         )
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/reverse-relay",
+    tag = "switch",
+    params(("id" = i64, Path, description = "the migration's id")),
+    responses((status = 200, description = "the reverse relay's job (started, or the one running)", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 503, description = "a database cannot be reached", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn reverse_relay(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -59,6 +67,14 @@ async fn reverse_relay(
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/migrations/{id}/decommission",
+    tag = "switch",
+    params(("id" = i64, Path, description = "the migration's id")),
+    responses((status = 200, description = "what blocks decommission and each step, done or why not yet", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn decommission(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -69,6 +85,14 @@ async fn decommission(
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/decommission/{step}",
+    tag = "switch",
+    params(("id" = i64, Path, description = "the migration's id"), ("step" = String, Path, description = "stop-relays, remove-capture, drop-columns, read-only or complete")),
+    responses((status = 200, description = "what the step did", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody), (status = 503, description = "a database cannot be reached", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn decommission_step(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -82,7 +106,8 @@ async fn decommission_step(
     Ok(Json(json!({ "step": step.as_str(), "detail": detail })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RoutingQuery {
     migration: String,
     client: String,
@@ -93,6 +118,14 @@ struct RoutingQuery {
     wait_ms: u64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/write-routing",
+    tag = "client API",
+    params(RoutingQuery),
+    responses((status = 200, description = "every bucket's write primary at a routing version", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("token" = [])),
+)]
 async fn write_routing(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -120,7 +153,8 @@ async fn write_routing(
     Ok(Json(json!(routing)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PrimaryQuery {
     migration: String,
     client: String,
@@ -128,6 +162,14 @@ struct PrimaryQuery {
     table: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/primary",
+    tag = "client API",
+    params(PrimaryQuery),
+    responses((status = 200, description = "where one key's writes go: old, new or hold", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
+    security(("token" = [])),
+)]
 async fn primary(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -146,6 +188,14 @@ fn actor(user: &CurrentUser) -> Actor {
     Actor::from(&user.0)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/migrations/{id}/switches",
+    tag = "switch",
+    params(("id" = i64, Path, description = "the migration's id")),
+    responses((status = 200, description = "switch history, hold times, client pickup, reverse paths and drift", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn switches(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -159,7 +209,7 @@ async fn switches(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct SwitchBody {
     #[serde(default)]
     buckets: Vec<i64>,
@@ -198,6 +248,15 @@ async fn run(
     Ok((StatusCode::OK, Json(json!(record))))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/switch",
+    tag = "switch",
+    params(("id" = i64, Path, description = "the migration's id")),
+    request_body = SwitchBody,
+    responses((status = 200, description = "the switch as it ran, with its hold time", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody), (status = 503, description = "a database cannot be reached", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn switch(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
@@ -207,6 +266,15 @@ async fn switch(
     run(&state, &user, id, body, Direction::Switch).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/rollback",
+    tag = "switch",
+    params(("id" = i64, Path, description = "the migration's id")),
+    request_body = SwitchBody,
+    responses((status = 200, description = "the rollback as it ran, with its hold time", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody), (status = 503, description = "a database cannot be reached", body = crate::web::error::ErrorBody)),
+    security(("session" = [])),
+)]
 async fn rollback(
     State(state): State<AppState>,
     Extension(user): Extension<CurrentUser>,
