@@ -105,7 +105,7 @@ WATCHER=$!
 TERN_PID=$!
 sleep 4
 log "pgbench: $CLIENTS sessions busy on the target for ${HOLD_S}s"
-pgbench -n -q -c "$CLIENTS" -T "$HOLD_S" -f "$WORK/busy.sql" postgres > "$WORK/pgbench.out" 2>&1
+pgbench -n -c "$CLIENTS" -T "$HOLD_S" -f "$WORK/busy.sql" postgres > "$WORK/pgbench.out" 2>&1
 wait "$TERN_PID"
 sleep 0.5
 kill "$WATCHER" 2>/dev/null || true
