@@ -97,7 +97,18 @@ pub(crate) async fn before_load(link: &Link, table: &str) -> Result<()> {
         )
         .await?;
     let defs = if any.is_empty() {
-        secondary_indexes(target, table).await?
+        match secondary_indexes(target, table).await {
+            Ok(defs) => defs,
+            // Buckets load in parallel: another bucket's load may be
+            // dropping these indexes while this one reads the catalog
+            // (PostgreSQL: "cache lookup failed"). It recorded them first.
+            Err(e) => {
+                if recorded(target, table).await?.is_some() {
+                    return Ok(());
+                }
+                return Err(e);
+            }
+        }
     } else {
         Vec::new()
     };
