@@ -76,11 +76,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// One progress line: applied, rate, lag.
 pub fn render(p: &Progress) -> String {
+    render_after(
+        p,
+        format!("{}: ramp {}", p.task, p.note.as_deref().unwrap_or("off")),
+    )
+}
+
+/// A relay's progress line after `head` (what runs, and its ramp or set):
+/// changes, keys, rate, lag, position, then a retry and any warnings. The
+/// forward and the reverse relay print the same line.
+pub fn render_after(p: &Progress, head: String) -> String {
     let lag = p.lag.unwrap_or_default();
     let mut s = format!(
-        "{}: ramp {} | changes={} keys={} rows={} deleted={} skipped={} | {:.0} changes/s | lag {} changes, {:.2}s | position {}",
-        p.task,
-        p.note.as_deref().unwrap_or("off"),
+        "{head} | changes={} keys={} rows={} deleted={} skipped={} | {:.0} changes/s | lag {} changes, {:.2}s | position {}",
         p.done,
         p.tally.keys_applied,
         p.tally.rows_written,

@@ -46,29 +46,12 @@ fn parse_switched(s: &str) -> Result<SwitchedBuckets, String> {
     s.parse()
 }
 
-/// One progress line.
+/// One progress line, as the forward relay's.
 fn render(p: &Progress) -> String {
-    let lag = p.lag.unwrap_or_default();
-    let mut s = format!(
-        "reverse {}: {} | changes={} keys={} rows={} deleted={} skipped={} | {:.0} changes/s | lag {} changes, {:.2}s | position {}",
-        p.task,
-        p.note.as_deref().unwrap_or("-"),
-        p.done,
-        p.tally.keys_applied,
-        p.tally.rows_written,
-        p.tally.keys_deleted,
-        p.tally.keys_skipped,
-        p.rate,
-        lag.changes,
-        lag.seconds,
-        p.position
-            .as_ref()
-            .map_or_else(|| "-".to_string(), ToString::to_string)
-    );
-    if let Some(e) = &p.last_error {
-        s.push_str(&format!(" | retrying ({} so far): {e}", p.retries));
-    }
-    s
+    super::relay::render_after(
+        p,
+        format!("reverse {}: {}", p.task, p.note.as_deref().unwrap_or("-")),
+    )
 }
 
 pub async fn run(args: ReverseRelayArgs) -> anyhow::Result<()> {
