@@ -194,11 +194,18 @@ impl Store {
     }
 
     /// Starts a transaction; changes and their audit events commit together.
+    ///
+    /// On SQLite the transaction takes the write lock at once (`BEGIN IMMEDIATE`): a
+    /// deferred one that reads and then writes after another writer committed fails at
+    /// once with "database is locked" (SQLITE_BUSY_SNAPSHOT), which the busy timeout does
+    /// not retry. Taking the lock first makes concurrent writers queue on the busy timeout
+    /// instead, as eight buckets moved at once from the board do.
     pub async fn begin(&self) -> Result<Transaction<'static, Any>> {
-        self.pool
-            .begin()
-            .await
-            .map_err(ControlError::db("starting a transaction"))
+        let started = match self.dialect {
+            Dialect::Sqlite | Dialect::MySql => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        };
+        started.map_err(ControlError::db("starting a transaction"))
     }
 
     /// Succeeds when the store answers a trivial query (for `/readyz`).
