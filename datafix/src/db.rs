@@ -59,6 +59,11 @@ pub struct FixDb {
 }
 
 impl FixDb {
+    /// The engine's connector to the job's database.
+    pub fn connector(&self) -> &Connector {
+        &self.conn
+    }
+
     /// Connects to `url`; filter queries time out after `filter_timeout`.
     /// `table` is the mapper's table, whose columns are read once here.
     pub async fn connect(url: &str, filter_timeout: Duration, table: &str) -> Result<FixDb> {

@@ -28,6 +28,72 @@ pub struct FixSpec {
     pub mapper: MapperSpec,
     #[serde(default)]
     pub settings: Settings,
+    /// How busy the database may get before the fix waits (`[throttle]`).
+    #[serde(default, skip_serializing_if = "LoadSettings::is_empty")]
+    pub throttle: LoadSettings,
+}
+
+/// The live site comes first: with these limits the fix asks its database
+/// about once a second how busy it is (MariaDB/MySQL `Threads_running` and
+/// replica lag, PostgreSQL active backends and replication lag), and no page
+/// starts while it is over a limit. Like a migration's `[throttle]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadSettings {
+    /// Statements running at once.
+    pub active: Option<u64>,
+    /// Replication lag, seconds.
+    pub lag_s: Option<f64>,
+    /// How often the database is asked (default 1000 ms).
+    pub check_every_ms: u64,
+}
+
+impl Default for LoadSettings {
+    fn default() -> Self {
+        LoadSettings {
+            active: None,
+            lag_s: None,
+            check_every_ms: 1000,
+        }
+    }
+}
+
+impl LoadSettings {
+    /// True when no limit is set: nothing to watch.
+    pub fn is_empty(&self) -> bool {
+        self.active.is_none() && self.lag_s.is_none()
+    }
+
+    /// The engine's limits for the fix's one database.
+    pub fn limits(&self) -> tern_engine::spec::SideLimits {
+        tern_engine::spec::SideLimits {
+            active: self.active,
+            lag_s: self.lag_s,
+        }
+    }
+
+    fn check(&self, origin: &str) -> Result<()> {
+        let at = |f: &str| format!("{origin}: throttle.{f}");
+        if self.active == Some(0) {
+            return Err(DatafixError::spec(
+                at("active"),
+                "0 would never let the fix run: use at least 1, or leave it out",
+            ));
+        }
+        if let Some(lag) = self.lag_s.filter(|l| !(l.is_finite() && *l > 0.0)) {
+            return Err(DatafixError::spec(
+                at("lag_s"),
+                format!("{lag} is not a number of seconds above 0"),
+            ));
+        }
+        if !(100..=60_000).contains(&self.check_every_ms) {
+            return Err(DatafixError::spec(
+                at("check_every_ms"),
+                format!("{} is out of range: use 100 to 60000", self.check_every_ms),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The filter phase.
@@ -277,6 +343,7 @@ impl FixSpec {
             _ => {}
         }
         self.settings.check(origin)?;
+        self.throttle.check(origin)?;
         Ok(())
     }
 }
@@ -319,6 +386,31 @@ mod tests {
         assert_eq!(spec.key, vec!["id".to_string()]);
         assert_eq!(spec.mapper.table(), "members");
         assert!(matches!(spec.mapper, MapperSpec::Update { .. }));
+    }
+
+    #[test]
+    fn a_throttle_section_sets_the_databases_limits() {
+        let text = format!("{EXAMPLE}\n[throttle]\nactive = 25\nlag_s = 5\n");
+        let spec = FixSpec::parse(&text, "job.toml").expect("parses");
+        assert_eq!(spec.throttle.active, Some(25));
+        assert_eq!(spec.throttle.limits().lag_s, Some(5.0));
+        assert_eq!(spec.throttle.check_every_ms, 1000);
+        assert!(
+            FixSpec::parse(EXAMPLE, "job.toml")
+                .expect("parses")
+                .throttle
+                .is_empty()
+        );
+
+        let zero = format!("{EXAMPLE}\n[throttle]\nactive = 0\n");
+        let e = FixSpec::parse(&zero, "job.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("throttle.active") && e.contains("at least 1"),
+            "{e}"
+        );
+        let typo = format!("{EXAMPLE}\n[throttle]\nthreads = 3\n");
+        let e = FixSpec::parse(&typo, "job.toml").unwrap_err().to_string();
+        assert!(e.contains("threads"), "{e}");
     }
 
     #[test]

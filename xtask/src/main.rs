@@ -167,13 +167,10 @@ fn build_site(release: bool) -> Result<()> {
 /// when it is installed (the wasm-release profile already optimises for
 /// size; wasm-opt takes off about another fifth).
 fn optimise_wasm(wasm: &Path) -> Result<()> {
-    let found = Command::new("wasm-opt")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
+    if let Err(e) = ensure_debian_package("/usr/bin/wasm-opt", "binaryen", "wasm-opt") {
         eprintln!(
-            "xtask: wasm-opt not installed; the wasm stays as the wasm-release profile made it"
+            "xtask: wasm-opt could not be installed ({e:#}); the wasm stays as the \
+             wasm-release profile made it"
         );
         return Ok(());
     }
@@ -244,10 +241,15 @@ fn is_root() -> bool {
 }
 
 fn ensure_chromium() -> Result<()> {
-    if Path::new("/usr/bin/chromium").exists() {
+    ensure_debian_package("/usr/bin/chromium", "chromium", "the browser tests")
+}
+
+/// Installs Debian's `package` when `binary` is missing, saying why.
+fn ensure_debian_package(binary: &str, package: &str, why: &str) -> Result<()> {
+    if Path::new(binary).exists() {
         return Ok(());
     }
-    eprintln!("xtask: installing Debian's chromium for the browser tests");
+    eprintln!("xtask: installing Debian's {package} for {why}");
     let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
     let apt = |args: &[&str]| -> Result<()> {
         let mut all: Vec<&str> = sudo.to_vec();
@@ -258,13 +260,7 @@ fn ensure_chromium() -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive"))
     };
     apt(&["-qq", "update"])?;
-    apt(&[
-        "-qq",
-        "install",
-        "-y",
-        "--no-install-recommends",
-        "chromium",
-    ])
+    apt(&["-qq", "install", "-y", "--no-install-recommends", package])
 }
 
 fn ensure_npm_packages() -> Result<()> {

@@ -59,7 +59,16 @@ impl JobContext {
     /// while the engine runs. While the job is held back its message says
     /// why (`throttled: target active_backends 30 > 8`).
     pub fn guarded(&self, link: &Link, control: RunControl) -> (RunControl, Option<LoadGuard>) {
-        let guard = LoadGuard::start(link);
+        self.guarded_by(LoadGuard::start(link), control)
+    }
+
+    /// `control` held back by `guard` (a data fix watches its one database),
+    /// the job's message saying why while it is.
+    pub fn guarded_by(
+        &self,
+        guard: Option<LoadGuard>,
+        control: RunControl,
+    ) -> (RunControl, Option<LoadGuard>) {
         if let Some(g) = &guard {
             let (mut state, note) = (g.watch(), Arc::clone(&self.held_back));
             tokio::spawn(async move {

@@ -154,7 +154,11 @@ impl JobRunner for DataFixRunner {
             lease_token: job.lease_token,
         });
         let earlier = resume.clone().unwrap_or_default();
-        opts.control = ctx.run_control(move |p| job_progress(p, &earlier));
+        let (control, _load) = ctx.guarded_by(
+            engine.load_guard(),
+            ctx.run_control(move |p| job_progress(p, &earlier)),
+        );
+        opts.control = control;
         opts.resume = resume;
         opts.failed_keys = failed_keys;
         let report = engine.run(opts).await;

@@ -81,6 +81,19 @@ impl FixJob {
         &self.db
     }
 
+    /// A guard that watches the fix's database against the spec's
+    /// `[throttle]` limits (hold the run back with
+    /// [`tern_engine::RunControl::guarded`]); `None` when it sets none.
+    /// Sampling stops when the guard is dropped.
+    pub fn load_guard(&self) -> Option<tern_engine::LoadGuard> {
+        let side = (
+            "database",
+            self.db.connector().clone(),
+            self.spec.throttle.limits(),
+        );
+        tern_engine::LoadGuard::watching(vec![side], self.spec.throttle.check_every_ms)
+    }
+
     /// How many records the filter selects now.
     pub async fn count(&self) -> Result<u64> {
         self.db.filter_count(&self.spec.filter.sql).await

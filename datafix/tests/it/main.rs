@@ -3,6 +3,7 @@
 
 mod guard;
 mod http;
+mod load;
 mod rate;
 mod resume;
 mod seed_example;

@@ -5,7 +5,7 @@
 //! A [`LoadGuard`] asks both databases how busy they are every
 //! `check_every_ms` (MariaDB/MySQL `Threads_running` and replica lag;
 //! PostgreSQL active client backends and replication lag) and compares the
-//! answers with the migration's [`LoadLimits`]. Over a limit, every run using
+//! answers with the migration's [`LoadLimits`](crate::spec::LoadLimits). Over a limit, every run using
 //! the guard's throttle waits before its next step; close to a limit (above
 //! [`SLOW_FROM`] of it) each step waits as long as the previous one took, so
 //! the run goes at about half speed; two clear samples in a row lift it. The
@@ -26,7 +26,7 @@ use super::Throttle;
 use crate::connector::{Connector, Dialect};
 use crate::error::Result;
 use crate::link::Link;
-use crate::spec::{LoadLimits, SideLimits};
+use crate::spec::SideLimits;
 use crate::value::Value;
 
 /// Above this share of a limit, runs slow down before they pause.
@@ -219,12 +219,21 @@ impl LoadGuard {
             ("source", link.source().clone(), limits.source),
             ("target", link.target().clone(), limits.target),
         ];
-        Some(LoadGuard::watching(sides.into(), limits))
+        LoadGuard::watching(sides.into(), limits.check_every_ms)
     }
 
-    fn watching(sides: Vec<(&'static str, Connector, SideLimits)>, limits: LoadLimits) -> Self {
+    /// Starts watching `sides` (a name for the notes, the database, its
+    /// limits) every `check_every_ms`; `None` when no side sets a limit. A
+    /// data fix watches its one database so.
+    pub fn watching(
+        sides: Vec<(&'static str, Connector, SideLimits)>,
+        check_every_ms: u64,
+    ) -> Option<LoadGuard> {
+        if sides.iter().all(|(_, _, l)| l.is_empty()) {
+            return None;
+        }
         let (tx, rx) = watch::channel(LoadState::Clear);
-        let period = Duration::from_millis(limits.check_every_ms);
+        let period = Duration::from_millis(check_every_ms.max(1));
         let sampler = tokio::spawn(async move {
             let mut clear_in_a_row = 0u32;
             loop {
@@ -273,7 +282,7 @@ impl LoadGuard {
                 tokio::time::sleep(period).await;
             }
         });
-        LoadGuard { state: rx, sampler }
+        Some(LoadGuard { state: rx, sampler })
     }
 
     /// Where the guard stands now, and every change after.

@@ -158,9 +158,11 @@ async fn run_fix(args: RunArgs) -> anyhow::Result<()> {
     let mut opts = RunOptions::new(LiveSettings::new(job.spec().settings.clone()));
     opts.observer = term.clone();
     let shown = bar.clone();
+    let load = job.load_guard().and_then(super::announced);
     opts.control = RunControl::new()
         .with_throttle(Arc::new(job.spec().settings.throttle()))
-        .on_progress(move |p| show(&shown, p));
+        .on_progress(move |p| show(&shown, p))
+        .guarded(load.as_ref());
     let cancel = opts.control.cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {

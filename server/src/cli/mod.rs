@@ -38,7 +38,11 @@ pub fn load_spec(path: &std::path::Path) -> anyhow::Result<tern_engine::Spec> {
 /// when it sets none), and says on the terminal when the databases' load
 /// holds the run back and when it goes on. Keep it while the engine runs.
 pub fn load_guard(link: &tern_engine::Link) -> Option<tern_engine::LoadGuard> {
-    let guard = tern_engine::LoadGuard::start(link)?;
+    announced(tern_engine::LoadGuard::start(link)?)
+}
+
+/// `guard`, with every change of what holds the run back printed to stderr.
+pub fn announced(guard: tern_engine::LoadGuard) -> Option<tern_engine::LoadGuard> {
     let mut state = guard.watch();
     tokio::spawn(async move {
         while state.changed().await.is_ok() {
