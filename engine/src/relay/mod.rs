@@ -248,21 +248,13 @@ impl Consumer for Relay<'_> {
                 ),
             ));
         }
-        store::ensure(link.target()).await?;
-        let position = match store::load(link.target(), &opts.name).await? {
-            Some(p) => p,
-            None => {
-                let p = match &opts.start {
-                    Some(p) => p.clone(),
-                    None => capture::head_position(link.source())
-                        .await?
-                        .unwrap_or_default(),
-                };
-                store::insert(link.target(), &opts.name, &p).await?;
-                // Another relay of the same name may have stored its start first.
-                store::load(link.target(), &opts.name).await?.unwrap_or(p)
-            }
-        };
+        let position = store::resume_or_start(
+            link.source(),
+            link.target(),
+            &opts.name,
+            opts.start.as_ref(),
+        )
+        .await?;
         tracing::info!(relay = %opts.name, position = %position, "relay started");
         if let Some(w) = uncovered(link, &position).await? {
             tracing::warn!(relay = %opts.name, "{w}");

@@ -133,3 +133,27 @@ pub(crate) fn save(d: Dialect, name: &str, at: &Position) -> Statement {
         expect_rows: None,
     }
 }
+
+/// Where a relay named `name` goes on from: its position stored in `store_in`
+/// (the database it writes), or on its first run `start` (or else the head of
+/// `changes`' changelog, the database it reads), stored there first. When two
+/// relays of one name start at once, the one stored first wins.
+pub(crate) async fn resume_or_start(
+    changes: &Connector,
+    store_in: &Connector,
+    name: &str,
+    start: Option<&Position>,
+) -> Result<Position> {
+    ensure(store_in).await?;
+    if let Some(p) = load(store_in, name).await? {
+        return Ok(p);
+    }
+    let p = match start {
+        Some(p) => p.clone(),
+        None => crate::capture::head_position(changes)
+            .await?
+            .unwrap_or_default(),
+    };
+    insert(store_in, name, &p).await?;
+    Ok(load(store_in, name).await?.unwrap_or(p))
+}

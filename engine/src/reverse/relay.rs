@@ -191,20 +191,13 @@ impl Consumer for Reverse<'_> {
                 ),
             ));
         }
-        store::ensure(link.source()).await?;
-        let position = match store::load(link.source(), &opts.name).await? {
-            Some(p) => p,
-            None => {
-                let p = match &opts.start {
-                    Some(p) => p.clone(),
-                    None => capture::head_position(link.target())
-                        .await?
-                        .unwrap_or_default(),
-                };
-                store::insert(link.source(), &opts.name, &p).await?;
-                store::load(link.source(), &opts.name).await?.unwrap_or(p)
-            }
-        };
+        let position = store::resume_or_start(
+            link.target(),
+            link.source(),
+            &opts.name,
+            opts.start.as_ref(),
+        )
+        .await?;
         tracing::info!(relay = %opts.name, position = %position, "reverse relay started");
         self.progress.position = Some(position.clone());
         Ok(position)
