@@ -92,6 +92,7 @@ impl JobRunner for ReverseRelayRunner {
             )),
             ..Progress::default()
         });
+        let (control, _load) = ctx.guarded(&link, control);
         let mut opts = ReverseOptions::new(rx);
         opts.name = reverse_relay_name(migration.id);
         opts.observed = Some(Arc::new(observed_tx));

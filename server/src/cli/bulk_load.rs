@@ -12,7 +12,6 @@ use anyhow::Context;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use tern_engine::{Link, LoadStatus, RateThrottle, RunControl, load_bucket};
-use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Debug)]
 pub struct BulkLoadArgs {
@@ -48,16 +47,7 @@ pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
     };
     let throttle = RateThrottle::new(args.rate);
     let load = super::load_guard(&link);
-    let cancel = CancellationToken::new();
-    {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("stopping after the current chunk; run again to resume");
-                cancel.cancel();
-            }
-        });
-    }
+    let cancel = super::stop_on_ctrl_c("stopping after the current chunk; run again to resume");
 
     let started = Instant::now();
     let mut rows = 0u64;

@@ -13,7 +13,6 @@ use tern_engine::{
     CatchUpOptions, CatchUpStatus, Link, Progress, RunControl, Value, catch_up_all,
     catch_up_bucket, catch_up_window,
 };
-use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Debug)]
 pub struct CatchUpArgs {
@@ -94,16 +93,7 @@ pub async fn run(args: CatchUpArgs) -> anyhow::Result<()> {
             bucket_index
         )
     })?;
-    let cancel = CancellationToken::new();
-    {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("stopping after the current batch; run again to continue");
-                cancel.cancel();
-            }
-        });
-    }
+    let cancel = super::stop_on_ctrl_c("stopping after the current batch; run again to continue");
     let load = super::load_guard(&link);
     let control = RunControl::new()
         .with_rate(args.rate)

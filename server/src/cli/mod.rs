@@ -55,6 +55,36 @@ pub fn announced(guard: tern_engine::LoadGuard) -> Option<tern_engine::LoadGuard
     Some(guard)
 }
 
+/// A token cancelled by Ctrl-C, after saying on stderr what happens then
+/// (`"stopping after the current chunk; run again to resume"`).
+pub fn stop_on_ctrl_c(what: &'static str) -> tokio_util::sync::CancellationToken {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("{what}");
+            token.cancel();
+        }
+    });
+    cancel
+}
+
+/// `show` called at most once a second (the first report at once): a
+/// progress callback for the terminal.
+pub fn once_a_second(
+    show: impl Fn(&tern_engine::Progress) + Send + Sync + 'static,
+) -> impl Fn(&tern_engine::Progress) + Send + Sync + 'static {
+    let last: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    move |p| {
+        if let Ok(mut at) = last.lock()
+            && at.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1))
+        {
+            *at = Some(std::time::Instant::now());
+            show(p);
+        }
+    }
+}
+
 /// A spec file's text with every `${NAME}` replaced by that environment
 /// variable; an unset variable is an error that names it.
 pub fn read_interpolated(path: &std::path::Path) -> anyhow::Result<String> {

@@ -5,12 +5,11 @@
 //! the position stored in the target.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 use tern_engine::ramp::Ramp;
 use tern_engine::{Link, Progress, RelayOptions, RelayRamp, RunControl, run_relay};
-use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["ramp", "buckets"])))]
@@ -142,34 +141,10 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
         }
         (None, None) => anyhow::bail!("give --ramp 25% or --buckets 1,2"),
     };
-    let cancel = CancellationToken::new();
-    {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "stopping after the current batch; run again to continue from the stored position"
-                );
-                cancel.cancel();
-            }
-        });
-    }
-    let last_print = Arc::new(Mutex::new(
-        Instant::now()
-            .checked_sub(Duration::from_secs(2))
-            .unwrap_or_else(Instant::now),
-    ));
-    let progress = {
-        let last_print = last_print.clone();
-        move |p: &Progress| {
-            if let Ok(mut at) = last_print.lock()
-                && at.elapsed() >= Duration::from_secs(1)
-            {
-                *at = Instant::now();
-                eprintln!("{}", render(p));
-            }
-        }
-    };
+    let cancel = super::stop_on_ctrl_c(
+        "stopping after the current batch; run again to continue from the stored position",
+    );
+    let progress = super::once_a_second(|p| eprintln!("{}", render(p)));
     let mut opts = RelayOptions::fixed(ramp);
     opts.name = args.name.clone();
     opts.salt = args.salt.clone();

@@ -11,13 +11,10 @@
 //! `tern relay … --buckets` with the buckets that are *not* switched.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use tern_engine::reverse::{self, DEFAULT_REVERSE_RELAY};
 use tern_engine::{Link, Progress, ReverseOptions, RunControl, SwitchedBuckets, run_reverse_relay};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Debug)]
 pub struct ReverseRelayArgs {
@@ -96,41 +93,22 @@ pub async fn run(args: ReverseRelayArgs) -> anyhow::Result<()> {
         installed.installed.tables.len(),
         installed.installed.position
     );
-    let cancel = CancellationToken::new();
-    {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "stopping after the current batch; run again to continue from the stored position"
-                );
-                cancel.cancel();
-            }
-        });
-    }
-    let last_print = Arc::new(Mutex::new(
-        Instant::now()
-            .checked_sub(Duration::from_secs(2))
-            .unwrap_or_else(Instant::now),
-    ));
-    let progress = move |p: &Progress| {
-        if let Ok(mut at) = last_print.lock()
-            && at.elapsed() >= Duration::from_secs(1)
-        {
-            *at = Instant::now();
-            eprintln!("{}", render(p));
-        }
-    };
+    let cancel = super::stop_on_ctrl_c(
+        "stopping after the current batch; run again to continue from the stored position",
+    );
+    let progress = super::once_a_second(|p| eprintln!("{}", render(p)));
     // The sender lives as long as the run: the set stays as given.
     let (_tx, rx) = watch::channel(switched);
     let mut opts = ReverseOptions::new(rx);
     opts.name = args.name.clone();
     opts.stream.batch_changes = args.batch.max(1);
     opts.stop_at_head = args.until_caught_up;
+    let load = super::load_guard(&link);
     let control = RunControl::new()
         .with_rate(args.rate)
         .with_cancel(cancel)
-        .on_progress(progress);
+        .on_progress(progress)
+        .guarded(load.as_ref());
     let s = run_reverse_relay(&link, opts, &control).await?;
     println!(
         "reverse relay stopped: name={} changes={} keys={} rows={} deleted={} skipped={} retries={} max_lag_s={:.3} seconds={:.3} position={}",

@@ -12,7 +12,6 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use tern_engine::verify::{self, Mode, Scope, VerifyOptions, VerifyReport, VerifyStatus};
 use tern_engine::{Counts, Link, RunControl};
-use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
@@ -64,18 +63,6 @@ pub struct RepairArgs {
     pub rate: Option<u64>,
 }
 
-fn ctrl_c() -> CancellationToken {
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("stopping after the current chunk");
-            c.cancel();
-        }
-    });
-    cancel
-}
-
 pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let spec = crate::cli::load_spec(&args.spec)?;
     let link = Link::connect(spec, &crate::transformers()).await?;
@@ -94,7 +81,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         (_, _, true) => Mode::SinceLast,
         _ => Mode::Full,
     };
-    let cancel = ctrl_c();
+    let cancel = super::stop_on_ctrl_c("stopping after the current chunk");
     let load = super::load_guard(&link);
     let started = Instant::now();
     let mut total_rows = 0u64;
@@ -236,7 +223,7 @@ fn print_report(r: &VerifyReport) {
 pub async fn repair(args: RepairArgs) -> anyhow::Result<()> {
     let spec = crate::cli::load_spec(&args.spec)?;
     let link = Link::connect(spec, &crate::transformers()).await?;
-    let cancel = ctrl_c();
+    let cancel = super::stop_on_ctrl_c("stopping after the current chunk");
     let load = super::load_guard(&link);
     let control = RunControl::new()
         .with_rate(args.rate)
