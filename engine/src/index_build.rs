@@ -3,10 +3,11 @@
 //!
 //! Why: every secondary index costs a random write per row while rows
 //! arrive, and builds far faster in one sorted pass once they are all there.
-//! So when a PostgreSQL target table has no rows at the start of a
+//! So when a PostgreSQL or MariaDB/MySQL target table has no rows at the start of a
 //! migration's load, [`before_load`] records its other indexes (all but the
 //! primary key and constraint indexes, which the version-guarded upsert and
-//! the constraints themselves need) in `_tern_index_builds` in the target,
+//! the constraints themselves need; on MariaDB also unique indexes, and every
+//! index of a table with foreign keys) in `_tern_index_builds` in the target,
 //! then drops them. The buckets load with COPY against the primary key
 //! alone. When the last bucket of the table is loaded, [`build_deferred`]
 //! builds them again from their recorded definitions, reporting each as a
@@ -40,13 +41,22 @@ pub struct IndexReport {
     pub elapsed: std::time::Duration,
 }
 
+/// Whether indexes can wait for the load on this kind of target (SQLite
+/// targets keep theirs: one writer, small tables).
+fn defers(d: Dialect) -> bool {
+    matches!(d, Dialect::Postgres | Dialect::MySql)
+}
+
 async fn ensure_table(target: &Connector) -> Result<()> {
+    let columns = match target.dialect() {
+        Dialect::MySql => {
+            "table_name VARCHAR(255) PRIMARY KEY, state VARCHAR(16) NOT NULL, definitions LONGTEXT NOT NULL"
+        }
+        _ => "table_name TEXT PRIMARY KEY, state TEXT NOT NULL, definitions TEXT NOT NULL",
+    };
     target
         .execute_ddl(
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} (table_name TEXT PRIMARY KEY, \
-                 state TEXT NOT NULL, definitions TEXT NOT NULL)"
-            ),
+            &format!("CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} ({columns})"),
             "create Tern's table of deferred index builds",
         )
         .await
@@ -60,7 +70,10 @@ async fn recorded(
 ) -> Result<Option<(String, Vec<(String, String)>)>> {
     let (_, rows) = target
         .fetch(
-            &format!("SELECT state, definitions FROM {BUILDS_TABLE} WHERE table_name = $1"),
+            &format!(
+                "SELECT state, definitions FROM {BUILDS_TABLE} WHERE table_name = {}",
+                target.dialect().placeholder(1)
+            ),
             &[Value::Text(table.into())],
             &format!("read the deferred indexes of {table}"),
         )
@@ -78,10 +91,10 @@ async fn recorded(
 
 /// At the start of a bucket's load: when `table` is empty and nothing is
 /// recorded for it yet, records and drops its secondary indexes. Only for
-/// PostgreSQL targets; elsewhere the table keeps its indexes.
+/// PostgreSQL and MariaDB/MySQL targets; on SQLite the table keeps its indexes.
 pub(crate) async fn before_load(link: &Link, table: &str) -> Result<()> {
     let target = link.target();
-    if target.dialect() != Dialect::Postgres {
+    if !defers(target.dialect()) {
         return Ok(());
     }
     ensure_table(target).await?;
@@ -114,12 +127,18 @@ pub(crate) async fn before_load(link: &Link, table: &str) -> Result<()> {
     };
     let state = if defs.is_empty() { "kept" } else { "deferred" };
     let json = serde_json::to_string(&defs).unwrap_or_else(|_| "[]".into());
+    let insert = match target.dialect() {
+        Dialect::MySql => format!(
+            "INSERT IGNORE INTO {BUILDS_TABLE} (table_name, state, definitions) VALUES (?, ?, ?)"
+        ),
+        _ => format!(
+            "INSERT INTO {BUILDS_TABLE} (table_name, state, definitions) VALUES ($1, $2, $3) \
+             ON CONFLICT (table_name) DO NOTHING"
+        ),
+    };
     let inserted = target
         .execute(
-            &format!(
-                "INSERT INTO {BUILDS_TABLE} (table_name, state, definitions) VALUES ($1, $2, $3) \
-                 ON CONFLICT (table_name) DO NOTHING"
-            ),
+            &insert,
             &[
                 Value::Text(table.into()),
                 Value::Text(state.into()),
@@ -136,9 +155,13 @@ pub(crate) async fn before_load(link: &Link, table: &str) -> Result<()> {
             "target table is empty: its indexes are built after the load"
         );
         for (name, _) in &defs {
+            let drop = match target.dialect() {
+                Dialect::MySql => format!("DROP INDEX IF EXISTS {name} ON {quoted}"),
+                _ => format!("DROP INDEX IF EXISTS {name}"),
+            };
             target
                 .execute_ddl(
-                    &format!("DROP INDEX IF EXISTS {name}"),
+                    &drop,
                     &format!("drop index {name} of {table} until its buckets are loaded"),
                 )
                 .await?;
@@ -147,9 +170,12 @@ pub(crate) async fn before_load(link: &Link, table: &str) -> Result<()> {
     Ok(())
 }
 
-/// The indexes of a PostgreSQL table that neither are its primary key nor
-/// back a constraint: schema-qualified name and definition.
+/// The indexes of a table that neither are its primary key nor back a
+/// constraint: name (as a statement names it) and definition.
 async fn secondary_indexes(target: &Connector, table: &str) -> Result<Vec<(String, String)>> {
+    if target.dialect() == Dialect::MySql {
+        return mysql_secondary_indexes(target, table).await;
+    }
     let (_, rows) = target
         .fetch(
             "SELECT quote_ident(n.nspname) || '.' || quote_ident(i.relname), pg_get_indexdef(i.oid) \
@@ -171,10 +197,85 @@ async fn secondary_indexes(target: &Connector, table: &str) -> Result<Vec<(Strin
         .collect())
 }
 
+/// MariaDB/MySQL: the plain (non-unique) indexes of `table`, each as a
+/// `CREATE … INDEX IF NOT EXISTS` with its columns, prefix lengths and
+/// order. A table with foreign keys keeps every index (InnoDB needs one
+/// behind each foreign key), and unique indexes are constraints: kept.
+async fn mysql_secondary_indexes(target: &Connector, table: &str) -> Result<Vec<(String, String)>> {
+    let d = target.dialect();
+    let (schema, name) = match table.split_once('.') {
+        Some((s, n)) => (Value::Text(s.into()), Value::Text(n.into())),
+        None => (Value::Null, Value::Text(table.into())),
+    };
+    let at = "COALESCE(?, DATABASE())";
+    let (_, fks) = target
+        .fetch(
+            &format!(
+                "SELECT 1 FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = {at} \
+                 AND TABLE_NAME = ? AND REFERENCED_TABLE_NAME IS NOT NULL LIMIT 1"
+            ),
+            &[schema.clone(), name.clone()],
+            &format!("read the foreign keys of target table {table}"),
+        )
+        .await?;
+    if !fks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (_, rows) = target
+        .fetch(
+            &format!(
+                "SELECT INDEX_NAME, INDEX_TYPE, COLUMN_NAME, SUB_PART, COLLATION \
+                 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = {at} AND TABLE_NAME = ? \
+                 AND INDEX_NAME <> 'PRIMARY' AND NON_UNIQUE = 1 ORDER BY INDEX_NAME, SEQ_IN_INDEX"
+            ),
+            &[schema, name],
+            &format!("read the indexes of target table {table}"),
+        )
+        .await?;
+    let mut indexes: Vec<(String, String, Vec<String>)> = Vec::new();
+    for row in rows {
+        let text: Vec<Option<String>> = row
+            .into_iter()
+            .map(|v| (!matches!(v, Value::Null)).then(|| v.canonical_text()))
+            .collect();
+        let [Some(index), kind, Some(column), sub_part, order] = text.as_slice() else {
+            continue;
+        };
+        let mut part = d.quote(column);
+        if let Some(n) = sub_part {
+            part.push_str(&format!("({n})"));
+        }
+        if order.as_deref() == Some("D") {
+            part.push_str(" DESC");
+        }
+        match indexes.last_mut() {
+            Some((last, _, parts)) if last == index => parts.push(part),
+            _ => indexes.push((index.clone(), kind.clone().unwrap_or_default(), vec![part])),
+        }
+    }
+    Ok(indexes
+        .into_iter()
+        .map(|(index, kind, parts)| {
+            let head = match kind.as_str() {
+                "FULLTEXT" => "CREATE FULLTEXT INDEX",
+                "SPATIAL" => "CREATE SPATIAL INDEX",
+                _ => "CREATE INDEX",
+            };
+            let quoted = d.quote(&index);
+            let def = format!(
+                "{head} IF NOT EXISTS {quoted} ON {} ({})",
+                d.quote(table),
+                parts.join(", ")
+            );
+            (quoted, def)
+        })
+        .collect())
+}
+
 /// After a bucket's load: builds the deferred indexes of `table` when every
 /// bucket of its plan is loaded.
 pub(crate) async fn after_bucket(link: &Link, table: &str, control: &RunControl) -> Result<()> {
-    if link.target().dialect() != Dialect::Postgres {
+    if !defers(link.target().dialect()) {
         return Ok(());
     }
     let Some(plan) = link.stored_plan(table).await? else {
@@ -200,7 +301,7 @@ pub async fn build_deferred(
     control: &RunControl,
 ) -> Result<Option<IndexReport>> {
     let target = link.target();
-    if target.dialect() != Dialect::Postgres {
+    if !defers(target.dialect()) {
         return Ok(None);
     }
     ensure_table(target).await?;
@@ -234,15 +335,27 @@ pub async fn build_deferred(
     }
     // Fresh statistics too: the planner has not seen the loaded rows yet,
     // and would scan the table instead of using the indexes just built.
-    target
-        .execute_ddl(
-            &format!("ANALYZE {}", target.dialect().quote(table)),
-            &format!("analyze {table} after its load"),
-        )
-        .await?;
+    let quoted = target.dialect().quote(table);
+    let why = format!("analyze {table} after its load");
+    match target.dialect() {
+        // MariaDB answers ANALYZE TABLE with a status row: read, not executed.
+        Dialect::MySql => {
+            target
+                .fetch(&format!("ANALYZE TABLE {quoted}"), &[], &why)
+                .await?;
+        }
+        _ => {
+            target
+                .execute_ddl(&format!("ANALYZE {quoted}"), &why)
+                .await?
+        }
+    }
     target
         .execute(
-            &format!("UPDATE {BUILDS_TABLE} SET state = 'built' WHERE table_name = $1"),
+            &format!(
+                "UPDATE {BUILDS_TABLE} SET state = 'built' WHERE table_name = {}",
+                target.dialect().placeholder(1)
+            ),
             &[Value::Text(table.into())],
             &format!("record the indexes of {table} built"),
         )

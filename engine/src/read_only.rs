@@ -30,10 +30,11 @@ pub async fn protect(conn: &Connector, table: &str) -> Result<()> {
     let mut sql = Vec::new();
     match d {
         Dialect::Postgres => {
-            sql.push(format!(
+            sql.push(
                 "CREATE OR REPLACE FUNCTION tern_read_only() RETURNS trigger LANGUAGE plpgsql AS $f$ \
                  BEGIN RAISE EXCEPTION '% is read-only: the migration moved its data to the new store (Tern decommission)', TG_TABLE_NAME; END $f$"
-            ));
+                    .to_string(),
+            );
             let name = d.quote(&trigger_name(table, "write"));
             sql.push(format!("DROP TRIGGER IF EXISTS {name} ON {t}"));
             sql.push(format!(

@@ -154,3 +154,75 @@ async fn a_table_with_rows_keeps_its_indexes() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `name: columns` of the MariaDB table's indexes, sorted.
+async fn mariadb_indexes(target: &Side) -> anyhow::Result<Vec<String>> {
+    target
+        .strings(
+            "SELECT CONCAT(INDEX_NAME, IF(NON_UNIQUE = 0, ' unique', ''), ': ', \
+             GROUP_CONCAT(CONCAT(COLUMN_NAME, COALESCE(CONCAT('(', SUB_PART, ')'), '')) \
+             ORDER BY SEQ_IN_INDEX SEPARATOR ', ')) \
+             FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() \
+             AND TABLE_NAME = 'items' GROUP BY INDEX_NAME, NON_UNIQUE ORDER BY 1",
+        )
+        .await
+}
+
+#[tokio::test]
+async fn an_empty_mariadb_table_gets_its_plain_indexes_after_its_last_bucket() -> anyhow::Result<()>
+{
+    // Arrange: a MariaDB target with a plain index on two columns (one a
+    // prefix), a unique index (a constraint: kept) and the source-key index.
+    let source_db = TestDb::postgres().await?;
+    let target_db = TestDb::mariadb().await?;
+    let source = Side::open(&source_db).await?;
+    source
+        .exec("CREATE TABLE items (id BIGINT PRIMARY KEY, member_id BIGINT NOT NULL)")
+        .await?;
+    let rows: Vec<String> = (1..=400).map(|i| format!("({i}, {})", i % 37)).collect();
+    source
+        .exec(&format!("INSERT INTO items VALUES {}", rows.join(", ")))
+        .await?;
+    let target = Side::open(&target_db).await?;
+    target
+        .exec(
+            "CREATE TABLE items (id BIGINT PRIMARY KEY, member_id BIGINT NOT NULL, \
+             _tern_source_key VARCHAR(255), _tern_version BIGINT NOT NULL, \
+             UNIQUE KEY items_version_id (_tern_version, id), \
+             KEY items_member (member_id, _tern_source_key(20)), \
+             KEY items_tern_source_key (_tern_source_key))",
+        )
+        .await?;
+    let before = mariadb_indexes(&target).await?;
+    let link = Link::connect(
+        Spec::parse(&spec_text(&source_db, &target_db, SPEC), "test.toml")?,
+        &TransformerRegistry::new(),
+    )
+    .await?;
+    let plan = link.plan_or_resume("items", None).await?;
+
+    // Act
+    load_bucket(&link, &plan.buckets[0], &RunControl::new()).await?;
+    let between = mariadb_indexes(&target).await?;
+    load_bucket(&link, &plan.buckets[1], &RunControl::new()).await?;
+    let after = mariadb_indexes(&target).await?;
+
+    // Assert
+    assert_eq!(target.count("items").await?, 400);
+    assert_eq!(
+        between,
+        vec![
+            "items_version_id unique: _tern_version, id".to_string(),
+            "PRIMARY unique: id".to_string()
+        ],
+        "while buckets load, only the primary key and the unique index"
+    );
+    assert_eq!(after, before, "every index back, as it was defined");
+    assert_eq!(
+        target
+            .strings("SELECT state FROM _tern_index_builds WHERE table_name = 'items'")
+            .await?,
+        vec!["built".to_string()]
+    );
+    Ok(())
+}
