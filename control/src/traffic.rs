@@ -161,19 +161,7 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(ControlError::db("reading traffic"))?;
-        let mut out: Vec<TrafficPoint> = Vec::new();
-        for r in rows {
-            let at = slot_of(r.get("at"), slot_ms.max(1));
-            let (old, new): (i64, i64) = (r.get("old_count"), r.get("new_count"));
-            match out.last_mut() {
-                Some(p) if p.at == at => {
-                    p.old += old;
-                    p.new += new;
-                }
-                _ => out.push(TrafficPoint { at, old, new }),
-            }
-        }
-        Ok(out)
+        Ok(in_slots(&rows, slot_ms))
     }
 
     /// A migration's traffic (all clients) in slots, oldest first.
@@ -193,19 +181,7 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(ControlError::db("reading a migration's traffic"))?;
-        let mut out: Vec<TrafficPoint> = Vec::new();
-        for r in rows {
-            let at = slot_of(r.get("at"), slot_ms.max(1));
-            let (old, new): (i64, i64) = (r.get("old_count"), r.get("new_count"));
-            match out.last_mut() {
-                Some(p) if p.at == at => {
-                    p.old += old;
-                    p.new += new;
-                }
-                _ => out.push(TrafficPoint { at, old, new }),
-            }
-        }
-        Ok(out)
+        Ok(in_slots(&rows, slot_ms))
     }
 
     /// Old-system requests a client served since `since`.
@@ -319,6 +295,24 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Rows of `at, old_count, new_count` (ordered by `at`) summed per slot of
+/// `slot_ms`.
+fn in_slots(rows: &[sqlx::any::AnyRow], slot_ms: i64) -> Vec<TrafficPoint> {
+    let mut out: Vec<TrafficPoint> = Vec::new();
+    for r in rows {
+        let at = slot_of(r.get("at"), slot_ms.max(1));
+        let (old, new): (i64, i64) = (r.get("old_count"), r.get("new_count"));
+        match out.last_mut() {
+            Some(p) if p.at == at => {
+                p.old += old;
+                p.new += new;
+            }
+            _ => out.push(TrafficPoint { at, old, new }),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
