@@ -298,7 +298,7 @@ impl Store {
         only: Option<i64>,
     ) -> Result<std::collections::BTreeMap<i64, Vec<(i64, f64)>>> {
         match only {
-            Some(_) => Ok(self.compute_histories(only).await?.total),
+            Some(_) => Ok(self.compute_histories(only, false).await?.total),
             None => Ok(self.every_accuracy_history().await?.total),
         }
     }
@@ -328,7 +328,7 @@ impl Store {
         {
             return Ok(c.histories.clone());
         }
-        let histories = self.compute_histories(None).await?;
+        let histories = self.compute_histories(None, true).await?;
         if let Ok(mut cache) = self.caches.histories.lock() {
             *cache = Some(HistoryCache {
                 stamp,
@@ -370,7 +370,9 @@ impl Store {
         Ok(accuracy_by_table(&runs))
     }
 
-    async fn compute_histories(&self, only: Option<i64>) -> Result<Histories> {
+    /// The histories of one migration (or all); the per-table ones only
+    /// when `by_table` (the gates, which ask per client, need the whole).
+    async fn compute_histories(&self, only: Option<i64>, by_table: bool) -> Result<Histories> {
         // One row per migration, its runs packed in order as
         // `bucket:sampled:compared:matched:at,…`: the overview reads every
         // migration's runs, and rows, not bytes, are what a read costs.
@@ -401,16 +403,20 @@ impl Store {
         }
         // Which table each verified bucket belongs to, for the per-table lines.
         let mut tables: std::collections::HashMap<i64, String> = Default::default();
-        for row in sqlx::query(
-            "SELECT id, COALESCE(table_name, '(no table)') AS table_name FROM buckets
+        let table_rows = if by_table {
+            sqlx::query(
+                "SELECT id, COALESCE(table_name, '(no table)') AS table_name FROM buckets
              WHERE id IN (SELECT bucket_id FROM verify_runs
                           WHERE ($1 IS NULL OR migration_id = $1) AND bucket_id IS NOT NULL)",
-        )
-        .bind(only)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading the tables of buckets"))?
-        {
+            )
+            .bind(only)
+            .fetch_all(self.pool())
+            .await
+            .map_err(ControlError::db("reading the tables of buckets"))?
+        } else {
+            Vec::new()
+        };
+        for row in &table_rows {
             let get = |e| ControlError::db("reading the tables of buckets")(e);
             tables.insert(
                 row.try_get("id").map_err(get)?,
@@ -419,14 +425,16 @@ impl Store {
         }
         let mut out = Histories::default();
         for (id, runs) in per {
-            let by_table: Vec<(String, RunPoint)> = runs
-                .iter()
-                .map(|r| {
-                    let table = r.bucket_id.and_then(|b| tables.get(&b).cloned());
-                    (table.unwrap_or_else(|| "(no table)".into()), *r)
-                })
-                .collect();
-            out.by_table.insert(id, accuracy_by_table(&by_table));
+            if by_table {
+                let tables_of_runs: Vec<(String, RunPoint)> = runs
+                    .iter()
+                    .map(|r| {
+                        let table = r.bucket_id.and_then(|b| tables.get(&b).cloned());
+                        (table.unwrap_or_else(|| "(no table)".into()), *r)
+                    })
+                    .collect();
+                out.by_table.insert(id, accuracy_by_table(&tables_of_runs));
+            }
             out.total
                 .insert(id, downsample(accuracy_over_time(&runs), HISTORY_POINTS));
         }
