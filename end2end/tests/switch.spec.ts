@@ -18,7 +18,8 @@ import { consoleErrors, hydrated, signIn } from './helpers';
 // makes its tables read-only, which would stop the demo's own migration and
 // its live writer for every test after this one. Its mapping is the demo
 // spec's contacts mapping, `[tables.reverse]` section included (the email
-// is trimmed and lower-cased on the way in, so it does not invert alone).
+// is trimmed and lower-cased on the way in, so it does not invert alone;
+// rows go back by the old table's primary key, which an upsert needs).
 
 const port = Number(process.env.TERN_E2E_PORT ?? 3100);
 const demoDir = path.join(os.tmpdir(), `tern-e2e-${port}`, 'demo');
@@ -29,9 +30,12 @@ const name = `switch-${stamp}`;
 const shots = path.resolve(__dirname, '../screenshots');
 const WIDE = { width: 1400, height: 1000 };
 
-/** Runs SQL in a SQLite file with the sqlite3 shell (waiting out Tern's own writers). */
+/** Runs SQL in a SQLite file with the sqlite3 shell (waiting out Tern's
+ * own writers); throws with the shell's error when SQLite refuses. */
 const sqlite = (file: string, sql: string): string =>
-  execFileSync('sqlite3', ['-cmd', '.timeout 10000', file, sql]).toString().trim();
+  execFileSync('sqlite3', ['-cmd', '.timeout 10000', file, sql], { stdio: ['ignore', 'pipe', 'pipe'] })
+    .toString()
+    .trim();
 
 function spec(): string {
   return `chunk_rows = 500
@@ -266,7 +270,7 @@ test('an engineer switches buckets to the new store and rolls one back; after de
   await expect(admin.getByTestId('decommission-verdict')).toHaveText('The old store can be switched off.');
   await shot(admin, 'decommission-1400-complete');
   // The old store refuses writes now.
-  expect(() => sqlite(oldStore, `UPDATE contacts SET full_name = 'late' WHERE id = ${key}`)).toThrow();
+  expect(() => sqlite(oldStore, `UPDATE contacts SET full_name = 'late' WHERE id = ${key}`)).toThrow(/read-only/);
 
   // The PM's overview: the migration is complete, every bucket done.
   await expect(truth).toContainText('— complete: the new store is the only store', { timeout: 30_000 });
