@@ -22,6 +22,13 @@ pub struct PhaseCount {
     pub count: i64,
 }
 
+/// One table's accuracy over time: (time ms, accuracy %), oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableSeries {
+    pub table: String,
+    pub points: Vec<(i64, f64)>,
+}
+
 /// One migration on the overview.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MigrationCard {
@@ -39,6 +46,8 @@ pub struct MigrationCard {
     pub blockers: Vec<BlockerGroupView>,
     /// Accuracy over time (program overview only).
     pub accuracy: Vec<(i64, f64)>,
+    /// The same, one line per table (program overview only).
+    pub accuracy_by_table: Vec<TableSeries>,
     pub running_jobs: i64,
     /// Whether the viewer may open the migration's page (client owners may
     /// not: their card links to the guide).

@@ -4,7 +4,7 @@
 //! clones; two stores (two tests, two processes) never see each other's
 //! entries.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -58,7 +58,7 @@ impl Caches {
 pub struct HistoryCache {
     /// The count and last id of the verification runs the histories came from.
     pub stamp: [i64; 2],
-    pub histories: BTreeMap<i64, Vec<(i64, f64)>>,
+    pub histories: crate::verify_runs::Histories,
 }
 
 /// A map whose entries are good for `ttl`; when full it starts over.

@@ -95,6 +95,8 @@ pub struct ProgramLine {
     pub pace: Option<Throughput>,
     pub eta: Option<Eta>,
     pub accuracy: Vec<(i64, f64)>,
+    /// Accuracy over time, one history per table.
+    pub accuracy_by_table: Vec<crate::verify_runs::TableAccuracy>,
     pub running_jobs: i64,
     /// Rows done, pace now and the ETA of every phase ahead.
     pub forecast: Option<Forecast>,
@@ -314,7 +316,10 @@ impl Store {
             let get = |e| ControlError::db("reading a job count")(e);
             running.insert(row.try_get("migration_id").map_err(get)?, row.try_get("n").map_err(get)?);
         }
-        let mut accuracy = self.accuracy_histories(None).await?;
+        let crate::verify_runs::Histories {
+            total: mut accuracy,
+            mut by_table,
+        } = self.every_accuracy_history().await?;
         Ok(summaries
             .into_iter()
             .map(|summary| {
@@ -326,6 +331,7 @@ impl Store {
                     forecast: forecasts.remove(&id),
                     blockers: blockers.remove(&id).unwrap_or_default(),
                     accuracy: accuracy.remove(&id).unwrap_or_default(),
+                    accuracy_by_table: by_table.remove(&id).unwrap_or_default(),
                     running_jobs: running.get(&id).copied().unwrap_or(0),
                     summary,
                     pace,

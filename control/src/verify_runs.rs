@@ -127,6 +127,14 @@ pub fn accuracy_over_time(runs: &[RunPoint]) -> Vec<(i64, f64)> {
     out
 }
 
+/// Accuracy over time by migration id: the whole migration's, and one
+/// history per table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histories {
+    pub total: std::collections::BTreeMap<i64, Vec<(i64, f64)>>,
+    pub by_table: std::collections::BTreeMap<i64, Vec<TableAccuracy>>,
+}
+
 /// One table's accuracy over time: the row-weighted accuracy over the
 /// latest full run of each of its buckets, after each run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -283,21 +291,27 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// Accuracy over time of every migration (or one), by migration id, at
-    /// most [`HISTORY_POINTS`] points each. Every migration's histories are
-    /// kept in memory with a stamp of the runs they came from (their count
-    /// and last id): the overview asks on every request, and recomputing
-    /// means reading every run of every migration. Runs are only ever added
-    /// (nothing deletes migrations or buckets), so a changed stamp is a
-    /// changed history. One migration's history (gates read it) is always
-    /// computed afresh.
+    /// Accuracy over time of one migration (or all), as
+    /// [`accuracy_histories`](Self::accuracy_histories) computes it.
     pub async fn accuracy_histories(
         &self,
         only: Option<i64>,
     ) -> Result<std::collections::BTreeMap<i64, Vec<(i64, f64)>>> {
-        if only.is_some() {
-            return self.compute_histories(only).await;
+        match only {
+            Some(_) => Ok(self.compute_histories(only, false).await?.total),
+            None => Ok(self.every_accuracy_history().await?.total),
         }
+    }
+
+    /// Accuracy over time of every migration, whole and per table, by
+    /// migration id, at most [`HISTORY_POINTS`] points each. Every
+    /// migration's histories are kept in memory with a stamp of the runs
+    /// they came from (their count and last id): the overview asks on every
+    /// request, and recomputing means reading every run of every migration.
+    /// Runs are only ever added (nothing deletes migrations or buckets), so a
+    /// changed stamp is a changed history. One migration's history (gates
+    /// read it) is always computed afresh.
+    pub async fn every_accuracy_history(&self) -> Result<Histories> {
         let row =
             sqlx::query("SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS last_id FROM verify_runs")
                 .fetch_one(self.pool())
@@ -314,7 +328,7 @@ impl Store {
         {
             return Ok(c.histories.clone());
         }
-        let histories = self.compute_histories(None).await?;
+        let histories = self.compute_histories(None, true).await?;
         if let Ok(mut cache) = self.caches.histories.lock() {
             *cache = Some(HistoryCache {
                 stamp,
@@ -356,10 +370,9 @@ impl Store {
         Ok(accuracy_by_table(&runs))
     }
 
-    async fn compute_histories(
-        &self,
-        only: Option<i64>,
-    ) -> Result<std::collections::BTreeMap<i64, Vec<(i64, f64)>>> {
+    /// The histories of one migration (or all); the per-table ones only
+    /// when `by_table` (the gates, which ask per client, need the whole).
+    async fn compute_histories(&self, only: Option<i64>, by_table: bool) -> Result<Histories> {
         // One row per migration, its runs packed in order as
         // `bucket:sampled:compared:matched:at,…`: the overview reads every
         // migration's runs, and rows, not bytes, are what a read costs.
@@ -388,10 +401,44 @@ impl Store {
             )?;
             per.insert(id, runs);
         }
-        Ok(per
-            .into_iter()
-            .map(|(id, runs)| (id, downsample(accuracy_over_time(&runs), HISTORY_POINTS)))
-            .collect())
+        // Which table each verified bucket belongs to, for the per-table lines.
+        let mut tables: std::collections::HashMap<i64, String> = Default::default();
+        let table_rows = if by_table {
+            sqlx::query(
+                "SELECT id, COALESCE(table_name, '(no table)') AS table_name FROM buckets
+             WHERE id IN (SELECT bucket_id FROM verify_runs
+                          WHERE ($1 IS NULL OR migration_id = $1) AND bucket_id IS NOT NULL)",
+            )
+            .bind(only)
+            .fetch_all(self.pool())
+            .await
+            .map_err(ControlError::db("reading the tables of buckets"))?
+        } else {
+            Vec::new()
+        };
+        for row in &table_rows {
+            let get = |e| ControlError::db("reading the tables of buckets")(e);
+            tables.insert(
+                row.try_get("id").map_err(get)?,
+                row.try_get("table_name").map_err(get)?,
+            );
+        }
+        let mut out = Histories::default();
+        for (id, runs) in per {
+            if by_table {
+                let tables_of_runs: Vec<(String, RunPoint)> = runs
+                    .iter()
+                    .map(|r| {
+                        let table = r.bucket_id.and_then(|b| tables.get(&b).cloned());
+                        (table.unwrap_or_else(|| "(no table)".into()), *r)
+                    })
+                    .collect();
+                out.by_table.insert(id, accuracy_by_table(&tables_of_runs));
+            }
+            out.total
+                .insert(id, downsample(accuracy_over_time(&runs), HISTORY_POINTS));
+        }
+        Ok(out)
     }
 }
 

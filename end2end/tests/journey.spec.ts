@@ -1,5 +1,6 @@
 import { Browser, expect, Locator, Page, test } from '@playwright/test';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { consoleErrors, hydrated, signIn } from './helpers';
 
@@ -18,6 +19,8 @@ import { consoleErrors, hydrated, signIn } from './helpers';
 // the state it describes changed: reading it is reliable too.
 
 const shots = path.resolve(__dirname, '../screenshots');
+// The demo's data directory (see playwright.config.ts).
+const demoDir = path.join(os.tmpdir(), `tern-e2e-${Number(process.env.TERN_E2E_PORT ?? 3100)}`, 'demo');
 const WIDE = { width: 1400, height: 1000 };
 const PHONE = { width: 390, height: 844 };
 
@@ -207,6 +210,10 @@ test('an engineer takes the demo migration from planned to verified while the PM
   await expect(card.getByTestId('eta')).toHaveText('done');
   await expect(card.getByTestId('stages')).toHaveCount(0);
   await onlyGatedRamps();
+  // Accuracy over time, one line per table, with what it means.
+  await expect(card.getByTestId('accuracy-line')).toHaveCount(2);
+  await expect(card.getByTestId('accuracy-legend-item')).toHaveText([/^contacts (99\.9\d|100\.00)%$/, /^messages (99\.9\d|100\.00)%$/]);
+  await expect(card.getByTestId('accuracy-meaning')).toContainText('One line per table');
   await shot(pm, 'overview-1400-verified');
 
   // A bucket's page, and its row detail without Tern's own columns.
@@ -264,23 +271,52 @@ test('the sign-in page loads no WebAssembly', async ({ page }) => {
 });
 
 test('every page fits a 390 px phone without sideways scroll', async ({ browser }) => {
+  test.setTimeout(3 * 60_000);
+  const engineer = await signedInPage(browser, 'engineer', PHONE);
+  // A data fix of its own (on the demo's source, selecting nothing), so
+  // the fix page is there to look at whatever ran before.
+  await engineer.goto('/fixes');
+  await hydrated(engineer);
+  await engineer.getByTestId('fix-spec').fill(`name = "phone-${Date.now()}"
+description = "Selects nothing: a fix page to look at on a phone"
+url = "sqlite://${demoDir}/source.db"
+key = ["id"]
+
+[filter]
+sql = "SELECT id, full_name FROM contacts WHERE id < 0"
+
+[mapper]
+kind = "update"
+table = "contacts"
+set = { full_name = "full_name" }
+`);
+  await engineer.getByTestId('fix-create').click();
+  await expect(engineer.getByTestId('fix-name')).toContainText('phone-');
+  await expect(engineer).toHaveURL(/\/fixes\/\d+$/);
+  const fix = new URL(engineer.url()).pathname;
+
   const pages: [string, string][] = [
     ['overview', '/'],
+    ['new-migration', '/migrations/new'],
     ['migration', '/migrations/1'],
     ['bucket', '/migrations/1/buckets/0'],
     ['clients', '/clients'],
     ['client', '/clients/1'],
+    ['migration-clients', '/migrations/1/clients'],
     ['guide', '/migrations/1/guide'],
     ['offline', '/migrations/1/offline'],
+    ['decommission', '/migrations/1/decommission'],
     ['audit', '/audit'],
     ['fixes', '/fixes'],
+    ['fix', fix],
   ];
-  const engineer = await signedInPage(browser, 'engineer', PHONE);
+  const shown = ['overview', 'migration', 'bucket', 'client', 'guide', 'fix', 'decommission'];
   for (const [name, url] of pages) {
     await engineer.goto(url);
     await expect(engineer.getByTestId('user-role')).toBeVisible();
+    await hydrated(engineer);
     await expectNoSidewaysScroll(engineer);
-    if (['overview', 'migration', 'bucket', 'client', 'guide'].includes(name)) await shot(engineer, `${name}-390`);
+    if (shown.includes(name)) await shot(engineer, `${name}-390`);
   }
   // Row detail expanded on a phone stays inside its box.
   await engineer.goto('/migrations/1/buckets/0');
@@ -289,8 +325,22 @@ test('every page fits a 390 px phone without sideways scroll', async ({ browser 
     await details.locator('summary').click();
     await expectNoSidewaysScroll(engineer);
   }
+  // The admin's own pages.
+  const admin = await signedInPage(browser, 'admin', PHONE);
+  for (const url of ['/admin/users', '/admin/connections']) {
+    await admin.goto(url);
+    await expect(admin.getByTestId('user-role')).toBeVisible();
+    await hydrated(admin);
+    await expectNoSidewaysScroll(admin);
+  }
+  await shot(admin, 'connections-390');
   const owner = await signedInPage(browser, 'owner', PHONE);
   await expectNoSidewaysScroll(owner);
   await owner.goto('/clients');
   await expectNoSidewaysScroll(owner);
+  // And the sign-in page, signed out.
+  const visitor = await (await browser.newContext({ viewport: PHONE })).newPage();
+  await visitor.goto('/login');
+  await expect(visitor.getByLabel('Username')).toBeVisible();
+  await expectNoSidewaysScroll(visitor);
 });

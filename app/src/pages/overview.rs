@@ -49,6 +49,14 @@ pub async fn list_migrations() -> Result<Vec<MigrationCard>, AppError> {
             forecast: l.forecast.as_ref().map(crate::convert::forecast_view),
             blockers: crate::convert::blocker_views(id, blockers),
             accuracy: l.accuracy,
+            accuracy_by_table: l
+                .accuracy_by_table
+                .into_iter()
+                .map(|t| crate::types::TableSeries {
+                    table: t.table,
+                    points: t.points,
+                })
+                .collect(),
             running_jobs: l.running_jobs,
             can_open: readers,
             ..l.summary.into()
@@ -79,6 +87,7 @@ impl From<tern_control::migrations::MigrationSummary> for MigrationCard {
             forecast: None,
             blockers: Vec::new(),
             accuracy: Vec::new(),
+            accuracy_by_table: Vec::new(),
             running_jobs: 0,
             can_open: false,
         }
@@ -155,7 +164,7 @@ fn MigrationCardView(m: MigrationCard) -> impl IntoView {
                 <div><dt>"Accuracy"</dt><dd data-testid="card-accuracy">{m.accuracy.last().map(|(_, a)| format!("{a:.2}%")).unwrap_or_else(|| "not verified yet".into())}</dd></div>
             </dl>
             <BlockersPanel groups=m.blockers.clone()/>
-            {(!m.accuracy.is_empty()).then(|| view! { <AccuracyChart points=m.accuracy.clone()/> })}
+            {(!m.accuracy_by_table.is_empty()).then(|| view! { <AccuracyChart tables=m.accuracy_by_table.clone()/> })}
         </article>
     }
 }

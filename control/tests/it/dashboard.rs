@@ -171,3 +171,66 @@ both_stores!(
         Ok(())
     }
 );
+
+both_stores!(
+    the_overview_draws_one_accuracy_line_per_table,
+    |store: Store| async move {
+        let m = store
+            .create_migration(
+                &admin(),
+                NewMigration {
+                    name: "tables".into(),
+                    description: String::new(),
+                    spec: "x = 1".into(),
+                    buckets: ["contacts", "contacts", "messages"]
+                        .iter()
+                        .enumerate()
+                        .map(|(idx, t)| BucketPlan {
+                            idx: idx as i64,
+                            lo: None,
+                            hi: None,
+                            planned_rows: 100,
+                            table_name: Some((*t).into()),
+                            table_bucket: Some(idx as i64),
+                        })
+                        .collect(),
+                },
+            )
+            .await?;
+        let buckets = store.list_buckets(m.id).await?;
+        // contacts: 100% then 90% in its two buckets; messages: 50%.
+        for (b, matched) in [(&buckets[0], 100), (&buckets[1], 90), (&buckets[2], 50)] {
+            store
+                .record_verify_run(&NewVerifyRun {
+                    migration_id: m.id,
+                    bucket_id: Some(b.id),
+                    job_id: None,
+                    engine_run: None,
+                    kind: "full".into(),
+                    rows_compared: 100,
+                    matched,
+                    missing: 0,
+                    extra: 0,
+                    different: 100 - matched,
+                    accuracy: matched as f64,
+                    tree: None,
+                })
+                .await?;
+        }
+        let lines = store.program_overview(&admin()).await?;
+        let line = lines
+            .iter()
+            .find(|l| l.summary.migration.id == m.id)
+            .expect("the migration's line");
+        let latest: Vec<(&str, f64)> = line
+            .accuracy_by_table
+            .iter()
+            .map(|t| (t.table.as_str(), t.points.last().map_or(f64::NAN, |p| p.1)))
+            .collect();
+        assert_eq!(latest, [("contacts", 95.0), ("messages", 50.0)]);
+        assert_eq!(line.accuracy_by_table[0].points.len(), 2);
+        // The whole migration's line is still there for the card's figure.
+        assert_eq!(line.accuracy.last().map(|p| p.1), Some(80.0));
+        Ok(())
+    }
+);

@@ -120,6 +120,20 @@ full_name = "full_name"
 source = "source"
 updated_at = "updated_at"
 
+# How a row written to the new store after a switch goes back to the old one
+# (the reverse relay): the email stays as the new store holds it, trimmed and
+# lower-cased. Rows are upserted by the old table's primary key.
+[tables.reverse]
+key = ["id"]
+
+[tables.reverse.columns]
+id = "id"
+member_id = "member_id"
+email = "email"
+full_name = "full_name"
+source = "source"
+updated_at = "updated_at"
+
 [[tables]]
 name = "messages"
 key = ["message_id"]
@@ -133,11 +147,25 @@ bucket = "member_id"
 [tables.columns]
 message_id = {{ uuid5 = ["member_id", "id"], namespace = "tern-demo/messages" }}
 conversation_id = {{ uuid5 = ["conversation_id"], namespace = "tern-demo/conversations" }}
+legacy_conversation_id = "conversation_id"
 legacy_id = "id"
 member_id = "member_id"
 sender_id = "sender_id"
 body = {{ from = "body", trim = true }}
 unread = {{ from = "is_unread", cast = "bool" }}
+created_at = "created_at"
+
+# UUIDv5 keys do not run backwards: the legacy ids give the old row back.
+[tables.reverse]
+key = ["id"]
+
+[tables.reverse.columns]
+id = "legacy_id"
+member_id = "member_id"
+conversation_id = "legacy_conversation_id"
+sender_id = "sender_id"
+body = "body"
+is_unread = "unread"
 created_at = "created_at"
 "#,
         source = source.display(),
