@@ -3,15 +3,18 @@
 //! verified under the accuracy gate, jobs that failed and were not retried
 //! since, and client ramps the gates hold back. Each says what to do.
 //!
-//! The classification is pure ([`bucket_blockers`]) and unit-tested; the
-//! store gathers its inputs ([`Store::blockers`]).
+//! The sentences and the stuck rule are pure and unit-tested; the store
+//! counts and picks the first few of each kind in SQL ([`Store::blockers`]),
+//! so the panel costs a few queries however many buckets a migration has.
 
 use serde::{Deserialize, Serialize};
 use tern_ramp::Ramp;
 
-use crate::buckets::{Bucket, Phase};
+use sqlx::Row;
+
+use crate::buckets::Phase;
 use crate::error::{ControlError, Result};
-use crate::jobs::{Job, JobState};
+use crate::jobs::JobState;
 use crate::store::Store;
 use crate::users::Actor;
 
@@ -69,115 +72,82 @@ fn minutes(ms: i64) -> String {
     }
 }
 
-/// The blockers among a migration's buckets and recent jobs (newest first),
-/// with `min_accuracy` the migration's verification gate.
-pub fn bucket_blockers(
-    buckets: &[Bucket],
-    jobs: &[Job],
-    min_accuracy: f64,
-    now_ms: i64,
-) -> Vec<Blocker> {
-    let mut out = Vec::new();
-    let newest = |b: &Bucket| jobs.iter().find(|j| j.bucket_id == Some(b.id));
-    for b in buckets {
-        let blocker = |kind, text: String| Blocker {
-            kind,
-            text,
-            bucket: Some(b.idx),
-            client: None,
-        };
-        match b.phase {
-            Phase::Failed => out.push(blocker(
-                BlockerKind::FailedBucket,
-                format!(
-                    "bucket {} failed: {} — retry it from its page",
-                    b.idx,
-                    b.last_error.as_deref().unwrap_or("no message recorded")
-                ),
-            )),
-            Phase::Paused => out.push(blocker(
-                BlockerKind::PausedBucket,
-                format!("bucket {} is paused — resume it when ready", b.idx),
-            )),
-            Phase::BulkLoading | Phase::CatchingUp | Phase::Verifying => {
-                let since = now_ms - b.phase_since.unwrap_or(b.updated_at);
-                match newest(b) {
-                    Some(j) if j.state == JobState::Running && now_ms - j.updated_at > STUCK_MS => {
-                        out.push(blocker(
-                            BlockerKind::StuckBucket,
-                            format!(
-                                "bucket {} is {} but its job {} last reported {} ago — its worker may be gone",
-                                b.idx,
-                                b.phase,
-                                j.id,
-                                minutes(now_ms - j.updated_at)
-                            ),
-                        ))
-                    }
-                    Some(j)
-                        if matches!(
-                            j.state,
-                            JobState::Running | JobState::Queued | JobState::Paused
-                        ) => {}
-                    _ if since > STUCK_MS => out.push(blocker(
-                        BlockerKind::StuckBucket,
-                        format!(
-                            "bucket {} has been {} for {} with no job running — start its job again",
-                            b.idx,
-                            b.phase,
-                            minutes(since)
-                        ),
-                    )),
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
-        if let Some(a) = b.accuracy
-            && a < min_accuracy
-            && !matches!(b.phase, Phase::Failed | Phase::Verifying)
-        {
-            out.push(blocker(
-                BlockerKind::LowAccuracy,
-                format!(
-                    "bucket {} verified at {a:.2}%, under the gate of {min_accuracy}% — repair its mismatches",
-                    b.idx
-                ),
-            ));
-        }
+/// A bucket in an active phase (bulk-loading, catching-up, verifying) for
+/// longer than [`STUCK_MS`], with the newest job of the bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StuckCandidate {
+    pub idx: i64,
+    pub phase: Phase,
+    /// When the bucket entered its phase.
+    pub since: i64,
+    /// The bucket's newest job: id, state, last report.
+    pub newest_job: Option<(i64, JobState, i64)>,
+}
+
+/// Whether a bucket long in an active phase is stuck: its job stopped
+/// reporting, or no job of it is running, queued or paused.
+pub fn stuck(c: &StuckCandidate, now_ms: i64) -> Option<Blocker> {
+    let text = match c.newest_job {
+        Some((id, JobState::Running, updated_at)) if now_ms - updated_at > STUCK_MS => format!(
+            "bucket {} is {} but its job {id} last reported {} ago — its worker may be gone",
+            c.idx,
+            c.phase,
+            minutes(now_ms - updated_at)
+        ),
+        Some((_, JobState::Running | JobState::Queued | JobState::Paused, _)) => return None,
+        _ if now_ms - c.since > STUCK_MS => format!(
+            "bucket {} has been {} for {} with no job running — start its job again",
+            c.idx,
+            c.phase,
+            minutes(now_ms - c.since)
+        ),
+        _ => return None,
+    };
+    Some(bucket_blocker(BlockerKind::StuckBucket, c.idx, text))
+}
+
+fn bucket_blocker(kind: BlockerKind, idx: i64, text: String) -> Blocker {
+    Blocker {
+        kind,
+        text,
+        bucket: Some(idx),
+        client: None,
     }
-    for j in jobs {
-        if j.state != JobState::Failed || j.finished_at.is_some_and(|f| now_ms - f > FAILED_JOB_MS)
-        {
-            continue;
-        }
-        // Replaced: a later job of the same kind for the same bucket.
-        let replaced = jobs
-            .iter()
-            .any(|o| o.id > j.id && o.kind == j.kind && o.bucket_id == j.bucket_id);
-        // A failed bucket already says it.
-        let bucket = j
-            .bucket_id
-            .and_then(|id| buckets.iter().find(|b| b.id == id));
-        if replaced || bucket.is_some_and(|b| b.phase == Phase::Failed) {
-            continue;
-        }
-        out.push(Blocker {
-            kind: BlockerKind::FailedJob,
-            text: format!(
-                "{} job {}{} failed: {}",
-                j.kind.as_str(),
-                j.id,
-                bucket
-                    .map(|b| format!(" (bucket {})", b.idx))
-                    .unwrap_or_default(),
-                j.message.as_deref().unwrap_or("no message recorded")
-            ),
-            bucket: bucket.map(|b| b.idx),
-            client: None,
-        });
+}
+
+/// A failed bucket, with its last error.
+pub fn failed_bucket(idx: i64, last_error: Option<&str>) -> Blocker {
+    let error = last_error.unwrap_or("no message recorded");
+    let text = format!("bucket {idx} failed: {error} — retry it from its page");
+    bucket_blocker(BlockerKind::FailedBucket, idx, text)
+}
+
+/// A paused bucket.
+pub fn paused_bucket(idx: i64) -> Blocker {
+    let text = format!("bucket {idx} is paused — resume it when ready");
+    bucket_blocker(BlockerKind::PausedBucket, idx, text)
+}
+
+/// A bucket verified under the migration's gate.
+pub fn low_accuracy(idx: i64, accuracy: f64, min_accuracy: f64) -> Blocker {
+    let text = format!(
+        "bucket {idx} verified at {accuracy:.2}%, under the gate of {min_accuracy}% — repair its mismatches"
+    );
+    bucket_blocker(BlockerKind::LowAccuracy, idx, text)
+}
+
+/// A job that failed and was not replaced by a later one.
+pub fn failed_job(kind: &str, id: i64, bucket: Option<i64>, message: Option<&str>) -> Blocker {
+    Blocker {
+        kind: BlockerKind::FailedJob,
+        text: format!(
+            "{kind} job {id}{} failed: {}",
+            bucket.map(|b| format!(" (bucket {b})")).unwrap_or_default(),
+            message.unwrap_or("no message recorded")
+        ),
+        bucket,
+        client: None,
     }
-    out
 }
 
 /// Blockers of one kind: how many, and the first few.
@@ -210,35 +180,190 @@ pub fn group(blockers: Vec<Blocker>, keep: usize) -> Vec<BlockerGroup> {
     groups
 }
 
+/// The kinds whose buckets the store counts in SQL, with the condition.
+const COUNTED: [(BlockerKind, &str); 3] = [
+    (BlockerKind::FailedBucket, "phase = 'failed'"),
+    (BlockerKind::PausedBucket, "phase = 'paused'"),
+    (
+        BlockerKind::LowAccuracy,
+        "accuracy < $2 AND phase NOT IN ('failed', 'verifying')",
+    ),
+];
+
+const ACTIVE: &str = "phase IN ('bulk-loading', 'catching-up', 'verifying')";
+
 impl Store {
     /// What blocks a migration now, as `actor` may see it (client ramps of
-    /// the clients the actor may read).
-    pub async fn blockers(&self, actor: &Actor, migration_id: i64) -> Result<Vec<Blocker>> {
+    /// the clients the actor may read), grouped by kind with the first
+    /// `keep` of each. Bounded whatever the number of buckets: the store
+    /// counts them and reads only the first few of each kind (a board of
+    /// thousands of buckets under the gate is one line with a count).
+    pub async fn blockers(
+        &self,
+        actor: &Actor,
+        migration_id: i64,
+        keep: usize,
+    ) -> Result<Vec<BlockerGroup>> {
         let migration = self.migration(migration_id).await?;
-        // Only buckets that can block: the board of a large migration has
-        // thousands of healthy ones.
-        let rows = sqlx::query(
-            "SELECT * FROM buckets WHERE migration_id = $1
-               AND (phase IN ('failed', 'paused', 'bulk-loading', 'catching-up', 'verifying')
-                    OR accuracy < $2)
-             ORDER BY idx",
-        )
+        let min_accuracy = migration.settings.verify_min_accuracy;
+        let now = crate::clock::now_ms();
+        let db = |what: &'static str| ControlError::db(what);
+        let sums: Vec<String> = COUNTED
+            .iter()
+            .map(|(_, cond)| format!("SUM(CASE WHEN {cond} THEN 1 ELSE 0 END)"))
+            .collect();
+        let counts = sqlx::query(&format!(
+            "SELECT {}, SUM(CASE WHEN {ACTIVE} AND COALESCE(phase_since, updated_at) < $3 THEN 1 ELSE 0 END)
+             FROM buckets WHERE migration_id = $1",
+            sums.join(", ")
+        ))
         .bind(migration_id)
-        .bind(migration.settings.verify_min_accuracy)
+        .bind(min_accuracy)
+        .bind(now - STUCK_MS)
+        .fetch_one(self.pool())
+        .await
+        .map_err(db("counting the buckets that block"))?;
+        let count = |i: usize| -> usize {
+            counts
+                .try_get::<Option<i64>, _>(i)
+                .ok()
+                .flatten()
+                .map_or(0, |n| usize::try_from(n).unwrap_or(0))
+        };
+        let mut groups = Vec::new();
+        for (i, (kind, cond)) in COUNTED.iter().enumerate() {
+            let n = count(i);
+            if n == 0 {
+                continue;
+            }
+            let rows = sqlx::query(&format!(
+                "SELECT idx, accuracy, last_error FROM buckets
+                 WHERE migration_id = $1 AND {cond} ORDER BY idx LIMIT $3"
+            ))
+            .bind(migration_id)
+            .bind(min_accuracy)
+            .bind(keep as i64)
+            .fetch_all(self.pool())
+            .await
+            .map_err(db("reading the buckets that block"))?;
+            let first = rows
+                .iter()
+                .map(|r| {
+                    let idx: i64 = r.try_get("idx").unwrap_or_default();
+                    match kind {
+                        BlockerKind::FailedBucket => failed_bucket(
+                            idx,
+                            r.try_get::<Option<String>, _>("last_error")
+                                .ok()
+                                .flatten()
+                                .as_deref(),
+                        ),
+                        BlockerKind::PausedBucket => paused_bucket(idx),
+                        _ => low_accuracy(
+                            idx,
+                            r.try_get::<Option<f64>, _>("accuracy")
+                                .ok()
+                                .flatten()
+                                .unwrap_or_default(),
+                            min_accuracy,
+                        ),
+                    }
+                })
+                .collect();
+            groups.push(BlockerGroup {
+                kind: *kind,
+                count: n,
+                first,
+            });
+        }
+        let mut more = Vec::new();
+        if count(COUNTED.len()) > 0 {
+            more.extend(self.stuck_buckets(migration_id, now).await?);
+        }
+        more.extend(self.failed_jobs(migration_id, now).await?);
+        more.extend(self.gated_ramps(actor, migration_id).await?);
+        groups.extend(group(more, keep));
+        Ok(groups)
+    }
+
+    /// Buckets long in an active phase whose job is gone or silent.
+    async fn stuck_buckets(&self, migration_id: i64, now: i64) -> Result<Vec<Blocker>> {
+        let rows = sqlx::query(&format!(
+            "SELECT b.idx, b.phase, COALESCE(b.phase_since, b.updated_at) AS since,
+                    j.id AS job_id, j.state AS job_state, j.updated_at AS job_updated_at
+             FROM buckets b
+             LEFT JOIN jobs j ON j.id = (SELECT MAX(id) FROM jobs WHERE bucket_id = b.id)
+             WHERE b.migration_id = $1 AND b.{ACTIVE}
+               AND COALESCE(b.phase_since, b.updated_at) < $2
+             ORDER BY b.idx"
+        ))
+        .bind(migration_id)
+        .bind(now - STUCK_MS)
         .fetch_all(self.pool())
         .await
-        .map_err(ControlError::db("reading the buckets that may block"))?;
-        let buckets = rows
-            .iter()
-            .map(crate::buckets::bucket_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let jobs = self.list_jobs(Some(migration_id), None, 200).await?;
-        let mut out = bucket_blockers(
-            &buckets,
-            &jobs,
-            migration.settings.verify_min_accuracy,
-            crate::clock::now_ms(),
-        );
+        .map_err(ControlError::db("reading the buckets that may be stuck"))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let get = |e| ControlError::db("reading the buckets that may be stuck")(e);
+            let phase: String = r.try_get("phase").map_err(get)?;
+            let job_id: Option<i64> = r.try_get("job_id").map_err(get)?;
+            let job_state: Option<String> = r.try_get("job_state").map_err(get)?;
+            let job_updated: Option<i64> = r.try_get("job_updated_at").map_err(get)?;
+            let newest_job = match (job_id, job_state) {
+                (Some(id), Some(state)) => {
+                    Some((id, JobState::parse(&state)?, job_updated.unwrap_or(0)))
+                }
+                _ => None,
+            };
+            let candidate = StuckCandidate {
+                idx: r.try_get("idx").map_err(get)?,
+                phase: Phase::parse(&phase)?,
+                since: r.try_get("since").map_err(get)?,
+                newest_job,
+            };
+            out.extend(stuck(&candidate, now));
+        }
+        Ok(out)
+    }
+
+    /// Jobs that failed in the last day, not replaced by a later job of the
+    /// same kind for the same bucket, of buckets that have not failed (a
+    /// failed bucket says it already).
+    async fn failed_jobs(&self, migration_id: i64, now: i64) -> Result<Vec<Blocker>> {
+        let rows = sqlx::query(
+            "SELECT j.id, j.kind, j.message, b.idx FROM jobs j
+             LEFT JOIN buckets b ON b.id = j.bucket_id
+             WHERE j.migration_id = $1 AND j.state = 'failed'
+               AND (j.finished_at IS NULL OR j.finished_at >= $2)
+               AND (b.phase IS NULL OR b.phase <> 'failed')
+               AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.migration_id = j.migration_id
+                   AND o.id > j.id AND o.kind = j.kind
+                   AND COALESCE(o.bucket_id, -1) = COALESCE(j.bucket_id, -1))
+             ORDER BY j.id DESC LIMIT 200",
+        )
+        .bind(migration_id)
+        .bind(now - FAILED_JOB_MS)
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("reading the failed jobs"))?;
+        rows.iter()
+            .map(|r| {
+                let get = |e| ControlError::db("reading the failed jobs")(e);
+                let kind: String = r.try_get("kind").map_err(get)?;
+                let message: Option<String> = r.try_get("message").map_err(get)?;
+                Ok(failed_job(
+                    &kind,
+                    r.try_get("id").map_err(get)?,
+                    r.try_get("idx").map_err(get)?,
+                    message.as_deref(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Client ramps below 100% that the gates hold back.
+    async fn gated_ramps(&self, actor: &Actor, migration_id: i64) -> Result<Vec<Blocker>> {
+        let mut out = Vec::new();
         for client in self.list_clients(actor, Some(migration_id)).await? {
             if client.ramp >= i64::from(Ramp::FULL.millipercent()) {
                 continue;
@@ -265,147 +390,97 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::JobKind;
-
-    fn bucket(idx: i64, phase: Phase) -> Bucket {
-        Bucket {
-            id: idx + 100,
-            migration_id: 1,
-            idx,
-            lo: None,
-            hi: None,
-            planned_rows: 10,
-            rows_copied: 0,
-            phase,
-            updated_at: 0,
-            resume_phase: None,
-            phase_since: Some(0),
-            snapshot_at: None,
-            watermark: None,
-            loaded_at: None,
-            dual_write_at: None,
-            catch_up_from: None,
-            catch_up_to: None,
-            caught_up_at: None,
-            verified_at: None,
-            switched_at: None,
-            accuracy: None,
-            lag_changes: None,
-            lag_seconds: None,
-            last_error: None,
-            batch_id: None,
-            table_name: None,
-            table_bucket: None,
-            write_primary: "old".into(),
-            held_by: None,
-            drift_rows: None,
-            drift_checked_at: None,
-        }
-    }
-
-    fn job(id: i64, bucket: i64, kind: JobKind, state: JobState, updated_at: i64) -> Job {
-        Job {
-            id,
-            migration_id: Some(1),
-            bucket_id: Some(bucket + 100),
-            kind,
-            params: serde_json::Value::Null,
-            state,
-            requested: None,
-            rate_limit: None,
-            worker: None,
-            lease_expires_at: None,
-            attempts: 1,
-            lease_token: 1,
-            rows_done: 0,
-            rows_total: None,
-            rate: None,
-            eta_seconds: None,
-            message: Some("target unreachable".into()),
-            created_by: "t".into(),
-            created_at: 0,
-            started_at: Some(0),
-            updated_at,
-            finished_at: Some(updated_at),
-        }
-    }
 
     const NOW: i64 = 10 * 60 * 1000;
 
-    #[test]
-    fn failed_paused_and_low_accuracy_buckets_block_and_say_what_to_do() {
-        let mut failed = bucket(0, Phase::Failed);
-        failed.last_error = Some("Expression tree is too large".into());
-        let mut low = bucket(2, Phase::CaughtUp);
-        low.accuracy = Some(37.0);
-        let fine = {
-            let mut b = bucket(3, Phase::Verified);
-            b.accuracy = Some(100.0);
-            b
-        };
-        let out = bucket_blockers(
-            &[failed, bucket(1, Phase::Paused), low, fine],
-            &[],
-            99.9,
-            NOW,
-        );
-        let kinds: Vec<BlockerKind> = out.iter().map(|b| b.kind).collect();
-        assert_eq!(
-            kinds,
-            [
-                BlockerKind::FailedBucket,
-                BlockerKind::PausedBucket,
-                BlockerKind::LowAccuracy
-            ]
-        );
-        assert!(
-            out[0].text.contains("Expression tree is too large"),
-            "{}",
-            out[0].text
-        );
-        assert!(out[2].text.contains("37.00%"), "{}", out[2].text);
-        assert_eq!(out[2].bucket, Some(2));
+    fn candidate(
+        idx: i64,
+        phase: Phase,
+        newest_job: Option<(i64, JobState, i64)>,
+    ) -> StuckCandidate {
+        StuckCandidate {
+            idx,
+            phase,
+            since: 0,
+            newest_job,
+        }
     }
 
     #[test]
-    fn a_bucket_in_an_active_phase_without_a_live_job_is_stuck() {
-        let verifying = bucket(0, Phase::Verifying);
-        let loading = bucket(1, Phase::BulkLoading);
-        let fresh = {
-            let mut b = bucket(2, Phase::CatchingUp);
-            b.phase_since = Some(NOW - 1_000);
-            b
-        };
-        let healthy = bucket(3, Phase::BulkLoading);
-        let jobs = [
-            job(
-                9,
-                1,
-                JobKind::BulkLoad,
-                JobState::Running,
-                NOW - STUCK_MS - 1,
-            ),
-            job(8, 3, JobKind::BulkLoad, JobState::Running, NOW - 2_000),
-        ];
-        let out = bucket_blockers(&[verifying, loading, fresh, healthy], &jobs, 99.0, NOW);
-        let stuck: Vec<Option<i64>> = out
-            .iter()
-            .filter(|b| b.kind == BlockerKind::StuckBucket)
-            .map(|b| b.bucket)
-            .collect();
-        assert_eq!(stuck, [Some(0), Some(1)]);
-        assert!(out[0].text.contains("no job running"), "{}", out[0].text);
+    fn blockers_say_what_is_wrong_and_what_to_do() {
+        let failed = failed_bucket(0, Some("Expression tree is too large"));
+        assert_eq!(failed.kind, BlockerKind::FailedBucket);
         assert!(
-            out[1].text.contains("job 9 last reported"),
+            failed.text.contains("Expression tree is too large"),
             "{}",
-            out[1].text
+            failed.text
+        );
+        assert!(
+            failed.text.ends_with("retry it from its page"),
+            "{}",
+            failed.text
+        );
+        assert!(paused_bucket(1).text.contains("resume it"));
+        let low = low_accuracy(2, 37.0, 99.9);
+        assert!(
+            low.text.contains("37.00%") && low.text.contains("99.9%"),
+            "{}",
+            low.text
+        );
+        assert_eq!(low.bucket, Some(2));
+        let job = failed_job("verify", 5, Some(0), Some("target unreachable"));
+        assert!(
+            job.text
+                .starts_with("verify job 5 (bucket 0) failed: target unreachable"),
+            "{}",
+            job.text
+        );
+    }
+
+    #[test]
+    fn a_bucket_long_in_an_active_phase_without_a_live_job_is_stuck() {
+        let no_job = candidate(0, Phase::Verifying, None);
+        let silent = candidate(
+            1,
+            Phase::BulkLoading,
+            Some((9, JobState::Running, NOW - STUCK_MS - 1)),
+        );
+        let fresh = StuckCandidate {
+            since: NOW - 1_000,
+            ..candidate(2, Phase::CatchingUp, None)
+        };
+        let healthy = candidate(
+            3,
+            Phase::BulkLoading,
+            Some((8, JobState::Running, NOW - 2_000)),
+        );
+        let queued = candidate(4, Phase::Verifying, Some((7, JobState::Queued, 0)));
+        let ended = candidate(5, Phase::Verifying, Some((6, JobState::Succeeded, 0)));
+
+        let stuck: Vec<Blocker> = [no_job, silent, fresh, healthy, queued, ended]
+            .iter()
+            .filter_map(|c| stuck(c, NOW))
+            .collect();
+
+        let at: Vec<Option<i64>> = stuck.iter().map(|b| b.bucket).collect();
+        assert_eq!(at, [Some(0), Some(1), Some(5)]);
+        assert!(
+            stuck[0].text.contains("no job running"),
+            "{}",
+            stuck[0].text
+        );
+        assert!(
+            stuck[1].text.contains("job 9 last reported"),
+            "{}",
+            stuck[1].text
         );
     }
 
     #[test]
     fn blockers_group_by_kind_with_a_count_and_the_first_few() {
-        let buckets: Vec<Bucket> = (0..5).map(|i| bucket(i, Phase::Verifying)).collect();
-        let mut all = bucket_blockers(&buckets, &[], 99.0, NOW);
+        let mut all: Vec<Blocker> = (0..5)
+            .filter_map(|i| stuck(&candidate(i, Phase::Verifying, None), NOW))
+            .collect();
         all.push(Blocker {
             kind: BlockerKind::GatedRamp,
             text: "inbox-service".into(),
@@ -422,28 +497,5 @@ mod tests {
             (groups[1].kind, groups[1].count),
             (BlockerKind::GatedRamp, 1)
         );
-    }
-
-    #[test]
-    fn a_failed_job_blocks_until_a_later_one_replaces_it() {
-        let b = bucket(0, Phase::CaughtUp);
-        let failed = job(5, 0, JobKind::Verify, JobState::Failed, NOW - 1_000);
-        let out = bucket_blockers(
-            std::slice::from_ref(&b),
-            std::slice::from_ref(&failed),
-            99.0,
-            NOW,
-        );
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].kind, BlockerKind::FailedJob);
-        assert!(
-            out[0]
-                .text
-                .starts_with("verify job 5 (bucket 0) failed: target unreachable"),
-            "{}",
-            out[0].text
-        );
-        let retried = job(6, 0, JobKind::Verify, JobState::Succeeded, NOW - 500);
-        assert!(bucket_blockers(&[b], &[retried, failed], 99.0, NOW).is_empty());
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::batches::Batch;
-use crate::blockers::{BlockerGroup, group};
+use crate::blockers::BlockerGroup;
 use crate::buckets::{Bucket, Phase, bucket_from_row};
 use crate::error::{ControlError, Result};
 use crate::forecast::Forecast;
@@ -279,7 +279,7 @@ impl Store {
         let mut blockers = std::collections::BTreeMap::new();
         for s in &summaries {
             let id = s.migration.id;
-            blockers.insert(id, group(self.blockers(actor, id).await?, 3));
+            blockers.insert(id, self.blockers(actor, id, 3).await?);
         }
         // One row per migration, its samples packed as `at:rows,…` in order.
         let mut samples: std::collections::BTreeMap<i64, Vec<(i64, i64)>> = Default::default();

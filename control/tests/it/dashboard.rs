@@ -234,3 +234,121 @@ both_stores!(
         Ok(())
     }
 );
+
+both_stores!(
+    what_blocks_is_counted_in_the_store_with_the_first_few_of_each_kind,
+    |store: Store| async move {
+        use tern_control::blockers::{BlockerKind, STUCK_MS};
+        use tern_control::jobs::{JobKind, NewJob};
+        // Arrange: 12 buckets. 0–4 verified under the gate, 5 paused, 6
+        // verifying for an hour with no job, 7 bulk-loading with a silent
+        // running job, 8 catching up with a live one, 9 a failed verify job
+        // (not retried), 10 a failed job retried since; 11 healthy.
+        let id = many_buckets(&store, "delta", 12).await?;
+        let b = store.list_buckets(id).await?;
+        let pool = store.pool();
+        let now = tern_control::clock::now_ms();
+        let long_ago = now - 60 * 60 * 1000;
+        let set = |sql: String| async move { sqlx::query(&sql).execute(pool).await.map(|_| ()) };
+        for bucket in &b[0..5] {
+            set(format!(
+                "UPDATE buckets SET phase = 'verified', accuracy = 37.5 WHERE id = {}",
+                bucket.id
+            ))
+            .await?;
+        }
+        set(format!(
+            "UPDATE buckets SET accuracy = 100.0 WHERE id = {}",
+            b[11].id
+        ))
+        .await?;
+        set(format!(
+            "UPDATE buckets SET phase = 'paused' WHERE id = {}",
+            b[5].id
+        ))
+        .await?;
+        for (i, phase) in [(6, "verifying"), (7, "bulk-loading"), (8, "catching-up")] {
+            set(format!(
+                "UPDATE buckets SET phase = '{phase}', phase_since = {long_ago} WHERE id = {}",
+                b[i].id
+            ))
+            .await?;
+        }
+        let job = |bucket: usize, kind: JobKind| NewJob {
+            migration_id: Some(id),
+            bucket_id: Some(b[bucket].id),
+            kind,
+            params: serde_json::json!({}),
+            rate_limit: None,
+        };
+        let silent = store
+            .enqueue_job(&admin(), job(7, JobKind::BulkLoad))
+            .await?;
+        let live = store
+            .enqueue_job(&admin(), job(8, JobKind::CatchUp))
+            .await?;
+        for (j, at) in [(silent.id, now - STUCK_MS - 60_000), (live.id, now)] {
+            set(format!(
+                "UPDATE jobs SET state = 'running', updated_at = {at} WHERE id = {j}"
+            ))
+            .await?;
+        }
+        let failed = store.enqueue_job(&admin(), job(9, JobKind::Verify)).await?;
+        let old_fail = store
+            .enqueue_job(&admin(), job(10, JobKind::Verify))
+            .await?;
+        for j in [failed.id, old_fail.id] {
+            set(format!(
+                "UPDATE jobs SET state = 'failed', message = 'target unreachable', finished_at = {now} WHERE id = {j}"
+            ))
+            .await?;
+        }
+        let retried = store
+            .enqueue_job(&admin(), job(10, JobKind::Verify))
+            .await?;
+        set(format!(
+            "UPDATE jobs SET state = 'succeeded', finished_at = {now} WHERE id = {}",
+            retried.id
+        ))
+        .await?;
+
+        // Act
+        let groups = store.blockers(&admin(), id, 3).await?;
+
+        // Assert
+        let summary: Vec<(BlockerKind, usize, Vec<Option<i64>>)> = groups
+            .iter()
+            .map(|g| (g.kind, g.count, g.first.iter().map(|x| x.bucket).collect()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (BlockerKind::PausedBucket, 1, vec![Some(5)]),
+                (BlockerKind::LowAccuracy, 5, vec![Some(0), Some(1), Some(2)]),
+                (BlockerKind::StuckBucket, 2, vec![Some(6), Some(7)]),
+                (BlockerKind::FailedJob, 1, vec![Some(9)]),
+            ]
+        );
+        let stuck = &groups[2].first;
+        assert!(
+            stuck[0].text.contains("no job running"),
+            "{}",
+            stuck[0].text
+        );
+        assert!(
+            stuck[1]
+                .text
+                .contains(&format!("job {} last reported", silent.id)),
+            "{}",
+            stuck[1].text
+        );
+        assert!(
+            groups[3].first[0]
+                .text
+                .contains("failed: target unreachable"),
+            "{}",
+            groups[3].first[0].text
+        );
+        Ok(())
+    }
+);

@@ -50,7 +50,7 @@ pub async fn migration_board(
     };
     let store = &crate::server::state()?.store;
     let board = store.migration_board(id, &query).await?;
-    let blockers = tern_control::blockers::group(store.blockers(&me, id).await?, 5);
+    let blockers = store.blockers(&me, id, 5).await?;
     let mut view = board_view(&board, me.role.can_operate());
     view.card.blockers = crate::convert::blocker_views(id, blockers);
     view.accuracy_svg = crate::charts::accuracy_by_table_svg(
