@@ -269,8 +269,12 @@ impl Store {
                 let link = Link::connect(spec, &ctx.registry).await?;
                 match step {
                     Step::RemoveCapture => {
-                        let a = capture::remove(link.source()).await?;
-                        let b = capture::remove(link.target()).await?;
+                        // Only this migration's tables: another migration
+                        // reading the same database keeps its capture.
+                        let targets: Vec<String> =
+                            link.tables().into_iter().map(String::from).collect();
+                        let a = capture::remove_tables(link.source(), &sources).await?;
+                        let b = capture::remove_tables(link.target(), &targets).await?;
                         format!(
                             "old store: dropped {}; new store: dropped {}",
                             if a.dropped.is_empty() {

@@ -227,6 +227,58 @@ pub(crate) async fn install_tables(
     Ok(InstallReport { tables, position })
 }
 
+/// Removes the capture of `tables` from a database that other migrations
+/// may capture too: their triggers go, and the changelog and Tern's other
+/// capture tables go only when no capture trigger is left in the database
+/// (another migration reading the same database keeps its changes). The
+/// decommission of one migration uses this.
+pub async fn remove_tables(db: &Connector, tables: &[String]) -> Result<RemoveReport> {
+    let d = db.dialect();
+    let default_schema = current_schema(db).await?;
+    let mut statements = Vec::new();
+    let mut dropped = Vec::new();
+    for t in tables {
+        statements.extend(triggers::drop_table_capture(d, t, &default_schema));
+        dropped.push(format!("capture of {t}"));
+    }
+    if !statements.is_empty() {
+        db.run_ddl(
+            &statements,
+            "remove the change capture of the migration's tables",
+        )
+        .await?;
+    }
+    let (_, rows) = db
+        .fetch(
+            triggers::list_objects_sql(d),
+            &[],
+            "list the change capture objects left",
+        )
+        .await?;
+    let others = rows
+        .iter()
+        .filter(|r| match r.get(1) {
+            Some(Value::Text(t)) => t.starts_with("trigger "),
+            Some(Value::Bytes(b)) => b.starts_with(b"trigger "),
+            _ => false,
+        })
+        .count();
+    if others == 0 {
+        let all = remove(db).await?;
+        dropped.extend(all.dropped);
+    } else {
+        tracing::info!(
+            triggers = others,
+            database = db.url(),
+            "the changelog stays: other tables of this database are still captured"
+        );
+        dropped.push(format!(
+            "nothing shared (the changelog stays for the {others} capture trigger(s) of other tables)"
+        ));
+    }
+    Ok(RemoveReport { dropped })
+}
+
 /// Removes every capture trigger, trigger function and table from the
 /// source, leaving its schema as it was before [`install`]. Safe to run when
 /// nothing is installed.

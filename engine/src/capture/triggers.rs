@@ -213,6 +213,36 @@ pub(super) fn install_table(
 
 /// A query listing `(statement that drops it, description)` for every
 /// capture trigger, trigger function and table, in drop order.
+/// Statements that drop the capture triggers (and, on PostgreSQL, the
+/// trigger function) of `table`, whatever else the database captures; each
+/// is a no-op when the object is not there.
+pub(super) fn drop_table_capture(d: Dialect, table: &str, default_schema: &str) -> Vec<String> {
+    let quoted = d.quote(table);
+    match d {
+        Dialect::Postgres => {
+            let schema = schema_of(table).unwrap_or(default_schema);
+            vec![
+                format!("DROP TRIGGER IF EXISTS {} ON {quoted}", d.quote(PG_TRIGGER)),
+                format!(
+                    "DROP FUNCTION IF EXISTS {}.{}()",
+                    d.quote(schema),
+                    d.quote(&object_name(PREFIX, base_of(table), ""))
+                ),
+            ]
+        }
+        Dialect::MySql | Dialect::Sqlite => ["_i", "_u", "_d"]
+            .iter()
+            .map(|suffix| {
+                let name = d.quote(&object_name(PREFIX, base_of(table), suffix));
+                match schema_of(table) {
+                    Some(s) => format!("DROP TRIGGER IF EXISTS {}.{name}", d.quote(s)),
+                    None => format!("DROP TRIGGER IF EXISTS {name}"),
+                }
+            })
+            .collect(),
+    }
+}
+
 pub(super) fn list_objects_sql(d: Dialect) -> &'static str {
     match d {
         Dialect::Postgres => {

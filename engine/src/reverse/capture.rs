@@ -42,11 +42,12 @@ pub async fn install_capture(link: &Link) -> Result<TargetCapture> {
     })
 }
 
-/// Removes every capture trigger, function and table from the target (the
-/// decommission's step; the source's capture is removed with
-/// [`crate::capture::remove`]).
+/// Removes the capture of the link's target tables, and the changelog when
+/// nothing else in the target is captured (the decommission's step; the
+/// source's capture is removed with [`crate::capture::remove_tables`]).
 pub async fn remove_capture(link: &Link) -> Result<RemoveReport> {
-    capture::remove(link.target()).await
+    let tables: Vec<String> = link.tables().into_iter().map(String::from).collect();
+    capture::remove_tables(link.target(), &tables).await
 }
 
 /// Removes what reverse replication keeps in the *source*: the table of

@@ -122,6 +122,74 @@ async fn removal_leaves_the_schema_as_it_was(kind: DbKind) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Two migrations read one database, one table each: the decommission of
+/// the first removes the capture of its table only, the second's changes are
+/// still logged, and the changelog goes with the last capture.
+async fn one_migrations_removal_keeps_anothers_capture(kind: DbKind) -> anyhow::Result<()> {
+    // Arrange
+    let source_db = TestDb::new(kind).await?;
+    let target_db = TestDb::sqlite()?;
+    let source = Side::open(&source_db).await?;
+    source
+        .exec(
+            "CREATE TABLE items (id BIGINT PRIMARY KEY, member_id BIGINT NOT NULL, body TEXT NOT NULL); \
+             CREATE TABLE notes (id BIGINT PRIMARY KEY, member_id BIGINT NOT NULL, body TEXT NOT NULL)",
+        )
+        .await?;
+    let before = schema_dump(&source, kind).await?;
+    let notes_spec = ITEMS_SPEC.replace("\"items\"", "\"notes\"");
+    let conn = Connector::connect(&source_db.url, "source").await?;
+    for text in [ITEMS_SPEC, notes_spec.as_str()] {
+        let spec = Spec::parse(&spec_text(&source_db, &target_db, text), "test.toml")?;
+        capture::install(&conn, &spec).await?;
+    }
+
+    // Act: the first migration is decommissioned; both tables are written.
+    let first = capture::remove_tables(&conn, &["items".to_string()]).await?;
+    source
+        .exec("INSERT INTO items VALUES (1, 10, 'a'); INSERT INTO notes VALUES (1, 10, 'n')")
+        .await?;
+    let logged = source.count("_tern_changelog").await?;
+    let second = capture::remove_tables(&conn, &["notes".to_string()]).await?;
+    let after = schema_dump(&source, kind).await?;
+
+    // Assert
+    assert_eq!(
+        logged, 1,
+        "the notes insert is logged, the items one is not"
+    );
+    assert!(
+        first.dropped.iter().any(|d| d.contains("changelog stays")),
+        "{:?}",
+        first.dropped
+    );
+    assert!(
+        second.dropped.iter().any(|d| d.contains("_tern_changelog")),
+        "{:?}",
+        second.dropped
+    );
+    assert_eq!(
+        before, after,
+        "nothing of Tern's is left once both are gone"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_migrations_removal_keeps_anothers_capture_postgres() -> anyhow::Result<()> {
+    one_migrations_removal_keeps_anothers_capture(DbKind::Postgres).await
+}
+
+#[tokio::test]
+async fn one_migrations_removal_keeps_anothers_capture_mariadb() -> anyhow::Result<()> {
+    one_migrations_removal_keeps_anothers_capture(DbKind::MariaDb).await
+}
+
+#[tokio::test]
+async fn one_migrations_removal_keeps_anothers_capture_sqlite() -> anyhow::Result<()> {
+    one_migrations_removal_keeps_anothers_capture(DbKind::Sqlite).await
+}
+
 #[tokio::test]
 async fn removal_leaves_a_postgres_schema_as_it_was() -> anyhow::Result<()> {
     removal_leaves_the_schema_as_it_was(DbKind::Postgres).await
