@@ -166,6 +166,14 @@ impl Store {
         }
         let blockers = self.decommission_blockers(migration_id).await?;
         let is_done = |s: Step| done.iter().any(|d| d.0 == s.as_str());
+        // Stopping a relay only asks it to stop: it ends at its next
+        // heartbeat. Its capture objects stay until it has, or it would fail
+        // reading a changelog dropped under it.
+        let stopping = if is_done(Step::StopRelays) {
+            self.relays_not_stopped(migration_id).await?
+        } else {
+            Vec::new()
+        };
         Ok(Step::ALL
             .into_iter()
             .map(|step| {
@@ -182,6 +190,11 @@ impl Store {
                     Some(blockers.join("; "))
                 } else if !missing.is_empty() {
                     Some(format!("first: {}", missing.join(", ")))
+                } else if step == Step::RemoveCapture && !stopping.is_empty() {
+                    Some(format!(
+                        "the relays are still stopping ({}): wait a few seconds until they have stopped, then try again",
+                        stopping.join(", ")
+                    ))
                 } else {
                     None
                 };
@@ -194,6 +207,22 @@ impl Store {
                     refusal,
                 }
             })
+            .collect())
+    }
+
+    /// The migration's relay and reverse relay jobs that have not ended yet.
+    async fn relays_not_stopped(&self, migration_id: i64) -> Result<Vec<String>> {
+        Ok(self
+            .list_jobs(Some(migration_id), None, 1000)
+            .await?
+            .into_iter()
+            .filter(|j| {
+                matches!(
+                    j.kind,
+                    crate::jobs::JobKind::Relay | crate::jobs::JobKind::ReverseRelay
+                ) && !j.state.is_final()
+            })
+            .map(|j| format!("{} job {}", j.kind.as_str(), j.id))
             .collect())
     }
 
@@ -266,7 +295,9 @@ impl Store {
                     .into_iter()
                     .map(|t| t.table)
                     .collect();
-                let link = Link::connect(spec, &ctx.registry).await?;
+                // Inspected, not prepared: preparing checks (and would
+                // re-create) the Tern columns that `drop-columns` removed.
+                let link = Link::inspect(spec, &ctx.registry).await?;
                 match step {
                     Step::RemoveCapture => {
                         // Only this migration's tables: another migration

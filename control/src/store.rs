@@ -99,7 +99,18 @@ impl Store {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
         let dialect = store_dialect(url)?;
-        let options: AnyConnectOptions = url.parse().map_err(|e: sqlx::Error| {
+        // PostgreSQL statements are not cached per connection: sqlx 0.8's Any
+        // driver declares a NULL `f64` as `float4`, and a statement cached with
+        // that type then refuses a real value ("incorrect binary data format
+        // in bind parameter 4": a heartbeat without a rate, then one with).
+        let connect_url = match dialect {
+            Dialect::Postgres if !url.contains("statement-cache-capacity") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                std::borrow::Cow::Owned(format!("{url}{sep}statement-cache-capacity=0"))
+            }
+            _ => std::borrow::Cow::Borrowed(url),
+        };
+        let options: AnyConnectOptions = connect_url.parse().map_err(|e: sqlx::Error| {
             ControlError::Invalid(format!(
                 "control store URL `{}` cannot be parsed: {e}",
                 redact_url(url)

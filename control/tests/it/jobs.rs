@@ -279,3 +279,41 @@ async fn concurrent_workers_on_postgres_never_lease_the_same_job() -> anyhow::Re
     assert_eq!(distinct.len(), 40);
     Ok(())
 }
+
+both_stores!(
+    a_heartbeat_without_a_rate_then_with_one_is_taken,
+    |store: Store| async move {
+        // A job's first heartbeats have no rate yet; later ones do. On a
+        // PostgreSQL store the second used to fail on the same connection
+        // ("incorrect binary data format in bind parameter 4").
+        store.enqueue_job(&admin(), job(JobKind::Relay)).await?;
+        let leased = store
+            .lease_job("w1", &[JobKind::Relay], 30_000)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no job leased"))?;
+        let mut progress = Progress::default();
+        for rate in [None, Some(12.5), None, Some(40.0)] {
+            progress.rate = rate;
+            progress.eta_seconds = rate.map(|r| 100.0 / r);
+            let beat = store
+                .heartbeat(leased.id, "w1", leased.lease_token, 30_000, &progress)
+                .await?;
+            assert!(matches!(beat, Heartbeat::Continue { .. }), "{beat:?}");
+            assert_eq!(store.job(leased.id).await?.rate, rate);
+        }
+        // A rate limit set, cleared and set again when jobs are queued.
+        for limit in [None, Some(2_000.0), None, Some(500.0)] {
+            let queued = store
+                .enqueue_job(
+                    &admin(),
+                    NewJob {
+                        rate_limit: limit,
+                        ..job(JobKind::BulkLoad)
+                    },
+                )
+                .await?;
+            assert_eq!(queued.rate_limit, limit);
+        }
+        Ok(())
+    }
+);

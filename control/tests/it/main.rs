@@ -7,6 +7,7 @@ mod buckets;
 mod clients;
 mod dashboard;
 mod datafix;
+mod decommission_steps;
 mod drive_bulk_load;
 mod drive_relay;
 mod fencing;

@@ -23,14 +23,14 @@ use crate::{admin, both_stores};
 
 /// A source changelog and a target relay position in two real SQLite
 /// databases: the drain waits for the position to pass the head.
-struct Relay {
+pub(crate) struct Relay {
     _dbs: (TestDb, TestDb),
     source: Connector,
     target: Connector,
 }
 
 impl Relay {
-    async fn new() -> anyhow::Result<Relay> {
+    pub(crate) async fn new() -> anyhow::Result<Relay> {
         let (s, t) = (TestDb::sqlite()?, TestDb::sqlite()?);
         let source = Connector::connect(&s.url, "source").await?;
         let target = Connector::connect(&t.url, "target").await?;
@@ -90,7 +90,7 @@ impl Drain for Relay {
     }
 }
 
-fn opts() -> SwitchOptions {
+pub(crate) fn opts() -> SwitchOptions {
     SwitchOptions {
         ack_timeout: Duration::from_millis(600),
         drain_timeout: Duration::from_millis(600),
@@ -107,7 +107,7 @@ async fn ready(store: &Store) -> anyhow::Result<(i64, i64)> {
 }
 
 /// [`ready`], and the ids of the two running relay jobs.
-async fn ready_with_relays(store: &Store) -> anyhow::Result<(i64, i64, Vec<i64>)> {
+pub(crate) async fn ready_with_relays(store: &Store) -> anyhow::Result<(i64, i64, Vec<i64>)> {
     let cuts = [None, Some("100"), Some("200"), Some("300"), None];
     let m = store
         .create_migration(
@@ -197,7 +197,7 @@ async fn ready_with_relays(store: &Store) -> anyhow::Result<(i64, i64, Vec<i64>)
 
 /// What the relay runners do: follow the switched set and record the
 /// routing version their relay filters by.
-fn relays_follow(
+pub(crate) fn relays_follow(
     store: Store,
     migration_id: i64,
     jobs: Vec<i64>,

@@ -38,17 +38,28 @@ impl Ctx {
         found: &mut Vec<Mismatch>,
         counts: &mut Counts,
     ) -> Result<()> {
+        let span = Span {
+            plan: None,
+            range: Some(&bucket.range),
+            bucket: Some(bucket.index),
+        };
+        self.recheck_in(&span, found, counts).await
+    }
+
+    /// Checks `found` (mismatches within `span`) again now and keeps only
+    /// those that still differ, adjusting `counts`.
+    pub(super) async fn recheck_in(
+        &self,
+        span: &Span<'_>,
+        found: &mut Vec<Mismatch>,
+        counts: &mut Counts,
+    ) -> Result<()> {
         let keys: Vec<Vec<Value>> = found.iter().filter_map(|m| m.source_key.clone()).collect();
         let orphans: Vec<Vec<Value>> = found
             .iter()
             .filter(|m| m.source_key.is_none())
             .map(|m| m.target_key.clone())
             .collect();
-        let span = Span {
-            plan: None,
-            range: Some(&bucket.range),
-            bucket: Some(bucket.index),
-        };
         // A few keys, checked at once: the run's throttle and progress
         // (rows of the bucket) are not asked about them.
         let quiet = RunControl::new();
@@ -57,7 +68,7 @@ impl Ctx {
         let mut again = Vec::new();
         self.check_keys(
             &keys,
-            &span,
+            span,
             &orphans,
             &quiet,
             &mut progress,

@@ -48,6 +48,39 @@ sends every read back to the old store at once.
 | 1%   | errors and latency |
 | 25%  | shadow mismatch rate |
 | 100% | old traffic drops to zero |
+
+## 4. Honour the write primary
+
+When a bucket's source of truth is switched, its keys are written to the new
+store first (Tern keeps the old store complete behind it), and a rollback sends
+them back. `{{client}}` asks Tern where each write goes, as it asks where reads
+go: turn on write routing and take a permit per write, held until the write has
+committed. During a switch Tern holds a bucket's writes for a moment; the permit
+waits it out (at most 5 s).
+
+```rust
+use tern_client::{ClientConfig, Primary, TernClient};
+
+let mut cfg = ClientConfig::new(
+    "http://tern.internal:3000", "messages-demo", "{{client}}", token,
+);
+cfg.write_routing = true;
+let tern = TernClient::connect(cfg).await?;
+
+// The key is the row's bucket column (here the member id).
+let permit = tern.write_permit(&member_id.to_string()).await?;
+match permit.primary() {
+    Primary::New => new_store.save(&message).await?,
+    _ => old_store.save(&message).await?,
+}
+drop(permit); // after the commit
+```
+
+Without `tern-client`, long-poll
+`GET /api/v1/write-routing?migration=messages-demo&client={{client}}&applied=V&wait_ms=5000`
+with your API token (`applied` is the version whose writes have all finished),
+or ask for one key with `GET /api/v1/primary?migration=messages-demo&client={{client}}&key=K`.
+A service that has not heard from Tern for 20 s must hold its writes.
 "#;
 
 /// Seeds clients, traffic, shadow pairs, jobs and the guide for `migration_id`.
