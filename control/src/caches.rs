@@ -58,7 +58,7 @@ impl Caches {
 pub struct HistoryCache {
     /// The count and last id of the verification runs the histories came from.
     pub stamp: [i64; 2],
-    pub histories: crate::verify_runs::Histories,
+    pub histories: crate::accuracy::Histories,
 }
 
 /// A map whose entries are good for `ttl`; when full it starts over.

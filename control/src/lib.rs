@@ -5,6 +5,7 @@
 //! all call the same functions here, so a rule holds the same way everywhere.
 
 pub mod access;
+mod accuracy;
 pub mod audit;
 pub mod batches;
 pub mod blockers;

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+pub use crate::accuracy::{Histories, TableAccuracy};
 use crate::caches::HistoryCache;
 use crate::clock::now_ms;
 use crate::error::{ControlError, Result};
@@ -125,22 +126,6 @@ pub fn accuracy_over_time(runs: &[RunPoint]) -> Vec<(i64, f64)> {
         }
     }
     out
-}
-
-/// Accuracy over time by migration id: the whole migration's, and one
-/// history per table.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Histories {
-    pub total: std::collections::BTreeMap<i64, Vec<(i64, f64)>>,
-    pub by_table: std::collections::BTreeMap<i64, Vec<TableAccuracy>>,
-}
-
-/// One table's accuracy over time: the row-weighted accuracy over the
-/// latest full run of each of its buckets, after each run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TableAccuracy {
-    pub table: String,
-    pub points: Vec<(i64, f64)>,
 }
 
 /// Runs (oldest first), each with its bucket's table, as one accuracy
