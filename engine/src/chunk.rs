@@ -310,11 +310,11 @@ impl ChunkReader {
             return Ok(None);
         }
         // The version is the source clock *before* the SELECT: the rows then
-        // reflect a snapshot at least as new as their version. A relay write
-        // stamped with the clock at its own re-read of newer state therefore
-        // always carries a larger version than this chunk and is never
-        // overwritten by it; stamping after the read would let stale bulk data
-        // outrank such a write.
+        // reflect a snapshot at least as new as their version. A relay or
+        // catch-up write stamps the clock *after* its re-reads (see
+        // `apply/mod.rs`), so one that read newer state than this chunk
+        // carries a larger version and is never overwritten by it; stamping
+        // this chunk after its read would let stale bulk data outrank it.
         let version = self.source.clock_micros().await?;
         let (sql, params) = self.query.chunk_sql(
             &self.range,

@@ -135,12 +135,11 @@ pub(crate) async fn apply_keys_with(
 ) -> Result<ApplyReport> {
     link.check_writable()?;
     let d = link.target().dialect();
-    // Clock before every read of the batch, for the reason given in
-    // `chunk.rs`: each row then reflects state at least as new as it.
-    let version = link.source().clock_micros().await?;
     let mut report = ApplyReport::default();
     let mut tables: Vec<TableRows> = Vec::new();
-    let mut statements = Vec::new();
+    // Per table: the source keys gone, those whose rows are written, and
+    // (shared rows) those re-read, whose old rows the picks release.
+    let mut keyed: Vec<(&str, Vec<String>, Vec<String>, Option<Vec<String>>)> = Vec::new();
     let mut first_key = None;
     for tk in keys {
         let t = link.table(&tk.table)?;
@@ -171,10 +170,11 @@ pub(crate) async fn apply_keys_with(
             rows.retain(|r| admit(&tk.table, &r[b]));
             report.skipped += (before - rows.len()) as u64;
         }
-        let mut changed: Vec<String> = rows
+        let mut written: Vec<String> = rows
             .iter()
             .map(|r| source_key_text(&t.query.key_of(r)))
             .collect();
+        let mut released = None;
         if let Some(shared) = &t.shared {
             // A shared row is rewritten from the record its group keeps now;
             // rows the changed records owned and no longer produce go (see
@@ -182,19 +182,35 @@ pub(crate) async fn apply_keys_with(
             rows = shared
                 .picks(link.source(), &t.query, &rows, &tk.groups)
                 .await?;
-            statements.extend(tombstones::release_statements(
-                d, &tk.table, &changed, version,
-            ));
-            changed = rows
+            let picked = rows
                 .iter()
                 .map(|r| source_key_text(&t.query.key_of(r)))
                 .collect();
+            released = Some(std::mem::replace(&mut written, picked));
         }
         let output = t.pipeline.transform(rows).await?;
         merge(&mut tables, output);
         report.keys_deleted += gone.len() as u64;
-        statements.extend(tombstones::delete_statements(d, &tk.table, &gone, version));
-        statements.extend(tombstones::stale_statements(d, &tk.table, &changed));
+        keyed.push((&tk.table, gone, written, released));
+    }
+    // THE VERSION: the source clock *after* every read of the batch. A bulk
+    // load chunk stamps its clock right before its one read; this batch
+    // reads for longer (several tables, shared picks), so a clock taken
+    // before its reads could be older than a chunk that read, between it
+    // and these reads, state this batch has seen change since: the chunk's
+    // stale rows would outrank the change, which this batch consumed from
+    // the changelog, and it would be lost. Stamped after, whatever this
+    // batch read is outranked only by a later stamp; and a change it did
+    // not see committed after its read of the changelog, so it comes again
+    // in a later batch, with a later stamp.
+    let version = link.source().clock_micros().await?;
+    let mut statements = Vec::new();
+    for (table, gone, written, released) in &keyed {
+        if let Some(released) = released {
+            statements.extend(tombstones::release_statements(d, table, released, version));
+        }
+        statements.extend(tombstones::delete_statements(d, table, gone, version));
+        statements.extend(tombstones::stale_statements(d, table, written));
     }
     for t in &mut tables {
         keep_last_per_key(t);
