@@ -127,7 +127,7 @@ impl Store {
         &self,
         job_id: i64,
         migration_id: i64,
-        current: &std::sync::Mutex<RelayRampSpec>,
+        current: &std::sync::Mutex<Vec<(tern_engine::RelayRamp, RelayRampSpec)>>,
         ramp_tx: &tokio::sync::watch::Sender<tern_engine::RelayRamp>,
     ) {
         let next = match self.job(job_id).await.and_then(|j| ramp_of(&j)) {
@@ -139,7 +139,7 @@ impl Store {
         let Some(from) = current
             .lock()
             .ok()
-            .map(|c| c.clone())
+            .and_then(|c| c.last().map(|(_, spec)| spec.clone()))
             .filter(|c| *c != next)
         else {
             return;
@@ -147,12 +147,79 @@ impl Store {
         match self.engine_ramp(migration_id, &next).await {
             Ok(r) => {
                 tracing::info!(job = job_id, from = %from, to = %next, "relay ramp changed");
-                let _ = ramp_tx.send(r);
+                // Known before the engine can show it (`relay_ramp_shown`).
                 if let Ok(mut c) = current.lock() {
-                    *c = next;
+                    c.push((r.clone(), next));
+                    let keep = c.len().saturating_sub(8);
+                    c.drain(..keep);
                 }
+                let _ = ramp_tx.send(r);
             }
             Err(e) => tracing::warn!(job = job_id, error = %e, "cannot apply the relay's ramp"),
+        }
+    }
+
+    /// Records the ramp relay job `job_id` filters by now (as its engine
+    /// showed it before a batch).
+    pub(crate) async fn record_relay_ramp_shown(
+        &self,
+        job_id: i64,
+        ramp: &RelayRampSpec,
+    ) -> Result<()> {
+        let json = serde_json::to_string(ramp)
+            .map_err(|e| ControlError::Internal(format!("ramp as JSON: {e}")))?;
+        sqlx::query("UPDATE relay_observed SET ramp = $1, at = $2 WHERE job_id = $3")
+            .bind(json)
+            .bind(now_ms())
+            .bind(job_id)
+            .execute(self.pool())
+            .await
+            .map_err(ControlError::db("recording the ramp a relay filters by"))?;
+        Ok(())
+    }
+
+    /// Waits until the migration's relay covers `bucket_id` with the ramp it
+    /// filters by, when the ramp engineers set covers it: a catch-up that
+    /// ended before the relay took the bucket over would leave the changes
+    /// in between to neither. Returns at once when no relay runs or its
+    /// ramp does not cover the bucket; after `timeout` returns what still
+    /// waits (the relay may be paused or have no worker), for the job to say.
+    pub async fn wait_relay_covers(
+        &self,
+        migration_id: i64,
+        bucket_id: i64,
+        timeout: std::time::Duration,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<Option<String>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let Some(job) = self.active_relay(migration_id).await? else {
+                return Ok(None);
+            };
+            if !ramp_of(&job)?.covers_bucket(bucket_id) {
+                return Ok(None);
+            }
+            let shown: Option<String> =
+                sqlx::query_scalar("SELECT ramp FROM relay_observed WHERE job_id = $1")
+                    .bind(job.id)
+                    .fetch_optional(self.pool())
+                    .await
+                    .map_err(ControlError::db("reading the ramp a relay filters by"))?
+                    .flatten();
+            let covered = shown
+                .and_then(|j| serde_json::from_str::<RelayRampSpec>(&j).ok())
+                .is_some_and(|r| r.covers_bucket(bucket_id));
+            if covered {
+                return Ok(None);
+            }
+            if std::time::Instant::now() >= deadline || stop.is_cancelled() {
+                return Ok(Some(format!(
+                    "relay job {} ({}) has not taken over this bucket yet",
+                    job.id,
+                    job.state.as_str()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
 

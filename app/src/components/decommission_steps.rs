@@ -56,8 +56,11 @@ pub async fn run_decommission_step(id: i64, step: String) -> Result<String, AppE
 #[component]
 pub fn DecommissionSteps(migration_id: i64) -> impl IntoView {
     let run = ServerAction::<RunDecommissionStep>::new();
+    // Live: a refusal such as "the relays are still stopping" clears by
+    // itself, and the step's button appears without a reload.
+    let tick = crate::components::live::use_tick(std::time::Duration::from_secs(2));
     let data = Resource::new(
-        move || run.version().get(),
+        move || (run.version().get(), tick.get()),
         move |_| decommission_steps_view(migration_id),
     );
     view! {

@@ -14,6 +14,9 @@ use crate::jobs::{BucketParams, JobKind, Progress};
 use crate::phases::Phase;
 use crate::runners::{RunnerContext, bucket_of, count, engine_bucket, link_for, migration_of};
 
+/// How long a catch-up waits for the relay to take its bucket over.
+const HANDOVER_WAIT: Duration = Duration::from_secs(15);
+
 /// Runs `catch-up` jobs.
 #[derive(Debug)]
 pub struct CatchUpRunner {
@@ -35,7 +38,7 @@ impl JobRunner for CatchUpRunner {
     async fn run(&self, ctx: JobContext) -> Result<RunEnd> {
         let (job, store) = (&ctx.job, &ctx.store);
         let bucket_id = bucket_of(job)?;
-        let (_migration, spec) = migration_of(store, job).await?;
+        let (migration, spec) = migration_of(store, job).await?;
         let link = link_for(&self.ctx, spec).await?;
         let bucket = engine_bucket(
             store,
@@ -84,6 +87,17 @@ impl JobRunner for CatchUpRunner {
                 }
             }
         });
+        // The hand-over: when the relay ramp covers this bucket, the relay
+        // must filter by it before the catch-up reads to the changelog's
+        // head; every change after that head then reaches the target through
+        // the relay. A catch-up that ended first left the changes between its
+        // head and the relay's taking over to neither (lost writes).
+        let waiting = store
+            .wait_relay_covers(migration.id, bucket_id, HANDOVER_WAIT, &ctx.stop)
+            .await?;
+        if let Some(w) = &waiting {
+            tracing::warn!(bucket = bucket_id, "catching up without the relay: {w}");
+        }
         let summary = catch_up_bucket(&link, &bucket, &CatchUpOptions::default(), &control).await;
         lag_writer.finish().await;
         let summary = summary?;
@@ -101,13 +115,16 @@ impl JobRunner for CatchUpRunner {
             .await?;
         Ok(RunEnd::Completed {
             summary: format!(
-                "{} bucket {}: caught up, {} changes read, {} keys applied, {} deleted in {:.1}s",
+                "{} bucket {}: caught up, {} changes read, {} keys applied, {} deleted in {:.1}s{}",
                 summary.table,
                 summary.bucket,
                 summary.changes,
                 summary.keys_applied,
                 summary.keys_deleted,
-                summary.elapsed.as_secs_f64()
+                summary.elapsed.as_secs_f64(),
+                waiting
+                    .map(|w| format!(" ({w}: catch up again once it has)"))
+                    .unwrap_or_default()
             ),
             bucket_phase: Some(Phase::CaughtUp),
         })

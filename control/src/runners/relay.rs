@@ -42,9 +42,18 @@ impl JobRunner for RelayRunner {
         let (migration, spec) = migration_of(store, job).await?;
         let link = link_for(&self.ctx, spec).await?;
         let first = ramp_of(job)?;
-        let (ramp_tx, ramp_rx) = watch::channel(store.engine_ramp(migration.id, &first).await?);
-        // Follow the ramp engineers set, until the job stops.
-        let current = Arc::new(Mutex::new(first));
+        let first_engine = store.engine_ramp(migration.id, &first).await?;
+        let (ramp_tx, ramp_rx) = watch::channel(first_engine.clone());
+        // Follow the ramp engineers set, until the job stops; the ramps sent
+        // to the engine, to name the one it shows it filters by.
+        let current = Arc::new(Mutex::new(vec![(first_engine, first)]));
+        let (shown_tx, shown) = watch::channel(tern_engine::RelayRamp::Off);
+        let shown_recorder = tokio::spawn(record_ramp_shown(
+            store.clone(),
+            job.id,
+            Arc::clone(&current),
+            shown,
+        ));
         let (store2, job_id, migration_id) = (store.clone(), job.id, migration.id);
         let follower = ctx.every(RAMP_POLL, move || {
             let (store, current, ramp_tx) = (store2.clone(), Arc::clone(&current), ramp_tx.clone());
@@ -82,10 +91,10 @@ impl JobRunner for RelayRunner {
         let (control, _load) = ctx.guarded(&link, control);
         // The buckets whose source of truth is switched: the forward relay
         // skips them (the reverse relay carries them), followed live.
-        let (version, first) =
+        let (version, first_set) =
             crate::runners::switched::switched_buckets(store, migration.id).await?;
-        let (observed_tx, observed_rx) = watch::channel(first.clone());
-        let (switched_tx, switched_rx) = watch::channel(first);
+        let (observed_tx, observed_rx) = watch::channel(first_set.clone());
+        let (switched_tx, switched_rx) = watch::channel(first_set);
         store.record_relay_observed(job.id, version).await?;
         let (store3, switched_tx, last) = (
             store.clone(),
@@ -110,14 +119,40 @@ impl JobRunner for RelayRunner {
         let mut opts = RelayOptions::new(ramp_rx);
         opts.switched = Some(switched_rx);
         opts.observed = Some(Arc::new(observed_tx));
+        opts.ramp_observed = Some(Arc::new(shown_tx));
         opts.name = format!("migration-{}", migration.id);
         opts.salt = migration.name.clone();
         let summary = run_relay(&link, opts, &control).await;
         drop(follower);
         drop(switched_follower);
+        shown_recorder.abort();
         let summary = summary?;
         tracing::info!(migration = %migration.name, changes = summary.changes,
             keys = summary.keys_applied, max_lag_s = summary.max_lag_seconds, "relay stopped");
         Ok(RunEnd::Stopped)
+    }
+}
+
+/// Records in the store every ramp the engine shows it filters by (the
+/// spec it was sent as), until the relay stops.
+async fn record_ramp_shown(
+    store: crate::store::Store,
+    job_id: i64,
+    sent: Arc<Mutex<Vec<(tern_engine::RelayRamp, crate::relay::RelayRampSpec)>>>,
+    mut shown: watch::Receiver<tern_engine::RelayRamp>,
+) {
+    while shown.changed().await.is_ok() {
+        let ramp = shown.borrow_and_update().clone();
+        let spec = sent.lock().ok().and_then(|s| {
+            s.iter()
+                .rev()
+                .find(|(engine, _)| *engine == ramp)
+                .map(|(_, spec)| spec.clone())
+        });
+        if let Some(spec) = spec
+            && let Err(e) = store.record_relay_ramp_shown(job_id, &spec).await
+        {
+            tracing::warn!(job = job_id, error = %e, "cannot record the relay's ramp");
+        }
     }
 }

@@ -93,6 +93,10 @@ pub struct RelayOptions {
     /// it before a batch: a changed set is in force for every change the
     /// relay reads after it shows here (see [`crate::reverse::wait_observed`]).
     pub observed: Option<Arc<watch::Sender<SwitchedBuckets>>>,
+    /// Where the relay publishes the ramp it filters by, as it takes it
+    /// before a batch: a changed ramp is in force for every change the relay
+    /// reads after it shows here (a catch-up hands a bucket over by it).
+    pub ramp_observed: Option<Arc<watch::Sender<RelayRamp>>>,
 }
 
 impl RelayOptions {
@@ -111,6 +115,7 @@ impl RelayOptions {
             maintenance_every: Duration::from_secs(60),
             switched: None,
             observed: None,
+            ramp_observed: None,
         }
     }
 
@@ -268,6 +273,15 @@ impl Consumer for Relay<'_> {
     async fn filter(&mut self) -> Result<Filter> {
         self.maintenance().await;
         let ramp = self.ramp_rx.borrow_and_update().clone();
+        if let Some(o) = &self.opts.ramp_observed {
+            o.send_if_modified(|shown| {
+                let changed = *shown != ramp;
+                if changed {
+                    *shown = ramp.clone();
+                }
+                changed
+            });
+        }
         let switched = match &mut self.switched_rx {
             Some(rx) => rx.borrow_and_update().clone(),
             None => SwitchedBuckets::none(),

@@ -750,18 +750,14 @@ async fn a_whole_migration_switched_rolled_back_and_decommissioned_under_writes_
     j.store
         .install_capture(&Actor::system(), m, "journey")
         .await?;
-    // The writer starts once every bucket is caught up and the relay runs.
-    // Started earlier, some of its writes never reached the new store (the
-    // full verification found 1 to 6 rows missing or stale, all written
-    // within a few tenths of a second): at the moment a bucket's load fixed
-    // its watermark (2 of 6 runs with the writer started before the load),
-    // and around the relay's start and the catch-ups (3 of 7 runs with the
-    // writer started after the load; still 2 of 6 after relay and catch-up
-    // batches took to stamping their writes after their reads). An engine
-    // race still open; the verification catches it, the switch gates on it.
+    // The writer writes the whole time: through the load, the relay's start
+    // and the catch-ups too. (Before the catch-up waited for the relay to
+    // take its bucket over, writes made between a bucket's caught-up head
+    // and the relay picking up its ramp reached neither: 1 to 6 rows missing
+    // or stale in about one run in three.)
+    let writer = j.writer(2, 150.0).await?;
     j.load().await?;
     j.relay_and_catch_up().await?;
-    let writer = j.writer(2, 150.0).await?;
 
     // Act: verify under writes, start the reverse relay.
     j.verify_and_reverse().await?;
