@@ -80,7 +80,7 @@ pub const DRIFT_EVERY: std::time::Duration = std::time::Duration::from_secs(600)
 
 impl Store {
     /// The drift watch: for every active migration not yet complete, queues
-    /// an incremental verification of each switched bucket not checked for
+    /// a full verification of each switched bucket not checked for
     /// `every` (one at a time per bucket). The verify runner records the
     /// result as the bucket's drift and leaves its phase alone. Answers the
     /// jobs queued.
@@ -133,7 +133,12 @@ impl Store {
                     params: serde_json::json!({
                         "table": table.unwrap_or_default(),
                         "table_bucket": index.unwrap_or_default(),
-                        "mode": "incremental",
+                        // A full diff, not an incremental one: after the
+                        // switch the applications write the new store, whose
+                        // changes the old store's changelog never sees (the
+                        // reverse relay's writes are not logged there), so an
+                        // incremental check read no key and found no drift.
+                        "mode": "full",
                         "drift": true,
                     }),
                     rate_limit: migration.settings.rate_limit,
