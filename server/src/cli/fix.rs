@@ -161,15 +161,9 @@ async fn run_fix(args: RunArgs) -> anyhow::Result<()> {
     let load = job.load_guard().and_then(super::announced);
     opts.control = RunControl::new()
         .with_throttle(Arc::new(job.spec().settings.throttle()))
+        .with_cancel(super::stop_on_ctrl_c("stopping after the current page"))
         .on_progress(move |p| show(&shown, p))
         .guarded(load.as_ref());
-    let cancel = opts.control.cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("stopping after the current page");
-            cancel.cancel();
-        }
-    });
     let report = job.run(opts).await;
     bar.finish_and_clear();
     let report = report?;
