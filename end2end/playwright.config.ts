@@ -9,6 +9,9 @@ const port = Number(process.env.TERN_E2E_PORT ?? 3100);
 const bin = process.env.TERN_BIN ?? path.resolve(__dirname, '../target/debug/tern');
 const siteRoot = process.env.TERN_SITE_ROOT ?? path.resolve(__dirname, '../target/site');
 const dataDir = path.join(os.tmpdir(), `tern-e2e-${port}`);
+// TERN_E2E_STORE runs the suite on an empty PostgreSQL control store (the
+// demo's `--store`) instead of the demo's embedded SQLite one.
+const store = process.env.TERN_E2E_STORE;
 export const DEMO_PASSWORD = 'demo-password-e2e';
 
 export default defineConfig({
@@ -47,6 +50,7 @@ export default defineConfig({
       TERN_SITE_ROOT: siteRoot,
       TERN_DEMO_PASSWORD: DEMO_PASSWORD,
       TERN_LOG: 'warn',
+      ...(store ? { TERN_DEMO_STORE: store } : {}),
     },
   },
 });

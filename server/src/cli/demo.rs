@@ -23,6 +23,16 @@ pub struct Args {
     /// One password for every demo user (default: a new random one each, printed).
     #[arg(long, env = "TERN_DEMO_PASSWORD", hide_env_values = true)]
     password: Option<String>,
+    /// Run the control plane on this PostgreSQL database instead of the
+    /// demo's embedded SQLite store (to try the demo on the store a team
+    /// runs). It must be empty: the demo creates its users and migration.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TERN_DEMO_STORE",
+        hide_env_values = true
+    )]
+    store: Option<String>,
 }
 
 /// The demo's users: (username, display name, role, clients).
@@ -42,8 +52,9 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         settings.listen = listen;
     }
-    // The demo always runs on its own embedded store and its own source and
-    // target databases, all recreated at each start.
+    // The demo runs on its own embedded store (unless --store names an empty
+    // PostgreSQL one) and its own source and target databases, all recreated
+    // at each start.
     let dir = settings.data_dir.join("demo");
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the demo directory {}", dir.display()))?;
@@ -73,10 +84,13 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
         Some(key) => key,
         None => SecretKey::parse(&SecretKey::generate(), None)?,
     };
-    let store = Store::open_sqlite_file(&dir.join("tern.db"))
-        .await
-        .context("cannot create the demo store")?
-        .with_secret_key(Some(key));
+    let store = match args.store.as_deref() {
+        None => Store::open_sqlite_file(&dir.join("tern.db"))
+            .await
+            .context("cannot create the demo store")?,
+        Some(url) => empty_store(url).await?,
+    }
+    .with_secret_key(Some(key));
 
     let mut credentials = Vec::new();
     for (username, name, role, clients) in DEMO_USERS {
@@ -130,4 +144,30 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
     stop_writer.cancel();
     let _ = writer.await;
     served
+}
+
+/// The PostgreSQL control store `--store` names, refused unless it is empty
+/// (the demo makes its own users and migration; it never mixes them with a
+/// team's).
+async fn empty_store(url: &str) -> anyhow::Result<Store> {
+    let shown = tern_engine::connector::redact(url);
+    if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        anyhow::bail!(
+            "the demo's --store must be a PostgreSQL URL (postgres://…), not {shown}; \
+             without --store the demo uses its embedded SQLite store"
+        );
+    }
+    let store = Store::open(url)
+        .await
+        .with_context(|| format!("cannot open the demo's control store {shown}"))?;
+    let users = store.list_users().await?.len();
+    let migrations = store.program_overview(&Actor::system()).await?.len();
+    if users + migrations > 0 {
+        anyhow::bail!(
+            "the demo needs an empty control store, and {shown} holds {users} users and \
+             {migrations} migrations: create a new database for it (createdb tern_demo) \
+             or run the demo without --store"
+        );
+    }
+    Ok(store)
 }
