@@ -222,3 +222,76 @@ both_stores!(
         Ok(())
     }
 );
+
+both_stores!(
+    stopping_the_relays_is_refused_while_the_reverse_relay_does_not_run,
+    |store: Store| async move {
+        // Arrange: every bucket switched, the client at 100%, and then the
+        // reverse relay ended (here: cancelled and finished by its worker).
+        let (m, client, jobs) = ready_with_relays(&store).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let follower = relays_follow(store.clone(), m, jobs.clone(), stop.clone());
+        let relay = Relay::new().await?;
+        store
+            .switch_buckets(
+                &admin(),
+                m,
+                &[0, 1, 2, 3],
+                Direction::Switch,
+                "all",
+                &relay,
+                opts(),
+            )
+            .await?;
+        stop.store(true, Ordering::Relaxed);
+        follower.await?;
+        store
+            .set_ramp(
+                &admin(),
+                client,
+                Ramp::parse("100%")?,
+                "reads moved",
+                Some("test: verified by hand"),
+            )
+            .await?;
+        let reverse = store.job(jobs[1]).await?;
+        store.cancel_job(&admin(), reverse.id, "test").await?;
+        let worker = reverse.worker.clone().unwrap_or_default();
+        assert!(
+            store
+                .finish_job(
+                    reverse.id,
+                    &worker,
+                    reverse.lease_token,
+                    &Outcome::Cancelled
+                )
+                .await?
+        );
+        let ctx = RunnerContext {
+            registry: Arc::new(TransformerRegistry::new()),
+        };
+
+        // Act
+        let why = refusal(
+            store
+                .run_decommission_step_draining(
+                    &admin(),
+                    m,
+                    Step::StopRelays,
+                    &ctx,
+                    &relay,
+                    Duration::from_millis(300),
+                )
+                .await,
+        );
+
+        // Assert: refused with what to do; the forward relay still runs.
+        assert!(
+            why.contains("the reverse relay is not running") && why.contains("start it"),
+            "{why}"
+        );
+        assert_eq!(store.job(jobs[0]).await?.state, JobState::Running);
+        assert!(store.decommission_steps(m).await?[0].done_at.is_none());
+        Ok(())
+    }
+);
