@@ -1,6 +1,7 @@
 //! What blocks a migration, for the "what blocks us" panel of the overview
 //! and the migration page: failed, stuck and paused buckets, buckets
-//! verified under the accuracy gate, jobs that failed and were not retried
+//! verified under the accuracy gate, switched buckets whose stores drifted
+//! apart (they gate further switches), jobs that failed and were not retried
 //! since, and client ramps the gates hold back. Each says what to do.
 //!
 //! The sentences and the stuck rule are pure and unit-tested; the store
@@ -26,6 +27,7 @@ pub enum BlockerKind {
     StuckBucket,
     PausedBucket,
     LowAccuracy,
+    DriftedBucket,
     FailedJob,
     GatedRamp,
 }
@@ -37,6 +39,7 @@ impl BlockerKind {
             BlockerKind::StuckBucket => "stuck bucket",
             BlockerKind::PausedBucket => "paused bucket",
             BlockerKind::LowAccuracy => "under the accuracy gate",
+            BlockerKind::DriftedBucket => "drifted bucket",
             BlockerKind::FailedJob => "failed job",
             BlockerKind::GatedRamp => "gated ramp",
         }
@@ -136,6 +139,15 @@ pub fn low_accuracy(idx: i64, accuracy: f64, min_accuracy: f64) -> Blocker {
     bucket_blocker(BlockerKind::LowAccuracy, idx, text)
 }
 
+/// A switched bucket whose last re-verification found the old and the new
+/// store different: further switches wait until it is repaired.
+pub fn drifted_bucket(idx: i64, rows: i64) -> Blocker {
+    let text = format!(
+        "bucket {idx} drifted: its last re-verification found {rows} row(s) different between the old and the new store — repair it and verify again; no further bucket can be switched until then"
+    );
+    bucket_blocker(BlockerKind::DriftedBucket, idx, text)
+}
+
 /// A job that failed and was not replaced by a later one.
 pub fn failed_job(kind: &str, id: i64, bucket: Option<i64>, message: Option<&str>) -> Blocker {
     Blocker {
@@ -181,12 +193,17 @@ pub fn group(blockers: Vec<Blocker>, keep: usize) -> Vec<BlockerGroup> {
 }
 
 /// The kinds whose buckets the store counts in SQL, with the condition.
-const COUNTED: [(BlockerKind, &str); 3] = [
+const COUNTED: [(BlockerKind, &str); 4] = [
     (BlockerKind::FailedBucket, "phase = 'failed'"),
     (BlockerKind::PausedBucket, "phase = 'paused'"),
     (
         BlockerKind::LowAccuracy,
         "accuracy < $2 AND phase NOT IN ('failed', 'verifying')",
+    ),
+    // The same rule as the switch gate's (`Store::drifted_buckets`).
+    (
+        BlockerKind::DriftedBucket,
+        "write_primary = 'new' AND drift_rows > 0",
     ),
 ];
 
@@ -237,7 +254,7 @@ impl Store {
                 continue;
             }
             let rows = sqlx::query(&format!(
-                "SELECT idx, accuracy, last_error FROM buckets
+                "SELECT idx, accuracy, last_error, drift_rows FROM buckets
                  WHERE migration_id = $1 AND {cond} ORDER BY idx LIMIT $3"
             ))
             .bind(migration_id)
@@ -259,6 +276,13 @@ impl Store {
                                 .as_deref(),
                         ),
                         BlockerKind::PausedBucket => paused_bucket(idx),
+                        BlockerKind::DriftedBucket => drifted_bucket(
+                            idx,
+                            r.try_get::<Option<i64>, _>("drift_rows")
+                                .ok()
+                                .flatten()
+                                .unwrap_or_default(),
+                        ),
                         _ => low_accuracy(
                             idx,
                             r.try_get::<Option<f64>, _>("accuracy")
@@ -421,6 +445,13 @@ mod tests {
             failed.text
         );
         assert!(paused_bucket(1).text.contains("resume it"));
+        let drifted = drifted_bucket(3, 2);
+        assert_eq!(drifted.kind, BlockerKind::DriftedBucket);
+        assert!(
+            drifted.text.contains("2 row(s) different") && drifted.text.contains("switched"),
+            "{}",
+            drifted.text
+        );
         let low = low_accuracy(2, 37.0, 99.9);
         assert!(
             low.text.contains("37.00%") && low.text.contains("99.9%"),

@@ -4,6 +4,13 @@
 //! job is migrated, an admin stops the relays, removes Tern's capture
 //! objects from both stores, optionally drops the `_tern_*` columns, puts
 //! the old tables in read-only mode, and marks the migration complete.
+//!
+//! Stopping the relays first waits for the reverse relay to drain: every
+//! write the new store took before the step must be in the old store before
+//! the relay that carries it is cancelled (the old store is then made
+//! read-only, and a write it missed would be lost to it for good).
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -15,6 +22,7 @@ use crate::clock::now_ms;
 use crate::error::{ControlError, Result};
 use crate::runners::RunnerContext;
 use crate::store::Store;
+use crate::switch::{Direction, Drain, RelayDrain, SwitchOptions};
 use crate::users::Actor;
 
 /// One step, in the order they run.
@@ -248,13 +256,35 @@ impl Store {
     }
 
     /// Runs one step (admins only), audited; refused with its reason while
-    /// a condition does not hold. Answers what it did.
+    /// a condition does not hold. Answers what it did. Stopping the relays
+    /// waits up to the switch's drain timeout for the reverse relay to drain.
     pub async fn run_decommission_step(
         &self,
         actor: &Actor,
         migration_id: i64,
         step: Step,
         ctx: &RunnerContext,
+    ) -> Result<String> {
+        let drain = RelayDrain {
+            store: self.clone(),
+            ctx: ctx.clone(),
+        };
+        let timeout = SwitchOptions::default().drain_timeout;
+        self.run_decommission_step_draining(actor, migration_id, step, ctx, &drain, timeout)
+            .await
+    }
+
+    /// [`run_decommission_step`](Self::run_decommission_step) with the
+    /// drain that stopping the relays waits for (a test's own, or the
+    /// running relays' [`RelayDrain`]) and how long it may wait.
+    pub async fn run_decommission_step_draining(
+        &self,
+        actor: &Actor,
+        migration_id: i64,
+        step: Step,
+        ctx: &RunnerContext,
+        drain: &dyn Drain,
+        drain_timeout: Duration,
     ) -> Result<String> {
         actor.require_admin("decommissioning a migration")?;
         let state = self
@@ -272,8 +302,29 @@ impl Store {
         let migration = self.migration(migration_id).await?;
         let detail = match step {
             Step::StopRelays => {
+                let jobs = self.list_jobs(Some(migration_id), None, 1000).await?;
+                let reverse_running = jobs.iter().any(|j| {
+                    j.kind == crate::jobs::JobKind::ReverseRelay
+                        && j.state == crate::jobs::JobState::Running
+                });
+                if !reverse_running {
+                    return Err(ControlError::Conflict(
+                        "cannot stop the relays: the reverse relay is not running, so the new store's last writes may not have reached the old store; start it (it resumes where it stopped) and stop the relays once it has caught up".into(),
+                    ));
+                }
+                // The same drain as a rollback's: the reverse relay through
+                // the new store's changelog head as it is now.
+                let drained = drain
+                    .drain(&migration, Direction::Rollback, &[], drain_timeout)
+                    .await
+                    .map_err(|e| match e {
+                        ControlError::Conflict(why) => ControlError::Conflict(format!(
+                            "cannot stop the relays: the reverse relay has not drained, so the old store lacks some of the new store's writes ({why}); nothing was stopped, try again"
+                        )),
+                        other => other,
+                    })?;
                 let mut stopped = Vec::new();
-                for job in self.list_jobs(Some(migration_id), None, 1000).await? {
+                for job in jobs {
                     let relay = matches!(
                         job.kind,
                         crate::jobs::JobKind::Relay | crate::jobs::JobKind::ReverseRelay
@@ -283,11 +334,7 @@ impl Store {
                         stopped.push(format!("{} job {}", job.kind.as_str(), job.id));
                     }
                 }
-                if stopped.is_empty() {
-                    "no relay was running".to_string()
-                } else {
-                    format!("cancelled {}", stopped.join(", "))
-                }
+                format!("{drained}; cancelled {}", stopped.join(", "))
             }
             Step::RemoveCapture | Step::DropColumns | Step::ReadOnly => {
                 let spec = self.spec_for(&migration.spec, &migration.name).await?;

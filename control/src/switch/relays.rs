@@ -99,6 +99,23 @@ impl Store {
 }
 
 impl Store {
+    /// The migration's newest reverse relay job, in the state it is in now
+    /// (`None`: it was never started), for the page that started it.
+    pub async fn reverse_relay_job(&self, migration_id: i64) -> Result<Option<crate::jobs::Job>> {
+        let newest = sqlx::query(
+            "SELECT MAX(id) AS id FROM jobs WHERE migration_id = $1 AND kind = 'reverse-relay'",
+        )
+        .bind(migration_id)
+        .fetch_one(self.pool())
+        .await
+        .and_then(|r| r.try_get::<Option<i64>, _>("id"))
+        .map_err(ControlError::db("looking for the reverse relay"))?;
+        match newest {
+            Some(id) => Ok(Some(self.job(id).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// Starts the migration's reverse relay (new → old for switched
     /// buckets), unless one is queued, running or paused; answers its job.
     pub async fn start_reverse_relay(

@@ -1,17 +1,18 @@
 //! The steps that end a migration, each refused with its reason while its
 //! condition does not hold: buckets still writing to the old store, clients
 //! still reading from it, offline jobs not migrated, an earlier step not
-//! done, a step done already, a role that may not, relays still stopping;
-//! and a switched bucket that can no longer be rolled back once the relays
-//! have stopped.
+//! done, a step done already, a role that may not, a reverse relay that has
+//! not drained, relays still stopping; and a switched bucket that can no
+//! longer be rolled back once the relays have stopped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tern_control::audit::AuditFilter;
 use tern_control::decommission_steps::Step;
 use tern_control::error::Result as ControlResult;
-use tern_control::jobs::Outcome;
+use tern_control::jobs::{JobState, Outcome};
 use tern_control::offline::NewOfflineJob;
 use tern_control::runners::RunnerContext;
 use tern_control::switch::Direction;
@@ -50,7 +51,12 @@ both_stores!(
             registry: Arc::new(TransformerRegistry::new()),
         };
         let system = admin();
-        let run = |step: Step| store.run_decommission_step(&system, m, step, &ctx);
+        // Stopping the relays drains the reverse relay: here a changelog
+        // and a relay position in two SQLite databases.
+        let relay = Relay::new().await?;
+        let wait = Duration::from_millis(300);
+        let run =
+            |step: Step| store.run_decommission_step_draining(&system, m, step, &ctx, &relay, wait);
 
         // Act / Assert: every step says every blocker.
         let why = refusal(run(Step::StopRelays).await);
@@ -94,7 +100,6 @@ both_stores!(
         // Every bucket switched: the buckets no longer block, the rest still does.
         let stop = Arc::new(AtomicBool::new(false));
         let follower = relays_follow(store.clone(), m, jobs.clone(), stop.clone());
-        let relay = Relay::new().await?;
         store
             .switch_buckets(
                 &admin(),
@@ -150,7 +155,21 @@ both_stores!(
                 step.as_str()
             );
         }
+        // The new store took a write the reverse relay has not applied yet:
+        // nothing is stopped until it has.
+        relay.log(1).await?;
+        let why = refusal(run(Step::StopRelays).await);
+        assert!(
+            why.contains("reverse relay has not drained") && why.contains("head is 1"),
+            "{why}"
+        );
+        assert!(
+            store.job(jobs[1]).await?.state == JobState::Running,
+            "the reverse relay still runs"
+        );
+        relay.relay_to(1).await?;
         let done = run(Step::StopRelays).await?;
+        assert!(done.contains("drained through change 1"), "{done}");
         assert!(
             done.contains(&format!("relay job {}", jobs[0]))
                 && done.contains(&format!("reverse-relay job {}", jobs[1])),
@@ -200,6 +219,79 @@ both_stores!(
             matches!(back, Err(ControlError::Conflict(ref msg)) if msg.contains("forward relay is not running")),
             "{back:?}"
         );
+        Ok(())
+    }
+);
+
+both_stores!(
+    stopping_the_relays_is_refused_while_the_reverse_relay_does_not_run,
+    |store: Store| async move {
+        // Arrange: every bucket switched, the client at 100%, and then the
+        // reverse relay ended (here: cancelled and finished by its worker).
+        let (m, client, jobs) = ready_with_relays(&store).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let follower = relays_follow(store.clone(), m, jobs.clone(), stop.clone());
+        let relay = Relay::new().await?;
+        store
+            .switch_buckets(
+                &admin(),
+                m,
+                &[0, 1, 2, 3],
+                Direction::Switch,
+                "all",
+                &relay,
+                opts(),
+            )
+            .await?;
+        stop.store(true, Ordering::Relaxed);
+        follower.await?;
+        store
+            .set_ramp(
+                &admin(),
+                client,
+                Ramp::parse("100%")?,
+                "reads moved",
+                Some("test: verified by hand"),
+            )
+            .await?;
+        let reverse = store.job(jobs[1]).await?;
+        store.cancel_job(&admin(), reverse.id, "test").await?;
+        let worker = reverse.worker.clone().unwrap_or_default();
+        assert!(
+            store
+                .finish_job(
+                    reverse.id,
+                    &worker,
+                    reverse.lease_token,
+                    &Outcome::Cancelled
+                )
+                .await?
+        );
+        let ctx = RunnerContext {
+            registry: Arc::new(TransformerRegistry::new()),
+        };
+
+        // Act
+        let why = refusal(
+            store
+                .run_decommission_step_draining(
+                    &admin(),
+                    m,
+                    Step::StopRelays,
+                    &ctx,
+                    &relay,
+                    Duration::from_millis(300),
+                )
+                .await,
+        );
+
+        // Assert: refused with what to do; the forward relay still runs.
+        assert!(
+            why.contains("the reverse relay is not running") && why.contains("start it"),
+            "{why}"
+        );
+        assert_eq!(store.job(jobs[0]).await?.state, JobState::Running);
+        assert!(store.decommission_steps(m).await?[0].done_at.is_none());
         Ok(())
     }
 );

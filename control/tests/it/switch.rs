@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tern_control::audit::AuditFilter;
 use tern_control::buckets::{BucketPlan, Phase};
 use tern_control::clients::NewClient;
-use tern_control::jobs::{JobKind, NewJob};
+use tern_control::jobs::{JobKind, JobState, NewJob};
 use tern_control::migrations::{Migration, NewMigration};
 use tern_control::switch::{Direction, Drain, Primary, SwitchOptions, drain_through_head};
 use tern_control::verify_runs::NewVerifyRun;
@@ -54,7 +54,7 @@ impl Relay {
         })
     }
 
-    async fn log(&self, seq: i64) -> anyhow::Result<()> {
+    pub(crate) async fn log(&self, seq: i64) -> anyhow::Result<()> {
         self.source
             .execute(
                 "INSERT INTO _tern_changelog VALUES (?, 'contacts', 'U', NULL, NULL, 0)",
@@ -65,7 +65,7 @@ impl Relay {
         Ok(())
     }
 
-    async fn relay_to(&self, seq: i64) -> anyhow::Result<()> {
+    pub(crate) async fn relay_to(&self, seq: i64) -> anyhow::Result<()> {
         self.target
             .execute(
                 "UPDATE _tern_relay SET position = ?",
@@ -497,6 +497,24 @@ both_stores!(
             store.write_routing(m).await?.primary(None, "5")?,
             Primary::Old
         );
+        Ok(())
+    }
+);
+
+both_stores!(
+    the_reverse_relay_job_shows_the_state_it_is_in_now,
+    |store: Store| async move {
+        // Queued by `start_reverse_relay`, then leased by a worker: the page
+        // reads the job again and shows it running, not the queued answer.
+        let (m, _, jobs) = ready_with_relays(&store).await?;
+        let job = store
+            .reverse_relay_job(m)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("a reverse relay job"))?;
+        assert_eq!((job.id, job.state), (jobs[1], JobState::Running));
+        // Starting it again while it runs answers the same running job.
+        let again = store.start_reverse_relay(&admin(), m).await?;
+        assert_eq!((again.id, again.state), (jobs[1], JobState::Running));
         Ok(())
     }
 );

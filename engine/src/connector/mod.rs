@@ -18,6 +18,7 @@ pub(crate) mod origin;
 mod pg_copy;
 mod postgres;
 mod sqlite;
+pub(crate) mod unique_keys;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

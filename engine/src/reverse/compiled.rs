@@ -9,6 +9,7 @@
 use super::mapping::{InverseMapping, Reversibility, table_reversibility};
 use crate::changelog::Image;
 use crate::connector::Connector;
+use crate::connector::unique_keys::is_unique_key;
 use crate::error::Result;
 use crate::spec::{ColumnSpec, TableSpec};
 use crate::transform::{ColumnOp, SourceColumn};
@@ -69,6 +70,26 @@ impl ReverseTable {
                 source.url()
             )));
         };
+        // The reverse relay upserts old rows by the reverse key: without a
+        // primary key or unique index on exactly those columns an upsert
+        // would add a second row where it should replace one.
+        let unique = source.unique_keys(&mapping.source_table).await?;
+        if !is_unique_key(&unique, &mapping.source_key) {
+            let known: Vec<String> = unique
+                .iter()
+                .map(|k| format!("({})", k.join(", ")))
+                .collect();
+            return Ok(Err(format!(
+                "the reverse key ({}) is not unique in source table {}: the reverse relay writes old rows by it, so it needs a primary key or a unique index on exactly those columns (the table's unique keys: {}); add one, or name a unique key as `key` in the spec's [tables.reverse]",
+                mapping.source_key.join(", "),
+                mapping.source_table,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
         let mut read_columns: Vec<String> = t.key.clone();
         for c in &mapping.columns {
             for r in crate::spec::reads(c) {

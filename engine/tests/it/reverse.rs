@@ -514,3 +514,77 @@ async fn a_reverse_section_maps_a_lossy_table_back() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The reverse relay writes old rows by the reverse key: a source table
+/// with no primary key nor unique index on exactly that key is refused with
+/// its reason, on each database's catalog; a unique index on it makes the
+/// table reversible.
+async fn the_reverse_key_must_be_unique_in_the_old_table(kind: DbKind) -> anyhow::Result<()> {
+    // Arrange: `items` with no primary key; (member_id, id) unique, id only indexed.
+    let source_db = TestDb::new(kind).await?;
+    let target_db = TestDb::new(DbKind::Sqlite).await?;
+    let source = Side::open(&source_db).await?;
+    source
+        .exec(
+            "CREATE TABLE items (id BIGINT NOT NULL, member_id BIGINT NOT NULL, \
+             body VARCHAR(200) NOT NULL, n BIGINT NOT NULL)",
+        )
+        .await?;
+    source
+        .exec("CREATE UNIQUE INDEX items_by_member ON items (member_id, id)")
+        .await?;
+    source
+        .exec("CREATE INDEX items_by_id ON items (id)")
+        .await?;
+    source
+        .exec("INSERT INTO items VALUES (1, 1, 'a', 1), (2, 2, 'b', 2)")
+        .await?;
+    let spec = Spec::parse(&spec_text(&source_db, &target_db, SPEC), "test.toml")?;
+
+    // Act: the check against the databases.
+    let link = Link::connect(spec.clone(), &TransformerRegistry::new()).await?;
+    let checked = reverse::check(&link).await?;
+
+    // Assert: refused, saying which key and what the table has.
+    let why = checked[0]
+        .1
+        .clone()
+        .context("a reverse key that is not unique")?;
+    assert!(
+        why.contains("the reverse key (id) is not unique in source table items"),
+        "{kind:?}: {why}"
+    );
+    assert!(why.contains("(member_id, id)"), "{kind:?}: {why}");
+    assert!(
+        reverse::install_capture(&link)
+            .await?
+            .not_reversible
+            .iter()
+            .any(|(t, w)| t == "items" && *w == why)
+    );
+    source
+        .exec("CREATE UNIQUE INDEX items_id ON items (id)")
+        .await?;
+    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
+    assert_eq!(
+        reverse::check(&link).await?,
+        vec![("items".into(), None)],
+        "{kind:?}: a unique index on the key makes it reversible"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reverse_key_not_unique_in_sqlite_is_refused() -> anyhow::Result<()> {
+    the_reverse_key_must_be_unique_in_the_old_table(DbKind::Sqlite).await
+}
+
+#[tokio::test]
+async fn a_reverse_key_not_unique_in_postgres_is_refused() -> anyhow::Result<()> {
+    the_reverse_key_must_be_unique_in_the_old_table(DbKind::Postgres).await
+}
+
+#[tokio::test]
+async fn a_reverse_key_not_unique_in_mariadb_is_refused() -> anyhow::Result<()> {
+    the_reverse_key_must_be_unique_in_the_old_table(DbKind::MariaDb).await
+}

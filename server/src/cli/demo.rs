@@ -2,11 +2,13 @@
 //! user per role and a demo migration, ready to click through.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tern_control::connections::SecretKey;
 use tern_control::users::NewUser;
 use tern_control::{Actor, Role, Store};
+use tern_engine::{Link, Spec};
 
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +36,9 @@ pub struct Args {
     )]
     store: Option<String>,
 }
+
+/// The demo client whose writes the live writer makes.
+const WRITER_CLIENT: &str = "inbox-service";
 
 /// The demo's users: (username, display name, role, clients).
 const DEMO_USERS: [(&str, &str, Role, &[&str]); 4] = [
@@ -110,12 +115,13 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
         credentials.push((username, role, password));
     }
     let runners = crate::runner_context();
+    let spec_text = demo_data::spec(&source, &target);
     let migration = store
         .create_migration_from_spec(
             &Actor::system(),
             "messages-demo",
             "Members' contacts and messages, from the old store to the new one",
-            &demo_data::spec(&source, &target),
+            &spec_text,
             &runners.registry,
         )
         .await
@@ -123,8 +129,29 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
     super::demo_clients::seed(&store, migration.id)
         .await
         .context("cannot seed the demo clients")?;
+    // The live writer is the demo's inbox service: it asks Tern (in this
+    // process) where each key's writes go, so switching a bucket in the
+    // browser moves its writes to the new store without drift.
+    let client = store
+        .client_by_name(&migration.name, WRITER_CLIENT)
+        .await
+        .context("cannot find the demo writer's client")?;
+    let spec = Spec::parse(&spec_text, "messages-demo.toml")?;
+    // Inspected, not prepared: the target's tables are the bulk load's to create.
+    let link = Link::inspect(spec, &runners.registry)
+        .await
+        .context("cannot read the demo migration for its writer")?;
+    let routed = demo_data::Routed {
+        router: Arc::new(demo_data::StoreRouter {
+            store: store.clone(),
+            migration_id: migration.id,
+            client_id: client.id,
+        }),
+        link: Arc::new(link),
+    };
     let stop_writer = CancellationToken::new();
-    let writer = demo_data::start_writer(&source, demo_data::DEMO, stop_writer.clone());
+    let writer =
+        demo_data::start_writer(&source, demo_data::DEMO, stop_writer.clone(), Some(routed));
 
     let served = serve(store, &settings, move |addr| {
         println!();

@@ -1,7 +1,8 @@
 //! The demo's databases: a SQLite source with contacts and messages (old
 //! members own far more rows than new ones, as in the seeds), an empty SQLite
 //! target, the spec that maps one to the other, and a live writer that keeps
-//! inserting, updating and deleting source rows while the demo runs.
+//! inserting, updating and deleting rows while the demo runs, in the store
+//! each key's write primary names ([`writer`]).
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,7 +10,10 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Executor, SqlitePool};
-use tokio_util::sync::CancellationToken;
+
+mod writer;
+
+pub use writer::{Routed, StoreRouter, start_writer};
 
 /// How many contacts and messages a demo source starts with.
 #[derive(Debug, Clone, Copy)]
@@ -171,63 +175,6 @@ created_at = "created_at"
         source = source.display(),
         target = target.display(),
     )
-}
-
-/// Writes to the source until `stop`: about 20 changes a second — new
-/// contacts and messages, updated emails, deleted contacts — like the live
-/// applications a migration must not stop.
-pub fn start_writer(
-    path: &Path,
-    size: Size,
-    stop: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    let path = path.to_path_buf();
-    let Size { contacts, messages } = size;
-    tokio::spawn(async move {
-        let db = match pool(&path).await {
-            Ok(db) => db,
-            Err(e) => {
-                tracing::warn!(error = %e, "the demo writer cannot start");
-                return;
-            }
-        };
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        let mut n: i64 = 0;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                _ = tick.tick() => {}
-            }
-            n += 1;
-            let id = contacts + n;
-            let statements = [
-                format!(
-                    "INSERT INTO contacts (id, member_id, email, full_name, source, updated_at)
-                     VALUES ({id}, {}, 'New.Person{id}@Example.com', 'New person {id}', 'mobile', datetime('now'))",
-                    1 + (n * 13) % MEMBERS
-                ),
-                format!(
-                    "UPDATE contacts SET email = 'changed{n}@example.com', updated_at = datetime('now') WHERE id = {}",
-                    1 + (n * 7919) % contacts
-                ),
-                format!("DELETE FROM contacts WHERE id = {}", 1 + (n * 104_729) % contacts),
-                format!(
-                    "INSERT INTO messages (id, member_id, conversation_id, sender_id, body, is_unread, created_at)
-                     VALUES ({}, {}, {}, 1, 'live message {n}', 1, datetime('now'))",
-                    messages + n,
-                    1 + (n * 17) % MEMBERS,
-                    1 + n % 40_000
-                ),
-                format!("UPDATE messages SET is_unread = 0 WHERE id = {}", 1 + (n * 31) % messages),
-            ];
-            for sql in &statements {
-                if let Err(e) = db.execute(sql.as_str()).await {
-                    tracing::debug!(error = %e, "demo writer statement failed");
-                }
-            }
-        }
-        db.close().await;
-    })
 }
 
 #[cfg(test)]

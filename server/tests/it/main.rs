@@ -11,6 +11,7 @@ mod clients;
 mod operability;
 mod runbook;
 mod support;
+mod switch_drift;
 mod switch_journey;
 mod workers;
 

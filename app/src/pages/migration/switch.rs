@@ -35,6 +35,8 @@ pub struct SwitchPanelView {
     pub drifted: Vec<i64>,
     /// (table, reversible, reason)
     pub reverse_paths: Vec<(String, bool, String)>,
+    /// The newest reverse relay job as it is now: (id, state, last message).
+    pub reverse_relay: Option<(i64, String, Option<String>)>,
     pub switches: Vec<SwitchRow>,
 }
 
@@ -68,6 +70,10 @@ pub async fn switch_panel(migration_id: i64) -> Result<SwitchPanelView, AppError
             .into_iter()
             .map(|p| (p.table, p.reversible, p.reason))
             .collect(),
+        reverse_relay: store
+            .reverse_relay_job(migration_id)
+            .await?
+            .map(|j| (j.id, j.state.as_str().to_string(), j.message)),
         switches: store
             .list_switches(migration_id, 20)
             .await?
@@ -157,10 +163,10 @@ pub async fn start_reverse_relay(migration_id: i64) -> Result<String, AppError> 
         .store
         .start_reverse_relay(&me, migration_id)
         .await?;
+    // Only the job's number: its state moves on, and the panel shows it live.
     Ok(format!(
-        "reverse relay: job {} ({})",
-        job.id,
-        job.state.as_str()
+        "reverse relay: job {} — its state shows above as it runs",
+        job.id
     ))
 }
 
@@ -239,6 +245,11 @@ fn SwitchState(v: SwitchPanelView) -> impl IntoView {
             <div><dt>"Held now"</dt><dd>{list(&v.held)}</dd></div>
             <div><dt>"Clients on routing v"{v.routing_version}</dt>
                 <dd data-testid="routing-pickup">{format!("{} of {} active", v.clients_applied, v.clients_active)}</dd></div>
+            <div><dt>"Reverse relay"</dt><dd data-testid="reverse-relay-state" title=v.reverse_relay.as_ref().and_then(|r| r.2.clone()).unwrap_or_default()>
+                {match &v.reverse_relay {
+                    Some((id, state, _)) => format!("job {id} {state}"),
+                    None => "not started".to_string(),
+                }}</dd></div>
             <div><dt>"Drift"</dt><dd data-testid="drifted-buckets">{if v.drifted.is_empty() { "none".to_string() } else { format!("buckets {}", list(&v.drifted)) }}</dd></div>
         </dl>
         <ul class="small">
