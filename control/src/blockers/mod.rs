@@ -4,19 +4,16 @@
 //! since, and client ramps the gates hold back. Each says what to do.
 //!
 //! The sentences and the stuck rule are pure and unit-tested; the store
-//! counts and picks the first few of each kind in SQL ([`Store::blockers`]),
-//! so the panel costs a few queries however many buckets a migration has.
+//! counts and picks the first few of each kind in SQL (`store.rs`), for
+//! one migration or all at once, so the panel costs a fixed number of
+//! queries however many buckets and migrations there are.
 
 use serde::{Deserialize, Serialize};
-use tern_ramp::Ramp;
-
-use sqlx::Row;
 
 use crate::buckets::Phase;
-use crate::error::{ControlError, Result};
 use crate::jobs::JobState;
-use crate::store::Store;
-use crate::users::Actor;
+
+mod store;
 
 /// What kind of thing blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,213 +175,6 @@ pub fn group(blockers: Vec<Blocker>, keep: usize) -> Vec<BlockerGroup> {
         }
     }
     groups
-}
-
-/// The kinds whose buckets the store counts in SQL, with the condition.
-const COUNTED: [(BlockerKind, &str); 3] = [
-    (BlockerKind::FailedBucket, "phase = 'failed'"),
-    (BlockerKind::PausedBucket, "phase = 'paused'"),
-    (
-        BlockerKind::LowAccuracy,
-        "accuracy < $2 AND phase NOT IN ('failed', 'verifying')",
-    ),
-];
-
-const ACTIVE: &str = "phase IN ('bulk-loading', 'catching-up', 'verifying')";
-
-impl Store {
-    /// What blocks a migration now, as `actor` may see it (client ramps of
-    /// the clients the actor may read), grouped by kind with the first
-    /// `keep` of each. Bounded whatever the number of buckets: the store
-    /// counts them and reads only the first few of each kind (a board of
-    /// thousands of buckets under the gate is one line with a count).
-    pub async fn blockers(
-        &self,
-        actor: &Actor,
-        migration_id: i64,
-        keep: usize,
-    ) -> Result<Vec<BlockerGroup>> {
-        let migration = self.migration(migration_id).await?;
-        let min_accuracy = migration.settings.verify_min_accuracy;
-        let now = crate::clock::now_ms();
-        let db = |what: &'static str| ControlError::db(what);
-        let sums: Vec<String> = COUNTED
-            .iter()
-            .map(|(_, cond)| format!("SUM(CASE WHEN {cond} THEN 1 ELSE 0 END)"))
-            .collect();
-        let counts = sqlx::query(&format!(
-            "SELECT {}, SUM(CASE WHEN {ACTIVE} AND COALESCE(phase_since, updated_at) < $3 THEN 1 ELSE 0 END)
-             FROM buckets WHERE migration_id = $1",
-            sums.join(", ")
-        ))
-        .bind(migration_id)
-        .bind(min_accuracy)
-        .bind(now - STUCK_MS)
-        .fetch_one(self.pool())
-        .await
-        .map_err(db("counting the buckets that block"))?;
-        let count = |i: usize| -> usize {
-            counts
-                .try_get::<Option<i64>, _>(i)
-                .ok()
-                .flatten()
-                .map_or(0, |n| usize::try_from(n).unwrap_or(0))
-        };
-        let mut groups = Vec::new();
-        for (i, (kind, cond)) in COUNTED.iter().enumerate() {
-            let n = count(i);
-            if n == 0 {
-                continue;
-            }
-            let rows = sqlx::query(&format!(
-                "SELECT idx, accuracy, last_error FROM buckets
-                 WHERE migration_id = $1 AND {cond} ORDER BY idx LIMIT $3"
-            ))
-            .bind(migration_id)
-            .bind(min_accuracy)
-            .bind(keep as i64)
-            .fetch_all(self.pool())
-            .await
-            .map_err(db("reading the buckets that block"))?;
-            let first = rows
-                .iter()
-                .map(|r| {
-                    let idx: i64 = r.try_get("idx").unwrap_or_default();
-                    match kind {
-                        BlockerKind::FailedBucket => failed_bucket(
-                            idx,
-                            r.try_get::<Option<String>, _>("last_error")
-                                .ok()
-                                .flatten()
-                                .as_deref(),
-                        ),
-                        BlockerKind::PausedBucket => paused_bucket(idx),
-                        _ => low_accuracy(
-                            idx,
-                            r.try_get::<Option<f64>, _>("accuracy")
-                                .ok()
-                                .flatten()
-                                .unwrap_or_default(),
-                            min_accuracy,
-                        ),
-                    }
-                })
-                .collect();
-            groups.push(BlockerGroup {
-                kind: *kind,
-                count: n,
-                first,
-            });
-        }
-        let mut more = Vec::new();
-        if count(COUNTED.len()) > 0 {
-            more.extend(self.stuck_buckets(migration_id, now).await?);
-        }
-        more.extend(self.failed_jobs(migration_id, now).await?);
-        more.extend(self.gated_ramps(actor, migration_id).await?);
-        groups.extend(group(more, keep));
-        Ok(groups)
-    }
-
-    /// Buckets long in an active phase whose job is gone or silent.
-    async fn stuck_buckets(&self, migration_id: i64, now: i64) -> Result<Vec<Blocker>> {
-        let rows = sqlx::query(&format!(
-            "SELECT b.idx, b.phase, COALESCE(b.phase_since, b.updated_at) AS since,
-                    j.id AS job_id, j.state AS job_state, j.updated_at AS job_updated_at
-             FROM buckets b
-             LEFT JOIN jobs j ON j.id = (SELECT MAX(id) FROM jobs WHERE bucket_id = b.id)
-             WHERE b.migration_id = $1 AND b.{ACTIVE}
-               AND COALESCE(b.phase_since, b.updated_at) < $2
-             ORDER BY b.idx"
-        ))
-        .bind(migration_id)
-        .bind(now - STUCK_MS)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading the buckets that may be stuck"))?;
-        let mut out = Vec::new();
-        for r in rows {
-            let get = |e| ControlError::db("reading the buckets that may be stuck")(e);
-            let phase: String = r.try_get("phase").map_err(get)?;
-            let job_id: Option<i64> = r.try_get("job_id").map_err(get)?;
-            let job_state: Option<String> = r.try_get("job_state").map_err(get)?;
-            let job_updated: Option<i64> = r.try_get("job_updated_at").map_err(get)?;
-            let newest_job = match (job_id, job_state) {
-                (Some(id), Some(state)) => {
-                    Some((id, JobState::parse(&state)?, job_updated.unwrap_or(0)))
-                }
-                _ => None,
-            };
-            let candidate = StuckCandidate {
-                idx: r.try_get("idx").map_err(get)?,
-                phase: Phase::parse(&phase)?,
-                since: r.try_get("since").map_err(get)?,
-                newest_job,
-            };
-            out.extend(stuck(&candidate, now));
-        }
-        Ok(out)
-    }
-
-    /// Jobs that failed in the last day, not replaced by a later job of the
-    /// same kind for the same bucket, of buckets that have not failed (a
-    /// failed bucket says it already).
-    async fn failed_jobs(&self, migration_id: i64, now: i64) -> Result<Vec<Blocker>> {
-        let rows = sqlx::query(
-            "SELECT j.id, j.kind, j.message, b.idx FROM jobs j
-             LEFT JOIN buckets b ON b.id = j.bucket_id
-             WHERE j.migration_id = $1 AND j.state = 'failed'
-               AND (j.finished_at IS NULL OR j.finished_at >= $2)
-               AND (b.phase IS NULL OR b.phase <> 'failed')
-               AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.migration_id = j.migration_id
-                   AND o.id > j.id AND o.kind = j.kind
-                   AND COALESCE(o.bucket_id, -1) = COALESCE(j.bucket_id, -1))
-             ORDER BY j.id DESC LIMIT 200",
-        )
-        .bind(migration_id)
-        .bind(now - FAILED_JOB_MS)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading the failed jobs"))?;
-        rows.iter()
-            .map(|r| {
-                let get = |e| ControlError::db("reading the failed jobs")(e);
-                let kind: String = r.try_get("kind").map_err(get)?;
-                let message: Option<String> = r.try_get("message").map_err(get)?;
-                Ok(failed_job(
-                    &kind,
-                    r.try_get("id").map_err(get)?,
-                    r.try_get("idx").map_err(get)?,
-                    message.as_deref(),
-                ))
-            })
-            .collect()
-    }
-
-    /// Client ramps below 100% that the gates hold back.
-    async fn gated_ramps(&self, actor: &Actor, migration_id: i64) -> Result<Vec<Blocker>> {
-        let mut out = Vec::new();
-        for client in self.list_clients(actor, Some(migration_id)).await? {
-            if client.ramp >= i64::from(Ramp::FULL.millipercent()) {
-                continue;
-            }
-            let check = self.check_gates(&client, Ramp::FULL).await?;
-            if !check.allowed {
-                out.push(Blocker {
-                    kind: BlockerKind::GatedRamp,
-                    text: format!(
-                        "{}'s ramp is held at {}: {}",
-                        client.name,
-                        Ramp::from_millipercent(u32::try_from(client.ramp).unwrap_or(0)),
-                        check.reasons.join("; ")
-                    ),
-                    bucket: None,
-                    client: Some(client.id),
-                });
-            }
-        }
-        Ok(out)
-    }
 }
 
 #[cfg(test)]
