@@ -69,7 +69,7 @@ if 'clients' in tables:
     cols = [r[1] for r in c.execute("PRAGMA table_info(clients)")]
     for k in range(clients):
         values = {'migration_id': 1 + k % migrations, 'name': f"client-{k:03}", 'team': 'team', 'contact': 'owner@example.com',
-                  'kind': 'online', 'status': 'in-progress', 'ramp_millipercent': (k * 997) % 100_000, 'created_at': now, 'updated_at': now}
+                  'kind': 'online', 'status': 'in-progress', 'ramp': (k * 997) % 100_000, 'created_at': now, 'updated_at': now}
         use = [col for col in cols if col in values]
         c.execute(f"INSERT INTO clients ({', '.join(use)}) VALUES ({', '.join('?' for _ in use)})", [values[u] for u in use])
 else:

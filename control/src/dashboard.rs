@@ -276,11 +276,6 @@ impl Store {
     pub async fn program_overview(&self, actor: &Actor) -> Result<Vec<ProgramLine>> {
         let summaries = self.migration_summaries().await?;
         let mut forecasts = self.forecasts(None).await?;
-        let mut blockers = std::collections::BTreeMap::new();
-        for s in &summaries {
-            let id = s.migration.id;
-            blockers.insert(id, self.blockers(actor, id, 3).await?);
-        }
         // One row per migration, its samples packed as `at:rows,…` in order.
         let mut samples: std::collections::BTreeMap<i64, Vec<(i64, i64)>> = Default::default();
         for row in sqlx::query(
@@ -320,6 +315,11 @@ impl Store {
             total: mut accuracy,
             mut by_table,
         } = self.every_accuracy_history().await?;
+        let latest = accuracy
+            .iter()
+            .filter_map(|(id, points)| points.last().map(|(_, a)| (*id, *a)))
+            .collect();
+        let mut blockers = self.blockers_of(actor, None, 3, &latest).await?;
         Ok(summaries
             .into_iter()
             .map(|summary| {

@@ -164,29 +164,25 @@ fn build_site(release: bool) -> Result<()> {
 }
 
 /// Shrinks a release build's wasm further with binaryen's `wasm-opt -Oz`
-/// when it is installed (the wasm-release profile already optimises for
-/// size; wasm-opt takes off about another fifth).
+/// (the wasm-release profile already optimises for size; wasm-opt takes off
+/// about another fifth).
 ///
-/// Not installed from Debian: its binaryen 108 is older than the wasm Rust
+/// Binaryen 116 or later: Debian's binaryen 108 is older than the wasm Rust
 /// makes now, and its output failed in the browser
-/// (`WebAssembly.Table.set(): Argument 1 is invalid for table`).
+/// (`WebAssembly.Table.set(): Argument 1 is invalid for table`). A recent
+/// enough `wasm-opt` on the PATH is used; else binaryen from the npm
+/// registry, installed once under `target/tools/binaryen`.
 fn optimise_wasm(wasm: &Path) -> Result<()> {
-    let found = Command::new("wasm-opt")
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-    let Some(version) = found.filter(|v| binaryen_version(v).is_some_and(|n| n >= 116)) else {
+    let Some((wasm_opt, version)) = find_wasm_opt() else {
         eprintln!(
-            "xtask: no wasm-opt of binaryen 116 or later; the wasm stays as the \
-             wasm-release profile made it"
+            "xtask: no wasm-opt of binaryen 116 or later (and npm could not install one); \
+             the wasm stays as the wasm-release profile made it"
         );
         return Ok(());
     };
-    eprintln!("xtask: {}", version.trim());
+    eprintln!("xtask: {} ({})", version.trim(), wasm_opt.display());
     let tmp = wasm.with_extension("opt.wasm");
-    run(Command::new("wasm-opt")
+    run(Command::new(&wasm_opt)
         .args([
             "-Oz",
             "--enable-bulk-memory",
@@ -197,6 +193,52 @@ fn optimise_wasm(wasm: &Path) -> Result<()> {
         .arg(wasm))
     .context("running wasm-opt")?;
     std::fs::rename(&tmp, wasm).with_context(|| format!("replacing {}", wasm.display()))
+}
+
+/// The binaryen release xtask installs from npm when none is on the PATH.
+const BINARYEN_NPM: &str = "binaryen@132.0.0";
+
+/// A `wasm-opt` of binaryen 116 or later with its version line: the PATH's,
+/// else npm's (installed when missing).
+fn find_wasm_opt() -> Option<(PathBuf, String)> {
+    let version_of = |program: &Path| -> Option<String> {
+        Command::new(program)
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .filter(|v| binaryen_version(v).is_some_and(|n| n >= 116))
+    };
+    let on_path = PathBuf::from("wasm-opt");
+    if let Some(v) = version_of(&on_path) {
+        return Some((on_path, v));
+    }
+    let prefix = root().join("target").join("tools").join("binaryen");
+    let local = prefix.join("node_modules").join(".bin").join("wasm-opt");
+    if let Some(v) = version_of(&local) {
+        return Some((local, v));
+    }
+    if !have("npm") {
+        return None;
+    }
+    eprintln!("xtask: installing {BINARYEN_NPM} from npm for wasm-opt");
+    std::fs::create_dir_all(&prefix).ok()?;
+    let installed = run(Command::new("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--prefix",
+        ])
+        .arg(&prefix)
+        .arg(BINARYEN_NPM));
+    if let Err(e) = installed {
+        eprintln!("xtask: could not install {BINARYEN_NPM}: {e:#}");
+        return None;
+    }
+    version_of(&local).map(|v| (local, v))
 }
 
 /// The release number of `wasm-opt --version` (`wasm-opt version 116 (…)`).

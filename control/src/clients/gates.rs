@@ -38,16 +38,7 @@ impl Store {
         let Some(row) = row else {
             return Ok(Gates::defaults(migration_id));
         };
-        let get = |e| ControlError::db("reading a migration's gates")(e);
-        Ok(Gates {
-            migration_id,
-            ramp_threshold: row.try_get("ramp_threshold").map_err(get)?,
-            min_accuracy: row.try_get("min_accuracy").map_err(get)?,
-            max_mismatch_rate: row.try_get("max_mismatch_rate").map_err(get)?,
-            mismatch_window_ms: row.try_get("mismatch_window_ms").map_err(get)?,
-            quiet_days: row.try_get("quiet_days").map_err(get)?,
-            lock_days: row.try_get("lock_days").map_err(get)?,
-        })
+        gates_from_row(&row)
     }
 
     /// Sets a migration's gates (engineers and admins).
@@ -141,6 +132,20 @@ impl Store {
             samples,
         })
     }
+}
+
+/// A migration's gates from a `client_gates` row.
+pub(crate) fn gates_from_row(row: &sqlx::any::AnyRow) -> Result<Gates> {
+    let get = |e| ControlError::db("reading a migration's gates")(e);
+    Ok(Gates {
+        migration_id: row.try_get("migration_id").map_err(get)?,
+        ramp_threshold: row.try_get("ramp_threshold").map_err(get)?,
+        min_accuracy: row.try_get("min_accuracy").map_err(get)?,
+        max_mismatch_rate: row.try_get("max_mismatch_rate").map_err(get)?,
+        mismatch_window_ms: row.try_get("mismatch_window_ms").map_err(get)?,
+        quiet_days: row.try_get("quiet_days").map_err(get)?,
+        lock_days: row.try_get("lock_days").map_err(get)?,
+    })
 }
 
 pub(crate) async fn ensure_gates_row(

@@ -349,6 +349,64 @@ both_stores!(
             "{}",
             groups[3].first[0].text
         );
+
+        // A second migration with a failed bucket, a client held by the
+        // gates (no verification run yet) and one at 100%: the overview
+        // reads every migration's panel at once, and each must be the same
+        // as the migration page's.
+        let other = many_buckets(&store, "echo", 3).await?;
+        let ob = store.list_buckets(other).await?;
+        set(format!(
+            "UPDATE buckets SET phase = 'failed', last_error = 'disk full' WHERE id = {}",
+            ob[2].id
+        ))
+        .await?;
+        for (name, ramp) in [("inbox-service", 25_000), ("search-indexer", 100_000)] {
+            let c = store
+                .create_client(
+                    &admin(),
+                    other,
+                    tern_control::clients::NewClient {
+                        name: name.into(),
+                        owner_team: "messaging".into(),
+                        owner_contact: "owner@example.com".into(),
+                        kind: String::new(),
+                    },
+                )
+                .await?;
+            set(format!(
+                "UPDATE clients SET ramp = {ramp} WHERE id = {}",
+                c.id
+            ))
+            .await?;
+        }
+        let lines = store.program_overview(&admin()).await?;
+        let panel = |id: i64| {
+            lines
+                .iter()
+                .find(|l| l.summary.migration.id == id)
+                .map(|l| l.blockers.clone())
+                .expect("the migration's line")
+        };
+        assert_eq!(panel(id), groups, "the overview's panel of delta");
+        let echo = store.blockers(&admin(), other, 3).await?;
+        assert_eq!(panel(other), echo, "the overview's panel of echo");
+        let kinds: Vec<(BlockerKind, usize)> = echo.iter().map(|g| (g.kind, g.count)).collect();
+        assert_eq!(
+            kinds,
+            [(BlockerKind::FailedBucket, 1), (BlockerKind::GatedRamp, 1)]
+        );
+        assert!(
+            echo[0].first[0].text.contains("disk full"),
+            "{}",
+            echo[0].first[0].text
+        );
+        let gated = &echo[1].first[0].text;
+        assert!(
+            gated.starts_with("inbox-service's ramp is held at 25%")
+                && gated.contains("need a verification run"),
+            "{gated}"
+        );
         Ok(())
     }
 );
