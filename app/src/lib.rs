@@ -9,6 +9,8 @@ pub mod components;
 #[cfg(feature = "ssr")]
 pub mod convert;
 pub mod error;
+#[cfg(feature = "ssr")]
+pub mod overview_cache;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod server;

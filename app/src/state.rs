@@ -13,6 +13,8 @@ pub struct AppState {
     pub store: Store,
     pub leptos_options: LeptosOptions,
     pub runners: RunnerContext,
+    /// The overview's lines, shared between requests for a moment.
+    pub overview: std::sync::Arc<crate::overview_cache::OverviewCache>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -128,6 +128,18 @@ fn blank_to_none(s: &Option<String>) -> Option<&str> {
 }
 
 impl Store {
+    /// The newest audit event's id (0 before the first): it moves with
+    /// every audited change, so a cache of what the pages show can tell
+    /// that it is out of date at the cost of one index lookup.
+    pub async fn audit_stamp(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS id FROM audit_events")
+            .fetch_one(self.pool())
+            .await
+            .map_err(ControlError::db("reading the newest audit event"))?;
+        row.try_get("id")
+            .map_err(ControlError::db("reading the newest audit event"))
+    }
+
     /// The newest events that match `filter`, newest first.
     pub async fn list_audit(&self, actor: &Actor, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
         actor.require_reader("reading the audit log")?;

@@ -20,11 +20,12 @@ use crate::types::{MigrationCard, thousands};
 #[server]
 pub async fn list_migrations() -> Result<Vec<MigrationCard>, AppError> {
     let me = crate::server::actor()?;
-    let store = crate::server::state()?.store;
-    let lines = store.program_overview(&me).await?;
+    let state = crate::server::state()?;
+    let store = state.store;
+    let lines = state.overview.lines(&store).await?;
     let readers = me.role.can_read_audit();
     let mut cards = Vec::with_capacity(lines.len());
-    for l in lines {
+    for l in lines.iter().cloned() {
         let id = l.summary.migration.id;
         let mut blockers = l.blockers;
         if !readers {

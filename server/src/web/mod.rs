@@ -58,6 +58,7 @@ pub fn app_state(store: Store, settings: &Settings, runners: RunnerContext) -> A
         store,
         leptos_options: leptos_options(settings),
         runners,
+        overview: Default::default(),
     }
 }
 

@@ -9,6 +9,7 @@ mod cli_plan;
 mod cli_reverse_relay;
 mod clients;
 mod operability;
+mod overview_cache;
 mod runbook;
 mod support;
 mod switch_drift;
