@@ -178,10 +178,14 @@ impl Store {
     /// running job (the server calls this every few seconds).
     pub async fn sample_throughput(&self) -> Result<usize> {
         let rows = sqlx::query(
+            // The migrations first, then only their buckets (by the index):
+            // joined the other way round every bucket row ran the EXISTS.
             "SELECT b.migration_id AS id, CAST(SUM(b.rows_copied) AS BIGINT) AS copied
-             FROM buckets b JOIN migrations m ON m.id = b.migration_id
-             WHERE m.status = 'active'
-               AND EXISTS (SELECT 1 FROM jobs j WHERE j.migration_id = m.id AND j.state = 'running')
+             FROM buckets b
+             WHERE b.migration_id IN (
+                 SELECT m.id FROM migrations m
+                 WHERE m.status = 'active'
+                   AND EXISTS (SELECT 1 FROM jobs j WHERE j.migration_id = m.id AND j.state = 'running'))
              GROUP BY b.migration_id",
         )
         .fetch_all(self.pool())

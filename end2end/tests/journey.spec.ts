@@ -221,6 +221,43 @@ test('an engineer takes the demo migration from planned to verified while the PM
   await expect(engineer).toHaveURL(/\/buckets\/0$/);
   await expect(engineer.locator('body')).not.toContainText('_tern_source_key');
   await shot(engineer, 'bucket-1400');
+
+  // The end of the playbook on the demo itself: the reverse relay, then one
+  // bucket of each table switched to the new store while the live writer
+  // keeps writing (to the new store now, for those buckets' keys: it honours
+  // the write primary), one rolled back; the stores never drift apart.
+  await engineer.goto('/migrations/1');
+  await hydrated(engineer);
+  const panel = engineer.getByTestId('switch-panel');
+  await panel.getByTestId('start-reverse-relay').click();
+  await expect(panel.getByText('contacts: reversible')).toBeVisible({ timeout: 60_000 });
+  await expect(panel.getByText('messages: reversible')).toBeVisible();
+  const reverseJob = engineer.getByTestId('job-row').filter({ hasText: 'reverse-relay' });
+  await expect(reverseJob.getByTestId('job-state')).toHaveText('running', { timeout: 60_000 });
+  await select(0, 0);
+  await engineer.getByRole('checkbox', { name: 'select bucket 8', exact: true }).check();
+  await expect(selected).toHaveText('2 selected');
+  await panel.getByTestId('switch-selected').click();
+  await expect(panel.getByTestId('switch-result')).toHaveText(/^switch of bucket\(s\) 0, 8 done: writes held \d+ ms/, { timeout: 60_000 });
+  await expect(panel.getByTestId('switched-buckets')).toHaveText('0, 8');
+  // The writer's changes to those keys reach the old store through the
+  // reverse relay.
+  await expect(reverseJob).toContainText(/reverse: [1-9]\d* changes, [1-9]\d* keys applied/, { timeout: 60_000 });
+  // The drift watch re-verifies both switched buckets at once: no drift.
+  const verifyDone = engineer
+    .locator('[data-testid=job-row][data-state=succeeded]')
+    .filter({ has: engineer.locator('td:nth-child(2)', { hasText: /^verify$/ }) });
+  await expect(verifyDone).toHaveCount(16 + 2, { timeout: 120_000 });
+  await expect(panel.getByTestId('drifted-buckets')).toHaveText('none');
+  await expect(pm.getByTestId('source-of-truth-row').filter({ hasText: 'messages-demo' }))
+    .toContainText(/— 2 of 16 buckets write to the new store; last hold \d+ ms/, { timeout: 30_000 });
+  await shot(engineer, 'migration-1400-demo-switched');
+  // Roll bucket 8 back: its writes go to the old store again.
+  await select(8, 8);
+  await panel.getByTestId('rollback-selected').click();
+  await expect(panel.getByTestId('switch-result')).toHaveText(/^rollback of bucket\(s\) 8 done: writes held \d+ ms/, { timeout: 60_000 });
+  await expect(panel.getByTestId('switched-buckets')).toHaveText('0');
+  await expect(panel.getByTestId('drifted-buckets')).toHaveText('none');
   // The one refusal above answers 409, which the browser logs as a failed
   // resource; nothing else may fail.
   expect(errors.filter((e) => !/status of 409 \(Conflict\)/.test(e))).toEqual([]);

@@ -31,6 +31,38 @@ impl Store {
         Ok(())
     }
 
+    /// The buckets (indexes) whose writes go to the new store, and those
+    /// whose writes are held now, read without the other buckets' rows (a
+    /// migration page asks every few seconds).
+    pub async fn switched_and_held(&self, migration_id: i64) -> Result<(Vec<i64>, Vec<i64>)> {
+        let rows = sqlx::query(
+            "SELECT idx, CASE WHEN write_primary = 'new' THEN 1 ELSE 0 END AS switched,
+                    CASE WHEN held_by IS NOT NULL THEN 1 ELSE 0 END AS held
+             FROM buckets
+             WHERE migration_id = $1 AND (write_primary = 'new' OR held_by IS NOT NULL)
+             ORDER BY idx",
+        )
+        .bind(migration_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(ControlError::db("reading the switched buckets"))?;
+        let (mut switched, mut held) = (Vec::new(), Vec::new());
+        for r in &rows {
+            let get = |c: &str| -> Result<i64> {
+                r.try_get(c)
+                    .map_err(ControlError::db("reading a switched bucket"))
+            };
+            let idx = get("idx")?;
+            if get("switched")? == 1 {
+                switched.push(idx);
+            }
+            if get("held")? == 1 {
+                held.push(idx);
+            }
+        }
+        Ok((switched, held))
+    }
+
     /// The switched buckets whose last check found the stores different.
     pub async fn drifted_buckets(&self, migration_id: i64) -> Result<Vec<i64>> {
         let rows = sqlx::query(

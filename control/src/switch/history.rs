@@ -109,13 +109,17 @@ pub struct SourceOfTruth {
 
 impl Store {
     /// Every active migration's source of truth that has begun to switch
-    /// (or is complete).
+    /// (or is complete). Only migrations with a switch (the only way a
+    /// bucket's writes move to the new store) or completed have their
+    /// buckets counted: the overview asks every few seconds.
     pub async fn sources_of_truth(&self) -> Result<Vec<SourceOfTruth>> {
         let rows = sqlx::query(
             "SELECT m.id, m.name, m.completed_at, COUNT(b.id) AS buckets,
                     COALESCE(SUM(CASE WHEN b.write_primary = 'new' THEN 1 ELSE 0 END), 0) AS switched
              FROM migrations m JOIN buckets b ON b.migration_id = m.id
              WHERE m.status = 'active'
+               AND (m.completed_at IS NOT NULL
+                    OR EXISTS (SELECT 1 FROM switches s WHERE s.migration_id = m.id))
              GROUP BY m.id, m.name, m.completed_at ORDER BY m.name",
         )
         .fetch_all(self.pool())

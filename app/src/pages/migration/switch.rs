@@ -46,23 +46,15 @@ pub async fn switch_panel(migration_id: i64) -> Result<SwitchPanelView, AppError
     me.require_reader("reading a migration's switches")?;
     let store = &crate::server::state()?.store;
     let pickup = store.routing_pickup(migration_id).await?;
-    let buckets = store.list_buckets(migration_id).await?;
+    let (switched, held) = store.switched_and_held(migration_id).await?;
     let fmt = tern_control::clock::format_ms;
     Ok(SwitchPanelView {
         can_operate: me.role.can_operate(),
         routing_version: pickup.version,
         clients_active: pickup.active,
         clients_applied: pickup.applied,
-        switched: buckets
-            .iter()
-            .filter(|b| b.write_primary == "new")
-            .map(|b| b.idx)
-            .collect(),
-        held: buckets
-            .iter()
-            .filter(|b| b.held_by.is_some())
-            .map(|b| b.idx)
-            .collect(),
+        switched,
+        held,
         drifted: store.drifted_buckets(migration_id).await?,
         reverse_paths: store
             .reverse_paths(migration_id)
