@@ -210,20 +210,6 @@ impl<T: Clone> Latest<T> {
     }
 }
 
-/// A job's progress from an engine's that counts done of a total (a bucket's
-/// rows copied or compared): the time left from what remains at the rate.
-pub fn done_of_total(p: &tern_engine::Progress, message: String) -> Progress {
-    let done = i64::try_from(p.done).unwrap_or(i64::MAX);
-    let total = i64::try_from(p.total.unwrap_or(p.done)).unwrap_or(i64::MAX);
-    Progress {
-        rows_done: done,
-        rows_total: Some(total),
-        rate: Some(p.rate),
-        eta_seconds: (p.rate > 0.0).then(|| (total - done).max(0) as f64 / p.rate),
-        message: Some(message),
-    }
-}
-
 /// A task started by [`JobContext::every`]; stopped when dropped.
 #[derive(Debug)]
 pub struct Periodic {

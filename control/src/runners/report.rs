@@ -4,7 +4,7 @@
 use tern_engine::{BucketReport, CatchUpSummary, RepairReport, Task, VerifyReport};
 
 use crate::jobs::Progress;
-use crate::jobs::harness::{Latest, done_of_total};
+use crate::jobs::harness::Latest;
 use crate::phases::Phase;
 use crate::runners::count;
 
@@ -175,5 +175,18 @@ pub(crate) fn verified_phase(good: bool) -> Phase {
         Phase::Verified
     } else {
         Phase::CaughtUp
+    }
+}
+
+/// A job's progress from an engine's that counts done of a total (a bucket's
+/// rows copied or compared): the time left from what remains at the rate.
+pub(crate) fn done_of_total(p: &tern_engine::Progress, message: String) -> Progress {
+    let (done, total) = (count(p.done), count(p.total.unwrap_or(p.done)));
+    Progress {
+        rows_done: done,
+        rows_total: Some(total),
+        rate: Some(p.rate),
+        eta_seconds: (p.rate > 0.0).then(|| (total - done).max(0) as f64 / p.rate),
+        message: Some(message),
     }
 }
