@@ -141,19 +141,72 @@ impl JobContext {
         });
         Periodic { stop: guard, task }
     }
+
+    /// Writes with `write` what `latest` holds when it is new, at most every
+    /// `period` until the job stops or the returned guard is dropped: what a
+    /// runner records on the side while the engine works (a bucket's rows
+    /// copied, its lag). A failed write is logged as `what`; the next new
+    /// value is written at a later look.
+    pub fn record_every<T, W, Fut>(
+        &self,
+        period: Duration,
+        what: &'static str,
+        latest: Latest<T>,
+        write: W,
+    ) -> Periodic
+    where
+        T: Clone + Send + 'static,
+        W: Fn(Store, T) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), ControlError>> + Send + 'static,
+    {
+        let (store, job) = (self.store.clone(), self.job.id);
+        self.every(period, move || {
+            let written = latest.take().map(|v| write(store.clone(), v));
+            async move {
+                if let Some(w) = written
+                    && let Err(e) = w.await
+                {
+                    tracing::warn!(job, error = %e, "cannot record {what}");
+                }
+            }
+        })
+    }
 }
 
-/// A job's progress from an engine's that counts done of a total (a bucket's
-/// rows copied or compared): the time left from what remains at the rate.
-pub fn done_of_total(p: &tern_engine::Progress, message: String) -> Progress {
-    let done = i64::try_from(p.done).unwrap_or(i64::MAX);
-    let total = i64::try_from(p.total.unwrap_or(p.done)).unwrap_or(i64::MAX);
-    Progress {
-        rows_done: done,
-        rows_total: Some(total),
-        rate: Some(p.rate),
-        eta_seconds: (p.rate > 0.0).then(|| (total - done).max(0) as f64 / p.rate),
-        message: Some(message),
+/// The latest of something the engine reports: set by a progress callback,
+/// written on the side by [`JobContext::record_every`] when it is new.
+#[derive(Debug)]
+pub struct Latest<T>(Arc<Mutex<(Option<T>, bool)>>);
+
+impl<T> Clone for Latest<T> {
+    fn clone(&self) -> Self {
+        Latest(Arc::clone(&self.0))
+    }
+}
+
+impl<T> Default for Latest<T> {
+    fn default() -> Self {
+        Latest(Arc::new(Mutex::new((None, false))))
+    }
+}
+
+impl<T: Clone> Latest<T> {
+    /// Holds `value` as the latest, new until it is taken.
+    pub fn set(&self, value: T) {
+        if let Ok(mut l) = self.0.lock() {
+            *l = (Some(value), true);
+        }
+    }
+
+    /// The latest value, taken or not.
+    pub fn get(&self) -> Option<T> {
+        self.0.lock().ok().and_then(|l| l.0.clone())
+    }
+
+    /// The latest value if it is new since the last take.
+    pub fn take(&self) -> Option<T> {
+        let mut l = self.0.lock().ok()?;
+        std::mem::take(&mut l.1).then(|| l.0.clone()).flatten()
     }
 }
 
@@ -188,6 +241,16 @@ pub enum RunEnd {
     },
     /// The runner stopped at a checkpoint because `stop` was cancelled.
     Stopped,
+}
+
+impl RunEnd {
+    /// The work is done, with `summary`; the bucket moves to `phase`.
+    pub fn done(summary: String, phase: impl Into<Option<Phase>>) -> RunEnd {
+        RunEnd::Completed {
+            summary,
+            bucket_phase: phase.into(),
+        }
+    }
 }
 
 /// Runs jobs of some kinds.

@@ -2,47 +2,36 @@
 //! resumable from the engine's checkpoint in the target, reporting progress
 //! to the job and rows copied to the bucket (the harness does the rest).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use tern_engine::{LoadStatus, Task, Value, load_bucket};
+use tern_engine::{LoadStatus, Value, load_bucket};
 
 use crate::clock::now_ms;
 use crate::error::Result;
-use crate::jobs::harness::{JobContext, JobRunner, RunEnd, done_of_total};
-use crate::jobs::{BucketParams, JobKind, Progress};
+use crate::jobs::harness::{JobContext, Latest, RunEnd};
+use crate::jobs::{BucketParams, JobKind};
 use crate::phases::Phase;
-use crate::runners::{RunnerContext, bucket_of, count, engine_bucket, link_for, migration_of};
+use crate::runners::setup::open_bucket;
+use crate::runners::{count, report, runner};
+use crate::store::Store;
 
-/// Runs `bulk-load` jobs.
-#[derive(Debug)]
-pub struct BulkLoadRunner {
-    ctx: RunnerContext,
-}
+/// How often the bucket's rows copied are written while the load runs.
+const PERIOD: Duration = Duration::from_millis(800);
+
+runner!(
+    /// Runs `bulk-load` jobs.
+    BulkLoadRunner,
+    JobKind::BulkLoad
+);
 
 impl BulkLoadRunner {
-    pub fn new(ctx: RunnerContext) -> Self {
-        BulkLoadRunner { ctx }
-    }
-}
-
-#[async_trait]
-impl JobRunner for BulkLoadRunner {
-    fn kinds(&self) -> Vec<JobKind> {
-        vec![JobKind::BulkLoad]
-    }
-
-    async fn run(&self, ctx: JobContext) -> Result<RunEnd> {
-        let (job, store) = (&ctx.job, &ctx.store);
-        let bucket_id = bucket_of(job)?;
-        let params: BucketParams = job.params()?;
-        let (_migration, spec) = migration_of(store, job).await?;
-        let link = link_for(&self.ctx, spec).await?;
+    async fn work(&self, ctx: JobContext) -> Result<RunEnd> {
+        let params: BucketParams = ctx.job.params()?;
         // The engine fixes the plan at the first load of a table and keeps it
         // in the target; the control store follows it.
-        let bucket = engine_bucket(store, &link, job.migration_id, &params).await?;
+        let work = open_bucket(&self.ctx, &ctx, &params).await?;
+        let (link, bucket_id, bucket) = (work.link, work.bucket_id, work.bucket);
+        let store = &ctx.store;
         let (lo, hi) = (bucket.range.lo.as_ref(), bucket.range.hi.as_ref());
         let (lo, hi) = (lo.map(Value::canonical_text), hi.map(Value::canonical_text));
         store
@@ -51,59 +40,21 @@ impl JobRunner for BulkLoadRunner {
         store
             .record_bucket_snapshot(bucket_id, now_ms(), None)
             .await?;
-
-        let seen = Arc::new(AtomicI64::new(-1));
-        let last = Arc::clone(&seen);
-        let table = params.table.clone();
-        let control = ctx.run_control(move |p| {
-            if let Task::IndexBuild { table } = &p.task {
-                // The table's last bucket builds the indexes its load
-                // deferred. The job keeps counting the bucket's rows (the
-                // board and the forecast read them); the message says which
-                // index is being built.
-                let rows = last.load(Ordering::Relaxed).max(0);
-                return Progress {
-                    rows_done: rows,
-                    rows_total: Some(rows),
-                    rate: None,
-                    eta_seconds: None,
-                    message: Some(format!(
-                        "{table}: {} ({} of {} indexes)",
-                        p.note.as_deref().unwrap_or("building indexes"),
-                        p.done,
-                        p.total.unwrap_or(p.done)
-                    )),
-                };
-            }
-            last.store(count(p.done), Ordering::Relaxed);
-            let bucket = p.task.bucket().unwrap_or_default();
-            done_of_total(
-                p,
-                format!("{table} bucket {bucket}: {} chunks this run", p.steps),
-            )
-        });
+        let (copied, table) = (Latest::default(), params.table.clone());
+        let seen = copied.clone();
+        let control = ctx.run_control(move |p| report::load(p, &table, &seen));
         let (control, _load) = ctx.guarded(&link, control);
         // The bucket's rows copied, written on the side while the load runs.
-        let recorder = ctx.every(Duration::from_millis(800), {
-            let (store, seen, mut written) = (store.clone(), Arc::clone(&seen), -1);
-            move || {
-                let (store, now) = (store.clone(), seen.load(Ordering::Relaxed));
-                let due = now > written;
-                written = written.max(now);
-                async move {
-                    if due && let Err(e) = store.set_bucket_rows_copied(bucket_id, now).await {
-                        tracing::warn!(bucket = bucket_id, error = %e, "cannot record rows copied");
-                    }
-                }
-            }
-        });
+        let write =
+            move |s: Store, rows| async move { s.set_bucket_rows_copied(bucket_id, rows).await };
+        let recorder = ctx.record_every(PERIOD, "rows copied", copied.clone(), write);
         let report = load_bucket(&link, &bucket, &control).await;
         recorder.finish().await;
         let report = report?;
         // Source rows copied, as the last progress report counted them; a
         // bucket finished by an earlier run reports none, and counts as planned.
-        let copied = match (seen.load(Ordering::Relaxed), report.status) {
-            (n, _) if n >= 0 => Some(n),
+        let copied = match (copied.get(), report.status) {
+            (Some(n), _) => Some(n),
             (_, LoadStatus::AlreadyDone) => Some(count(bucket.rows)),
             _ => None,
         };
@@ -120,17 +71,9 @@ impl JobRunner for BulkLoadRunner {
             .await?;
         Ok(match report.status {
             LoadStatus::Cancelled => RunEnd::Stopped,
-            LoadStatus::Completed | LoadStatus::AlreadyDone => RunEnd::Completed {
-                summary: format!(
-                    "{} bucket {}: {} rows read, {} written in {:.1}s",
-                    report.table,
-                    report.bucket,
-                    report.rows_read,
-                    report.rows_written,
-                    report.elapsed.as_secs_f64()
-                ),
-                bucket_phase: Some(Phase::Loaded),
-            },
+            LoadStatus::Completed | LoadStatus::AlreadyDone => {
+                RunEnd::done(report::loaded(&report), Phase::Loaded)
+            }
         })
     }
 }

@@ -5,17 +5,13 @@
 //! the target (again is harmless) and records which tables can be reversed,
 //! and why not, for the switch's gates.
 
-use std::sync::{Arc, Mutex};
-
-use async_trait::async_trait;
 use tern_engine::reverse::{self, ReverseOptions, run_reverse_relay};
-use tokio::sync::watch;
 
 use crate::error::Result;
-use crate::jobs::harness::{JobContext, JobRunner, RunEnd};
-use crate::jobs::{JobKind, Progress};
-use crate::runners::switched::{SWITCHED_POLL, follow_switched, switched_buckets};
-use crate::runners::{RunnerContext, count, link_for, migration_of};
+use crate::jobs::JobKind;
+use crate::jobs::harness::{JobContext, RunEnd};
+use crate::runners::setup::open;
+use crate::runners::{report, runner, switched};
 
 /// The reverse relay's name for a migration: its position is kept under it
 /// in the old store.
@@ -23,28 +19,16 @@ pub fn reverse_relay_name(migration_id: i64) -> String {
     format!("migration-{migration_id}-reverse")
 }
 
-/// Runs `reverse-relay` jobs.
-#[derive(Debug)]
-pub struct ReverseRelayRunner {
-    ctx: RunnerContext,
-}
+runner!(
+    /// Runs `reverse-relay` jobs.
+    ReverseRelayRunner,
+    JobKind::ReverseRelay
+);
 
 impl ReverseRelayRunner {
-    pub fn new(ctx: RunnerContext) -> Self {
-        ReverseRelayRunner { ctx }
-    }
-}
-
-#[async_trait]
-impl JobRunner for ReverseRelayRunner {
-    fn kinds(&self) -> Vec<JobKind> {
-        vec![JobKind::ReverseRelay]
-    }
-
-    async fn run(&self, ctx: JobContext) -> Result<RunEnd> {
-        let (job, store) = (&ctx.job, &ctx.store);
-        let (migration, spec) = migration_of(store, job).await?;
-        let link = link_for(&self.ctx, spec).await?;
+    async fn work(&self, ctx: JobContext) -> Result<RunEnd> {
+        let store = &ctx.store;
+        let (migration, link) = open(&self.ctx, &ctx).await?;
         // Capture on the new store, and which tables invert (checked
         // against both databases), on a runtime of their own: the engine's
         // futures for these are not `Send` for every lifetime.
@@ -69,35 +53,13 @@ impl JobRunner for ReverseRelayRunner {
                 .await?;
         }
         tracing::info!(migration = %migration.name, position = %installed.installed.position, "capture on the new store; reverse relay starting");
-        let (version, first) = switched_buckets(store, migration.id).await?;
-        let (observed_tx, observed_rx) = watch::channel(first.clone());
-        let (tx, rx) = watch::channel(first);
-        store.record_relay_observed(job.id, version).await?;
-        let (store2, job_id, migration_id) = (store.clone(), job.id, migration.id);
-        let (tx, last) = (Arc::new(tx), Arc::new(Mutex::new(version)));
-        let follower = ctx.every(SWITCHED_POLL, move || {
-            let (store, tx, last) = (store2.clone(), Arc::clone(&tx), Arc::clone(&last));
-            let observed = observed_rx.clone();
-            async move { follow_switched(&store, migration_id, job_id, &tx, &observed, &last).await }
-        });
-        let control = ctx.run_control(|p| Progress {
-            rows_done: count(p.tally.keys_applied),
-            rate: Some(p.rate),
-            message: Some(format!(
-                "reverse: {} changes, {} keys applied, {} deleted; lag {} changes",
-                p.done,
-                p.tally.keys_applied,
-                p.tally.keys_deleted,
-                p.lag.unwrap_or_default().changes
-            )),
-            ..Progress::default()
-        });
-        let (control, _load) = ctx.guarded(&link, control);
-        let mut opts = ReverseOptions::new(rx);
+        let feed = switched::feed(&ctx, migration.id).await?;
+        let (control, _load) = ctx.guarded(&link, ctx.run_control(report::reverse_relay));
+        let mut opts = ReverseOptions::new(feed.switched.clone());
         opts.name = reverse_relay_name(migration.id);
-        opts.observed = Some(Arc::new(observed_tx));
+        opts.observed = Some(feed.observed.clone());
         let summary = run_reverse_relay(&link, opts, &control).await;
-        drop(follower);
+        drop(feed);
         let summary = summary?;
         tracing::info!(migration = %migration.name, changes = summary.changes, "reverse relay stopped");
         Ok(RunEnd::Stopped)

@@ -4,51 +4,35 @@
 //! the client gates read it; every mismatched row itself stays with the
 //! engine's run, in the target.
 
-use async_trait::async_trait;
 use tern_engine::verify::{self, Mode, Scope, VerifyOptions, VerifyStatus};
 
 use crate::error::Result;
-use crate::jobs::harness::{JobContext, JobRunner, RunEnd, done_of_total};
+use crate::jobs::harness::{JobContext, RunEnd};
 use crate::jobs::{JobKind, VerifyParams};
-use crate::phases::Phase;
 use crate::runbook::VerifyMode;
-use crate::runners::{RunnerContext, bucket_of, engine_bucket, link_for, migration_of};
+use crate::runners::setup::{BucketWork, open_bucket};
+use crate::runners::{count, report, runner};
 use crate::verify_runs::NewVerifyRun;
 
-/// Runs `verify` jobs.
-#[derive(Debug)]
-pub struct VerifyRunner {
-    ctx: RunnerContext,
-}
+runner!(
+    /// Runs `verify` jobs.
+    VerifyRunner,
+    JobKind::Verify
+);
 
 impl VerifyRunner {
-    pub fn new(ctx: RunnerContext) -> Self {
-        VerifyRunner { ctx }
-    }
-}
-
-#[async_trait]
-impl JobRunner for VerifyRunner {
-    fn kinds(&self) -> Vec<JobKind> {
-        vec![JobKind::Verify]
-    }
-
-    async fn run(&self, ctx: JobContext) -> Result<RunEnd> {
+    async fn work(&self, ctx: JobContext) -> Result<RunEnd> {
         let (job, store) = (&ctx.job, &ctx.store);
-        let bucket_id = bucket_of(job)?;
         let params: VerifyParams = job.params()?;
-        let (migration, spec) = migration_of(store, job).await?;
-        let link = link_for(&self.ctx, spec).await?;
-        let min = migration.settings.verify_min_accuracy;
+        let BucketWork {
+            migration,
+            link,
+            bucket_id,
+            bucket,
+        } = open_bucket(&self.ctx, &ctx, &params.bucket()).await?;
         let before = store.bucket(bucket_id).await?;
-        let bucket = engine_bucket(store, &link, job.migration_id, &params.bucket()).await?;
         let incremental = params.mode == VerifyMode::Incremental;
-        let control = ctx.run_control(|p| {
-            let (table, bucket) = (p.task.table(), p.task.bucket());
-            let (table, bucket) = (table.unwrap_or_default(), bucket.unwrap_or_default());
-            done_of_total(p, format!("{table} bucket {bucket}: comparing"))
-        });
-        let (control, _load) = ctx.guarded(&link, control);
+        let (control, _load) = ctx.guarded(&link, ctx.run_control(report::compare));
         let opts = VerifyOptions {
             scope: Scope::Bucket(bucket.index),
             mode: if incremental {
@@ -62,50 +46,27 @@ impl JobRunner for VerifyRunner {
         if report.status == VerifyStatus::Cancelled {
             return Ok(RunEnd::Stopped);
         }
-        let (c, tree) = (&report.counts, report.tree.render());
-        store
-            .record_verify_run(&NewVerifyRun::of_engine_run(
-                job,
-                &report.run_id,
-                params.mode.as_str(),
-                c,
-                tree,
-            ))
-            .await?;
+        let (c, tree, mode) = (&report.counts, report.tree.render(), params.mode.as_str());
+        let run = NewVerifyRun::of_engine_run(job, &report.run_id, mode, c, tree);
+        store.record_verify_run(&run).await?;
         // A switched bucket is re-verified to watch for drift between the
         // stores: the result is its drift, and its phase stays `switched`.
         let drift = before.write_primary == "new";
         if drift {
-            store
-                .record_drift(bucket_id, i64::try_from(c.mismatched()).unwrap_or(i64::MAX))
-                .await?;
+            store.record_drift(bucket_id, count(c.mismatched())).await?;
         }
         // A full diff stands for the bucket; an incremental one only for the
         // keys that changed, on top of the bucket's earlier accuracy.
+        let min = migration.settings.verify_min_accuracy;
         let good = if incremental {
             c.mismatched() == 0 && before.accuracy.is_some_and(|a| a >= min)
         } else {
             c.accuracy() >= min
         };
-        Ok(RunEnd::Completed {
-            summary: format!(
-                "{} bucket {}: {} of {} rows equal ({}%), {} missing, {} extra, {} different; {} keys read; run {}",
-                params.table,
-                bucket.index,
-                c.matched,
-                c.compared,
-                c.accuracy_text(),
-                c.missing,
-                c.extra,
-                c.different,
-                report.keys_read,
-                report.run_id
-            ),
-            bucket_phase: (!drift).then_some(if good {
-                Phase::Verified
-            } else {
-                Phase::CaughtUp
-            }),
-        })
+        let summary = report::verified(&params.table, bucket.index, &report);
+        Ok(RunEnd::done(
+            summary,
+            (!drift).then(|| report::verified_phase(good)),
+        ))
     }
 }
