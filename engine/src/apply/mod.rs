@@ -10,9 +10,10 @@
 //! and in **one target transaction**:
 //! 1. the rows of keys still in the source are upserted, version-guarded;
 //! 2. the rows of keys gone from the source are deleted, found by the hidden
-//!    [`SOURCE_KEY_COLUMN`](crate::connector::SOURCE_KEY_COLUMN) and guarded
-//!    by version (a row written from a newer read, of a record inserted
-//!    again, stays);
+//!    [`SOURCE_KEY_COLUMN`](crate::connector::SOURCE_KEY_COLUMN) (or, for a
+//!    table whose key is a plain copy of the source key, by that key) and
+//!    guarded by version (a row written from a newer read, of a record
+//!    inserted again, stays);
 //! 3. each deletion leaves a tombstone (`tombstones.rs`), and rows just
 //!    upserted that are older than a tombstone are deleted again;
 //! 4. then the caller's statements (the relay's position, a bucket's
@@ -50,6 +51,7 @@ use crate::link::{Link, LinkTable};
 use crate::transform::{Output, TableRows};
 use crate::value::{Value, key_identity, render_key, source_key_text};
 use crate::writer::BatchWriter;
+use tombstones::{KeyRef, RowsOf};
 
 /// Keys per source read.
 const KEYS_PER_READ: usize = 1000;
@@ -139,7 +141,8 @@ pub(crate) async fn apply_keys_with(
     let mut tables: Vec<TableRows> = Vec::new();
     // Per table: the source keys gone, those whose rows are written, and
     // (shared rows) those re-read, whose old rows the picks release.
-    let mut keyed: Vec<(&str, Vec<String>, Vec<String>, Option<Vec<String>>)> = Vec::new();
+    type Keyed<'a> = (RowsOf<'a>, Vec<KeyRef>, Vec<KeyRef>, Option<Vec<KeyRef>>);
+    let mut keyed: Vec<Keyed<'_>> = Vec::new();
     let mut first_key = None;
     for tk in keys {
         let t = link.table(&tk.table)?;
@@ -162,18 +165,18 @@ pub(crate) async fn apply_keys_with(
             rows.extend(read_keys(link, t, batch).await?);
         }
         report.rows_read += rows.len() as u64;
-        let gone: Vec<String> = missing(t, &wanted, &rows)
-            .map(|k| source_key_text(k))
-            .collect();
+        let shape = t.pipeline.shape();
+        let key_ref = |k: &[Value]| KeyRef {
+            text: source_key_text(k),
+            target: shape.target_key_of(k),
+        };
+        let gone: Vec<KeyRef> = missing(t, &wanted, &rows).map(|k| key_ref(k)).collect();
         if let (Some(admit), Some(b)) = (admit, t.query.bucket_index()) {
             let before = rows.len();
             rows.retain(|r| admit(&tk.table, &r[b]));
             report.skipped += (before - rows.len()) as u64;
         }
-        let mut written: Vec<String> = rows
-            .iter()
-            .map(|r| source_key_text(&t.query.key_of(r)))
-            .collect();
+        let mut written: Vec<KeyRef> = rows.iter().map(|r| key_ref(&t.query.key_of(r))).collect();
         let mut released = None;
         if let Some(shared) = &t.shared {
             // A shared row is rewritten from the record its group keeps now;
@@ -182,16 +185,17 @@ pub(crate) async fn apply_keys_with(
             rows = shared
                 .picks(link.source(), &t.query, &rows, &tk.groups)
                 .await?;
-            let picked = rows
-                .iter()
-                .map(|r| source_key_text(&t.query.key_of(r)))
-                .collect();
+            let picked = rows.iter().map(|r| key_ref(&t.query.key_of(r))).collect();
             released = Some(std::mem::replace(&mut written, picked));
         }
         let output = t.pipeline.transform(rows).await?;
         merge(&mut tables, output);
         report.keys_deleted += gone.len() as u64;
-        keyed.push((&tk.table, gone, written, released));
+        let rows_of = RowsOf {
+            table: &tk.table,
+            key: shape.key_from_source.as_ref().map(|_| &t.spec.key[..]),
+        };
+        keyed.push((rows_of, gone, written, released));
     }
     // THE VERSION: the source clock *after* every read of the batch. A bulk
     // load chunk stamps its clock right before its one read; this batch
@@ -205,12 +209,14 @@ pub(crate) async fn apply_keys_with(
     // in a later batch, with a later stamp.
     let version = link.source().clock_micros().await?;
     let mut statements = Vec::new();
-    for (table, gone, written, released) in &keyed {
+    for (rows_of, gone, written, released) in &keyed {
         if let Some(released) = released {
-            statements.extend(tombstones::release_statements(d, table, released, version));
+            statements.extend(tombstones::release_statements(
+                d, *rows_of, released, version,
+            ));
         }
-        statements.extend(tombstones::delete_statements(d, table, gone, version));
-        statements.extend(tombstones::stale_statements(d, table, written));
+        statements.extend(tombstones::delete_statements(d, *rows_of, gone, version));
+        statements.extend(tombstones::stale_statements(d, *rows_of, written));
     }
     for t in &mut tables {
         keep_last_per_key(t);

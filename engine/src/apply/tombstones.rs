@@ -18,6 +18,50 @@ pub const TOMBSTONE_TABLE: &str = "_tern_tombstones";
 
 /// Source keys per statement.
 const KEYS_PER_STATEMENT: usize = 1000;
+/// Keys per statement checking tombstones of rows found by their target key
+/// (one condition per key).
+const KEYS_PER_CHECK: usize = 250;
+
+/// How the statements find the target rows a source key wrote.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RowsOf<'a> {
+    pub table: &'a str,
+    /// The target key columns, for a table whose key is a plain copy of the
+    /// source key and that has no hidden source key column; `None`: by the
+    /// `_tern_source_key` column.
+    pub key: Option<&'a [String]>,
+}
+
+/// A source key as the statements use it: its text (what tombstones and
+/// the hidden column hold) and, for a table found by key, its target key.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct KeyRef {
+    pub text: String,
+    pub target: Option<Vec<Value>>,
+}
+
+impl RowsOf<'_> {
+    /// `<rows of these keys>` with its parameters appended to `params`.
+    fn matching(&self, d: Dialect, keys: &[KeyRef], params: &mut Vec<Value>) -> String {
+        match self.key {
+            Some(cols) => {
+                let cols: Vec<String> = cols.iter().map(|c| d.quote(c)).collect();
+                let targets: Vec<Vec<Value>> =
+                    keys.iter().filter_map(|k| k.target.clone()).collect();
+                d.keys_in(&cols, &targets, params)
+            }
+            None => {
+                let from = params.len() + 1;
+                params.extend(keys.iter().map(|k| Value::Text(k.text.clone())));
+                format!(
+                    "{} IN ({})",
+                    d.quote(SOURCE_KEY_COLUMN),
+                    marks(d, from, keys.len())
+                )
+            }
+        }
+    }
+}
 
 /// Creates the tombstone table if it is missing.
 pub(crate) async fn ensure(target: &Connector) -> Result<()> {
@@ -64,14 +108,15 @@ fn marks(d: Dialect, from: usize, n: usize) -> String {
 /// Statements deleting the rows of deleted source keys and leaving tombstones.
 pub(super) fn delete_statements(
     d: Dialect,
-    table: &str,
-    keys: &[String],
+    rows: RowsOf<'_>,
+    keys: &[KeyRef],
     version: i64,
 ) -> Vec<Statement> {
     let tb = d.quote(TOMBSTONE_TABLE);
+    let table = rows.table;
     let mut out = Vec::new();
     for batch in keys.chunks(KEYS_PER_STATEMENT) {
-        out.extend(release_statements(d, table, batch, version));
+        out.extend(release_statements(d, rows, batch, version));
         let rows: Vec<String> = (0..batch.len())
             .map(|i| format!("({})", marks(d, i * 3 + 1, 3)))
             .collect();
@@ -94,7 +139,7 @@ pub(super) fn delete_statements(
                 .flat_map(|k| {
                     [
                         Value::Text(table.to_string()),
-                        Value::Text(k.clone()),
+                        Value::Text(k.text.clone()),
                         Value::Int(version),
                     ]
                 })
@@ -111,22 +156,21 @@ pub(super) fn delete_statements(
 /// old row up. Rows just written carry `version` and stay.
 pub(super) fn release_statements(
     d: Dialect,
-    table: &str,
-    keys: &[String],
+    rows: RowsOf<'_>,
+    keys: &[KeyRef],
     version: i64,
 ) -> Vec<Statement> {
-    let t = d.quote(table);
-    let sk = d.quote(SOURCE_KEY_COLUMN);
+    let t = d.quote(rows.table);
     let v = d.quote(VERSION_COLUMN);
     keys.chunks(KEYS_PER_STATEMENT)
         .map(|batch| {
-            let mut params: Vec<Value> = batch.iter().map(|k| Value::Text(k.clone())).collect();
+            let mut params = Vec::with_capacity(batch.len() + 1);
+            let cond = rows.matching(d, batch, &mut params);
             params.push(Value::Int(version));
             Statement {
                 sql: format!(
-                    "DELETE FROM {t} WHERE {sk} IN ({}) AND {v} < {}",
-                    marks(d, 1, batch.len()),
-                    d.placeholder(batch.len() + 1)
+                    "DELETE FROM {t} WHERE {cond} AND {v} < {}",
+                    d.placeholder(params.len())
                 ),
                 params,
                 expect_rows: None,
@@ -137,22 +181,59 @@ pub(super) fn release_statements(
 
 /// Statements deleting rows just written that a newer deletion (another
 /// relay's tombstone) has already removed.
-pub(super) fn stale_statements(d: Dialect, table: &str, keys: &[String]) -> Vec<Statement> {
-    let t = d.quote(table);
-    let sk = d.quote(SOURCE_KEY_COLUMN);
+pub(super) fn stale_statements(d: Dialect, rows: RowsOf<'_>, keys: &[KeyRef]) -> Vec<Statement> {
+    let t = d.quote(rows.table);
     let v = d.quote(VERSION_COLUMN);
     let tb = d.quote(TOMBSTONE_TABLE);
-    keys.chunks(KEYS_PER_STATEMENT)
+    let Some(cols) = rows.key else {
+        let sk = d.quote(SOURCE_KEY_COLUMN);
+        return keys
+            .chunks(KEYS_PER_STATEMENT)
+            .map(|batch| {
+                let mut params = Vec::with_capacity(batch.len() + 1);
+                let cond = rows.matching(d, batch, &mut params);
+                params.push(Value::Text(rows.table.to_string()));
+                Statement {
+                    sql: format!(
+                        "DELETE FROM {t} WHERE {cond} AND EXISTS (SELECT 1 FROM {tb} tb \
+                         WHERE tb.table_name = {} AND tb.source_key = {t}.{sk} AND tb.version > {t}.{v})",
+                        d.placeholder(params.len())
+                    ),
+                    params,
+                    expect_rows: None,
+                }
+            })
+            .collect();
+    };
+    // Without the hidden column the row does not say its source key's text:
+    // each key's row is matched with its own tombstone.
+    let cols: Vec<String> = cols.iter().map(|c| d.quote(c)).collect();
+    keys.chunks(KEYS_PER_CHECK)
         .map(|batch| {
-            let mut params: Vec<Value> = batch.iter().map(|k| Value::Text(k.clone())).collect();
-            params.push(Value::Text(table.to_string()));
+            let mut params = Vec::with_capacity(batch.len() * (cols.len() + 2));
+            let mut each = Vec::with_capacity(batch.len());
+            for k in batch {
+                let Some(target) = &k.target else { continue };
+                let mut conds: Vec<String> = Vec::with_capacity(cols.len() + 1);
+                for (c, val) in cols.iter().zip(target) {
+                    params.push(val.clone());
+                    conds.push(format!("{t}.{c} = {}", d.placeholder(params.len())));
+                }
+                params.push(Value::Text(rows.table.to_string()));
+                params.push(Value::Text(k.text.clone()));
+                conds.push(format!(
+                    "EXISTS (SELECT 1 FROM {tb} tb WHERE tb.table_name = {} AND tb.source_key = {} \
+                     AND tb.version > {t}.{v})",
+                    d.placeholder(params.len() - 1),
+                    d.placeholder(params.len())
+                ));
+                each.push(format!("({})", conds.join(" AND ")));
+            }
+            if each.is_empty() {
+                each.push("1 = 0".into());
+            }
             Statement {
-                sql: format!(
-                    "DELETE FROM {t} WHERE {sk} IN ({}) AND EXISTS (SELECT 1 FROM {tb} tb \
-                     WHERE tb.table_name = {} AND tb.source_key = {t}.{sk} AND tb.version > {t}.{v})",
-                    marks(d, 1, batch.len()),
-                    d.placeholder(batch.len() + 1)
-                ),
+                sql: format!("DELETE FROM {t} WHERE {}", each.join(" OR ")),
                 params,
                 expect_rows: None,
             }
@@ -164,9 +245,23 @@ pub(super) fn stale_statements(d: Dialect, table: &str, keys: &[String]) -> Vec<
 mod tests {
     use super::*;
 
+    fn by_column(keys: &[&str]) -> Vec<KeyRef> {
+        keys.iter()
+            .map(|k| KeyRef {
+                text: (*k).to_string(),
+                target: None,
+            })
+            .collect()
+    }
+
+    const ITEMS: RowsOf<'static> = RowsOf {
+        table: "items",
+        key: None,
+    };
+
     #[test]
     fn deletions_are_version_guarded_and_leave_tombstones() {
-        let s = delete_statements(Dialect::Postgres, "items", &["1".into(), "2".into()], 77);
+        let s = delete_statements(Dialect::Postgres, ITEMS, &by_column(&["1", "2"]), 77);
         assert_eq!(s.len(), 2);
         assert_eq!(
             s[0].sql,
@@ -180,11 +275,50 @@ mod tests {
 
     #[test]
     fn rows_older_than_a_tombstone_are_deleted_again() {
-        let s = stale_statements(Dialect::MySql, "items", &["5".into()]);
+        let s = stale_statements(Dialect::MySql, ITEMS, &by_column(&["5"]));
         assert_eq!(
             s[0].sql,
             "DELETE FROM `items` WHERE `_tern_source_key` IN (?) AND EXISTS (SELECT 1 FROM `_tern_tombstones` tb \
              WHERE tb.table_name = ? AND tb.source_key = `items`.`_tern_source_key` AND tb.version > `items`.`_tern_version`)"
+        );
+    }
+
+    #[test]
+    fn rows_of_a_plain_copied_key_are_found_by_it() {
+        let cols = ["id".to_string()];
+        let rows = RowsOf {
+            table: "items",
+            key: Some(&cols),
+        };
+        let keys = vec![
+            KeyRef {
+                text: "5".into(),
+                target: Some(vec![Value::Int(5)]),
+            },
+            KeyRef {
+                text: "6".into(),
+                target: Some(vec![Value::Int(6)]),
+            },
+        ];
+        let s = delete_statements(Dialect::Postgres, rows, &keys, 9);
+        assert_eq!(
+            s[0].sql,
+            "DELETE FROM \"items\" WHERE \"id\" IN ($1, $2) AND \"_tern_version\" < $3"
+        );
+        assert_eq!(s[0].params, [Value::Int(5), Value::Int(6), Value::Int(9)]);
+        let s = stale_statements(Dialect::Postgres, rows, &keys[..1]);
+        assert_eq!(
+            s[0].sql,
+            "DELETE FROM \"items\" WHERE (\"items\".\"id\" = $1 AND EXISTS (SELECT 1 FROM \"_tern_tombstones\" tb \
+             WHERE tb.table_name = $2 AND tb.source_key = $3 AND tb.version > \"items\".\"_tern_version\"))"
+        );
+        assert_eq!(
+            s[0].params,
+            [
+                Value::Int(5),
+                Value::Text("items".into()),
+                Value::Text("5".into())
+            ]
         );
     }
 }

@@ -62,8 +62,10 @@ pub(super) async fn build(
     if writable {
         shapes = Vec::new();
         for (t, ty) in spec.tables.iter().zip(&inferred) {
-            let types = ensure_target_table(&spec, &target, t, ty).await?;
-            shapes.push(Arc::new(TableShape::new(t, types)));
+            let (types, keeps) = ensure_target_table(&spec, &target, t, ty).await?;
+            shapes.push(Arc::new(TableShape::with_source_key_column(
+                t, types, keeps,
+            )));
         }
         checkpoint::ensure_table(&target).await?;
         tombstones::ensure(&target).await?;
@@ -104,22 +106,29 @@ fn constant_type(t: &Transform) -> Option<ColumnType> {
 }
 
 /// Creates `t` in the target when missing (its key as primary key, plus the
-/// version column) and returns the target's column types; an existing table
-/// must have every spec column and the version column.
+/// version column, plus the hidden source key column and its index unless
+/// the key is a plain copy of the source key) and returns the target's
+/// column types and whether the table has the source key column; an
+/// existing table must have every spec column and the version column.
 async fn ensure_target_table(
     spec: &Spec,
     target: &Connector,
     t: &TableSpec,
     inferred: &[Option<ColumnType>],
-) -> Result<Vec<Option<ColumnType>>> {
+) -> Result<(Vec<Option<ColumnType>>, bool)> {
     let d = target.dialect();
+    // The key says which record wrote a row: no source key column needed.
+    let plain_key = t.key_from_source_key().is_some();
     if let Some(existing) = target.table_columns(&t.name).await? {
         let find = |name: &str| {
             existing
                 .iter()
                 .find(|c: &&SourceColumn| c.name.eq_ignore_ascii_case(name))
         };
-        if t.source.is_some() && find(SOURCE_KEY_COLUMN).is_none() {
+        // A table created before plain-copy keys went without the column
+        // keeps it, and Tern keeps filling and using it.
+        let keeps = t.source.is_some() && find(SOURCE_KEY_COLUMN).is_some();
+        if t.source.is_some() && !keeps && !plain_key {
             let ty = if d == Dialect::MySql {
                 "VARCHAR(512)"
             } else {
@@ -146,7 +155,7 @@ async fn ensure_target_table(
                 ),
             ));
         }
-        return t
+        let types = t
             .columns
             .iter()
             .map(|c| {
@@ -160,8 +169,10 @@ async fn ensure_target_table(
                     )
                 })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
+        return Ok((types, keeps));
     }
+    let keeps = t.source.is_some() && !plain_key;
     let mut defs = Vec::new();
     for (c, ty) in t.columns.iter().zip(inferred) {
         let Some(ty) = ty else {
@@ -179,7 +190,7 @@ async fn ensure_target_table(
             target.sql_type(*ty, in_key)
         ));
     }
-    if t.source.is_some() {
+    if keeps {
         let ty = if d == Dialect::MySql {
             "VARCHAR(512)"
         } else {
@@ -191,7 +202,7 @@ async fn ensure_target_table(
     let key: Vec<String> = t.key.iter().map(|k| d.quote(k)).collect();
     defs.push(format!("PRIMARY KEY ({})", key.join(", ")));
     // MySQL has no CREATE INDEX IF NOT EXISTS: the index is part of the table.
-    let inline_index = d == Dialect::MySql && t.source.is_some();
+    let inline_index = d == Dialect::MySql && keeps;
     if inline_index {
         defs.push(format!(
             "INDEX {} ({})",
@@ -207,7 +218,7 @@ async fn ensure_target_table(
     target
         .execute_ddl(&sql, &format!("create target table {}", t.name))
         .await?;
-    if t.source.is_some() && !inline_index {
+    if keeps && !inline_index {
         let sql = format!(
             "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
             d.quote(&source_key_index(&t.name)),
@@ -222,8 +233,8 @@ async fn ensure_target_table(
             )
             .await?;
     }
-    tracing::info!(table = %t.name, "created target table");
-    Ok(inferred.to_vec())
+    tracing::info!(table = %t.name, source_key_column = keeps, "created target table");
+    Ok((inferred.to_vec(), keeps))
 }
 
 /// The name of the index on a target table's source keys (unqualified; an

@@ -13,7 +13,9 @@
 //! Before that, rows the application inserted in the target get the hidden
 //! source key column the forward path writes (`_tern_source_key`), in a
 //! marked target transaction: once the bucket is rolled back, a delete in
-//! the source finds its target row by that column.
+//! the source finds its target row by that column. (A table whose key is a
+//! plain copy of the source key has no such column: its rows are found by
+//! their key.)
 //!
 //! Applying the same keys twice gives the same source: a retried batch is
 //! harmless. The source table needs a unique key on the inverse mapping's
@@ -82,6 +84,8 @@ pub(crate) async fn apply_to_source(
     let mut first_key = None;
     for tk in keys {
         let rt = link.reverse_table(&tk.table).await?;
+        // A table found by its key has no source key column to fill.
+        let keeps = link.table(&tk.table)?.pipeline.shape().source_key.is_some();
         let mut seen = HashSet::new();
         let wanted: Vec<Vec<Value>> = tk
             .keys
@@ -96,7 +100,7 @@ pub(crate) async fn apply_to_source(
         let mut produced = HashSet::new();
         let mut rows = Vec::new();
         for batch in wanted.chunks(KEYS_PER_READ) {
-            for target_row in read_target_rows(link, &rt, batch).await? {
+            for target_row in read_target_rows(link, &rt, batch, keeps).await? {
                 let row = rt.source_row(&target_row).map_err(|m| EngineError::Row {
                     table: tk.table.clone(),
                     key: render_key(&rt.target_key_of(&target_row)),
@@ -105,7 +109,7 @@ pub(crate) async fn apply_to_source(
                 let source_key = rt.key_of(&row);
                 produced.insert(identity(&source_key));
                 if admit(&tk.table, rt.bucket_of(&row)) {
-                    if target_row.last().is_some_and(Value::is_null) {
+                    if keeps && target_row.last().is_some_and(Value::is_null) {
                         fills.push(fill(
                             link.target().dialect(),
                             &rt,
@@ -163,18 +167,21 @@ pub(crate) async fn apply_to_source(
 }
 
 /// The current target rows of some target keys, `read_columns` order, then
-/// the row's source key column.
+/// the row's source key column when the table `keeps` one.
 async fn read_target_rows(
     link: &Link,
     rt: &ReverseTable,
     keys: &[Vec<Value>],
+    keeps: bool,
 ) -> Result<Vec<Vec<Value>>> {
     let d = link.target().dialect();
     let mut params = Vec::new();
     let key_cols: Vec<String> = rt.target_key.iter().map(|c| d.quote(c)).collect();
     let cond = d.keys_in(&key_cols, keys, &mut params);
     let mut cols: Vec<String> = rt.read_columns.iter().map(|c| d.quote(c)).collect();
-    cols.push(d.quote(SOURCE_KEY_COLUMN));
+    if keeps {
+        cols.push(d.quote(SOURCE_KEY_COLUMN));
+    }
     let sql = format!(
         "SELECT {} FROM {} WHERE {cond}",
         cols.join(", "),

@@ -303,6 +303,39 @@ impl TableSpec {
     pub fn field(&self) -> String {
         format!("tables[{}]", self.name)
     }
+
+    /// Where each target key column (in `key` order) takes its value in the
+    /// source key (an index into `source.key`), when the target key is a
+    /// plain copy of the whole source key: every key column is `col =
+    /// "src"` of a source key column (no trim, lower, cast), together they
+    /// are the source key, and no transformer or deduper can change or merge
+    /// rows. Then a target row *is* found by its record's source key, and
+    /// Tern's hidden `_tern_source_key` column would say nothing: the target
+    /// is created without it and rows are found by the target key. `None`
+    /// for every other table (UUIDv5 or expression keys, dedupe…).
+    pub fn key_from_source_key(&self) -> Option<Vec<usize>> {
+        let src = self.source.as_ref()?;
+        if !self.transformers.is_empty() || self.dedupe.is_some() || self.key.len() != src.key.len()
+        {
+            return None;
+        }
+        let mut from = Vec::with_capacity(self.key.len());
+        for k in &self.key {
+            let c = self.column(k)?;
+            let Transform::Copy(s) = &c.transform else {
+                return None;
+            };
+            if c.trim || c.lower || c.cast.is_some() {
+                return None;
+            }
+            let j = src.key.iter().position(|x| x == s)?;
+            if from.contains(&j) {
+                return None;
+            }
+            from.push(j);
+        }
+        Some(from)
+    }
 }
 
 #[cfg(test)]
@@ -324,6 +357,28 @@ mod tests {
     const MINIMAL: &str = "[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"sqlite://b.db\"\n\
         [[tables]]\nname = \"t\"\nkey = [\"id\"]\n[tables.source]\ntable = \"t\"\n\
         [tables.columns]\nid = \"id\"\n";
+
+    #[test]
+    fn a_key_copied_from_the_source_key_is_told_from_a_transformed_one() -> Result<()> {
+        let text = |key: &str, id: &str| {
+            format!(
+                "[source]\nurl = \"sqlite://a.db\"\n[target]\nurl = \"sqlite://b.db\"\n\
+                 [[tables]]\nname = \"t\"\nkey = [{key}]\n\
+                 [tables.source]\ntable = \"s\"\nkey = [\"a\", \"b\"]\n\
+                 [tables.columns]\nid = {id}\nb = \"b\"\nn = \"n\"\n"
+            )
+        };
+        let plain = Spec::parse(&text("\"b\", \"id\"", "\"a\""), "s.toml")?;
+        assert_eq!(plain.tables[0].key_from_source_key(), Some(vec![1, 0]));
+        let partial = Spec::parse(&text("\"id\"", "\"a\""), "s.toml")?;
+        assert_eq!(partial.tables[0].key_from_source_key(), None);
+        let uuid = Spec::parse(
+            &text("\"id\", \"b\"", "{ uuid5 = [\"a\"], namespace = \"t\" }"),
+            "s.toml",
+        )?;
+        assert_eq!(uuid.tables[0].key_from_source_key(), None);
+        Ok(())
+    }
 
     #[test]
     fn throttle_limits_are_read_and_checked() -> Result<()> {

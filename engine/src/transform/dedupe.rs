@@ -36,6 +36,16 @@ pub(crate) fn collapse(rows: Vec<Vec<Value>>, key: &[usize], keep: Keep) -> Vec<
 
 /// Index of the first row whose key an earlier row already has.
 pub(crate) fn first_duplicate(rows: &[Vec<Value>], key: &[usize]) -> Option<usize> {
+    // The usual one-integer key, checked on every chunk of a bulk load:
+    // without building a text identity per row.
+    if let [k] = key
+        && rows.iter().all(|r| matches!(r[*k], Value::Int(_)))
+    {
+        let mut seen = HashSet::with_capacity(rows.len());
+        return rows
+            .iter()
+            .position(|r| matches!(r[*k], Value::Int(i) if !seen.insert(i)));
+    }
     let mut seen = HashSet::with_capacity(rows.len());
     rows.iter().position(|r| !seen.insert(identity(r, key)))
 }
@@ -58,6 +68,17 @@ mod tests {
         assert_eq!(first, vec![rows()[0].clone(), rows()[1].clone()]);
         let last = collapse(rows(), &[0], Keep::Last);
         assert_eq!(last, vec![rows()[2].clone(), rows()[1].clone()]);
+    }
+
+    #[test]
+    fn a_repeated_integer_key_is_found_on_the_fast_path() {
+        let r = vec![
+            vec![Value::Int(3)],
+            vec![Value::Int(4)],
+            vec![Value::Int(3)],
+        ];
+        assert_eq!(first_duplicate(&r, &[0]), Some(2));
+        assert_eq!(first_duplicate(&r[..2], &[0]), None);
     }
 
     #[test]

@@ -35,9 +35,11 @@ impl SourceColumn {
 }
 
 /// A target table as the pipeline fills it: the spec's columns in order, with
-/// the types the target table actually has, then, for a table with a source,
-/// the hidden [`SOURCE_KEY_COLUMN`] (the source key of the record that wrote
-/// the row, which is how the relay finds the rows of a deleted record).
+/// the types the target table actually has, then, for a table with a source
+/// whose key is not a plain copy of the source key, the hidden
+/// [`SOURCE_KEY_COLUMN`] (the source key of the record that wrote the row,
+/// which is how the relay finds the rows of a deleted record; see
+/// [`TableSpec::key_from_source_key`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableShape {
     pub name: String,
@@ -48,13 +50,32 @@ pub struct TableShape {
     pub key: Vec<usize>,
     /// Indexes of the dedupe key columns and which copy to keep.
     pub dedupe: Option<(Vec<usize>, Keep)>,
-    /// Index of the hidden source key column (last), for a table with a source.
+    /// Index of the hidden source key column (last), for a table with a
+    /// source that keeps it.
     pub source_key: Option<usize>,
+    /// For a table without the hidden column whose key is a plain copy of
+    /// the source key: where each target key column is in the source key
+    /// ([`TableSpec::key_from_source_key`]). Rows are found by the target key.
+    pub key_from_source: Option<Vec<usize>>,
 }
 
 impl TableShape {
-    /// The shape of a spec table with the given types of its spec columns.
-    pub fn new(table: &TableSpec, mut types: Vec<Option<ColumnType>>) -> TableShape {
+    /// The shape of a spec table with the given types of its spec columns,
+    /// with the hidden source key column as the spec decides
+    /// ([`TableShape::with_source_key_column`] to say what the target has).
+    pub fn new(table: &TableSpec, types: Vec<Option<ColumnType>>) -> TableShape {
+        let keeps = table.source.is_some() && table.key_from_source_key().is_none();
+        TableShape::with_source_key_column(table, types, keeps)
+    }
+
+    /// The shape of a spec table whose target has the hidden source key
+    /// column or not (a target created before plain-copy keys went without
+    /// it keeps it, and keeps using it).
+    pub fn with_source_key_column(
+        table: &TableSpec,
+        mut types: Vec<Option<ColumnType>>,
+        keeps: bool,
+    ) -> TableShape {
         let mut columns: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
         let pos = |name: &String| columns.iter().position(|c| c == name).unwrap_or(0);
         let key = table.key.iter().map(pos).collect();
@@ -63,13 +84,18 @@ impl TableShape {
             .as_ref()
             .map(|d| (d.key.iter().map(pos).collect(), d.keep));
         types.truncate(columns.len());
-        let source_key = table.source.as_ref().map(|_| {
+        let source_key = (table.source.is_some() && keeps).then(|| {
             columns.push(SOURCE_KEY_COLUMN.to_string());
             types.push(Some(ColumnType::Text));
             columns.len() - 1
         });
+        let key_from_source = match source_key {
+            Some(_) => None,
+            None => table.key_from_source_key(),
+        };
         TableShape {
             key,
+            key_from_source,
             dedupe,
             name: table.name.clone(),
             columns,
@@ -80,6 +106,28 @@ impl TableShape {
 
     pub fn index(&self, column: &str) -> Option<usize> {
         self.columns.iter().position(|c| c == column)
+    }
+
+    /// The target key of the rows a source key wrote, for a table found by
+    /// its key ([`TableShape::key_from_source`]): the source key's values in
+    /// target key order, cast to the key columns' types as the pipeline
+    /// casts them. `None` for a table found by its source key column.
+    pub fn target_key_of(&self, source_key: &[Value]) -> Option<Vec<Value>> {
+        let from = self.key_from_source.as_ref()?;
+        Some(
+            from.iter()
+                .zip(&self.key)
+                .map(|(&j, &i)| {
+                    let v = source_key.get(j).cloned().unwrap_or(Value::Null);
+                    match self.types.get(i).copied().flatten() {
+                        Some(t) if !v.is_null() && v.column_type() != Some(t) => {
+                            v.clone().cast(t).unwrap_or(v)
+                        }
+                        _ => v,
+                    }
+                })
+                .collect(),
+        )
     }
 
     /// The key values of a row of this table.
@@ -294,6 +342,11 @@ impl Pipeline {
 
     pub fn shapes(&self) -> &[Arc<TableShape>] {
         &self.shapes
+    }
+
+    /// The shape of the pipeline's own table.
+    pub fn shape(&self) -> &Arc<TableShape> {
+        &self.shapes[self.main]
     }
 
     pub fn source_columns(&self) -> &[String] {

@@ -153,7 +153,7 @@ impl Ctx {
 
     /// The source key an (extra) target row was written from: its
     /// `_tern_source_key` parsed by the source key types, or, when the target
-    /// key is the source key, the target key itself.
+    /// key is a plain copy of the source key, the target key itself.
     pub(super) fn source_key_of_target(&self, row: &[Value]) -> Option<Vec<Value>> {
         let types = self.query.key_types();
         if let Some(i) = self.shape.source_key
@@ -173,6 +173,19 @@ impl Ctx {
                     return key;
                 }
             }
+        }
+        let cast = |v: Value, t: Option<ColumnType>| match t {
+            Some(t) => v.clone().cast(t).unwrap_or(v),
+            None => v,
+        };
+        if let Some(from) = &self.shape.key_from_source {
+            let mut key = vec![Value::Null; types.len()];
+            for (&j, v) in from.iter().zip(self.key_of(row)) {
+                if let Some(slot) = key.get_mut(j) {
+                    *slot = cast(v, types[j]);
+                }
+            }
+            return Some(key);
         }
         self.aligned.then(|| {
             self.key_of(row)

@@ -33,14 +33,11 @@ pub(super) async fn suspects(ctx: &Ctx) -> Result<Option<Vec<i64>>> {
     }
     let source_key = sd.quote(&ctx.query.key[0]);
     let source_sql = group_sums(sd, &text_of(sd, &source_key), ctx.query.from_clause());
+    let target_key = target_text(ctx);
     let target_sql = group_sums(
         td,
-        &td.quote(SOURCE_KEY_COLUMN),
-        &format!(
-            "{} WHERE {} IS NOT NULL",
-            td.quote(&ctx.table),
-            td.quote(SOURCE_KEY_COLUMN)
-        ),
+        &target_key,
+        &format!("{} WHERE {target_key} IS NOT NULL", td.quote(&ctx.table)),
     );
     let what = format!("sum the source keys of {} by group", ctx.table);
     let (source, target) = tokio::try_join!(
@@ -60,16 +57,26 @@ pub(super) async fn suspects(ctx: &Ctx) -> Result<Option<Vec<i64>>> {
 }
 
 /// ` WHERE …` of the target rows in the given groups.
-pub(super) fn target_where(d: Dialect, groups: &[i64]) -> String {
+pub(super) fn target_where(ctx: &Ctx, groups: &[i64]) -> String {
     if groups.is_empty() {
         return " WHERE 1 = 0".into();
     }
     let list: Vec<String> = groups.iter().map(i64::to_string).collect();
     format!(
         " WHERE {} IN ({})",
-        group_of(d, &d.quote(SOURCE_KEY_COLUMN)),
+        group_of(ctx.target.dialect(), &target_text(ctx)),
         list.join(", ")
     )
+}
+
+/// The text of the source key a target row was written from: its hidden
+/// column, or its (one, integer) key's digits when that copies the source key.
+fn target_text(ctx: &Ctx) -> String {
+    let d = ctx.target.dialect();
+    match (ctx.shape.source_key, &ctx.shape.key[..]) {
+        (None, [k]) => text_of(d, &d.quote(&ctx.shape.columns[*k])),
+        _ => d.quote(SOURCE_KEY_COLUMN),
+    }
 }
 
 /// A key column's decimal text.

@@ -132,6 +132,18 @@ impl Ctx {
             if n == 0 {
                 wanted.extend(extra_target_keys.iter().cloned());
             }
+            if self.shape.key_from_source.is_some() {
+                // Found by key: a deleted record's leftover row has its key.
+                let have: HashSet<String> = wanted.iter().map(|k| key_text(k)).collect();
+                for k in batch {
+                    if !elsewhere.contains(&source_key_text(k))
+                        && let Some(t) = self.shape.target_key_of(k)
+                        && !have.contains(&key_text(&t))
+                    {
+                        wanted.push(t);
+                    }
+                }
+            }
             let actual = self.target_lookup(&wanted, &source_texts).await?;
             self.compare(expected, actual, bucket, &mut ord, counts, found);
             progress.add(batch.len() as u64, control);
@@ -156,6 +168,10 @@ impl Ctx {
         }
         Ok(())
     }
+}
+
+fn key_text(key: &[Value]) -> String {
+    crate::value::key_identity(&key.iter().collect::<Vec<_>>())
 }
 
 /// One stored row per key (a key could be met in two batches).

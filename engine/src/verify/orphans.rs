@@ -5,7 +5,8 @@
 //! by the keys and source keys of the records it reads, so a row whose record
 //! was deleted is never met there. After every bucket is compared, this pass
 //! walks the target table in key order, page by page, goes back to the source
-//! through what each row keeps of it (`_tern_source_key`), and lists every
+//! through what each row keeps of it (`_tern_source_key`, or its key when
+//! that is a plain copy of the source key), and lists every
 //! row whose record is gone as extra, with the rest of the run's mismatches;
 //! repair then deletes it through the apply path like any deleted record.
 //!
@@ -31,7 +32,7 @@ use crate::value::{Value, key_identity};
 
 /// Whether a table's full diff needs the pass.
 pub(super) fn needed(ctx: &Ctx) -> bool {
-    !ctx.range_reads && ctx.shape.source_key.is_some()
+    !ctx.range_reads && (ctx.shape.source_key.is_some() || ctx.shape.key_from_source.is_some())
 }
 
 /// Walks the target, adding the extra rows it finds to `counts` (numbered
@@ -55,7 +56,7 @@ pub(super) async fn run(
     };
     let groups = match suspects {
         Some(g) if g.is_empty() => return Ok((0, true)),
-        Some(g) => Some(key_groups::target_where(d, &g)),
+        Some(g) => Some(key_groups::target_where(ctx, &g)),
         None => None,
     };
     loop {

@@ -14,6 +14,7 @@ use anyhow::Context;
 use rand::Rng;
 use tern_engine::Position;
 use tern_engine::ramp::Ramp;
+use tern_engine::verify::{self, VerifyOptions};
 use tern_engine::{
     CatchUpOptions, CatchUpStatus, Link, Progress, RelayOptions, RelayRamp, RunControl, Spec,
     TransformerRegistry, capture, catch_up_bucket, load_bucket, prune_changelog, run_relay,
@@ -415,6 +416,78 @@ async fn a_target_that_goes_away_mid_relay_loses_nothing() -> anyhow::Result<()>
         &d[..d.len().min(20)]
     );
     assert!(summary.retries > 0, "the relay noticed the target was gone");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_key_copied_from_the_source_key_is_relayed_and_verified_without_a_source_key_column()
+-> anyhow::Result<()> {
+    // Arrange: MariaDB → PostgreSQL, target key `id = "id"`, loaded.
+    let (_s, target_db, source, link, _, start) = loaded(DbKind::Postgres).await?;
+    let target = Side::open(&target_db).await?;
+    let columns = target
+        .strings(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_name = 'items' ORDER BY 1",
+        )
+        .await?;
+    assert_eq!(columns, ["_tern_version", "body", "id", "member_id"]);
+    let indexes = target
+        .strings("SELECT indexname::text FROM pg_indexes WHERE tablename = 'items'")
+        .await?;
+    assert_eq!(indexes, ["items_pkey"]);
+
+    // Act: insert, update (body and bucket column), delete; relay; verify;
+    // then an extra row in the target, found and repaired (deleted by key).
+    source
+        .exec(
+            "INSERT INTO items VALUES (5001, 7, 'Fresh ONE'), (5002, 8, 'Fresh TWO');
+             UPDATE items SET body = 'Edited BODY' WHERE id = 3;
+             UPDATE items SET member_id = 59, body = 'Moved' WHERE id = 4;
+             DELETE FROM items WHERE id IN (5, 6, 5002)",
+        )
+        .await?;
+    let seen = Arc::new(Seen::default());
+    let cancel = CancellationToken::new();
+    let mut opts = RelayOptions::fixed(RelayRamp::full());
+    opts.start = Some(start);
+    let control = seen.control(&cancel);
+    let relay = {
+        let link = link.clone();
+        tokio::spawn(async move { run_relay(&link, opts, &control).await })
+    };
+    wait_for_position(&seen, head(&source).await?).await?;
+    cancel.cancel();
+    let summary = relay.await??;
+    let full = VerifyOptions::full("items");
+    let verified = verify::verify(&link, &full, &RunControl::new()).await?;
+    target
+        .exec("INSERT INTO items (id, member_id, body, _tern_version) VALUES (9000, 1, 'ghost', 1)")
+        .await?;
+    let with_extra = verify::verify(&link, &full, &RunControl::new()).await?;
+    let repaired = verify::repair(&link, &with_extra.run_id, &RunControl::new()).await?;
+
+    // Assert
+    let want = expected(&source, DbKind::MariaDb).await?;
+    let got = actual(&target, DbKind::Postgres).await?;
+    let d = diff(&want, &got);
+    assert!(
+        d.is_empty(),
+        "{} differences: {:?}",
+        d.len(),
+        &d[..d.len().min(20)]
+    );
+    assert_eq!(got.get(&4), Some(&(59, "moved".to_string())));
+    assert!(!got.contains_key(&5) && !got.contains_key(&5002));
+    assert!(summary.keys_deleted >= 3, "{summary:?}");
+    assert_eq!(verified.counts.compared, want.len() as u64);
+    assert_eq!(verified.counts.accuracy(), 100.0, "{:?}", verified.counts);
+    assert_eq!(with_extra.counts.extra, 1, "{:?}", with_extra.counts);
+    assert_eq!(
+        repaired.keys_deleted, 1,
+        "the extra row is deleted by its key"
+    );
+    assert_eq!(repaired.counts.accuracy(), 100.0);
     Ok(())
 }
 

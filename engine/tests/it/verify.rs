@@ -89,8 +89,8 @@ async fn seed_each_kind(target: &Side) -> anyhow::Result<()> {
     target
         .exec(
             "DELETE FROM items WHERE id = 10;
-             INSERT INTO items (id, member_id, name, tags, at, _tern_version, _tern_source_key)
-               VALUES (5000, 0, 'ghost', '{}', '2020-01-01', 1, '5000');
+             INSERT INTO items (id, member_id, name, tags, at, _tern_version)
+               VALUES (5000, 0, 'ghost', '{}', '2020-01-01', 1);
              UPDATE items SET name = 'changed' WHERE id = 20;
              UPDATE items SET name = '' WHERE id = 30;
              UPDATE items SET at = date_trunc('second', at) WHERE id = 40;

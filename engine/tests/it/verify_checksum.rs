@@ -66,7 +66,7 @@ fn seed(kind: DbKind) -> String {
     };
     format!(
         "DELETE FROM items WHERE id = 10;
-         INSERT INTO items (id, n, _tern_version, _tern_source_key) VALUES (5000, 1, 1, '5000');
+         INSERT INTO items (id, n, _tern_version) VALUES (5000, 1, 1);
          UPDATE items SET name = 'changed' WHERE id = 20;
          UPDATE items SET name = '' WHERE id = 30;
          UPDATE items SET at = {trunc} WHERE id = 40;
