@@ -34,7 +34,9 @@ async fn pool(path: &Path) -> anyhow::Result<SqlitePool> {
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
-        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        // The journal mode is left as the file has it: turning a file that
+        // Tern's engine writes (the target) to WAL needs it alone, and
+        // failed at once while a relay wrote ("database is locked").
         .busy_timeout(Duration::from_secs(10));
     SqlitePoolOptions::new()
         .max_connections(2)
@@ -87,6 +89,10 @@ pub async fn create_source(path: &Path, size: Size) -> anyhow::Result<()> {
         cm = member("i"),
         mm = member("(i * 7)"),
     );
+    // WAL: the live writer and Tern's readers work on the source at once.
+    db.execute("PRAGMA journal_mode = WAL")
+        .await
+        .context("cannot put the demo source in WAL mode")?;
     db.execute(script.as_str())
         .await
         .context("cannot fill the demo source")?;
