@@ -38,8 +38,12 @@ fn worker_name(i: u32) -> String {
     format!("{host}:{}:{i}", std::process::id())
 }
 
-/// Relays one process runs at once (one per migration), beside its workers.
-const RELAY_WORKERS: u32 = 4;
+/// Relays one process runs at once, beside its workers: a migration that
+/// switches runs two (forward and reverse), so eight is four migrations
+/// switching at once. A relay beyond them waits queued until one stops (with
+/// four, a second migration's reverse relay never started while the demo
+/// and two other migrations relayed: found by the browser suite).
+const RELAY_WORKERS: u32 = 8;
 
 /// Starts `count` workers (plus workers kept for relays) and the sampler; they stop when `shutdown` fires
 /// (a running job stops at its next checkpoint and goes back to the queue).
