@@ -77,12 +77,6 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
         }
     }
     let (source, target) = (dir.join("source.db"), dir.join("target.db"));
-    println!(
-        "Preparing the demo: {} contacts and {} messages in a SQLite source…",
-        demo_data::DEMO.contacts,
-        demo_data::DEMO.messages
-    );
-    demo_data::create_source(&source, demo_data::DEMO).await?;
     // Connection secrets need a key; the demo's store is remade at each start,
     // so without a configured key it makes one for this run.
     let key = match settings.secret_key()? {
@@ -96,6 +90,13 @@ pub async fn run(mut settings: Settings, args: Args) -> anyhow::Result<()> {
         Some(url) => empty_store(url).await?,
     }
     .with_secret_key(Some(key));
+    // The store first: a refused `--store` says so before the source is made.
+    println!(
+        "Preparing the demo: {} contacts and {} messages in a SQLite source…",
+        demo_data::DEMO.contacts,
+        demo_data::DEMO.messages
+    );
+    demo_data::create_source(&source, demo_data::DEMO).await?;
 
     let mut credentials = Vec::new();
     for (username, name, role, clients) in DEMO_USERS {
@@ -188,7 +189,7 @@ async fn empty_store(url: &str) -> anyhow::Result<Store> {
         .await
         .with_context(|| format!("cannot open the demo's control store {shown}"))?;
     let users = store.list_users().await?.len();
-    let migrations = store.program_overview(&Actor::system()).await?.len();
+    let migrations = store.migration_summaries().await?.len();
     if users + migrations > 0 {
         anyhow::bail!(
             "the demo needs an empty control store, and {shown} holds {users} users and \
