@@ -204,6 +204,15 @@ struct SqlColumn<'a> {
     query: &'a SourceQuery,
 }
 
+impl SqlColumn<'_> {
+    /// The first value of a planning query's first row, if it has one.
+    async fn first_value(&self, sql: &str, params: &[Value]) -> Result<Option<Value>> {
+        let context = format!("plan buckets of {}", self.query.table);
+        let (_, rows) = self.source.fetch(sql, params, &context).await?;
+        Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()))
+    }
+}
+
 #[async_trait::async_trait]
 impl OrderedColumn for SqlColumn<'_> {
     async fn value_at(&self, from: Option<&Value>, offset: u64) -> Result<Option<Value>> {
@@ -222,15 +231,7 @@ impl OrderedColumn for SqlColumn<'_> {
             "SELECT {b} FROM {}{cond} ORDER BY {b} LIMIT 1 OFFSET {offset}",
             self.query.from_clause()
         );
-        let (_, rows) = self
-            .source
-            .fetch(
-                &sql,
-                &params,
-                &format!("plan buckets of {}", self.query.table),
-            )
-            .await?;
-        Ok(rows.into_iter().next().and_then(|mut r| r.pop()))
+        self.first_value(&sql, &params).await
     }
 
     async fn next_after(&self, v: &Value) -> Result<Option<Value>> {
@@ -241,19 +242,8 @@ impl OrderedColumn for SqlColumn<'_> {
             self.query.from_clause(),
             d.placeholder(1)
         );
-        let (_, rows) = self
-            .source
-            .fetch(
-                &sql,
-                std::slice::from_ref(v),
-                &format!("plan buckets of {}", self.query.table),
-            )
-            .await?;
-        Ok(rows
-            .into_iter()
-            .next()
-            .and_then(|mut r| r.pop())
-            .filter(|v| !v.is_null()))
+        let min = self.first_value(&sql, std::slice::from_ref(v)).await?;
+        Ok(min.filter(|v| !v.is_null()))
     }
 
     async fn count_between(&self, from: Option<&Value>, to: &Value) -> Result<u64> {
@@ -269,16 +259,8 @@ impl OrderedColumn for SqlColumn<'_> {
             "SELECT COUNT(*) FROM {} WHERE {cond}",
             self.query.from_clause()
         );
-        let (_, rows) = self
-            .source
-            .fetch(
-                &sql,
-                &params,
-                &format!("plan buckets of {}", self.query.table),
-            )
-            .await?;
-        Ok(match rows.first().and_then(|r| r.first()) {
-            Some(Value::Int(c)) => u64::try_from(*c).unwrap_or(0),
+        Ok(match self.first_value(&sql, &params).await? {
+            Some(Value::Int(c)) => u64::try_from(c).unwrap_or(0),
             _ => 0,
         })
     }

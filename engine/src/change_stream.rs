@@ -46,7 +46,7 @@ use crate::progress::{Progress, Tally};
 use crate::retry::{Backoff, is_transient};
 use crate::reverse::keys::keys_for_target_changes;
 use crate::run_control::RunControl;
-use crate::value::{Value, key_identity};
+use crate::value::{Value, identity};
 use crate::writer::BatchWriter;
 
 /// How a stream reads.
@@ -460,9 +460,7 @@ impl<'l> ChangeStream<'l> {
             let mut source_keys = Vec::new();
             let mut seen_source = HashSet::new();
             for t in touched {
-                if filter.admits(table, &t.bucket)
-                    && seen_source.insert(key_identity(&t.key.iter().collect::<Vec<_>>()))
-                {
+                if filter.admits(table, &t.bucket) && seen_source.insert(identity(&t.key)) {
                     source_keys.push(t.key);
                 }
             }
@@ -470,7 +468,7 @@ impl<'l> ChangeStream<'l> {
                 match &k.bucket {
                     Some(b) if !filter.admits(table, b) => batch.skipped += 1,
                     _ => {
-                        if seen.insert(key_identity(&k.key.iter().collect::<Vec<_>>())) {
+                        if seen.insert(identity(&k.key)) {
                             keys.push(k.key);
                         }
                     }
@@ -484,7 +482,7 @@ impl<'l> ChangeStream<'l> {
             };
             for (g, bucket) in group_changes {
                 if bucket.is_none_or(|b| filter.admits(table, &b))
-                    && seen_groups.insert(key_identity(&g.iter().collect::<Vec<_>>()))
+                    && seen_groups.insert(identity(&g))
                 {
                     groups.push(g);
                 }

@@ -49,11 +49,7 @@ const LATER_COLUMNS: [(&str, &str); 4] = [
 /// Creates the checkpoint table if it is missing.
 pub async fn ensure_table(target: &Connector) -> Result<()> {
     let d = target.dialect();
-    let text = if d == Dialect::MySql {
-        "LONGTEXT"
-    } else {
-        "TEXT"
-    };
+    let text = d.long_text();
     let sql = format!(
         "CREATE TABLE IF NOT EXISTS {t} (table_name VARCHAR(255) NOT NULL, bucket BIGINT NOT NULL, \
          lo {text} NOT NULL, hi {text} NOT NULL, planned_rows BIGINT NOT NULL, last_key {text}, \
@@ -107,24 +103,15 @@ pub async fn set_watermark(
     watermark: &Position,
     snapshot_at: i64,
 ) -> Result<()> {
-    let d = target.dialect();
-    let sql = format!(
-        "UPDATE {} SET watermark = {}, snapshot_at = {} WHERE table_name = {} AND bucket = {} AND watermark IS NULL",
-        d.quote(CHECKPOINT_TABLE),
-        d.placeholder(1),
-        d.placeholder(2),
-        d.placeholder(3),
-        d.placeholder(4)
-    );
     target
-        .execute(
-            &sql,
+        .update_where(
+            CHECKPOINT_TABLE,
             &[
-                Value::Text(watermark.to_string()),
-                Value::Int(snapshot_at),
-                Value::Text(table.into()),
-                Value::Int(bucket as i64),
+                ("watermark", Value::Text(watermark.to_string())),
+                ("snapshot_at", Value::Int(snapshot_at)),
             ],
+            &bucket_key(table, bucket),
+            "AND watermark IS NULL",
             &format!("record the watermark of {table} bucket {bucket}"),
         )
         .await
@@ -139,22 +126,12 @@ pub async fn set_caught_up(
     bucket: usize,
     at: Option<i64>,
 ) -> Result<()> {
-    let d = target.dialect();
-    let sql = format!(
-        "UPDATE {} SET caught_up_at = {} WHERE table_name = {} AND bucket = {}",
-        d.quote(CHECKPOINT_TABLE),
-        d.placeholder(1),
-        d.placeholder(2),
-        d.placeholder(3)
-    );
     target
-        .execute(
-            &sql,
-            &[
-                at.map_or(Value::Null, Value::Int),
-                Value::Text(table.into()),
-                Value::Int(bucket as i64),
-            ],
+        .update_where(
+            CHECKPOINT_TABLE,
+            &[("caught_up_at", at.map_or(Value::Null, Value::Int))],
+            &bucket_key(table, bucket),
+            "",
             &format!("record the catch-up of {table} bucket {bucket}"),
         )
         .await
@@ -168,6 +145,14 @@ pub async fn load_every_table(target: &Connector, tables: &[&str]) -> Result<Vec
         out.extend(load_all(target, t).await?);
     }
     Ok(out)
+}
+
+/// The columns that key a bucket's checkpoint row, with their values.
+fn bucket_key(table: &str, bucket: usize) -> [(&'static str, Value); 2] {
+    [
+        ("table_name", Value::Text(table.into())),
+        ("bucket", Value::Int(bucket as i64)),
+    ]
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Value {
@@ -202,20 +187,16 @@ fn int(v: &Value) -> u64 {
 
 /// All checkpoints of a table, by bucket: its persisted plan and progress.
 pub async fn load_all(target: &Connector, table: &str) -> Result<Vec<Checkpoint>> {
-    let d = target.dialect();
     if target.table_columns(CHECKPOINT_TABLE).await?.is_none() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT bucket, lo, hi, planned_rows, last_key, rows_written, done, watermark, snapshot_at, caught_up_at \
-         FROM {} WHERE table_name = {} ORDER BY bucket",
-        d.quote(CHECKPOINT_TABLE),
-        d.placeholder(1)
-    );
-    let (_, rows) = target
-        .fetch(
-            &sql,
-            &[Value::Text(table.into())],
+    let rows = target
+        .select_where(
+            "bucket, lo, hi, planned_rows, last_key, rows_written, done, watermark, snapshot_at, \
+             caught_up_at",
+            CHECKPOINT_TABLE,
+            &[("table_name", Value::Text(table.into()))],
+            "ORDER BY bucket",
             &format!("read the checkpoints of {table}"),
         )
         .await?;
@@ -472,17 +453,12 @@ pub async fn fenced_out(
     bucket: usize,
     fence: &Fence,
 ) -> Result<Option<EngineError>> {
-    let d = target.dialect();
-    let sql = format!(
-        "SELECT fence FROM {} WHERE table_name = {} AND bucket = {}",
-        d.quote(CHECKPOINT_TABLE),
-        d.placeholder(1),
-        d.placeholder(2)
-    );
-    let (_, rows) = target
-        .fetch(
-            &sql,
-            &[Value::Text(table.into()), Value::Int(bucket as i64)],
+    let rows = target
+        .select_where(
+            "fence",
+            CHECKPOINT_TABLE,
+            &bucket_key(table, bucket),
+            "",
             &format!("read the fence of {table} bucket {bucket}"),
         )
         .await?;

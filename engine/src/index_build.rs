@@ -68,15 +68,10 @@ async fn recorded(
     target: &Connector,
     table: &str,
 ) -> Result<Option<(String, Vec<(String, String)>)>> {
-    let (_, rows) = target
-        .fetch(
-            &format!(
-                "SELECT state, definitions FROM {BUILDS_TABLE} WHERE table_name = {}",
-                target.dialect().placeholder(1)
-            ),
-            &[Value::Text(table.into())],
-            &format!("read the deferred indexes of {table}"),
-        )
+    let key = [("table_name", Value::Text(table.into()))];
+    let context = format!("read the deferred indexes of {table}");
+    let rows = target
+        .select_where("state, definitions", BUILDS_TABLE, &key, "", &context)
         .await?;
     Ok(rows.into_iter().next().map(|r| {
         let mut it = r.into_iter();
@@ -351,12 +346,11 @@ pub async fn build_deferred(
         }
     }
     target
-        .execute(
-            &format!(
-                "UPDATE {BUILDS_TABLE} SET state = 'built' WHERE table_name = {}",
-                target.dialect().placeholder(1)
-            ),
-            &[Value::Text(table.into())],
+        .update_where(
+            BUILDS_TABLE,
+            &[("state", Value::Text("built".into()))],
+            &[("table_name", Value::Text(table.into()))],
+            "",
             &format!("record the indexes of {table} built"),
         )
         .await?;

@@ -426,8 +426,17 @@ pub fn source_key_text(key: &[Value]) -> String {
 
 /// A hashable identity of a tuple of values, for dedupe and duplicate checks.
 pub fn key_identity(values: &[&Value]) -> String {
+    identity_of(values.iter().copied())
+}
+
+/// [`key_identity`] of a tuple held by value (a key, a group).
+pub fn identity(values: &[Value]) -> String {
+    identity_of(values.iter())
+}
+
+fn identity_of<'a>(values: impl Iterator<Item = &'a Value>) -> String {
     let mut s = String::new();
-    for (i, v) in values.iter().enumerate() {
+    for (i, v) in values.enumerate() {
         if i > 0 {
             s.push('\u{1f}');
         }

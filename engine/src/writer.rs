@@ -3,7 +3,7 @@
 //! one held connection (see [`crate::connector`] for each database's path).
 
 use crate::connector::{Conn, Connector, Statement};
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::transform::Output;
 
 /// Writes chunks to the target.
@@ -31,6 +31,24 @@ impl BatchWriter {
             .write_chunk(&output.tables, version, after)
             .await
             .map_err(describe)
+    }
+
+    /// Runs `statements` alone (no rows), in one transaction marked like a
+    /// chunk's. A refusal is an [`EngineError::Apply`] about `what`, its
+    /// message the database's after `refused`.
+    pub(crate) async fn write_statements(
+        &mut self,
+        statements: &[Statement],
+        what: String,
+        refused: &str,
+    ) -> Result<()> {
+        self.conn
+            .write_chunk(&[], 0, statements)
+            .await
+            .map_err(|e| EngineError::Apply {
+                what,
+                message: format!("{refused}: {}", describe(e)),
+            })
     }
 }
 

@@ -12,7 +12,7 @@ use crate::error::{EngineError, Result};
 use crate::link::Link;
 use crate::spec::{Relation, TrackMap};
 use crate::transform::Record;
-use crate::value::{Value, key_identity, render_key};
+use crate::value::{Value, identity, render_key};
 
 /// A source key a change touches.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,10 +108,7 @@ pub async fn keys_for_changes(
                                 _ => v,
                             });
                         }
-                        let id = format!(
-                            "{ti}\u{1e}{}",
-                            key_identity(&params.iter().collect::<Vec<_>>())
-                        );
+                        let id = format!("{ti}\u{1e}{}", identity(&params));
                         if seen_queries.insert(id) {
                             queries.push((ti, params, c.seq, c.table.clone()));
                         }

@@ -22,7 +22,7 @@ use crate::chunk::SourceQuery;
 use crate::connector::{Connector, Dialect};
 use crate::error::{EngineError, Result};
 use crate::spec::{Keep, TableSpec};
-use crate::value::{Value, key_identity, render_key};
+use crate::value::{Value, identity, render_key};
 
 /// Groups per source read.
 const GROUPS_PER_READ: usize = 500;
@@ -208,8 +208,4 @@ impl SharedRows {
             params,
         )
     }
-}
-
-fn identity(g: &[Value]) -> String {
-    key_identity(&g.iter().collect::<Vec<_>>())
 }

@@ -49,7 +49,7 @@ use crate::connector::Statement;
 use crate::error::{EngineError, Result};
 use crate::link::{Link, LinkTable};
 use crate::transform::{Output, TableRows};
-use crate::value::{Value, key_identity, render_key, source_key_text};
+use crate::value::{Value, identity, key_identity, render_key, source_key_text};
 use crate::writer::BatchWriter;
 use tombstones::{KeyRef, RowsOf};
 
@@ -73,6 +73,18 @@ pub struct TableKeys {
     /// map to through the inverse mapping, so that a row gone from the
     /// target is deleted from the source. Empty otherwise.
     pub source_keys: Vec<Vec<Value>>,
+}
+
+impl TableKeys {
+    /// The keys, each once, in their first order.
+    pub(crate) fn distinct_keys(&self) -> Vec<Vec<Value>> {
+        let mut seen = HashSet::with_capacity(self.keys.len());
+        self.keys
+            .iter()
+            .filter(|k| seen.insert(identity(k)))
+            .cloned()
+            .collect()
+    }
 }
 
 /// What [`apply_keys`] did.
@@ -146,13 +158,7 @@ pub(crate) async fn apply_keys_with(
     let mut first_key = None;
     for tk in keys {
         let t = link.table(&tk.table)?;
-        let mut seen = HashSet::with_capacity(tk.keys.len());
-        let wanted: Vec<Vec<Value>> = tk
-            .keys
-            .iter()
-            .filter(|k| seen.insert(identity(k)))
-            .cloned()
-            .collect();
+        let wanted = tk.distinct_keys();
         if wanted.is_empty() && tk.groups.is_empty() {
             continue;
         }
@@ -298,15 +304,8 @@ fn missing<'a>(
     wanted: &'a [Vec<Value>],
     rows: &[Vec<Value>],
 ) -> impl Iterator<Item = &'a Vec<Value>> {
-    let found: HashSet<String> = rows
-        .iter()
-        .map(|r| key_identity(&t.query.key_of(r).iter().collect::<Vec<_>>()))
-        .collect();
+    let found: HashSet<String> = rows.iter().map(|r| identity(&t.query.key_of(r))).collect();
     wanted.iter().filter(move |k| !found.contains(&identity(k)))
-}
-
-fn identity(key: &[Value]) -> String {
-    key_identity(&key.iter().collect::<Vec<_>>())
 }
 
 /// Adds a table's output to the batch's, one entry per target table.

@@ -14,7 +14,7 @@ use sqlx::{
     Column, ColumnIndex, Connection, Database, Decode, Executor, Pool, Row, Type, TypeInfo,
 };
 
-use super::{FetchError, Statement, check_affected};
+use super::{Dialect, FetchError, Statement, VERSION_COLUMN, check_affected, insert_columns};
 use crate::transform::{SourceColumn, TableRows};
 use crate::value::{ColumnType, Value};
 
@@ -23,6 +23,9 @@ pub(super) trait Driver: Database {
     /// How one column of a result is decoded, chosen once per column from
     /// its type's name; it also says the engine's type of the column.
     type Decoder: Copy + EngineType;
+
+    /// The database's SQL dialect.
+    const DIALECT: Dialect;
 
     /// Binds `params` to a query, in order.
     fn bind_all<'q>(
@@ -164,6 +167,23 @@ pub(super) fn pool_options<DB: Database>() -> sqlx::pool::PoolOptions<DB> {
         .acquire_timeout(std::time::Duration::from_secs(10))
 }
 
+/// The columns of a table, `None` if `exists` (the dialect's own
+/// catalog look-up) says there is no such table.
+pub(super) async fn table_columns<DB: Driver>(
+    pool: &Pool<DB>,
+    table: &str,
+    exists: impl std::future::Future<Output = Result<bool, sqlx::Error>>,
+) -> Result<Option<Vec<SourceColumn>>, sqlx::Error>
+where
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+{
+    if !exists.await? {
+        return Ok(None);
+    }
+    let select = format!("SELECT * FROM {}", DB::DIALECT.quote(table));
+    describe(pool, &select).await.map(Some)
+}
+
 /// The columns a SELECT returns, with their engine types where known.
 pub(super) async fn describe<DB: Driver>(
     pool: &Pool<DB>,
@@ -213,6 +233,20 @@ where
         .fetch_all(&mut *conn)
         .await?;
     decode_rows::<DB>(&rows)
+}
+
+/// Rolls back the transaction a query ran in (read-only, time-limited),
+/// whatever happened, and returns the query's outcome `out`: nothing the
+/// query did is kept.
+pub(super) async fn roll_back<DB: Database, T>(
+    tx: sqlx::Transaction<'_, DB>,
+    out: Result<T, FetchError>,
+) -> Result<T, FetchError> {
+    // The query's own error says more than a failed rollback after it.
+    let rolled_back = tx.rollback().await;
+    let out = out?;
+    rolled_back?;
+    Ok(out)
 }
 
 /// A pooled connection whose session a caller changes for a while (SQLite's
@@ -360,32 +394,62 @@ where
         .collect())
 }
 
-/// Writes a chunk as multi-row upserts (MySQL, SQLite; `?` placeholders):
-/// for each table, batches of rows of at most `max_params` parameters, each
-/// row followed by `version`, with the statement `upsert(table, values)`
-/// gives for a batch's `VALUES` list; then `after`; all in one transaction
-/// that `before` opens (the origin mark, [`super::origin`]).
-pub(super) async fn write_upserts<DB: Driver>(
+/// A chunk's write: rows per table, each stamped with `version`, in one
+/// transaction that `before` opens and `after` closes (the origin mark,
+/// [`super::origin`], and the checkpoint).
+#[derive(Clone, Copy)]
+pub(super) struct Chunk<'a> {
+    pub tables: &'a [TableRows],
+    pub version: i64,
+    pub before: &'a [Statement],
+    pub after: &'a [Statement],
+}
+
+impl<'a> Chunk<'a> {
+    /// The tables that have rows to write.
+    pub fn written(self) -> impl Iterator<Item = &'a TableRows> {
+        self.tables.iter().filter(|t| !t.rows.is_empty())
+    }
+}
+
+/// A driver that writes chunks as multi-row upserts with `?` placeholders
+/// (MySQL, SQLite): it says only its parameter limit and what it does on a
+/// key already there.
+pub(super) trait MultiRowUpsert: Driver {
+    /// Placeholders one statement may hold, kept under the database's limit.
+    const MAX_PARAMS: usize;
+
+    /// The upsert's conflict clause for a table (`ON CONFLICT … DO UPDATE`),
+    /// guarded by the version column `v` (quoted).
+    fn on_conflict(t: &TableRows, v: &str) -> String;
+}
+
+/// Writes a chunk as multi-row upserts: for each table, batches of rows of
+/// at most [`MultiRowUpsert::MAX_PARAMS`] parameters, each row followed by
+/// the chunk's version, in `INSERT … VALUES … <on_conflict>` statements.
+pub(super) async fn write_upserts<DB: MultiRowUpsert>(
     conn: &mut DB::Connection,
-    tables: &[TableRows],
-    version: i64,
-    before: &[Statement],
-    after: &[Statement],
-    max_params: usize,
-    upsert: impl Fn(&TableRows, &str) -> String,
+    chunk: Chunk<'_>,
 ) -> Result<(), sqlx::Error>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
 {
-    let version = [Value::Int(version)];
+    let version = [Value::Int(chunk.version)];
     let mut tx = conn.begin().await?;
-    run_statements::<DB>(&mut tx, before).await?;
-    for t in tables.iter().filter(|t| !t.rows.is_empty()) {
+    run_statements::<DB>(&mut tx, chunk.before).await?;
+    for t in chunk.written() {
         let width = t.shape.columns.len() + 1;
         let row_marks = format!("({})", vec!["?"; width].join(", "));
-        for batch in t.rows.chunks((max_params / width).max(1)) {
-            let sql = upsert(t, &vec![row_marks.as_str(); batch.len()].join(", "));
+        let insert = format!(
+            "INSERT INTO {} ({}) VALUES",
+            DB::DIALECT.quote(&t.shape.name),
+            insert_columns(DB::DIALECT, &t.shape.columns)
+        );
+        let on_conflict = DB::on_conflict(t, &DB::DIALECT.quote(VERSION_COLUMN));
+        for batch in t.rows.chunks((DB::MAX_PARAMS / width).max(1)) {
+            let values = vec![row_marks.as_str(); batch.len()].join(", ");
+            let sql = format!("{insert} {values} {on_conflict}");
             let mut q = sqlx::query(&sql);
             for row in batch {
                 q = DB::bind_all(DB::bind_all(q, row), &version);
@@ -393,6 +457,6 @@ where
             q.execute(&mut *tx).await?;
         }
     }
-    run_statements::<DB>(&mut tx, after).await?;
+    run_statements::<DB>(&mut tx, chunk.after).await?;
     tx.commit().await
 }

@@ -7,14 +7,12 @@ use std::time::Duration;
 
 use sqlx::{Connection, MySql, MySqlPool, Row};
 
-use super::driver::{self, Driver, Typed};
-use super::{Dialect, FetchError, Statement, VERSION_COLUMN, insert_columns, upsert_sets};
-use crate::transform::{SourceColumn, TableRows};
+use super::driver::{self, Driver, MultiRowUpsert, Typed};
+use super::{Dialect, FetchError, upsert_sets};
+use crate::transform::TableRows;
 use crate::value::{ColumnType, Value};
 
 const D: Dialect = Dialect::MySql;
-/// MySQL allows 65535 placeholders per statement.
-const MAX_PARAMS: usize = 60_000;
 
 pub(super) fn sql_type(ty: ColumnType, in_key: bool) -> &'static str {
     match ty {
@@ -33,10 +31,8 @@ pub(super) fn sql_type(ty: ColumnType, in_key: bool) -> &'static str {
     }
 }
 
-pub(super) async fn table_columns(
-    p: &MySqlPool,
-    table: &str,
-) -> Result<Option<Vec<SourceColumn>>, sqlx::Error> {
+/// Whether a table (`name` or `schema.name`) exists.
+pub(super) async fn table_exists(p: &MySqlPool, table: &str) -> Result<bool, sqlx::Error> {
     let (schema, name) = match table.split_once('.') {
         Some((s, n)) => (Some(s.to_string()), n.to_string()),
         None => (None, table.to_string()),
@@ -48,12 +44,7 @@ pub(super) async fn table_columns(
     .bind(name)
     .fetch_one(p)
     .await?;
-    if n == 0 {
-        return Ok(None);
-    }
-    driver::describe(p, &format!("SELECT * FROM {}", D.quote(table)))
-        .await
-        .map(Some)
+    Ok(n > 0)
 }
 
 /// Runs a query in a `READ ONLY` transaction that the server stops after
@@ -98,11 +89,7 @@ async fn read_only(
 ) -> Result<(Vec<String>, Vec<Vec<Value>>), FetchError> {
     let mut tx = c.begin_with("START TRANSACTION READ ONLY").await?;
     let out = driver::fetch_on::<MySql>(&mut tx, sql, params).await;
-    // The query's own error says more than a failed rollback after it.
-    let rolled_back = tx.rollback().await;
-    let out = out?;
-    rolled_back?;
-    Ok(out)
+    driver::roll_back(tx, out).await
 }
 
 fn bind_one<'q>(
@@ -129,6 +116,8 @@ impl Driver for MySql {
     /// MySQL names its column types (`BIGINT UNSIGNED`, `DATETIME`…), each
     /// read one way.
     type Decoder = Typed;
+
+    const DIALECT: Dialect = D;
 
     fn bind_all<'q>(
         q: Query<'q, MySql, MySqlArguments>,
@@ -180,35 +169,17 @@ impl Driver for MySql {
     }
 }
 
-pub(super) async fn write_chunk(
-    c: &mut MySqlConnection,
-    tables: &[TableRows],
-    version: i64,
-    before: &[Statement],
-    after: &[Statement],
-) -> Result<(), sqlx::Error> {
-    let v = D.quote(VERSION_COLUMN);
-    driver::write_upserts::<MySql>(
-        c,
-        tables,
-        version,
-        before,
-        after,
-        MAX_PARAMS,
-        |t, values| {
-            // Each column keeps its value unless the incoming version is newer;
-            // the version column is assigned last, because MySQL evaluates the
-            // assignments left to right and later ones see earlier results.
-            let sets = upsert_sets(D, &t.shape, |c| {
-                format!("{c} = IF({v} < VALUES({v}), VALUES({c}), {c})")
-            });
-            format!(
-                "INSERT INTO {} ({}) VALUES {values} ON DUPLICATE KEY UPDATE {}",
-                D.quote(&t.shape.name),
-                insert_columns(D, &t.shape.columns),
-                sets.join(", ")
-            )
-        },
-    )
-    .await
+impl MultiRowUpsert for MySql {
+    /// MySQL allows 65535 placeholders per statement.
+    const MAX_PARAMS: usize = 60_000;
+
+    fn on_conflict(t: &TableRows, v: &str) -> String {
+        // Each column keeps its value unless the incoming version is newer;
+        // the version column is assigned last, because MySQL evaluates the
+        // assignments left to right and later ones see earlier results.
+        let sets = upsert_sets(D, &t.shape, |c| {
+            format!("{c} = IF({v} < VALUES({v}), VALUES({c}), {c})")
+        });
+        format!("ON DUPLICATE KEY UPDATE {}", sets.join(", "))
+    }
 }

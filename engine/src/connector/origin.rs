@@ -23,9 +23,10 @@
 //!   (SELECT 1 FROM _tern_origin)` skips exactly those. Nothing of the mark
 //!   is ever committed.
 
-use sqlx::{MySqlConnection, SqliteConnection};
+use sqlx::{MySql, MySqlConnection, Sqlite, SqliteConnection};
 
-use super::{Conn, Dialect, Statement, mysql, postgres, sqlite};
+use super::driver::{self, Chunk};
+use super::{Conn, Dialect, Statement, postgres};
 use crate::transform::TableRows;
 use crate::value::Value;
 
@@ -98,15 +99,21 @@ pub(super) async fn write_chunk_marked(
     version: i64,
     after: &[Statement],
 ) -> Result<(), sqlx::Error> {
+    let chunk = |before, after| Chunk {
+        tables,
+        version,
+        before,
+        after,
+    };
     match conn {
         Conn::Pg(c, staging) => {
             let before = open(Dialect::Postgres);
-            postgres::write_chunk(c, staging, tables, version, &before, after).await
+            postgres::write_chunk(c, staging, chunk(&before, after)).await
         }
         Conn::My(c) => {
             let before = open(Dialect::MySql);
             let after = [after, &close(Dialect::MySql)].concat();
-            let result = mysql::write_chunk(c, tables, version, &before, &after).await;
+            let result = driver::write_upserts::<MySql>(c, chunk(&before, &after)).await;
             if result.is_err() {
                 clear_mysql(c).await;
             }
@@ -122,7 +129,7 @@ pub(super) async fn write_chunk_marked(
             } else {
                 (Vec::new(), after.to_vec())
             };
-            sqlite::write_chunk(c, tables, version, &before, &after).await
+            driver::write_upserts::<Sqlite>(c, chunk(&before, &after)).await
         }
     }
 }

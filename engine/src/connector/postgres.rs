@@ -8,12 +8,10 @@ use sqlx::postgres::{PgArguments, PgConnection, PgRow};
 use sqlx::query::Query;
 use sqlx::{Connection, Executor, PgPool, Postgres, Row};
 
-use super::driver::{self, Driver, Typed};
+use super::driver::{self, Chunk, Driver, Typed};
 use super::pg_copy::{self, BinType};
-use super::{
-    Dialect, FetchError, Statement, VERSION_COLUMN, insert_columns, key_columns, upsert_sets,
-};
-use crate::transform::{SourceColumn, TableRows, TableShape};
+use super::{Dialect, FetchError, VERSION_COLUMN, insert_columns, key_columns, upsert_sets};
+use crate::transform::{TableRows, TableShape};
 use crate::value::{ColumnType, Value};
 
 const D: Dialect = Dialect::Postgres;
@@ -34,20 +32,12 @@ pub(super) fn sql_type(ty: ColumnType) -> &'static str {
     }
 }
 
-pub(super) async fn table_columns(
-    p: &PgPool,
-    table: &str,
-) -> Result<Option<Vec<SourceColumn>>, sqlx::Error> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+/// Whether a table (`name` or `schema.name`) exists.
+pub(super) async fn table_exists(p: &PgPool, table: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(D.quote(table))
         .fetch_one(p)
-        .await?;
-    if !exists {
-        return Ok(None);
-    }
-    driver::describe(p, &format!("SELECT * FROM {}", D.quote(table)))
         .await
-        .map(Some)
 }
 
 /// Runs a query in a `READ ONLY` transaction that stops it after `timeout`
@@ -66,17 +56,15 @@ pub(super) async fn fetch_read_only(
         .execute(&mut *tx)
         .await?;
     let out = driver::fetch_on::<Postgres>(&mut tx, sql, params).await;
-    // The query's own error says more than a failed rollback after it.
-    let rolled_back = tx.rollback().await;
-    let out = out?;
-    rolled_back?;
-    Ok(out)
+    driver::roll_back(tx, out).await
 }
 
 impl Driver for Postgres {
     /// PostgreSQL names its column types (`INT8`, `TIMESTAMPTZ`…), each read
     /// one way.
     type Decoder = Typed;
+
+    const DIALECT: Dialect = D;
 
     fn bind_all<'q>(
         mut q: Query<'q, Postgres, PgArguments>,
@@ -177,18 +165,13 @@ fn stage_name(table: &str) -> String {
 pub(super) async fn write_chunk(
     c: &mut PgConnection,
     staging: &mut Staging,
-    tables: &[TableRows],
-    version: i64,
-    before: &[Statement],
-    after: &[Statement],
+    chunk: Chunk<'_>,
 ) -> Result<(), sqlx::Error> {
-    match write_chunk_once(c, staging, tables, version, before, after, true).await {
+    match write_chunk_once(c, staging, chunk, true).await {
         // A row appeared inside a range the fast path found empty (a
         // concurrent writer): COPY refused it and nothing was committed. The
         // chunk goes again, all through the guarded upsert.
-        Err(e) if is_unique_violation(&e) => {
-            write_chunk_once(c, staging, tables, version, before, after, false).await
-        }
+        Err(e) if is_unique_violation(&e) => write_chunk_once(c, staging, chunk, false).await,
         other => other,
     }
 }
@@ -271,42 +254,31 @@ async fn any_key_present(c: &mut PgConnection, t: &TableRows) -> Result<Option<b
         D.quote(&t.shape.name),
         D.quote(&t.shape.columns[k])
     );
+    // Every row's key as `T`, or `None` if one is of another kind.
     fn all<T>(t: &TableRows, k: usize, f: impl Fn(&Value) -> Option<T>) -> Option<Vec<T>> {
         t.rows.iter().map(|r| f(&r[k])).collect()
     }
     let q = sqlx::query_scalar::<_, bool>(&sql);
     let q = match t.rows.first().map(|r| &r[k]) {
-        Some(Value::Int(_)) => match all(t, k, |v| {
-            if let Value::Int(i) = v {
-                Some(*i)
-            } else {
-                None
-            }
-        }) {
-            Some(keys) => q.bind(keys),
-            None => return Ok(None),
-        },
-        Some(Value::Text(_)) => match all(t, k, |v| {
-            if let Value::Text(s) = v {
-                Some(s.clone())
-            } else {
-                None
-            }
-        }) {
-            Some(keys) => q.bind(keys),
-            None => return Ok(None),
-        },
-        Some(Value::Uuid(_)) => match all(t, k, |v| {
-            if let Value::Uuid(u) = v {
-                Some(*u)
-            } else {
-                None
-            }
-        }) {
-            Some(keys) => q.bind(keys),
-            None => return Ok(None),
-        },
-        _ => return Ok(None),
+        Some(Value::Int(_)) => all(t, k, |v| match v {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        })
+        .map(|keys| q.bind(keys)),
+        Some(Value::Text(_)) => all(t, k, |v| match v {
+            Value::Text(s) => Some(s.clone()),
+            _ => None,
+        })
+        .map(|keys| q.bind(keys)),
+        Some(Value::Uuid(_)) => all(t, k, |v| match v {
+            Value::Uuid(u) => Some(*u),
+            _ => None,
+        })
+        .map(|keys| q.bind(keys)),
+        _ => None,
+    };
+    let Some(q) = q else {
+        return Ok(None);
     };
     q.fetch_one(&mut *c).await.map(Some)
 }
@@ -314,15 +286,12 @@ async fn any_key_present(c: &mut PgConnection, t: &TableRows) -> Result<Option<b
 async fn write_chunk_once(
     c: &mut PgConnection,
     staging: &mut Staging,
-    tables: &[TableRows],
-    version: i64,
-    before: &[Statement],
-    after: &[Statement],
+    chunk: Chunk<'_>,
     allow_direct: bool,
 ) -> Result<(), sqlx::Error> {
     // Staging tables are created outside the chunk's transaction, so that a
     // rolled-back chunk does not take them away.
-    for t in tables.iter().filter(|t| !t.rows.is_empty()) {
+    for t in chunk.written() {
         if staging.created.insert(t.shape.name.clone()) {
             let sql = format!(
                 "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
@@ -335,16 +304,16 @@ async fn write_chunk_once(
             }
         }
     }
-    for t in tables.iter().filter(|t| !t.rows.is_empty()) {
+    for t in chunk.written() {
         if !staging.layouts.contains_key(&t.shape.name) {
             let layout = binary_layout(c, &t.shape).await?;
             staging.layouts.insert(t.shape.name.clone(), layout);
         }
     }
     let mut tx = c.begin().await?;
-    driver::run_statements::<Postgres>(&mut tx, before).await?;
+    driver::run_statements::<Postgres>(&mut tx, chunk.before).await?;
     let mut buf = Vec::new();
-    for t in tables.iter().filter(|t| !t.rows.is_empty()) {
+    for t in chunk.written() {
         let cols = insert_columns(D, &t.shape.columns);
         buf.clear();
         buf.reserve(t.rows.len() * 128);
@@ -352,7 +321,7 @@ async fn write_chunk_once(
             Some(types) => {
                 pg_copy::header(&mut buf);
                 for row in &t.rows {
-                    pg_copy::row(&mut buf, types, row, version).map_err(|e| {
+                    pg_copy::row(&mut buf, types, row, chunk.version).map_err(|e| {
                         sqlx::Error::Protocol(format!("encoding a row of {}: {e}", t.shape.name))
                     })?;
                 }
@@ -365,7 +334,7 @@ async fn write_chunk_once(
                         v.write_copy_text(&mut buf);
                         buf.push(b'\t');
                     }
-                    Value::Int(version).write_copy_text(&mut buf);
+                    Value::Int(chunk.version).write_copy_text(&mut buf);
                     buf.push(b'\n');
                 }
                 ""
@@ -416,6 +385,6 @@ async fn write_chunk_once(
         );
         tx.execute(upsert.as_str()).await?;
     }
-    driver::run_statements::<Postgres>(&mut tx, after).await?;
+    driver::run_statements::<Postgres>(&mut tx, chunk.after).await?;
     tx.commit().await
 }

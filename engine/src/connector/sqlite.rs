@@ -2,19 +2,15 @@
 //! `INSERT … ON CONFLICT DO UPDATE … WHERE version <` in one transaction per chunk.
 
 use sqlx::query::Query;
-use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteQueryResult, SqliteRow};
+use sqlx::sqlite::{SqliteArguments, SqliteQueryResult, SqliteRow};
 use sqlx::{Row, Sqlite, SqlitePool, TypeInfo, ValueRef};
 
-use super::driver::{self, Driver};
-use super::{
-    Dialect, FetchError, Statement, VERSION_COLUMN, insert_columns, key_columns, upsert_sets,
-};
+use super::driver::{self, Driver, MultiRowUpsert};
+use super::{Dialect, FetchError, key_columns, upsert_sets};
 use crate::transform::{SourceColumn, TableRows};
 use crate::value::{ColumnType, Value};
 
 const D: Dialect = Dialect::Sqlite;
-/// SQLite allows 32766 variables per statement.
-const MAX_PARAMS: usize = 32_000;
 
 /// The engine's type for a declared SQLite column type. SQLite stores
 /// anything anywhere; the declared type says what the column means.
@@ -139,6 +135,8 @@ impl Driver for Sqlite {
     /// what the column means ([`column_type`]).
     type Decoder = Option<ColumnType>;
 
+    const DIALECT: Dialect = D;
+
     fn bind_all<'q>(
         q: Query<'q, Sqlite, SqliteArguments<'q>>,
         params: &[Value],
@@ -163,33 +161,18 @@ impl Driver for Sqlite {
     }
 }
 
-pub(super) async fn write_chunk(
-    c: &mut SqliteConnection,
-    tables: &[TableRows],
-    version: i64,
-    before: &[Statement],
-    after: &[Statement],
-) -> Result<(), sqlx::Error> {
-    let v = D.quote(VERSION_COLUMN);
-    driver::write_upserts::<Sqlite>(
-        c,
-        tables,
-        version,
-        before,
-        after,
-        MAX_PARAMS,
-        |t, values| {
-            let target = D.quote(&t.shape.name);
-            format!(
-                "INSERT INTO {target} ({}) VALUES {values} ON CONFLICT ({}) DO UPDATE SET {} \
-             WHERE {target}.{v} < excluded.{v}",
-                insert_columns(D, &t.shape.columns),
-                key_columns(D, &t.shape).join(", "),
-                upsert_sets(D, &t.shape, |c| format!("{c} = excluded.{c}")).join(", ")
-            )
-        },
-    )
-    .await
+impl MultiRowUpsert for Sqlite {
+    /// SQLite allows 32766 variables per statement.
+    const MAX_PARAMS: usize = 32_000;
+
+    fn on_conflict(t: &TableRows, v: &str) -> String {
+        format!(
+            "ON CONFLICT ({}) DO UPDATE SET {} WHERE {}.{v} < excluded.{v}",
+            key_columns(D, &t.shape).join(", "),
+            upsert_sets(D, &t.shape, |c| format!("{c} = excluded.{c}")).join(", "),
+            D.quote(&t.shape.name)
+        )
+    }
 }
 
 #[cfg(test)]

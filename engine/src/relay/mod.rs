@@ -26,6 +26,7 @@
 //! and seconds, retries, the ramp as the note, retention warnings) goes to
 //! the run control after every batch.
 
+pub(crate) mod consumer;
 mod ramp;
 mod retention;
 pub(crate) mod store;
@@ -34,6 +35,8 @@ pub use ramp::RelayRamp;
 pub use retention::{PruneReport, prune_changelog};
 pub use store::RELAY_TABLE;
 
+use consumer::Every;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,14 +44,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::buckets::Plan;
-use crate::capture;
-use crate::change_stream::{
-    Applier, Batch, ChangeStream, Consumer, Filter, StreamOptions, StreamState,
-};
-use crate::changelog::{self, Position};
-use crate::error::{EngineError, Result};
+use crate::change_stream::{Applier, Batch, Consumer, Filter, StreamOptions, StreamState};
+use crate::changelog::Position;
+use crate::error::Result;
 use crate::link::{Link, Side};
-use crate::progress::{Progress, Task, Unit};
+use crate::progress::Progress;
 use crate::reverse::SwitchedBuckets;
 use crate::run_control::RunControl;
 use crate::value::Value;
@@ -153,13 +153,7 @@ pub async fn run_relay(
     opts: RelayOptions,
     control: &RunControl,
 ) -> Result<RelaySummary> {
-    link.check_writable()?;
-    if opts.name.is_empty() || opts.name.len() > 255 {
-        return Err(EngineError::Spec {
-            at: link.spec().file.clone(),
-            message: "a relay name must have 1 to 255 characters".into(),
-        });
-    }
+    consumer::check(link, &opts.name)?;
     let started = Instant::now();
     let mut relay = Relay {
         link,
@@ -170,23 +164,15 @@ pub async fn run_relay(
         plans_for: None,
         switched_rx: opts.switched.clone(),
         applier: Applier::new(link),
-        last_maintenance: None,
+        maintenance: Every::default(),
         start_warnings: Vec::new(),
-        progress: Progress::new(
-            Task::Relay {
-                name: opts.name.clone(),
-            },
-            Unit::Changes,
-        ),
+        progress: consumer::progress(&opts.name),
     };
-    let mut stream = ChangeStream::new(link, Side::Source, opts.stream.clone())?
-        .named(format!("relay {}", opts.name));
-    stream.run(control, &mut relay).await?;
-    let s = stream.state();
-    tracing::info!(relay = %opts.name, position = %s.position, changes = s.changes, "relay stopped");
+    let who = ("relay", opts.name.as_str());
+    let s = consumer::run(link, Side::Source, &opts.stream, who, control, &mut relay).await?;
     Ok(RelaySummary {
         name: opts.name.clone(),
-        position: s.position.clone(),
+        position: s.position,
         changes: s.changes,
         keys_applied: relay.applier.total.keys,
         rows_written: relay.applier.total.rows_written,
@@ -210,7 +196,7 @@ struct Relay<'a> {
     plans_for: Option<(RelayRamp, SwitchedBuckets)>,
     switched_rx: Option<watch::Receiver<SwitchedBuckets>>,
     applier: Applier<'a>,
-    last_maintenance: Option<Instant>,
+    maintenance: Every,
     /// Said once at start, shown with every report: buckets whose older
     /// changes no catch-up has applied.
     start_warnings: Vec<String>,
@@ -221,13 +207,9 @@ impl Relay<'_> {
     /// Retention warnings and pruning, every `maintenance_every`; a failure
     /// is logged and tried again next time.
     async fn maintenance(&mut self) {
-        if self
-            .last_maintenance
-            .is_some_and(|t| t.elapsed() < self.opts.maintenance_every)
-        {
+        if !self.maintenance.due(self.opts.maintenance_every) {
             return;
         }
-        self.last_maintenance = Some(Instant::now());
         let lag = self.progress.lag.unwrap_or_default();
         let (name, retention, prune) = (&self.opts.name, self.opts.retention, self.opts.prune);
         match retention::check(self.link, name, retention, prune, &lag).await {
@@ -243,30 +225,25 @@ impl Consumer for Relay<'_> {
     /// The stored position, or (first run) the start position, stored.
     async fn start(&mut self) -> Result<Position> {
         let (link, opts) = (self.link, self.opts);
-        if !capture::is_installed(link.source()).await? {
-            return Err(EngineError::schema(
-                changelog::CHANGELOG_TABLE,
-                format!(
-                    "change capture is not installed on the source {}: run `tern capture install --spec {}` first",
-                    link.source().url(),
-                    link.spec().file
-                ),
-            ));
-        }
-        let position = store::resume_or_start(
+        let position = consumer::start(
             link.source(),
             link.target(),
-            &opts.name,
+            ("relay", &opts.name),
             opts.start.as_ref(),
+            || {
+                format!(
+                    "run `tern capture install --spec {}` first",
+                    link.spec().file
+                )
+            },
+            &mut self.progress,
         )
         .await?;
-        tracing::info!(relay = %opts.name, position = %position, "relay started");
         if let Some(w) = uncovered(link, &position).await? {
             tracing::warn!(relay = %opts.name, "{w}");
             self.start_warnings = vec![w.clone()];
             self.progress.warnings.push(w);
         }
-        self.progress.position = Some(position.clone());
         Ok(position)
     }
 
@@ -320,42 +297,38 @@ impl Consumer for Relay<'_> {
 
     fn landed(&mut self, batch: &Batch, state: &StreamState) {
         self.applier.landed(batch);
-        state.fill(&mut self.progress, batch.lag, None);
         self.progress.tally = self.applier.tally();
-        self.control.report(&self.progress);
+        consumer::report(&mut self.progress, state, batch.lag, self.control);
     }
 
     fn retrying(&mut self, state: &StreamState) {
         self.applier.failed();
-        let lag = self.progress.lag.unwrap_or_default();
-        state.fill(&mut self.progress, lag, None);
-        self.control.report(&self.progress);
+        consumer::report_retry(&mut self.progress, state, self.control);
     }
 
     async fn at_head(&mut self, batch: &Batch, control: &RunControl) -> bool {
-        if self.opts.stop_at_head && batch.lag.is_zero() {
-            return false;
-        }
         // A closed channel (a fixed ramp) would wake at once.
         let ramp_open = self.ramp_rx.has_changed().is_ok();
         let switched_open = self
             .switched_rx
             .as_ref()
             .is_some_and(|rx| rx.has_changed().is_ok());
+        let (ramp_rx, switched_rx) = (&mut self.ramp_rx, &mut self.switched_rx);
         let switched_changed = async {
-            match &mut self.switched_rx {
+            match switched_rx {
                 Some(rx) => rx.changed().await.is_ok(),
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            biased;
-            _ = control.cancel.cancelled() => {}
-            _ = self.ramp_rx.changed(), if ramp_open => {}
-            _ = switched_changed, if switched_open => {}
-            _ = tokio::time::sleep(self.opts.poll_interval) => {}
-        }
-        true
+        let changed = async {
+            tokio::select! {
+                _ = ramp_rx.changed(), if ramp_open => {}
+                _ = switched_changed, if switched_open => {}
+                else => std::future::pending().await,
+            }
+        };
+        let (stop_at_head, poll) = (self.opts.stop_at_head, self.opts.poll_interval);
+        consumer::wait_at_head(stop_at_head, batch, control, poll, changed).await
     }
 }
 

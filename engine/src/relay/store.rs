@@ -15,11 +15,7 @@ pub const RELAY_TABLE: &str = "_tern_relay";
 /// Creates the table if it is missing.
 pub(crate) async fn ensure(target: &Connector) -> Result<()> {
     let d = target.dialect();
-    let text = if d == Dialect::MySql {
-        "LONGTEXT"
-    } else {
-        "TEXT"
-    };
+    let text = d.long_text();
     let sql = format!(
         "CREATE TABLE IF NOT EXISTS {} (name VARCHAR(255) NOT NULL PRIMARY KEY, \
          position {text} NOT NULL, updated_at BIGINT NOT NULL)",
@@ -32,18 +28,10 @@ pub(crate) async fn ensure(target: &Connector) -> Result<()> {
 
 /// The persisted position of relay `name`, if it ran before.
 pub(crate) async fn load(target: &Connector, name: &str) -> Result<Option<Position>> {
-    let d = target.dialect();
-    let sql = format!(
-        "SELECT position FROM {} WHERE name = {}",
-        d.quote(RELAY_TABLE),
-        d.placeholder(1)
-    );
-    let (_, rows) = target
-        .fetch(
-            &sql,
-            &[Value::Text(name.into())],
-            &format!("read the position of relay {name}"),
-        )
+    let key = [("name", Value::Text(name.into()))];
+    let context = format!("read the position of relay {name}");
+    let rows = target
+        .select_where("position", RELAY_TABLE, &key, "", &context)
         .await?;
     match rows.first().and_then(|r| r.first()) {
         Some(Value::Text(p)) => p.parse().map(Some).map_err(|m| {

@@ -28,8 +28,7 @@ use crate::apply::TableKeys;
 use crate::connector::{Dialect, SOURCE_KEY_COLUMN, Statement};
 use crate::error::{EngineError, Result};
 use crate::link::Link;
-use crate::transform::Output;
-use crate::value::{Value, key_identity, render_key, source_key_text};
+use crate::value::{Value, identity, render_key, source_key_text};
 use crate::writer::BatchWriter;
 
 /// Target keys per read.
@@ -61,10 +60,6 @@ impl ReverseApplyReport {
     }
 }
 
-fn identity(key: &[Value]) -> String {
-    key_identity(&key.iter().collect::<Vec<_>>())
-}
-
 /// Applies the batch's keys to the source on `writer` (a writer on the
 /// source), writing only rows whose bucket `admit` accepts, then `after`,
 /// in one transaction; `target_writer` fills the source key column of the
@@ -86,13 +81,7 @@ pub(crate) async fn apply_to_source(
         let rt = link.reverse_table(&tk.table).await?;
         // A table found by its key has no source key column to fill.
         let keeps = link.table(&tk.table)?.pipeline.shape().source_key.is_some();
-        let mut seen = HashSet::new();
-        let wanted: Vec<Vec<Value>> = tk
-            .keys
-            .iter()
-            .filter(|k| seen.insert(identity(k)))
-            .cloned()
-            .collect();
+        let wanted = tk.distinct_keys();
         if let Some(k) = wanted.first().or(tk.source_keys.first()) {
             first_key.get_or_insert_with(|| format!("{} {}", tk.table, render_key(k)));
         }
@@ -138,31 +127,22 @@ pub(crate) async fn apply_to_source(
         }
     }
     if !fills.is_empty() {
+        let what = format!(
+            "{} rows the application inserted in the target",
+            fills.len()
+        );
         target_writer
-            .write(&Output { tables: Vec::new() }, 0, &fills)
-            .await
-            .map_err(|message| EngineError::Apply {
-                what: format!(
-                    "{} rows the application inserted in the target",
-                    fills.len()
-                ),
-                message: format!("cannot record their source keys: {message}"),
-            })?;
+            .write_statements(&fills, what, "cannot record their source keys")
+            .await?;
     }
     statements.extend(after);
-    writer
-        .write(&Output { tables: Vec::new() }, 0, &statements)
-        .await
-        .map_err(|message| EngineError::Apply {
-            what: format!(
-                "{} target keys back to the source from {}",
-                report.keys,
-                first_key.unwrap_or_else(|| "(none)".into())
-            ),
-            message: format!(
-                "the source refused the batch, nothing of it was committed: {message}"
-            ),
-        })?;
+    let what = format!(
+        "{} target keys back to the source from {}",
+        report.keys,
+        first_key.unwrap_or_else(|| "(none)".into())
+    );
+    let refused = "the source refused the batch, nothing of it was committed";
+    writer.write_statements(&statements, what, refused).await?;
     Ok(report)
 }
 

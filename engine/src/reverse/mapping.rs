@@ -221,25 +221,12 @@ mod tests {
     use super::*;
 
     fn spec(columns: &str, extra: &str) -> Spec {
-        let text = format!(
-            r#"
-[source]
-url = "sqlite://a.db"
-[target]
-url = "postgres://u@h/db"
-
-[[tables]]
-name = "people"
-key = ["id"]
-{extra}
-[tables.source]
-table = "members"
-key = ["member_id"]
-bucket = "region"
-
-[tables.columns]
-{columns}
-"#
+        let text = crate::spec::fixture::people(
+            "postgres://u@h/db",
+            "\"id\"",
+            extra,
+            "key = [\"member_id\"]\nbucket = \"region\"\n",
+            columns,
         );
         match Spec::parse(&text, "s.toml") {
             Ok(s) => s,

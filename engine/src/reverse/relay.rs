@@ -15,12 +15,12 @@ use tokio::sync::watch;
 use super::apply::{ReverseApplyReport, apply_to_source};
 use super::switched::SwitchedBuckets;
 use crate::buckets::Plan;
-use crate::capture;
-use crate::change_stream::{Batch, ChangeStream, Consumer, Filter, StreamOptions, StreamState};
-use crate::changelog::{self, Position};
-use crate::error::{EngineError, Result};
+use crate::change_stream::{Batch, Consumer, Filter, StreamOptions, StreamState};
+use crate::changelog::Position;
+use crate::error::Result;
 use crate::link::{Link, Side};
-use crate::progress::{Progress, Tally, Task, Unit};
+use crate::progress::{Progress, Tally};
+use crate::relay::consumer::{self, Every};
 use crate::relay::store;
 use crate::run_control::RunControl;
 use crate::value::Value;
@@ -92,20 +92,14 @@ pub struct ReverseSummary {
 /// `stop_at_head`, until it reaches the head of the target's changelog).
 ///
 /// Fails on what retrying cannot fix: capture not installed on the target,
-/// a switched table that is not reversible ([`EngineError::NotReversible`],
+/// a switched table that is not reversible ([`crate::EngineError::NotReversible`],
 /// with its reason), a row that cannot be mapped back.
 pub async fn run_reverse_relay(
     link: &Link,
     opts: ReverseOptions,
     control: &RunControl,
 ) -> Result<ReverseSummary> {
-    link.check_writable()?;
-    if opts.name.is_empty() || opts.name.len() > 255 {
-        return Err(EngineError::Spec {
-            at: link.spec().file.clone(),
-            message: "a relay name must have 1 to 255 characters".into(),
-        });
-    }
+    consumer::check(link, &opts.name)?;
     let started = Instant::now();
     let mut relay = Reverse {
         link,
@@ -117,22 +111,14 @@ pub async fn run_reverse_relay(
         pending: ReverseApplyReport::default(),
         total: ReverseApplyReport::default(),
         control,
-        progress: Progress::new(
-            Task::Relay {
-                name: opts.name.clone(),
-            },
-            Unit::Changes,
-        ),
-        last_maintenance: None,
+        progress: consumer::progress(&opts.name),
+        maintenance: Every::default(),
     };
-    let mut stream = ChangeStream::new(link, Side::Target, opts.stream.clone())?
-        .named(format!("reverse relay {}", opts.name));
-    stream.run(control, &mut relay).await?;
-    let s = stream.state();
-    tracing::info!(relay = %opts.name, position = %s.position, changes = s.changes, "reverse relay stopped");
+    let who = ("reverse relay", opts.name.as_str());
+    let s = consumer::run(link, Side::Target, &opts.stream, who, control, &mut relay).await?;
     Ok(ReverseSummary {
         name: opts.name.clone(),
-        position: s.position.clone(),
+        position: s.position,
         changes: s.changes,
         applied: relay.total,
         retries: s.retries,
@@ -155,7 +141,7 @@ struct Reverse<'a> {
     total: ReverseApplyReport,
     control: &'a RunControl,
     progress: Progress,
-    last_maintenance: Option<Instant>,
+    maintenance: Every,
 }
 
 impl Reverse<'_> {
@@ -165,13 +151,9 @@ impl Reverse<'_> {
         let Some(retention) = self.opts.retention else {
             return;
         };
-        if self
-            .last_maintenance
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
-        {
+        if !self.maintenance.due(Duration::from_secs(60)) {
             return;
         }
-        self.last_maintenance = Some(Instant::now());
         if let Err(e) = super::prune_target_changelog(self.link, retention).await {
             tracing::warn!(relay = %self.opts.name, error = %e, "target changelog pruning failed; will try again");
         }
@@ -181,26 +163,19 @@ impl Reverse<'_> {
 impl Consumer for Reverse<'_> {
     async fn start(&mut self) -> Result<Position> {
         let (link, opts) = (self.link, self.opts);
-        if !capture::is_installed(link.target()).await? {
-            return Err(EngineError::schema(
-                changelog::CHANGELOG_TABLE,
-                format!(
-                    "change capture is not installed on the target {}: install it first \
-                     (`tern reverse-relay` does; from code, tern_engine::reverse::install_capture)",
-                    link.target().url()
-                ),
-            ));
-        }
-        let position = store::resume_or_start(
+        consumer::start(
             link.target(),
             link.source(),
-            &opts.name,
+            ("reverse relay", &opts.name),
             opts.start.as_ref(),
+            || {
+                "install it first (`tern reverse-relay` does; from code, \
+                 tern_engine::reverse::install_capture)"
+                    .to_string()
+            },
+            &mut self.progress,
         )
-        .await?;
-        tracing::info!(relay = %opts.name, position = %position, "reverse relay started");
-        self.progress.position = Some(position.clone());
-        Ok(position)
+        .await
     }
 
     async fn filter(&mut self) -> Result<Filter> {
@@ -251,7 +226,6 @@ impl Consumer for Reverse<'_> {
         self.total.add(&self.pending);
         self.total.skipped += batch.skipped;
         self.pending = ReverseApplyReport::default();
-        state.fill(&mut self.progress, batch.lag, None);
         self.progress.tally = Tally {
             rows_written: self.total.rows_written,
             keys_applied: self.total.keys,
@@ -259,28 +233,27 @@ impl Consumer for Reverse<'_> {
             keys_skipped: self.total.skipped,
             ..Tally::default()
         };
-        self.control.report(&self.progress);
+        consumer::report(&mut self.progress, state, batch.lag, self.control);
     }
 
     fn retrying(&mut self, state: &StreamState) {
         self.writer = None;
         self.pending = ReverseApplyReport::default();
-        let lag = self.progress.lag.unwrap_or_default();
-        state.fill(&mut self.progress, lag, None);
-        self.control.report(&self.progress);
+        consumer::report_retry(&mut self.progress, state, self.control);
     }
 
     async fn at_head(&mut self, batch: &Batch, control: &RunControl) -> bool {
-        if self.opts.stop_at_head && batch.lag.is_zero() {
-            return false;
-        }
+        // A closed channel (a fixed set) would wake at once.
         let open = self.switched_rx.has_changed().is_ok();
-        tokio::select! {
-            biased;
-            _ = control.cancel.cancelled() => {}
-            _ = self.switched_rx.changed(), if open => {}
-            _ = tokio::time::sleep(self.opts.poll_interval) => {}
-        }
-        true
+        let rx = &mut self.switched_rx;
+        let changed = async {
+            if open {
+                let _ = rx.changed().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let (stop_at_head, poll) = (self.opts.stop_at_head, self.opts.poll_interval);
+        consumer::wait_at_head(stop_at_head, batch, control, poll, changed).await
     }
 }

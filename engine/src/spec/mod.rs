@@ -10,6 +10,9 @@ mod parse;
 mod reverse;
 mod validate;
 
+#[cfg(test)]
+pub(crate) mod fixture;
+
 pub(crate) use reverse::reads;
 
 use uuid::Uuid;

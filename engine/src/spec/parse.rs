@@ -179,6 +179,64 @@ impl Lines<'_> {
             .count()
             + 1
     }
+
+    /// A spanned value's line, and the value.
+    fn unspan<T>(&self, v: Spanned<T>) -> (usize, T) {
+        (self.of(v.span().start), v.into_inner())
+    }
+
+    /// An optional section, built by `f` from its line and contents.
+    fn section<R, T>(
+        &self,
+        raw: Option<Spanned<R>>,
+        f: impl FnOnce(usize, R) -> Result<T>,
+    ) -> Result<Option<T>> {
+        raw.map(|r| {
+            let (line, r) = self.unspan(r);
+            f(line, r)
+        })
+        .transpose()
+    }
+
+    /// The columns of a `columns` table (`field` its path), in order, each
+    /// with its line.
+    fn columns(
+        &self,
+        raw: RawColumns,
+        field: &str,
+        err: &impl Fn(usize, String, String) -> EngineError,
+    ) -> Result<Vec<ColumnSpec>> {
+        raw.0
+            .into_iter()
+            .map(|(name, raw_col)| {
+                let (col_line, raw_col) = self.unspan(raw_col);
+                let col_field = format!("{field}.{name}");
+                column(name, raw_col, col_line).map_err(|m| err(col_line, col_field, m))
+            })
+            .collect()
+    }
+}
+
+/// A whole number within `range`, if it is one.
+fn count_in(v: &Spanned<i64>, range: std::ops::RangeInclusive<usize>) -> Option<usize> {
+    usize::try_from(*v.get_ref())
+        .ok()
+        .filter(|n| range.contains(n))
+}
+
+/// Exactly one of two alternative fields, as `left` or `right` makes it;
+/// `None` when both or neither are given.
+fn exactly_one<A, B, T>(
+    a: Option<A>,
+    b: Option<B>,
+    left: impl FnOnce(A) -> T,
+    right: impl FnOnce(B) -> T,
+) -> Option<T> {
+    match (a, b) {
+        (Some(a), None) => Some(left(a)),
+        (None, Some(b)) => Some(right(b)),
+        _ => None,
+    }
 }
 
 pub(super) fn parse(text: &str, file: &str) -> Result<Spec> {
@@ -198,167 +256,116 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Spec> {
         message,
     };
 
-    let chunk_rows = match raw.chunk_rows {
+    let chunk_rows = match &raw.chunk_rows {
         None => DEFAULT_CHUNK_ROWS,
-        Some(v) => usize::try_from(*v.get_ref())
-            .ok()
-            .filter(|n| (1..=1_000_000).contains(n))
-            .ok_or_else(|| {
-                err(
-                    lines.of(v.span().start),
-                    "chunk_rows".into(),
-                    "must be between 1 and 1000000".into(),
-                )
-            })?,
+        Some(v) => count_in(v, 1..=1_000_000).ok_or_else(|| {
+            err(
+                lines.of(v.span().start),
+                "chunk_rows".into(),
+                "must be between 1 and 1000000".into(),
+            )
+        })?,
     };
 
     let mut tables = Vec::new();
     for raw_table in raw.tables {
-        let line = lines.of(raw_table.span().start);
-        let t = raw_table.into_inner();
+        let (line, t) = lines.unspan(raw_table);
         let field = format!("tables[{}]", t.name);
         let buckets = match &t.buckets {
             None => DEFAULT_BUCKETS,
-            Some(v) => usize::try_from(*v.get_ref())
-                .ok()
-                .filter(|n| (1..=10_000).contains(n))
+            Some(v) => count_in(v, 1..=10_000).ok_or_else(|| {
+                err(
+                    lines.of(v.span().start),
+                    format!("{field}.buckets"),
+                    "must be between 1 and 10000".into(),
+                )
+            })?,
+        };
+        let columns = lines.columns(t.columns, &format!("{field}.columns"), &err)?;
+
+        let source = lines.section(t.source, |s_line, s| {
+            let relation = exactly_one(s.table, s.query, Relation::Table, Relation::Query)
                 .ok_or_else(|| {
-                    err(
-                        lines.of(v.span().start),
-                        format!("{field}.buckets"),
-                        "must be between 1 and 10000".into(),
-                    )
-                })?,
-        };
-
-        let mut columns = Vec::new();
-        for (name, raw_col) in t.columns.0 {
-            let col_line = lines.of(raw_col.span().start);
-            let col_field = format!("{field}.columns.{name}");
-            let col = column(name, raw_col.into_inner(), col_line)
-                .map_err(|m| err(col_line, col_field, m))?;
-            columns.push(col);
-        }
-
-        let source = match t.source {
-            None => None,
-            Some(s) => {
-                let s_line = lines.of(s.span().start);
-                let s = s.into_inner();
-                let relation = match (s.table, s.query) {
-                    (Some(table), None) => Relation::Table(table),
-                    (None, Some(query)) => Relation::Query(query),
-                    _ => {
-                        return Err(err(
-                            s_line,
-                            format!("{field}.source"),
-                            "give exactly one of `table` or `query`".into(),
-                        ));
-                    }
-                };
-                let key = match s.key {
-                    Some(k) => k,
-                    // Without an explicit source key, the target key columns
-                    // must be copies of source columns.
-                    None => default_source_key(&t.key, &columns).map_err(|m| {
-                        err(lines.of(t.key.span().start), format!("{field}.key"), m)
-                    })?,
-                };
-                let bucket = match s.bucket {
-                    Some(b) => b,
-                    None => key.first().cloned().unwrap_or_default(),
-                };
-                let mut tracks = Vec::new();
-                for tr in s.tracks {
-                    let tr_line = lines.of(tr.span().start);
-                    let tr = tr.into_inner();
-                    let map = match (tr.key, tr.query) {
-                        (Some(k), None) => TrackMap::Columns(k),
-                        (None, Some(q)) => TrackMap::Query(q),
-                        _ => {
-                            return Err(err(
-                                tr_line,
-                                format!("{field}.source.tracks[{}]", tr.table),
-                                "give exactly one of `key` or `query`".into(),
-                            ));
-                        }
-                    };
-                    tracks.push(Track {
-                        table: tr.table,
-                        map,
-                    });
-                }
-                if tracks.is_empty()
-                    && let Relation::Table(name) = &relation
-                {
-                    tracks.push(Track {
-                        table: name.clone(),
-                        map: TrackMap::Columns(key.clone()),
-                    });
-                }
-                Some(SourceSpec {
-                    relation,
-                    key,
-                    bucket,
-                    tracks,
-                    line: s_line,
-                })
+                    let m = "give exactly one of `table` or `query`";
+                    err(s_line, format!("{field}.source"), m.into())
+                })?;
+            let key = match s.key {
+                Some(k) => k,
+                // Without an explicit source key, the target key columns
+                // must be copies of source columns.
+                None => default_source_key(&t.key, &columns)
+                    .map_err(|m| err(lines.of(t.key.span().start), format!("{field}.key"), m))?,
+            };
+            let bucket = match s.bucket {
+                Some(b) => b,
+                None => key.first().cloned().unwrap_or_default(),
+            };
+            let mut tracks = Vec::new();
+            for tr in s.tracks {
+                let (tr_line, tr) = lines.unspan(tr);
+                let map = exactly_one(tr.key, tr.query, TrackMap::Columns, TrackMap::Query)
+                    .ok_or_else(|| {
+                        let f = format!("{field}.source.tracks[{}]", tr.table);
+                        err(tr_line, f, "give exactly one of `key` or `query`".into())
+                    })?;
+                tracks.push(Track {
+                    table: tr.table,
+                    map,
+                });
             }
-        };
-
-        let dedupe = match t.dedupe {
-            None => None,
-            Some(d) => {
-                let d_line = lines.of(d.span().start);
-                let d = d.into_inner();
-                let keep = match d.keep.as_deref() {
-                    None | Some("first") => Keep::First,
-                    Some("last") => Keep::Last,
-                    Some(other) => {
-                        return Err(err(
-                            d_line,
-                            format!("{field}.dedupe.keep"),
-                            format!("`{other}` is not `first` or `last`"),
-                        ));
-                    }
-                };
-                let key = d.key.unwrap_or_else(|| t.key.get_ref().clone());
-                let group = match d.group {
-                    Some(g) => g,
-                    None if source.is_some() => derive_group(&key, &columns)
-                        .map_err(|m| err(d_line, format!("{field}.dedupe.group"), m))?,
-                    None => Vec::new(),
-                };
-                Some(DedupeSpec {
-                    key,
-                    keep,
-                    group,
-                    line: d_line,
-                })
+            if tracks.is_empty()
+                && let Relation::Table(name) = &relation
+            {
+                tracks.push(Track {
+                    table: name.clone(),
+                    map: TrackMap::Columns(key.clone()),
+                });
             }
-        };
+            Ok(SourceSpec {
+                relation,
+                key,
+                bucket,
+                tracks,
+                line: s_line,
+            })
+        })?;
 
-        let reverse = match t.reverse {
-            None => None,
-            Some(r) => {
-                let r_line = lines.of(r.span().start);
-                let r = r.into_inner();
-                let mut columns = Vec::new();
-                for (name, raw_col) in r.columns.map(|c| c.0).unwrap_or_default() {
-                    let col_line = lines.of(raw_col.span().start);
-                    let col_field = format!("{field}.reverse.columns.{name}");
-                    let col = column(name, raw_col.into_inner(), col_line)
-                        .map_err(|m| err(col_line, col_field, m))?;
-                    columns.push(col);
+        let dedupe = lines.section(t.dedupe, |d_line, d| {
+            let keep = match d.keep.as_deref() {
+                None | Some("first") => Keep::First,
+                Some("last") => Keep::Last,
+                Some(other) => {
+                    return Err(err(
+                        d_line,
+                        format!("{field}.dedupe.keep"),
+                        format!("`{other}` is not `first` or `last`"),
+                    ));
                 }
-                Some(ReverseSpec {
-                    table: r.table,
-                    key: r.key,
-                    columns,
-                    line: r_line,
-                })
-            }
-        };
+            };
+            let key = d.key.unwrap_or_else(|| t.key.get_ref().clone());
+            let group = match d.group {
+                Some(g) => g,
+                None if source.is_some() => derive_group(&key, &columns)
+                    .map_err(|m| err(d_line, format!("{field}.dedupe.group"), m))?,
+                None => Vec::new(),
+            };
+            Ok(DedupeSpec {
+                key,
+                keep,
+                group,
+                line: d_line,
+            })
+        })?;
+
+        let reverse = lines.section(t.reverse, |r_line, r| {
+            let columns = r.columns.unwrap_or(RawColumns(Vec::new()));
+            Ok(ReverseSpec {
+                table: r.table,
+                key: r.key,
+                columns: lines.columns(columns, &format!("{field}.reverse.columns"), &err)?,
+                line: r_line,
+            })
+        })?;
 
         tables.push(TableSpec {
             name: t.name,
@@ -573,31 +580,25 @@ fn json_fields(v: toml::Value) -> std::result::Result<Vec<(String, String)>, Str
 mod tests {
     use super::super::Spec;
     use super::*;
+    use crate::spec::fixture::refused;
 
-    const MINIMAL: &str = r#"
-[source]
-url = "sqlite://a.db"
-[target]
-url = "sqlite://b.db"
-
-[[tables]]
-name = "people"
-key = ["id"]
-
-[tables.source]
-table = "members"
-
-[tables.columns]
-id = "member_id"
+    fn minimal() -> String {
+        crate::spec::fixture::people(
+            "sqlite://b.db",
+            "\"id\"",
+            "",
+            "",
+            r#"id = "member_id"
 email = { from = "email", trim = true, lower = true }
 kind = { constant = "member" }
 doc = { json = { name = "name", since = "created_at" } }
-uid = { uuid5 = ["member_id"], namespace = "members" }
-"#;
+uid = { uuid5 = ["member_id"], namespace = "members" }"#,
+        )
+    }
 
     #[test]
     fn parses_columns_in_declaration_order_with_their_lines() -> anyhow::Result<()> {
-        let spec = Spec::parse(MINIMAL, "t.toml")?;
+        let spec = Spec::parse(&minimal(), "t.toml")?;
         let t = &spec.tables[0];
         let names: Vec<_> = t.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["id", "email", "kind", "doc", "uid"]);
@@ -614,26 +615,26 @@ uid = { uuid5 = ["member_id"], namespace = "members" }
 
     #[test]
     fn an_unknown_field_names_its_line() {
-        let text = MINIMAL.replace("trim = true", "trimm = true");
-        let err = Spec::parse(&text, "t.toml").unwrap_err().to_string();
-        assert!(err.starts_with("t.toml line 16"), "{err}");
+        let text = minimal().replace("trim = true", "trimm = true");
+        let err = refused(&text);
+        assert!(err.starts_with("s.toml line 16"), "{err}");
         assert!(err.contains("trimm"), "{err}");
     }
 
     #[test]
     fn a_bad_cast_type_names_line_and_field() {
-        let text = MINIMAL.replace("trim = true", "cast = \"widget\"");
-        let err = Spec::parse(&text, "t.toml").unwrap_err().to_string();
+        let text = minimal().replace("trim = true", "cast = \"widget\"");
+        let err = refused(&text);
         assert_eq!(
             err,
-            "t.toml line 16, tables[people].columns.email: unknown type `widget` (expected one of bool, int, float, decimal, text, bytes, uuid, json, timestamp, timestamptz, date)"
+            "s.toml line 16, tables[people].columns.email: unknown type `widget` (expected one of bool, int, float, decimal, text, bytes, uuid, json, timestamp, timestamptz, date)"
         );
     }
 
     #[test]
     fn a_derived_key_needs_an_explicit_source_key() {
-        let text = MINIMAL.replace("key = [\"id\"]", "key = [\"uid\"]");
-        let err = Spec::parse(&text, "t.toml").unwrap_err().to_string();
+        let text = minimal().replace("key = [\"id\"]", "key = [\"uid\"]");
+        let err = refused(&text);
         assert!(err.contains("line 9, tables[people].key"), "{err}");
         assert!(err.contains("source.key"), "{err}");
     }

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use super::validate::{RESERVED_PREFIX, check_identifier};
+use super::validate::{check_column_name, check_identifier};
 use super::{ColumnSpec, Relation, Spec, TableSpec, Transform};
 use crate::error::Result;
 
@@ -71,17 +71,7 @@ pub(super) fn validate_reverse(spec: &Spec, t: &TableSpec) -> Result<()> {
     let mut seen = HashSet::new();
     for c in &r.columns {
         let cf = format!("{field}.columns.{}", c.name);
-        check_identifier(&c.name, false).map_err(|m| spec.error_at(c.line, &cf, m))?;
-        if !seen.insert(c.name.as_str()) {
-            return Err(spec.error_at(c.line, &cf, "declared twice"));
-        }
-        if c.name.starts_with(RESERVED_PREFIX) {
-            return Err(spec.error_at(
-                c.line,
-                &cf,
-                "names starting with `_tern_` are the engine's own",
-            ));
-        }
+        check_column_name(spec, c, &cf, &mut seen)?;
         if c.transform == Transform::Slot {
             return Err(spec.error_at(
                 c.line,
@@ -136,28 +126,21 @@ pub(super) fn validate_reverse(spec: &Spec, t: &TableSpec) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::super::Spec;
+    use crate::spec::fixture::refused;
 
     fn spec(reverse: &str) -> String {
-        format!(
-            r#"
-[source]
-url = "sqlite://a.db"
-[target]
-url = "postgres://u@h/db"
-
-[[tables]]
-name = "people"
-key = ["uid"]
-
-[tables.source]
-table = "members"
-key = ["member_id"]
-
-[tables.columns]
-uid = {{ uuid5 = ["member_id"], namespace = "members" }}
+        let columns = format!(
+            r#"uid = {{ uuid5 = ["member_id"], namespace = "members" }}
 member = "member_id"
 doc = {{ json = {{ name = "name" }} }}
 {reverse}"#
+        );
+        crate::spec::fixture::people(
+            "postgres://u@h/db",
+            "\"uid\"",
+            "",
+            "key = [\"member_id\"]\n",
+            &columns,
         )
     }
 
@@ -176,21 +159,9 @@ doc = {{ json = {{ name = "name" }} }}
     }
 
     #[test]
-    fn a_missing_key_column_is_named_with_what_to_add() {
-        let text = spec("[tables.reverse.columns]\nname = { expr = \"doc.name\" }\n");
-        let err = Spec::parse(&text, "s.toml").unwrap_err().to_string();
-        assert!(err.contains("tables[people].reverse.columns"), "{err}");
-        assert!(
-            err.contains("source key column `member_id` gets no value"),
-            "{err}"
-        );
-        assert!(err.contains("add `member_id = …`"), "{err}");
-    }
-
-    #[test]
     fn a_reverse_column_must_read_target_columns() {
         let text = spec("[tables.reverse.columns]\nmember_id = \"member_id\"\n");
-        let err = Spec::parse(&text, "s.toml").unwrap_err().to_string();
+        let err = refused(&text);
         assert!(
             err.starts_with("s.toml line 20, tables[people].reverse.columns.member_id"),
             "{err}"
@@ -201,17 +172,32 @@ doc = {{ json = {{ name = "name" }} }}
         );
     }
 
+    /// Each refused reverse section with what its error must say.
     #[test]
-    fn an_unknown_field_in_the_reverse_section_is_refused() {
-        let text = spec("[tables.reverse]\ntabel = \"x\"\n");
-        let err = Spec::parse(&text, "s.toml").unwrap_err().to_string();
-        assert!(err.contains("tabel"), "{err}");
-    }
-
-    #[test]
-    fn an_empty_reverse_section_says_what_to_write() {
-        let text = spec("[tables.reverse]\ntable = \"members\"\n");
-        let err = Spec::parse(&text, "s.toml").unwrap_err().to_string();
-        assert!(err.contains("no column is mapped back"), "{err}");
+    fn refusals_say_what_to_write() {
+        let cases: [(&str, &[&str]); 3] = [
+            // A missing key column is named with what to add.
+            (
+                "[tables.reverse.columns]\nname = { expr = \"doc.name\" }\n",
+                &[
+                    "tables[people].reverse.columns",
+                    "source key column `member_id` gets no value",
+                    "add `member_id = …`",
+                ],
+            ),
+            // An unknown field in the reverse section.
+            ("[tables.reverse]\ntabel = \"x\"\n", &["tabel"]),
+            // An empty reverse section says what to write.
+            (
+                "[tables.reverse]\ntable = \"members\"\n",
+                &["no column is mapped back"],
+            ),
+        ];
+        for (reverse, says) in cases {
+            let err = refused(&spec(reverse));
+            for s in says {
+                assert!(err.contains(s), "{s}: {err}");
+            }
+        }
     }
 }

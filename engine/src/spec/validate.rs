@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::{Spec, TableSpec, Transform};
+use super::{ColumnSpec, Spec, TableSpec, Transform};
 use crate::error::Result;
 
 /// Reserved prefix for the engine's own columns and tables.
@@ -54,17 +54,7 @@ fn validate_table(spec: &Spec, t: &TableSpec) -> Result<()> {
     let mut seen = HashSet::new();
     for c in &t.columns {
         let cf = format!("{field}.columns.{}", c.name);
-        check_identifier(&c.name, false).map_err(|m| spec.error_at(c.line, &cf, m))?;
-        if !seen.insert(c.name.as_str()) {
-            return Err(spec.error_at(c.line, &cf, "declared twice"));
-        }
-        if c.name.starts_with(RESERVED_PREFIX) {
-            return Err(spec.error_at(
-                c.line,
-                &cf,
-                "names starting with `_tern_` are the engine's own",
-            ));
-        }
+        check_column_name(spec, c, &cf, &mut seen)?;
         match &c.transform {
             Transform::Slot if t.source.is_some() && t.transformers.is_empty() => {
                 return Err(spec.error_at(
@@ -134,6 +124,28 @@ fn validate_table(spec: &Spec, t: &TableSpec) -> Result<()> {
     Ok(())
 }
 
+/// A column's name (`cf` its field) is a plain identifier, not the
+/// engine's own and not one `seen` before in its list.
+pub(super) fn check_column_name<'a>(
+    spec: &Spec,
+    c: &'a ColumnSpec,
+    cf: &str,
+    seen: &mut HashSet<&'a str>,
+) -> Result<()> {
+    check_identifier(&c.name, false).map_err(|m| spec.error_at(c.line, cf, m))?;
+    if !seen.insert(c.name.as_str()) {
+        return Err(spec.error_at(c.line, cf, "declared twice"));
+    }
+    if c.name.starts_with(RESERVED_PREFIX) {
+        return Err(spec.error_at(
+            c.line,
+            cf,
+            "names starting with `_tern_` are the engine's own",
+        ));
+    }
+    Ok(())
+}
+
 /// Names are quoted in SQL, but only plain identifiers are accepted so that no
 /// name can break out of its quotes. `dotted` allows `schema.table`.
 pub(crate) fn check_identifier(name: &str, dotted: bool) -> std::result::Result<(), String> {
@@ -159,62 +171,46 @@ pub(crate) fn check_identifier(name: &str, dotted: bool) -> std::result::Result<
 
 #[cfg(test)]
 mod tests {
-    use super::super::Spec;
+    use crate::spec::fixture::{people, refused};
 
-    fn spec(columns: &str, extra: &str) -> String {
-        format!(
-            r#"
-[source]
-url = "sqlite://a.db"
-[target]
-url = "postgres://u@h/db"
-
-[[tables]]
-name = "people"
-key = ["id"]
-{extra}
-[tables.source]
-table = "members"
-
-[tables.columns]
-{columns}
-"#
-        )
-    }
-
+    /// Each refused spec (its columns and what follows the table's key)
+    /// with what its error must say: where, and why.
     #[test]
-    fn a_key_that_is_not_a_column_is_refused() {
-        let text = spec("ident = \"member_id\"", "");
-        let err = Spec::parse(&text, "s.toml").unwrap_err().to_string();
-        assert!(err.contains("line 9, tables[people].key"), "{err}");
-        assert!(
-            err.contains("`id` is not one of the table's columns"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_column_without_value_is_refused() {
-        let text = spec("id = \"member_id\"\nnote = { cast = \"text\" }", "");
-        let err = Spec::parse(&text, "s.toml").unwrap_err().to_string();
-        assert!(
-            err.contains("line 16, tables[people].columns.note"),
-            "{err}"
-        );
-        assert!(err.contains("gets no value"), "{err}");
-    }
-
-    #[test]
-    fn a_name_that_could_escape_its_quotes_is_refused() {
-        let text = spec("id = \"member_id\"\n\"a\\\"b\" = \"x\"", "");
-        let err = Spec::parse(&text, "s.toml").unwrap_err().to_string();
-        assert!(err.contains("not a plain identifier"), "{err}");
-    }
-
-    #[test]
-    fn a_dedupe_key_must_be_a_column() {
-        let text = spec("id = \"member_id\"", "[tables.dedupe]\nkey = [\"nope\"]\n");
-        let err = Spec::parse(&text, "s.toml").unwrap_err().to_string();
-        assert!(err.contains("tables[people].dedupe.key"), "{err}");
+    fn refusals_name_their_line_and_field() {
+        let cases: [(&str, &str, &[&str]); 4] = [
+            // A key that is not a column.
+            (
+                "ident = \"member_id\"",
+                "",
+                &[
+                    "line 9, tables[people].key",
+                    "`id` is not one of the table's columns",
+                ],
+            ),
+            // A column without a value.
+            (
+                "id = \"member_id\"\nnote = { cast = \"text\" }",
+                "",
+                &["line 16, tables[people].columns.note", "gets no value"],
+            ),
+            // A name that could escape its quotes.
+            (
+                "id = \"member_id\"\n\"a\\\"b\" = \"x\"",
+                "",
+                &["not a plain identifier"],
+            ),
+            // A dedupe key that is not a column.
+            (
+                "id = \"member_id\"",
+                "[tables.dedupe]\nkey = [\"nope\"]\n",
+                &["tables[people].dedupe.key"],
+            ),
+        ];
+        for (columns, extra, says) in cases {
+            let err = refused(&people("postgres://u@h/db", "\"id\"", extra, "", columns));
+            for s in says {
+                assert!(err.contains(s), "{s}: {err}");
+            }
+        }
     }
 }

@@ -130,34 +130,30 @@ impl Cut {
         groups: &[i64],
     ) -> (String, Vec<Value>) {
         let mut params = Vec::new();
-        let ors: Vec<String> = groups
-            .iter()
-            .map(|&g| {
-                let (lo, hi) = self.group(g);
-                let mut conds = Vec::new();
-                match (lo, &range.lo) {
-                    (Some(lo), _) => conds.push(format!("{col} > {lo}")),
+        let mut ors = Vec::with_capacity(groups.len());
+        for &g in groups {
+            let (lo, hi) = self.group(g);
+            let mut conds = Vec::new();
+            // Each end: the group's own bound (exclusive below, inclusive
+            // above), else the bucket's (inclusive below, exclusive above).
+            for (own, own_op, edge, edge_op) in
+                [(lo, ">", &range.lo, ">="), (hi, "<=", &range.hi, "<")]
+            {
+                match (own, edge) {
+                    (Some(x), _) => conds.push(format!("{col} {own_op} {x}")),
                     (None, Some(v)) => {
                         params.push(v.clone());
-                        conds.push(format!("{col} >= {}", d.placeholder(params.len())));
+                        conds.push(format!("{col} {edge_op} {}", d.placeholder(params.len())));
                     }
                     (None, None) => {}
                 }
-                match (hi, &range.hi) {
-                    (Some(hi), _) => conds.push(format!("{col} <= {hi}")),
-                    (None, Some(v)) => {
-                        params.push(v.clone());
-                        conds.push(format!("{col} < {}", d.placeholder(params.len())));
-                    }
-                    (None, None) => {}
-                }
-                if conds.is_empty() {
-                    "1 = 1".to_string()
-                } else {
-                    format!("({})", conds.join(" AND "))
-                }
-            })
-            .collect();
+            }
+            ors.push(if conds.is_empty() {
+                "1 = 1".to_string()
+            } else {
+                format!("({})", conds.join(" AND "))
+            });
+        }
         (format!(" WHERE {}", ors.join(" OR ")), params)
     }
 }
@@ -196,10 +192,10 @@ impl Checksums {
         if !int_keys {
             return Err("the key is not made of integers on both sides".into());
         }
-        let n = ctx.compared_len();
-        let mut source_pieces = Vec::with_capacity(n);
-        let mut target_pieces = Vec::with_capacity(n);
-        for (i, name) in ctx.shape.columns[..n].iter().enumerate() {
+        let columns = ctx.compared_types()?;
+        let mut source_pieces = Vec::with_capacity(columns.len());
+        let mut target_pieces = Vec::with_capacity(columns.len());
+        for (name, target_ty) in columns {
             let col = spec
                 .column(name)
                 .ok_or_else(|| format!("column {name} is not in the spec"))?;
@@ -211,13 +207,6 @@ impl Checksums {
             if col.trim || col.lower {
                 return Err(format!("column {name} is trimmed or lowered"));
             }
-            let target_ty = ctx
-                .shape
-                .types
-                .get(i)
-                .copied()
-                .flatten()
-                .ok_or_else(|| format!("the target does not say the type of column {name}"))?;
             if col.cast.is_some_and(|c| c != target_ty) {
                 return Err(format!(
                     "column {name} is cast to another type than the target's"
@@ -536,19 +525,12 @@ mod tests {
 
     #[test]
     fn timestamps_keep_microseconds_on_both_sides() {
-        let p = piece(
-            Dialect::Postgres,
-            "c",
-            ColumnType::Timestamp,
-            ColumnType::Timestamp,
-        );
-        assert!(p.contains("HH24:MI:SS.US"), "{p}");
-        let m = piece(
-            Dialect::MySql,
-            "c",
-            ColumnType::Timestamp,
-            ColumnType::Timestamp,
-        );
-        assert!(m.contains("%H:%i:%s.%f"), "{m}");
+        for (d, micros) in [
+            (Dialect::Postgres, "HH24:MI:SS.US"),
+            (Dialect::MySql, "%H:%i:%s.%f"),
+        ] {
+            let p = piece(d, "c", ColumnType::Timestamp, ColumnType::Timestamp);
+            assert!(p.contains(micros), "{d:?}: {p}");
+        }
     }
 }

@@ -151,6 +151,26 @@ impl Ctx {
         self.shape.source_key.unwrap_or(self.shape.columns.len())
     }
 
+    /// The compared columns with their target types, or which one's type
+    /// the target does not say (a checksum plan needs every type).
+    pub(super) fn compared_types(&self) -> std::result::Result<Vec<(&str, ColumnType)>, String> {
+        let n = self.compared_len();
+        self.shape.columns[..n]
+            .iter()
+            .zip(
+                self.shape
+                    .types
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat(None)),
+            )
+            .map(|(name, ty)| {
+                ty.map(|ty| (name.as_str(), ty))
+                    .ok_or_else(|| format!("the target does not say the type of column {name}"))
+            })
+            .collect()
+    }
+
     /// The source key an (extra) target row was written from: its
     /// `_tern_source_key` parsed by the source key types, or, when the target
     /// key is a plain copy of the source key, the target key itself.

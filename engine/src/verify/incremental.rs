@@ -16,7 +16,7 @@ use crate::changelog::Position;
 use crate::error::{EngineError, Result};
 use crate::link::{Link, Side};
 use crate::run_control::RunControl;
-use crate::value::key_identity;
+use crate::value::identity;
 
 /// Changelog rows read per batch of an incremental run.
 const CHANGES_PER_READ: usize = 10_000;
@@ -77,7 +77,7 @@ pub(super) async fn run(
             return Ok((0, false, at.to_string()));
         };
         for k in batch.keys.into_iter().flat_map(|t| t.keys) {
-            if seen.insert(key_identity(&k.iter().collect::<Vec<_>>())) {
+            if seen.insert(identity(&k)) {
                 keys.push(k);
             }
         }

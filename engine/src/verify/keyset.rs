@@ -171,7 +171,7 @@ impl Ctx {
 }
 
 fn key_text(key: &[Value]) -> String {
-    crate::value::key_identity(&key.iter().collect::<Vec<_>>())
+    crate::value::identity(key)
 }
 
 /// One stored row per key (a key could be met in two batches).

@@ -28,7 +28,7 @@ use crate::buckets::Bucket;
 use crate::chunk::KeyRange;
 use crate::error::Result;
 use crate::run_control::RunControl;
-use crate::value::{Value, key_identity};
+use crate::value::{Value, identity};
 
 /// Whether a table's full diff needs the pass.
 pub(super) fn needed(ctx: &Ctx) -> bool {
@@ -150,8 +150,4 @@ fn bucket_of(ctx: &Ctx, buckets: &[Bucket], key: &[Value]) -> Option<usize> {
         .iter()
         .find(|b| b.range.contains(v))
         .map(|b| b.index)
-}
-
-fn identity(key: &[Value]) -> String {
-    key_identity(&key.iter().collect::<Vec<_>>())
 }

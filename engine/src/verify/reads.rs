@@ -123,34 +123,30 @@ impl Ctx {
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         let ctx = format!("look up {} target rows to verify", self.table);
-        for batch in target_keys.chunks(KEYS_PER_BATCH) {
-            let (sql, params) = keys_where(d, &self.shape, batch);
-            let (_, mut rows) = self
-                .target
-                .fetch(&format!("{}{sql}", self.select), &params, &ctx)
-                .await?;
-            self.as_target_types(&mut rows);
-            for r in rows {
-                if seen.insert(self.key_id(&r)) {
-                    out.push(r);
-                }
-            }
-        }
+        // The conditions to read by: target keys, then source keys (in the
+        // hidden column, for rows whose target key moved).
+        let mut conds: Vec<(String, Vec<Value>)> = target_keys
+            .chunks(KEYS_PER_BATCH)
+            .map(|batch| keys_where(d, &self.shape, batch))
+            .collect();
         if self.shape.source_key.is_some() {
             for batch in source_keys.chunks(KEYS_PER_BATCH) {
                 let keys: Vec<Vec<Value>> =
                     batch.iter().map(|s| vec![Value::Text(s.clone())]).collect();
                 let mut params = Vec::with_capacity(keys.len());
                 let cond = d.keys_in(&[d.quote(SOURCE_KEY_COLUMN)], &keys, &mut params);
-                let (_, mut rows) = self
-                    .target
-                    .fetch(&format!("{} WHERE {cond}", self.select), &params, &ctx)
-                    .await?;
-                self.as_target_types(&mut rows);
-                for r in rows {
-                    if seen.insert(self.key_id(&r)) {
-                        out.push(r);
-                    }
+                conds.push((format!(" WHERE {cond}"), params));
+            }
+        }
+        for (cond, params) in conds {
+            let (_, mut rows) = self
+                .target
+                .fetch(&format!("{}{cond}", self.select), &params, &ctx)
+                .await?;
+            self.as_target_types(&mut rows);
+            for r in rows {
+                if seen.insert(self.key_id(&r)) {
+                    out.push(r);
                 }
             }
         }
@@ -178,22 +174,22 @@ pub(super) fn range_where(
 ) -> (String, Vec<Value>) {
     let mut params = Vec::new();
     let mut conds = Vec::new();
-    match after {
-        Some(a) => conds.push(tuple_cmp(d, cols, ">", a, &mut params, cast)),
-        None => {
-            if let Some(lo) = &range.lo {
-                params.push(cast(lo, 0));
-                conds.push(format!("{} >= {}", cols[0], d.placeholder(params.len())));
+    // Each end: the position given (exclusive below, inclusive above), else
+    // the bucket's bound (inclusive below, exclusive above).
+    for (given, op, bound, bound_op) in
+        [(after, ">", &range.lo, ">="), (upto, "<=", &range.hi, "<")]
+    {
+        match (given, bound) {
+            (Some(p), _) => conds.push(tuple_cmp(d, cols, op, p, &mut params, cast)),
+            (None, Some(b)) => {
+                params.push(cast(b, 0));
+                conds.push(format!(
+                    "{} {bound_op} {}",
+                    cols[0],
+                    d.placeholder(params.len())
+                ));
             }
-        }
-    }
-    match upto {
-        Some(u) => conds.push(tuple_cmp(d, cols, "<=", u, &mut params, cast)),
-        None => {
-            if let Some(hi) = &range.hi {
-                params.push(cast(hi, 0));
-                conds.push(format!("{} < {}", cols[0], d.placeholder(params.len())));
-            }
+            (None, None) => {}
         }
     }
     if conds.is_empty() {

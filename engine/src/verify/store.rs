@@ -133,6 +133,37 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
+/// The counts' columns, in the order of [`counts_at`] and [`count_params`].
+const COUNT_COLUMNS: [&str; 5] = ["compared", "matched", "missing", "extra", "different"];
+
+/// The counts stored in the [`COUNT_COLUMNS`] of a row, from column `at`.
+fn counts_at(r: &[Value], at: usize) -> Counts {
+    let n = |i: usize| int(&r[at + i]) as u64;
+    Counts {
+        compared: n(0),
+        matched: n(1),
+        missing: n(2),
+        extra: n(3),
+        different: n(4),
+    }
+}
+
+/// `compared = …, matched = …` for the [`COUNT_COLUMNS`], with the
+/// placeholders from the `from`-th on.
+fn count_sets(d: Dialect, from: usize) -> String {
+    COUNT_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = {}", d.placeholder(from + i)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The parameters of [`count_sets`].
+fn count_params(c: &Counts) -> [Value; 5] {
+    [c.compared, c.matched, c.missing, c.extra, c.different].map(|n| Value::Int(n as i64))
+}
+
 fn run_of(r: &[Value]) -> RunRow {
     RunRow {
         run_id: text(&r[0]).unwrap_or_default(),
@@ -143,46 +174,36 @@ fn run_of(r: &[Value]) -> RunRow {
         started_at: int(&r[5]),
         finished_at: (!r[6].is_null()).then(|| int(&r[6])),
         position: text(&r[7]),
-        counts: Counts {
-            compared: int(&r[8]) as u64,
-            matched: int(&r[9]) as u64,
-            missing: int(&r[10]) as u64,
-            extra: int(&r[11]) as u64,
-            different: int(&r[12]) as u64,
-        },
+        counts: counts_at(r, 8),
         keys_read: int(&r[13]) as u64,
     }
 }
 
 /// A stored run, `None` if there is no such run.
 pub async fn load_run(target: &Connector, run_id: &str) -> Result<Option<RunRow>> {
-    let d = target.dialect();
-    let (_, rows) = target
-        .fetch(
-            &format!(
-                "SELECT {RUN_COLUMNS} FROM {} WHERE run_id = {}",
-                d.quote(RUNS_TABLE),
-                d.placeholder(1)
-            ),
-            &[Value::Text(run_id.to_string())],
-            "read a verification run",
-        )
-        .await?;
-    Ok(rows.first().map(|r| run_of(r)))
+    let runs = select_runs(target, "run_id", run_id, "read a verification run").await?;
+    Ok(runs.into_iter().next())
 }
 
 /// The runs of a table, newest first.
 pub async fn list_runs(target: &Connector, table: &str) -> Result<Vec<RunRow>> {
-    let d = target.dialect();
-    let (_, rows) = target
-        .fetch(
-            &format!(
-                "SELECT {RUN_COLUMNS} FROM {} WHERE table_name = {} ORDER BY started_at DESC, run_id DESC",
-                d.quote(RUNS_TABLE),
-                d.placeholder(1)
-            ),
-            &[Value::Text(table.to_string())],
-            "list verification runs",
+    select_runs(target, "table_name", table, "list verification runs").await
+}
+
+/// The runs whose `column` is `value`, newest first.
+async fn select_runs(
+    target: &Connector,
+    column: &str,
+    value: &str,
+    context: &str,
+) -> Result<Vec<RunRow>> {
+    let rows = target
+        .select_where(
+            RUN_COLUMNS,
+            RUNS_TABLE,
+            &[(column, Value::Text(value.to_string()))],
+            "ORDER BY started_at DESC, run_id DESC",
+            context,
         )
         .await?;
     Ok(rows.iter().map(|r| run_of(r)).collect())
@@ -199,34 +220,27 @@ pub(crate) async fn finish_run(
 ) -> Result<()> {
     let d = target.dialect();
     let p = |i| d.placeholder(i);
+    let mut params = vec![Value::Text(status.to_string())];
+    params.extend(count_params(counts));
+    params.extend([
+        Value::Int(keys_read as i64),
+        // A typed NULL: an untyped one binds as text on PostgreSQL.
+        Value::Int(finished_at.unwrap_or(-1)),
+        Value::Text(run_id.to_string()),
+    ]);
     target
         .execute(
             &format!(
-                "UPDATE {} SET status = {}, compared = {}, matched = {}, missing = {}, extra = {}, \
-                 different = {}, keys_read = {}, finished_at = NULLIF({}, -1) WHERE run_id = {}",
+                "UPDATE {} SET status = {}, {}, keys_read = {}, finished_at = NULLIF({}, -1) \
+                 WHERE run_id = {}",
                 d.quote(RUNS_TABLE),
                 p(1),
-                p(2),
-                p(3),
-                p(4),
-                p(5),
-                p(6),
+                count_sets(d, 2),
                 p(7),
                 p(8),
                 p(9)
             ),
-            &[
-                Value::Text(status.to_string()),
-                Value::Int(counts.compared as i64),
-                Value::Int(counts.matched as i64),
-                Value::Int(counts.missing as i64),
-                Value::Int(counts.extra as i64),
-                Value::Int(counts.different as i64),
-                Value::Int(keys_read as i64),
-                // A typed NULL: an untyped one binds as text on PostgreSQL.
-                Value::Int(finished_at.unwrap_or(-1)),
-                Value::Text(run_id.to_string()),
-            ],
+            &params,
             "record the end of a verification run",
         )
         .await
@@ -246,17 +260,15 @@ pub(crate) async fn load_progress(
     run_id: &str,
     bucket: usize,
 ) -> Result<Option<BucketProgress>> {
-    let d = target.dialect();
-    let (_, rows) = target
-        .fetch(
-            &format!(
-                "SELECT last_key, done, compared, matched, missing, extra, different FROM {} \
-                 WHERE run_id = {} AND bucket = {}",
-                d.quote(PROGRESS_TABLE),
-                d.placeholder(1),
-                d.placeholder(2)
-            ),
-            &[Value::Text(run_id.to_string()), Value::Int(bucket as i64)],
+    let rows = target
+        .select_where(
+            "last_key, done, compared, matched, missing, extra, different",
+            PROGRESS_TABLE,
+            &[
+                ("run_id", Value::Text(run_id.to_string())),
+                ("bucket", Value::Int(bucket as i64)),
+            ],
+            "",
             "read verification progress",
         )
         .await?;
@@ -276,13 +288,7 @@ pub(crate) async fn load_progress(
     Ok(Some(BucketProgress {
         last_key,
         done: int(&r[1]) != 0,
-        counts: Counts {
-            compared: int(&r[2]) as u64,
-            matched: int(&r[3]) as u64,
-            missing: int(&r[4]) as u64,
-            extra: int(&r[5]) as u64,
-            different: int(&r[6]) as u64,
-        },
+        counts: counts_at(r, 2),
     }))
 }
 
@@ -328,32 +334,21 @@ pub(crate) fn advance(
     let last = last_key
         .and_then(|k| serde_json::to_string(k).ok())
         .map_or(Value::Null, Value::Text);
+    let mut params = vec![last, Value::Int(i64::from(done))];
+    params.extend(count_params(counts));
+    params.extend([Value::Text(run_id.to_string()), Value::Int(bucket as i64)]);
     Statement {
         sql: format!(
-            "UPDATE {} SET last_key = COALESCE({}, last_key), done = {}, compared = {}, matched = {}, \
-             missing = {}, extra = {}, different = {} WHERE run_id = {} AND bucket = {}",
+            "UPDATE {} SET last_key = COALESCE({}, last_key), done = {}, {} \
+             WHERE run_id = {} AND bucket = {}",
             d.quote(PROGRESS_TABLE),
             p(1),
             p(2),
-            p(3),
-            p(4),
-            p(5),
-            p(6),
-            p(7),
+            count_sets(d, 3),
             p(8),
             p(9)
         ),
-        params: vec![
-            last,
-            Value::Int(i64::from(done)),
-            Value::Int(counts.compared as i64),
-            Value::Int(counts.matched as i64),
-            Value::Int(counts.missing as i64),
-            Value::Int(counts.extra as i64),
-            Value::Int(counts.different as i64),
-            Value::Text(run_id.to_string()),
-            Value::Int(bucket as i64),
-        ],
+        params,
         expect_rows: Some(1),
     }
 }
@@ -473,18 +468,11 @@ fn mismatch_of(run_id: &str, r: &[Value]) -> Result<Mismatch> {
 
 /// Row keys and paths of a run's open mismatches, for the tree.
 pub(crate) async fn paths_of(target: &Connector, run_id: &str) -> Result<Vec<(String, String)>> {
-    let d = target.dialect();
-    let (_, rows) = target
-        .fetch(
-            &format!(
-                "SELECT target_key, paths FROM {} WHERE run_id = {} AND resolved = 0 \
-                 ORDER BY bucket, ord, key_id",
-                d.quote(MISMATCH_TABLE),
-                d.placeholder(1)
-            ),
-            &[Value::Text(run_id.to_string())],
-            "read the mismatch paths of a verification run",
-        )
+    let key = [("run_id", Value::Text(run_id.to_string()))];
+    let open = "AND resolved = 0 ORDER BY bucket, ord, key_id";
+    let context = "read the mismatch paths of a verification run";
+    let rows = target
+        .select_where("target_key, paths", MISMATCH_TABLE, &key, open, context)
         .await?;
     Ok(rows
         .iter()
