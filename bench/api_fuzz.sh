@@ -74,24 +74,26 @@ curl -sf -o /dev/null -H "Cookie: tern_session=$ADMIN_COOKIE" -H "X-CSRF-Token: 
   -d "{\"name\":\"fuzz-target\",\"kind\":\"postgres\",\"host\":\"127.0.0.1\",\"port\":5432,\"database\":\"fuzz\",\"username\":\"postgres\",\"secret\":\"$SECRET\"}" \
   "$BASE/api/v1/connections"
 
+# fuzz NAME METHOD_FILTER: one schemathesis run with $COOKIE and $CSRF, every
+# method but DELETE (--exclude-method) or only DELETE (--include-method); its
+# cassette and log are $WORK/NAME.yaml and .log. The session's own route is
+# left out: signing out would end the run's session.
+fuzz() {
+  "$VENV/bin/st" run "$WORK/openapi.json" --url "$BASE" \
+    -H "Cookie: tern_session=$COOKIE" -H "X-CSRF-Token: $CSRF" \
+    "$2" DELETE --exclude-path /api/v1/session \
+    --checks not_a_server_error --max-examples "$MAX_EXAMPLES" \
+    --report vcr --report-vcr-path "$WORK/$1.yaml" \
+    --output-sanitize false --no-color >"$WORK/$1.log" 2>&1 || true
+}
+
 for user in owner pm engineer admin; do
   read -r COOKIE CSRF <<<"$(sign_in "$user")"
   log "schemathesis as $user ($MAX_EXAMPLES examples per operation)"
-  # Signing out would end the run's own session: left out.
-  "$VENV/bin/st" run "$WORK/openapi.json" --url "$BASE" \
-    -H "Cookie: tern_session=$COOKIE" -H "X-CSRF-Token: $CSRF" \
-    --exclude-method DELETE --exclude-path /api/v1/session \
-    --checks not_a_server_error --max-examples "$MAX_EXAMPLES" \
-    --report vcr --report-vcr-path "$WORK/$user.yaml" \
-    --output-sanitize false --no-color >"$WORK/$user.log" 2>&1 || true
+  fuzz "$user" --exclude-method
   tail -3 "$WORK/$user.log" | sed "s/^/[api_fuzz] $user: /" >&2
   # Ordinary DELETE routes, fuzzed apart from the session's.
-  "$VENV/bin/st" run "$WORK/openapi.json" --url "$BASE" \
-    -H "Cookie: tern_session=$COOKIE" -H "X-CSRF-Token: $CSRF" \
-    --include-method DELETE --exclude-path /api/v1/session \
-    --checks not_a_server_error --max-examples "$MAX_EXAMPLES" \
-    --report vcr --report-vcr-path "$WORK/$user-delete.yaml" \
-    --output-sanitize false --no-color >"$WORK/$user-delete.log" 2>&1 || true
+  fuzz "$user-delete" --include-method
 done
 
 "$VENV/bin/python" - "$WORK" "$PASSWORD" "$SECRET" <<'PY'

@@ -28,18 +28,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 
 SRC_DB=tern_bench_src
-WORK=$(mktemp -d)
-
-cleanup() {
-  rm -rf "$WORK"
-  if [ "${KEEP:-0}" != 1 ]; then
-    my -e "DROP DATABASE IF EXISTS $SRC_DB" || true
-    for d in tern_bench_tern tern_bench_pipe tern_bench_pipe_ia tern_bench_pgloader; do
-      psql -qd postgres -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1 || true
-    done
-  fi
-}
-trap cleanup EXIT
+drop_on_exit "$SRC_DB" "tern_bench_tern tern_bench_pipe tern_bench_pipe_ia tern_bench_pgloader"
 
 if ! command -v pgloader >/dev/null && [ "${SKIP_PGLOADER:-0}" != 1 ]; then
   log "installing pgloader"

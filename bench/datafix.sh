@@ -17,21 +17,9 @@ cd "$(dirname "$0")/.."
 ROWS=${ROWS:-1000000}
 RATE=${RATE:-500}
 SECONDS_=${DURATION:-20}
-MYSQL_HOST=${MYSQL_HOST:-127.0.0.1}
-MYSQL_PORT=${MYSQL_PORT:-3306}
-MYSQL_USER=${MYSQL_USER:-root}
-export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+. bench/lib.sh
 DB=tern_bench_fix
-log() { echo "[bench] $*" >&2; }
-my() { mysql -h"$MYSQL_HOST" -P"$MYSQL_PORT" -u"$MYSQL_USER" "$@"; }
-
-cleanup() {
-  if [ "${KEEP:-0}" != 1 ]; then
-    my -e "DROP DATABASE IF EXISTS $DB" || true
-    psql -qd postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
-  fi
-}
-trap cleanup EXIT
+drop_on_exit "$DB" "$DB"
 
 # PROFILE=dev uses the dev build (dependencies at opt-level 1) when a release
 # build cannot be afforded on a busy machine.

@@ -1,9 +1,12 @@
-# Shared by bench/bulk_load.sh and bench/verify.sh (sourced, not run): the
-# connection settings, timing helpers, the MariaDB `messages` generator (the
-# hot-shard shape, ~230 bytes a row) and its spec columns.
+# Shared by the benches (sourced, not run): the connection settings, the
+# scratch directory and the clean-up on exit, timing helpers, the MariaDB
+# `messages` generator (the hot-shard shape, ~230 bytes a row) and its spec
+# columns.
 #
-# Environment: ROWS (default 2000000), MYSQL_HOST/MYSQL_PORT/MYSQL_USER
-# (127.0.0.1/3306/root, no password), PGHOST/PGPORT/PGUSER (127.0.0.1/5432/postgres).
+# Environment: ROWS (default 2000000; a bench that sets it before sourcing
+# keeps its own), MYSQL_HOST/MYSQL_PORT/MYSQL_USER (127.0.0.1/3306/root, no
+# password), PGHOST/PGPORT/PGUSER (127.0.0.1/5432/postgres), KEEP=1 to keep
+# the databases.
 
 ROWS=${ROWS:-2000000}
 MYSQL_HOST=${MYSQL_HOST:-127.0.0.1}
@@ -34,6 +37,25 @@ pg_count() { psql -Atd "$1" -c "SELECT COUNT(*) FROM $2"; }
 expect_rows() {
   [ "$2" = "$ROWS" ] || { log "$1 has $2 rows, expected $ROWS"; exit 1; }
 }
+
+# The bench's scratch directory, removed on exit.
+WORK=$(mktemp -d)
+# drop_on_exit "MARIADB_DBS" "PG_DBS" [PG_OPTION]: the databases the exit
+# drops unless KEEP=1 (PG_OPTION after each PostgreSQL DROP, e.g. "WITH (FORCE)").
+drop_on_exit() { DROP_MARIADB=$1 DROP_PG=$2 DROP_PG_OPTION=${3:-}; }
+# bench_cleanup (the EXIT trap): stops the bench's background jobs, removes
+# $WORK and drops the databases of drop_on_exit.
+bench_cleanup() {
+  jobs -p | xargs -r kill 2>/dev/null || true
+  rm -rf "$WORK"
+  [ "${KEEP:-0}" = 1 ] && return 0
+  local d
+  for d in ${DROP_MARIADB:-}; do my -e "DROP DATABASE IF EXISTS $d" || true; done
+  for d in ${DROP_PG:-}; do
+    psql -qd postgres -c "DROP DATABASE IF EXISTS $d ${DROP_PG_OPTION:-}" >/dev/null 2>&1 || true
+  done
+}
+trap bench_cleanup EXIT
 
 # gen_messages DB: a fresh MariaDB database DB with ROWS messages; old
 # members (low ids) own more messages: the hot-shard shape.
@@ -81,10 +103,11 @@ pipe_copy() {
     | psql -qd "$2" -c "\\copy messages ($COLS) from stdin"
 }
 
-# spec_header SOURCE_DB TARGET_DB: the top of a spec, chunks of 10,000 rows.
+# spec_header SOURCE_DB TARGET_DB [CHUNK_ROWS]: the top of a spec, chunks of
+# CHUNK_ROWS rows (default 10,000).
 spec_header() {
   cat <<TOML
-chunk_rows = 10000
+chunk_rows = ${3:-10000}
 
 [source]
 url = "$MYSQL_URL_BASE/$1"
@@ -94,22 +117,30 @@ url = "$PG_URL_BASE/$2"
 TOML
 }
 
-# spec_messages NAME KEY KEY_VALUE [SOURCE_LINE]: a spec table of the
-# messages in 8 buckets, keyed by column KEY (`KEY = KEY_VALUE`), every
-# other column copied.
-spec_messages() {
+# spec_table NAME KEY BUCKETS SOURCE_TABLE [SOURCE_LINE]: a spec table up to
+# its `[tables.columns]` line; the caller writes the columns.
+spec_table() {
   cat <<TOML
 
 [[tables]]
 name = "$1"
 key = ["$2"]
-buckets = 8
+buckets = $3
 
 [tables.source]
-table = "messages"
-${4:-}
+table = "$4"
+${5:-}
 
 [tables.columns]
+TOML
+}
+
+# spec_messages NAME KEY KEY_VALUE [SOURCE_LINE]: a spec table of the
+# messages in 8 buckets, keyed by column KEY (`KEY = KEY_VALUE`), every
+# other column copied.
+spec_messages() {
+  spec_table "$1" "$2" 8 messages "${4:-}"
+  cat <<TOML
 $2 = $3
 member_id = "member_id"
 conversation_id = "conversation_id"

@@ -21,24 +21,10 @@ cd "$(dirname "$0")/.."
 RATES=${RATES:-"1000 5000"}
 SECONDS_PER_RUN=${RUN_SECONDS:-20}
 PROFILE=${PROFILE:-dev}
-MYSQL_HOST=${MYSQL_HOST:-127.0.0.1}
-MYSQL_PORT=${MYSQL_PORT:-3306}
-MYSQL_USER=${MYSQL_USER:-root}
-export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+. bench/lib.sh
 SRC_DB=tern_bench_relay_src
 DST_DB=tern_bench_relay_dst
-WORK=$(mktemp -d)
-log() { echo "[bench] $*" >&2; }
-my() { mysql -h"$MYSQL_HOST" -P"$MYSQL_PORT" -u"$MYSQL_USER" "$@"; }
-
-cleanup() {
-  rm -rf "$WORK"
-  if [ "${KEEP:-0}" != 1 ]; then
-    my -e "DROP DATABASE IF EXISTS $SRC_DB" >/dev/null 2>&1 || true
-    psql -qd postgres -c "DROP DATABASE IF EXISTS $DST_DB" >/dev/null 2>&1 || true
-  fi
-}
-trap cleanup EXIT
+drop_on_exit "$SRC_DB" "$DST_DB"
 
 log "building the relay bench driver ($PROFILE)"
 cargo build -q --profile "$PROFILE" -p tern-engine --example relay_bench

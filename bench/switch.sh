@@ -31,8 +31,6 @@ RATE=${RATE:-1500}
 TASKS=${TASKS:-24}
 SWITCH_ROWS=${SWITCH_ROWS:-20000}
 PROFILE=${PROFILE:-dev}
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
 
 log "building the switch bench ($PROFILE)"
 cargo test -q --profile "$PROFILE" -p tern-server --test it --no-run 2>&1 | grep -v '^ *Executable' >&2 || true

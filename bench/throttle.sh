@@ -18,31 +18,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROWS=${ROWS:-1000000}
+. bench/lib.sh
 RATE=${RATE:-50000}
 CLIENTS=${CLIENTS:-16}
 LIMIT=${LIMIT:-8}
 HOLD_S=${HOLD_S:-8}
-MYSQL_HOST=${MYSQL_HOST:-127.0.0.1}
-MYSQL_PORT=${MYSQL_PORT:-3306}
-MYSQL_USER=${MYSQL_USER:-root}
-export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 SRC_DB=tern_bench_throttle_src
 DST_DB=tern_bench_throttle
-WORK=$(mktemp -d)
-log() { echo "[bench] $*" >&2; }
-my() { mysql -h"$MYSQL_HOST" -P"$MYSQL_PORT" -u"$MYSQL_USER" "$@"; }
-now() { date +%s.%N; }
 stamp() { while IFS= read -r line; do printf '%s %s\n' "$(now)" "$line"; done; }
-
-cleanup() {
-  jobs -p | xargs -r kill 2>/dev/null || true
-  rm -rf "$WORK"
-  if [ "${KEEP:-0}" != 1 ]; then
-    my -e "DROP DATABASE IF EXISTS $SRC_DB" || true
-    psql -qd postgres -c "DROP DATABASE IF EXISTS $DST_DB WITH (FORCE)" >/dev/null 2>&1 || true
-  fi
-}
-trap cleanup EXIT
+drop_on_exit "$SRC_DB" "$DST_DB" "WITH (FORCE)"
 
 log "building tern (release)"
 cargo build --release -q -p tern-server
@@ -60,31 +44,12 @@ INSERT INTO events SELECT seq, seq % 1000, CONCAT('event ', seq) FROM seq_1_to_$
 SQL
 psql -qd postgres -c "DROP DATABASE IF EXISTS $DST_DB WITH (FORCE)" -c "CREATE DATABASE $DST_DB" >/dev/null
 
-cat > "$WORK/spec.toml" <<TOML
-chunk_rows = 5000
-
-[source]
-url = "mysql://$MYSQL_USER@$MYSQL_HOST:$MYSQL_PORT/$SRC_DB"
-
-[target]
-url = "postgres://$PGUSER@$PGHOST:$PGPORT/$DST_DB"
-
-[throttle]
-target_active = $LIMIT
-
-[[tables]]
-name = "events"
-key = ["id"]
-buckets = 4
-
-[tables.source]
-table = "events"
-
-[tables.columns]
-id = "id"
-member_id = "member_id"
-body = "body"
-TOML
+{
+  spec_header "$SRC_DB" "$DST_DB" 5000
+  printf '\n[throttle]\ntarget_active = %s\n' "$LIMIT"
+  spec_table events id 4 events
+  printf 'id = "id"\nmember_id = "member_id"\nbody = "body"\n'
+} > "$WORK/spec.toml"
 echo "SELECT pg_sleep(0.5);" > "$WORK/busy.sql"
 
 # The target's active client backends, this session left out: the number the

@@ -29,16 +29,7 @@ cd "$(dirname "$0")/.."
 
 SRC_DB=tern_bench_verify_src
 DST_DB=tern_bench_verify
-WORK=$(mktemp -d)
-
-cleanup() {
-  rm -rf "$WORK"
-  if [ "${KEEP:-0}" != 1 ]; then
-    my -e "DROP DATABASE IF EXISTS $SRC_DB" || true
-    psql -qd postgres -c "DROP DATABASE IF EXISTS $DST_DB" >/dev/null 2>&1 || true
-  fi
-}
-trap cleanup EXIT
+drop_on_exit "$SRC_DB" "$DST_DB"
 
 log "building the verify_bench example (release)"
 cargo build --release -q -p tern-engine --example verify_bench

@@ -25,10 +25,11 @@ use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
+use crate::components::guard::{Need, guarded};
 use crate::components::layout::Shell;
 use crate::pages::{
-    audit::AuditPage, bucket::BucketPage, login::LoginPage, migration::MigrationPage,
-    new_migration::NewMigrationPage, not_found::NotFound, overview::Overview, users::UsersPage,
+    audit::AuditLog, bucket::BucketPage, login::LoginPage, migration::MigrationPage,
+    new_migration::NewMigration, not_found::NotFound, overview::Overview, users::Users,
 };
 use crate::pages::{
     client::ClientPage,
@@ -79,7 +80,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
                 <ParentRoute path=path!("") view=Shell ssr=SsrMode::Async>
                     <Route path=path!("") view=Overview ssr=SsrMode::Async/>
-                    <Route path=path!("migrations/new") view=NewMigrationPage ssr=SsrMode::Async/>
+                    <Route path=path!("migrations/new") view=guarded("New migration", Need::Operator, NewMigration) ssr=SsrMode::Async/>
                     <Route path=path!("migrations/:id") view=MigrationPage ssr=SsrMode::Async/>
                     <Route path=path!("migrations/:id/buckets/:idx") view=BucketPage ssr=SsrMode::Async/>
                     <Route path=path!("clients") view=ClientsPage ssr=SsrMode::Async/>
@@ -88,11 +89,11 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("migrations/:id/guide") view=GuidePage ssr=SsrMode::Async/>
                     <Route path=path!("migrations/:id/offline") view=OfflinePage ssr=SsrMode::Async/>
                     <Route path=path!("migrations/:id/decommission") view=DecommissionPage ssr=SsrMode::Async/>
-                    <Route path=path!("audit") view=AuditPage ssr=SsrMode::Async/>
-                    <Route path=path!("fixes") view=pages::fixes::FixesPage ssr=SsrMode::Async/>
-                    <Route path=path!("fixes/:id") view=pages::fixes::detail::FixPage ssr=SsrMode::Async/>
-                    <Route path=path!("admin/users") view=UsersPage ssr=SsrMode::Async/>
-                    <Route path=path!("admin/connections") view=pages::connections::ConnectionsPage ssr=SsrMode::Async/>
+                    <Route path=path!("audit") view=guarded("Audit log", Need::Reader, AuditLog) ssr=SsrMode::Async/>
+                    <Route path=path!("fixes") view=guarded("Data fixes", Need::Reader, pages::fixes::Fixes) ssr=SsrMode::Async/>
+                    <Route path=path!("fixes/:id") view=guarded("Data fix", Need::Reader, pages::fixes::detail::FixDetail) ssr=SsrMode::Async/>
+                    <Route path=path!("admin/users") view=guarded("Users", Need::Admin, Users) ssr=SsrMode::Async/>
+                    <Route path=path!("admin/connections") view=guarded("Connections", Need::Admin, pages::connections::Connections) ssr=SsrMode::Async/>
                 </ParentRoute>
             </Routes>
         </Router>

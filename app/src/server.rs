@@ -20,6 +20,20 @@ pub fn state() -> Result<AppState, AppError> {
         .ok_or_else(|| AppError::Internal("the app state is missing from context".into()))
 }
 
+/// The store and the signed-in user as an actor: what a server function that
+/// acts in the user's name starts from (the store checks the role again).
+pub fn acting() -> Result<(tern_control::Store, Actor), AppError> {
+    let me = actor()?;
+    Ok((state()?.store, me))
+}
+
+/// The store, for a server function every signed-in user may call (the
+/// store call itself needs no role): refused when no one is signed in.
+pub fn signed_in_store() -> Result<tern_control::Store, AppError> {
+    actor()?;
+    Ok(state()?.store)
+}
+
 /// The signed-in user, if any.
 pub fn current_user() -> Option<User> {
     use_context::<Parts>().and_then(|p| p.extensions.get::<CurrentUser>().map(|c| c.0.clone()))

@@ -18,8 +18,7 @@ pub struct StepRow {
 
 #[server]
 pub async fn decommission_steps_view(id: i64) -> Result<(bool, Vec<StepRow>), AppError> {
-    let me = crate::server::actor()?;
-    let store = &crate::server::state()?.store;
+    let (store, me) = crate::server::acting()?;
     let steps = store.decommission_steps(id).await?;
     Ok((
         me.role.can_administer(),

@@ -21,6 +21,12 @@ pub fn use_me() -> MeResource {
     expect_context::<MeResource>()
 }
 
+/// Whether the signed-in user may operate (engineers and admins), once `me`
+/// has loaded.
+pub async fn can_operate(me: MeResource) -> bool {
+    me.await.ok().flatten().is_some_and(|m| m.can_operate)
+}
+
 /// Layout of every page but sign-in.
 #[component]
 pub fn Shell() -> impl IntoView {

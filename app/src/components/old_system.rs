@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::components::grid::Grid;
 use crate::error::AppError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,8 +22,8 @@ pub struct OldSystemRow {
 
 #[server]
 pub async fn still_on_old() -> Result<Vec<OldSystemRow>, AppError> {
-    let me = crate::server::actor()?;
-    let list = crate::server::state()?.store.still_on_old_system().await?;
+    let (store, me) = crate::server::acting()?;
+    let list = store.still_on_old_system().await?;
     let mut rows: Vec<OldSystemRow> = list
         .into_iter()
         .map(|o| OldSystemRow {
@@ -69,25 +70,22 @@ pub fn OldSystemPanel() -> impl IntoView {
                         // Scrolls in its own box on a phone: six columns
                         // squeezed to 390 px broke every word letter by letter.
                         <div class="table-scroll">
-                        <table class="grid">
-                            <thead><tr><th>"Migration"</th><th>"Kind"</th><th>"Name"</th><th>"Owner"</th><th>"Status"</th><th>"Reads on new"</th></tr></thead>
-                            <tbody>
-                                {rows.into_iter().map(|r| view! {
-                                    <tr data-testid="old-system-row" class:mine=r.mine>
-                                        <td>{r.migration}</td>
-                                        <td>{if r.kind == "client" { "client" } else { "offline job" }}</td>
-                                        <td>{if r.href.is_empty() {
-                                            view! { <span>{r.name}</span> }.into_any()
-                                        } else {
-                                            view! { <a href=r.href>{r.name}</a> }.into_any()
-                                        }}{r.mine.then(|| view! { " " <span class="tag">"yours"</span> })}</td>
-                                        <td>{r.owner}</td>
-                                        <td><span class=format!("status status-{}", r.status)>{r.status.clone()}</span></td>
-                                        <td class="mono">{r.ramp}</td>
-                                    </tr>
-                                }).collect_view()}
-                            </tbody>
-                        </table>
+                        <Grid head=&["Migration", "Kind", "Name", "Owner", "Status", "Reads on new"]>
+                            {rows.into_iter().map(|r| view! {
+                                <tr data-testid="old-system-row" class:mine=r.mine>
+                                    <td>{r.migration}</td>
+                                    <td>{if r.kind == "client" { "client" } else { "offline job" }}</td>
+                                    <td>{if r.href.is_empty() {
+                                        view! { <span>{r.name}</span> }.into_any()
+                                    } else {
+                                        view! { <a href=r.href>{r.name}</a> }.into_any()
+                                    }}{r.mine.then(|| view! { " " <span class="tag">"yours"</span> })}</td>
+                                    <td>{r.owner}</td>
+                                    <td><span class=format!("status status-{}", r.status)>{r.status.clone()}</span></td>
+                                    <td class="mono">{r.ramp}</td>
+                                </tr>
+                            }).collect_view()}
+                        </Grid>
                         </div>
                     </section>
                 })

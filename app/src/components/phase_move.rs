@@ -16,8 +16,7 @@ pub async fn move_bucket_phase(
     reason: String,
     override_evidence: bool,
 ) -> Result<String, AppError> {
-    let me = crate::server::actor()?;
-    let store = crate::server::state()?.store;
+    let (store, me) = crate::server::acting()?;
     let to = tern_control::buckets::Phase::parse(&to)?;
     let b = if override_evidence {
         store

@@ -20,9 +20,7 @@ pub struct SourceOfTruthRow {
 
 #[server]
 pub async fn sources_of_truth() -> Result<Vec<SourceOfTruthRow>, AppError> {
-    crate::server::actor()?;
-    Ok(crate::server::state()?
-        .store
+    Ok(crate::server::signed_in_store()?
         .sources_of_truth()
         .await?
         .into_iter()

@@ -1,10 +1,11 @@
 //! The audit log: every change of state, who made it, when, and why.
 
 use leptos::prelude::*;
-use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::components::guard::{ErrorPanel, Need, RequireRole};
+use crate::components::grid::Grid;
+use crate::components::guard::loaded_list;
+use crate::components::page_head::PageHead;
 use crate::error::AppError;
 use crate::types::AuditRow;
 
@@ -16,8 +17,7 @@ pub async fn list_audit(
     entity: String,
 ) -> Result<Vec<AuditRow>, AppError> {
     use tern_control::audit::AuditFilter;
-    use tern_control::clock::format_ms;
-    let me = crate::server::actor()?;
+    let (store, me) = crate::server::acting()?;
     let (entity_kind, entity_id) = match entity.split_once('/') {
         Some((k, i)) => (Some(k.to_string()), Some(i.to_string())),
         None if entity.trim().is_empty() => (None, None),
@@ -31,41 +31,32 @@ pub async fn list_audit(
         limit: Some(500),
         ..Default::default()
     };
-    let events = crate::server::state()?
-        .store
-        .list_audit(&me, &filter)
-        .await?;
-    Ok(events
-        .into_iter()
-        .map(|e| AuditRow {
-            id: e.id,
-            at: format_ms(e.at),
-            actor: e.actor,
-            action: e.action,
-            entity: format!("{}/{}", e.entity_kind, e.entity_id),
-            change: match (e.from_state, e.to_state) {
-                (Some(f), Some(t)) => format!("{f} → {t}"),
-                (None, Some(t)) => format!("→ {t}"),
-                (Some(f), None) => format!("{f} →"),
-                (None, None) => String::new(),
-            },
-            reason: e.reason.unwrap_or_default(),
-        })
-        .collect())
+    let events = store.list_audit(&me, &filter).await?;
+    Ok(events.into_iter().map(audit_row).collect())
 }
 
-#[component]
-pub fn AuditPage() -> impl IntoView {
-    view! {
-        <Title text="Audit log"/>
-        <RequireRole need=Need::Reader>
-            <AuditLog/>
-        </RequireRole>
+/// An audit event as a row of the log (and of a bucket's history).
+#[cfg(feature = "ssr")]
+pub fn audit_row(e: tern_control::audit::AuditEvent) -> AuditRow {
+    use tern_control::clock::format_ms;
+    AuditRow {
+        id: e.id,
+        at: format_ms(e.at),
+        actor: e.actor,
+        action: e.action,
+        entity: format!("{}/{}", e.entity_kind, e.entity_id),
+        change: match (e.from_state, e.to_state) {
+            (Some(f), Some(t)) => format!("{f} → {t}"),
+            (None, Some(t)) => format!("→ {t}"),
+            (Some(f), None) => format!("{f} →"),
+            (None, None) => String::new(),
+        },
+        reason: e.reason.unwrap_or_default(),
     }
 }
 
 #[component]
-fn AuditLog() -> impl IntoView {
+pub fn AuditLog() -> impl IntoView {
     let query = use_query_map();
     let param = move |k: &str| query.with(|q| q.get(k).unwrap_or_default());
     let events = Resource::new_blocking(
@@ -75,10 +66,7 @@ fn AuditLog() -> impl IntoView {
     // Narrows the loaded rows as the user types, in the browser.
     let (quick, set_quick) = signal(String::new());
     view! {
-        <div class="page-head">
-            <h1>"Audit log"</h1>
-            <p class="muted">"Every change of state: who, when, what, from → to, and the reason given."</p>
-        </div>
+        <PageHead title="Audit log">"Every change of state: who, when, what, from → to, and the reason given."</PageHead>
         <form class="panel filters" method="get" action="/audit">
             <label>"Actor" <input name="actor" prop:value=move || param("actor") placeholder="alice"/></label>
             <label>"Action" <input name="action" prop:value=move || param("action") placeholder="ramp. or user.create"/></label>
@@ -88,55 +76,46 @@ fn AuditLog() -> impl IntoView {
         </form>
         <Suspense fallback=|| view! { <p class="muted">"Loading events…"</p> }>
             {move || Suspend::new(async move {
-                match events.await {
-                    Ok(rows) if rows.is_empty() => view! {
-                        <section class="panel empty"><p>"No events match. Changes appear here as people and workers make them."</p></section>
-                    }.into_any(),
-                    Ok(rows) => {
-                        let total = rows.len();
-                        let rows = StoredValue::new(rows);
-                        let visible = move || {
-                            let needle = quick.get().to_lowercase();
-                            rows.read_value()
-                                .iter()
-                                .filter(|r| needle.is_empty() || format!("{} {} {} {} {}", r.actor, r.action, r.entity, r.change, r.reason).to_lowercase().contains(&needle))
-                                .cloned()
-                                .collect::<Vec<_>>()
-                        };
-                        view! {
-                            <section class="panel">
-                                <div class="table-tools">
-                                    <input
-                                        class="quick-filter"
-                                        data-testid="audit-quick-filter"
-                                        placeholder="Narrow these events…"
-                                        on:input=move |ev| set_quick.set(event_target_value(&ev))
-                                        prop:value=quick
-                                    />
-                                    <span class="muted" data-testid="audit-count">
-                                        {move || format!("{} of {} events", visible().len(), total)}
-                                    </span>
-                                </div>
-                                <table class="grid">
-                                    <thead><tr><th>"When (UTC)"</th><th>"Who"</th><th>"Action"</th><th>"Entity"</th><th>"Change"</th><th>"Reason"</th></tr></thead>
-                                    <tbody>
-                                        <For each=visible key=|r| r.id let:r>
-                                            <tr data-testid="audit-row">
-                                                <td class="mono">{r.at}</td>
-                                                <td>{r.actor}</td>
-                                                <td class="mono">{r.action}</td>
-                                                <td class="mono">{r.entity}</td>
-                                                <td>{r.change}</td>
-                                                <td>{r.reason}</td>
-                                            </tr>
-                                        </For>
-                                    </tbody>
-                                </table>
-                            </section>
-                        }.into_any()
-                    }
-                    Err(e) => view! { <ErrorPanel error=e.to_string()/> }.into_any(),
-                }
+                loaded_list(events.await, "No events match. Changes appear here as people and workers make them.", |rows| {
+                    let total = rows.len();
+                    let rows = StoredValue::new(rows);
+                    let visible = move || {
+                        let needle = quick.get().to_lowercase();
+                        rows.read_value()
+                            .iter()
+                            .filter(|r| needle.is_empty() || format!("{} {} {} {} {}", r.actor, r.action, r.entity, r.change, r.reason).to_lowercase().contains(&needle))
+                            .cloned()
+                            .collect::<Vec<_>>()
+                    };
+                    view! {
+                        <section class="panel">
+                            <div class="table-tools">
+                                <input
+                                    class="quick-filter"
+                                    data-testid="audit-quick-filter"
+                                    placeholder="Narrow these events…"
+                                    on:input=move |ev| set_quick.set(event_target_value(&ev))
+                                    prop:value=quick
+                                />
+                                <span class="muted" data-testid="audit-count">
+                                    {move || format!("{} of {} events", visible().len(), total)}
+                                </span>
+                            </div>
+                            <Grid head=&["When (UTC)", "Who", "Action", "Entity", "Change", "Reason"]>
+                                <For each=visible key=|r| r.id let:r>
+                                    <tr data-testid="audit-row">
+                                        <td class="mono">{r.at}</td>
+                                        <td>{r.actor}</td>
+                                        <td class="mono">{r.action}</td>
+                                        <td class="mono">{r.entity}</td>
+                                        <td>{r.change}</td>
+                                        <td>{r.reason}</td>
+                                    </tr>
+                                </For>
+                            </Grid>
+                        </section>
+                    }.into_any()
+                })
             })}
         </Suspense>
     }

@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use crate::components::guard::ErrorPanel;
+use crate::components::guard::{found, loaded};
 use crate::components::live::use_tick;
 use crate::components::phase_move::{MoveBucketPhase, PhaseMove};
 use crate::error::AppError;
@@ -31,9 +31,7 @@ pub async fn run_mismatches(
     engine_run: String,
     offset: u64,
 ) -> Result<Vec<MismatchLine>, AppError> {
-    crate::server::actor()?;
-    let rows = crate::server::state()?
-        .store
+    let rows = crate::server::signed_in_store()?
         .run_mismatches(migration_id, &engine_run, offset, MISMATCH_PAGE)
         .await?;
     Ok(rows
@@ -56,9 +54,8 @@ pub async fn run_mismatches(
 /// Queues a repair of the mismatches of engine run `engine_run` of a bucket.
 #[server]
 pub async fn repair_mismatches(bucket_id: i64, engine_run: String) -> Result<String, AppError> {
-    let me = crate::server::actor()?;
-    let job = crate::server::state()?
-        .store
+    let (store, me) = crate::server::acting()?;
+    let job = store
         .repair_bucket(&me, bucket_id, Some(&engine_run))
         .await?;
     Ok(format!(
@@ -69,11 +66,8 @@ pub async fn repair_mismatches(bucket_id: i64, engine_run: String) -> Result<Str
 /// The bucket page's data.
 #[server]
 pub async fn bucket_board(migration_id: i64, idx: i64) -> Result<BucketBoardView, AppError> {
-    let me = crate::server::actor()?;
-    let b = crate::server::state()?
-        .store
-        .bucket_board(&me, migration_id, idx)
-        .await?;
+    let (store, me) = crate::server::acting()?;
+    let b = store.bucket_board(&me, migration_id, idx).await?;
     Ok(view_of(b, me.role.can_operate(), me.role.can_administer()))
 }
 
@@ -84,7 +78,7 @@ fn view_of(
     is_admin: bool,
 ) -> BucketBoardView {
     use crate::convert::{bucket_line, job_row};
-    use crate::types::{AuditRow, VerifyRunRow};
+    use crate::types::VerifyRunRow;
     use tern_control::clock::format_ms;
     let next = tern_control::phases::legal_moves(b.bucket.phase, b.bucket.resume_phase);
     BucketBoardView {
@@ -119,19 +113,7 @@ fn view_of(
         history: b
             .history
             .into_iter()
-            .map(|e| AuditRow {
-                id: e.id,
-                at: format_ms(e.at),
-                actor: e.actor,
-                action: e.action,
-                entity: format!("{}/{}", e.entity_kind, e.entity_id),
-                change: format!(
-                    "{} → {}",
-                    e.from_state.unwrap_or_default(),
-                    e.to_state.unwrap_or_default()
-                ),
-                reason: e.reason.unwrap_or_default(),
-            })
+            .map(crate::pages::audit::audit_row)
             .collect(),
     }
 }
@@ -166,35 +148,24 @@ pub fn BucketPage() -> impl IntoView {
     let board = Resource::new_blocking(
         move || (key(), tick.get()),
         |(key, _)| async move {
-            match key {
-                Some((id, idx)) => bucket_board(id, idx).await,
-                None => Err(AppError::NotFound(
-                    "a bucket address is /migrations/<id>/buckets/<index>".into(),
-                )),
-            }
+            let (id, idx) = key.ok_or_else(|| {
+                AppError::NotFound("a bucket address is /migrations/<id>/buckets/<index>".into())
+            })?;
+            bucket_board(id, idx).await
         },
     );
     view! {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match board.await {
-                    Ok(b) => view! { <BucketView b/> }.into_any(),
-                    Err(AppError::NotFound(m)) => {
-                        #[cfg(feature = "ssr")]
-                        crate::server::set_status(404);
-                        view! { <ErrorPanel error=m/> }.into_any()
-                    }
-                    Err(e) => view! { <ErrorPanel error=e.to_string()/> }.into_any(),
-                }
+                found(board.await, |b| view! { <BucketView b/> })
             })}
         </Transition>
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
-                match mismatches.await {
-                    Ok(Some((b, rows))) => view! { <MismatchList browse=b rows/> }.into_any(),
-                    Ok(None) => ().into_any(),
-                    Err(e) => view! { <ErrorPanel error=e.to_string()/> }.into_any(),
-                }
+                loaded(mismatches.await, |v| match v {
+                    Some((b, rows)) => view! { <MismatchList browse=b rows/> }.into_any(),
+                    None => ().into_any(),
+                })
             })}
         </Transition>
     }

@@ -4,10 +4,10 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
 use serde::{Deserialize, Serialize};
 
-use crate::components::guard::ErrorPanel;
+use crate::components::grid::Grid;
+use crate::components::guard::loaded;
 use crate::error::AppError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,8 +67,7 @@ pub struct ClientPageData {
 #[server]
 pub async fn client_view(id: i64) -> Result<ClientPageData, AppError> {
     use tern_control::clock::format_ms;
-    let me = crate::server::actor()?;
-    let store = crate::server::state()?.store;
+    let (store, me) = crate::server::acting()?;
     let c = store.client(id).await?;
     me.require_client(&c.name, "reading a client")?;
     let gate = store.check_gates(&c, tern_ramp::Ramp::FULL).await?;
@@ -151,10 +150,9 @@ pub async fn set_client_ramp(
     reason: String,
     override_reason: Option<String>,
 ) -> Result<String, AppError> {
-    let me = crate::server::actor()?;
+    let (store, me) = crate::server::acting()?;
     let ramp = tern_ramp::Ramp::parse(&ramp).map_err(|e| AppError::Invalid(e.to_string()))?;
-    let c = crate::server::state()?
-        .store
+    let c = store
         .set_ramp(&me, id, ramp, &reason, override_reason.as_deref())
         .await?;
     Ok(c.read_ramp().to_string())
@@ -163,51 +161,39 @@ pub async fn set_client_ramp(
 /// Rolls the read ramp back to 0% at once.
 #[server]
 pub async fn rollback_client(id: i64, reason: String) -> Result<(), AppError> {
-    let me = crate::server::actor()?;
-    crate::server::state()?
-        .store
-        .rollback(&me, id, &reason)
-        .await?;
+    let (store, me) = crate::server::acting()?;
+    store.rollback(&me, id, &reason).await?;
     Ok(())
 }
 
 #[server]
 pub async fn tick_item(item: i64, done: bool) -> Result<(), AppError> {
-    let me = crate::server::actor()?;
-    crate::server::state()?
-        .store
-        .tick_checklist_item(&me, item, done)
-        .await?;
+    let (store, me) = crate::server::acting()?;
+    store.tick_checklist_item(&me, item, done).await?;
     Ok(())
 }
 
 #[server]
 pub async fn set_status(id: i64, status: String) -> Result<(), AppError> {
-    let me = crate::server::actor()?;
-    crate::server::state()?
-        .store
-        .set_client_status(&me, id, &status, "")
-        .await?;
+    let (store, me) = crate::server::acting()?;
+    store.set_client_status(&me, id, &status, "").await?;
     Ok(())
 }
 
 #[server]
 pub async fn save_notes(id: i64, notes: String) -> Result<(), AppError> {
-    let me = crate::server::actor()?;
+    let (store, me) = crate::server::acting()?;
     let edit = tern_control::clients::ClientEdit {
         notes: Some(notes),
         ..Default::default()
     };
-    crate::server::state()?
-        .store
-        .edit_client(&me, id, edit)
-        .await?;
+    store.edit_client(&me, id, edit).await?;
     Ok(())
 }
 
 #[server]
 pub async fn save_shadow(id: i64, rate: f64, rules: String) -> Result<(), AppError> {
-    let me = crate::server::actor()?;
+    let (store, me) = crate::server::acting()?;
     let edit = tern_control::clients::ClientEdit {
         shadow_rate: Some(rate),
         shadow_rules: Some(if rules.trim().is_empty() {
@@ -217,18 +203,14 @@ pub async fn save_shadow(id: i64, rate: f64, rules: String) -> Result<(), AppErr
         }),
         ..Default::default()
     };
-    crate::server::state()?
-        .store
-        .edit_client(&me, id, edit)
-        .await?;
+    store.edit_client(&me, id, edit).await?;
     Ok(())
 }
 
 /// Creates an API token; answers it once.
 #[server]
 pub async fn create_client_token(id: i64, label: String) -> Result<String, AppError> {
-    let me = crate::server::actor()?;
-    let store = crate::server::state()?.store;
+    let (store, me) = crate::server::acting()?;
     let c = store.client(id).await?;
     Ok(store
         .create_token(&me, c.migration_id, Some(id), &label)
@@ -238,11 +220,8 @@ pub async fn create_client_token(id: i64, label: String) -> Result<String, AppEr
 
 #[server]
 pub async fn revoke_client_token(token: i64) -> Result<(), AppError> {
-    let me = crate::server::actor()?;
-    crate::server::state()?
-        .store
-        .revoke_token(&me, token)
-        .await?;
+    let (store, me) = crate::server::acting()?;
+    store.revoke_token(&me, token).await?;
     Ok(())
 }
 
@@ -260,8 +239,7 @@ macro_rules! flash {
 
 #[component]
 pub fn ClientPage() -> impl IntoView {
-    let params = use_params_map();
-    let id = move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()).unwrap_or(0));
+    let id = crate::pages::id_param();
     let ramp = ServerAction::<SetClientRamp>::new();
     let rollback = ServerAction::<RollbackClient>::new();
     let tick = ServerAction::<TickItem>::new();
@@ -270,30 +248,25 @@ pub fn ClientPage() -> impl IntoView {
     let shadow = ServerAction::<SaveShadow>::new();
     let token = ServerAction::<CreateClientToken>::new();
     let revoke = ServerAction::<RevokeClientToken>::new();
+    let reloads = [
+        ramp.version(),
+        rollback.version(),
+        tick.version(),
+        status.version(),
+        notes.version(),
+        shadow.version(),
+        token.version(),
+        revoke.version(),
+    ];
     let data = Resource::new_blocking(
-        move || {
-            (
-                id(),
-                ramp.version().get()
-                    + rollback.version().get()
-                    + tick.version().get()
-                    + status.version().get(),
-                notes.version().get()
-                    + shadow.version().get()
-                    + token.version().get()
-                    + revoke.version().get(),
-            )
-        },
-        |(id, _, _)| client_view(id),
+        move || (id(), crate::pages::finished(&reloads)),
+        |(id, _)| client_view(id),
     );
     view! {
         <Title text="Client"/>
         <Suspense fallback=|| view! { <p class="muted">"Loading the client…"</p> }>
             {move || Suspend::new(async move {
-                match data.await {
-                    Ok(c) => view! { <ClientBody c ramp rollback tick status notes shadow token revoke/> }.into_any(),
-                    Err(e) => view! { <ErrorPanel error=e.to_string()/> }.into_any(),
-                }
+                loaded(data.await, |c| view! { <ClientBody c ramp rollback tick status notes shadow token revoke/> })
             })}
         </Suspense>
     }
@@ -457,24 +430,21 @@ fn ClientBody(
             <section class="panel">
                 <h2>"API tokens"</h2>
                 <p class="muted">"The service sends its token as " <code>"Authorization: Bearer …"</code> " to the routing, traffic and shadow API. Only a hash is kept: copy a new token now."</p>
-                <table class="grid">
-                    <thead><tr><th>"Label"</th><th>"Token"</th><th>"Created"</th><th></th></tr></thead>
-                    <tbody>
-                        {c.tokens.clone().into_iter().map(|t| {
-                            let tid = t.id;
-                            view! {
-                                <tr data-testid="token-row">
-                                    <td>{t.label}</td>
-                                    <td class="mono">{format!("{}…", t.prefix)}</td>
-                                    <td class="mono muted">{t.created}</td>
-                                    <td>{if t.revoked { view! { <span class="muted">"revoked"</span> }.into_any() } else {
-                                        view! { <button class="button small" on:click=move |_| { revoke.dispatch(RevokeClientToken { token: tid }); }>"Revoke"</button> }.into_any()
-                                    }}</td>
-                                </tr>
-                            }
-                        }).collect_view()}
-                    </tbody>
-                </table>
+                <Grid head=&["Label", "Token", "Created", ""]>
+                    {c.tokens.clone().into_iter().map(|t| {
+                        let tid = t.id;
+                        view! {
+                            <tr data-testid="token-row">
+                                <td>{t.label}</td>
+                                <td class="mono">{format!("{}…", t.prefix)}</td>
+                                <td class="mono muted">{t.created}</td>
+                                <td>{if t.revoked { view! { <span class="muted">"revoked"</span> }.into_any() } else {
+                                    view! { <button class="button small" on:click=move |_| { revoke.dispatch(RevokeClientToken { token: tid }); }>"Revoke"</button> }.into_any()
+                                }}</td>
+                            </tr>
+                        }
+                    }).collect_view()}
+                </Grid>
                 <ActionForm action=token attr:class="inline-form">
                     <input type="hidden" name="id" value=id.to_string()/>
                     <input name="label" placeholder="production"/>

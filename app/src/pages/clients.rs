@@ -3,11 +3,12 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
 use serde::{Deserialize, Serialize};
 
-use crate::components::guard::ErrorPanel;
-use crate::components::layout::use_me;
+use crate::components::grid::Grid;
+use crate::components::guard::{both, loaded, loaded_list};
+use crate::components::layout::{can_operate, use_me};
+use crate::components::page_head::PageHead;
 use crate::error::AppError;
 
 /// A client as the lists show it.
@@ -50,11 +51,8 @@ pub(crate) fn client_row(
 /// Every client (or one migration's), the signed-in owner's first.
 #[server]
 pub async fn list_clients(migration_id: Option<i64>) -> Result<Vec<ClientRow>, AppError> {
-    let me = crate::server::actor()?;
-    let list = crate::server::state()?
-        .store
-        .list_clients(&me, migration_id)
-        .await?;
+    let (store, me) = crate::server::acting()?;
+    let list = store.list_clients(&me, migration_id).await?;
     Ok(list
         .iter()
         .filter(|c| me.sees_client(&c.name))
@@ -65,8 +63,9 @@ pub async fn list_clients(migration_id: Option<i64>) -> Result<Vec<ClientRow>, A
 /// Migrations to register a client in: (id, name).
 #[server]
 pub async fn migration_names() -> Result<Vec<(i64, String)>, AppError> {
-    crate::server::actor()?;
-    let list = crate::server::state()?.store.migration_summaries().await?;
+    let list = crate::server::signed_in_store()?
+        .migration_summaries()
+        .await?;
     Ok(list
         .into_iter()
         .map(|s| (s.migration.id, s.migration.name))
@@ -83,18 +82,14 @@ pub async fn register_client(
     kind: String,
 ) -> Result<i64, AppError> {
     use tern_control::clients::NewClient;
-    let me = crate::server::actor()?;
+    let (store, me) = crate::server::acting()?;
     let new = NewClient {
         name,
         owner_team,
         owner_contact,
         kind,
     };
-    Ok(crate::server::state()?
-        .store
-        .create_client(&me, migration_id, new)
-        .await?
-        .id)
+    Ok(store.create_client(&me, migration_id, new).await?.id)
 }
 
 #[component]
@@ -104,24 +99,15 @@ pub fn ClientsPage() -> impl IntoView {
     let me = use_me();
     view! {
         <Title text="Clients"/>
-        <div class="page-head">
-            <h1>"Clients"</h1>
-            <p class="muted">"Every service and job that reads a migration's data: who owns it, how far its reads have moved, and its status. Your own clients come first."</p>
-        </div>
+        <PageHead title="Clients">"Every service and job that reads a migration's data: who owns it, how far its reads have moved, and its status. Your own clients come first."</PageHead>
         <Suspense fallback=|| view! { <p class="muted">"Loading clients…"</p> }>
             {move || Suspend::new(async move {
-                match clients.await {
-                    Ok(list) if list.is_empty() => view! {
-                        <section class="panel empty"><p>"No clients yet. Engineers register them here; clients that report traffic with a collector token appear as discovered."</p></section>
-                    }.into_any(),
-                    Ok(list) => view! { <ClientTable list/> }.into_any(),
-                    Err(e) => view! { <ErrorPanel error=e.to_string()/> }.into_any(),
-                }
+                loaded_list(clients.await, "No clients yet. Engineers register them here; clients that report traffic with a collector token appear as discovered.", |list| view! { <ClientTable list/> })
             })}
         </Suspense>
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
-                me.await.ok().flatten().filter(|m| m.can_operate).map(|_| view! { <RegisterForm register/> })
+                can_operate(me).await.then(|| view! { <RegisterForm register/> })
             })}
         </Suspense>
     }
@@ -131,21 +117,18 @@ pub fn ClientsPage() -> impl IntoView {
 pub fn ClientTable(list: Vec<ClientRow>) -> impl IntoView {
     view! {
         <section class="panel">
-            <table class="grid" data-testid="clients-table">
-                <thead><tr><th>"Client"</th><th>"Migration"</th><th>"Owner"</th><th>"Kind"</th><th>"Status"</th><th>"Reads on new"</th></tr></thead>
-                <tbody>
-                    {list.into_iter().map(|c| view! {
-                        <tr data-testid="client-row" class:mine=c.mine>
-                            <td><a href=format!("/clients/{}", c.id)>{c.name.clone()}</a>{c.mine.then(|| view! { " " <span class="tag">"yours"</span> })}</td>
-                            <td><a href=format!("/migrations/{}/clients", c.migration_id)>{c.migration.clone()}</a></td>
-                            <td>{c.owner.clone()}</td>
-                            <td>{c.kind.clone()}</td>
-                            <td><span class=format!("status status-{}", c.status)>{c.status.clone()}</span></td>
-                            <td class="mono">{c.ramp.clone()}</td>
-                        </tr>
-                    }).collect_view()}
-                </tbody>
-            </table>
+            <Grid head=&["Client", "Migration", "Owner", "Kind", "Status", "Reads on new"] testid="clients-table">
+                {list.into_iter().map(|c| view! {
+                    <tr data-testid="client-row" class:mine=c.mine>
+                        <td><a href=format!("/clients/{}", c.id)>{c.name.clone()}</a>{c.mine.then(|| view! { " " <span class="tag">"yours"</span> })}</td>
+                        <td><a href=format!("/migrations/{}/clients", c.migration_id)>{c.migration.clone()}</a></td>
+                        <td>{c.owner.clone()}</td>
+                        <td>{c.kind.clone()}</td>
+                        <td><span class=format!("status status-{}", c.status)>{c.status.clone()}</span></td>
+                        <td class="mono">{c.ramp.clone()}</td>
+                    </tr>
+                }).collect_view()}
+            </Grid>
         </section>
     }
 }
@@ -203,8 +186,7 @@ pub struct MigrationClientsView {
 
 #[server]
 pub async fn migration_clients(id: i64) -> Result<MigrationClientsView, AppError> {
-    crate::server::actor()?;
-    let store = crate::server::state()?.store;
+    let store = crate::server::signed_in_store()?;
     let m = store.migration(id).await?;
     let g = store.gates(id).await?;
     Ok(MigrationClientsView {
@@ -230,8 +212,7 @@ pub async fn save_gates(
     quiet_days: i64,
     lock_days: i64,
 ) -> Result<(), AppError> {
-    let me = crate::server::actor()?;
-    let store = crate::server::state()?.store;
+    let (store, me) = crate::server::acting()?;
     let mut g = store.gates(id).await?;
     g.ramp_threshold = (threshold * 1000.0).round() as i64;
     g.min_accuracy = min_accuracy;
@@ -245,18 +226,14 @@ pub async fn save_gates(
 /// Saves the migration guide (engineers).
 #[server]
 pub async fn save_guide(id: i64, markdown: String) -> Result<(), AppError> {
-    let me = crate::server::actor()?;
-    crate::server::state()?
-        .store
-        .set_guide(&me, id, &markdown)
-        .await?;
+    let (store, me) = crate::server::acting()?;
+    store.set_guide(&me, id, &markdown).await?;
     Ok(())
 }
 
 #[component]
 pub fn MigrationClientsPage() -> impl IntoView {
-    let params = use_params_map();
-    let id = move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()).unwrap_or(0));
+    let id = crate::pages::id_param();
     let gates = ServerAction::<SaveGates>::new();
     let guide = ServerAction::<SaveGuide>::new();
     let view_data = Resource::new_blocking(
@@ -269,47 +246,44 @@ pub fn MigrationClientsPage() -> impl IntoView {
         <Title text="Migration clients"/>
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                let operate = me.await.ok().flatten().is_some_and(|m| m.can_operate);
-                match (view_data.await, clients.await) {
-                    (Ok(v), Ok(list)) => view! {
-                        <div class="page-head">
-                            <h1>{format!("Clients of {}", v.name)}</h1>
-                            <p class="muted">
-                                <a href=format!("/migrations/{}", v.id)>"Migration"</a>" · "
-                                <a href=format!("/migrations/{}/guide", v.id)>"Guide"</a>" · "
-                                <a href=format!("/migrations/{}/offline", v.id)>"Offline jobs and datasets"</a>" · "
-                                <a href=format!("/migrations/{}/decommission", v.id)>"Decommission"</a>
-                            </p>
-                        </div>
-                        <section class="panel">
-                            <h2>"Share of traffic on the new system"</h2>
-                            <img class="chart" data-testid="share-chart" alt="share of traffic on the new system over time" src=format!("/charts/migrations/{}/share.svg", v.id)/>
-                        </section>
-                        {if list.is_empty() { view! { <section class="panel empty"><p>"No clients registered yet."</p></section> }.into_any() } else { view! { <ClientTable list/> }.into_any() }}
-                        <section class="panel">
-                            <h2>"Gates"</h2>
-                            <p data-testid="gates-summary">{format!(
-                                "Read ramps above {}% need the latest verification accuracy at {}% or more (now {}) and the client's shadow mismatch rate at {}% or less.",
-                                v.threshold, v.min_accuracy,
-                                v.accuracy.map(|a| format!("{a:.3}%")).unwrap_or_else(|| "no run yet".into()),
-                                v.max_mismatch_rate
-                            )}</p>
-                            {operate.then(|| view! {
-                                <ActionForm action=gates attr:class="form-grid">
-                                    <input type="hidden" name="id" value=v.id.to_string()/>
-                                    <label>"Gate above (%)" <input name="threshold" type="number" step="0.1" min="0" max="100" value=v.threshold.to_string()/></label>
-                                    <label>"Min accuracy (%)" <input name="min_accuracy" type="number" step="0.001" value=v.min_accuracy.to_string()/></label>
-                                    <label>"Max mismatch rate (%)" <input name="max_mismatch_rate" type="number" step="0.001" value=v.max_mismatch_rate.to_string()/></label>
-                                    <label>"Quiet days before decommission" <input name="quiet_days" type="number" min="0" value=v.quiet_days.to_string()/></label>
-                                    <label>"Days locked before deletion" <input name="lock_days" type="number" min="0" value=v.lock_days.to_string()/></label>
-                                    <button type="submit" class="button">"Save gates"</button>
-                                </ActionForm>
-                            })}
-                            {move || gates.value().get().and_then(Result::err).map(|e| view! { <p class="flash flash-error" role="alert">{e.to_string()}</p> })}
-                        </section>
-                    }.into_any(),
-                    (Err(e), _) | (_, Err(e)) => view! { <ErrorPanel error=e.to_string()/> }.into_any(),
-                }
+                let operate = can_operate(me).await;
+                loaded(both(view_data.await, clients.await), |(v, list)| view! {
+                    <div class="page-head">
+                        <h1>{format!("Clients of {}", v.name)}</h1>
+                        <p class="muted">
+                            <a href=format!("/migrations/{}", v.id)>"Migration"</a>" · "
+                            <a href=format!("/migrations/{}/guide", v.id)>"Guide"</a>" · "
+                            <a href=format!("/migrations/{}/offline", v.id)>"Offline jobs and datasets"</a>" · "
+                            <a href=format!("/migrations/{}/decommission", v.id)>"Decommission"</a>
+                        </p>
+                    </div>
+                    <section class="panel">
+                        <h2>"Share of traffic on the new system"</h2>
+                        <img class="chart" data-testid="share-chart" alt="share of traffic on the new system over time" src=format!("/charts/migrations/{}/share.svg", v.id)/>
+                    </section>
+                    {if list.is_empty() { view! { <section class="panel empty"><p>"No clients registered yet."</p></section> }.into_any() } else { view! { <ClientTable list/> }.into_any() }}
+                    <section class="panel">
+                        <h2>"Gates"</h2>
+                        <p data-testid="gates-summary">{format!(
+                            "Read ramps above {}% need the latest verification accuracy at {}% or more (now {}) and the client's shadow mismatch rate at {}% or less.",
+                            v.threshold, v.min_accuracy,
+                            v.accuracy.map(|a| format!("{a:.3}%")).unwrap_or_else(|| "no run yet".into()),
+                            v.max_mismatch_rate
+                        )}</p>
+                        {operate.then(|| view! {
+                            <ActionForm action=gates attr:class="form-grid">
+                                <input type="hidden" name="id" value=v.id.to_string()/>
+                                <label>"Gate above (%)" <input name="threshold" type="number" step="0.1" min="0" max="100" value=v.threshold.to_string()/></label>
+                                <label>"Min accuracy (%)" <input name="min_accuracy" type="number" step="0.001" value=v.min_accuracy.to_string()/></label>
+                                <label>"Max mismatch rate (%)" <input name="max_mismatch_rate" type="number" step="0.001" value=v.max_mismatch_rate.to_string()/></label>
+                                <label>"Quiet days before decommission" <input name="quiet_days" type="number" min="0" value=v.quiet_days.to_string()/></label>
+                                <label>"Days locked before deletion" <input name="lock_days" type="number" min="0" value=v.lock_days.to_string()/></label>
+                                <button type="submit" class="button">"Save gates"</button>
+                            </ActionForm>
+                        })}
+                        {move || gates.value().get().and_then(Result::err).map(|e| view! { <p class="flash flash-error" role="alert">{e.to_string()}</p> })}
+                    </section>
+                })
             })}
         </Suspense>
     }

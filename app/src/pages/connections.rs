@@ -3,10 +3,11 @@
 //! whether one is set and where it comes from.
 
 use leptos::prelude::*;
-use leptos_meta::Title;
 use serde::{Deserialize, Serialize};
 
-use crate::components::guard::{ErrorPanel, Need, RequireRole};
+use crate::components::grid::Grid;
+use crate::components::guard::loaded;
+use crate::components::page_head::PageHead;
 use crate::error::AppError;
 
 /// One connection as the page shows it (no secret).
@@ -25,9 +26,9 @@ pub struct ConnectionRow {
 /// Every connection.
 #[server]
 pub async fn list_connections() -> Result<Vec<ConnectionRow>, AppError> {
-    let me = crate::server::actor()?;
+    let (store, me) = crate::server::acting()?;
     me.require_admin("managing connections")?;
-    let list = crate::server::state()?.store.list_connections(&me).await?;
+    let list = store.list_connections(&me).await?;
     Ok(list
         .into_iter()
         .map(|c| ConnectionRow {
@@ -69,7 +70,7 @@ pub async fn save_connection(
     #[server(default)] replace: Option<String>,
 ) -> Result<String, AppError> {
     use tern_control::connections::{ConnectionInput, SecretInput};
-    let me = crate::server::actor()?;
+    let (store, me) = crate::server::acting()?;
     let port = match port.trim() {
         "" => None,
         p => Some(p.parse::<i64>().map_err(|_| {
@@ -98,7 +99,6 @@ pub async fn save_connection(
         options,
         secret,
     };
-    let store = crate::server::state()?.store;
     let c = if replace.is_some_and(|r| !r.is_empty()) {
         store.update_connection(&me, input).await?
     } else {
@@ -110,26 +110,13 @@ pub async fn save_connection(
 /// Removes a connection.
 #[server]
 pub async fn remove_connection(name: String) -> Result<(), AppError> {
-    let me = crate::server::actor()?;
-    crate::server::state()?
-        .store
-        .remove_connection(&me, &name)
-        .await?;
+    let (store, me) = crate::server::acting()?;
+    store.remove_connection(&me, &name).await?;
     Ok(())
 }
 
 #[component]
-pub fn ConnectionsPage() -> impl IntoView {
-    view! {
-        <Title text="Connections"/>
-        <RequireRole need=Need::Admin>
-            <Connections/>
-        </RequireRole>
-    }
-}
-
-#[component]
-fn Connections() -> impl IntoView {
+pub fn Connections() -> impl IntoView {
     let save = ServerAction::<SaveConnection>::new();
     let remove = ServerAction::<RemoveConnection>::new();
     let list = Resource::new_blocking(
@@ -137,15 +124,12 @@ fn Connections() -> impl IntoView {
         |_| list_connections(),
     );
     view! {
-        <div class="page-head">
-            <h1>"Connections"</h1>
-            <p class="muted">
-                "Databases that specs and data fixes name, e.g. " <code>"source = \"legacy-inbox\""</code>
-                ". A password is stored encrypted with the server's secret key, or read from "
-                <code>"env:NAME"</code> " or " <code>"file:/path"</code>
-                " when a job connects. It is never shown again."
-            </p>
-        </div>
+        <PageHead title="Connections">
+            "Databases that specs and data fixes name, e.g. " <code>"source = \"legacy-inbox\""</code>
+            ". A password is stored encrypted with the server's secret key, or read from "
+            <code>"env:NAME"</code> " or " <code>"file:/path"</code>
+            " when a job connects. It is never shown again."
+        </PageHead>
         <section class="panel">
             <h2>"Register or change a connection"</h2>
             <ActionForm action=save attr:class="form-grid">
@@ -175,41 +159,37 @@ fn Connections() -> impl IntoView {
         </section>
         <Suspense fallback=|| view! { <p class="muted">"Loading connections…"</p> }>
             {move || Suspend::new(async move {
-                match list.await {
-                    Ok(rows) if rows.is_empty() => view! {
+                loaded(list.await, |v| match v {
+                    rows if rows.is_empty() => view! {
                         <section class="panel"><p class="muted">"No connection yet."</p></section>
                     }.into_any(),
-                    Ok(rows) => view! {
+                    rows => view! {
                         <section class="panel">
-                            <table class="grid">
-                                <thead><tr><th>"Name"</th><th>"Kind"</th><th>"Host"</th><th>"Database"</th><th>"User"</th><th>"Options"</th><th>"Secret"</th><th>"Changed"</th><th></th></tr></thead>
-                                <tbody>
-                                    {rows.into_iter().map(|c| {
-                                        let name = c.name.clone();
-                                        view! {
-                                            <tr data-testid="connection-row">
-                                                <td class="mono">{c.name}</td>
-                                                <td>{c.kind}</td>
-                                                <td class="mono">{c.address}</td>
-                                                <td class="mono">{c.database}</td>
-                                                <td class="mono">{c.username}</td>
-                                                <td class="mono">{c.options}</td>
-                                                <td data-testid="connection-secret-state">{c.secret}</td>
-                                                <td class="mono muted">{c.updated}</td>
-                                                <td>
-                                                    <button class="button small" on:click=move |_| {
-                                                        remove.dispatch(RemoveConnection { name: name.clone() });
-                                                    }>"Remove"</button>
-                                                </td>
-                                            </tr>
-                                        }
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
+                            <Grid head=&["Name", "Kind", "Host", "Database", "User", "Options", "Secret", "Changed", ""]>
+                                {rows.into_iter().map(|c| {
+                                    let name = c.name.clone();
+                                    view! {
+                                        <tr data-testid="connection-row">
+                                            <td class="mono">{c.name}</td>
+                                            <td>{c.kind}</td>
+                                            <td class="mono">{c.address}</td>
+                                            <td class="mono">{c.database}</td>
+                                            <td class="mono">{c.username}</td>
+                                            <td class="mono">{c.options}</td>
+                                            <td data-testid="connection-secret-state">{c.secret}</td>
+                                            <td class="mono muted">{c.updated}</td>
+                                            <td>
+                                                <button class="button small" on:click=move |_| {
+                                                    remove.dispatch(RemoveConnection { name: name.clone() });
+                                                }>"Remove"</button>
+                                            </td>
+                                        </tr>
+                                    }
+                                }).collect_view()}
+                            </Grid>
                         </section>
                     }.into_any(),
-                    Err(e) => view! { <ErrorPanel error=e.to_string()/> }.into_any(),
-                }
+                })
             })}
         </Suspense>
         {move || remove.value().get().and_then(Result::err).map(|e| view! { <p class="flash flash-error" role="alert">{e.to_string()}</p> })}

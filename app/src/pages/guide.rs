@@ -3,18 +3,17 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
 
-use crate::components::guard::ErrorPanel;
-use crate::components::layout::use_me;
+use crate::components::guard::{both, loaded};
+use crate::components::layout::{can_operate, use_me};
+use crate::components::page_head::PageHead;
 use crate::error::AppError;
 use crate::pages::clients::{SaveGuide, migration_clients};
 
 /// The guide as HTML (safe to insert) and as Markdown (for the editor).
 #[server]
 pub async fn guide_html(id: i64) -> Result<(String, String), AppError> {
-    crate::server::actor()?;
-    let md = crate::server::state()?.store.guide(id).await?;
+    let md = crate::server::signed_in_store()?.guide(id).await?;
     // `{{client}}` names the reader's client on a client's page; here, any.
     let shown = md.replace("{{client}}", "your-service");
     Ok((tern_control::guides::render_markdown(&shown), md))
@@ -22,8 +21,7 @@ pub async fn guide_html(id: i64) -> Result<(String, String), AppError> {
 
 #[component]
 pub fn GuidePage() -> impl IntoView {
-    let params = use_params_map();
-    let id = move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()).unwrap_or(0));
+    let id = crate::pages::id_param();
     let save = ServerAction::<SaveGuide>::new();
     let guide = Resource::new_blocking(
         move || (id(), save.version().get()),
@@ -35,32 +33,26 @@ pub fn GuidePage() -> impl IntoView {
         <Title text="Migration guide"/>
         <Suspense fallback=|| view! { <p class="muted">"Loading the guide…"</p> }>
             {move || Suspend::new(async move {
-                let operate = me.await.ok().flatten().is_some_and(|m| m.can_operate);
-                match (info.await, guide.await) {
-                    (Ok(m), Ok((html, md))) => view! {
-                        <div class="page-head">
-                            <h1>{format!("Migration guide: {}", m.name)}</h1>
-                            <p class="muted"><a href=format!("/migrations/{}/clients", m.id)>"Clients of this migration"</a></p>
-                        </div>
-                        <section class="panel guide" data-testid="guide">
-                            {if html.is_empty() { view! { <p class="muted">"No guide written yet."</p> }.into_any() }
-                             else { view! { <div class="markdown" inner_html=html></div> }.into_any() }}
+                let operate = can_operate(me).await;
+                loaded(both(info.await, guide.await), |(m, (html, md))| view! {
+                    <PageHead title=format!("Migration guide: {}", m.name)><a href=format!("/migrations/{}/clients", m.id)>"Clients of this migration"</a></PageHead>
+                    <section class="panel guide" data-testid="guide">
+                        {if html.is_empty() { view! { <p class="muted">"No guide written yet."</p> }.into_any() }
+                         else { view! { <div class="markdown" inner_html=html></div> }.into_any() }}
+                    </section>
+                    {operate.then(|| view! {
+                        <section class="panel">
+                            <h2>"Edit the guide (Markdown)"</h2>
+                            <p class="muted small">"Write " <code>"{{client}}"</code> " where a client's name belongs: each client's page shows its own name there."</p>
+                            <ActionForm action=save>
+                                <input type="hidden" name="id" value=m.id.to_string()/>
+                                <textarea name="markdown" rows="16" class="wide mono" data-testid="guide-editor">{md}</textarea>
+                                <button type="submit" class="button primary">"Save guide"</button>
+                            </ActionForm>
+                            {move || save.value().get().and_then(Result::err).map(|e| view! { <p class="flash flash-error" role="alert">{e.to_string()}</p> })}
                         </section>
-                        {operate.then(|| view! {
-                            <section class="panel">
-                                <h2>"Edit the guide (Markdown)"</h2>
-                                <p class="muted small">"Write " <code>"{{client}}"</code> " where a client's name belongs: each client's page shows its own name there."</p>
-                                <ActionForm action=save>
-                                    <input type="hidden" name="id" value=m.id.to_string()/>
-                                    <textarea name="markdown" rows="16" class="wide mono" data-testid="guide-editor">{md}</textarea>
-                                    <button type="submit" class="button primary">"Save guide"</button>
-                                </ActionForm>
-                                {move || save.value().get().and_then(Result::err).map(|e| view! { <p class="flash flash-error" role="alert">{e.to_string()}</p> })}
-                            </section>
-                        })}
-                    }.into_any(),
-                    (Err(e), _) | (_, Err(e)) => view! { <ErrorPanel error=e.to_string()/> }.into_any(),
-                }
+                    })}
+                })
             })}
         </Suspense>
     }

@@ -1,5 +1,7 @@
 //! One file per page.
 
+use leptos::prelude::*;
+
 pub mod audit;
 pub mod bucket;
 pub mod client;
@@ -15,3 +17,16 @@ pub mod not_found;
 pub mod offline;
 pub mod overview;
 pub mod users;
+
+/// The page address's `id`, or 0 when it is not a number (the server then
+/// answers that there is no such record).
+pub fn id_param() -> impl Fn() -> i64 + Copy + Send + Sync + 'static {
+    let params = leptos_router::hooks::use_params_map();
+    move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()).unwrap_or(0))
+}
+
+/// How many times these actions have finished: a resource keyed on it loads
+/// again after each of them.
+pub fn finished(versions: &[RwSignal<usize>]) -> usize {
+    versions.iter().map(|v| v.get()).sum()
+}

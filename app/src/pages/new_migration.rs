@@ -3,9 +3,8 @@
 //! create it. The engine's errors name the spec line; the page shows that line.
 
 use leptos::prelude::*;
-use leptos_meta::Title;
 
-use crate::components::guard::{Need, RequireRole};
+use crate::components::page_head::PageHead;
 use crate::error::AppError;
 use crate::types::{TablePlanView, thousands};
 
@@ -75,17 +74,7 @@ fn error_line(message: &str) -> Option<usize> {
 }
 
 #[component]
-pub fn NewMigrationPage() -> impl IntoView {
-    view! {
-        <Title text="New migration"/>
-        <RequireRole need=Need::Operator>
-            <NewMigration/>
-        </RequireRole>
-    }
-}
-
-#[component]
-fn NewMigration() -> impl IntoView {
+pub fn NewMigration() -> impl IntoView {
     let name = RwSignal::new(String::new());
     let description = RwSignal::new(String::new());
     let spec = RwSignal::new(String::new());
@@ -125,10 +114,7 @@ fn NewMigration() -> impl IntoView {
         let _ = ev;
     };
     view! {
-        <div class="page-head">
-            <h1>"New migration"</h1>
-            <p class="muted">"Paste or upload a spec. Preview reads the source to plan buckets of about equal row count; nothing is written until you create the migration."</p>
-        </div>
+        <PageHead title="New migration">"Paste or upload a spec. Preview reads the source to plan buckets of about equal row count; nothing is written until you create the migration."</PageHead>
         <section class="panel">
             <div class="form-grid">
                 <label>"Name" <input data-testid="migration-name-input" placeholder="messages-2026" prop:value=name on:input=move |ev| name.set(event_target_value(&ev))/></label>

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::components::accuracy_chart::AccuracyChart;
 use crate::components::forecast::{BlockersPanel, ForecastStats};
-use crate::components::guard::ErrorPanel;
-use crate::components::layout::use_me;
+use crate::components::guard::loaded;
+use crate::components::layout::{can_operate, use_me};
 use crate::components::live::use_tick;
 use crate::components::old_system::OldSystemPanel;
 use crate::components::phase_bar::PhaseBar;
@@ -111,15 +111,14 @@ pub fn Overview() -> impl IntoView {
         <crate::components::source_of_truth::SourceOfTruthPanel/>
         <Transition fallback=|| view! { <p class="muted">"Loading migrations…"</p> }>
             {move || Suspend::new(async move {
-                match migrations.await {
-                    Ok(list) if list.is_empty() => view! { <EmptyOverview/> }.into_any(),
-                    Ok(list) => view! {
+                loaded(migrations.await, |v| match v {
+                    list if list.is_empty() => view! { <EmptyOverview/> }.into_any(),
+                    list => view! {
                         <div class="cards">
                             {list.into_iter().map(|m| view! { <MigrationCardView m/> }).collect_view()}
                         </div>
                     }.into_any(),
-                    Err(e) => view! { <ErrorPanel error=e.to_string()/> }.into_any(),
-                }
+                })
             })}
         </Transition>
     }
@@ -177,7 +176,7 @@ fn NewMigrationButton() -> impl IntoView {
     view! {
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
-                me.await.ok().flatten().filter(|m| m.can_operate).map(|_| view! {
+                can_operate(me).await.then(|| view! {
                     <a class="button primary" href="/migrations/new" data-testid="new-migration">"New migration"</a>
                 })
             })}

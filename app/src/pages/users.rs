@@ -1,18 +1,19 @@
 //! User administration (admins only): who can sign in, with which role.
 
 use leptos::prelude::*;
-use leptos_meta::Title;
 
-use crate::components::guard::{ErrorPanel, Need, RequireRole};
+use crate::components::grid::Grid;
+use crate::components::guard::loaded;
+use crate::components::page_head::PageHead;
 use crate::error::AppError;
 use crate::types::UserRow;
 
 /// Every user.
 #[server]
 pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
-    let me = crate::server::actor()?;
+    let (store, me) = crate::server::acting()?;
     me.require_admin("listing users")?;
-    let users = crate::server::state()?.store.list_users().await?;
+    let users = store.list_users().await?;
     Ok(users
         .into_iter()
         .map(|u| UserRow {
@@ -36,7 +37,7 @@ pub async fn create_user(
     clients: String,
 ) -> Result<String, AppError> {
     use tern_control::users::NewUser;
-    let me = crate::server::actor()?;
+    let (store, me) = crate::server::acting()?;
     let new = NewUser {
         username: username.trim().to_string(),
         display_name,
@@ -49,33 +50,20 @@ pub async fn create_user(
             .map(String::from)
             .collect(),
     };
-    let user = crate::server::state()?.store.create_user(&me, new).await?;
+    let user = store.create_user(&me, new).await?;
     Ok(user.username)
 }
 
 /// Disables or re-enables a user.
 #[server]
 pub async fn set_user_disabled(username: String, disabled: bool) -> Result<(), AppError> {
-    let me = crate::server::actor()?;
-    crate::server::state()?
-        .store
-        .set_user_disabled(&me, &username, disabled)
-        .await?;
+    let (store, me) = crate::server::acting()?;
+    store.set_user_disabled(&me, &username, disabled).await?;
     Ok(())
 }
 
 #[component]
-pub fn UsersPage() -> impl IntoView {
-    view! {
-        <Title text="Users"/>
-        <RequireRole need=Need::Admin>
-            <Users/>
-        </RequireRole>
-    }
-}
-
-#[component]
-fn Users() -> impl IntoView {
+pub fn Users() -> impl IntoView {
     let create = ServerAction::<CreateUser>::new();
     let toggle = ServerAction::<SetUserDisabled>::new();
     let users = Resource::new_blocking(
@@ -84,10 +72,7 @@ fn Users() -> impl IntoView {
     );
     let created = move || create.value().get();
     view! {
-        <div class="page-head">
-            <h1>"Users"</h1>
-            <p class="muted">"Viewers (program managers) read; engineers also operate; client-owners see their clients; admins manage users."</p>
-        </div>
+        <PageHead title="Users">"Viewers (program managers) read; engineers also operate; client-owners see their clients; admins manage users."</PageHead>
         <section class="panel">
             <h2>"Add a user"</h2>
             <ActionForm action=create attr:class="form-grid">
@@ -113,36 +98,30 @@ fn Users() -> impl IntoView {
         </section>
         <Suspense fallback=|| view! { <p class="muted">"Loading users…"</p> }>
             {move || Suspend::new(async move {
-                match users.await {
-                    Ok(list) => view! {
-                        <section class="panel">
-                            <table class="grid">
-                                <thead><tr><th>"Username"</th><th>"Name"</th><th>"Role"</th><th>"Clients"</th><th>"Created"</th><th></th></tr></thead>
-                                <tbody>
-                                    {list.into_iter().map(|u| {
-                                        let name = u.username.clone();
-                                        let disabled = u.disabled;
-                                        view! {
-                                            <tr data-testid="user-row" class:disabled=disabled>
-                                                <td class="mono">{u.username.clone()}</td>
-                                                <td>{u.display_name}</td>
-                                                <td><span class=format!("role-badge role-{}", u.role)>{u.role.clone()}</span></td>
-                                                <td>{u.clients.join(", ")}</td>
-                                                <td class="mono muted">{u.created_at}</td>
-                                                <td>
-                                                    <button class="button small" on:click=move |_| {
-                                                        toggle.dispatch(SetUserDisabled { username: name.clone(), disabled: !disabled });
-                                                    }>{if disabled { "Enable" } else { "Disable" }}</button>
-                                                </td>
-                                            </tr>
-                                        }
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        </section>
-                    }.into_any(),
-                    Err(e) => view! { <ErrorPanel error=e.to_string()/> }.into_any(),
-                }
+                loaded(users.await, |list| view! {
+                    <section class="panel">
+                        <Grid head=&["Username", "Name", "Role", "Clients", "Created", ""]>
+                            {list.into_iter().map(|u| {
+                                let name = u.username.clone();
+                                let disabled = u.disabled;
+                                view! {
+                                    <tr data-testid="user-row" class:disabled=disabled>
+                                        <td class="mono">{u.username.clone()}</td>
+                                        <td>{u.display_name}</td>
+                                        <td><span class=format!("role-badge role-{}", u.role)>{u.role.clone()}</span></td>
+                                        <td>{u.clients.join(", ")}</td>
+                                        <td class="mono muted">{u.created_at}</td>
+                                        <td>
+                                            <button class="button small" on:click=move |_| {
+                                                toggle.dispatch(SetUserDisabled { username: name.clone(), disabled: !disabled });
+                                            }>{if disabled { "Enable" } else { "Disable" }}</button>
+                                        </td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </Grid>
+                    </section>
+                })
             })}
         </Suspense>
         {move || toggle.value().get().and_then(Result::err).map(|e| view! { <p class="flash flash-error" role="alert">{e.to_string()}</p> })}

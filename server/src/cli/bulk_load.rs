@@ -3,7 +3,6 @@
 //! Ctrl-C stops between chunks (run again to resume). `--parallel` buckets
 //! are copied at once (default 2), each with its own reader and writer.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,12 +14,8 @@ use tern_engine::{Link, LoadStatus, RateThrottle, RunControl, load_bucket};
 
 #[derive(clap::Args, Debug)]
 pub struct BulkLoadArgs {
-    /// The migration spec (TOML).
-    #[arg(long)]
-    pub spec: PathBuf,
-    /// Only this target table (default: every table with a source).
-    #[arg(long)]
-    pub table: Option<String>,
+    #[command(flatten)]
+    pub target: super::SpecTables,
     /// Only this bucket (default: all buckets, in order).
     #[arg(long)]
     pub bucket: Option<usize>,
@@ -39,12 +34,8 @@ pub struct BulkLoadArgs {
 }
 
 pub async fn run(args: BulkLoadArgs) -> anyhow::Result<()> {
-    let spec = crate::cli::load_spec(&args.spec)?;
-    let link = Link::connect(spec, &crate::transformers()).await?;
-    let tables: Vec<String> = match &args.table {
-        Some(t) => vec![t.clone()],
-        None => link.tables().iter().map(|s| s.to_string()).collect(),
-    };
+    let link = Link::connect(args.target.load()?, &crate::transformers()).await?;
+    let tables = args.target.tables(&link);
     let throttle = RateThrottle::new(args.rate);
     let load = super::load_guard(&link);
     let cancel = super::stop_on_ctrl_c("stopping after the current chunk; run again to resume");

@@ -44,9 +44,8 @@ pub struct CatchUpArgs {
 }
 
 fn render(p: &Progress) -> String {
-    let lag = p.lag.unwrap_or_default();
     let mut s = format!(
-        "{}: {}={} keys={} rows={} deleted={} | {:.0}/s | lag {} changes, {:.2}s | position {}",
+        "{}: {}={} keys={} rows={} deleted={} | {:.0}/s | {}",
         p.task,
         p.unit.as_str(),
         p.done,
@@ -54,11 +53,7 @@ fn render(p: &Progress) -> String {
         p.tally.rows_written,
         p.tally.keys_deleted,
         p.rate,
-        lag.changes,
-        lag.seconds,
-        p.position
-            .as_ref()
-            .map_or_else(|| "-".to_string(), ToString::to_string)
+        super::lag_position(p)
     );
     if let Some(e) = &p.last_error {
         s.push_str(&format!(" | retrying: {e}"));

@@ -15,34 +15,7 @@ use crate::settings::Settings;
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Register a connection (or change one with --replace).
-    Add {
-        /// The name specs use: `source = "NAME"`.
-        name: String,
-        /// postgres, mysql or sqlite.
-        #[arg(long)]
-        kind: String,
-        #[arg(long, default_value = "")]
-        host: String,
-        #[arg(long)]
-        port: Option<i64>,
-        /// Database name (the file's path for sqlite).
-        #[arg(long, default_value = "")]
-        database: String,
-        #[arg(long = "user", default_value = "")]
-        username: String,
-        /// A URL option, `key=value`; repeat for several.
-        #[arg(long = "option", value_name = "KEY=VALUE")]
-        options: Vec<String>,
-        /// Read the password from the first line of standard input (stored encrypted).
-        #[arg(long, conflicts_with = "secret_ref")]
-        secret_stdin: bool,
-        /// Where the password lives instead: env:NAME or file:/path (read when a job connects).
-        #[arg(long, value_name = "REF")]
-        secret_ref: Option<String>,
-        /// Change the connection of that name (its secret only if one is given).
-        #[arg(long)]
-        replace: bool,
-    },
+    Add(AddArgs),
     /// List connections (secrets are shown as set or not set).
     List,
     /// Remove a connection.
@@ -54,6 +27,37 @@ pub enum Command {
     Rekey,
 }
 
+/// `tern connection add`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    /// The name specs use: `source = "NAME"`.
+    pub name: String,
+    /// postgres, mysql or sqlite.
+    #[arg(long)]
+    pub kind: String,
+    #[arg(long, default_value = "")]
+    pub host: String,
+    #[arg(long)]
+    pub port: Option<i64>,
+    /// Database name (the file's path for sqlite).
+    #[arg(long, default_value = "")]
+    pub database: String,
+    #[arg(long = "user", default_value = "")]
+    pub username: String,
+    /// A URL option, `key=value`; repeat for several.
+    #[arg(long = "option", value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Read the password from the first line of standard input (stored encrypted).
+    #[arg(long, conflicts_with = "secret_ref")]
+    pub secret_stdin: bool,
+    /// Where the password lives instead: env:NAME or file:/path (read when a job connects).
+    #[arg(long, value_name = "REF")]
+    pub secret_ref: Option<String>,
+    /// Change the connection of that name (its secret only if one is given).
+    #[arg(long)]
+    pub replace: bool,
+}
+
 pub async fn run(settings: Settings, cmd: Command) -> anyhow::Result<()> {
     if let Command::NewKey = cmd {
         println!("{}", SecretKey::generate());
@@ -62,41 +66,30 @@ pub async fn run(settings: Settings, cmd: Command) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     let actor = cli_actor();
     match cmd {
-        Command::Add {
-            name,
-            kind,
-            host,
-            port,
-            database,
-            username,
-            options,
-            secret_stdin,
-            secret_ref,
-            replace,
-        } => {
-            let secret = if secret_stdin {
+        Command::Add(a) => {
+            let secret = if a.secret_stdin {
                 let mut line = String::new();
                 std::io::stdin()
                     .lock()
                     .read_line(&mut line)
                     .context("reading the secret from standard input")?;
                 SecretInput::Value(line.trim_end_matches(['\r', '\n']).to_string())
-            } else if let Some(r) = secret_ref {
+            } else if let Some(r) = a.secret_ref {
                 SecretInput::Reference(r)
             } else {
                 SecretInput::Keep
             };
             let input = ConnectionInput {
-                name,
-                kind,
-                host,
-                port,
-                database,
-                username,
-                options: options.join("&"),
+                name: a.name,
+                kind: a.kind,
+                host: a.host,
+                port: a.port,
+                database: a.database,
+                username: a.username,
+                options: a.options.join("&"),
                 secret,
             };
-            let c = if replace {
+            let c = if a.replace {
                 store.update_connection(&actor, input).await?
             } else {
                 store.create_connection(&actor, input).await?
@@ -105,11 +98,7 @@ pub async fn run(settings: Settings, cmd: Command) -> anyhow::Result<()> {
                 "connection {} ({}) saved; secret: {}",
                 c.name,
                 c.kind,
-                if c.secret_set {
-                    format!("set ({})", c.secret_source)
-                } else {
-                    "not set".into()
-                }
+                secret_state(&c)
             );
         }
         Command::List => {
@@ -125,11 +114,7 @@ pub async fn run(settings: Settings, cmd: Command) -> anyhow::Result<()> {
                     ),
                     c.database,
                     c.username,
-                    if c.secret_set {
-                        format!("set ({})", c.secret_source)
-                    } else {
-                        "not set".into()
-                    }
+                    secret_state(&c)
                 );
             }
         }
@@ -145,4 +130,13 @@ pub async fn run(settings: Settings, cmd: Command) -> anyhow::Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
+/// `set (env:NAME)` or `not set`: a connection's secret as the CLI shows it.
+fn secret_state(c: &tern_control::connections::Connection) -> String {
+    if c.secret_set {
+        format!("set ({})", c.secret_source)
+    } else {
+        "not set".into()
+    }
 }

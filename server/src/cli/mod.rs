@@ -69,6 +69,119 @@ pub fn stop_on_ctrl_c(what: &'static str) -> tokio_util::sync::CancellationToken
     cancel
 }
 
+/// The spec and the tables a command works on (`--spec S [--table T]`).
+#[derive(clap::Args, Debug)]
+pub struct SpecTables {
+    /// The migration spec (TOML).
+    #[arg(long)]
+    pub spec: std::path::PathBuf,
+    /// Only this target table (default: every table with a source).
+    #[arg(long)]
+    pub table: Option<String>,
+}
+
+impl SpecTables {
+    /// The spec, read and checked (`load_spec`).
+    pub fn load(&self) -> anyhow::Result<tern_engine::Spec> {
+        load_spec(&self.spec)
+    }
+
+    /// The table named, or every table of `link` with a source.
+    pub fn tables(&self, link: &tern_engine::Link) -> Vec<String> {
+        match &self.table {
+            Some(t) => vec![t.clone()],
+            None => link.tables().iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// Refuses a table `flag` names that the spec has no source for.
+pub fn known_table(link: &tern_engine::Link, flag: &str, table: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        link.tables().contains(&table),
+        "{flag} {table}: the spec has no such table with a source (it has: {})",
+        link.tables().join(", ")
+    );
+    Ok(())
+}
+
+/// Refuses bucket indexes `flag` names beyond `table`'s stored plan (or
+/// any, without one; `first` says what makes the plan).
+pub async fn known_buckets(
+    link: &tern_engine::Link,
+    flag: &str,
+    first: &str,
+    table: &str,
+    buckets: impl IntoIterator<Item = usize>,
+) -> anyhow::Result<()> {
+    let n = link
+        .stored_plan(table)
+        .await?
+        .map_or(0, |p| p.buckets.len());
+    anyhow::ensure!(
+        n > 0,
+        "{flag}: {table} has no stored plan yet; {first} it first"
+    );
+    for b in buckets {
+        anyhow::ensure!(b < n, "{flag}: {table} has buckets 0..{}, not {b}", n - 1);
+    }
+    Ok(())
+}
+
+/// What a change stream run by hand takes (`tern relay`, `tern reverse-relay`):
+/// its pace, its batches, and whether it stops at the head.
+#[derive(clap::Args, Debug)]
+pub struct StreamArgs {
+    /// Changes per second at most (default: unlimited).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Changelog rows per batch.
+    #[arg(long, default_value_t = 5000)]
+    pub batch: usize,
+    /// Stop once the relay reaches the head of its changelog.
+    #[arg(long)]
+    pub until_caught_up: bool,
+}
+
+impl StreamArgs {
+    /// Sets the stream's batch size and whether the run stops at the head.
+    pub fn configure(&self, stream: &mut tern_engine::StreamOptions, stop_at_head: &mut bool) {
+        stream.batch_changes = self.batch.max(1);
+        *stop_at_head = self.until_caught_up;
+    }
+
+    /// The run's control: at most `rate` changes a second, Ctrl-C stops it
+    /// after the current batch, its progress printed once a second as
+    /// `render` says, held back by the spec's limits.
+    pub fn control(
+        &self,
+        render: fn(&tern_engine::Progress) -> String,
+        load: Option<&tern_engine::LoadGuard>,
+    ) -> tern_engine::RunControl {
+        let cancel = stop_on_ctrl_c(
+            "stopping after the current batch; run again to continue from the stored position",
+        );
+        tern_engine::RunControl::new()
+            .with_rate(self.rate)
+            .with_cancel(cancel)
+            .on_progress(once_a_second(move |p| eprintln!("{}", render(p))))
+            .guarded(load)
+    }
+}
+
+/// `lag N changes, S s | position P`: where a change stream stands.
+pub fn lag_position(p: &tern_engine::Progress) -> String {
+    let lag = p.lag.unwrap_or_default();
+    format!(
+        "lag {} changes, {:.2}s | position {}",
+        lag.changes,
+        lag.seconds,
+        p.position
+            .as_ref()
+            .map_or_else(|| "-".to_string(), ToString::to_string)
+    )
+}
+
 /// `show` called at most once a second (the first report at once): a
 /// progress callback for the terminal.
 pub fn once_a_second(

@@ -1,31 +1,21 @@
 //! `tern plan --spec S`: the buckets each table splits into and their sizes,
 //! before anything is copied. Touches nothing in the target.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use tern_engine::{Link, Plan};
 
 #[derive(clap::Args, Debug)]
 pub struct PlanArgs {
-    /// The migration spec (TOML).
-    #[arg(long)]
-    pub spec: PathBuf,
-    /// Only this target table (default: every table with a source).
-    #[arg(long)]
-    pub table: Option<String>,
+    #[command(flatten)]
+    pub target: super::SpecTables,
     /// Number of buckets (default: the spec's `buckets`, else 8).
     #[arg(long)]
     pub buckets: Option<usize>,
 }
 
 pub async fn run(args: PlanArgs) -> anyhow::Result<()> {
-    let spec = crate::cli::load_spec(&args.spec)?;
-    let link = Link::inspect(spec, &crate::transformers()).await?;
-    let tables: Vec<String> = match &args.table {
-        Some(t) => vec![t.clone()],
-        None => link.tables().iter().map(|s| s.to_string()).collect(),
-    };
+    let link = Link::inspect(args.target.load()?, &crate::transformers()).await?;
+    let tables = args.target.tables(&link);
     for table in tables {
         let plan = link
             .plan(&table, args.buckets)

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tern_engine::ramp::Ramp;
-use tern_engine::{Link, Progress, RelayOptions, RelayRamp, RunControl, run_relay};
+use tern_engine::{Link, Progress, RelayOptions, RelayRamp, run_relay};
 
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["ramp", "buckets"])))]
@@ -32,21 +32,14 @@ pub struct RelayArgs {
     /// Salt of the percentage ramp: the migration's name, to match the control plane's ramp.
     #[arg(long, default_value = "")]
     pub salt: String,
-    /// Changes per second at most (default: unlimited).
-    #[arg(long)]
-    pub rate: Option<u64>,
-    /// Changelog rows per batch.
-    #[arg(long, default_value_t = 5000)]
-    pub batch: usize,
     /// Changelog retention: `7d`, `12h`, `30m`; older backlogs are warned about and applied rows pruned.
     #[arg(long, default_value = "7d", value_parser = parse_duration)]
     pub retention: Duration,
     /// Do not prune the changelog.
     #[arg(long)]
     pub no_prune: bool,
-    /// Stop once the relay reaches the head of the changelog.
-    #[arg(long)]
-    pub until_caught_up: bool,
+    #[command(flatten)]
+    pub stream: super::StreamArgs,
 }
 
 /// `25%` → a ramp, refusing anything outside 0–100%.
@@ -85,20 +78,15 @@ pub fn render(p: &Progress) -> String {
 /// changes, keys, rate, lag, position, then a retry and any warnings. The
 /// forward and the reverse relay print the same line.
 pub fn render_after(p: &Progress, head: String) -> String {
-    let lag = p.lag.unwrap_or_default();
     let mut s = format!(
-        "{head} | changes={} keys={} rows={} deleted={} skipped={} | {:.0} changes/s | lag {} changes, {:.2}s | position {}",
+        "{head} | changes={} keys={} rows={} deleted={} skipped={} | {:.0} changes/s | {}",
         p.done,
         p.tally.keys_applied,
         p.tally.rows_written,
         p.tally.keys_deleted,
         p.tally.keys_skipped,
         p.rate,
-        lag.changes,
-        lag.seconds,
-        p.position
-            .as_ref()
-            .map_or_else(|| "-".to_string(), ToString::to_string)
+        super::lag_position(p)
     );
     if let Some(e) = &p.last_error {
         s.push_str(&format!(" | retrying ({} so far): {e}", p.retries));
@@ -118,45 +106,27 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
         (None, Some(b)) => {
             let tables: Vec<&str> = match &args.table {
                 Some(t) => {
-                    anyhow::ensure!(
-                        link.tables().contains(&t.as_str()),
-                        "--table {t}: the spec has no such table with a source (it has: {})",
-                        link.tables().join(", ")
-                    );
+                    super::known_table(&link, "--table", t)?;
                     vec![t.as_str()]
                 }
                 None => link.tables(),
             };
             for t in &tables {
-                let n = link.stored_plan(t).await?.map_or(0, |p| p.buckets.len());
-                anyhow::ensure!(
-                    n > 0,
-                    "--buckets: {t} has no stored plan yet; bulk-load (or plan) it first"
-                );
-                if let Some(bad) = b.iter().find(|i| **i >= n) {
-                    anyhow::bail!("--buckets: {t} has buckets 0..{}, not {bad}", n - 1);
-                }
+                let first = "bulk-load (or plan)";
+                super::known_buckets(&link, "--buckets", first, t, b.iter().copied()).await?;
             }
             RelayRamp::buckets(tables, b.iter().copied())
         }
         (None, None) => anyhow::bail!("give --ramp 25% or --buckets 1,2"),
     };
-    let cancel = super::stop_on_ctrl_c(
-        "stopping after the current batch; run again to continue from the stored position",
-    );
-    let progress = super::once_a_second(|p| eprintln!("{}", render(p)));
     let mut opts = RelayOptions::fixed(ramp);
     opts.name = args.name.clone();
     opts.salt = args.salt.clone();
-    opts.stream.batch_changes = args.batch.max(1);
-    opts.stop_at_head = args.until_caught_up;
+    args.stream
+        .configure(&mut opts.stream, &mut opts.stop_at_head);
     opts.retention = args.retention;
     opts.prune = !args.no_prune;
-    let control = RunControl::new()
-        .with_rate(args.rate)
-        .with_cancel(cancel)
-        .on_progress(progress)
-        .guarded(load.as_ref());
+    let control = args.stream.control(render, load.as_ref());
     let s = run_relay(&link, opts, &control).await?;
     println!(
         "relay stopped: name={} changes={} keys={} rows={} deleted={} skipped={} retries={} max_lag_s={:.3} seconds={:.3} position={}",

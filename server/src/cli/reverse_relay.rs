@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 
 use tern_engine::reverse::{self, DEFAULT_REVERSE_RELAY};
-use tern_engine::{Link, Progress, ReverseOptions, RunControl, SwitchedBuckets, run_reverse_relay};
+use tern_engine::{Link, Progress, ReverseOptions, SwitchedBuckets, run_reverse_relay};
 use tokio::sync::watch;
 
 #[derive(clap::Args, Debug)]
@@ -28,15 +28,8 @@ pub struct ReverseRelayArgs {
     /// The relay's name; its position is stored under it in the source.
     #[arg(long, default_value = DEFAULT_REVERSE_RELAY)]
     pub name: String,
-    /// Changes per second at most (default: unlimited).
-    #[arg(long)]
-    pub rate: Option<u64>,
-    /// Changelog rows per batch.
-    #[arg(long, default_value_t = 5000)]
-    pub batch: usize,
-    /// Stop once the relay reaches the head of the target's changelog.
-    #[arg(long)]
-    pub until_caught_up: bool,
+    #[command(flatten)]
+    pub stream: super::StreamArgs,
 }
 
 fn parse_switched(s: &str) -> Result<SwitchedBuckets, String> {
@@ -57,25 +50,10 @@ pub async fn run(args: ReverseRelayArgs) -> anyhow::Result<()> {
     let mut switched = SwitchedBuckets::none();
     for s in &args.switched {
         for (table, buckets) in s.iter() {
-            anyhow::ensure!(
-                link.tables().contains(&table),
-                "--switched {table}: the spec has no such table with a source (it has: {})",
-                link.tables().join(", ")
-            );
-            let n = link
-                .stored_plan(table)
-                .await?
-                .map_or(0, |p| p.buckets.len());
-            anyhow::ensure!(
-                n > 0,
-                "--switched: {table} has no stored plan yet; bulk-load it first"
-            );
+            super::known_table(&link, "--switched", table)?;
+            let indexes = buckets.iter().copied();
+            super::known_buckets(&link, "--switched", "bulk-load", table, indexes).await?;
             for b in buckets {
-                anyhow::ensure!(
-                    *b < n,
-                    "--switched: {table} has buckets 0..{}, not {b}",
-                    n - 1
-                );
                 switched.insert(table, *b);
             }
         }
@@ -93,22 +71,14 @@ pub async fn run(args: ReverseRelayArgs) -> anyhow::Result<()> {
         installed.installed.tables.len(),
         installed.installed.position
     );
-    let cancel = super::stop_on_ctrl_c(
-        "stopping after the current batch; run again to continue from the stored position",
-    );
-    let progress = super::once_a_second(|p| eprintln!("{}", render(p)));
     // The sender lives as long as the run: the set stays as given.
     let (_tx, rx) = watch::channel(switched);
     let mut opts = ReverseOptions::new(rx);
     opts.name = args.name.clone();
-    opts.stream.batch_changes = args.batch.max(1);
-    opts.stop_at_head = args.until_caught_up;
+    args.stream
+        .configure(&mut opts.stream, &mut opts.stop_at_head);
     let load = super::load_guard(&link);
-    let control = RunControl::new()
-        .with_rate(args.rate)
-        .with_cancel(cancel)
-        .on_progress(progress)
-        .guarded(load.as_ref());
+    let control = args.stream.control(render, load.as_ref());
     let s = run_reverse_relay(&link, opts, &control).await?;
     println!(
         "reverse relay stopped: name={} changes={} keys={} rows={} deleted={} skipped={} retries={} max_lag_s={:.3} seconds={:.3} position={}",

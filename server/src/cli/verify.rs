@@ -15,12 +15,8 @@ use tern_engine::{Counts, Link, RunControl};
 
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
-    /// The migration spec (TOML).
-    #[arg(long)]
-    pub spec: PathBuf,
-    /// Only this target table (default: every table with a source).
-    #[arg(long)]
-    pub table: Option<String>,
+    #[command(flatten)]
+    pub target: super::SpecTables,
     /// Only this bucket of the load's plan (default: all buckets).
     #[arg(long)]
     pub bucket: Option<usize>,
@@ -64,12 +60,8 @@ pub struct RepairArgs {
 }
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
-    let spec = crate::cli::load_spec(&args.spec)?;
-    let link = Link::connect(spec, &crate::transformers()).await?;
-    let tables: Vec<String> = match &args.table {
-        Some(t) => vec![t.clone()],
-        None => link.tables().iter().map(|s| s.to_string()).collect(),
-    };
+    let link = Link::connect(args.target.load()?, &crate::transformers()).await?;
+    let tables = args.target.tables(&link);
     if args.resume.is_some() && tables.len() != 1 {
         anyhow::bail!("--resume continues one table's run: name it with --table");
     }

@@ -9,12 +9,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tern_app::server::CurrentUser;
 use tern_app::state::AppState;
-use tern_control::Actor;
 use tern_control::audit::AuditFilter;
 use tern_control::users::NewUser;
 
 use crate::web::auth;
-use crate::web::error::ApiError;
+use crate::web::caller::{Answer, Caller, Created, created};
+use crate::web::error::{Conflict, Invalid, NotFound};
 
 /// The `/api/v1` routes.
 pub fn routes() -> Router<AppState> {
@@ -30,16 +30,11 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/users", get(users).post(create_user))
 }
 
-fn actor(user: &CurrentUser) -> Actor {
-    Actor::from(&user.0)
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/me",
     tag = "session",
-    responses((status = 200, description = "the signed-in user", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the signed-in user", body = serde_json::Value)),
 )]
 async fn me(Extension(user): Extension<CurrentUser>) -> Json<Value> {
     let u = &user.0;
@@ -55,10 +50,9 @@ async fn me(Extension(user): Extension<CurrentUser>) -> Json<Value> {
     get,
     path = "/api/v1/migrations",
     tag = "migrations",
-    responses((status = 200, description = "every migration with its buckets per phase", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "every migration with its buckets per phase", body = serde_json::Value)),
 )]
-async fn migrations(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn migrations(State(state): State<AppState>) -> Answer {
     let list = state.store.migration_summaries().await?;
     Ok(Json(json!(list
         .into_iter()
@@ -79,14 +73,9 @@ async fn migrations(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     get,
     path = "/api/v1/migrations/{id}",
     tag = "migrations",
-    params(("id" = i64, Path, description = "its id")),
-    responses((status = 200, description = "the migration (its spec without passwords) and its buckets", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the migration (its spec without passwords) and its buckets", body = serde_json::Value), NotFound),
 )]
-async fn migration(
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Json<Value>, ApiError> {
+async fn migration(State(state): State<AppState>, Path(id): Path<i64>) -> Answer {
     let m = tern_control::redact::migration(state.store.migration(id).await?);
     let buckets = state.store.list_buckets(id).await?;
     Ok(Json(json!({ "migration": m, "buckets": buckets })))
@@ -109,14 +98,9 @@ struct AuditQuery {
     path = "/api/v1/audit",
     tag = "audit",
     params(AuditQuery),
-    responses((status = 200, description = "audit events, newest first", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "audit events, newest first", body = serde_json::Value)),
 )]
-async fn audit(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Query(q): Query<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
+async fn audit(c: Caller, Query(q): Query<AuditQuery>) -> Answer {
     let filter = AuditFilter {
         actor: q.actor,
         action: q.action,
@@ -126,7 +110,7 @@ async fn audit(
         before_id: q.before_id,
         limit: q.limit,
     };
-    let events = state.store.list_audit(&actor(&user), &filter).await?;
+    let events = c.state.store.list_audit(&c.actor, &filter).await?;
     Ok(Json(json!(events)))
 }
 
@@ -134,15 +118,11 @@ async fn audit(
     get,
     path = "/api/v1/users",
     tag = "users",
-    responses((status = 200, description = "every user (no password hash)", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "every user (no password hash)", body = serde_json::Value)),
 )]
-async fn users(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-) -> Result<Json<Value>, ApiError> {
-    actor(&user).require_admin("listing users")?;
-    Ok(Json(json!(state.store.list_users().await?)))
+async fn users(c: Caller) -> Answer {
+    c.actor.require_admin("listing users")?;
+    Ok(Json(json!(c.state.store.list_users().await?)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -161,14 +141,9 @@ struct CreateUser {
     path = "/api/v1/users",
     tag = "users",
     request_body = CreateUser,
-    responses((status = 201, description = "the user created", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 201, description = "the user created", body = serde_json::Value), Conflict, Invalid),
 )]
-async fn create_user(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Json(body): Json<CreateUser>,
-) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+async fn create_user(c: Caller, Json(body): Json<CreateUser>) -> Answer<Created> {
     let new = NewUser {
         username: body.username,
         display_name: body.display_name,
@@ -176,6 +151,6 @@ async fn create_user(
         password: body.password,
         clients: body.clients,
     };
-    let created = state.store.create_user(&actor(&user), new).await?;
-    Ok((axum::http::StatusCode::CREATED, Json(json!(created))))
+    let user = c.state.store.create_user(&c.actor, new).await?;
+    created(user)
 }

@@ -11,20 +11,20 @@
 //! These routes sit outside the session layers: the routing path checks the
 //! token against a short-lived cache and writes nothing per request.
 
-use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tern_app::server::CurrentUser;
 use tern_app::state::AppState;
-use tern_control::clients::{Route, TokenGrant};
+use tern_control::clients::{Client, RampState, Route, TokenGrant};
 use tern_control::traffic::TrafficReport;
 
-use crate::web::error::ApiError;
+use crate::web::caller::{Answer, Caller, Created, created};
+use crate::web::error::{ApiError, Conflict, Invalid, NotFound};
 
 /// The token-authenticated routes.
 pub fn token_routes() -> Router<AppState> {
@@ -58,6 +58,39 @@ pub(crate) async fn grant(state: &AppState, headers: &HeaderMap) -> Result<Token
     })
 }
 
+/// A client-API request's state and its bearer token's grant (401 without a
+/// valid token).
+pub(crate) struct Granted {
+    pub state: AppState,
+    pub grant: TokenGrant,
+}
+
+impl FromRequestParts<AppState> for Granted {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let grant = grant(state, &parts.headers).await?;
+        Ok(Granted {
+            state: state.clone(),
+            grant,
+        })
+    }
+}
+
+impl Granted {
+    /// The ramp of `client`, when the token may act for it.
+    async fn ramp(&self, migration: &str, client: &str) -> Result<RampState, ApiError> {
+        self.grant.require(migration, client)?;
+        Ok(self.state.store.ramp_state(migration, client).await?)
+    }
+
+    /// `client`, when the token may act for it.
+    pub async fn client(&self, migration: &str, client: &str) -> Result<Client, ApiError> {
+        self.grant.require(migration, client)?;
+        Ok(self.state.store.client_by_name(migration, client).await?)
+    }
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ClientQuery {
@@ -70,17 +103,10 @@ struct ClientQuery {
     path = "/api/v1/ramp",
     tag = "client API",
     params(ClientQuery),
-    responses((status = 200, description = "the client's ramp", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
-    security(("token" = [])),
+    responses((status = 200, description = "the client's ramp", body = serde_json::Value), NotFound),
 )]
-async fn ramp(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<ClientQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let g = grant(&state, &headers).await?;
-    g.require(&q.migration, &q.client)?;
-    let r = state.store.ramp_state(&q.migration, &q.client).await?;
+async fn ramp(Query(q): Query<ClientQuery>, t: Granted) -> Answer {
+    let r = t.ramp(&q.migration, &q.client).await?;
     Ok(Json(json!({
         "migration": q.migration,
         "client": q.client,
@@ -104,17 +130,10 @@ struct RouteQuery {
     path = "/api/v1/route",
     tag = "client API",
     params(RouteQuery),
-    responses((status = 200, description = "where one key reads and writes", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
-    security(("token" = [])),
+    responses((status = 200, description = "where one key reads and writes", body = serde_json::Value), NotFound),
 )]
-async fn route_one(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<RouteQuery>,
-) -> Result<Response, ApiError> {
-    let g = grant(&state, &headers).await?;
-    g.require(&q.migration, &q.client)?;
-    let r = state.store.ramp_state(&q.migration, &q.client).await?;
+async fn route_one(Query(q): Query<RouteQuery>, t: Granted) -> Result<Response, ApiError> {
+    let r = t.ramp(&q.migration, &q.client).await?;
     let route = Route::of(r.ramp, &r.salt, q.key.as_bytes());
     // A fixed shape, written by hand: this is the hottest path of the API.
     let body = format!(
@@ -137,23 +156,17 @@ struct RouteBatch {
     path = "/api/v1/route",
     tag = "client API",
     request_body = RouteBatch,
-    responses((status = 200, description = "where each key reads and writes", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("token" = [])),
+    responses((status = 200, description = "where each key reads and writes", body = serde_json::Value), NotFound, Invalid),
 )]
-async fn route_batch(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(b): Json<RouteBatch>,
-) -> Result<Json<Value>, ApiError> {
-    let g = grant(&state, &headers).await?;
-    g.require(&b.migration, &b.client)?;
+async fn route_batch(t: Granted, Json(b): Json<RouteBatch>) -> Answer {
+    t.grant.require(&b.migration, &b.client)?;
     if b.keys.len() > 10_000 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("{} keys in one batch: send at most 10,000", b.keys.len()),
         ));
     }
-    let r = state.store.ramp_state(&b.migration, &b.client).await?;
+    let r = t.state.store.ramp_state(&b.migration, &b.client).await?;
     let routes: Vec<Value> = b
         .keys
         .iter()
@@ -176,19 +189,13 @@ struct TrafficBody {
     path = "/api/v1/traffic",
     tag = "client API",
     request_body = TrafficBody,
-    responses((status = 200, description = "how many reports were recorded", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("token" = [])),
+    responses((status = 200, description = "how many reports were recorded", body = serde_json::Value), NotFound, Invalid),
 )]
-async fn traffic(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(b): Json<TrafficBody>,
-) -> Result<Json<Value>, ApiError> {
-    let g = grant(&state, &headers).await?;
+async fn traffic(t: Granted, Json(b): Json<TrafficBody>) -> Answer {
     for r in &b.reports {
-        g.require(&b.migration, &r.client)?;
+        t.grant.require(&b.migration, &r.client)?;
     }
-    let n = state.store.record_traffic(&g, &b.reports).await?;
+    let n = t.state.store.record_traffic(&t.grant, &b.reports).await?;
     Ok(Json(json!({ "recorded": n })))
 }
 
@@ -212,21 +219,15 @@ struct ShadowBody {
     path = "/api/v1/shadow",
     tag = "client API",
     request_body = ShadowBody,
-    responses((status = 200, description = "the shadow comparison", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("token" = [])),
+    responses((status = 200, description = "the shadow comparison", body = serde_json::Value), NotFound, Invalid),
 )]
-async fn shadow(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(b): Json<ShadowBody>,
-) -> Result<Json<Value>, ApiError> {
-    let g = grant(&state, &headers).await?;
-    g.require(&b.migration, &b.client)?;
-    let client = state.store.client_by_name(&b.migration, &b.client).await?;
+async fn shadow(t: Granted, Json(b): Json<ShadowBody>) -> Answer {
+    let client = t.client(&b.migration, &b.client).await?;
     if !b.sampled && rand::random::<f64>() >= client.shadow_rate {
         return Ok(Json(json!({ "sampled": false })));
     }
-    let rec = state
+    let rec = t
+        .state
         .store
         .record_shadow(&client, &b.key, &b.old, &b.new)
         .await?;
@@ -251,27 +252,21 @@ struct AccessBody {
     path = "/api/v1/access-log",
     tag = "client API",
     request_body = AccessBody,
-    responses((status = 200, description = "recorded", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("token" = [])),
+    responses((status = 200, description = "recorded", body = serde_json::Value), NotFound, Invalid),
 )]
-async fn access_log(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(b): Json<AccessBody>,
-) -> Result<Json<Value>, ApiError> {
-    let g = grant(&state, &headers).await?;
-    if g.migration_name != b.migration {
+async fn access_log(t: Granted, Json(b): Json<AccessBody>) -> Answer {
+    if t.grant.migration_name != b.migration {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!(
                 "this API token belongs to migration `{}`, not `{}`",
-                g.migration_name, b.migration
+                t.grant.migration_name, b.migration
             ),
         ));
     }
-    state
+    t.state
         .store
-        .record_access(g.migration_id, &b.job, &b.dataset, b.at)
+        .record_access(t.grant.migration_id, &b.job, &b.dataset, b.at)
         .await?;
     Ok(Json(json!({ "recorded": true })))
 }
@@ -289,10 +284,6 @@ pub fn session_routes() -> Router<AppState> {
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
 }
 
-fn actor(user: &CurrentUser) -> tern_control::Actor {
-    tern_control::Actor::from(&user.0)
-}
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
@@ -304,16 +295,11 @@ struct ListQuery {
     path = "/api/v1/clients",
     tag = "clients",
     params(ListQuery),
-    responses((status = 200, description = "the clients the user may see", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the clients the user may see", body = serde_json::Value)),
 )]
-async fn list_clients(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let me = actor(&user);
-    let mut clients = state.store.list_clients(&me, q.migration_id).await?;
+async fn list_clients(c: Caller, Query(q): Query<ListQuery>) -> Answer {
+    let me = &c.actor;
+    let mut clients = c.state.store.list_clients(&me, q.migration_id).await?;
     clients.retain(|c| me.sees_client(&c.name));
     Ok(Json(json!(clients)))
 }
@@ -322,21 +308,19 @@ async fn list_clients(
     get,
     path = "/api/v1/clients/{id}",
     tag = "clients",
-    params(("id" = i64, Path, description = "its id")),
-    responses((status = 200, description = "the client, its ramp, steps and checklist", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the client, its ramp, steps and checklist", body = serde_json::Value), NotFound),
 )]
-async fn client_detail(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-) -> Result<Json<Value>, ApiError> {
-    let c = state.store.client(id).await?;
-    actor(&user).require_client(&c.name, "reading a client")?;
-    let gate = state.store.check_gates(&c, tern_ramp::Ramp::FULL).await?;
-    let steps = state.store.ramp_steps(id).await?;
+async fn client_detail(c: Caller, Path(id): Path<i64>) -> Answer {
+    let client = c.state.store.client(id).await?;
+    c.actor.require_client(&client.name, "reading a client")?;
+    let gate = c
+        .state
+        .store
+        .check_gates(&client, tern_ramp::Ramp::FULL)
+        .await?;
+    let steps = c.state.store.ramp_steps(id).await?;
     Ok(Json(
-        json!({ "client": c, "gates": gate, "ramp_steps": steps }),
+        json!({ "client": client, "gates": gate, "ramp_steps": steps }),
     ))
 }
 
@@ -352,30 +336,18 @@ struct RampBody {
     post,
     path = "/api/v1/clients/{id}/ramp",
     tag = "clients",
-    params(("id" = i64, Path, description = "its id")),
     request_body = RampBody,
-    responses((status = 200, description = "the client with its new ramp", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the client with its new ramp", body = serde_json::Value), NotFound, Conflict, Invalid),
 )]
-async fn set_ramp(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-    Json(b): Json<RampBody>,
-) -> Result<Json<Value>, ApiError> {
+async fn set_ramp(c: Caller, Path(id): Path<i64>, Json(b): Json<RampBody>) -> Answer {
     let ramp = tern_ramp::Ramp::parse(&b.ramp)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    let c = state
+    let client = c
+        .state
         .store
-        .set_ramp(
-            &actor(&user),
-            id,
-            ramp,
-            &b.reason,
-            b.override_reason.as_deref(),
-        )
+        .set_ramp(&c.actor, id, ramp, &b.reason, b.override_reason.as_deref())
         .await?;
-    Ok(Json(json!(c)))
+    Ok(Json(json!(client)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -389,19 +361,12 @@ struct ReasonBody {
     post,
     path = "/api/v1/clients/{id}/rollback",
     tag = "clients",
-    params(("id" = i64, Path, description = "its id")),
     request_body = ReasonBody,
-    responses((status = 200, description = "the client, rolled back to 0%", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the client, rolled back to 0%", body = serde_json::Value), NotFound),
 )]
-async fn rollback(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-    Json(b): Json<ReasonBody>,
-) -> Result<Json<Value>, ApiError> {
+async fn rollback(c: Caller, Path(id): Path<i64>, Json(b): Json<ReasonBody>) -> Answer {
     Ok(Json(json!(
-        state.store.rollback(&actor(&user), id, &b.reason).await?
+        c.state.store.rollback(&c.actor, id, &b.reason).await?
     )))
 }
 
@@ -415,41 +380,26 @@ struct TokenBody {
     post,
     path = "/api/v1/clients/{id}/tokens",
     tag = "clients",
-    params(("id" = i64, Path, description = "its id")),
     request_body = TokenBody,
-    responses((status = 201, description = "the token (its secret shown this once)", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 201, description = "the token (its secret shown this once)", body = serde_json::Value), NotFound, Invalid),
 )]
-async fn create_token(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-    Json(b): Json<TokenBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let c = state.store.client(id).await?;
-    let (listed, token) = state
+async fn create_token(c: Caller, Path(id): Path<i64>, Json(b): Json<TokenBody>) -> Answer<Created> {
+    let client = c.state.store.client(id).await?;
+    let (listed, token) = c
+        .state
         .store
-        .create_token(&actor(&user), c.migration_id, Some(id), &b.label)
+        .create_token(&c.actor, client.migration_id, Some(id), &b.label)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "id": listed.id, "token": token, "prefix": listed.prefix })),
-    ))
+    created(json!({ "id": listed.id, "token": token, "prefix": listed.prefix }))
 }
 
 #[utoipa::path(
     delete,
     path = "/api/v1/tokens/{id}",
     tag = "clients",
-    params(("id" = i64, Path, description = "its id")),
-    responses((status = 204, description = "revoked"), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 204, description = "revoked"), NotFound),
 )]
-async fn revoke_token(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-) -> Result<StatusCode, ApiError> {
-    state.store.revoke_token(&actor(&user), id).await?;
+async fn revoke_token(c: Caller, Path(id): Path<i64>) -> Answer<StatusCode> {
+    c.state.store.revoke_token(&c.actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,18 +4,17 @@
 //! `file:/path`) and never comes out: answers say `secret_set` and
 //! `secret_source` only.
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
-use tern_app::server::CurrentUser;
+use serde_json::json;
 use tern_app::state::AppState;
-use tern_control::Actor;
 use tern_control::connections::{ConnectionInput, SecretInput};
 
-use crate::web::error::ApiError;
+use crate::web::caller::{Answer, Caller, Created, created};
+use crate::web::error::{ApiError, Conflict, Invalid, NotFound};
 
 /// The connection routes.
 pub fn routes() -> Router<AppState> {
@@ -25,10 +24,6 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/connections/{name}",
             get(show).put(update).delete(remove),
         )
-}
-
-fn actor(user: &CurrentUser) -> Actor {
-    Actor::from(&user.0)
 }
 
 /// A connection as sent: its fields, and its secret at most once.
@@ -89,16 +84,10 @@ impl Body {
     get,
     path = "/api/v1/connections",
     tag = "connections",
-    responses((status = 200, description = "every connection; secrets only as set / not set", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "every connection; secrets only as set / not set", body = serde_json::Value)),
 )]
-async fn list(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(
-        state.store.list_connections(&actor(&user)).await?
-    )))
+async fn list(c: Caller) -> Answer {
+    Ok(Json(json!(c.state.store.list_connections(&c.actor).await?)))
 }
 
 #[utoipa::path(
@@ -106,16 +95,11 @@ async fn list(
     path = "/api/v1/connections/{name}",
     tag = "connections",
     params(("name" = String, Path, description = "the connection's name")),
-    responses((status = 200, description = "the connection", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the connection", body = serde_json::Value), NotFound),
 )]
-async fn show(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    actor(&user).require_operate("reading a connection")?;
-    Ok(Json(json!(state.store.connection(&name).await?)))
+async fn show(c: Caller, Path(name): Path<String>) -> Answer {
+    c.actor.require_operate("reading a connection")?;
+    Ok(Json(json!(c.state.store.connection(&name).await?)))
 }
 
 #[utoipa::path(
@@ -123,18 +107,13 @@ async fn show(
     path = "/api/v1/connections",
     tag = "connections",
     request_body = Body,
-    responses((status = 201, description = "the connection registered", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 201, description = "the connection registered", body = serde_json::Value), Conflict, Invalid),
 )]
-async fn create(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Json(body): Json<Body>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn create(c: Caller, Json(body): Json<Body>) -> Answer<Created> {
     let name = body.name.trim().to_string();
     let input = body.into_input(name)?;
-    let c = state.store.create_connection(&actor(&user), input).await?;
-    Ok((StatusCode::CREATED, Json(json!(c))))
+    let connection = c.state.store.create_connection(&c.actor, input).await?;
+    created(connection)
 }
 
 #[utoipa::path(
@@ -143,18 +122,12 @@ async fn create(
     tag = "connections",
     params(("name" = String, Path, description = "the connection's name")),
     request_body = Body,
-    responses((status = 200, description = "the connection changed", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the connection changed", body = serde_json::Value), NotFound, Invalid),
 )]
-async fn update(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(name): Path<String>,
-    Json(body): Json<Body>,
-) -> Result<Json<Value>, ApiError> {
+async fn update(c: Caller, Path(name): Path<String>, Json(body): Json<Body>) -> Answer {
     let input = body.into_input(name)?;
     Ok(Json(json!(
-        state.store.update_connection(&actor(&user), input).await?
+        c.state.store.update_connection(&c.actor, input).await?
     )))
 }
 
@@ -163,14 +136,9 @@ async fn update(
     path = "/api/v1/connections/{name}",
     tag = "connections",
     params(("name" = String, Path, description = "the connection's name")),
-    responses((status = 204, description = "removed"), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 204, description = "removed"), NotFound, Conflict),
 )]
-async fn remove(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    state.store.remove_connection(&actor(&user), &name).await?;
+async fn remove(c: Caller, Path(name): Path<String>) -> Answer<StatusCode> {
+    c.state.store.remove_connection(&c.actor, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,18 +3,16 @@
 //! the same operations and role checks as the pages.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tern_app::server::CurrentUser;
 use tern_app::state::AppState;
-use tern_control::Actor;
 use tern_control::fixes::FixSettings;
 use tern_datafix::PluginRegistry;
 
-use crate::web::error::ApiError;
+use crate::web::caller::{Answer, Caller, Created, created};
+use crate::web::error::{ApiError, Conflict, Invalid, NotFound, Unavailable};
 
 /// The data-fix routes.
 pub fn routes() -> Router<AppState> {
@@ -28,18 +26,13 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/fixes/{id}/runs/{run}/failures", get(failures))
 }
 
-fn actor(user: &CurrentUser) -> Actor {
-    Actor::from(&user.0)
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/fixes",
     tag = "fixes",
-    responses((status = 200, description = "every data fix", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "every data fix", body = serde_json::Value)),
 )]
-async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn list(State(state): State<AppState>) -> Answer {
     let fixes: Vec<_> = state
         .store
         .list_fixes()
@@ -54,8 +47,7 @@ async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     get,
     path = "/api/v1/fixes/template",
     tag = "fixes",
-    responses((status = 200, description = "a fix spec to start from", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "a fix spec to start from", body = serde_json::Value)),
 )]
 async fn template() -> Json<Value> {
     Json(json!({ "spec": tern_datafix::EXAMPLE }))
@@ -71,30 +63,20 @@ struct CreateBody {
     path = "/api/v1/fixes",
     tag = "fixes",
     request_body = CreateBody,
-    responses((status = 201, description = "the fix created", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 201, description = "the fix created", body = serde_json::Value), Conflict, Invalid),
 )]
-async fn create(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Json(body): Json<CreateBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let fix = state.store.create_fix(&actor(&user), &body.spec).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!(tern_control::redact::fix(fix))),
-    ))
+async fn create(c: Caller, Json(body): Json<CreateBody>) -> Answer<Created> {
+    let fix = c.state.store.create_fix(&c.actor, &body.spec).await?;
+    created(tern_control::redact::fix(fix))
 }
 
 #[utoipa::path(
     get,
     path = "/api/v1/fixes/{id}",
     tag = "fixes",
-    params(("id" = i64, Path, description = "its id")),
-    responses((status = 200, description = "the fix and its runs", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the fix and its runs", body = serde_json::Value), NotFound),
 )]
-async fn show(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+async fn show(State(state): State<AppState>, Path(id): Path<i64>) -> Answer {
     let fix = tern_control::redact::fix(state.store.fix(id).await?);
     let runs = state.store.fix_runs(id).await?;
     let mut jobs = Vec::new();
@@ -120,20 +102,14 @@ fn ten() -> usize {
     post,
     path = "/api/v1/fixes/{id}/dry-run",
     tag = "fixes",
-    params(("id" = i64, Path, description = "its id")),
     request_body = DryRunBody,
-    responses((status = 200, description = "the changes the fix would make", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody), (status = 503, description = "a database cannot be reached", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the changes the fix would make", body = serde_json::Value), NotFound, Invalid, Unavailable),
 )]
-async fn dry_run(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-    Json(body): Json<DryRunBody>,
-) -> Result<Json<Value>, ApiError> {
-    let records = state
+async fn dry_run(c: Caller, Path(id): Path<i64>, Json(body): Json<DryRunBody>) -> Answer {
+    let records = c
+        .state
         .store
-        .dry_run_fix(&actor(&user), id, body.limit, &PluginRegistry::default())
+        .dry_run_fix(&c.actor, id, body.limit, &PluginRegistry::default())
         .await?;
     Ok(Json(json!(records)))
 }
@@ -142,17 +118,11 @@ async fn dry_run(
     post,
     path = "/api/v1/fixes/{id}/runs",
     tag = "fixes",
-    params(("id" = i64, Path, description = "its id")),
-    responses((status = 201, description = "the run started", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 201, description = "the run started", body = serde_json::Value), NotFound, Conflict),
 )]
-async fn start_run(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let run = state.store.start_fix_run(&actor(&user), id).await?;
-    Ok((StatusCode::CREATED, Json(json!(run))))
+async fn start_run(c: Caller, Path(id): Path<i64>) -> Answer<Created> {
+    let run = c.state.store.start_fix_run(&c.actor, id).await?;
+    created(run)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -169,20 +139,14 @@ struct SettingsBody {
     put,
     path = "/api/v1/fixes/{id}/settings",
     tag = "fixes",
-    params(("id" = i64, Path, description = "its id")),
     request_body = SettingsBody,
-    responses((status = 200, description = "the fix with its new settings", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the fix with its new settings", body = serde_json::Value), NotFound, Invalid),
 )]
-async fn settings(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-    Json(body): Json<SettingsBody>,
-) -> Result<Json<Value>, ApiError> {
-    let fix = state
+async fn settings(c: Caller, Path(id): Path<i64>, Json(body): Json<SettingsBody>) -> Answer {
+    let fix = c
+        .state
         .store
-        .set_fix_settings(&actor(&user), id, &body.settings, &body.reason)
+        .set_fix_settings(&c.actor, id, &body.settings, &body.reason)
         .await?;
     Ok(Json(json!(tern_control::redact::fix(fix))))
 }
@@ -197,15 +161,14 @@ struct Limit {
     get,
     path = "/api/v1/fixes/{id}/runs/{run}/failures",
     tag = "fixes",
-    params(("id" = i64, Path, description = "its id"), ("run" = i64, Path, description = "the run's id"), Limit),
-    responses((status = 200, description = "a run's failed records", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    params(("run" = i64, Path, description = "the run's id"), Limit),
+    responses((status = 200, description = "a run's failed records", body = serde_json::Value), NotFound),
 )]
 async fn failures(
     State(state): State<AppState>,
     Path((id, run)): Path<(i64, i64)>,
     Query(q): Query<Limit>,
-) -> Result<Json<Value>, ApiError> {
+) -> Answer {
     let r = state.store.fix_run(run).await?;
     if r.fix_id != id {
         return Err(ApiError::from(tern_control::ControlError::NotFound(

@@ -5,19 +5,18 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
-use tern_app::server::CurrentUser;
+use serde_json::json;
 use tern_app::state::AppState;
-use tern_control::Actor;
 use tern_control::buckets::Phase;
 use tern_control::dashboard::BucketQuery;
 use tern_control::migrations::MigrationSettings;
 use tern_control::relay::RelayRampSpec;
 use tern_control::runbook::BucketAction;
 
-use crate::web::error::ApiError;
+use crate::web::caller::{Answer, Caller, Created, created};
+use crate::web::error::{ApiError, Conflict, Invalid, NotFound, Unavailable};
 
 /// The runbook routes.
 pub fn routes() -> Router<AppState> {
@@ -39,10 +38,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/buckets/{id}/repair", post(repair))
 }
 
-fn actor(user: &CurrentUser) -> Actor {
-    Actor::from(&user.0)
-}
-
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct SpecBody {
     name: String,
@@ -56,18 +51,14 @@ struct SpecBody {
     path = "/api/v1/migrations/preview",
     tag = "migrations",
     request_body = SpecBody,
-    responses((status = 200, description = "the buckets the spec would plan", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody), (status = 503, description = "a database cannot be reached", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the buckets the spec would plan", body = serde_json::Value), Invalid, Unavailable),
 )]
-async fn preview(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Json(body): Json<SpecBody>,
-) -> Result<Json<Value>, ApiError> {
-    actor(&user).require_operate("planning a migration")?;
-    let plans = state
+async fn preview(c: Caller, Json(body): Json<SpecBody>) -> Answer {
+    c.actor.require_operate("planning a migration")?;
+    let plans = c
+        .state
         .store
-        .preview_spec(&body.spec, body.name.trim(), &state.runners.registry)
+        .preview_spec(&body.spec, body.name.trim(), &c.state.runners.registry)
         .await?;
     Ok(Json(json!(plans)))
 }
@@ -77,28 +68,21 @@ async fn preview(
     path = "/api/v1/migrations",
     tag = "migrations",
     request_body = SpecBody,
-    responses((status = 201, description = "the migration created, its buckets planned", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody), (status = 503, description = "a database cannot be reached", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 201, description = "the migration created, its buckets planned", body = serde_json::Value), Conflict, Invalid, Unavailable),
 )]
-async fn create(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Json(body): Json<SpecBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let m = state
+async fn create(c: Caller, Json(body): Json<SpecBody>) -> Answer<Created> {
+    let m = c
+        .state
         .store
         .create_migration_from_spec(
-            &actor(&user),
+            &c.actor,
             body.name.trim(),
             &body.description,
             &body.spec,
-            &state.runners.registry,
+            &c.state.runners.registry,
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!(tern_control::redact::migration(m))),
-    ))
+    created(tern_control::redact::migration(m))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -113,15 +97,14 @@ struct BoardQuery {
     get,
     path = "/api/v1/migrations/{id}/board",
     tag = "migrations",
-    params(("id" = i64, Path, description = "its id"), BoardQuery),
-    responses((status = 200, description = "the migration's board", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    params(BoardQuery),
+    responses((status = 200, description = "the migration's board", body = serde_json::Value), NotFound),
 )]
 async fn board(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     Query(q): Query<BoardQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Answer {
     let query = BucketQuery {
         phase: q
             .phase
@@ -139,17 +122,12 @@ async fn board(
     get,
     path = "/api/v1/migrations/{id}/buckets/{idx}",
     tag = "buckets",
-    params(("id" = i64, Path, description = "its id"), ("idx" = i64, Path, description = "the bucket's index in the migration")),
-    responses((status = 200, description = "the bucket, its jobs, runs and history", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    params(("idx" = i64, Path, description = "the bucket's index in the migration")),
+    responses((status = 200, description = "the bucket, its jobs, runs and history", body = serde_json::Value), NotFound),
 )]
-async fn bucket(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path((id, idx)): Path<(i64, i64)>,
-) -> Result<Json<Value>, ApiError> {
+async fn bucket(c: Caller, Path((id, idx)): Path<(i64, i64)>) -> Answer {
     Ok(Json(json!(
-        state.store.bucket_board(&actor(&user), id, idx).await?
+        c.state.store.bucket_board(&c.actor, id, idx).await?
     )))
 }
 
@@ -165,21 +143,15 @@ struct ActionBody {
     post,
     path = "/api/v1/migrations/{id}/actions",
     tag = "buckets",
-    params(("id" = i64, Path, description = "its id")),
     request_body = ActionBody,
-    responses((status = 200, description = "what was started", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "what was started", body = serde_json::Value), NotFound, Conflict, Invalid),
 )]
-async fn bucket_action(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-    Json(body): Json<ActionBody>,
-) -> Result<Json<Value>, ApiError> {
+async fn bucket_action(c: Caller, Path(id): Path<i64>, Json(body): Json<ActionBody>) -> Answer {
     let action = BucketAction::parse(&body.action)?;
-    let message = state
+    let message = c
+        .state
         .store
-        .bucket_action(&actor(&user), id, action, &body.bucket_ids, &body.reason)
+        .bucket_action(&c.actor, id, action, &body.bucket_ids, &body.reason)
         .await?;
     Ok(Json(json!({ "message": message })))
 }
@@ -197,21 +169,15 @@ struct RepairBody {
     post,
     path = "/api/v1/buckets/{id}/repair",
     tag = "buckets",
-    params(("id" = i64, Path, description = "its id")),
     request_body = RepairBody,
-    responses((status = 200, description = "the repair job queued", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the repair job queued", body = serde_json::Value), NotFound, Conflict),
 )]
-async fn repair(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-    body: Option<Json<RepairBody>>,
-) -> Result<Json<Value>, ApiError> {
+async fn repair(c: Caller, Path(id): Path<i64>, body: Option<Json<RepairBody>>) -> Answer {
     let body = body.map(|Json(b)| b).unwrap_or_default();
-    let job = state
+    let job = c
+        .state
         .store
-        .repair_bucket(&actor(&user), id, body.engine_run.as_deref())
+        .repair_bucket(&c.actor, id, body.engine_run.as_deref())
         .await?;
     Ok(Json(
         json!({ "job": job, "message": format!("repair job {job} queued") }),
@@ -223,14 +189,9 @@ async fn repair(
     get,
     path = "/api/v1/migrations/{id}/relay",
     tag = "relay",
-    params(("id" = i64, Path, description = "its id")),
-    responses((status = 200, description = "the relay's ramp and job", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the relay's ramp and job", body = serde_json::Value), NotFound),
 )]
-async fn relay(
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Json<Value>, ApiError> {
+async fn relay(State(state): State<AppState>, Path(id): Path<i64>) -> Answer {
     let job = state.store.active_relay(id).await?;
     let ramp = state.store.relay_ramp(id).await?;
     Ok(Json(
@@ -253,21 +214,15 @@ struct RelayBody {
     put,
     path = "/api/v1/migrations/{id}/relay",
     tag = "relay",
-    params(("id" = i64, Path, description = "its id")),
     request_body = RelayBody,
-    responses((status = 200, description = "the relay job", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the relay job", body = serde_json::Value), NotFound, Conflict, Invalid),
 )]
-async fn set_relay(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-    Json(body): Json<RelayBody>,
-) -> Result<Json<Value>, ApiError> {
+async fn set_relay(c: Caller, Path(id): Path<i64>, Json(body): Json<RelayBody>) -> Answer {
     let ramp = RelayRampSpec::parse(&body.ramp, &body.bucket_ids)?;
-    let job = state
+    let job = c
+        .state
         .store
-        .set_relay_ramp(&actor(&user), id, ramp.clone(), &body.reason)
+        .set_relay_ramp(&c.actor, id, ramp.clone(), &body.reason)
         .await?;
     Ok(Json(
         json!({ "ramp": ramp, "label": ramp.to_string(), "job": job }),
@@ -288,20 +243,14 @@ struct SettingsBody {
     put,
     path = "/api/v1/migrations/{id}/settings",
     tag = "migrations",
-    params(("id" = i64, Path, description = "its id")),
     request_body = SettingsBody,
-    responses((status = 200, description = "the migration's new settings", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the migration's new settings", body = serde_json::Value), NotFound, Invalid),
 )]
-async fn settings(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-    Json(body): Json<SettingsBody>,
-) -> Result<Json<Value>, ApiError> {
-    let m = state
+async fn settings(c: Caller, Path(id): Path<i64>, Json(body): Json<SettingsBody>) -> Answer {
+    let m = c
+        .state
         .store
-        .update_migration_settings(&actor(&user), id, &body.settings, &body.reason)
+        .update_migration_settings(&c.actor, id, &body.settings, &body.reason)
         .await?;
     Ok(Json(json!(tern_control::redact::migration(m))))
 }
@@ -317,21 +266,15 @@ struct ReasonBody {
     post,
     path = "/api/v1/migrations/{id}/archive",
     tag = "migrations",
-    params(("id" = i64, Path, description = "its id")),
     request_body = ReasonBody,
-    responses((status = 200, description = "archived", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "archived", body = serde_json::Value), NotFound, Conflict),
 )]
-async fn archive(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-    body: Option<Json<ReasonBody>>,
-) -> Result<Json<Value>, ApiError> {
+async fn archive(c: Caller, Path(id): Path<i64>, body: Option<Json<ReasonBody>>) -> Answer {
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
-    let m = state
+    let m = c
+        .state
         .store
-        .archive_migration(&actor(&user), id, &reason)
+        .archive_migration(&c.actor, id, &reason)
         .await?;
     Ok(Json(json!(tern_control::redact::migration(m))))
 }
@@ -347,22 +290,16 @@ struct BatchBody {
     post,
     path = "/api/v1/migrations/{id}/batches",
     tag = "migrations",
-    params(("id" = i64, Path, description = "its id")),
     request_body = BatchBody,
-    responses((status = 201, description = "the batches planned", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 201, description = "the batches planned", body = serde_json::Value), NotFound, Conflict, Invalid),
 )]
-async fn batches(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-    Json(body): Json<BatchBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let batches = state
+async fn batches(c: Caller, Path(id): Path<i64>, Json(body): Json<BatchBody>) -> Answer<Created> {
+    let batches = c
+        .state
         .store
-        .plan_batches(&actor(&user), id, &body.bucket_ids, body.count)
+        .plan_batches(&c.actor, id, &body.bucket_ids, body.count)
         .await?;
-    Ok((StatusCode::CREATED, Json(json!(batches))))
+    created(batches)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -378,13 +315,9 @@ struct JobsQuery {
     path = "/api/v1/jobs",
     tag = "jobs",
     params(JobsQuery),
-    responses((status = 200, description = "jobs, newest first", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "jobs, newest first", body = serde_json::Value)),
 )]
-async fn jobs(
-    State(state): State<AppState>,
-    Query(q): Query<JobsQuery>,
-) -> Result<Json<Value>, ApiError> {
+async fn jobs(State(state): State<AppState>, Query(q): Query<JobsQuery>) -> Answer {
     Ok(Json(json!(
         state
             .store
@@ -397,11 +330,9 @@ async fn jobs(
     get,
     path = "/api/v1/jobs/{id}",
     tag = "jobs",
-    params(("id" = i64, Path, description = "its id")),
-    responses((status = 200, description = "the job", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the job", body = serde_json::Value), NotFound),
 )]
-async fn job(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+async fn job(State(state): State<AppState>, Path(id): Path<i64>) -> Answer {
     Ok(Json(json!(state.store.job(id).await?)))
 }
 
@@ -409,23 +340,21 @@ async fn job(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<
     post,
     path = "/api/v1/jobs/{id}/{action}",
     tag = "jobs",
-    params(("id" = i64, Path, description = "its id"), ("action" = String, Path, description = "pause, resume or cancel")),
+    params(("action" = String, Path, description = "pause, resume or cancel")),
     request_body = ReasonBody,
-    responses((status = 200, description = "the job with the request written on it", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the job with the request written on it", body = serde_json::Value), NotFound, Conflict, Invalid),
 )]
 async fn job_action(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
+    c: Caller,
     Path((id, action)): Path<(i64, String)>,
     body: Option<Json<ReasonBody>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Answer {
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
-    let a = actor(&user);
+    let a = &c.actor;
     let job = match action.as_str() {
-        "pause" => state.store.pause_job(&a, id, &reason).await?,
-        "resume" => state.store.resume_job(&a, id, &reason).await?,
-        "cancel" => state.store.cancel_job(&a, id, &reason).await?,
+        "pause" => c.state.store.pause_job(&a, id, &reason).await?,
+        "resume" => c.state.store.resume_job(&a, id, &reason).await?,
+        "cancel" => c.state.store.cancel_job(&a, id, &reason).await?,
         other => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -448,20 +377,14 @@ struct RateBody {
     put,
     path = "/api/v1/jobs/{id}/rate",
     tag = "jobs",
-    params(("id" = i64, Path, description = "its id")),
     request_body = RateBody,
-    responses((status = 200, description = "the job with its new rate", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the job with its new rate", body = serde_json::Value), NotFound, Conflict, Invalid),
 )]
-async fn job_rate(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-    Json(body): Json<RateBody>,
-) -> Result<Json<Value>, ApiError> {
-    let job = state
+async fn job_rate(c: Caller, Path(id): Path<i64>, Json(body): Json<RateBody>) -> Answer {
+    let job = c
+        .state
         .store
-        .set_job_rate(&actor(&user), id, body.rate, &body.reason)
+        .set_job_rate(&c.actor, id, body.rate, &body.reason)
         .await?;
     Ok(Json(json!(job)))
 }
@@ -481,27 +404,18 @@ struct PhaseBody {
     post,
     path = "/api/v1/buckets/{id}/phase",
     tag = "buckets",
-    params(("id" = i64, Path, description = "its id")),
     request_body = PhaseBody,
-    responses((status = 200, description = "the bucket in its new phase", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the bucket in its new phase", body = serde_json::Value), NotFound, Conflict, Invalid),
 )]
-async fn bucket_phase(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-    Json(body): Json<PhaseBody>,
-) -> Result<Json<Value>, ApiError> {
+async fn bucket_phase(c: Caller, Path(id): Path<i64>, Json(body): Json<PhaseBody>) -> Answer {
     let to = Phase::parse(&body.to)?;
-    let store = &state.store;
+    let store = &c.state.store;
     let b = if body.override_evidence {
         store
-            .override_bucket_move(&actor(&user), id, to, &body.reason)
+            .override_bucket_move(&c.actor, id, to, &body.reason)
             .await?
     } else {
-        store
-            .move_bucket(&actor(&user), id, to, &body.reason)
-            .await?
+        store.move_bucket(&c.actor, id, to, &body.reason).await?
     };
     Ok(Json(json!(b)))
 }

@@ -15,18 +15,18 @@
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tern_app::server::CurrentUser;
 use tern_app::state::AppState;
 use tern_control::Actor;
 use tern_control::switch::{Direction, RelayDrain, SwitchOptions};
 
-use crate::web::api_clients::grant;
-use crate::web::error::ApiError;
+use crate::web::api_clients::Granted;
+use crate::web::caller::{Answer, Caller};
+use crate::web::error::{Conflict, Invalid, NotFound, Unavailable};
 
 /// Client-token routes.
 pub fn token_routes() -> Router<AppState> {
@@ -54,16 +54,11 @@ pub fn session_routes() -> Router<AppState> {
     path = "/api/v1/migrations/{id}/reverse-relay",
     tag = "switch",
     params(("id" = i64, Path, description = "the migration's id")),
-    responses((status = 200, description = "the reverse relay's job (started, or the one running)", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 503, description = "a database cannot be reached", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the reverse relay's job (started, or the one running)", body = serde_json::Value), NotFound, Conflict, Unavailable),
 )]
-async fn reverse_relay(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-) -> Result<Json<Value>, ApiError> {
+async fn reverse_relay(c: Caller, Path(id): Path<i64>) -> Answer {
     Ok(Json(json!(
-        state.store.start_reverse_relay(&actor(&user), id).await?
+        c.state.store.start_reverse_relay(&c.actor, id).await?
     )))
 }
 
@@ -72,13 +67,9 @@ async fn reverse_relay(
     path = "/api/v1/migrations/{id}/decommission",
     tag = "switch",
     params(("id" = i64, Path, description = "the migration's id")),
-    responses((status = 200, description = "what blocks decommission and each step, done or why not yet", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "what blocks decommission and each step, done or why not yet", body = serde_json::Value), NotFound),
 )]
-async fn decommission(
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Json<Value>, ApiError> {
+async fn decommission(State(state): State<AppState>, Path(id): Path<i64>) -> Answer {
     Ok(Json(json!({
         "blockers": state.store.decommission_blockers(id).await?,
         "steps": state.store.decommission_steps(id).await?,
@@ -90,18 +81,14 @@ async fn decommission(
     path = "/api/v1/migrations/{id}/decommission/{step}",
     tag = "switch",
     params(("id" = i64, Path, description = "the migration's id"), ("step" = String, Path, description = "stop-relays, remove-capture, drop-columns, read-only or complete")),
-    responses((status = 200, description = "what the step did", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody), (status = 503, description = "a database cannot be reached", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "what the step did", body = serde_json::Value), NotFound, Conflict, Invalid, Unavailable),
 )]
-async fn decommission_step(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path((id, step)): Path<(i64, String)>,
-) -> Result<Json<Value>, ApiError> {
+async fn decommission_step(c: Caller, Path((id, step)): Path<(i64, String)>) -> Answer {
     let step = tern_control::decommission_steps::Step::parse(&step)?;
-    let detail = state
+    let detail = c
+        .state
         .store
-        .run_decommission_step_detached(actor(&user), id, step, state.runners.clone())
+        .run_decommission_step_detached(c.actor, id, step, c.state.runners.clone())
         .await?;
     Ok(Json(json!({ "step": step.as_str(), "detail": detail })))
 }
@@ -123,32 +110,26 @@ struct RoutingQuery {
     path = "/api/v1/write-routing",
     tag = "client API",
     params(RoutingQuery),
-    responses((status = 200, description = "every bucket's write primary at a routing version", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("token" = [])),
+    responses((status = 200, description = "every bucket's write primary at a routing version", body = serde_json::Value), NotFound, Invalid),
 )]
-async fn write_routing(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<RoutingQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let g = grant(&state, &headers).await?;
-    g.require(&q.migration, &q.client)?;
-    let client = state.store.client_by_name(&q.migration, &q.client).await?;
+async fn write_routing(Query(q): Query<RoutingQuery>, t: Granted) -> Answer {
+    let client = t.client(&q.migration, &q.client).await?;
     let applied = q.applied.unwrap_or(-1);
     if applied >= 0 {
-        state.store.ack_write_routing(client.id, applied).await?;
+        t.state.store.ack_write_routing(client.id, applied).await?;
     }
-    let routing = state
+    let routing = t
+        .state
         .store
         .wait_write_routing(
-            g.migration_id,
+            t.grant.migration_id,
             applied,
             Duration::from_millis(q.wait_ms.min(30_000)),
         )
         .await?;
     if applied < 0 {
         // A first poll counts the client as active at once.
-        state.store.ack_write_routing(client.id, -1).await?;
+        t.state.store.ack_write_routing(client.id, -1).await?;
     }
     Ok(Json(json!(routing)))
 }
@@ -167,25 +148,15 @@ struct PrimaryQuery {
     path = "/api/v1/primary",
     tag = "client API",
     params(PrimaryQuery),
-    responses((status = 200, description = "where one key's writes go: old, new or hold", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody)),
-    security(("token" = [])),
+    responses((status = 200, description = "where one key's writes go: old, new or hold", body = serde_json::Value), NotFound, Invalid),
 )]
-async fn primary(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<PrimaryQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let g = grant(&state, &headers).await?;
-    g.require(&q.migration, &q.client)?;
-    let routing = state.store.write_routing(g.migration_id).await?;
+async fn primary(Query(q): Query<PrimaryQuery>, t: Granted) -> Answer {
+    t.grant.require(&q.migration, &q.client)?;
+    let routing = t.state.store.write_routing(t.grant.migration_id).await?;
     let p = routing.primary(q.table.as_deref(), &q.key)?;
     Ok(Json(
         json!({ "key": q.key, "primary": p.as_str(), "version": routing.version }),
     ))
-}
-
-fn actor(user: &CurrentUser) -> Actor {
-    Actor::from(&user.0)
 }
 
 #[utoipa::path(
@@ -193,13 +164,9 @@ fn actor(user: &CurrentUser) -> Actor {
     path = "/api/v1/migrations/{id}/switches",
     tag = "switch",
     params(("id" = i64, Path, description = "the migration's id")),
-    responses((status = 200, description = "switch history, hold times, client pickup, reverse paths and drift", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "switch history, hold times, client pickup, reverse paths and drift", body = serde_json::Value), NotFound),
 )]
-async fn switches(
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Json<Value>, ApiError> {
+async fn switches(State(state): State<AppState>, Path(id): Path<i64>) -> Answer {
     let s = &state.store;
     Ok(Json(json!({
         "switches": s.list_switches(id, 50).await?,
@@ -220,11 +187,11 @@ struct SwitchBody {
 
 async fn run(
     state: &AppState,
-    user: &CurrentUser,
+    actor: &Actor,
     id: i64,
     body: SwitchBody,
     direction: Direction,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Answer<(StatusCode, Json<Value>)> {
     let idxs = state
         .store
         .switch_targets(id, &body.buckets, body.batch)
@@ -236,7 +203,7 @@ async fn run(
     let record = state
         .store
         .switch_buckets(
-            &actor(user),
+            actor,
             id,
             &idxs,
             direction,
@@ -254,16 +221,14 @@ async fn run(
     tag = "switch",
     params(("id" = i64, Path, description = "the migration's id")),
     request_body = SwitchBody,
-    responses((status = 200, description = "the switch as it ran, with its hold time", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody), (status = 503, description = "a database cannot be reached", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the switch as it ran, with its hold time", body = serde_json::Value), NotFound, Conflict, Invalid, Unavailable),
 )]
 async fn switch(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
+    c: Caller,
     Path(id): Path<i64>,
     Json(body): Json<SwitchBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    run(&state, &user, id, body, Direction::Switch).await
+) -> Answer<(StatusCode, Json<Value>)> {
+    run(&c.state, &c.actor, id, body, Direction::Switch).await
 }
 
 #[utoipa::path(
@@ -272,14 +237,12 @@ async fn switch(
     tag = "switch",
     params(("id" = i64, Path, description = "the migration's id")),
     request_body = SwitchBody,
-    responses((status = 200, description = "the rollback as it ran, with its hold time", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 403, description = "the role may not do this", body = crate::web::error::ErrorBody), (status = 404, description = "no such record", body = crate::web::error::ErrorBody), (status = 409, description = "it clashes with the current state", body = crate::web::error::ErrorBody), (status = 422, description = "the request is invalid: the message says how", body = crate::web::error::ErrorBody), (status = 503, description = "a database cannot be reached", body = crate::web::error::ErrorBody)),
-    security(("session" = [])),
+    responses((status = 200, description = "the rollback as it ran, with its hold time", body = serde_json::Value), NotFound, Conflict, Invalid, Unavailable),
 )]
 async fn rollback(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
+    c: Caller,
     Path(id): Path<i64>,
     Json(body): Json<SwitchBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    run(&state, &user, id, body, Direction::Rollback).await
+) -> Answer<(StatusCode, Json<Value>)> {
+    run(&c.state, &c.actor, id, body, Direction::Rollback).await
 }

@@ -7,7 +7,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -20,7 +21,8 @@ use tern_control::audit::{self, AuditEntry};
 use tern_control::{Actor, User};
 use tower_sessions::Session;
 
-use crate::web::error::ApiError;
+use crate::web::caller::extract;
+use crate::web::error::{ApiError, Unauthorized};
 use crate::web::sign_in_limit::SignInLimits;
 
 /// Session key of the signed-in user's id.
@@ -207,47 +209,81 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-/// The client's address, when the server was started with it.
-fn address(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option<IpAddr> {
-    peer.map(|Extension(ConnectInfo(a))| a.ip())
+/// A sign-in, as the form and the JSON API both make it: the attempt limit
+/// (per user and per address), the password check, then the session and
+/// its audit entry.
+pub struct SignIn {
+    state: AppState,
+    limits: SignInLimits,
+    address: Option<IpAddr>,
+    session: Session,
+}
+
+/// What a sign-in came to.
+enum SignedIn {
+    /// Too many attempts: wait this long.
+    Slowed(std::time::Duration),
+    /// A wrong username or password.
+    Refused,
+    /// In, with the session's CSRF token.
+    In(User, String),
+}
+
+impl FromRequestParts<AppState> for SignIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Extension(limits) = extract::<Extension<SignInLimits>>(parts, state).await?;
+        let peer = extract::<Option<Extension<ConnectInfo<SocketAddr>>>>(parts, state).await?;
+        let session = extract::<Session>(parts, state).await?;
+        Ok(SignIn {
+            state: state.clone(),
+            limits,
+            address: peer.map(|Extension(ConnectInfo(a))| a.ip()),
+            session,
+        })
+    }
+}
+
+impl SignIn {
+    async fn attempt(&self, username: &str, password: &str) -> Result<SignedIn, ApiError> {
+        if let Err(wait) = self.limits.attempt(username, self.address) {
+            tracing::warn!(user = %username, "sign-in slowed: too many attempts");
+            return Ok(SignedIn::Slowed(wait));
+        }
+        let Some(user) = self
+            .state
+            .store
+            .authenticate(username.trim(), password)
+            .await?
+        else {
+            return Ok(SignedIn::Refused);
+        };
+        let token = start_session(&self.session, &user).await?;
+        audit_sign(&self.state, &user, "session.sign-in").await;
+        Ok(SignedIn::In(user, token))
+    }
 }
 
 /// `POST /auth/login` (the sign-in form).
-pub async fn login_form(
-    State(state): State<AppState>,
-    Extension(limits): Extension<SignInLimits>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    session: Session,
-    Form(form): Form<LoginForm>,
-) -> Response {
+pub async fn login_form(sign_in: SignIn, Form(form): Form<LoginForm>) -> Response {
     let next = safe_next(form.next.as_deref().filter(|n| !n.is_empty()));
-    if let Err(wait) = limits.attempt(&form.username, address(peer)) {
-        tracing::warn!(user = %form.username, "sign-in slowed: too many attempts");
-        return Redirect::to(&format!(
+    match sign_in.attempt(&form.username, &form.password).await {
+        Ok(SignedIn::Slowed(wait)) => Redirect::to(&format!(
             "/login?error=slow&wait={}&next={}",
             wait.as_secs().max(1),
             encode_query(&next)
         ))
-        .into_response();
-    }
-    match state
-        .store
-        .authenticate(form.username.trim(), &form.password)
-        .await
-    {
-        Ok(Some(user)) => match start_session(&session, &user).await {
-            Ok(_) => {
-                audit_sign(&state, &user, "session.sign-in").await;
-                tracing::info!(user = %user.username, role = %user.role, "signed in");
-                Redirect::to(&next).into_response()
-            }
-            Err(e) => e.into_response(),
-        },
-        Ok(None) => {
+        .into_response(),
+        Ok(SignedIn::In(user, _)) => {
+            tracing::info!(user = %user.username, role = %user.role, "signed in");
+            Redirect::to(&next).into_response()
+        }
+        Ok(SignedIn::Refused) => {
             tracing::info!(user = %form.username, "sign-in refused");
             Redirect::to(&format!("/login?error=1&next={}", encode_query(&next))).into_response()
         }
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -275,43 +311,31 @@ pub struct LoginJson {
     path = "/api/v1/session",
     tag = "session",
     request_body = LoginJson,
-    responses((status = 200, description = "the user and the CSRF token to send in X-CSRF-Token", body = serde_json::Value), (status = 401, description = "not signed in (or no client token)", body = crate::web::error::ErrorBody), (status = 429, description = "too many attempts: wait and retry", body = crate::web::error::ErrorBody)),
+    responses((status = 200, description = "the user and the CSRF token to send in X-CSRF-Token", body = serde_json::Value), Unauthorized, (status = 429, description = "too many attempts: wait and retry", body = crate::web::error::ErrorBody)),
 )]
 pub async fn login_json(
-    State(state): State<AppState>,
-    Extension(limits): Extension<SignInLimits>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    session: Session,
+    sign_in: SignIn,
     Json(body): Json<LoginJson>,
 ) -> Result<Response, ApiError> {
-    if let Err(wait) = limits.attempt(&body.username, address(peer)) {
-        tracing::warn!(user = %body.username, "sign-in slowed: too many attempts");
-        let secs = wait.as_secs().max(1);
-        let mut res = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("too many sign-in attempts: wait {secs} s and try again"),
-        )
-        .into_response();
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
-        return Ok(res);
-    }
-    match state
-        .store
-        .authenticate(body.username.trim(), &body.password)
-        .await?
-    {
-        Some(user) => {
-            let token = start_session(&session, &user).await?;
-            audit_sign(&state, &user, "session.sign-in").await;
-            Ok(Json(serde_json::json!({
-                "username": user.username,
-                "role": user.role,
-                "csrf_token": token,
-            }))
-            .into_response())
+    match sign_in.attempt(&body.username, &body.password).await? {
+        SignedIn::Slowed(wait) => {
+            let secs = wait.as_secs().max(1);
+            let mut res = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many sign-in attempts: wait {secs} s and try again"),
+            )
+            .into_response();
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+            Ok(res)
         }
-        None => Err(ApiError::new(
+        SignedIn::In(user, token) => Ok(Json(serde_json::json!({
+            "username": user.username,
+            "role": user.role,
+            "csrf_token": token,
+        }))
+        .into_response()),
+        SignedIn::Refused => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "wrong username or password",
         )),

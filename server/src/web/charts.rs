@@ -7,10 +7,12 @@
 
 use axum::Extension;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use plotters::coord::types::{RangedCoordf64, RangedCoordi64};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Deserialize;
@@ -18,6 +20,7 @@ use tern_app::server::CurrentUser;
 use tern_app::state::AppState;
 use tern_control::clock::now_ms;
 
+use crate::web::caller::extract;
 use crate::web::error::ApiError;
 
 const OLD: RGBColor = RGBColor(0xd9, 0x5f, 0x02);
@@ -126,27 +129,46 @@ async fn visible_client(
     Ok(client)
 }
 
-/// Old vs new requests per slot, with the ramp steps marked.
-pub fn traffic_svg(
-    title: &str,
-    points: &[tern_control::traffic::TrafficPoint],
-    steps: &[(i64, String)],
-    (start, end): (i64, i64),
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordi64, RangedCoordf64>>;
+
+/// What a time chart draws around its series.
+struct Frame<'a> {
+    title: &'a str,
+    /// The y axis: its name, and a value as its labels show it.
+    y_desc: &'a str,
+    y_label: fn(f64) -> String,
+    /// The time window drawn and the top of the y axis.
+    window: (i64, i64),
+    ymax: f64,
     width: u32,
+    /// What the chart says where there is no point to draw.
+    empty: &'a str,
+}
+
+/// One series of a time chart: a line with a point per value, each point
+/// telling `label: hover(value) at time` on hover.
+struct Series<'a> {
+    label: &'a str,
+    color: RGBColor,
+    points: Vec<(i64, f64)>,
+    hover: fn(f64) -> String,
+}
+
+/// A time chart of `series` (lines first, then their points, then the
+/// legend); `marks` draws over the mesh before them (the ramp steps).
+fn time_chart(
+    frame: &Frame<'_>,
+    series: &[Series<'_>],
+    marks: impl FnOnce(&mut Chart<'_, '_>) -> Result<(), String>,
 ) -> Result<String, String> {
+    let (start, end) = frame.window;
+    let ymax = frame.ymax;
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, size(width)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut out, size(frame.width)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let ymax = points
-            .iter()
-            .map(|p| p.old.max(p.new))
-            .max()
-            .unwrap_or(0)
-            .max(1) as f64
-            * 1.15;
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, CAPTION)
+            .caption(frame.title, CAPTION)
             .margin(12)
             .x_label_area_size(44)
             .y_label_area_size(64)
@@ -156,15 +178,110 @@ pub fn traffic_svg(
         chart
             .configure_mesh()
             .x_desc("time (UTC)")
-            .y_desc("requests")
-            .x_labels((width / 130).clamp(2, 8) as usize)
+            .y_desc(frame.y_desc)
+            .x_labels((frame.width / 130).clamp(2, 8) as usize)
             .label_style(LABELS)
             .axis_desc_style(LABELS)
             .x_label_formatter(&|t| time_label(t, span))
-            .y_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| (frame.y_label)(*v))
             .light_line_style(RGBColor(0xee, 0xee, 0xee))
             .draw()
             .map_err(|e| e.to_string())?;
+        marks(&mut chart)?;
+        if series.iter().all(|s| s.points.is_empty()) {
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    frame.empty.to_string(),
+                    (start + span / 3, ymax / 2.0),
+                    LABELS.into_font().color(&STEP),
+                )))
+                .map_err(|e| e.to_string())?;
+        }
+        for s in series {
+            let color = s.color;
+            chart
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(s.label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+        }
+        // A point per value, so hovering tells it.
+        for s in series {
+            chart
+                .draw_series(
+                    s.points
+                        .iter()
+                        .map(|p| Circle::new(*p, 3, s.color.filled())),
+                )
+                .map_err(|e| e.to_string())?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font(LABELS)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(0xcc, 0xcc, 0xcc))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    let titles: Vec<String> = series
+        .iter()
+        .flat_map(|s| {
+            s.points.iter().map(|(at, v)| {
+                format!(
+                    "{}: {} at {} UTC",
+                    s.label,
+                    (s.hover)(*v),
+                    time_label(at, 0)
+                )
+            })
+        })
+        .collect();
+    Ok(tern_app::charts::with_point_titles(&out, &titles))
+}
+
+/// Old vs new requests per slot, with the ramp steps marked.
+pub fn traffic_svg(
+    title: &str,
+    points: &[tern_control::traffic::TrafficPoint],
+    steps: &[(i64, String)],
+    (start, end): (i64, i64),
+    width: u32,
+) -> Result<String, String> {
+    let ymax = points
+        .iter()
+        .map(|p| p.old.max(p.new))
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64
+        * 1.15;
+    let frame = Frame {
+        title,
+        y_desc: "requests",
+        y_label: |v| format!("{v:.0}"),
+        window: (start, end),
+        ymax,
+        width,
+        empty: "no traffic reported in this window",
+    };
+    let requests = |label, color, count: fn(&tern_control::traffic::TrafficPoint) -> i64| Series {
+        label,
+        color,
+        points: points.iter().map(|p| (p.at, count(p) as f64)).collect(),
+        hover: |v| format!("{v:.0} requests"),
+    };
+    let series = [
+        requests("old system", OLD, |p| p.old),
+        requests("new system", NEW, |p| p.new),
+    ];
+    time_chart(&frame, &series, |chart| {
+        let span = end - start;
         for (at, label) in steps.iter().filter(|(at, _)| (start..=end).contains(at)) {
             chart
                 .draw_series(std::iter::once(PathElement::new(
@@ -190,74 +307,8 @@ pub fn traffic_svg(
                 )))
                 .map_err(|e| e.to_string())?;
         }
-        if points.is_empty() {
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    "no traffic reported in this window".to_string(),
-                    (start + span / 3, ymax / 2.0),
-                    LABELS.into_font().color(&STEP),
-                )))
-                .map_err(|e| e.to_string())?;
-        }
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().map(|p| (p.at, p.old as f64)),
-                OLD.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label("old system")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], OLD.stroke_width(2)));
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().map(|p| (p.at, p.new as f64)),
-                NEW.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label("new system")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], NEW.stroke_width(2)));
-        // A point per slot and system, so hovering tells the count.
-        chart
-            .draw_series(
-                points
-                    .iter()
-                    .map(|p| Circle::new((p.at, p.old as f64), 3, OLD.filled())),
-            )
-            .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(
-                points
-                    .iter()
-                    .map(|p| Circle::new((p.at, p.new as f64), 3, NEW.filled())),
-            )
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font(LABELS)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(0xcc, 0xcc, 0xcc))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    let titles: Vec<String> = points
-        .iter()
-        .map(|p| {
-            format!(
-                "old system: {} requests at {} UTC",
-                p.old,
-                time_label(&p.at, 0)
-            )
-        })
-        .chain(points.iter().map(|p| {
-            format!(
-                "new system: {} requests at {} UTC",
-                p.new,
-                time_label(&p.at, 0)
-            )
-        }))
-        .collect();
-    Ok(tern_app::charts::with_point_titles(&out, &titles))
+        Ok(())
+    })
 }
 
 /// A percentage over time (share on new, mismatch rate).
@@ -266,93 +317,103 @@ pub fn percent_svg(
     series: &str,
     color: RGBColor,
     points: &[(i64, f64)],
-    (start, end): (i64, i64),
+    window: (i64, i64),
     ymax: f64,
     width: u32,
 ) -> Result<String, String> {
-    let mut out = String::new();
-    {
-        let root = SVGBackend::with_string(&mut out, size(width)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, CAPTION)
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(start..end, 0f64..ymax)
-            .map_err(|e| e.to_string())?;
-        let span = end - start;
-        chart
-            .configure_mesh()
-            .x_desc("time (UTC)")
-            .y_desc("percent")
-            .x_labels((width / 130).clamp(2, 8) as usize)
-            .label_style(LABELS)
-            .axis_desc_style(LABELS)
-            .x_label_formatter(&|t| time_label(t, span))
-            .y_label_formatter(&|v| format!("{v:.0}%"))
-            .light_line_style(RGBColor(0xee, 0xee, 0xee))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        if points.is_empty() {
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    "no data in this window".to_string(),
-                    (start + span / 3, ymax / 2.0),
-                    LABELS.into_font().color(&STEP),
-                )))
-                .map_err(|e| e.to_string())?;
-        }
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                color.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label(series)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font(LABELS)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(0xcc, 0xcc, 0xcc))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    let titles: Vec<String> = points
-        .iter()
-        .map(|(at, v)| format!("{series}: {v:.2}% at {} UTC", time_label(at, 0)))
-        .collect();
-    Ok(tern_app::charts::with_point_titles(&out, &titles))
+    let frame = Frame {
+        title,
+        y_desc: "percent",
+        y_label: |v| format!("{v:.0}%"),
+        window,
+        ymax,
+        width,
+        empty: "no data in this window",
+    };
+    let series = Series {
+        label: series,
+        color,
+        points: points.to_vec(),
+        hover: |v| format!("{v:.2}%"),
+    };
+    time_chart(&frame, &[series], |_| Ok(()))
 }
 
-async fn client_traffic(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-    Query(w): Query<Window>,
-) -> Result<Response, ApiError> {
-    let client = visible_client(&state, &user, id).await?;
-    let (start, end, slot) = window(&w);
-    let mut points = state.store.traffic_series(id, start, slot).await?;
-    let (start, slot) = match fit(start, end, points.first().map(|p| p.at)) {
-        s if s == start => (start, slot),
+/// The client a client chart is asked for (when the user may read it: readers
+/// every client, client-owners only their own) and the window asked.
+struct ClientChart {
+    state: AppState,
+    id: i64,
+    client: tern_control::clients::Client,
+    window: Window,
+}
+
+impl FromRequestParts<AppState> for ClientChart {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Extension(user) = extract::<Extension<CurrentUser>>(parts, state).await?;
+        let Path(id) = extract::<Path<i64>>(parts, state).await?;
+        let Query(window) = extract::<Query<Window>>(parts, state).await?;
+        let client = visible_client(state, &user, id)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(ClientChart {
+            state: state.clone(),
+            id,
+            client,
+            window,
+        })
+    }
+}
+
+/// A series over a chart's window, the window fitted to it.
+struct Fitted<T> {
+    start: i64,
+    end: i64,
+    slot: i64,
+    points: Vec<T>,
+}
+
+/// The window's series, `fetch(start, slot)`: fetched again from a later
+/// start when the data (from the first point `first_at` finds) begin late in
+/// the window (`fit`), so they fill the plot.
+async fn fitted_series<T, Fut>(
+    w: &Window,
+    first_at: impl Fn(&[T]) -> Option<i64>,
+    fetch: impl Fn(i64, i64) -> Fut,
+) -> Result<Fitted<T>, ApiError>
+where
+    Fut: std::future::Future<Output = Result<Vec<T>, tern_control::ControlError>>,
+{
+    let (start, end, slot) = window(w);
+    let points = fetch(start, slot).await?;
+    Ok(match fit(start, end, first_at(&points)) {
+        s if s == start => Fitted {
+            start,
+            end,
+            slot,
+            points,
+        },
         fitted => {
             let slot = slot_of(fitted, end);
-            points = state.store.traffic_series(id, fitted, slot).await?;
-            (fitted, slot)
+            let points = fetch(fitted, slot).await?;
+            Fitted {
+                start: fitted,
+                end,
+                slot,
+                points,
+            }
         }
-    };
-    let steps: Vec<(i64, String)> = state
-        .store
-        .ramp_steps(id)
+    })
+}
+
+async fn client_traffic(c: ClientChart) -> Result<Response, ApiError> {
+    let store = &c.state.store;
+    let traffic = |start, slot| store.traffic_series(c.id, start, slot);
+    let f = fitted_series(&c.window, |p| p.first().map(|p| p.at), traffic).await?;
+    let steps: Vec<(i64, String)> = store
+        .ramp_steps(c.id)
         .await?
         .into_iter()
         .map(|s| {
@@ -364,48 +425,40 @@ async fn client_traffic(
         .collect();
     let title = format!(
         "{} — requests per {} min, old vs new",
-        client.name,
-        slot / 60_000
+        c.client.name,
+        f.slot / 60_000
     );
-    Ok(svg(traffic_svg(
+    let drawn = traffic_svg(
         &title,
-        &points,
+        &f.points,
         &steps,
-        (start, end),
-        w.width(),
-    )
-    .map_err(chart_error)?))
+        (f.start, f.end),
+        c.window.width(),
+    );
+    Ok(svg(drawn.map_err(chart_error)?))
 }
 
-async fn client_mismatch(
-    State(state): State<AppState>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<i64>,
-    Query(w): Query<Window>,
-) -> Result<Response, ApiError> {
-    let client = visible_client(&state, &user, id).await?;
-    let (start, end, slot) = window(&w);
-    let first = state.store.mismatch_series(id, start, slot).await?;
-    let start = fit(start, end, first.first().map(|p| p.at));
-    let points: Vec<(i64, f64)> = state
-        .store
-        .mismatch_series(id, start, slot_of(start, end))
-        .await?
-        .into_iter()
-        .map(|p| (p.at, p.mismatched as f64 * 100.0 / p.samples.max(1) as f64))
-        .collect();
+async fn client_mismatch(c: ClientChart) -> Result<Response, ApiError> {
+    let store = &c.state.store;
+    let mismatches = |start, slot| store.mismatch_series(c.id, start, slot);
+    let f = fitted_series(&c.window, |p| p.first().map(|p| p.at), mismatches).await?;
+    let rate = |p: &tern_control::traffic::MismatchPoint| {
+        p.mismatched as f64 * 100.0 / p.samples.max(1) as f64
+    };
+    let points: Vec<(i64, f64)> = f.points.iter().map(|p| (p.at, rate(p))).collect();
     let ymax = points.iter().map(|p| p.1).fold(1.0f64, f64::max).min(100.0) * 1.15;
-    let title = format!("{} — shadow mismatch rate", client.name);
-    Ok(svg(percent_svg(
+    let title = format!("{} — shadow mismatch rate", c.client.name);
+    let (window, width) = ((f.start, f.end), c.window.width());
+    let drawn = percent_svg(
         &title,
         "mismatched pairs",
         OLD,
         &points,
-        (start, end),
+        window,
         ymax,
-        w.width(),
-    )
-    .map_err(chart_error)?))
+        width,
+    );
+    Ok(svg(drawn.map_err(chart_error)?))
 }
 
 async fn migration_share(
@@ -415,35 +468,32 @@ async fn migration_share(
     Query(w): Query<Window>,
 ) -> Result<Response, ApiError> {
     let m = state.store.migration(id).await?;
-    let (start, end, slot) = window(&w);
-    let first = state
-        .store
-        .migration_traffic_series(id, start, slot)
-        .await?;
-    let start = fit(
-        start,
-        end,
-        first.iter().find(|p| p.old + p.new > 0).map(|p| p.at),
-    );
-    let points: Vec<(i64, f64)> = state
-        .store
-        .migration_traffic_series(id, start, slot_of(start, end))
-        .await?
-        .into_iter()
-        .filter(|p| p.old + p.new > 0)
+    let store = &state.store;
+    let with_traffic = |p: &&tern_control::traffic::TrafficPoint| p.old + p.new > 0;
+    let f = fitted_series(
+        &w,
+        |p| p.iter().find(with_traffic).map(|p| p.at),
+        |start, slot| store.migration_traffic_series(id, start, slot),
+    )
+    .await?;
+    let points: Vec<(i64, f64)> = f
+        .points
+        .iter()
+        .filter(with_traffic)
         .map(|p| (p.at, p.new as f64 * 100.0 / (p.old + p.new) as f64))
         .collect();
     let title = format!("{} — share of client traffic on the new system", m.name);
-    Ok(svg(percent_svg(
+    let window = (f.start, f.end);
+    let drawn = percent_svg(
         &title,
         "share on new",
         NEW,
         &points,
-        (start, end),
+        window,
         105.0,
         w.width(),
-    )
-    .map_err(chart_error)?))
+    );
+    Ok(svg(drawn.map_err(chart_error)?))
 }
 
 #[cfg(test)]

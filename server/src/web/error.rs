@@ -19,6 +19,45 @@ pub struct ErrorBody {
     pub status: u16,
 }
 
+pub use responses::{Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable};
+
+/// The error answers of the OpenAPI document, one type a status: a handler
+/// names those it can give after its own (`responses((status = 200, …),
+/// NotFound, Conflict)`); `Unauthorized` and `Forbidden` follow from the
+/// access table (`openapi.rs`). Only documented, never built: their
+/// `ErrorBody` is the one `ApiError` answers.
+#[allow(dead_code)]
+mod responses {
+    use super::ErrorBody;
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 401, description = "not signed in (or no client token)")]
+    pub struct Unauthorized(ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 403, description = "the role may not do this")]
+    pub struct Forbidden(ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 404, description = "no such record")]
+    pub struct NotFound(ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 409, description = "it clashes with the current state")]
+    pub struct Conflict(ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 422,
+        description = "the request is invalid: the message says how"
+    )]
+    pub struct Invalid(ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 503, description = "a database cannot be reached")]
+    pub struct Unavailable(ErrorBody);
+}
+
 /// An error answered to an HTTP client.
 #[derive(Debug)]
 pub struct ApiError {

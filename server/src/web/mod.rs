@@ -13,6 +13,7 @@ pub mod api_fixes;
 pub mod api_runbook;
 pub mod api_switch;
 pub mod auth;
+pub mod caller;
 pub mod charts;
 pub mod csrf;
 pub mod error;

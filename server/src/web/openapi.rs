@@ -2,14 +2,20 @@
 //! generated from the handlers themselves (utoipa's `#[utoipa::path]` on each
 //! handler, `ToSchema` / `IntoParams` on their request types), so it cannot
 //! drift from the routes. Responses are JSON objects (the domain's records);
-//! every error is `{"error": "…", "status": N}`. `bench/api_fuzz.sh` runs
-//! schemathesis against it.
+//! every error is `{"error": "…", "status": N}` (`error.rs` has one response
+//! type a status). What the handlers share is said once here: the way in, 401
+//! and 403 from the access table (`Walls`), a path's `{id}` (`PathIds`).
+//! `bench/api_fuzz.sh` runs schemathesis against it.
 
 use axum::Json;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi};
 
-use crate::web::error::ErrorBody;
+use crate::web::access::{ROUTES, Who};
+use crate::web::error::{ErrorBody, Forbidden, Unauthorized};
 use crate::web::{api, api_clients, api_connections, api_fixes, api_runbook, api_switch, auth};
 
 /// The two ways in: a session cookie (people and scripts, after
@@ -28,6 +34,83 @@ impl Modify for Security {
             "token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Who may call each operation, from the access table (`access::ROUTES`):
+/// the way in it needs (`security`), 401 without it, and 403 where the wall
+/// refuses some roles (every wall but "every signed-in role"). Routes open
+/// to anyone say their own.
+struct Walls;
+
+impl Modify for Walls {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for rule in ROUTES.iter().filter(|r| r.who != Who::Anyone) {
+            let Some(op) = openapi
+                .paths
+                .paths
+                .get_mut(rule.path)
+                .and_then(|item| operation(item, rule.method))
+            else {
+                continue;
+            };
+            let scheme = if rule.who == Who::ClientToken {
+                "token"
+            } else {
+                "session"
+            };
+            op.security = Some(vec![SecurityRequirement::new(scheme, Vec::<String>::new())]);
+            op.responses.responses.extend(Unauthorized::responses());
+            if rule.who != Who::SignedIn {
+                op.responses.responses.extend(Forbidden::responses());
+            }
+        }
+    }
+}
+
+/// The `{id}` of a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // only documented: the handlers take `Path<i64>`
+struct IdPath {
+    /// its id
+    id: i64,
+}
+
+/// The `{id}` of a path, documented once: every operation on such a path
+/// that does not describe its `id` itself gets `IdPath`, first.
+struct PathIds;
+
+impl Modify for PathIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let id = IdPath::into_params(|| Some(ParameterIn::Path));
+        for (_, item) in openapi
+            .paths
+            .paths
+            .iter_mut()
+            .filter(|(p, _)| p.contains("{id}"))
+        {
+            for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+                let Some(op) = operation(item, method) else {
+                    continue;
+                };
+                let params = op.parameters.get_or_insert_with(Vec::new);
+                if !params.iter().any(|p| p.name == "id") {
+                    params.splice(0..0, id.iter().cloned());
+                }
+            }
+        }
+    }
+}
+
+fn operation<'a>(item: &'a mut PathItem, method: &str) -> Option<&'a mut Operation> {
+    match method {
+        "GET" => item.get.as_mut(),
+        "POST" => item.post.as_mut(),
+        "PUT" => item.put.as_mut(),
+        "DELETE" => item.delete.as_mut(),
+        "PATCH" => item.patch.as_mut(),
+        _ => None,
     }
 }
 
@@ -60,7 +143,7 @@ impl Modify for Security {
         api_switch::decommission_step,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&Security)
+    modifiers(&Security, &Walls, &PathIds)
 )]
 pub struct ApiDoc;
 

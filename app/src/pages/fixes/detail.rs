@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use leptos::prelude::*;
-use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
 use serde::{Deserialize, Serialize};
 
-use crate::components::guard::{ErrorPanel, Need, RequireRole};
+use crate::components::grid::Grid;
+use crate::components::guard::ErrorPanel;
 use crate::components::live::use_tick;
 use crate::error::AppError;
 
@@ -54,8 +53,7 @@ pub struct DryRow {
 
 #[server]
 pub async fn load_fix(id: i64) -> Result<FixView, AppError> {
-    crate::server::actor()?;
-    let store = crate::server::state()?.store;
+    let store = crate::server::signed_in_store()?;
     let fix = store.fix(id).await?;
     let mut runs = Vec::new();
     for r in store.fix_runs(id).await? {
@@ -105,9 +103,8 @@ pub async fn load_fix(id: i64) -> Result<FixView, AppError> {
 
 #[server]
 pub async fn dry_run_fix(id: i64, limit: usize) -> Result<Vec<DryRow>, AppError> {
-    let me = crate::server::actor()?;
-    let records = crate::server::state()?
-        .store
+    let (store, me) = crate::server::acting()?;
+    let records = store
         .dry_run_fix(&me, id, limit, &tern_datafix::PluginRegistry::default())
         .await?;
     Ok(records
@@ -130,18 +127,14 @@ pub async fn dry_run_fix(id: i64, limit: usize) -> Result<Vec<DryRow>, AppError>
 
 #[server]
 pub async fn start_fix_run(id: i64) -> Result<i64, AppError> {
-    let me = crate::server::actor()?;
-    Ok(crate::server::state()?
-        .store
-        .start_fix_run(&me, id)
-        .await?
-        .id)
+    let (store, me) = crate::server::acting()?;
+    Ok(store.start_fix_run(&me, id).await?.id)
 }
 
 /// Sets the fix's rate (records/s; blank or 0 is unthrottled); a running run follows it.
 #[server]
 pub async fn set_fix_rate(id: i64, rate: String) -> Result<(), AppError> {
-    let me = crate::server::actor()?;
+    let (store, me) = crate::server::acting()?;
     let rate = match rate.trim() {
         "" | "0" => None,
         r => Some(r.parse::<f64>().ok().filter(|r| *r > 0.0).ok_or_else(|| {
@@ -150,7 +143,6 @@ pub async fn set_fix_rate(id: i64, rate: String) -> Result<(), AppError> {
             ))
         })?),
     };
-    let store = crate::server::state()?.store;
     let fix = store.fix(id).await?;
     let settings = tern_control::fixes::FixSettings {
         rate,
@@ -165,8 +157,7 @@ pub async fn set_fix_rate(id: i64, rate: String) -> Result<(), AppError> {
 /// Pauses, resumes or cancels a run's job.
 #[server]
 pub async fn control_fix_job(job_id: i64, action: String) -> Result<(), AppError> {
-    let me = crate::server::actor()?;
-    let store = crate::server::state()?.store;
+    let (store, me) = crate::server::acting()?;
     match action.as_str() {
         "pause" => {
             store
@@ -192,16 +183,6 @@ pub async fn control_fix_job(job_id: i64, action: String) -> Result<(), AppError
     Ok(())
 }
 
-#[component]
-pub fn FixPage() -> impl IntoView {
-    view! {
-        <Title text="Data fix"/>
-        <RequireRole need=Need::Reader>
-            <FixDetail/>
-        </RequireRole>
-    }
-}
-
 fn eta(s: Option<f64>) -> String {
     match s {
         Some(s) if s >= 3600.0 => format!("{:.1} h", s / 3600.0),
@@ -212,25 +193,17 @@ fn eta(s: Option<f64>) -> String {
 }
 
 #[component]
-fn FixDetail() -> impl IntoView {
-    let params = use_params_map();
-    let id = move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()).unwrap_or(0));
+pub fn FixDetail() -> impl IntoView {
+    let id = crate::pages::id_param();
     let tick = use_tick(Duration::from_secs(2));
     let dry = ServerAction::<DryRunFix>::new();
     let run = ServerAction::<StartFixRun>::new();
     let rate = ServerAction::<SetFixRate>::new();
     let control = ServerAction::<ControlFixJob>::new();
+    let reloads = [run.version(), rate.version(), control.version()];
     let view_res = Resource::new(
-        move || {
-            (
-                id(),
-                tick.get(),
-                run.version().get(),
-                rate.version().get(),
-                control.version().get(),
-            )
-        },
-        |(id, _, _, _, _)| load_fix(id),
+        move || (id(), tick.get(), crate::pages::finished(&reloads)),
+        |(id, _, _)| load_fix(id),
     );
     let (rate_text, set_rate_text) = signal(String::new());
     view! {
@@ -241,6 +214,7 @@ fn FixDetail() -> impl IntoView {
                     Ok(f) => {
                         let fid = f.id;
                         let active = f.runs.iter().find(|r| matches!(r.state.as_str(), "queued" | "running" | "paused")).cloned();
+                        let runs = f.runs.clone();
                         view! {
                             <div class="page-head">
                                 <h1 data-testid="fix-name">{f.name.clone()}</h1>
@@ -253,14 +227,11 @@ fn FixDetail() -> impl IntoView {
                                 {move || match dry.value().get() {
                                     Some(Ok(rows)) if rows.is_empty() => view! { <p data-testid="dry-empty">"The filter selects nothing: there is nothing to fix."</p> }.into_any(),
                                     Some(Ok(rows)) => view! {
-                                        <table class="grid" data-testid="dry-run-table">
-                                            <thead><tr><th>"Key"</th><th>"Action"</th><th>"Change"</th></tr></thead>
-                                            <tbody>
-                                                {rows.into_iter().map(|r| view! {
-                                                    <tr data-testid="dry-row"><td class="mono">{r.key}</td><td>{r.action}</td><td class="mono">{r.change}</td></tr>
-                                                }).collect_view()}
-                                            </tbody>
-                                        </table>
+                                        <Grid head=&["Key", "Action", "Change"] testid="dry-run-table">
+                                            {rows.into_iter().map(|r| view! {
+                                                <tr data-testid="dry-row"><td class="mono">{r.key}</td><td>{r.action}</td><td class="mono">{r.change}</td></tr>
+                                            }).collect_view()}
+                                        </Grid>
                                     }.into_any(),
                                     Some(Err(e)) => view! { <p class="error" data-testid="fix-error">{e.to_string()}</p> }.into_any(),
                                     None => ().into_any(),
@@ -284,26 +255,23 @@ fn FixDetail() -> impl IntoView {
                                 {move || [run.value().get().and_then(Result::err), rate.value().get().and_then(Result::err), control.value().get().and_then(Result::err)]
                                     .into_iter().flatten().next()
                                     .map(|e| view! { <p class="error">{e.to_string()}</p> })}
-                                <table class="grid" data-testid="fix-runs">
-                                    <thead><tr><th>"Run"</th><th>"State"</th><th>"By"</th><th>"Pass"</th><th>"Changed"</th><th>"Failed"</th><th>"Stale"</th><th>"Rate"</th><th>"Limit"</th><th>"ETA"</th><th>"Progress"</th></tr></thead>
-                                    <tbody>
-                                        {f.runs.iter().map(|r| view! {
-                                            <tr data-testid="fix-run-row">
-                                                <td>{r.id}</td>
-                                                <td data-testid="fix-run-state">{r.state.clone()}</td>
-                                                <td>{r.started_by.clone()}</td>
-                                                <td>{r.pass}</td>
-                                                <td data-testid="fix-run-changed">{r.changed}</td>
-                                                <td>{r.failed}</td>
-                                                <td>{r.stale}</td>
-                                                <td>{r.rate.map_or_else(|| "—".into(), |x| format!("{x:.0}/s"))}</td>
-                                                <td>{r.rate_limit.map_or_else(|| "unthrottled".into(), |x| format!("{x:.0}/s"))}</td>
-                                                <td>{eta(r.eta_seconds)}</td>
-                                                <td class="muted">{if r.summary.is_empty() { r.message.clone() } else { r.summary.clone() }}</td>
-                                            </tr>
-                                        }).collect_view()}
-                                    </tbody>
-                                </table>
+                                <Grid head=&["Run", "State", "By", "Pass", "Changed", "Failed", "Stale", "Rate", "Limit", "ETA", "Progress"] testid="fix-runs">
+                                    {runs.iter().map(|r| view! {
+                                        <tr data-testid="fix-run-row">
+                                            <td>{r.id}</td>
+                                            <td data-testid="fix-run-state">{r.state.clone()}</td>
+                                            <td>{r.started_by.clone()}</td>
+                                            <td>{r.pass}</td>
+                                            <td data-testid="fix-run-changed">{r.changed}</td>
+                                            <td>{r.failed}</td>
+                                            <td>{r.stale}</td>
+                                            <td>{r.rate.map_or_else(|| "—".into(), |x| format!("{x:.0}/s"))}</td>
+                                            <td>{r.rate_limit.map_or_else(|| "unthrottled".into(), |x| format!("{x:.0}/s"))}</td>
+                                            <td>{eta(r.eta_seconds)}</td>
+                                            <td class="muted">{if r.summary.is_empty() { r.message.clone() } else { r.summary.clone() }}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                </Grid>
                             </section>
                             <section class="panel">
                                 <h2>"Failures"</h2>
@@ -313,12 +281,9 @@ fn FixDetail() -> impl IntoView {
                                         view! { <p class="muted">"No record has failed."</p> }.into_any()
                                     } else {
                                         view! {
-                                            <table class="grid" data-testid="fix-failures">
-                                                <thead><tr><th>"Run"</th><th>"Key"</th><th>"Reason"</th></tr></thead>
-                                                <tbody>
-                                                    {failures.into_iter().map(|(run, k, why)| view! { <tr><td>{run}</td><td class="mono">{k}</td><td>{why}</td></tr> }).collect_view()}
-                                                </tbody>
-                                            </table>
+                                            <Grid head=&["Run", "Key", "Reason"] testid="fix-failures">
+                                                {failures.into_iter().map(|(run, k, why)| view! { <tr><td>{run}</td><td class="mono">{k}</td><td>{why}</td></tr> }).collect_view()}
+                                            </Grid>
                                         }.into_any()
                                     }
                                 }

@@ -6,10 +6,11 @@
 pub mod detail;
 
 use leptos::prelude::*;
-use leptos_meta::Title;
 use serde::{Deserialize, Serialize};
 
-use crate::components::guard::{ErrorPanel, Need, RequireRole};
+use crate::components::grid::Grid;
+use crate::components::guard::loaded_list;
+use crate::components::page_head::PageHead;
 use crate::error::AppError;
 
 /// A fix in the list.
@@ -27,8 +28,7 @@ pub struct FixRow {
 /// Every fix, newest first.
 #[server]
 pub async fn list_fixes() -> Result<Vec<FixRow>, AppError> {
-    crate::server::actor()?;
-    let fixes = crate::server::state()?.store.list_fixes().await?;
+    let fixes = crate::server::signed_in_store()?.list_fixes().await?;
     Ok(fixes
         .into_iter()
         .map(|f| FixRow {
@@ -55,19 +55,17 @@ pub async fn fix_template() -> Result<String, AppError> {
 /// Creates a fix from its job spec; answers its id.
 #[server]
 pub async fn create_fix(spec: String) -> Result<i64, AppError> {
-    let me = crate::server::actor()?;
-    let fix = crate::server::state()?.store.create_fix(&me, &spec).await?;
+    let (store, me) = crate::server::acting()?;
+    let fix = store.create_fix(&me, &spec).await?;
     Ok(fix.id)
 }
 
+/// The data fixes and the form that creates one.
 #[component]
-pub fn FixesPage() -> impl IntoView {
+pub fn Fixes() -> impl IntoView {
     view! {
-        <Title text="Data fixes"/>
-        <RequireRole need=Need::Reader>
-            <FixList/>
-            <NewFix/>
-        </RequireRole>
+        <FixList/>
+        <NewFix/>
     }
 }
 
@@ -75,36 +73,24 @@ pub fn FixesPage() -> impl IntoView {
 fn FixList() -> impl IntoView {
     let fixes = Resource::new_blocking(|| (), |_| list_fixes());
     view! {
-        <div class="page-head">
-            <h1>"Data fixes"</h1>
-            <p class="muted">"A filter selects the records that need a change; a mapper changes one record; Tern runs it throttled, pass after pass, until the filter selects nothing."</p>
-        </div>
+        <PageHead title="Data fixes">"A filter selects the records that need a change; a mapper changes one record; Tern runs it throttled, pass after pass, until the filter selects nothing."</PageHead>
         <Suspense fallback=|| view! { <p class="muted">"Loading fixes…"</p> }>
             {move || Suspend::new(async move {
-                match fixes.await {
-                    Ok(rows) if rows.is_empty() => view! {
-                        <section class="panel empty"><p>"No fixes yet. Create one below from the template."</p></section>
-                    }.into_any(),
-                    Ok(rows) => view! {
-                        <section class="panel">
-                            <table class="grid" data-testid="fix-list">
-                                <thead><tr><th>"Fix"</th><th>"Database"</th><th>"Table"</th><th>"Mapper"</th><th>"Rate"</th></tr></thead>
-                                <tbody>
-                                    {rows.into_iter().map(|f| view! {
-                                        <tr data-testid="fix-row">
-                                            <td><a href=format!("/fixes/{}", f.id)>{f.name}</a><div class="muted">{f.description}</div></td>
-                                            <td class="mono">{f.database}</td>
-                                            <td class="mono">{f.target}</td>
-                                            <td>{f.mapper}</td>
-                                            <td>{f.rate}</td>
-                                        </tr>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        </section>
-                    }.into_any(),
-                    Err(e) => view! { <ErrorPanel error=e.to_string()/> }.into_any(),
-                }
+                loaded_list(fixes.await, "No fixes yet. Create one below from the template.", |rows| view! {
+                    <section class="panel">
+                        <Grid head=&["Fix", "Database", "Table", "Mapper", "Rate"] testid="fix-list">
+                            {rows.into_iter().map(|f| view! {
+                                <tr data-testid="fix-row">
+                                    <td><a href=format!("/fixes/{}", f.id)>{f.name}</a><div class="muted">{f.description}</div></td>
+                                    <td class="mono">{f.database}</td>
+                                    <td class="mono">{f.target}</td>
+                                    <td>{f.mapper}</td>
+                                    <td>{f.rate}</td>
+                                </tr>
+                            }).collect_view()}
+                        </Grid>
+                    </section>
+                })
             })}
         </Suspense>
     }

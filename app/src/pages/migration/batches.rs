@@ -9,9 +9,8 @@ use crate::types::{BatchRow, thousands};
 /// Starts a planned batch (bulk-loads its buckets).
 #[server]
 pub async fn start_batch(batch_id: i64) -> Result<String, AppError> {
-    let me = crate::server::actor()?;
-    let b = crate::server::state()?
-        .store
+    let (store, me) = crate::server::acting()?;
+    let b = store
         .start_batch(&me, batch_id, "started from the migration page")
         .await?;
     Ok(format!("batch {} started", b.seq))

@@ -18,10 +18,9 @@ pub async fn run_bucket_action(
     bucket_ids: Vec<i64>,
     reason: String,
 ) -> Result<String, AppError> {
-    let me = crate::server::actor()?;
+    let (store, me) = crate::server::acting()?;
     let action = tern_control::runbook::BucketAction::parse(&action)?;
-    Ok(crate::server::state()?
-        .store
+    Ok(store
         .bucket_action(&me, migration_id, action, &bucket_ids, &reason)
         .await?)
 }

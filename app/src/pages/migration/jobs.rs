@@ -9,8 +9,7 @@ use crate::types::{JobRow, duration, rate, thousands};
 /// Pauses, resumes or cancels one job.
 #[server]
 pub async fn control_job(job_id: i64, action: String, reason: String) -> Result<String, AppError> {
-    let me = crate::server::actor()?;
-    let store = crate::server::state()?.store;
+    let (store, me) = crate::server::acting()?;
     let done = match action.as_str() {
         "pause" => {
             store.pause_job(&me, job_id, &reason).await?;
@@ -36,7 +35,7 @@ pub async fn control_job(job_id: i64, action: String, reason: String) -> Result<
 /// Sets a job's rate limit in rows per second; blank means unthrottled.
 #[server]
 pub async fn set_job_rate(job_id: i64, rate: String, reason: String) -> Result<String, AppError> {
-    let me = crate::server::actor()?;
+    let (store, me) = crate::server::acting()?;
     let rate = match rate.trim() {
         "" => None,
         r => Some(r.replace([',', '_'], "").parse::<f64>().map_err(|_| {
@@ -45,10 +44,7 @@ pub async fn set_job_rate(job_id: i64, rate: String, reason: String) -> Result<S
             ))
         })?),
     };
-    crate::server::state()?
-        .store
-        .set_job_rate(&me, job_id, rate, &reason)
-        .await?;
+    store.set_job_rate(&me, job_id, rate, &reason).await?;
     Ok(match rate {
         Some(r) => format!(
             "job {job_id}: rate limit set to {}; a running job follows it within seconds",

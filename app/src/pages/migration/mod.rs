@@ -16,7 +16,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::components::forecast::{BlockersPanel, ForecastStats};
-use crate::components::guard::ErrorPanel;
+use crate::components::guard::found;
 use crate::components::live::use_tick;
 use crate::components::phase_bar::PhaseBar;
 use crate::error::AppError;
@@ -192,6 +192,11 @@ pub(crate) struct BoardUi {
     pub chart_width: RwSignal<u32>,
 }
 
+/// The migration id of the address, or the 404 that says what one looks like.
+fn known(id: Option<i64>) -> Result<i64, AppError> {
+    id.ok_or_else(|| AppError::NotFound("a migration id is a number, like /migrations/1".into()))
+}
+
 #[component]
 pub fn MigrationPage() -> impl IntoView {
     let params = use_params_map();
@@ -258,37 +263,17 @@ pub fn MigrationPage() -> impl IntoView {
             )
         },
         move |(id, _, _, phase, offset, width)| async move {
-            match id {
-                Some(id) => migration_board(id, phase, offset, width).await,
-                None => Err(AppError::NotFound(
-                    "a migration id is a number, like /migrations/1".into(),
-                )),
-            }
+            migration_board(known(id)?, phase, offset, width).await
         },
     );
     let still = Resource::new_blocking(
         move || (id(), ui.changed.get()),
-        move |(id, _)| async move {
-            match id {
-                Some(id) => settings::migration_settings(id).await,
-                None => Err(AppError::NotFound(
-                    "a migration id is a number, like /migrations/1".into(),
-                )),
-            }
-        },
+        move |(id, _)| async move { settings::migration_settings(known(id)?).await },
     );
     view! {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match live.await {
-                    Ok(b) => view! { <Board b/> }.into_any(),
-                    Err(AppError::NotFound(m)) => {
-                        #[cfg(feature = "ssr")]
-                        crate::server::set_status(404);
-                        view! { <ErrorPanel error=m/> }.into_any()
-                    }
-                    Err(e) => view! { <ErrorPanel error=e.to_string()/> }.into_any(),
-                }
+                found(live.await, |b| view! { <Board b/> })
             })}
         </Transition>
         // Outside the board that redraws every two seconds: a switch's

@@ -19,10 +19,9 @@ pub async fn set_relay_ramp(
     #[server(default)] bucket_ids: Vec<i64>,
     reason: String,
 ) -> Result<String, AppError> {
-    let me = crate::server::actor()?;
+    let (store, me) = crate::server::acting()?;
     let spec = tern_control::relay::RelayRampSpec::parse(&ramp, &bucket_ids)?;
-    let job = crate::server::state()?
-        .store
+    let job = store
         .set_relay_ramp(&me, migration_id, spec.clone(), &reason)
         .await?;
     Ok(format!("relay ramp set to {spec} (job {})", job.id))
@@ -31,11 +30,8 @@ pub async fn set_relay_ramp(
 /// Installs change capture on the migration's source tables.
 #[server]
 pub async fn install_capture(migration_id: i64, reason: String) -> Result<String, AppError> {
-    let me = crate::server::actor()?;
-    Ok(crate::server::state()?
-        .store
-        .install_capture(&me, migration_id, &reason)
-        .await?)
+    let (store, me) = crate::server::acting()?;
+    Ok(store.install_capture(&me, migration_id, &reason).await?)
 }
 
 #[component]

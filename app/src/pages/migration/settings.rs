@@ -9,8 +9,8 @@ use crate::types::MigrationSettingsView;
 /// The migration's settings and spec.
 #[server]
 pub async fn migration_settings(id: i64) -> Result<MigrationSettingsView, AppError> {
-    let me = crate::server::actor()?;
-    let m = crate::server::state()?.store.migration(id).await?;
+    let (store, me) = crate::server::acting()?;
+    let m = store.migration(id).await?;
     Ok(MigrationSettingsView {
         id: m.id,
         status: m.status.clone(),
@@ -55,7 +55,7 @@ pub async fn save_settings(
     schedule_every_hours: String,
     reason: String,
 ) -> Result<(), AppError> {
-    let me = crate::server::actor()?;
+    let (store, me) = crate::server::acting()?;
     let settings = tern_control::migrations::MigrationSettings {
         chunk_size: chunk_size
             .trim()
@@ -71,8 +71,7 @@ pub async fn save_settings(
             .unwrap_or(100.0),
         schedule_every_hours: optional_number("schedule", &schedule_every_hours)?,
     };
-    crate::server::state()?
-        .store
+    store
         .update_migration_settings(&me, migration_id, &settings, &reason)
         .await?;
     Ok(())
@@ -81,9 +80,8 @@ pub async fn save_settings(
 /// Groups the planned buckets not yet in a batch into `count` batches.
 #[server]
 pub async fn plan_batches(migration_id: i64, count: u32) -> Result<String, AppError> {
-    let me = crate::server::actor()?;
-    let batches = crate::server::state()?
-        .store
+    let (store, me) = crate::server::acting()?;
+    let batches = store
         .plan_batches(&me, migration_id, &[], count as usize)
         .await?;
     Ok(format!("{} batch(es) planned", batches.len()))
@@ -92,11 +90,8 @@ pub async fn plan_batches(migration_id: i64, count: u32) -> Result<String, AppEr
 /// Archives the migration.
 #[server]
 pub async fn archive_migration(migration_id: i64, reason: String) -> Result<(), AppError> {
-    let me = crate::server::actor()?;
-    crate::server::state()?
-        .store
-        .archive_migration(&me, migration_id, &reason)
-        .await?;
+    let (store, me) = crate::server::acting()?;
+    store.archive_migration(&me, migration_id, &reason).await?;
     Ok(())
 }
 

@@ -42,9 +42,8 @@ pub struct SwitchPanelView {
 
 #[server]
 pub async fn switch_panel(migration_id: i64) -> Result<SwitchPanelView, AppError> {
-    let me = crate::server::actor()?;
+    let (store, me) = crate::server::acting()?;
     me.require_reader("reading a migration's switches")?;
-    let store = &crate::server::state()?.store;
     let pickup = store.routing_pickup(migration_id).await?;
     let (switched, held) = store.switched_and_held(migration_id).await?;
     let fmt = tern_control::clock::format_ms;
@@ -150,11 +149,8 @@ pub async fn move_source_of_truth(
 /// checks which tables invert).
 #[server]
 pub async fn start_reverse_relay(migration_id: i64) -> Result<String, AppError> {
-    let me = crate::server::actor()?;
-    let job = crate::server::state()?
-        .store
-        .start_reverse_relay(&me, migration_id)
-        .await?;
+    let (store, me) = crate::server::acting()?;
+    let job = store.start_reverse_relay(&me, migration_id).await?;
     // Only the job's number: its state moves on, and the panel shows it live.
     Ok(format!(
         "reverse relay: job {} — its state shows above as it runs",

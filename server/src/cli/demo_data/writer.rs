@@ -377,6 +377,15 @@ impl Writer {
         let rest: Vec<usize> = (0..shape.columns.len())
             .filter(|i| !key.contains(i))
             .collect();
+        // `key = $n AND …`, its placeholders numbered after the first `after`.
+        let key_matches = |after: usize| -> String {
+            let wheres: Vec<String> = key
+                .iter()
+                .enumerate()
+                .map(|(n, &i)| format!("{} = {}", q(i), d.placeholder(after + n + 1)))
+                .collect();
+            wheres.join(" AND ")
+        };
         let (sql, params): (String, Vec<Value>) = match c.op {
             Op::Insert => {
                 let cols: Vec<String> = (0..shape.columns.len()).map(q).collect();
@@ -398,17 +407,12 @@ impl Writer {
                     .enumerate()
                     .map(|(n, &i)| format!("{} = {}", q(i), d.placeholder(n + 1)))
                     .collect();
-                let wheres: Vec<String> = key
-                    .iter()
-                    .enumerate()
-                    .map(|(n, &i)| format!("{} = {}", q(i), d.placeholder(rest.len() + n + 1)))
-                    .collect();
                 (
                     format!(
                         "UPDATE {} SET {} WHERE {}",
                         d.quote(c.table),
                         sets.join(", "),
-                        wheres.join(" AND ")
+                        key_matches(rest.len())
                     ),
                     rest.iter()
                         .chain(&key)
@@ -416,21 +420,10 @@ impl Writer {
                         .collect(),
                 )
             }
-            Op::Delete => {
-                let wheres: Vec<String> = key
-                    .iter()
-                    .enumerate()
-                    .map(|(n, &i)| format!("{} = {}", q(i), d.placeholder(n + 1)))
-                    .collect();
-                (
-                    format!(
-                        "DELETE FROM {} WHERE {}",
-                        d.quote(c.table),
-                        wheres.join(" AND ")
-                    ),
-                    key.iter().map(|&i| target_row[i].clone()).collect(),
-                )
-            }
+            Op::Delete => (
+                format!("DELETE FROM {} WHERE {}", d.quote(c.table), key_matches(0)),
+                key.iter().map(|&i| target_row[i].clone()).collect(),
+            ),
         };
         target
             .execute(&sql, &params, "write the new store for the demo writer")
