@@ -39,14 +39,49 @@ pub(super) fn needed(ctx: &Ctx) -> bool {
     !ctx.range_reads && (ctx.shape.source_key.is_some() || ctx.shape.key_from_source.is_some())
 }
 
+/// The comparison of source keys by group (`key_groups.rs`), started in its
+/// own task so that both databases sum while the diff reads chunks. Either
+/// moment is one point in time to compare at; each row it points to is
+/// checked against the source again when read.
+pub(super) struct Early(tokio::task::JoinHandle<Result<Option<key_groups::Suspects>>>);
+
+impl Early {
+    pub(super) fn start(ctx: &Ctx) -> Option<Early> {
+        if ctx.row_by_row {
+            return None;
+        }
+        let ctx = ctx.clone();
+        Some(Early(tokio::spawn(async move {
+            key_groups::suspects(&ctx).await
+        })))
+    }
+
+    async fn suspects(mut self) -> Result<Option<key_groups::Suspects>> {
+        (&mut self.0)
+            .await
+            .map_err(|e| crate::error::EngineError::Apply {
+                what: "compare the source keys by group".into(),
+                message: format!("the task failed: {e}"),
+            })?
+    }
+}
+
+impl Drop for Early {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Walks the target, adding the extra rows it finds to `counts` (numbered
 /// after the `counts.compared` rows already met) and storing them. Returns
 /// the target rows read, and whether it went to the end (not cancelled).
+/// `early`: the group comparison started with the diff, if it was.
 pub(super) async fn run(
     ctx: &Ctx,
     buckets: &[Bucket],
     control: &RunControl,
     counts: &mut Counts,
+    early: Option<Early>,
 ) -> Result<(u64, bool)> {
     let d = ctx.target.dialect();
     let key_cols = ctx.target_key_columns();
@@ -54,9 +89,10 @@ pub(super) async fn run(
     let mut after: Option<Vec<Value>> = None;
     let mut read = 0u64;
     let mut ord = counts.compared;
-    let suspects = match ctx.row_by_row {
-        true => None,
-        false => key_groups::suspects(ctx).await?,
+    let suspects = match (ctx.row_by_row, early) {
+        (true, _) => None,
+        (false, Some(early)) => early.suspects().await?,
+        (false, None) => key_groups::suspects(ctx).await?,
     };
     let groups = match suspects {
         Some(s) if s.groups.is_empty() => return Ok((0, true)),
