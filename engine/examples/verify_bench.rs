@@ -13,6 +13,11 @@ use futures::StreamExt;
 use tern_engine::verify::{self, VerifyOptions};
 use tern_engine::{Counts, Link, RunControl, Spec, TransformerRegistry, load_bucket};
 
+/// The allocator of the `tern` binary, so the bench measures what
+/// `tern verify` does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();

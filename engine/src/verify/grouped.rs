@@ -83,7 +83,12 @@ impl GroupSums {
         })
     }
 
-    /// Checks a chunk's expected rows against the target's group sums.
+    /// Checks a chunk's expected rows against the target's group sums. When
+    /// the chunk's source keys are a range of integers ([`Span::of_chunk`]),
+    /// the target sums its rows of that range through the `_tern_source_key`
+    /// index (one range scan) instead of looking up every key of the chunk;
+    /// a row of the range that is no record of the chunk (an orphan) makes
+    /// its group differ and read, and the orphan pass lists it.
     pub(super) async fn check(&self, ctx: &Ctx, expected: Vec<Vec<Value>>) -> Result<Checked> {
         let Some(sk) = ctx.shape.source_key else {
             return Ok(Checked {
@@ -112,7 +117,13 @@ impl GroupSums {
             let s = mine.entry(g).or_insert(Sum::EMPTY);
             s.add(u64::from_be_bytes(h[..8].try_into().unwrap_or([0; 8])));
         }
-        let theirs = self.target_sums(ctx, &keys).await?;
+        let span = Span::of_chunk(ctx, &keys);
+        let theirs = match span.and_then(Span::text_ranges) {
+            Some(ranges) if ctx.target.dialect() == Dialect::Postgres => {
+                self.target_sums_in(ctx, &ranges).await?
+            }
+            _ => self.target_sums(ctx, &keys).await?,
+        };
         let differ: HashSet<i64> = mine
             .keys()
             .chain(theirs.keys())
@@ -137,6 +148,7 @@ impl GroupSums {
     /// The canonical text of a row's compared values, as `piece` builds it
     /// in the target, fields joined by `|`.
     fn canonical(&self, row: &[Value], out: &mut String) {
+        use chrono::{Datelike, Timelike};
         use std::fmt::Write;
         for (i, (v, ty)) in row.iter().zip(&self.types).enumerate() {
             if i > 0 {
@@ -148,7 +160,27 @@ impl GroupSums {
                 (Value::Int(n), ColumnType::Bool) => write!(out, "{}", u8::from(*n != 0)),
                 (Value::Int(n), _) => write!(out, "{n}"),
                 (Value::Text(s), ColumnType::Text) => write!(out, "{}:{s}", s.chars().count()),
+                // Written field by field: a format string is parsed anew
+                // for every value.
+                (Value::Timestamp(t), _)
+                    if (0..=9999).contains(&t.year()) && t.nanosecond() < 1_000_000_000 =>
+                {
+                    write!(
+                        out,
+                        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+                        t.year(),
+                        t.month(),
+                        t.day(),
+                        t.hour(),
+                        t.minute(),
+                        t.second(),
+                        t.nanosecond() / 1_000
+                    )
+                }
                 (Value::Timestamp(t), _) => write!(out, "{}", t.format("%Y-%m-%d %H:%M:%S%.6f")),
+                (Value::Date(d), _) if (0..=9999).contains(&d.year()) => {
+                    write!(out, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+                }
                 (Value::Date(d), _) => write!(out, "{}", d.format("%Y-%m-%d")),
                 (Value::Uuid(u), _) => write!(out, "{u}"),
                 // Anything else cannot equal the target's text: its group is
@@ -156,6 +188,36 @@ impl GroupSums {
                 (other, _) => write!(out, "\u{0}{}", other.canonical_text()),
             };
         }
+    }
+
+    /// The target's sums per group over its rows whose source key's text is
+    /// in one of the given ranges (PostgreSQL; see [`Span::text_ranges`]).
+    async fn target_sums_in(&self, ctx: &Ctx, ranges: &[TextRange]) -> Result<HashMap<i64, Sum>> {
+        let d = ctx.target.dialect();
+        let sk = d.quote(SOURCE_KEY_COLUMN);
+        let mut params = Vec::with_capacity(ranges.len() * 2);
+        let mut conds = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            params.push(Value::Text(r.lo.clone()));
+            params.push(Value::Text(r.hi.clone()));
+            conds.push(format!(
+                "({sk} >= {} AND {sk} <= {} AND length({sk}) = {})",
+                d.placeholder(params.len() - 1),
+                d.placeholder(params.len()),
+                r.lo.len()
+            ));
+        }
+        let sql = format!(
+            "SELECT ('x' || substr(md5({sk}), 1, 2))::bit(8)::int AS g, count(*), \
+             bit_xor(('x' || substr({h}, 1, 16))::bit(64)::bigint)::text \
+             FROM {table} WHERE {conds} GROUP BY 1",
+            h = self.target_hash,
+            table = d.quote(&ctx.table),
+            conds = conds.join(" OR "),
+        );
+        let what = format!("checksum groups of {} in the target", ctx.table);
+        let (_, rows) = ctx.target.fetch(&sql, &params, &what).await?;
+        super::sums::sums_of(rows, &what)
     }
 
     /// The target's sums per group over the rows of the given source keys.
@@ -207,6 +269,72 @@ impl GroupSums {
     }
 }
 
+/// A chunk's source keys as an inclusive range of integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    lo: i64,
+    hi: i64,
+}
+
+/// Source keys' texts of one length between two bounds of that length: for
+/// decimal digits of one length, text order is number order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TextRange {
+    lo: String,
+    hi: String,
+}
+
+impl Span {
+    /// The span of a chunk's source keys (the texts in `keys`, which the
+    /// target keeps in `_tern_source_key`) when the source key is one integer
+    /// column and also the bucket column, so that the chunk holds every
+    /// record between its first key and its last; `None` when a key is not
+    /// written as plain decimal digits.
+    fn of_chunk(ctx: &Ctx, keys: &[String]) -> Option<Span> {
+        let q = &ctx.query;
+        let one_int = matches!(&q.key_types()[..], [Some(ColumnType::Int)]);
+        if !one_int || q.order.len() != 1 || q.order[0] != q.key[0] {
+            return None;
+        }
+        let mut span: Option<Span> = None;
+        for k in keys {
+            let n: i64 = k.parse().ok()?;
+            if n.to_string() != *k {
+                return None;
+            }
+            span = Some(match span {
+                None => Span { lo: n, hi: n },
+                Some(s) => Span {
+                    lo: s.lo.min(n),
+                    hi: s.hi.max(n),
+                },
+            });
+        }
+        span
+    }
+
+    /// The span's non-negative keys as text ranges, one per number of
+    /// digits, or `None` when it has none (negative keys are summed from a
+    /// lookup of the chunk's keys instead).
+    fn text_ranges(self) -> Option<Vec<TextRange>> {
+        let lo = self.lo.max(0);
+        if lo > self.hi {
+            return None;
+        }
+        let digits = |n: i64| n.to_string().len() as u32;
+        let mut out = Vec::new();
+        for len in digits(lo)..=digits(self.hi) {
+            let first = if len == 1 { 0 } else { 10i64.pow(len - 1) };
+            let last = 10i64.checked_pow(len).map_or(i64::MAX, |p| p - 1);
+            out.push(TextRange {
+                lo: lo.max(first).to_string(),
+                hi: self.hi.min(last).to_string(),
+            });
+        }
+        Some(out)
+    }
+}
+
 /// The group of a source key: the first byte of its MD5.
 fn group(source_key: &str) -> i64 {
     i64::from(Md5::digest(source_key.as_bytes())[0])
@@ -215,6 +343,58 @@ fn group(source_key: &str) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_span_becomes_one_text_range_per_number_of_digits() {
+        let ranges = |lo, hi| {
+            Span { lo, hi }
+                .text_ranges()
+                .map(|r| r.into_iter().map(|t| (t.lo, t.hi)).collect::<Vec<_>>())
+        };
+        let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            ranges(1_020_000, 1_029_999),
+            Some(vec![s("1020000", "1029999")])
+        );
+        assert_eq!(
+            ranges(95, 1_203),
+            Some(vec![s("95", "99"), s("100", "999"), s("1000", "1203")])
+        );
+        assert_eq!(ranges(-50, 7), Some(vec![s("0", "7")]));
+        assert_eq!(ranges(-50, -1), None);
+        let all = ranges(i64::MIN, i64::MAX).unwrap_or_default();
+        assert_eq!(all.len(), 19);
+        assert_eq!(all[18], s("1000000000000000000", &i64::MAX.to_string()));
+    }
+
+    #[test]
+    fn timestamps_and_dates_are_written_as_the_target_writes_them() {
+        let sums = GroupSums {
+            target_hash: String::new(),
+            types: vec![
+                ColumnType::Timestamp,
+                ColumnType::Date,
+                ColumnType::Timestamp,
+            ],
+        };
+        let at = |s: &str| {
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").unwrap_or_default()
+        };
+        let day = chrono::NaiveDate::from_ymd_opt(987, 3, 4).unwrap_or_default();
+        let mut out = String::new();
+        sums.canonical(
+            &[
+                Value::Timestamp(at("2026-12-06 07:08:09.000012")),
+                Value::Date(day),
+                Value::Timestamp(at("2010-01-01 00:00:00")),
+            ],
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "2026-12-06 07:08:09.000012|0987-03-04|2010-01-01 00:00:00.000000"
+        );
+    }
 
     #[test]
     fn the_group_is_the_first_byte_of_the_md5_as_the_databases_compute_it() {

@@ -23,9 +23,15 @@ use crate::value::{ColumnType, Value};
 /// sequential read beats many scattered ones).
 const MAX_GROUPS: usize = 2048;
 
+/// The groups whose sums differ, and how many target rows they hold.
+pub(super) struct Suspects {
+    pub groups: Vec<i64>,
+    pub target_rows: u64,
+}
+
 /// The groups whose sums differ, or `None` when the table cannot be
 /// checked by groups or too many differ (walk the whole target).
-pub(super) async fn suspects(ctx: &Ctx) -> Result<Option<Vec<i64>>> {
+pub(super) async fn suspects(ctx: &Ctx) -> Result<Option<Suspects>> {
     let (sd, td) = (ctx.source.dialect(), ctx.target.dialect());
     let int_key = matches!(&ctx.query.key_types()[..], [Some(ColumnType::Int)]);
     if !int_key || sd == Dialect::Sqlite || td == Dialect::Sqlite {
@@ -52,8 +58,16 @@ pub(super) async fn suspects(ctx: &Ctx) -> Result<Option<Vec<i64>>> {
         .collect();
     differ.sort_unstable();
     differ.dedup();
-    tracing::debug!(table = %ctx.table, groups = differ.len(), "orphan groups to read");
-    Ok((differ.len() <= MAX_GROUPS).then_some(differ))
+    let target_rows = differ
+        .iter()
+        .filter_map(|g| target.get(g))
+        .map(|s| s.rows)
+        .sum();
+    tracing::debug!(table = %ctx.table, groups = differ.len(), target_rows, "orphan groups to read");
+    Ok((differ.len() <= MAX_GROUPS).then_some(Suspects {
+        groups: differ,
+        target_rows,
+    }))
 }
 
 /// ` WHERE …` of the target rows in the given groups.

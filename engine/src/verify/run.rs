@@ -174,6 +174,8 @@ pub(super) async fn run(
     let mut rows_by_checksum = 0;
     let (keys_read, complete) = match &opts.mode {
         Mode::Full => {
+            let sweep = opts.scope == Scope::All && orphans::needed(&ctx);
+            let early = sweep.then(|| orphans::Early::start(&ctx)).flatten();
             let sums = sums.as_ref().ok().cloned();
             let diff = full::run(
                 &ctx,
@@ -187,8 +189,8 @@ pub(super) async fn run(
             rows_by_checksum = diff.by_checksum;
             // Rows of deleted records, which the diff by source records
             // cannot meet (see `orphans.rs`); over the whole table only.
-            if diff.complete && opts.scope == Scope::All && orphans::needed(&ctx) {
-                let (_, swept) = orphans::run(&ctx, &buckets, control, &mut counts).await?;
+            if diff.complete && sweep {
+                let (_, swept) = orphans::run(&ctx, &buckets, control, &mut counts, early).await?;
                 (diff.read, swept)
             } else {
                 (diff.read, diff.complete)
