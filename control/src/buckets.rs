@@ -215,20 +215,24 @@ pub async fn move_bucket_in(
             "{what} changed phase meanwhile: reload and try again"
         )));
     }
-    audit::record(
-        tx,
-        AuditEntry::new(
-            actor,
-            "bucket.phase",
-            "bucket",
-            format!("{}/{}", bucket.migration_id, bucket.idx),
-        )
+    audit::record(tx, phase_entry(actor, "bucket.phase", &bucket, to, reason)).await?;
+    Ok(bucket)
+}
+
+/// The audit entry of `bucket` moving to `to`: `action` is `bucket.phase`,
+/// or `bucket.phase.override` for an admin's move without its evidence.
+pub(crate) fn phase_entry(
+    actor: &Actor,
+    action: &str,
+    bucket: &Bucket,
+    to: Phase,
+    reason: &str,
+) -> AuditEntry {
+    let entity = format!("{}/{}", bucket.migration_id, bucket.idx);
+    AuditEntry::new(actor, action, "bucket", entity)
         .from_state(bucket.phase.as_str())
         .to_state(to.as_str())
-        .reason(reason),
-    )
-    .await?;
-    Ok(bucket)
+        .reason(reason)
 }
 
 /// Stores planned buckets inside the caller's transaction.

@@ -9,8 +9,8 @@
 //! audited with what was missing. The manual moves live here; a job's end
 //! moves its bucket through `jobs/requests.rs`.
 
-use crate::audit::{self, AuditEntry};
-use crate::buckets::{Bucket, move_bucket_in};
+use crate::audit;
+use crate::buckets::{Bucket, move_bucket_in, phase_entry};
 use crate::db::{self, Run};
 use crate::error::{ControlError, Result};
 use crate::phases::{self, Phase};
@@ -87,18 +87,11 @@ impl Store {
         move_bucket_in(&mut tx, actor, bucket_id, to, reason).await?;
         audit::commit(
             tx,
-            AuditEntry::new(
-                actor,
-                "bucket.phase.override",
-                "bucket",
-                format!("{}/{}", bucket.migration_id, bucket.idx),
-            )
-            .from_state(bucket.phase.as_str())
-            .to_state(to.as_str())
-            .reason(reason)
-            .details(serde_json::json!({
-                "missing": missing.as_deref().unwrap_or("nothing: the evidence was there"),
-            })),
+            phase_entry(actor, "bucket.phase.override", &bucket, to, reason).details(
+                serde_json::json!({
+                    "missing": missing.as_deref().unwrap_or("nothing: the evidence was there"),
+                }),
+            ),
             "committing a phase change",
         )
         .await?;
