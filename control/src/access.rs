@@ -59,6 +59,8 @@ impl Role {
     }
 }
 
+crate::db::stored_as_text!(Role);
+
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -66,15 +68,18 @@ impl std::fmt::Display for Role {
 }
 
 /// A user as the rest of the system sees it (no password hash).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct User {
     pub id: i64,
     pub username: String,
     pub display_name: String,
     pub role: Role,
+    #[sqlx(try_from = "crate::db::Flag")]
     pub disabled: bool,
     pub created_at: i64,
-    /// For client-owners: the clients they own.
+    /// For client-owners: the clients they own (from `user_clients`: a row
+    /// of `users` reads as none, the store adds them).
+    #[sqlx(skip)]
     pub clients: Vec<String>,
 }
 
@@ -98,23 +103,26 @@ impl Actor {
 
     /// Refuses unless the actor may operate (engineer or admin).
     pub fn require_operate(&self, what: &str) -> Result<()> {
-        if self.role.can_operate() {
-            Ok(())
-        } else {
-            Err(ControlError::Forbidden(format!(
-                "{what} needs the engineer or admin role; {} is signed in as {}",
-                self.name, self.role
-            )))
-        }
+        self.require_role(
+            self.role.can_operate(),
+            what,
+            "needs the engineer or admin role",
+        )
     }
 
     /// Refuses unless the actor is an admin.
     pub fn require_admin(&self, what: &str) -> Result<()> {
-        if self.role.can_administer() {
+        self.require_role(self.role.can_administer(), what, "needs the admin role")
+    }
+
+    /// Refuses, unless `allowed`, saying that `what` `needs` a role the
+    /// actor does not have.
+    fn require_role(&self, allowed: bool, what: &str, needs: &str) -> Result<()> {
+        if allowed {
             Ok(())
         } else {
             Err(ControlError::Forbidden(format!(
-                "{what} needs the admin role; {} is signed in as {}",
+                "{what} {needs}; {} is signed in as {}",
                 self.name, self.role
             )))
         }
@@ -145,14 +153,11 @@ impl Actor {
 
     /// Refuses client-owners (who see only their own clients).
     pub fn require_reader(&self, what: &str) -> Result<()> {
-        if self.role.can_read_audit() {
-            Ok(())
-        } else {
-            Err(ControlError::Forbidden(format!(
-                "{what} is for program managers, engineers and admins; {} is signed in as {}",
-                self.name, self.role
-            )))
-        }
+        self.require_role(
+            self.role.can_read_audit(),
+            what,
+            "is for program managers, engineers and admins",
+        )
     }
 }
 

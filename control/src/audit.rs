@@ -3,11 +3,14 @@
 //! disagree with the state it describes.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, Row, Transaction};
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, Transaction};
 
 use crate::access::Actor;
 use crate::clock::now_ms;
-use crate::error::{ControlError, Result};
+use crate::db::Run;
+use crate::error::Result;
 use crate::store::Store;
 
 /// One change to be recorded; build it with [`AuditEntry::new`] and the setters.
@@ -83,17 +86,42 @@ pub async fn record(tx: &mut Transaction<'static, Any>, entry: AuditEntry) -> Re
     .bind(entry.to_state.as_deref())
     .bind(entry.reason.as_deref())
     .bind(entry.details.as_ref().map(|d| d.to_string()))
-    .execute(&mut **tx)
-    .await
-    .map_err(ControlError::db(format!(
-        "recording audit event {}",
-        entry.action
-    )))?;
+    .run(&mut **tx, format!("recording audit event {}", entry.action))
+    .await?;
     Ok(())
 }
 
+/// Writes `entry` inside `tx` and commits both: the last step of an audited
+/// change. `doing` names the commit in the error (`committing a new fix`).
+pub async fn commit(
+    mut tx: Transaction<'static, Any>,
+    entry: AuditEntry,
+    doing: impl Into<String>,
+) -> Result<()> {
+    record(&mut tx, entry).await?;
+    crate::db::commit(tx, doing).await
+}
+
+impl Store {
+    /// Runs one statement and records `entry` in one transaction, so the
+    /// change and its audit event commit together; answers the rows the
+    /// statement changed. `doing` names the change in an error.
+    pub(crate) async fn audited<'q>(
+        &self,
+        statement: Query<'q, Any, AnyArguments<'q>>,
+        doing: impl Into<String>,
+        entry: AuditEntry,
+    ) -> Result<u64> {
+        let doing = doing.into();
+        let mut tx = self.begin().await?;
+        let changed = statement.run(&mut *tx, doing.clone()).await?;
+        commit(tx, entry, doing).await?;
+        Ok(changed)
+    }
+}
+
 /// A recorded change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct AuditEvent {
     pub id: i64,
     pub at: i64,
@@ -132,12 +160,9 @@ impl Store {
     /// every audited change, so a cache of what the pages show can tell
     /// that it is out of date at the cost of one index lookup.
     pub async fn audit_stamp(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS id FROM audit_events")
-            .fetch_one(self.pool())
+        sqlx::query("SELECT COALESCE(MAX(id), 0) AS id FROM audit_events")
+            .scalar(self.pool(), "reading the newest audit event")
             .await
-            .map_err(ControlError::db("reading the newest audit event"))?;
-        row.try_get("id")
-            .map_err(ControlError::db("reading the newest audit event"))
     }
 
     /// The newest events that match `filter`, newest first.
@@ -145,7 +170,7 @@ impl Store {
         actor.require_reader("reading the audit log")?;
         let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
         let action_prefix = blank_to_none(&filter.action).map(|a| format!("{a}%"));
-        let rows = sqlx::query(
+        sqlx::query(
             "SELECT * FROM audit_events
              WHERE ($1 IS NULL OR actor = $1)
                AND ($2 IS NULL OR action LIKE $2)
@@ -163,25 +188,7 @@ impl Store {
         .bind(filter.since)
         .bind(filter.before_id)
         .bind(limit)
-        .fetch_all(self.pool())
+        .all(self.pool(), "listing the audit log")
         .await
-        .map_err(ControlError::db("listing the audit log"))?;
-        rows.iter().map(audit_event_from_row).collect()
     }
-}
-
-fn audit_event_from_row(row: &sqlx::any::AnyRow) -> Result<AuditEvent> {
-    let get = |e| ControlError::db("reading an audit event")(e);
-    Ok(AuditEvent {
-        id: row.try_get("id").map_err(get)?,
-        at: row.try_get("at").map_err(get)?,
-        actor: row.try_get("actor").map_err(get)?,
-        action: row.try_get("action").map_err(get)?,
-        entity_kind: row.try_get("entity_kind").map_err(get)?,
-        entity_id: row.try_get("entity_id").map_err(get)?,
-        from_state: row.try_get("from_state").map_err(get)?,
-        to_state: row.try_get("to_state").map_err(get)?,
-        reason: row.try_get("reason").map_err(get)?,
-        details: row.try_get("details").map_err(get)?,
-    })
 }

@@ -3,11 +3,11 @@
 //! totals, not equal bucket counts.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::audit::{self, AuditEntry};
 use crate::buckets::Phase;
 use crate::clock::now_ms;
+use crate::db::Run;
 use crate::error::{ControlError, Result};
 use crate::store::Store;
 use crate::users::Actor;
@@ -37,7 +37,7 @@ pub fn balance(items: &[(i64, i64)], n: usize) -> Vec<Vec<i64>> {
 }
 
 /// A stored batch with its buckets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Batch {
     pub id: i64,
     pub migration_id: i64,
@@ -47,6 +47,8 @@ pub struct Batch {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// Not a column: the store adds them.
+    #[sqlx(skip)]
     pub bucket_ids: Vec<i64>,
 }
 
@@ -100,10 +102,7 @@ impl Store {
             "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS s FROM batches WHERE migration_id = $1",
         )
         .bind(migration_id)
-        .fetch_one(&mut *tx)
-        .await
-        .and_then(|r| r.try_get("s"))
-        .map_err(ControlError::db("numbering batches"))?;
+        .scalar(&mut *tx, "numbering batches").await?;
         let mut ids = Vec::new();
         for (i, group) in groups.iter().enumerate() {
             let rows: i64 = chosen
@@ -119,72 +118,53 @@ impl Store {
             .bind(next + 1 + i as i64)
             .bind(rows)
             .bind(now)
-            .fetch_one(&mut *tx)
-            .await
-            .and_then(|r| r.try_get("id"))
-            .map_err(ControlError::db("storing a batch"))?;
+            .scalar(&mut *tx, "storing a batch")
+            .await?;
             for bucket in group {
                 sqlx::query("UPDATE buckets SET batch_id = $1 WHERE id = $2")
                     .bind(id)
                     .bind(bucket)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(ControlError::db("assigning a bucket to a batch"))?;
+                    .run(&mut *tx, "assigning a bucket to a batch")
+                    .await?;
             }
             ids.push(id);
         }
         let migration = self.migration(migration_id).await?;
-        audit::record(
-            &mut tx,
+        audit::commit(
+            tx,
             AuditEntry::new(actor, "batch.plan", "migration", &migration.name)
                 .details(serde_json::json!({ "batches": ids, "buckets": chosen.len() })),
+            "committing a batch plan",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a batch plan"))?;
         let all = self.list_batches(migration_id).await?;
         Ok(all.into_iter().filter(|b| ids.contains(&b.id)).collect())
     }
 
     /// A migration's batches, in order, with their buckets.
     pub async fn list_batches(&self, migration_id: i64) -> Result<Vec<Batch>> {
-        let rows = sqlx::query("SELECT * FROM batches WHERE migration_id = $1 ORDER BY seq")
-            .bind(migration_id)
-            .fetch_all(self.pool())
-            .await
-            .map_err(ControlError::db("listing batches"))?;
-        let members = sqlx::query(
+        let batches: Vec<Batch> =
+            sqlx::query("SELECT * FROM batches WHERE migration_id = $1 ORDER BY seq")
+                .bind(migration_id)
+                .all(self.pool(), "listing batches")
+                .await?;
+        let members: Vec<(i64, i64)> = sqlx::query(
             "SELECT id, batch_id FROM buckets WHERE migration_id = $1 AND batch_id IS NOT NULL ORDER BY idx",
         )
         .bind(migration_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("listing batch members"))?;
-        let mut batches = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let get = |e| ControlError::db("reading a batch")(e);
-            let id: i64 = row.try_get("id").map_err(get)?;
-            let mut bucket_ids = Vec::new();
-            for m in &members {
-                let batch: i64 = m.try_get("batch_id").map_err(get)?;
-                if batch == id {
-                    bucket_ids.push(m.try_get("id").map_err(get)?);
-                }
-            }
-            batches.push(Batch {
-                id,
-                migration_id,
-                seq: row.try_get("seq").map_err(get)?,
-                planned_rows: row.try_get("planned_rows").map_err(get)?,
-                state: row.try_get("state").map_err(get)?,
-                created_at: row.try_get("created_at").map_err(get)?,
-                started_at: row.try_get("started_at").map_err(get)?,
-                finished_at: row.try_get("finished_at").map_err(get)?,
-                bucket_ids,
-            });
-        }
-        Ok(batches)
+        .all(self.pool(), "listing batch members")
+        .await?;
+        Ok(batches
+            .into_iter()
+            .map(|batch| Batch {
+                bucket_ids: members
+                    .iter()
+                    .filter(|(_, b)| *b == batch.id)
+                    .map(|(id, _)| *id)
+                    .collect(),
+                ..batch
+            })
+            .collect())
     }
 }
 

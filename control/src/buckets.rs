@@ -2,10 +2,10 @@
 //! moving through the phases on its own.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::audit::{self, AuditEntry};
 use crate::clock::now_ms;
+use crate::db::Run;
 use crate::error::{ControlError, Result};
 use crate::phases;
 pub use crate::phases::Phase;
@@ -27,7 +27,7 @@ pub struct BucketPlan {
 }
 
 /// A stored bucket.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Bucket {
     pub id: i64,
     pub migration_id: i64,
@@ -77,89 +77,36 @@ pub struct Bucket {
     pub drift_checked_at: Option<i64>,
 }
 
-pub(crate) fn bucket_from_row(row: &sqlx::any::AnyRow) -> Result<Bucket> {
-    let get = |e| ControlError::db("reading a bucket")(e);
-    let phase: String = row.try_get("phase").map_err(get)?;
-    Ok(Bucket {
-        id: row.try_get("id").map_err(get)?,
-        migration_id: row.try_get("migration_id").map_err(get)?,
-        idx: row.try_get("idx").map_err(get)?,
-        lo: row.try_get("lo").map_err(get)?,
-        hi: row.try_get("hi").map_err(get)?,
-        planned_rows: row.try_get("planned_rows").map_err(get)?,
-        rows_copied: row.try_get("rows_copied").map_err(get)?,
-        phase: Phase::parse(&phase)?,
-        updated_at: row.try_get("updated_at").map_err(get)?,
-        resume_phase: row
-            .try_get::<Option<String>, _>("resume_phase")
-            .map_err(get)?
-            .as_deref()
-            .map(Phase::parse)
-            .transpose()?,
-        phase_since: row.try_get("phase_since").map_err(get)?,
-        snapshot_at: row.try_get("snapshot_at").map_err(get)?,
-        watermark: row.try_get("watermark").map_err(get)?,
-        loaded_at: row.try_get("loaded_at").map_err(get)?,
-        dual_write_at: row.try_get("dual_write_at").map_err(get)?,
-        catch_up_from: row.try_get("catch_up_from").map_err(get)?,
-        catch_up_to: row.try_get("catch_up_to").map_err(get)?,
-        caught_up_at: row.try_get("caught_up_at").map_err(get)?,
-        verified_at: row.try_get("verified_at").map_err(get)?,
-        switched_at: row.try_get("switched_at").map_err(get)?,
-        accuracy: row.try_get("accuracy").map_err(get)?,
-        lag_changes: row.try_get("lag_changes").map_err(get)?,
-        lag_seconds: row.try_get("lag_seconds").map_err(get)?,
-        last_error: row.try_get("last_error").map_err(get)?,
-        batch_id: row.try_get("batch_id").map_err(get)?,
-        table_name: row.try_get("table_name").map_err(get)?,
-        table_bucket: row.try_get("table_bucket").map_err(get)?,
-        write_primary: row.try_get("write_primary").map_err(get)?,
-        held_by: row.try_get("held_by").map_err(get)?,
-        drift_rows: row.try_get("drift_rows").map_err(get)?,
-        drift_checked_at: row.try_get("drift_checked_at").map_err(get)?,
-    })
-}
-
 impl Store {
     /// The buckets of a migration, by index.
     pub async fn list_buckets(&self, migration_id: i64) -> Result<Vec<Bucket>> {
-        let rows = sqlx::query("SELECT * FROM buckets WHERE migration_id = $1 ORDER BY idx")
+        sqlx::query("SELECT * FROM buckets WHERE migration_id = $1 ORDER BY idx")
             .bind(migration_id)
-            .fetch_all(self.pool())
+            .all(
+                self.pool(),
+                format!("listing buckets of migration {migration_id}"),
+            )
             .await
-            .map_err(ControlError::db(format!(
-                "listing buckets of migration {migration_id}"
-            )))?;
-        rows.iter().map(bucket_from_row).collect()
     }
 
     /// The bucket with this id.
     pub async fn bucket(&self, id: i64) -> Result<Bucket> {
-        let row = sqlx::query("SELECT * FROM buckets WHERE id = $1")
+        sqlx::query("SELECT * FROM buckets WHERE id = $1")
             .bind(id)
-            .fetch_optional(self.pool())
+            .found(self.pool(), format!("bucket {id}"))
             .await
-            .map_err(ControlError::db(format!("reading bucket {id}")))?;
-        match row {
-            Some(row) => bucket_from_row(&row),
-            None => Err(ControlError::NotFound(format!("there is no bucket {id}"))),
-        }
     }
 
     /// The bucket of a migration with this index.
     pub async fn bucket_by_idx(&self, migration_id: i64, idx: i64) -> Result<Bucket> {
-        let row = sqlx::query("SELECT * FROM buckets WHERE migration_id = $1 AND idx = $2")
+        sqlx::query("SELECT * FROM buckets WHERE migration_id = $1 AND idx = $2")
             .bind(migration_id)
             .bind(idx)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(ControlError::db(format!("reading bucket {idx}")))?;
-        match row {
-            Some(row) => bucket_from_row(&row),
-            None => Err(ControlError::NotFound(format!(
-                "migration {migration_id} has no bucket {idx}"
-            ))),
-        }
+            .optional(self.pool(), format!("reading bucket {idx}"))
+            .await?
+            .ok_or_else(|| {
+                ControlError::NotFound(format!("migration {migration_id} has no bucket {idx}"))
+            })
     }
 
     /// Records how many rows a bucket's bulk load has copied so far.
@@ -168,11 +115,11 @@ impl Store {
             .bind(rows)
             .bind(now_ms())
             .bind(bucket_id)
-            .execute(self.pool())
-            .await
-            .map_err(ControlError::db(format!(
-                "recording rows copied of bucket {bucket_id}"
-            )))?;
+            .run(
+                self.pool(),
+                format!("recording rows copied of bucket {bucket_id}"),
+            )
+            .await?;
         Ok(())
     }
 
@@ -193,11 +140,11 @@ impl Store {
         .bind(planned_rows)
         .bind(now_ms())
         .bind(bucket_id)
-        .execute(self.pool())
-        .await
-        .map_err(ControlError::db(format!(
-            "updating the plan of bucket {bucket_id}"
-        )))?;
+        .run(
+            self.pool(),
+            format!("updating the plan of bucket {bucket_id}"),
+        )
+        .await?;
         Ok(())
     }
 
@@ -216,11 +163,11 @@ impl Store {
         .bind(watermark)
         .bind(now_ms())
         .bind(bucket_id)
-        .execute(self.pool())
-        .await
-        .map_err(ControlError::db(format!(
-            "recording the snapshot of bucket {bucket_id}"
-        )))?;
+        .run(
+            self.pool(),
+            format!("recording the snapshot of bucket {bucket_id}"),
+        )
+        .await?;
         Ok(())
     }
 }
@@ -234,13 +181,10 @@ pub async fn move_bucket_in(
     to: Phase,
     reason: &str,
 ) -> Result<Bucket> {
-    let row = sqlx::query("SELECT * FROM buckets WHERE id = $1")
+    let bucket: Bucket = sqlx::query("SELECT * FROM buckets WHERE id = $1")
         .bind(bucket_id)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(ControlError::db(format!("reading bucket {bucket_id}")))?
-        .ok_or_else(|| ControlError::NotFound(format!("there is no bucket {bucket_id}")))?;
-    let bucket = bucket_from_row(&row)?;
+        .found(&mut **tx, format!("bucket {bucket_id}"))
+        .await?;
     let what = format!("bucket {} of migration {}", bucket.idx, bucket.migration_id);
     phases::check_move(&what, bucket.phase, bucket.resume_phase, to)?;
     let resume = phases::resume_phase_after(bucket.phase, to, bucket.resume_phase);
@@ -257,35 +201,38 @@ pub async fn move_bucket_in(
                 last_error = CASE WHEN $1 = 'failed' THEN $4 ELSE last_error END
          WHERE id = $5 AND phase = $6"
     );
-    let done = sqlx::query(&sql)
+    let changed = sqlx::query(&sql)
         .bind(to.as_str())
         .bind(resume.map(Phase::as_str))
         .bind(now)
         .bind(reason)
         .bind(bucket_id)
         .bind(bucket.phase.as_str())
-        .execute(&mut **tx)
-        .await
-        .map_err(ControlError::db(format!("moving {what} to {to}")))?;
-    if done.rows_affected() == 0 {
+        .run(&mut **tx, format!("moving {what} to {to}"))
+        .await?;
+    if changed == 0 {
         return Err(ControlError::Conflict(format!(
             "{what} changed phase meanwhile: reload and try again"
         )));
     }
-    audit::record(
-        tx,
-        AuditEntry::new(
-            actor,
-            "bucket.phase",
-            "bucket",
-            format!("{}/{}", bucket.migration_id, bucket.idx),
-        )
+    audit::record(tx, phase_entry(actor, "bucket.phase", &bucket, to, reason)).await?;
+    Ok(bucket)
+}
+
+/// The audit entry of `bucket` moving to `to`: `action` is `bucket.phase`,
+/// or `bucket.phase.override` for an admin's move without its evidence.
+pub(crate) fn phase_entry(
+    actor: &Actor,
+    action: &str,
+    bucket: &Bucket,
+    to: Phase,
+    reason: &str,
+) -> AuditEntry {
+    let entity = format!("{}/{}", bucket.migration_id, bucket.idx);
+    AuditEntry::new(actor, action, "bucket", entity)
         .from_state(bucket.phase.as_str())
         .to_state(to.as_str())
-        .reason(reason),
-    )
-    .await?;
-    Ok(bucket)
+        .reason(reason)
 }
 
 /// Stores planned buckets inside the caller's transaction.
@@ -309,12 +256,11 @@ pub(crate) async fn insert_buckets(
         .bind(now)
         .bind(plan.table_name.as_deref())
         .bind(plan.table_bucket)
-        .execute(&mut **tx)
-        .await
-        .map_err(ControlError::db(format!(
-            "storing bucket {} of migration {migration_id}",
-            plan.idx
-        )))?;
+        .run(
+            &mut **tx,
+            format!("storing bucket {} of migration {migration_id}", plan.idx),
+        )
+        .await?;
     }
     Ok(())
 }

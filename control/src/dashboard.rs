@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::batches::Batch;
 use crate::blockers::BlockerGroup;
-use crate::buckets::{Bucket, Phase, bucket_from_row};
-use crate::error::{ControlError, Result};
+use crate::buckets::{Bucket, Phase};
+use crate::db::Run;
+use crate::error::Result;
 use crate::forecast::Forecast;
 use crate::jobs::Job;
 use crate::migrations::{Migration, MigrationSummary};
@@ -16,7 +17,6 @@ use crate::store::Store;
 use crate::throughput::{Eta, Throughput, eta, throughput_of};
 use crate::users::Actor;
 use crate::verify_runs::VerifyRun;
-use sqlx::Row;
 
 /// How far back the pace is measured.
 pub const PACE_WINDOW_MS: i64 = 30 * 60 * 1000;
@@ -68,7 +68,7 @@ pub struct MigrationBoard {
 }
 
 /// A bucket as its batch's checkpoint shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct BatchMember {
     pub batch_id: i64,
     pub idx: i64,
@@ -148,32 +148,18 @@ impl Store {
     }
 
     async fn batch_members(&self, migration_id: i64) -> Result<Vec<BatchMember>> {
-        let rows = sqlx::query(
+        sqlx::query(
             "SELECT batch_id, idx, phase, rows_copied, accuracy FROM buckets
              WHERE migration_id = $1 AND batch_id IS NOT NULL ORDER BY idx",
         )
         .bind(migration_id)
-        .fetch_all(self.pool())
+        .all(self.pool(), "reading batch members")
         .await
-        .map_err(ControlError::db("reading batch members"))?;
-        rows.iter()
-            .map(|r| {
-                let get = |e| ControlError::db("reading a batch member")(e);
-                let phase: String = r.try_get("phase").map_err(get)?;
-                Ok(BatchMember {
-                    batch_id: r.try_get("batch_id").map_err(get)?,
-                    idx: r.try_get("idx").map_err(get)?,
-                    phase: Phase::parse(&phase)?,
-                    rows_copied: r.try_get("rows_copied").map_err(get)?,
-                    accuracy: r.try_get("accuracy").map_err(get)?,
-                })
-            })
-            .collect()
     }
 
     async fn bucket_page(&self, migration_id: i64, q: &BucketQuery) -> Result<(Vec<Bucket>, i64)> {
         let phase = q.phase.map(Phase::as_str);
-        let rows = sqlx::query(
+        let buckets = sqlx::query(
             "SELECT * FROM buckets WHERE migration_id = $1 AND ($2 IS NULL OR phase = $2)
              ORDER BY idx LIMIT $3 OFFSET $4",
         )
@@ -181,22 +167,16 @@ impl Store {
         .bind(phase)
         .bind(q.limit)
         .bind(q.offset)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("listing a page of buckets"))?;
+        .all(self.pool(), "listing a page of buckets")
+        .await?;
         let total: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM buckets WHERE migration_id = $1 AND ($2 IS NULL OR phase = $2)",
         )
         .bind(migration_id)
         .bind(phase)
-        .fetch_one(self.pool())
-        .await
-        .and_then(|r| r.try_get("n"))
-        .map_err(ControlError::db("counting buckets"))?;
-        Ok((
-            rows.iter().map(bucket_from_row).collect::<Result<_>>()?,
-            total,
-        ))
+        .scalar(self.pool(), "counting buckets")
+        .await?;
+        Ok((buckets, total))
     }
 
     /// The newest job of each of `buckets` that has one.
@@ -219,13 +199,9 @@ impl Store {
         for b in buckets {
             q = q.bind(b.id);
         }
-        let rows = q
-            .fetch_all(self.pool())
-            .await
-            .map_err(ControlError::db("reading the buckets' jobs"))?;
+        let jobs: Vec<Job> = q.all(self.pool(), "reading the buckets' jobs").await?;
         let mut out: Vec<(i64, Job)> = Vec::new();
-        for row in &rows {
-            let job = crate::jobs::job_from_row(row)?;
+        for job in jobs {
             if let Some(b) = job.bucket_id {
                 if !out.iter().any(|(id, _)| *id == b) {
                     out.push((b, job));
@@ -278,19 +254,15 @@ impl Store {
         let mut forecasts = self.forecasts(None).await?;
         // One row per migration, its samples packed as `at:rows,…` in order.
         let mut samples: std::collections::BTreeMap<i64, Vec<(i64, i64)>> = Default::default();
-        for row in sqlx::query(
+        let packed: Vec<(i64, String)> = sqlx::query(
             "SELECT migration_id,
                     string_agg(CAST(at AS TEXT) || ':' || CAST(rows_done AS TEXT), ',' ORDER BY at) AS s
              FROM throughput_samples WHERE at >= $1 GROUP BY migration_id",
         )
         .bind(crate::clock::now_ms() - PACE_WINDOW_MS)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading throughput samples"))?
-        {
-            let get = |e| ControlError::db("reading throughput samples")(e);
-            let id: i64 = row.try_get("migration_id").map_err(get)?;
-            let packed: String = row.try_get("s").map_err(get)?;
+        .all(self.pool(), "reading throughput samples")
+        .await?;
+        for (id, packed) in packed {
             let points = crate::store::unpack(
                 &packed,
                 2,
@@ -299,18 +271,13 @@ impl Store {
             )?;
             samples.insert(id, points);
         }
-        let mut running: std::collections::BTreeMap<i64, i64> = Default::default();
-        for row in sqlx::query(
+        let running: Vec<(i64, i64)> = sqlx::query(
             "SELECT migration_id, COUNT(*) AS n FROM jobs WHERE state = 'running' AND migration_id IS NOT NULL
              GROUP BY migration_id",
         )
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("counting running jobs"))?
-        {
-            let get = |e| ControlError::db("reading a job count")(e);
-            running.insert(row.try_get("migration_id").map_err(get)?, row.try_get("n").map_err(get)?);
-        }
+        .all(self.pool(), "counting running jobs")
+        .await?;
+        let running: std::collections::BTreeMap<i64, i64> = running.into_iter().collect();
         let crate::verify_runs::Histories {
             total: mut accuracy,
             mut by_table,

@@ -4,10 +4,10 @@
 //! every old dataset deleted — and the list of who is still on the old system.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::clock::now_ms;
-use crate::error::{ControlError, Result};
+use crate::db::Run;
+use crate::error::Result;
 use crate::store::Store;
 
 /// One line of the decommission checklist.
@@ -17,6 +17,22 @@ pub struct DecommissionItem {
     pub done: bool,
     /// What is missing (or how it was met).
     pub detail: String,
+}
+
+impl DecommissionItem {
+    /// The item `label`, done when nothing is `left`: its detail names what
+    /// is left (`not deleted: a, b`), or says how it was met (`met`).
+    fn unless_left(label: String, left: &[String], what: &str, met: String) -> DecommissionItem {
+        DecommissionItem {
+            label,
+            done: left.is_empty(),
+            detail: if left.is_empty() {
+                met
+            } else {
+                format!("{what}: {}", names(left))
+            },
+        }
+    }
 }
 
 /// The whole checklist.
@@ -42,6 +58,10 @@ pub struct OnOldSystem {
     pub ramp: Option<i64>,
 }
 
+/// A client on the old system as read: id, name, owner team and contact,
+/// status, ramp, and its migration's id and name.
+type ClientRow = (i64, String, String, String, String, i64, i64, String);
+
 fn names(list: &[String]) -> String {
     const SHOW: usize = 8;
     let mut s = list
@@ -60,15 +80,13 @@ impl Store {
     /// The decommission checklist of a migration.
     pub async fn decommission(&self, migration_id: i64) -> Result<Decommission> {
         let gates = self.gates(migration_id).await?;
-        let row = sqlx::query(
+        let (total, done): (i64, i64) = sqlx::query(
             "SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN phase = 'done' THEN 1 ELSE 0 END), 0) AS done
              FROM buckets WHERE migration_id = $1",
         )
         .bind(migration_id)
-        .fetch_one(self.pool())
-        .await
-        .map_err(ControlError::db("counting buckets"))?;
-        let (total, done): (i64, i64) = (row.get("total"), row.get("done"));
+        .one(self.pool(), "counting buckets")
+        .await?;
         let mut items = vec![DecommissionItem {
             label: "Every bucket is done".into(),
             done: total > 0 && done == total,
@@ -92,18 +110,15 @@ impl Store {
                 behind.push(format!("{} ({old} old requests)", c.name));
             }
         }
-        items.push(DecommissionItem {
-            label: format!(
+        items.push(DecommissionItem::unless_left(
+            format!(
                 "Every client reads 100% from the new system with zero old traffic for {} days",
                 gates.quiet_days
             ),
-            done: behind.is_empty(),
-            detail: if behind.is_empty() {
-                format!("{} clients done", clients.len())
-            } else {
-                format!("still on the old system: {}", names(&behind))
-            },
-        });
+            &behind,
+            "still on the old system",
+            format!("{} clients done", clients.len()),
+        ));
 
         let jobs = self.list_offline_jobs(migration_id).await?;
         let open: Vec<String> = jobs
@@ -111,15 +126,12 @@ impl Store {
             .filter(|j| j.status != "migrated")
             .map(|j| j.name.clone())
             .collect();
-        items.push(DecommissionItem {
-            label: "Every offline job is migrated".into(),
-            done: open.is_empty(),
-            detail: if open.is_empty() {
-                format!("{} jobs migrated", jobs.len())
-            } else {
-                format!("not migrated: {}", names(&open))
-            },
-        });
+        items.push(DecommissionItem::unless_left(
+            "Every offline job is migrated".into(),
+            &open,
+            "not migrated",
+            format!("{} jobs migrated", jobs.len()),
+        ));
 
         let datasets = self.list_datasets(migration_id).await?;
         let left: Vec<String> = datasets
@@ -127,15 +139,12 @@ impl Store {
             .filter(|d| d.status != "deleted")
             .map(|d| format!("{} ({})", d.name, d.status))
             .collect();
-        items.push(DecommissionItem {
-            label: "Every old dataset is deleted".into(),
-            done: left.is_empty(),
-            detail: if left.is_empty() {
-                format!("{} datasets deleted", datasets.len())
-            } else {
-                format!("not deleted: {}", names(&left))
-            },
-        });
+        items.push(DecommissionItem::unless_left(
+            "Every old dataset is deleted".into(),
+            &left,
+            "not deleted",
+            format!("{} datasets deleted", datasets.len()),
+        ));
         let ready = items.iter().all(|i| i.done);
         Ok(Decommission { items, ready })
     }
@@ -143,52 +152,48 @@ impl Store {
     /// Clients below 100% or not migrated, and offline jobs not migrated,
     /// across active migrations (for the program manager's overview).
     pub async fn still_on_old_system(&self) -> Result<Vec<OnOldSystem>> {
-        let clients = sqlx::query(
+        let clients: Vec<ClientRow> = sqlx::query(
             "SELECT c.id, c.name, c.owner_team, c.owner_contact, c.status, c.ramp, m.id AS mid, m.name AS migration
              FROM clients c JOIN migrations m ON m.id = c.migration_id
              WHERE m.status = 'active' AND (c.ramp < 100000 OR c.status <> 'migrated')
              ORDER BY m.name, c.ramp, c.name",
         )
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("listing clients on the old system"))?;
-        let jobs = sqlx::query(
+        .all(self.pool(), "listing clients on the old system")
+        .await?;
+        let jobs: Vec<(i64, String, String, String, i64, String)> = sqlx::query(
             "SELECT j.id, j.name, j.owner, j.status, m.id AS mid, m.name AS migration
              FROM offline_jobs j JOIN migrations m ON m.id = j.migration_id
              WHERE m.status = 'active' AND j.status <> 'migrated' ORDER BY m.name, j.name",
         )
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("listing offline jobs on the old system"))?;
+        .all(self.pool(), "listing offline jobs on the old system")
+        .await?;
         let mut out = Vec::new();
-        for r in &clients {
-            let team: String = r.get("owner_team");
-            let contact: String = r.get("owner_contact");
+        for (id, name, team, contact, status, ramp, migration_id, migration) in clients {
             out.push(OnOldSystem {
-                migration: r.get("migration"),
-                migration_id: r.get("mid"),
+                migration,
+                migration_id,
                 kind: "client".into(),
-                id: r.get("id"),
-                name: r.get("name"),
+                id,
+                name,
                 owner: match (team.is_empty(), contact.is_empty()) {
                     (false, false) => format!("{team} ({contact})"),
                     (false, true) => team,
                     (true, false) => contact,
                     (true, true) => "unknown owner".into(),
                 },
-                status: r.get("status"),
-                ramp: Some(r.get("ramp")),
+                status,
+                ramp: Some(ramp),
             });
         }
-        for r in &jobs {
+        for (id, name, owner, status, migration_id, migration) in jobs {
             out.push(OnOldSystem {
-                migration: r.get("migration"),
-                migration_id: r.get("mid"),
+                migration,
+                migration_id,
                 kind: "job".into(),
-                id: r.get("id"),
-                name: r.get("name"),
-                owner: r.get("owner"),
-                status: r.get("status"),
+                id,
+                name,
+                owner,
+                status,
                 ramp: None,
             });
         }

@@ -13,12 +13,12 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use tern_engine::{Link, capture, read_only};
 
 use crate::audit::{self, AuditEntry};
 use crate::buckets::{Phase, move_bucket_in};
 use crate::clock::now_ms;
+use crate::db::Run;
 use crate::error::{ControlError, Result};
 use crate::runners::RunnerContext;
 use crate::store::Store;
@@ -155,23 +155,12 @@ impl Store {
 
     /// Every step with whether it ran and why it may not run now.
     pub async fn decommission_steps(&self, migration_id: i64) -> Result<Vec<StepState>> {
-        let rows = sqlx::query(
+        let done: Vec<(String, String, i64, String)> = sqlx::query(
             "SELECT step, actor, done_at, detail FROM decommission_steps WHERE migration_id = $1",
         )
         .bind(migration_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading decommission steps"))?;
-        let get = |e| ControlError::db("reading a decommission step")(e);
-        let mut done: Vec<(String, String, i64, String)> = Vec::new();
-        for r in &rows {
-            done.push((
-                r.try_get("step").map_err(get)?,
-                r.try_get("actor").map_err(get)?,
-                r.try_get("done_at").map_err(get)?,
-                r.try_get("detail").map_err(get)?,
-            ));
-        }
+        .all(self.pool(), "reading decommission steps")
+        .await?;
         let blockers = self.decommission_blockers(migration_id).await?;
         let is_done = |s: Step| done.iter().any(|d| d.0 == s.as_str());
         // Stopping a relay only asks it to stop: it ends at its next
@@ -405,9 +394,8 @@ impl Store {
             sqlx::query("UPDATE migrations SET completed_at = $1 WHERE id = $2")
                 .bind(now_ms())
                 .bind(migration_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(ControlError::db("marking a migration complete"))?;
+                .run(&mut *tx, "marking a migration complete")
+                .await?;
         }
         sqlx::query(
             "INSERT INTO decommission_steps (migration_id, step, actor, done_at, detail)
@@ -418,11 +406,10 @@ impl Store {
         .bind(actor.name.clone())
         .bind(now_ms())
         .bind(detail.clone())
-        .execute(&mut *tx)
-        .await
-        .map_err(ControlError::db("recording a decommission step"))?;
-        audit::record(
-            &mut tx,
+        .run(&mut *tx, "recording a decommission step")
+        .await?;
+        audit::commit(
+            tx,
             AuditEntry::new(
                 actor,
                 &format!("decommission.{}", step.as_str()),
@@ -430,11 +417,9 @@ impl Store {
                 migration.name.clone(),
             )
             .reason(&detail),
+            "committing a decommission step",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a decommission step"))?;
         tracing::info!(migration = %migration.name, step = step.as_str(), %detail, "decommission step done");
         Ok(detail)
     }

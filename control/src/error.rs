@@ -65,6 +65,16 @@ impl ControlError {
         }
     }
 
+    /// A unique-constraint violation (a duplicate) becomes a conflict saying
+    /// `message()`; any other error stays as it is.
+    pub fn or_conflict(self, message: impl FnOnce() -> String) -> ControlError {
+        if self.is_unique_violation() {
+            ControlError::Conflict(message())
+        } else {
+            self
+        }
+    }
+
     /// True when the error is a unique-constraint violation (a duplicate).
     pub fn is_unique_violation(&self) -> bool {
         match self {

@@ -9,10 +9,9 @@
 //! audited with what was missing. The manual moves live here; a job's end
 //! moves its bucket through `jobs/requests.rs`.
 
-use sqlx::Row;
-
-use crate::audit::{self, AuditEntry};
-use crate::buckets::{Bucket, move_bucket_in};
+use crate::audit;
+use crate::buckets::{Bucket, move_bucket_in, phase_entry};
+use crate::db::{self, Run};
 use crate::error::{ControlError, Result};
 use crate::phases::{self, Phase};
 use crate::store::Store;
@@ -60,9 +59,7 @@ impl Store {
         }
         let mut tx = self.begin().await?;
         move_bucket_in(&mut tx, actor, bucket_id, to, reason).await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a phase change"))?;
+        db::commit(tx, "committing a phase change").await?;
         self.bucket(bucket_id).await
     }
 
@@ -88,25 +85,16 @@ impl Store {
         let missing = self.missing_evidence(&bucket, to).await?;
         let mut tx = self.begin().await?;
         move_bucket_in(&mut tx, actor, bucket_id, to, reason).await?;
-        audit::record(
-            &mut tx,
-            AuditEntry::new(
-                actor,
-                "bucket.phase.override",
-                "bucket",
-                format!("{}/{}", bucket.migration_id, bucket.idx),
-            )
-            .from_state(bucket.phase.as_str())
-            .to_state(to.as_str())
-            .reason(reason)
-            .details(serde_json::json!({
-                "missing": missing.as_deref().unwrap_or("nothing: the evidence was there"),
-            })),
+        audit::commit(
+            tx,
+            phase_entry(actor, "bucket.phase.override", &bucket, to, reason).details(
+                serde_json::json!({
+                    "missing": missing.as_deref().unwrap_or("nothing: the evidence was there"),
+                }),
+            ),
+            "committing a phase change",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a phase change"))?;
         self.bucket(bucket_id).await
     }
 
@@ -119,28 +107,17 @@ impl Store {
             Phase::Verified => return self.missing_verification(bucket).await,
             _ => return Ok(None),
         };
-        let row = sqlx::query(
+        let latest: Option<(i64, String)> = sqlx::query(
             "SELECT id, state FROM jobs WHERE bucket_id = $1 AND kind = $2 ORDER BY id DESC LIMIT 1",
         )
         .bind(bucket.id)
         .bind(kind)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(ControlError::db(format!(
-            "reading the {kind} jobs of bucket {}",
-            bucket.id
-        )))?;
-        let get = |e| ControlError::db("reading a job")(e);
-        Ok(match row {
+        .optional(self.pool(), format!("reading the {kind} jobs of bucket {}", bucket.id))
+        .await?;
+        Ok(match latest {
             None => Some(format!("no {kind} job has run on it")),
-            Some(r) => {
-                let (id, state): (i64, String) = (
-                    r.try_get("id").map_err(get)?,
-                    r.try_get("state").map_err(get)?,
-                );
-                (state != "succeeded")
-                    .then(|| format!("its latest {kind} job (job {id}) is {state}, not succeeded"))
-            }
+            Some((id, state)) => (state != "succeeded")
+                .then(|| format!("its latest {kind} job (job {id}) is {state}, not succeeded")),
         })
     }
 
@@ -150,32 +127,24 @@ impl Store {
             .await?
             .settings
             .verify_min_accuracy;
-        let row = sqlx::query(
+        let latest: Option<(i64, f64)> = sqlx::query(
             "SELECT id, accuracy FROM verify_runs WHERE bucket_id = $1
              ORDER BY finished_at DESC, id DESC LIMIT 1",
         )
         .bind(bucket.id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(ControlError::db(format!(
-            "reading the verification runs of bucket {}",
-            bucket.id
-        )))?;
-        let get = |e| ControlError::db("reading a verification run")(e);
-        Ok(match row {
+        .optional(
+            self.pool(),
+            format!("reading the verification runs of bucket {}", bucket.id),
+        )
+        .await?;
+        Ok(match latest {
             None => Some("no verification run has checked it".to_string()),
-            Some(r) => {
-                let (id, accuracy): (i64, f64) = (
-                    r.try_get("id").map_err(get)?,
-                    r.try_get("accuracy").map_err(get)?,
-                );
-                (accuracy < min).then(|| {
-                    format!(
-                        "its latest verification run ({id}) found {accuracy}% of rows equal, \
-                         below the migration's {min}%"
-                    )
-                })
-            }
+            Some((id, accuracy)) => (accuracy < min).then(|| {
+                format!(
+                    "its latest verification run ({id}) found {accuracy}% of rows equal, \
+                     below the migration's {min}%"
+                )
+            }),
         })
     }
 }

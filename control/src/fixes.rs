@@ -8,13 +8,15 @@
 //! records it changed.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::any::AnyRow;
+use sqlx::{FromRow, Row};
 use tern_datafix::{
     Checkpoint, DryRunRecord, FixFailure, FixJob, FixSpec, OnFailure, PluginRegistry,
 };
 
 use crate::audit::{self, AuditEntry};
 use crate::clock::now_ms;
+use crate::db::{self, Run};
 use crate::error::{ControlError, Result};
 use crate::jobs::{self, JobKind, NewJob};
 use crate::store::Store;
@@ -38,7 +40,7 @@ pub struct Fix {
 }
 
 /// Settings changeable while a run goes on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct FixSettings {
     /// Records per second; `None` is unthrottled.
     pub rate: Option<f64>,
@@ -49,7 +51,7 @@ pub struct FixSettings {
 }
 
 /// One run of a fix.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct FixRun {
     pub id: i64,
     pub fix_id: i64,
@@ -66,7 +68,7 @@ pub struct FixRun {
 }
 
 /// A recorded failure of one record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct FixFailureRow {
     pub key_text: String,
     pub reason: String,
@@ -75,52 +77,31 @@ pub struct FixFailureRow {
     pub at: i64,
 }
 
-fn fix_from_row(row: &sqlx::any::AnyRow) -> Result<Fix> {
-    let get = |e| ControlError::db("reading a fix")(e);
-    let spec: String = row.try_get("spec").map_err(get)?;
-    let description = toml::from_str::<toml::Table>(&spec)
-        .ok()
-        .and_then(|t| {
-            t.get("description")
-                .and_then(|d| d.as_str().map(str::to_string))
+/// A fix's description is its spec's, read from the spec text.
+impl<'r> FromRow<'r, AnyRow> for Fix {
+    fn from_row(row: &'r AnyRow) -> sqlx::Result<Fix> {
+        let spec: String = row.try_get("spec")?;
+        let description = toml::from_str::<toml::Table>(&spec)
+            .ok()
+            .and_then(|t| {
+                t.get("description")
+                    .and_then(|d| d.as_str().map(str::to_string))
+            })
+            .unwrap_or_default();
+        Ok(Fix {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            description,
+            spec,
+            db_url: row.try_get("db_url")?,
+            mapper_kind: row.try_get("mapper_kind")?,
+            target: row.try_get("target")?,
+            settings: FixSettings::from_row(row)?,
+            created_by: row.try_get("created_by")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
         })
-        .unwrap_or_default();
-    Ok(Fix {
-        id: row.try_get("id").map_err(get)?,
-        name: row.try_get("name").map_err(get)?,
-        description,
-        spec,
-        db_url: row.try_get("db_url").map_err(get)?,
-        mapper_kind: row.try_get("mapper_kind").map_err(get)?,
-        target: row.try_get("target").map_err(get)?,
-        settings: FixSettings {
-            rate: row.try_get("rate").map_err(get)?,
-            concurrency: row.try_get("concurrency").map_err(get)?,
-            batch_size: row.try_get("batch_size").map_err(get)?,
-            on_failure: row.try_get("on_failure").map_err(get)?,
-        },
-        created_by: row.try_get("created_by").map_err(get)?,
-        created_at: row.try_get("created_at").map_err(get)?,
-        updated_at: row.try_get("updated_at").map_err(get)?,
-    })
-}
-
-fn run_from_row(row: &sqlx::any::AnyRow) -> Result<FixRun> {
-    let get = |e| ControlError::db("reading a fix run")(e);
-    Ok(FixRun {
-        id: row.try_get("id").map_err(get)?,
-        fix_id: row.try_get("fix_id").map_err(get)?,
-        job_id: row.try_get("job_id").map_err(get)?,
-        started_by: row.try_get("started_by").map_err(get)?,
-        started_at: row.try_get("started_at").map_err(get)?,
-        finished_at: row.try_get("finished_at").map_err(get)?,
-        pass: row.try_get("pass").map_err(get)?,
-        checkpoint: row.try_get("checkpoint").map_err(get)?,
-        changed: row.try_get("changed").map_err(get)?,
-        failed: row.try_get("failed").map_err(get)?,
-        stale: row.try_get("stale").map_err(get)?,
-        summary: row.try_get("summary").map_err(get)?,
-    })
+    }
 }
 
 /// Parses a fix spec, as the control plane stores it; a fix of Tern's own
@@ -146,7 +127,7 @@ impl Store {
         let db_url = tern_engine::connector::redact(&spec.url);
         let now = now_ms();
         let mut tx = self.begin().await?;
-        let row = sqlx::query(
+        let id: i64 = sqlx::query(
             "INSERT INTO fixes (name, spec, db_url, mapper_kind, target, rate, concurrency, batch_size,
                                 on_failure, created_by, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
@@ -162,55 +143,36 @@ impl Store {
         .bind(spec.settings.on_failure.as_str())
         .bind(&actor.name)
         .bind(now)
-        .fetch_one(&mut *tx)
+        .scalar(&mut *tx, format!("creating fix `{}`", spec.name))
         .await
         .map_err(|e| {
-            let err = ControlError::db(format!("creating fix `{}`", spec.name))(e);
-            if err.is_unique_violation() {
-                ControlError::Conflict(format!(
+            e.or_conflict(|| {
+                format!(
                     "a fix named `{}` exists already: choose another name",
                     spec.name
-                ))
-            } else {
-                err
-            }
+                )
+            })
         })?;
-        let id: i64 = row
-            .try_get("id")
-            .map_err(ControlError::db("reading a fix id"))?;
-        audit::record(
-            &mut tx,
-            AuditEntry::new(actor, "fix.create", "fix", id).details(serde_json::json!({
-                "name": spec.name, "database": db_url, "table": spec.mapper.table(),
-                "mapper": spec.mapper.kind(), "filter": spec.filter.sql,
-            })),
-        )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a new fix"))?;
+        let entry = AuditEntry::new(actor, "fix.create", "fix", id).details(serde_json::json!({
+            "name": spec.name, "database": db_url, "table": spec.mapper.table(),
+            "mapper": spec.mapper.kind(), "filter": spec.filter.sql,
+        }));
+        audit::commit(tx, entry, "committing a new fix").await?;
         self.fix(id).await
     }
 
     pub async fn fix(&self, id: i64) -> Result<Fix> {
-        let row = sqlx::query("SELECT * FROM fixes WHERE id = $1")
+        sqlx::query("SELECT * FROM fixes WHERE id = $1")
             .bind(id)
-            .fetch_optional(self.pool())
+            .found(self.pool(), format!("fix {id}"))
             .await
-            .map_err(ControlError::db(format!("reading fix {id}")))?;
-        match row {
-            Some(r) => fix_from_row(&r),
-            None => Err(ControlError::NotFound(format!("there is no fix {id}"))),
-        }
     }
 
     /// Every fix, newest first.
     pub async fn list_fixes(&self) -> Result<Vec<Fix>> {
-        let rows = sqlx::query("SELECT * FROM fixes ORDER BY id DESC")
-            .fetch_all(self.pool())
+        sqlx::query("SELECT * FROM fixes ORDER BY id DESC")
+            .all(self.pool(), "listing fixes")
             .await
-            .map_err(ControlError::db("listing fixes"))?;
-        rows.iter().map(fix_from_row).collect()
     }
 
     /// The first `limit` records the fix's filter selects and the change each
@@ -229,17 +191,10 @@ impl Store {
         let records = job.dry_run(limit.clamp(1, 1000)).await;
         job.db().close().await;
         let records = records?;
-        let mut tx = self.begin().await?;
-        audit::record(
-            &mut tx,
-            AuditEntry::new(actor, "fix.dry-run", "fix", id).details(serde_json::json!({
-                "database": fix.db_url, "table": fix.target, "records_shown": records.len(),
-            })),
-        )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a dry-run audit"))?;
+        let entry = AuditEntry::new(actor, "fix.dry-run", "fix", id).details(serde_json::json!({
+            "database": fix.db_url, "table": fix.target, "records_shown": records.len(),
+        }));
+        audit::commit(self.begin().await?, entry, "committing a dry-run audit").await?;
         Ok(records)
     }
 
@@ -255,18 +210,14 @@ impl Store {
         }
         let now = now_ms();
         let mut tx = self.begin().await?;
-        let row = sqlx::query(
+        let run_id: i64 = sqlx::query(
             "INSERT INTO fix_runs (fix_id, started_by, started_at) VALUES ($1, $2, $3) RETURNING id",
         )
         .bind(fix_id)
         .bind(&actor.name)
         .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(ControlError::db(format!("starting a run of fix {fix_id}")))?;
-        let run_id: i64 = row
-            .try_get("id")
-            .map_err(ControlError::db("reading a run id"))?;
+        .scalar(&mut *tx, format!("starting a run of fix {fix_id}"))
+        .await?;
         let job_id = jobs::enqueue(
             &mut tx,
             actor,
@@ -282,49 +233,31 @@ impl Store {
         sqlx::query("UPDATE fix_runs SET job_id = $1 WHERE id = $2")
             .bind(job_id)
             .bind(run_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db("linking a run to its job"))?;
-        audit::record(
-            &mut tx,
-            AuditEntry::new(actor, "fix.run", "fix", fix_id)
-                .to_state("running")
-                .details(serde_json::json!({
-                    "run_id": run_id, "job_id": job_id, "name": fix.name,
-                    "database": fix.db_url, "table": fix.target, "rate": fix.settings.rate,
-                })),
-        )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a fix run"))?;
+            .run(&mut *tx, "linking a run to its job")
+            .await?;
+        let entry = AuditEntry::new(actor, "fix.run", "fix", fix_id)
+            .to_state("running")
+            .details(serde_json::json!({
+                "run_id": run_id, "job_id": job_id, "name": fix.name,
+                "database": fix.db_url, "table": fix.target, "rate": fix.settings.rate,
+            }));
+        audit::commit(tx, entry, "committing a fix run").await?;
         self.fix_run(run_id).await
     }
 
     pub async fn fix_run(&self, run_id: i64) -> Result<FixRun> {
-        let row = sqlx::query("SELECT * FROM fix_runs WHERE id = $1")
+        sqlx::query("SELECT * FROM fix_runs WHERE id = $1")
             .bind(run_id)
-            .fetch_optional(self.pool())
+            .found(self.pool(), format!("fix run {run_id}"))
             .await
-            .map_err(ControlError::db(format!("reading fix run {run_id}")))?;
-        match row {
-            Some(r) => run_from_row(&r),
-            None => Err(ControlError::NotFound(format!(
-                "there is no fix run {run_id}"
-            ))),
-        }
     }
 
     /// A fix's runs, newest first.
     pub async fn fix_runs(&self, fix_id: i64) -> Result<Vec<FixRun>> {
-        let rows = sqlx::query("SELECT * FROM fix_runs WHERE fix_id = $1 ORDER BY id DESC")
+        sqlx::query("SELECT * FROM fix_runs WHERE fix_id = $1 ORDER BY id DESC")
             .bind(fix_id)
-            .fetch_all(self.pool())
+            .all(self.pool(), format!("listing the runs of fix {fix_id}"))
             .await
-            .map_err(ControlError::db(format!(
-                "listing the runs of fix {fix_id}"
-            )))?;
-        rows.iter().map(run_from_row).collect()
     }
 
     /// The run whose job is not finished, if any.
@@ -341,26 +274,13 @@ impl Store {
 
     /// A run's failures, oldest first (at most `limit`).
     pub async fn fix_failures(&self, run_id: i64, limit: i64) -> Result<Vec<FixFailureRow>> {
-        let rows = sqlx::query(
+        sqlx::query(
             "SELECT key_text, reason, pass, attempts, at FROM fix_failures WHERE run_id = $1 ORDER BY id LIMIT $2",
         )
         .bind(run_id)
         .bind(limit)
-        .fetch_all(self.pool())
+        .all(self.pool(), format!("listing the failures of run {run_id}"))
         .await
-        .map_err(ControlError::db(format!("listing the failures of run {run_id}")))?;
-        rows.iter()
-            .map(|r| {
-                let get = |e| ControlError::db("reading a failure")(e);
-                Ok(FixFailureRow {
-                    key_text: r.try_get("key_text").map_err(get)?,
-                    reason: r.try_get("reason").map_err(get)?,
-                    pass: r.try_get("pass").map_err(get)?,
-                    attempts: r.try_get("attempts").map_err(get)?,
-                    at: r.try_get("at").map_err(get)?,
-                })
-            })
-            .collect()
     }
 
     /// Changes a fix's settings; a running run follows them within a second or
@@ -403,22 +323,13 @@ impl Store {
         .bind(&s.on_failure)
         .bind(now_ms())
         .bind(fix_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(ControlError::db(format!("changing the settings of fix {fix_id}")))?;
-        audit::record(
-            &mut tx,
-            AuditEntry::new(actor, "fix.settings", "fix", fix_id)
-                .from_state(serde_json::to_string(&before.settings).unwrap_or_default())
-                .to_state(
-                    serde_json::to_string(&FixSettings { rate, ..s.clone() }).unwrap_or_default(),
-                )
-                .reason(reason),
-        )
+        .run(&mut *tx, format!("changing the settings of fix {fix_id}"))
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing fix settings"))?;
+        let entry = AuditEntry::new(actor, "fix.settings", "fix", fix_id)
+            .from_state(serde_json::to_string(&before.settings).unwrap_or_default())
+            .to_state(serde_json::to_string(&FixSettings { rate, ..s.clone() }).unwrap_or_default())
+            .reason(reason);
+        audit::commit(tx, entry, "committing fix settings").await?;
         if let Some(job) = self.active_fix_run(fix_id).await?.and_then(|r| r.job_id) {
             self.set_job_rate(actor, job, rate, reason).await?;
         }
@@ -436,7 +347,7 @@ impl Store {
     ) -> Result<()> {
         let json = serde_json::to_string(cp)
             .map_err(|e| ControlError::Internal(format!("checkpoint is not JSON: {e}")))?;
-        let done = sqlx::query(
+        let changed = sqlx::query(
             "UPDATE fix_runs SET checkpoint = $1, pass = $2, changed = $3, failed = $4, stale = $5
              WHERE id = $6 AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = fix_runs.job_id AND j.lease_token = $7)",
         )
@@ -447,10 +358,9 @@ impl Store {
         .bind(cp.stale as i64)
         .bind(run_id)
         .bind(lease_token)
-        .execute(self.pool())
-        .await
-        .map_err(ControlError::db(format!("storing the checkpoint of run {run_id}")))?;
-        if done.rows_affected() == 0 {
+        .run(self.pool(), format!("storing the checkpoint of run {run_id}"))
+        .await?;
+        if changed == 0 {
             return Err(ControlError::Conflict(format!(
                 "run {run_id}: another worker took the job over; this one stops"
             )));
@@ -463,14 +373,13 @@ impl Store {
         let now = now_ms();
         let mut tx = self.begin().await?;
         for f in failures {
-            let exists = sqlx::query(
+            let exists: Option<(i64,)> = sqlx::query(
                 "SELECT 1 AS one FROM fix_failures WHERE run_id = $1 AND key_text = $2",
             )
             .bind(run_id)
             .bind(&f.key_text)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(ControlError::db("reading a failure"))?;
+            .optional(&mut *tx, "reading a failure")
+            .await?;
             if exists.is_some() {
                 continue;
             }
@@ -485,26 +394,18 @@ impl Store {
             .bind(i64::from(f.pass))
             .bind(i64::from(f.attempts))
             .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db(format!(
-                "recording a failure of run {run_id}"
-            )))?;
+            .run(&mut *tx, format!("recording a failure of run {run_id}"))
+            .await?;
         }
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing failures"))
+        db::commit(tx, "committing failures").await
     }
 
     /// Keys a run recorded as failed (a resumed run does not try them again).
     pub async fn fix_failed_keys(&self, run_id: i64) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT key_text FROM fix_failures WHERE run_id = $1")
-                .bind(run_id)
-                .fetch_all(self.pool())
-                .await
-                .map_err(ControlError::db("reading failed keys"))?;
-        Ok(rows.into_iter().map(|r| r.0).collect())
+        sqlx::query("SELECT key_text FROM fix_failures WHERE run_id = $1")
+            .bind(run_id)
+            .column(self.pool(), "reading failed keys")
+            .await
     }
 
     /// Ends a run with its summary; audited as the starter's fix, with the records changed.
@@ -521,28 +422,21 @@ impl Store {
             .bind(now_ms())
             .bind(summary)
             .bind(run_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db(format!("finishing run {run_id}")))?;
+            .run(&mut *tx, format!("finishing run {run_id}"))
+            .await?;
         let actor = Actor {
             name: run.started_by.clone(),
             ..Actor::system()
         };
-        audit::record(
-            &mut tx,
-            AuditEntry::new(&actor, "fix.finished", "fix", fix.id)
-                .from_state("running")
-                .to_state(outcome)
-                .details(serde_json::json!({
-                    "run_id": run_id, "name": fix.name, "database": fix.db_url, "table": fix.target,
-                    "records_changed": run.changed, "records_failed": run.failed, "passes": run.pass,
-                    "summary": summary,
-                })),
-        )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a run's end"))?;
+        let entry = AuditEntry::new(&actor, "fix.finished", "fix", fix.id)
+            .from_state("running")
+            .to_state(outcome)
+            .details(serde_json::json!({
+                "run_id": run_id, "name": fix.name, "database": fix.db_url, "table": fix.target,
+                "records_changed": run.changed, "records_failed": run.failed, "passes": run.pass,
+                "summary": summary,
+            }));
+        audit::commit(tx, entry, "committing a run's end").await?;
         self.fix_run(run_id).await
     }
 }

@@ -15,6 +15,7 @@ pub mod clients;
 pub mod clock;
 pub mod connections;
 pub mod dashboard;
+mod db;
 pub mod decommission;
 pub mod decommission_steps;
 pub mod error;

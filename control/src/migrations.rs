@@ -5,17 +5,17 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::audit::{self, AuditEntry};
 use crate::buckets::{BucketPlan, Phase, insert_buckets};
 use crate::clock::now_ms;
+use crate::db::Run;
 use crate::error::{ControlError, Result};
 use crate::store::Store;
 use crate::users::Actor;
 
 /// A stored migration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Migration {
     pub id: i64,
     pub name: String,
@@ -25,13 +25,14 @@ pub struct Migration {
     pub created_by: String,
     pub created_at: i64,
     pub updated_at: i64,
+    #[sqlx(flatten)]
     pub settings: MigrationSettings,
     pub next_batch_at: Option<i64>,
     pub archived_at: Option<i64>,
 }
 
 /// What an engineer tunes while a migration runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct MigrationSettings {
     /// Rows per chunk for bulk loads and verification.
     pub chunk_size: i64,
@@ -122,28 +123,6 @@ fn validate_name(name: &str) -> Result<()> {
     }
 }
 
-fn migration_from_row(row: &sqlx::any::AnyRow) -> Result<Migration> {
-    let get = |e| ControlError::db("reading a migration")(e);
-    Ok(Migration {
-        id: row.try_get("id").map_err(get)?,
-        name: row.try_get("name").map_err(get)?,
-        description: row.try_get("description").map_err(get)?,
-        spec: row.try_get("spec").map_err(get)?,
-        status: row.try_get("status").map_err(get)?,
-        created_by: row.try_get("created_by").map_err(get)?,
-        created_at: row.try_get("created_at").map_err(get)?,
-        updated_at: row.try_get("updated_at").map_err(get)?,
-        settings: MigrationSettings {
-            chunk_size: row.try_get("chunk_size").map_err(get)?,
-            rate_limit: row.try_get("rate_limit").map_err(get)?,
-            verify_min_accuracy: row.try_get("verify_min_accuracy").map_err(get)?,
-            schedule_every_hours: row.try_get("schedule_every_hours").map_err(get)?,
-        },
-        next_batch_at: row.try_get("next_batch_at").map_err(get)?,
-        archived_at: row.try_get("archived_at").map_err(get)?,
-    })
-}
-
 impl Store {
     /// Creates a migration with its planned buckets (audited).
     pub async fn create_migration(&self, actor: &Actor, new: NewMigration) -> Result<Migration> {
@@ -157,7 +136,7 @@ impl Store {
         }
         let now = now_ms();
         let mut tx = self.begin().await?;
-        let row = sqlx::query(
+        let id: i64 = sqlx::query(
             "INSERT INTO migrations (name, description, spec, status, created_by, created_at, updated_at)
              VALUES ($1, $2, $3, 'active', $4, $5, $5) RETURNING id",
         )
@@ -166,33 +145,21 @@ impl Store {
         .bind(&new.spec)
         .bind(&actor.name)
         .bind(now)
-        .fetch_one(&mut *tx)
+        .scalar(&mut *tx, format!("creating migration {}", new.name))
         .await
-        .map_err(ControlError::db(format!("creating migration {}", new.name)))
         .map_err(|e| {
-            if e.is_unique_violation() {
-                ControlError::Conflict(format!(
+            e.or_conflict(|| {
+                format!(
                     "a migration named `{}` already exists: choose another name",
                     new.name
-                ))
-            } else {
-                e
-            }
+                )
+            })
         })?;
-        let id: i64 = row
-            .try_get("id")
-            .map_err(ControlError::db("reading a migration id"))?;
         insert_buckets(&mut tx, id, &new.buckets).await?;
-        audit::record(
-            &mut tx,
-            AuditEntry::new(actor, "migration.create", "migration", &new.name)
-                .to_state("active")
-                .details(serde_json::json!({ "buckets": new.buckets.len() })),
-        )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a new migration"))?;
+        let entry = AuditEntry::new(actor, "migration.create", "migration", &new.name)
+            .to_state("active")
+            .details(serde_json::json!({ "buckets": new.buckets.len() }));
+        audit::commit(tx, entry, "committing a new migration").await?;
         self.migration(id).await
     }
 
@@ -226,21 +193,12 @@ impl Store {
         .bind(next_batch_at)
         .bind(now)
         .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(ControlError::db(format!(
-            "changing the settings of migration {id}"
-        )))?;
-        audit::record(
-            &mut tx,
-            AuditEntry::new(actor, "migration.settings", "migration", &before.name)
-                .reason(reason)
-                .details(serde_json::json!({ "from": before.settings, "to": settings })),
-        )
+        .run(&mut *tx, format!("changing the settings of migration {id}"))
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing new settings"))?;
+        let entry = AuditEntry::new(actor, "migration.settings", "migration", &before.name)
+            .reason(reason)
+            .details(serde_json::json!({ "from": before.settings, "to": settings }));
+        audit::commit(tx, entry, "committing new settings").await?;
         self.migration(id).await
     }
 
@@ -258,10 +216,8 @@ impl Store {
             "SELECT COUNT(*) AS n FROM jobs WHERE migration_id = $1 AND state IN ('queued', 'running')",
         )
         .bind(id)
-        .fetch_one(self.pool())
-        .await
-        .and_then(|r| r.try_get("n"))
-        .map_err(ControlError::db("counting a migration's jobs"))?;
+        .scalar(self.pool(), "counting a migration's jobs")
+        .await?;
         if busy > 0 {
             return Err(ControlError::Conflict(format!(
                 "migration `{}` has {busy} queued or running job(s): pause or cancel them first",
@@ -283,36 +239,22 @@ impl Store {
         )
         .bind(now)
         .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(ControlError::db(format!("archiving migration {id}")))?;
-        audit::record(
-            &mut tx,
-            AuditEntry::new(actor, "migration.archive", "migration", &before.name)
-                .from_state(before.status.as_str())
-                .to_state("archived")
-                .reason(reason),
-        )
+        .run(&mut *tx, format!("archiving migration {id}"))
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing an archive"))?;
+        let entry = AuditEntry::new(actor, "migration.archive", "migration", &before.name)
+            .from_state(before.status.as_str())
+            .to_state("archived")
+            .reason(reason);
+        audit::commit(tx, entry, "committing an archive").await?;
         self.migration(id).await
     }
 
     /// The migration with this id.
     pub async fn migration(&self, id: i64) -> Result<Migration> {
-        let row = sqlx::query("SELECT * FROM migrations WHERE id = $1")
+        sqlx::query("SELECT * FROM migrations WHERE id = $1")
             .bind(id)
-            .fetch_optional(self.pool())
+            .found(self.pool(), format!("migration {id}"))
             .await
-            .map_err(ControlError::db(format!("reading migration {id}")))?;
-        match row {
-            Some(row) => migration_from_row(&row),
-            None => Err(ControlError::NotFound(format!(
-                "there is no migration {id}"
-            ))),
-        }
     }
 
     /// Every migration with its bucket counts, active first, then by name.
@@ -330,17 +272,12 @@ impl Store {
     }
 
     async fn summaries(&self, only: Option<i64>) -> Result<Vec<MigrationSummary>> {
-        let rows = sqlx::query(
+        let migrations: Vec<Migration> = sqlx::query(
             "SELECT * FROM migrations WHERE ($1 IS NULL OR id = $1) ORDER BY status, name",
         )
         .bind(only)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("listing migrations"))?;
-        let migrations = rows
-            .iter()
-            .map(migration_from_row)
-            .collect::<Result<Vec<_>>>()?;
+        .all(self.pool(), "listing migrations")
+        .await?;
 
         // Two statements, so that each can use the covering index its own way
         // (a seek for one migration, an ordered scan for all). One row per
@@ -357,21 +294,16 @@ impl Store {
                  GROUP BY migration_id"
             )
         };
-        let counts = match only {
-            Some(id) => {
-                sqlx::query(&packed(" WHERE migration_id = $1"))
-                    .bind(id)
-                    .fetch_all(self.pool())
-                    .await
-            }
-            None => sqlx::query(&packed("")).fetch_all(self.pool()).await,
-        }
-        .map_err(ControlError::db("counting buckets per phase"))?;
+        let (sql, doing) = (
+            packed(" WHERE migration_id = $1"),
+            "counting buckets per phase",
+        );
+        let counts: Vec<(i64, String)> = match only {
+            Some(id) => sqlx::query(&sql).bind(id).all(self.pool(), doing).await?,
+            None => sqlx::query(&packed("")).all(self.pool(), doing).await?,
+        };
         let mut per_migration: BTreeMap<i64, (BTreeMap<Phase, i64>, i64, i64)> = BTreeMap::new();
-        for row in &counts {
-            let get = |e| ControlError::db("reading bucket counts")(e);
-            let id: i64 = row.try_get("migration_id").map_err(get)?;
-            let phases: String = row.try_get("phases").map_err(get)?;
+        for (id, phases) in counts {
             let entry = per_migration.entry(id).or_default();
             let counts = crate::store::unpack(
                 &phases,

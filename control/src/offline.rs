@@ -9,10 +9,10 @@
 //!   migration's `lock_days`.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::audit::{self, AuditEntry};
 use crate::clock::now_ms;
+use crate::db::Run;
 use crate::error::{ControlError, Result};
 use crate::store::Store;
 use crate::users::Actor;
@@ -20,7 +20,7 @@ use crate::users::Actor;
 const DAY_MS: i64 = 86_400_000;
 
 /// A downstream job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct OfflineJob {
     pub id: i64,
     pub migration_id: i64,
@@ -29,14 +29,16 @@ pub struct OfflineJob {
     pub schedule: String,
     /// `not-started`, `in-progress` or `migrated`.
     pub status: String,
-    /// The old datasets it reads.
+    /// The old datasets it reads (not a column: the store adds them).
+    #[sqlx(skip)]
     pub datasets: Vec<String>,
-    /// When the access log last saw it read an old dataset.
+    /// When the access log last saw it read an old dataset (likewise).
+    #[sqlx(skip)]
     pub last_old_read: Option<i64>,
 }
 
 /// An old dataset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Dataset {
     pub id: i64,
     pub migration_id: i64,
@@ -47,9 +49,11 @@ pub struct Dataset {
     pub status: String,
     pub locked_at: Option<i64>,
     pub deleted_at: Option<i64>,
-    /// Jobs not yet migrated that read it.
+    /// Jobs not yet migrated that read it (not a column: the store adds them).
+    #[sqlx(skip)]
     pub readers: Vec<String>,
-    /// The latest logged read: (job, at).
+    /// The latest logged read: (job, at) (likewise).
+    #[sqlx(skip)]
     pub last_access: Option<(String, i64)>,
 }
 
@@ -138,22 +142,19 @@ impl Store {
         name: &str,
         replacement: &str,
     ) -> Result<(i64, bool)> {
-        let found: Option<i64> =
+        let found: Option<(i64,)> =
             sqlx::query("SELECT id FROM datasets WHERE migration_id = $1 AND name = $2")
                 .bind(migration_id)
                 .bind(name)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(ControlError::db("looking up a dataset"))?
-                .map(|r| r.get("id"));
-        if let Some(id) = found {
+                .optional(&mut **tx, "looking up a dataset")
+                .await?;
+        if let Some((id,)) = found {
             if !replacement.is_empty() {
                 sqlx::query("UPDATE datasets SET replacement = $1 WHERE id = $2")
                     .bind(replacement)
                     .bind(id)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(ControlError::db("updating a dataset"))?;
+                    .run(&mut **tx, "updating a dataset")
+                    .await?;
             }
             return Ok((id, false));
         }
@@ -164,10 +165,7 @@ impl Store {
         .bind(name)
         .bind(replacement)
         .bind(now_ms())
-        .fetch_one(&mut **tx)
-        .await
-        .and_then(|r| r.try_get("id"))
-        .map_err(ControlError::db("registering a dataset"))?;
+        .scalar(&mut **tx, "registering a dataset").await?;
         Ok((id, true))
     }
 
@@ -195,10 +193,7 @@ impl Store {
         .bind(job.schedule.trim())
         .bind(status)
         .bind(now)
-        .fetch_one(&mut **tx)
-        .await
-        .and_then(|r| r.try_get("id"))
-        .map_err(ControlError::db("registering an offline job"))?;
+        .scalar(&mut **tx, "registering an offline job").await?;
         let mut new_datasets = 0;
         for (old, new) in &job.reads {
             if old.trim().is_empty() {
@@ -211,9 +206,7 @@ impl Store {
             )
             .bind(id)
             .bind(ds)
-            .execute(&mut **tx)
-            .await
-            .map_err(ControlError::db("linking a job to a dataset"))?;
+            .run(&mut **tx, "linking a job to a dataset").await?;
         }
         Ok((id, new_datasets))
     }
@@ -229,8 +222,8 @@ impl Store {
         let migration = self.migration(migration_id).await?;
         let mut tx = self.begin().await?;
         let (id, _) = Store::upsert_job(&mut tx, migration_id, &job).await?;
-        audit::record(
-            &mut tx,
+        audit::commit(
+            tx,
             AuditEntry::new(
                 actor,
                 "job.create",
@@ -238,11 +231,9 @@ impl Store {
                 format!("{}/{}", migration.name, job.name.trim()),
             )
             .details(serde_json::json!({ "owner": job.owner, "reads": job.reads })),
+            "committing an offline job",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing an offline job"))?;
         self.list_offline_jobs(migration_id)
             .await?
             .into_iter()
@@ -317,66 +308,53 @@ impl Store {
             report.jobs += 1;
             report.datasets += created;
         }
-        audit::record(
-            &mut tx,
+        audit::commit(
+            tx,
             AuditEntry::new(actor, "job.import", "migration", &migration.name).details(
                 serde_json::json!({ "jobs": report.jobs, "new_datasets": report.datasets }),
             ),
+            "committing a CSV import",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a CSV import"))?;
         Ok(report)
     }
 
     /// A migration's offline jobs with the datasets they read.
     pub async fn list_offline_jobs(&self, migration_id: i64) -> Result<Vec<OfflineJob>> {
-        let rows = sqlx::query("SELECT * FROM offline_jobs WHERE migration_id = $1 ORDER BY name")
-            .bind(migration_id)
-            .fetch_all(self.pool())
-            .await
-            .map_err(ControlError::db("listing offline jobs"))?;
-        let links = sqlx::query(
+        let jobs: Vec<OfflineJob> =
+            sqlx::query("SELECT * FROM offline_jobs WHERE migration_id = $1 ORDER BY name")
+                .bind(migration_id)
+                .all(self.pool(), "listing offline jobs")
+                .await?;
+        let links: Vec<(i64, String)> = sqlx::query(
             "SELECT jd.job_id, d.name FROM job_datasets jd JOIN datasets d ON d.id = jd.dataset_id
              WHERE d.migration_id = $1 ORDER BY d.name",
         )
         .bind(migration_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("listing job datasets"))?;
-        let reads = sqlx::query(
+        .all(self.pool(), "listing job datasets")
+        .await?;
+        let reads: Vec<(String, i64)> = sqlx::query(
             "SELECT a.job_name, MAX(a.at) AS at FROM dataset_access a JOIN datasets d ON d.id = a.dataset_id
              WHERE d.migration_id = $1 GROUP BY a.job_name",
         )
         .bind(migration_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading the access log"))?;
-        let get = |e| ControlError::db("reading an offline job")(e);
-        rows.iter()
-            .map(|r| {
-                let id: i64 = r.try_get("id").map_err(get)?;
-                let name: String = r.try_get("name").map_err(get)?;
-                Ok(OfflineJob {
-                    id,
-                    migration_id,
-                    datasets: links
-                        .iter()
-                        .filter(|l| l.get::<i64, _>("job_id") == id)
-                        .map(|l| l.get("name"))
-                        .collect(),
-                    last_old_read: reads
-                        .iter()
-                        .find(|a| a.get::<String, _>("job_name") == name)
-                        .map(|a| a.get("at")),
-                    name,
-                    owner: r.try_get("owner").map_err(get)?,
-                    schedule: r.try_get("schedule").map_err(get)?,
-                    status: r.try_get("status").map_err(get)?,
-                })
+        .all(self.pool(), "reading the access log")
+        .await?;
+        Ok(jobs
+            .into_iter()
+            .map(|job| OfflineJob {
+                datasets: links
+                    .iter()
+                    .filter(|(id, _)| *id == job.id)
+                    .map(|(_, name)| name.clone())
+                    .collect(),
+                last_old_read: reads
+                    .iter()
+                    .find(|(name, _)| *name == job.name)
+                    .map(|(_, at)| *at),
+                ..job
             })
-            .collect()
+            .collect())
     }
 
     /// Moves an offline job to `status`.
@@ -389,91 +367,67 @@ impl Store {
     ) -> Result<()> {
         actor.require_operate("changing an offline job's status")?;
         let status = check_job_status(status)?;
-        let row = sqlx::query(
+        let (name, from, migration): (String, String, String) = sqlx::query(
             "SELECT j.name, j.status, m.name AS migration FROM offline_jobs j JOIN migrations m ON m.id = j.migration_id WHERE j.id = $1",
         )
         .bind(job_id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(ControlError::db("reading an offline job"))?
-        .ok_or_else(|| ControlError::NotFound(format!("there is no offline job {job_id}")))?;
-        let mut tx = self.begin().await?;
-        sqlx::query("UPDATE offline_jobs SET status = $1, updated_at = $2 WHERE id = $3")
-            .bind(status)
-            .bind(now_ms())
-            .bind(job_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db("changing an offline job's status"))?;
-        audit::record(
-            &mut tx,
+        .found(self.pool(), format!("offline job {job_id}"))
+        .await?;
+        self.audited(
+            sqlx::query("UPDATE offline_jobs SET status = $1, updated_at = $2 WHERE id = $3")
+                .bind(status)
+                .bind(now_ms())
+                .bind(job_id),
+            "changing an offline job's status",
             AuditEntry::new(
                 actor,
                 "job.status",
                 "offline-job",
-                format!(
-                    "{}/{}",
-                    row.get::<String, _>("migration"),
-                    row.get::<String, _>("name")
-                ),
+                format!("{migration}/{name}"),
             )
-            .from_state(row.get::<String, _>("status"))
+            .from_state(from)
             .to_state(status)
             .reason(reason),
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a job status"))
+        Ok(())
     }
 
     /// A migration's datasets with who still reads them.
     pub async fn list_datasets(&self, migration_id: i64) -> Result<Vec<Dataset>> {
-        let rows = sqlx::query("SELECT * FROM datasets WHERE migration_id = $1 ORDER BY name")
-            .bind(migration_id)
-            .fetch_all(self.pool())
-            .await
-            .map_err(ControlError::db("listing datasets"))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let get = |e| ControlError::db("reading a dataset")(e);
-            let id: i64 = r.try_get("id").map_err(get)?;
+        let datasets: Vec<Dataset> =
+            sqlx::query("SELECT * FROM datasets WHERE migration_id = $1 ORDER BY name")
+                .bind(migration_id)
+                .all(self.pool(), "listing datasets")
+                .await?;
+        let mut out = Vec::with_capacity(datasets.len());
+        for dataset in datasets {
             out.push(Dataset {
-                id,
-                migration_id,
-                name: r.try_get("name").map_err(get)?,
-                replacement: r.try_get("replacement").map_err(get)?,
-                status: r.try_get("status").map_err(get)?,
-                locked_at: r.try_get("locked_at").map_err(get)?,
-                deleted_at: r.try_get("deleted_at").map_err(get)?,
-                readers: self.unmigrated_readers(id).await?,
-                last_access: self.last_access(id).await?,
+                readers: self.unmigrated_readers(dataset.id).await?,
+                last_access: self.last_access(dataset.id).await?,
+                ..dataset
             });
         }
         Ok(out)
     }
 
     async fn unmigrated_readers(&self, dataset_id: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query(
+        sqlx::query(
             "SELECT j.name FROM job_datasets jd JOIN offline_jobs j ON j.id = jd.job_id
              WHERE jd.dataset_id = $1 AND j.status <> 'migrated' ORDER BY j.name",
         )
         .bind(dataset_id)
-        .fetch_all(self.pool())
+        .column(self.pool(), "listing a dataset's readers")
         .await
-        .map_err(ControlError::db("listing a dataset's readers"))?;
-        Ok(rows.iter().map(|r| r.get("name")).collect())
     }
 
     async fn last_access(&self, dataset_id: i64) -> Result<Option<(String, i64)>> {
-        let row = sqlx::query(
+        sqlx::query(
             "SELECT job_name, at FROM dataset_access WHERE dataset_id = $1 ORDER BY at DESC, id DESC LIMIT 1",
         )
         .bind(dataset_id)
-        .fetch_optional(self.pool())
+        .optional(self.pool(), "reading the access log")
         .await
-        .map_err(ControlError::db("reading the access log"))?;
-        Ok(row.map(|r| (r.get("job_name"), r.get("at"))))
     }
 
     /// Records "job `job` read dataset `dataset` at `at`" (the access-log endpoint).
@@ -489,39 +443,35 @@ impl Store {
                 "an access-log entry needs the job's name".into(),
             ));
         }
-        let row = sqlx::query("SELECT id, status FROM datasets WHERE migration_id = $1 AND name = $2")
+        let (id, status): (i64, String) = sqlx::query("SELECT id, status FROM datasets WHERE migration_id = $1 AND name = $2")
             .bind(migration_id)
             .bind(dataset)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(ControlError::db("looking up a dataset"))?
+            .optional(self.pool(), "looking up a dataset")
+            .await?
             .ok_or_else(|| {
                 ControlError::NotFound(format!(
                     "there is no dataset `{dataset}` in this migration: register it (or import the jobs CSV) first"
                 ))
             })?;
-        let status: String = row.get("status");
         if status != "active" {
             tracing::warn!(job, dataset, status = %status, "a job read a dataset that is no longer active");
         }
         sqlx::query("INSERT INTO dataset_access (dataset_id, job_name, at) VALUES ($1, $2, $3)")
-            .bind(row.get::<i64, _>("id"))
+            .bind(id)
             .bind(job.trim())
             .bind(at.unwrap_or_else(now_ms))
-            .execute(self.pool())
-            .await
-            .map_err(ControlError::db("recording a dataset access"))?;
+            .run(self.pool(), "recording a dataset access")
+            .await?;
         Ok(())
     }
 
     async fn dataset(&self, id: i64) -> Result<Dataset> {
-        let row = sqlx::query("SELECT migration_id FROM datasets WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(ControlError::db("reading a dataset"))?
-            .ok_or_else(|| ControlError::NotFound(format!("there is no dataset {id}")))?;
-        self.list_datasets(row.get("migration_id"))
+        let (migration_id,): (i64,) =
+            sqlx::query("SELECT migration_id FROM datasets WHERE id = $1")
+                .bind(id)
+                .found(self.pool(), format!("dataset {id}"))
+                .await?;
+        self.list_datasets(migration_id)
             .await?
             .into_iter()
             .find(|d| d.id == id)
@@ -574,9 +524,8 @@ impl Store {
         sqlx::query("UPDATE datasets SET status = 'locked', locked_at = $1 WHERE id = $2")
             .bind(now_ms())
             .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db("locking a dataset"))?;
+            .run(&mut *tx, "locking a dataset")
+            .await?;
         let mut entry = AuditEntry::new(
             actor,
             if blockers.is_empty() {
@@ -594,10 +543,7 @@ impl Store {
                 .reason(why)
                 .details(serde_json::json!({ "refused_because": blockers }));
         }
-        audit::record(&mut tx, entry).await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a dataset lock"))?;
+        audit::commit(tx, entry, "committing a dataset lock").await?;
         self.dataset(id).await
     }
 
@@ -623,15 +569,11 @@ impl Store {
             )));
         }
         let migration = self.migration(d.migration_id).await?;
-        let mut tx = self.begin().await?;
-        sqlx::query("UPDATE datasets SET status = 'deleted', deleted_at = $1 WHERE id = $2")
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db("deleting a dataset"))?;
-        audit::record(
-            &mut tx,
+        self.audited(
+            sqlx::query("UPDATE datasets SET status = 'deleted', deleted_at = $1 WHERE id = $2")
+                .bind(now_ms())
+                .bind(id),
+            "deleting a dataset",
             AuditEntry::new(
                 actor,
                 "dataset.delete",
@@ -642,9 +584,6 @@ impl Store {
             .to_state("deleted"),
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a dataset deletion"))?;
         self.dataset(id).await
     }
 }

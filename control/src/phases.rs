@@ -77,6 +77,8 @@ impl Phase {
     }
 }
 
+crate::db::stored_as_text!(Phase);
+
 impl std::fmt::Display for Phase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

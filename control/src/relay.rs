@@ -10,6 +10,7 @@ use tern_engine::ramp::{Ramp, SCALE};
 
 use crate::audit::{self, AuditEntry};
 use crate::clock::now_ms;
+use crate::db::Run;
 use crate::error::{ControlError, Result};
 use crate::jobs::{self, Job, JobKind, NewJob};
 use crate::store::Store;
@@ -172,9 +173,8 @@ impl Store {
             .bind(json)
             .bind(now_ms())
             .bind(job_id)
-            .execute(self.pool())
-            .await
-            .map_err(ControlError::db("recording the ramp a relay filters by"))?;
+            .run(self.pool(), "recording the ramp a relay filters by")
+            .await?;
         Ok(())
     }
 
@@ -199,13 +199,12 @@ impl Store {
             if !ramp_of(&job)?.covers_bucket(bucket_id) {
                 return Ok(None);
             }
-            let shown: Option<String> =
-                sqlx::query_scalar("SELECT ramp FROM relay_observed WHERE job_id = $1")
+            let shown: Option<(Option<String>,)> =
+                sqlx::query("SELECT ramp FROM relay_observed WHERE job_id = $1")
                     .bind(job.id)
-                    .fetch_optional(self.pool())
-                    .await
-                    .map_err(ControlError::db("reading the ramp a relay filters by"))?
-                    .flatten();
+                    .optional(self.pool(), "reading the ramp a relay filters by")
+                    .await?;
+            let shown = shown.and_then(|(ramp,)| ramp);
             let covered = shown
                 .and_then(|j| serde_json::from_str::<RelayRampSpec>(&j).ok())
                 .is_some_and(|r| r.covers_bucket(bucket_id));
@@ -233,16 +232,14 @@ impl Store {
 
     /// The migration's relay job that is queued, running or paused, if any.
     pub async fn active_relay(&self, migration_id: i64) -> Result<Option<Job>> {
-        let row = sqlx::query(
+        sqlx::query(
             "SELECT * FROM jobs WHERE migration_id = $1 AND kind = 'relay'
                AND state IN ('queued', 'running', 'paused')
              ORDER BY id DESC LIMIT 1",
         )
         .bind(migration_id)
-        .fetch_optional(self.pool())
+        .optional(self.pool(), "reading the relay job")
         .await
-        .map_err(ControlError::db("reading the relay job"))?;
-        row.as_ref().map(jobs::job_from_row).transpose()
     }
 
     /// Sets the relay's ramp: starts the migration's relay job when none is
@@ -283,9 +280,8 @@ impl Store {
                     .bind(params.to_string())
                     .bind(now_ms())
                     .bind(job.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(ControlError::db("changing the relay ramp"))?;
+                    .run(&mut *tx, "changing the relay ramp")
+                    .await?;
                 job.id
             }
             None => {
@@ -315,9 +311,8 @@ impl Store {
                 )
                 .bind(now)
                 .bind(migration_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(ControlError::db("stamping dual-written buckets"))?;
+                .run(&mut *tx, "stamping dual-written buckets")
+                .await?;
             }
             RelayRampSpec::Buckets { ids } => {
                 for id in ids {
@@ -328,25 +323,22 @@ impl Store {
                     .bind(now)
                     .bind(*id)
                     .bind(migration_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(ControlError::db("stamping dual-written buckets"))?;
+                    .run(&mut *tx, "stamping dual-written buckets")
+                    .await?;
                 }
             }
             _ => {}
         }
-        audit::record(
-            &mut tx,
+        audit::commit(
+            tx,
             AuditEntry::new(actor, "relay.ramp", "migration", &migration.name)
                 .from_state(from)
                 .to_state(ramp.to_string())
                 .reason(reason)
                 .details(serde_json::json!({ "job": job_id, "ramp": ramp })),
+            "committing the relay ramp",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing the relay ramp"))?;
         self.job(job_id).await
     }
 
@@ -369,17 +361,11 @@ impl Store {
             })
             .await?;
         let tables: Vec<String> = report.tables.iter().map(|t| t.table.clone()).collect();
-        let mut tx = self.begin().await?;
-        audit::record(
-            &mut tx,
-            AuditEntry::new(actor, "capture.install", "migration", &migration.name)
+        let tx = self.begin().await?;
+        audit::commit(
+            tx, AuditEntry::new(actor, "capture.install", "migration", &migration.name)
                 .reason(reason)
-                .details(serde_json::json!({ "tables": tables, "position": report.position.to_string() })),
-        )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing the capture audit"))?;
+                .details(serde_json::json!({ "tables": tables, "position": report.position.to_string() })), "committing the capture audit").await?;
         Ok(format!(
             "change capture installed on {} (changes from position {} on are recorded)",
             tables.join(", "),
@@ -401,9 +387,8 @@ impl Store {
         .bind(seconds)
         .bind(now_ms())
         .bind(bucket_id)
-        .execute(self.pool())
-        .await
-        .map_err(ControlError::db("recording a bucket's lag"))?;
+        .run(self.pool(), "recording a bucket's lag")
+        .await?;
         Ok(())
     }
 
@@ -424,9 +409,8 @@ impl Store {
         .bind(to)
         .bind(now_ms())
         .bind(bucket_id)
-        .execute(self.pool())
-        .await
-        .map_err(ControlError::db("recording a bucket's catch-up"))?;
+        .run(self.pool(), "recording a bucket's catch-up")
+        .await?;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::buckets::{Bucket, Phase, move_bucket_in};
+use crate::db;
 use crate::error::{ControlError, Result};
 use crate::jobs::{self, JobKind, NewJob};
 use crate::store::Store;
@@ -109,10 +110,7 @@ impl Store {
             };
             ids.push(jobs::enqueue(&mut tx, actor, &job).await?);
         }
-        tx.commit().await.map_err(ControlError::db(format!(
-            "committing {} jobs",
-            kind.as_str()
-        )))?;
+        db::commit(tx, format!("committing {} jobs", kind.as_str())).await?;
         Ok(ids)
     }
 

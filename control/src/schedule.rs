@@ -3,12 +3,11 @@
 //! fixed amount every two weeks). A batch is done when every bucket in it is
 //! verified (or further along).
 
-use sqlx::Row;
-
 use crate::audit::{self, AuditEntry};
 use crate::batches::Batch;
 use crate::buckets::Phase;
 use crate::clock::now_ms;
+use crate::db::Run;
 use crate::error::{ControlError, Result};
 use crate::store::Store;
 use crate::users::Actor;
@@ -53,16 +52,11 @@ impl Store {
     /// Starts a planned batch: bulk-loads its planned buckets (audited).
     pub async fn start_batch(&self, actor: &Actor, batch_id: i64, reason: &str) -> Result<Batch> {
         actor.require_operate("starting a batch")?;
-        let row = sqlx::query("SELECT migration_id, seq, state FROM batches WHERE id = $1")
-            .bind(batch_id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(ControlError::db(format!("reading batch {batch_id}")))?
-            .ok_or_else(|| ControlError::NotFound(format!("there is no batch {batch_id}")))?;
-        let get = |e| ControlError::db("reading a batch")(e);
-        let migration_id: i64 = row.try_get("migration_id").map_err(get)?;
-        let seq: i64 = row.try_get("seq").map_err(get)?;
-        let state: String = row.try_get("state").map_err(get)?;
+        let (migration_id, seq, state): (i64, i64, String) =
+            sqlx::query("SELECT migration_id, seq, state FROM batches WHERE id = $1")
+                .bind(batch_id)
+                .found(self.pool(), format!("batch {batch_id}"))
+                .await?;
         if state != "planned" {
             return Err(ControlError::Conflict(format!(
                 "batch {seq} is {state}: only a planned batch can start"
@@ -83,21 +77,18 @@ impl Store {
         sqlx::query("UPDATE batches SET state = 'running', started_at = $1 WHERE id = $2")
             .bind(now)
             .bind(batch_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db(format!("starting batch {seq}")))?;
+            .run(&mut *tx, format!("starting batch {seq}"))
+            .await?;
         let migration = self.migration(migration_id).await?;
-        audit::record(
-            &mut tx,
+        audit::commit(
+            tx,
             AuditEntry::new(actor, "batch.start", "migration", &migration.name)
                 .from_state("planned")
                 .to_state(format!("batch {seq} running"))
                 .reason(reason),
+            "committing a batch start",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a batch start"))?;
         self.list_batches(migration_id)
             .await?
             .into_iter()
@@ -108,18 +99,12 @@ impl Store {
     /// Marks running batches whose buckets are all verified (or further) as
     /// done; returns how many it closed.
     pub async fn close_finished_batches(&self) -> Result<usize> {
-        let rows = sqlx::query("SELECT id, migration_id, seq FROM batches WHERE state = 'running'")
-            .fetch_all(self.pool())
-            .await
-            .map_err(ControlError::db("listing running batches"))?;
+        let rows: Vec<(i64, i64, i64)> =
+            sqlx::query("SELECT id, migration_id, seq FROM batches WHERE state = 'running'")
+                .all(self.pool(), "listing running batches")
+                .await?;
         let mut closed = 0;
-        for row in &rows {
-            let get = |e| ControlError::db("reading a batch")(e);
-            let (id, migration_id, seq): (i64, i64, i64) = (
-                row.try_get("id").map_err(get)?,
-                row.try_get("migration_id").map_err(get)?,
-                row.try_get("seq").map_err(get)?,
-            );
+        for (id, migration_id, seq) in rows {
             let buckets = self.list_buckets(migration_id).await?;
             let members: Vec<_> = buckets.iter().filter(|b| b.batch_id == Some(id)).collect();
             let finished = members.iter().all(|b| {
@@ -135,12 +120,10 @@ impl Store {
             sqlx::query("UPDATE batches SET state = 'done', finished_at = $1 WHERE id = $2 AND state = 'running'")
                 .bind(now_ms())
                 .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(ControlError::db(format!("closing batch {seq}")))?;
+                .run(&mut *tx, format!("closing batch {seq}")).await?;
             let migration = self.migration(migration_id).await?;
-            audit::record(
-                &mut tx,
+            audit::commit(
+                tx,
                 AuditEntry::new(&Actor::system(), "batch.done", "migration", &migration.name)
                     .from_state(format!("batch {seq} running"))
                     .to_state(format!("batch {seq} done"))
@@ -149,11 +132,9 @@ impl Store {
                         "rows": members.iter().map(|b| b.rows_copied).sum::<i64>(),
                         "accuracy": members.iter().filter_map(|b| b.accuracy).fold(100.0, f64::min),
                     })),
+                "committing a finished batch",
             )
             .await?;
-            tx.commit()
-                .await
-                .map_err(ControlError::db("committing a finished batch"))?;
             closed += 1;
         }
         Ok(closed)
@@ -164,20 +145,16 @@ impl Store {
     /// following due time. Returns the batches it started.
     pub async fn run_schedule(&self) -> Result<Vec<i64>> {
         let now = now_ms();
-        let due = sqlx::query(
+        let due: Vec<(i64, f64)> = sqlx::query(
             "SELECT id, schedule_every_hours FROM migrations
              WHERE status = 'active' AND schedule_every_hours IS NOT NULL
                AND next_batch_at IS NOT NULL AND next_batch_at <= $1",
         )
         .bind(now)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("finding due schedules"))?;
+        .all(self.pool(), "finding due schedules")
+        .await?;
         let mut started = Vec::new();
-        for row in &due {
-            let get = |e| ControlError::db("reading a schedule")(e);
-            let id: i64 = row.try_get("id").map_err(get)?;
-            let every: f64 = row.try_get("schedule_every_hours").map_err(get)?;
+        for (id, every) in due {
             let next_due = now + (every * 3_600_000.0) as i64;
             let next = self
                 .list_batches(id)
@@ -192,9 +169,8 @@ impl Store {
                     );
                     sqlx::query("UPDATE migrations SET next_batch_at = NULL WHERE id = $1")
                         .bind(id)
-                        .execute(self.pool())
-                        .await
-                        .map_err(ControlError::db("ending a schedule"))?;
+                        .run(self.pool(), "ending a schedule")
+                        .await?;
                 }
                 (Some(batch), None) => {
                     self.start_batch(&Actor::system(), batch.id, "progressive schedule")
@@ -216,9 +192,8 @@ impl Store {
         sqlx::query("UPDATE migrations SET next_batch_at = $1 WHERE id = $2")
             .bind(at)
             .bind(migration_id)
-            .execute(self.pool())
-            .await
-            .map_err(ControlError::db("setting the next batch time"))?;
+            .run(self.pool(), "setting the next batch time")
+            .await?;
         Ok(())
     }
 }

@@ -2,14 +2,13 @@
 //! signs nobody out. The web edge adapts these to `tower-sessions`; the data is
 //! an opaque JSON document to this module.
 
-use sqlx::Row;
-
 use crate::clock::now_ms;
-use crate::error::{ControlError, Result};
+use crate::db::Run;
+use crate::error::Result;
 use crate::store::Store;
 
 /// A stored session: its JSON data and when it expires (Unix ms).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionRecord {
     pub id: String,
     pub data: String,
@@ -26,9 +25,8 @@ impl Store {
         .bind(&record.id)
         .bind(&record.data)
         .bind(record.expires_at)
-        .execute(self.pool())
-        .await
-        .map_err(ControlError::db("saving a session"))?;
+        .run(self.pool(), "saving a session")
+        .await?;
         Ok(())
     }
 
@@ -41,42 +39,26 @@ impl Store {
         .bind(&record.id)
         .bind(&record.data)
         .bind(record.expires_at)
-        .execute(self.pool())
-        .await
-        .map_err(ControlError::db("creating a session"))?;
-        Ok(done.rows_affected() == 1)
+        .run(self.pool(), "creating a session")
+        .await?;
+        Ok(done == 1)
     }
 
     /// The session with this id, unless it is missing or expired.
     pub async fn load_session(&self, id: &str) -> Result<Option<SessionRecord>> {
-        let row =
-            sqlx::query("SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2")
-                .bind(id)
-                .bind(now_ms())
-                .fetch_optional(self.pool())
-                .await
-                .map_err(ControlError::db("loading a session"))?;
-        row.map(|row| {
-            Ok(SessionRecord {
-                id: id.to_string(),
-                data: row
-                    .try_get("data")
-                    .map_err(ControlError::db("reading a session"))?,
-                expires_at: row
-                    .try_get("expires_at")
-                    .map_err(ControlError::db("reading a session"))?,
-            })
-        })
-        .transpose()
+        sqlx::query("SELECT id, data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2")
+            .bind(id)
+            .bind(now_ms())
+            .optional(self.pool(), "loading a session")
+            .await
     }
 
     /// Forgets a session (sign-out).
     pub async fn delete_session(&self, id: &str) -> Result<()> {
         sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id)
-            .execute(self.pool())
-            .await
-            .map_err(ControlError::db("deleting a session"))?;
+            .run(self.pool(), "deleting a session")
+            .await?;
         Ok(())
     }
 
@@ -84,9 +66,8 @@ impl Store {
     pub async fn delete_expired_sessions(&self) -> Result<u64> {
         let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(now_ms())
-            .execute(self.pool())
-            .await
-            .map_err(ControlError::db("deleting expired sessions"))?;
-        Ok(done.rows_affected())
+            .run(self.pool(), "deleting expired sessions")
+            .await?;
+        Ok(done)
     }
 }

@@ -4,10 +4,10 @@
 //! tenth of recent intervals).
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::clock::now_ms;
-use crate::error::{ControlError, Result};
+use crate::db::Run;
+use crate::error::Result;
 use crate::store::Store;
 
 /// A migration's pace over a recent window.
@@ -93,9 +93,8 @@ impl Store {
         .bind(migration_id)
         .bind(now_ms())
         .bind(rows_done)
-        .execute(self.pool())
-        .await
-        .map_err(ControlError::db("recording a throughput sample"))?;
+        .run(self.pool(), "recording a throughput sample")
+        .await?;
         Ok(())
     }
 
@@ -105,35 +104,23 @@ impl Store {
         migration_id: i64,
         window_ms: i64,
     ) -> Result<Vec<(i64, i64)>> {
-        let rows = sqlx::query(
+        sqlx::query(
             "SELECT at, rows_done FROM throughput_samples
              WHERE migration_id = $1 AND at >= $2 ORDER BY at",
         )
         .bind(migration_id)
         .bind(now_ms() - window_ms)
-        .fetch_all(self.pool())
+        .all(self.pool(), "reading throughput samples")
         .await
-        .map_err(ControlError::db("reading throughput samples"))?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("at")
-                        .map_err(ControlError::db("reading a sample"))?,
-                    r.try_get("rows_done")
-                        .map_err(ControlError::db("reading a sample"))?,
-                ))
-            })
-            .collect()
     }
 
     /// Deletes samples older than `keep_ms`, keeping the store small.
     pub async fn prune_throughput(&self, keep_ms: i64) -> Result<u64> {
         let done = sqlx::query("DELETE FROM throughput_samples WHERE at < $1")
             .bind(now_ms() - keep_ms)
-            .execute(self.pool())
-            .await
-            .map_err(ControlError::db("pruning throughput samples"))?;
-        Ok(done.rows_affected())
+            .run(self.pool(), "pruning throughput samples")
+            .await?;
+        Ok(done)
     }
 }
 
@@ -177,7 +164,7 @@ impl Store {
     /// Records a throughput sample for every active migration that has a
     /// running job (the server calls this every few seconds).
     pub async fn sample_throughput(&self) -> Result<usize> {
-        let rows = sqlx::query(
+        let rows: Vec<(i64, Option<i64>)> = sqlx::query(
             // The migrations first, then only their buckets (by the index):
             // joined the other way round every bucket row ran the EXISTS.
             "SELECT b.migration_id AS id, CAST(SUM(b.rows_copied) AS BIGINT) AS copied
@@ -188,13 +175,9 @@ impl Store {
                    AND EXISTS (SELECT 1 FROM jobs j WHERE j.migration_id = m.id AND j.state = 'running'))
              GROUP BY b.migration_id",
         )
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("summing rows copied"))?;
-        for row in &rows {
-            let get = |e| ControlError::db("reading rows copied")(e);
-            let id: i64 = row.try_get("id").map_err(get)?;
-            let copied: Option<i64> = row.try_get("copied").map_err(get)?;
+        .all(self.pool(), "summing rows copied")
+        .await?;
+        for &(id, copied) in &rows {
             self.record_throughput(id, copied.unwrap_or(0)).await?;
         }
         Ok(rows.len())

@@ -4,12 +4,12 @@
 //! by the engine's shadow comparison and kept for the mismatch rate and trees.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use tern_engine::shadow::{self, ShadowRules};
 
 use crate::audit::{self, AuditEntry};
 use crate::clients::{Client, TokenGrant, insert_client};
 use crate::clock::now_ms;
+use crate::db::{self, Run};
 use crate::error::{ControlError, Result};
 use crate::store::Store;
 use crate::users::Actor;
@@ -37,12 +37,13 @@ pub struct TrafficPoint {
 }
 
 /// A stored shadow comparison.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ShadowRecord {
     pub id: i64,
     pub client_id: i64,
     pub at: i64,
     pub key: String,
+    #[sqlx(try_from = "crate::db::Flag")]
     pub matched: bool,
     pub paths: i64,
     pub tree: Option<String>,
@@ -83,16 +84,14 @@ impl Store {
             if interval <= 0 {
                 return Err(ControlError::Invalid("interval_ms must be positive".into()));
             }
-            let id: Option<i64> =
+            let id: Option<(i64,)> =
                 sqlx::query("SELECT id FROM clients WHERE migration_id = $1 AND name = $2")
                     .bind(grant.migration_id)
                     .bind(&r.client)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(ControlError::db("looking up a reporting client"))?
-                    .map(|row| row.get("id"));
+                    .optional(&mut *tx, "looking up a reporting client")
+                    .await?;
             let id = match id {
-                Some(id) => id,
+                Some((id,)) => id,
                 None => {
                     let name = r.client.trim();
                     if name.is_empty() || name.len() > 100 {
@@ -135,13 +134,10 @@ impl Store {
             .bind(interval)
             .bind(r.old)
             .bind(r.new)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db("recording traffic"))?;
+            .run(&mut *tx, "recording traffic")
+            .await?;
         }
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing traffic"))?;
+        db::commit(tx, "committing traffic").await?;
         Ok(reports.len())
     }
 
@@ -152,15 +148,14 @@ impl Store {
         since: i64,
         slot_ms: i64,
     ) -> Result<Vec<TrafficPoint>> {
-        let rows = sqlx::query(
+        let rows: Vec<(i64, i64, i64)> = sqlx::query(
             "SELECT at, old_count, new_count FROM client_traffic
              WHERE client_id = $1 AND at >= $2 ORDER BY at",
         )
         .bind(client_id)
         .bind(since)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading traffic"))?;
+        .all(self.pool(), "reading traffic")
+        .await?;
         Ok(in_slots(&rows, slot_ms))
     }
 
@@ -171,31 +166,27 @@ impl Store {
         since: i64,
         slot_ms: i64,
     ) -> Result<Vec<TrafficPoint>> {
-        let rows = sqlx::query(
+        let rows: Vec<(i64, i64, i64)> = sqlx::query(
             "SELECT t.at, t.old_count, t.new_count FROM client_traffic t
              JOIN clients c ON c.id = t.client_id
              WHERE c.migration_id = $1 AND t.at >= $2 ORDER BY t.at",
         )
         .bind(migration_id)
         .bind(since)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading a migration's traffic"))?;
+        .all(self.pool(), "reading a migration's traffic")
+        .await?;
         Ok(in_slots(&rows, slot_ms))
     }
 
     /// Old-system requests a client served since `since`.
     pub async fn old_traffic_since(&self, client_id: i64, since: i64) -> Result<i64> {
-        let row = sqlx::query(
+        sqlx::query(
             "SELECT CAST(COALESCE(SUM(old_count), 0) AS BIGINT) AS n FROM client_traffic WHERE client_id = $1 AND at >= $2",
         )
         .bind(client_id)
         .bind(since)
-        .fetch_one(self.pool())
+        .scalar(self.pool(), "summing old traffic")
         .await
-        .map_err(ControlError::db("summing old traffic"))?;
-        row.try_get("n")
-            .map_err(ControlError::db("reading old traffic"))
     }
 
     /// Compares a shadow pair with the client's rules and keeps the result.
@@ -220,10 +211,8 @@ impl Store {
         .bind(i64::from(result.matched()))
         .bind(result.differences.len() as i64)
         .bind(tree.as_deref())
-        .fetch_one(self.pool())
-        .await
-        .and_then(|r| r.try_get("id"))
-        .map_err(ControlError::db("recording a shadow comparison"))?;
+        .scalar(self.pool(), "recording a shadow comparison")
+        .await?;
         Ok(ShadowRecord {
             id,
             client_id: client.id,
@@ -237,29 +226,14 @@ impl Store {
 
     /// The latest mismatches of a client, newest first.
     pub async fn latest_mismatches(&self, client_id: i64, limit: i64) -> Result<Vec<ShadowRecord>> {
-        let rows = sqlx::query(
+        sqlx::query(
             "SELECT * FROM shadow_results WHERE client_id = $1 AND matched = 0
              ORDER BY at DESC, id DESC LIMIT $2",
         )
         .bind(client_id)
         .bind(limit.clamp(1, 1000))
-        .fetch_all(self.pool())
+        .all(self.pool(), "reading mismatches")
         .await
-        .map_err(ControlError::db("reading mismatches"))?;
-        let get = |e| ControlError::db("reading a shadow result")(e);
-        rows.iter()
-            .map(|r| {
-                Ok(ShadowRecord {
-                    id: r.try_get("id").map_err(get)?,
-                    client_id: r.try_get("client_id").map_err(get)?,
-                    at: r.try_get("at").map_err(get)?,
-                    key: r.try_get("key").map_err(get)?,
-                    matched: r.try_get::<i64, _>("matched").map_err(get)? != 0,
-                    paths: r.try_get("paths").map_err(get)?,
-                    tree: r.try_get("tree").map_err(get)?,
-                })
-            })
-            .collect()
     }
 
     /// A client's mismatch counts in slots since `since`, oldest first.
@@ -269,18 +243,17 @@ impl Store {
         since: i64,
         slot_ms: i64,
     ) -> Result<Vec<MismatchPoint>> {
-        let rows = sqlx::query(
+        let rows: Vec<(i64, i64)> = sqlx::query(
             "SELECT at, matched FROM shadow_results WHERE client_id = $1 AND at >= $2 ORDER BY at",
         )
         .bind(client_id)
         .bind(since)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading shadow results"))?;
+        .all(self.pool(), "reading shadow results")
+        .await?;
         let mut out: Vec<MismatchPoint> = Vec::new();
-        for r in rows {
-            let at = slot_of(r.get("at"), slot_ms.max(1));
-            let bad = i64::from(r.get::<i64, _>("matched") == 0);
+        for (at, matched) in rows {
+            let at = slot_of(at, slot_ms.max(1));
+            let bad = i64::from(matched == 0);
             match out.last_mut() {
                 Some(p) if p.at == at => {
                     p.samples += 1;
@@ -299,11 +272,10 @@ impl Store {
 
 /// Rows of `at, old_count, new_count` (ordered by `at`) summed per slot of
 /// `slot_ms`.
-fn in_slots(rows: &[sqlx::any::AnyRow], slot_ms: i64) -> Vec<TrafficPoint> {
+fn in_slots(rows: &[(i64, i64, i64)], slot_ms: i64) -> Vec<TrafficPoint> {
     let mut out: Vec<TrafficPoint> = Vec::new();
-    for r in rows {
-        let at = slot_of(r.get("at"), slot_ms.max(1));
-        let (old, new): (i64, i64) = (r.get("old_count"), r.get("new_count"));
+    for &(at, old, new) in rows {
+        let at = slot_of(at, slot_ms.max(1));
         match out.last_mut() {
             Some(p) if p.at == at => {
                 p.old += old;

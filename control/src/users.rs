@@ -7,11 +7,11 @@
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::{Argon2, PasswordHash};
-use sqlx::Row;
 
 pub use crate::access::{Actor, Role, User};
 use crate::audit::{self, AuditEntry};
 use crate::clock::now_ms;
+use crate::db::Run;
 use crate::error::{ControlError, Result};
 use crate::store::Store;
 
@@ -100,30 +100,12 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| ControlError::Internal(format!("password task failed: {e}")))
 }
 
-fn user_from_row(row: &sqlx::any::AnyRow, clients: Vec<String>) -> Result<User> {
-    let role: String = row
-        .try_get("role")
-        .map_err(ControlError::db("reading a user"))?;
-    Ok(User {
-        id: row
-            .try_get("id")
-            .map_err(ControlError::db("reading a user"))?,
-        username: row
-            .try_get("username")
-            .map_err(ControlError::db("reading a user"))?,
-        display_name: row
-            .try_get("display_name")
-            .map_err(ControlError::db("reading a user"))?,
-        role: Role::parse(&role)?,
-        disabled: row
-            .try_get::<i64, _>("disabled")
-            .map_err(ControlError::db("reading a user"))?
-            != 0,
-        created_at: row
-            .try_get("created_at")
-            .map_err(ControlError::db("reading a user"))?,
-        clients,
-    })
+/// A user's row with the password hash, for a sign-in.
+#[derive(sqlx::FromRow)]
+struct Login {
+    #[sqlx(flatten)]
+    user: User,
+    password_hash: String,
 }
 
 impl Store {
@@ -160,7 +142,7 @@ impl Store {
         let now = now_ms();
 
         let mut tx = self.begin().await?;
-        let row = sqlx::query(
+        let id: i64 = sqlx::query(
             "INSERT INTO users (username, display_name, role, password_hash, disabled, created_at)
              VALUES ($1, $2, $3, $4, 0, $5) RETURNING id",
         )
@@ -169,22 +151,16 @@ impl Store {
         .bind(new.role.as_str())
         .bind(&hash)
         .bind(now)
-        .fetch_one(&mut *tx)
+        .scalar(&mut *tx, format!("creating user {}", new.username))
         .await
-        .map_err(ControlError::db(format!("creating user {}", new.username)))
         .map_err(|e| {
-            if e.is_unique_violation() {
-                ControlError::Conflict(format!(
+            e.or_conflict(|| {
+                format!(
                     "a user named `{}` already exists: choose another username",
                     new.username
-                ))
-            } else {
-                e
-            }
+                )
+            })
         })?;
-        let id: i64 = row
-            .try_get("id")
-            .map_err(ControlError::db("reading a user id"))?;
         let mut clients = new.clients.clone();
         clients.sort();
         clients.dedup();
@@ -192,20 +168,17 @@ impl Store {
             sqlx::query("INSERT INTO user_clients (user_id, client) VALUES ($1, $2)")
                 .bind(id)
                 .bind(client)
-                .execute(&mut *tx)
-                .await
-                .map_err(ControlError::db("binding a client-owner to a client"))?;
+                .run(&mut *tx, "binding a client-owner to a client")
+                .await?;
         }
-        audit::record(
-            &mut tx,
+        audit::commit(
+            tx,
             AuditEntry::new(actor, "user.create", "user", &new.username)
                 .to_state(new.role.as_str())
                 .details(serde_json::json!({ "clients": clients })),
+            "committing a new user",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a new user"))?;
         Ok(User {
             id,
             username: new.username,
@@ -218,45 +191,38 @@ impl Store {
     }
 
     async fn clients_of(&self, user_id: i64) -> Result<Vec<String>> {
-        let rows =
-            sqlx::query("SELECT client FROM user_clients WHERE user_id = $1 ORDER BY client")
-                .bind(user_id)
-                .fetch_all(self.pool())
-                .await
-                .map_err(ControlError::db("reading a user's clients"))?;
-        rows.iter()
-            .map(|r| {
-                r.try_get("client")
-                    .map_err(ControlError::db("reading a client name"))
-            })
-            .collect()
+        sqlx::query("SELECT client FROM user_clients WHERE user_id = $1 ORDER BY client")
+            .bind(user_id)
+            .column(self.pool(), "reading a user's clients")
+            .await
+    }
+
+    /// `user` with the clients it owns.
+    async fn with_clients(&self, user: User) -> Result<User> {
+        let clients = self.clients_of(user.id).await?;
+        Ok(User { clients, ..user })
     }
 
     /// The user with this id, if any.
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
+        let user = sqlx::query("SELECT * FROM users WHERE id = $1")
             .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(ControlError::db("reading a user"))?;
-        match row {
-            Some(row) => Ok(Some(user_from_row(&row, self.clients_of(id).await?)?)),
+            .optional(self.pool(), "reading a user")
+            .await?;
+        match user {
+            Some(user) => Ok(Some(self.with_clients(user).await?)),
             None => Ok(None),
         }
     }
 
     /// Every user, by username.
     pub async fn list_users(&self) -> Result<Vec<User>> {
-        let rows = sqlx::query("SELECT * FROM users ORDER BY username")
-            .fetch_all(self.pool())
-            .await
-            .map_err(ControlError::db("listing users"))?;
+        let rows: Vec<User> = sqlx::query("SELECT * FROM users ORDER BY username")
+            .all(self.pool(), "listing users")
+            .await?;
         let mut users = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let id: i64 = row
-                .try_get("id")
-                .map_err(ControlError::db("reading a user"))?;
-            users.push(user_from_row(row, self.clients_of(id).await?)?);
+        for user in rows {
+            users.push(self.with_clients(user).await?);
         }
         Ok(users)
     }
@@ -264,27 +230,24 @@ impl Store {
     /// Checks a username and password. `Ok(None)` for an unknown user, a wrong
     /// password or a disabled account: the caller must not tell them apart.
     pub async fn authenticate(&self, username: &str, password: &str) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT * FROM users WHERE username = $1")
+        let login: Option<Login> = sqlx::query("SELECT * FROM users WHERE username = $1")
             .bind(username)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(ControlError::db("checking a sign-in"))?;
-        let Some(row) = row else {
+            .optional(self.pool(), "checking a sign-in")
+            .await?;
+        let Some(Login {
+            user,
+            password_hash: hash,
+        }) = login
+        else {
             // Spend the same time as a real check so that timing does not reveal
             // which usernames exist.
             let password = password.to_string();
             blocking(move || verify_password(&password, dummy_hash())).await?;
             return Ok(None);
         };
-        let hash: String = row
-            .try_get("password_hash")
-            .map_err(ControlError::db("reading a password hash"))?;
         let password = password.to_string();
         let ok = blocking(move || verify_password(&password, &hash)).await?;
-        let id: i64 = row
-            .try_get("id")
-            .map_err(ControlError::db("reading a user"))?;
-        let user = user_from_row(&row, self.clients_of(id).await?)?;
+        let user = self.with_clients(user).await?;
         Ok((ok && !user.disabled).then_some(user))
     }
 
@@ -306,10 +269,9 @@ impl Store {
         let done = sqlx::query("UPDATE users SET disabled = $1 WHERE username = $2")
             .bind(i64::from(disabled))
             .bind(username)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db("disabling a user"))?;
-        if done.rows_affected() == 0 {
+            .run(&mut *tx, "disabling a user")
+            .await?;
+        if done == 0 {
             return Err(ControlError::NotFound(format!(
                 "no user named `{username}`"
             )));
@@ -319,16 +281,14 @@ impl Store {
         } else {
             ("disabled", "enabled")
         };
-        audit::record(
-            &mut tx,
+        audit::commit(
+            tx,
             AuditEntry::new(actor, "user.disable", "user", username)
                 .from_state(from)
                 .to_state(to),
+            "committing a user change",
         )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a user change"))
+        .await
     }
 }
 

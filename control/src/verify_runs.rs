@@ -3,16 +3,16 @@
 //! the gates. The mismatched rows themselves stay with the engine's run.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 pub use crate::accuracy::{Histories, TableAccuracy};
 use crate::caches::HistoryCache;
 use crate::clock::now_ms;
-use crate::error::{ControlError, Result};
+use crate::db::{self, Run};
+use crate::error::Result;
 use crate::store::Store;
 
 /// A verification run's result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct VerifyRun {
     pub id: i64,
     pub migration_id: i64,
@@ -157,26 +157,6 @@ pub fn downsample(points: Vec<(i64, f64)>, max: usize) -> Vec<(i64, f64)> {
     (0..max).map(|i| points[i * (n - 1) / (max - 1)]).collect()
 }
 
-fn run_from_row(row: &sqlx::any::AnyRow) -> Result<VerifyRun> {
-    let get = |e| ControlError::db("reading a verification run")(e);
-    Ok(VerifyRun {
-        id: row.try_get("id").map_err(get)?,
-        migration_id: row.try_get("migration_id").map_err(get)?,
-        bucket_id: row.try_get("bucket_id").map_err(get)?,
-        job_id: row.try_get("job_id").map_err(get)?,
-        engine_run: row.try_get("engine_run").map_err(get)?,
-        kind: row.try_get("kind").map_err(get)?,
-        rows_compared: row.try_get("rows_compared").map_err(get)?,
-        matched: row.try_get("matched").map_err(get)?,
-        missing: row.try_get("missing").map_err(get)?,
-        extra: row.try_get("extra").map_err(get)?,
-        different: row.try_get("different").map_err(get)?,
-        accuracy: row.try_get("accuracy").map_err(get)?,
-        tree: row.try_get("tree").map_err(get)?,
-        finished_at: row.try_get("finished_at").map_err(get)?,
-    })
-}
-
 /// Records a run inside the caller's transaction and stores its accuracy on
 /// the bucket it verified.
 pub async fn record(
@@ -202,10 +182,8 @@ pub async fn record(
     .bind(run.accuracy)
     .bind(run.tree.as_deref())
     .bind(now)
-    .fetch_one(&mut **tx)
-    .await
-    .and_then(|r| r.try_get("id"))
-    .map_err(ControlError::db("recording a verification run"))?;
+    .scalar(&mut **tx, "recording a verification run")
+    .await?;
     // An incremental run re-checks only the changed keys: it does not stand
     // for the bucket's accuracy (a sample does not either).
     let whole = !matches!(run.kind.as_str(), "incremental" | "sample");
@@ -214,9 +192,8 @@ pub async fn record(
             .bind(run.accuracy)
             .bind(now)
             .bind(bucket)
-            .execute(&mut **tx)
-            .await
-            .map_err(ControlError::db("storing a bucket's accuracy"))?;
+            .run(&mut **tx, "storing a bucket's accuracy")
+            .await?;
     }
     Ok(id)
 }
@@ -226,25 +203,16 @@ impl Store {
     pub async fn record_verify_run(&self, run: &NewVerifyRun) -> Result<VerifyRun> {
         let mut tx = self.begin().await?;
         let id = record(&mut tx, run).await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a verification run"))?;
+        db::commit(tx, "committing a verification run").await?;
         self.verify_run(id).await
     }
 
     /// The run with this id.
     pub async fn verify_run(&self, id: i64) -> Result<VerifyRun> {
-        let row = sqlx::query("SELECT * FROM verify_runs WHERE id = $1")
+        sqlx::query("SELECT * FROM verify_runs WHERE id = $1")
             .bind(id)
-            .fetch_optional(self.pool())
+            .found(self.pool(), format!("verification run {id}"))
             .await
-            .map_err(ControlError::db(format!("reading verification run {id}")))?;
-        match row {
-            Some(row) => run_from_row(&row),
-            None => Err(ControlError::NotFound(format!(
-                "there is no verification run {id}"
-            ))),
-        }
     }
 
     /// A migration's runs (or one bucket's), newest first.
@@ -254,17 +222,15 @@ impl Store {
         bucket_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<VerifyRun>> {
-        let rows = sqlx::query(
+        sqlx::query(
             "SELECT * FROM verify_runs WHERE migration_id = $1 AND ($2 IS NULL OR bucket_id = $2)
              ORDER BY finished_at DESC, id DESC LIMIT $3",
         )
         .bind(migration_id)
         .bind(bucket_id)
         .bind(limit.clamp(1, 10_000))
-        .fetch_all(self.pool())
+        .all(self.pool(), "listing verification runs")
         .await
-        .map_err(ControlError::db("listing verification runs"))?;
-        rows.iter().map(run_from_row).collect()
     }
 
     /// The migration's accuracy over time (see [`accuracy_over_time`]).
@@ -297,16 +263,11 @@ impl Store {
     /// changed stamp is a changed history. One migration's history (gates
     /// read it) is always computed afresh.
     pub async fn every_accuracy_history(&self) -> Result<Histories> {
-        let row =
+        let (n, last_id): (i64, i64) =
             sqlx::query("SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS last_id FROM verify_runs")
-                .fetch_one(self.pool())
-                .await
-                .map_err(ControlError::db("reading the state of verification runs"))?;
-        let get = |e| ControlError::db("reading the state of verification runs")(e);
-        let stamp = [
-            row.try_get::<i64, _>("n").map_err(get)?,
-            row.try_get::<i64, _>("last_id").map_err(get)?,
-        ];
+                .one(self.pool(), "reading the state of verification runs")
+                .await?;
+        let stamp = [n, last_id];
         if let Ok(cache) = self.caches.histories.lock()
             && let Some(c) = cache.as_ref()
             && c.stamp == stamp
@@ -326,7 +287,7 @@ impl Store {
     /// The migration's accuracy over time, one history per table (see
     /// [`accuracy_by_table`]); runs of no bucket count as "(no table)".
     pub async fn table_accuracy(&self, migration_id: i64) -> Result<Vec<TableAccuracy>> {
-        let rows = sqlx::query(
+        let rows: Vec<(String, Option<i64>, i64, i64, i64, i64)> = sqlx::query(
             "SELECT COALESCE(b.table_name, '(no table)') AS table_name, r.bucket_id,
                     CAST(CASE WHEN r.kind IN ('sample', 'incremental') THEN 1 ELSE 0 END AS BIGINT) AS sampled,
                     r.rows_compared, r.matched, r.finished_at
@@ -334,24 +295,22 @@ impl Store {
              WHERE r.migration_id = $1 ORDER BY r.finished_at, r.id",
         )
         .bind(migration_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading verification runs by table"))?;
-        let get = |e| ControlError::db("reading verification runs by table")(e);
-        let mut runs = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let sampled: i64 = row.try_get("sampled").map_err(get)?;
-            runs.push((
-                row.try_get::<String, _>("table_name").map_err(get)?,
-                RunPoint {
-                    bucket_id: row.try_get("bucket_id").map_err(get)?,
-                    sampled: sampled == 1,
-                    compared: row.try_get("rows_compared").map_err(get)?,
-                    matched: row.try_get("matched").map_err(get)?,
-                    at: row.try_get("finished_at").map_err(get)?,
-                },
-            ));
-        }
+        .all(self.pool(), "reading verification runs by table")
+        .await?;
+        let runs: Vec<(String, RunPoint)> = rows
+            .into_iter()
+            .map(|(table, bucket_id, sampled, compared, matched, at)| {
+                let sampled = sampled == 1;
+                let point = RunPoint {
+                    bucket_id,
+                    sampled,
+                    compared,
+                    matched,
+                    at,
+                };
+                (table, point)
+            })
+            .collect();
         Ok(accuracy_by_table(&runs))
     }
 
@@ -361,7 +320,7 @@ impl Store {
         // One row per migration, its runs packed in order as
         // `bucket:sampled:compared:matched:at,…`: the overview reads every
         // migration's runs, and rows, not bytes, are what a read costs.
-        let rows = sqlx::query(
+        let rows: Vec<(i64, String)> = sqlx::query(
             "SELECT migration_id, string_agg(
                     COALESCE(CAST(bucket_id AS TEXT), '') || ':' ||
                     (CASE WHEN kind IN ('sample', 'incremental') THEN '1' ELSE '0' END) || ':' ||
@@ -370,14 +329,10 @@ impl Store {
              FROM verify_runs WHERE ($1 IS NULL OR migration_id = $1) GROUP BY migration_id",
         )
         .bind(only)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading verification runs"))?;
+        .all(self.pool(), "reading verification runs")
+        .await?;
         let mut per: std::collections::BTreeMap<i64, Vec<RunPoint>> = Default::default();
-        for row in &rows {
-            let get = |e| ControlError::db("reading verification runs")(e);
-            let id: i64 = row.try_get("migration_id").map_err(get)?;
-            let packed: String = row.try_get("runs").map_err(get)?;
+        for (id, packed) in rows {
             let runs = crate::store::unpack(
                 &packed,
                 5,
@@ -387,27 +342,20 @@ impl Store {
             per.insert(id, runs);
         }
         // Which table each verified bucket belongs to, for the per-table lines.
-        let mut tables: std::collections::HashMap<i64, String> = Default::default();
-        let table_rows = if by_table {
+        let tables: std::collections::HashMap<i64, String> = if by_table {
             sqlx::query(
                 "SELECT id, COALESCE(table_name, '(no table)') AS table_name FROM buckets
              WHERE id IN (SELECT bucket_id FROM verify_runs
                           WHERE ($1 IS NULL OR migration_id = $1) AND bucket_id IS NOT NULL)",
             )
             .bind(only)
-            .fetch_all(self.pool())
-            .await
-            .map_err(ControlError::db("reading the tables of buckets"))?
+            .all::<(i64, String), _>(self.pool(), "reading the tables of buckets")
+            .await?
+            .into_iter()
+            .collect()
         } else {
-            Vec::new()
+            Default::default()
         };
-        for row in &table_rows {
-            let get = |e| ControlError::db("reading the tables of buckets")(e);
-            tables.insert(
-                row.try_get("id").map_err(get)?,
-                row.try_get("table_name").map_err(get)?,
-            );
-        }
         let mut out = Histories::default();
         for (id, runs) in per {
             if by_table {

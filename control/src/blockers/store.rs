@@ -12,7 +12,8 @@ use super::{
     failed_job, group, low_accuracy, paused_bucket, stuck,
 };
 use crate::buckets::Phase;
-use crate::clients::{GateInputs, Gates, gate_reasons, gates_from_row};
+use crate::clients::{GateInputs, Gates, gate_reasons};
+use crate::db::Run;
 use crate::error::{ControlError, Result};
 use crate::jobs::JobState;
 use crate::store::Store;
@@ -52,6 +53,22 @@ fn scope(column: &str, only: Option<i64>) -> String {
     only.map(|id| format!(" AND {column} = {id}"))
         .unwrap_or_default()
 }
+
+/// A bucket that blocks: its migration, index, accuracy, last error, drift
+/// rows and the migration's accuracy gate.
+type BlockingBucket = (i64, i64, Option<f64>, Option<String>, Option<i64>, f64);
+
+/// A bucket long in an active phase: its migration, index, phase and since
+/// when, and its newest job's id, state and last update.
+type StuckRow = (
+    i64,
+    i64,
+    Phase,
+    i64,
+    Option<i64>,
+    Option<JobState>,
+    Option<i64>,
+);
 
 fn db(what: &'static str) -> impl Fn(sqlx::Error) -> ControlError {
     move |e| ControlError::db(what)(e)
@@ -164,7 +181,7 @@ impl Store {
                 continue;
             }
             let mut first: BTreeMap<i64, Vec<Blocker>> = BTreeMap::new();
-            for r in sqlx::query(&format!(
+            let rows: Vec<BlockingBucket> = sqlx::query(&format!(
                 "SELECT migration_id, idx, accuracy, last_error, drift_rows, min_accuracy FROM (
                      SELECT b.migration_id, b.idx, b.accuracy, b.last_error, b.drift_rows,
                             m.verify_min_accuracy AS min_accuracy,
@@ -175,34 +192,16 @@ impl Store {
                 scope("b.migration_id", only),
             ))
             .bind(keep as i64)
-            .fetch_all(self.pool())
-            .await
-            .map_err(db("reading the buckets that block"))?
-            {
-                let get = db("reading the buckets that block");
-                let id: i64 = r.try_get("migration_id").map_err(&get)?;
-                let idx: i64 = r.try_get("idx").map_err(&get)?;
+            .all(self.pool(), "reading the buckets that block")
+            .await?;
+            for (id, idx, accuracy, last_error, drift_rows, min_accuracy) in rows {
                 let blocker = match kind {
-                    BlockerKind::FailedBucket => failed_bucket(
-                        idx,
-                        r.try_get::<Option<String>, _>("last_error")
-                            .map_err(&get)?
-                            .as_deref(),
-                    ),
+                    BlockerKind::FailedBucket => failed_bucket(idx, last_error.as_deref()),
                     BlockerKind::PausedBucket => paused_bucket(idx),
-                    BlockerKind::DriftedBucket => drifted_bucket(
-                        idx,
-                        r.try_get::<Option<i64>, _>("drift_rows")
-                            .map_err(&get)?
-                            .unwrap_or_default(),
-                    ),
-                    _ => low_accuracy(
-                        idx,
-                        r.try_get::<Option<f64>, _>("accuracy")
-                            .map_err(&get)?
-                            .unwrap_or_default(),
-                        r.try_get("min_accuracy").map_err(&get)?,
-                    ),
+                    BlockerKind::DriftedBucket => {
+                        drifted_bucket(idx, drift_rows.unwrap_or_default())
+                    }
+                    _ => low_accuracy(idx, accuracy.unwrap_or_default(), min_accuracy),
                 };
                 first.entry(id).or_default().push(blocker);
             }
@@ -221,7 +220,7 @@ impl Store {
 
     /// Buckets long in an active phase whose job is gone or silent.
     async fn stuck_buckets(&self, only: Option<i64>, now: i64) -> Result<Vec<(i64, Blocker)>> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<StuckRow> = sqlx::query(&format!(
             "SELECT b.migration_id, b.idx, b.phase, COALESCE(b.phase_since, b.updated_at) AS since,
                     j.id AS job_id, j.state AS job_state, j.updated_at AS job_updated_at
              FROM buckets b
@@ -231,29 +230,20 @@ impl Store {
             scope("b.migration_id", only),
         ))
         .bind(now - STUCK_MS)
-        .fetch_all(self.pool())
-        .await
-        .map_err(db("reading the buckets that may be stuck"))?;
+        .all(self.pool(), "reading the buckets that may be stuck")
+        .await?;
         let mut out = Vec::new();
-        for r in rows {
-            let get = db("reading the buckets that may be stuck");
-            let phase: String = r.try_get("phase").map_err(&get)?;
-            let job_id: Option<i64> = r.try_get("job_id").map_err(&get)?;
-            let job_state: Option<String> = r.try_get("job_state").map_err(&get)?;
-            let job_updated: Option<i64> = r.try_get("job_updated_at").map_err(&get)?;
+        for (id, idx, phase, since, job_id, job_state, job_updated) in rows {
             let newest_job = match (job_id, job_state) {
-                (Some(id), Some(state)) => {
-                    Some((id, JobState::parse(&state)?, job_updated.unwrap_or(0)))
-                }
+                (Some(job), Some(state)) => Some((job, state, job_updated.unwrap_or(0))),
                 _ => None,
             };
             let candidate = StuckCandidate {
-                idx: r.try_get("idx").map_err(&get)?,
-                phase: Phase::parse(&phase)?,
-                since: r.try_get("since").map_err(&get)?,
+                idx,
+                phase,
+                since,
                 newest_job,
             };
-            let id: i64 = r.try_get("migration_id").map_err(&get)?;
             out.extend(stuck(&candidate, now).map(|b| (id, b)));
         }
         Ok(out)
@@ -263,7 +253,7 @@ impl Store {
     /// same kind for the same bucket, of buckets that have not failed (a
     /// failed bucket says it already); the newest few of each migration.
     async fn failed_jobs(&self, only: Option<i64>, now: i64) -> Result<Vec<(i64, Blocker)>> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<(i64, i64, String, Option<String>, Option<i64>)> = sqlx::query(&format!(
             "SELECT migration_id, id, kind, message, idx FROM (
                  SELECT j.migration_id, j.id, j.kind, j.message, b.idx,
                         ROW_NUMBER() OVER (PARTITION BY j.migration_id ORDER BY j.id DESC) AS rn
@@ -280,23 +270,14 @@ impl Store {
         ))
         .bind(now - super::FAILED_JOB_MS)
         .bind(FAILED_JOBS_READ)
-        .fetch_all(self.pool())
-        .await
-        .map_err(db("reading the failed jobs"))?;
-        rows.iter()
-            .map(|r| {
-                let get = db("reading the failed jobs");
-                let kind: String = r.try_get("kind").map_err(&get)?;
-                let message: Option<String> = r.try_get("message").map_err(&get)?;
-                let blocker = failed_job(
-                    &kind,
-                    r.try_get("id").map_err(&get)?,
-                    r.try_get("idx").map_err(&get)?,
-                    message.as_deref(),
-                );
-                Ok((r.try_get("migration_id").map_err(&get)?, blocker))
+        .all(self.pool(), "reading the failed jobs")
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(migration_id, id, kind, message, idx)| {
+                (migration_id, failed_job(&kind, id, idx, message.as_deref()))
             })
-            .collect()
+            .collect())
     }
 
     /// Client ramps below 100% that the gates hold back: the clients, the
@@ -355,25 +336,19 @@ impl Store {
     /// Every migration's gates that an engineer set (the others have the
     /// defaults).
     async fn every_gates(&self, only: Option<i64>) -> Result<BTreeMap<i64, Gates>> {
-        let rows = sqlx::query(&format!(
+        let gates: Vec<Gates> = sqlx::query(&format!(
             "SELECT * FROM client_gates g WHERE 1 = 1{}",
             scope("g.migration_id", only)
         ))
-        .fetch_all(self.pool())
-        .await
-        .map_err(db("reading the migrations' gates"))?;
-        rows.iter()
-            .map(|r| {
-                let gates = gates_from_row(r)?;
-                Ok((gates.migration_id, gates))
-            })
-            .collect()
+        .all(self.pool(), "reading the migrations' gates")
+        .await?;
+        Ok(gates.into_iter().map(|g| (g.migration_id, g)).collect())
     }
 
     /// Each client's shadow mismatch rate (percent) over its migration's
     /// gate window, for the clients that sent any comparison in it.
     async fn mismatch_rates(&self, only: Option<i64>) -> Result<BTreeMap<i64, f64>> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<(i64, i64, i64)> = sqlx::query(&format!(
             "SELECT s.client_id, COUNT(*) AS n,
                     COALESCE(SUM(CASE WHEN s.matched = 0 THEN 1 ELSE 0 END), 0) AS bad
              FROM shadow_results s
@@ -385,19 +360,11 @@ impl Store {
         ))
         .bind(crate::clock::now_ms())
         .bind(Gates::defaults(0).mismatch_window_ms)
-        .fetch_all(self.pool())
-        .await
-        .map_err(db("measuring the clients' mismatch rates"))?;
-        rows.iter()
-            .map(|r| {
-                let get = db("measuring the clients' mismatch rates");
-                let n: i64 = r.try_get("n").map_err(&get)?;
-                let bad: i64 = r.try_get("bad").map_err(&get)?;
-                Ok((
-                    r.try_get("client_id").map_err(&get)?,
-                    bad as f64 * 100.0 / n.max(1) as f64,
-                ))
-            })
-            .collect()
+        .all(self.pool(), "measuring the clients' mismatch rates")
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(client, n, bad)| (client, bad as f64 * 100.0 / n.max(1) as f64))
+            .collect())
     }
 }

@@ -2,23 +2,24 @@
 //! migration guide client owners read.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::audit::{self, AuditEntry};
 use crate::clients::gates::ensure_gates_row;
 use crate::clients::model::{client_entity, require_operate_or_owner};
 use crate::clock::now_ms;
+use crate::db::Run;
 use crate::error::{ControlError, Result};
 use crate::store::Store;
 use crate::users::Actor;
 
 /// One checklist item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ChecklistItem {
     pub id: i64,
     pub client_id: i64,
     pub position: i64,
     pub label: String,
+    #[sqlx(try_from = "crate::db::Flag")]
     pub done: bool,
     pub done_by: Option<String>,
     pub done_at: Option<i64>,
@@ -27,14 +28,10 @@ pub struct ChecklistItem {
 impl Store {
     /// A client's checklist, in order.
     pub async fn checklist(&self, client_id: i64) -> Result<Vec<ChecklistItem>> {
-        let rows = sqlx::query(
-            "SELECT * FROM client_checklist WHERE client_id = $1 ORDER BY position, id",
-        )
-        .bind(client_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading a checklist"))?;
-        rows.iter().map(item_from_row).collect()
+        sqlx::query("SELECT * FROM client_checklist WHERE client_id = $1 ORDER BY position, id")
+            .bind(client_id)
+            .all(self.pool(), "reading a checklist")
+            .await
     }
 
     /// Adds an item to a client's checklist (engineers).
@@ -54,26 +51,21 @@ impl Store {
         let client = self.client(client_id).await?;
         let mut tx = self.begin().await?;
         let id = insert_item(&mut tx, client_id, label).await?;
-        audit::record(
-            &mut tx,
+        audit::commit(
+            tx,
             AuditEntry::new(actor, "checklist.add", "client", client_entity(&client))
                 .details(serde_json::json!({ "label": label })),
+            "committing a checklist item",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a checklist item"))?;
         self.checklist_item(id).await
     }
 
     async fn checklist_item(&self, id: i64) -> Result<ChecklistItem> {
-        let row = sqlx::query("SELECT * FROM client_checklist WHERE id = $1")
+        sqlx::query("SELECT * FROM client_checklist WHERE id = $1")
             .bind(id)
-            .fetch_optional(self.pool())
+            .found(self.pool(), format!("checklist item {id}"))
             .await
-            .map_err(ControlError::db("reading a checklist item"))?
-            .ok_or_else(|| ControlError::NotFound(format!("there is no checklist item {id}")))?;
-        item_from_row(&row)
     }
 
     /// Ticks or unticks an item (engineers, or the client's owner).
@@ -86,39 +78,32 @@ impl Store {
         let item = self.checklist_item(item_id).await?;
         let client = self.client(item.client_id).await?;
         require_operate_or_owner(actor, &client, "ticking a checklist item")?;
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "UPDATE client_checklist SET done = $1, done_by = $2, done_at = $3 WHERE id = $4",
-        )
-        .bind(i64::from(done))
-        .bind(done.then_some(actor.name.as_str()))
-        .bind(done.then(now_ms))
-        .bind(item_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(ControlError::db("ticking a checklist item"))?;
-        audit::record(
-            &mut tx,
+        self.audited(
+            sqlx::query(
+                "UPDATE client_checklist SET done = $1, done_by = $2, done_at = $3 WHERE id = $4",
+            )
+            .bind(i64::from(done))
+            .bind(done.then_some(actor.name.as_str()))
+            .bind(done.then(now_ms))
+            .bind(item_id),
+            "ticking a checklist item",
             AuditEntry::new(actor, "checklist.tick", "client", client_entity(&client))
                 .from_state(if item.done { "done" } else { "open" })
                 .to_state(if done { "done" } else { "open" })
                 .details(serde_json::json!({ "label": item.label })),
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a checklist tick"))?;
         self.checklist_item(item_id).await
     }
 
     /// The migration guide's Markdown (empty when none is written yet).
     pub async fn guide(&self, migration_id: i64) -> Result<String> {
-        let row = sqlx::query("SELECT guide FROM client_gates WHERE migration_id = $1")
-            .bind(migration_id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(ControlError::db("reading a migration guide"))?;
-        Ok(row.map(|r| r.get::<String, _>("guide")).unwrap_or_default())
+        let guide: Option<(String,)> =
+            sqlx::query("SELECT guide FROM client_gates WHERE migration_id = $1")
+                .bind(migration_id)
+                .optional(self.pool(), "reading a migration guide")
+                .await?;
+        Ok(guide.map(|(g,)| g).unwrap_or_default())
     }
 
     /// Replaces the migration guide (engineers).
@@ -135,32 +120,16 @@ impl Store {
         .bind(now_ms())
         .bind(&actor.name)
         .bind(migration_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(ControlError::db("saving the migration guide"))?;
-        audit::record(
-            &mut tx,
+        .run(&mut *tx, "saving the migration guide")
+        .await?;
+        audit::commit(
+            tx,
             AuditEntry::new(actor, "guide.edit", "migration", &migration.name)
                 .details(serde_json::json!({ "chars": markdown.len() })),
+            "committing the migration guide",
         )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing the migration guide"))
+        .await
     }
-}
-
-fn item_from_row(row: &sqlx::any::AnyRow) -> Result<ChecklistItem> {
-    let get = |e| ControlError::db("reading a checklist item")(e);
-    Ok(ChecklistItem {
-        id: row.try_get("id").map_err(get)?,
-        client_id: row.try_get("client_id").map_err(get)?,
-        position: row.try_get("position").map_err(get)?,
-        label: row.try_get("label").map_err(get)?,
-        done: row.try_get::<i64, _>("done").map_err(get)? != 0,
-        done_by: row.try_get("done_by").map_err(get)?,
-        done_at: row.try_get("done_at").map_err(get)?,
-    })
 }
 
 pub(crate) async fn insert_item(
@@ -175,8 +144,5 @@ pub(crate) async fn insert_item(
     )
     .bind(client_id)
     .bind(label)
-    .fetch_one(&mut **tx)
-    .await
-    .and_then(|r| r.try_get("id"))
-    .map_err(ControlError::db("adding a checklist item"))
+    .scalar(&mut **tx, "adding a checklist item").await
 }

@@ -3,14 +3,14 @@
 //! decommission limits, read, set and measured. The rules are in `rules.rs`.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use tern_ramp::Ramp;
 
 use crate::audit::{self, AuditEntry};
 use crate::clients::model::Client;
 use crate::clients::rules::{GateInputs, Gates, gate_reasons};
 use crate::clock::now_ms;
-use crate::error::{ControlError, Result};
+use crate::db::Run;
+use crate::error::Result;
 use crate::store::Store;
 use crate::users::Actor;
 
@@ -30,15 +30,11 @@ pub struct GateCheck {
 impl Store {
     /// A migration's gates (the defaults until an engineer sets them).
     pub async fn gates(&self, migration_id: i64) -> Result<Gates> {
-        let row = sqlx::query("SELECT * FROM client_gates WHERE migration_id = $1")
+        let gates = sqlx::query("SELECT * FROM client_gates WHERE migration_id = $1")
             .bind(migration_id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(ControlError::db("reading a migration's gates"))?;
-        let Some(row) = row else {
-            return Ok(Gates::defaults(migration_id));
-        };
-        gates_from_row(&row)
+            .optional(self.pool(), "reading a migration's gates")
+            .await?;
+        Ok(gates.unwrap_or_else(|| Gates::defaults(migration_id)))
     }
 
     /// Sets a migration's gates (engineers and admins).
@@ -60,18 +56,14 @@ impl Store {
         .bind(gates.quiet_days)
         .bind(gates.lock_days)
         .bind(gates.migration_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(ControlError::db("setting a migration's gates"))?;
-        audit::record(
-            &mut tx,
+        .run(&mut *tx, "setting a migration's gates").await?;
+        audit::commit(
+            tx,
             AuditEntry::new(actor, "gates.set", "migration", &migration.name)
                 .details(serde_json::json!({ "before": before, "after": gates })),
+            "committing a migration's gates",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a migration's gates"))?;
         self.gates(gates.migration_id).await
     }
 
@@ -91,21 +83,14 @@ impl Store {
         client_id: i64,
         window_ms: i64,
     ) -> Result<(Option<f64>, i64)> {
-        let row = sqlx::query(
+        let (n, bad): (i64, i64) = sqlx::query(
             "SELECT COUNT(*) AS n, COALESCE(SUM(CASE WHEN matched = 0 THEN 1 ELSE 0 END), 0) AS bad
              FROM shadow_results WHERE client_id = $1 AND at >= $2",
         )
         .bind(client_id)
         .bind(now_ms() - window_ms)
-        .fetch_one(self.pool())
-        .await
-        .map_err(ControlError::db("measuring a client's mismatch rate"))?;
-        let n: i64 = row
-            .try_get("n")
-            .map_err(ControlError::db("reading a count"))?;
-        let bad: i64 = row
-            .try_get("bad")
-            .map_err(ControlError::db("reading a count"))?;
+        .one(self.pool(), "measuring a client's mismatch rate")
+        .await?;
         Ok(((n > 0).then(|| bad as f64 * 100.0 / n as f64), n))
     }
 
@@ -134,20 +119,7 @@ impl Store {
     }
 }
 
-/// A migration's gates from a `client_gates` row.
-pub(crate) fn gates_from_row(row: &sqlx::any::AnyRow) -> Result<Gates> {
-    let get = |e| ControlError::db("reading a migration's gates")(e);
-    Ok(Gates {
-        migration_id: row.try_get("migration_id").map_err(get)?,
-        ramp_threshold: row.try_get("ramp_threshold").map_err(get)?,
-        min_accuracy: row.try_get("min_accuracy").map_err(get)?,
-        max_mismatch_rate: row.try_get("max_mismatch_rate").map_err(get)?,
-        mismatch_window_ms: row.try_get("mismatch_window_ms").map_err(get)?,
-        quiet_days: row.try_get("quiet_days").map_err(get)?,
-        lock_days: row.try_get("lock_days").map_err(get)?,
-    })
-}
-
+/// Creates a migration's `client_gates` row (with the defaults) when it has none.
 pub(crate) async fn ensure_gates_row(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     migration_id: i64,
@@ -156,8 +128,7 @@ pub(crate) async fn ensure_gates_row(
         "INSERT INTO client_gates (migration_id) VALUES ($1) ON CONFLICT (migration_id) DO NOTHING",
     )
     .bind(migration_id)
-    .execute(&mut **tx)
-    .await
-    .map_err(ControlError::db("creating a migration's gates"))?;
+    .run(&mut **tx, "creating a migration's gates")
+    .await?;
     Ok(())
 }

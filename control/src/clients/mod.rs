@@ -17,7 +17,6 @@ mod tokens;
 
 pub use checklist::ChecklistItem;
 pub use gates::GateCheck;
-pub(crate) use gates::gates_from_row;
 pub use model::*;
 pub use ramps::RampStep;
 pub(crate) use registry::insert_client;

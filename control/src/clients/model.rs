@@ -22,7 +22,7 @@ pub const DEFAULT_CHECKLIST: [&str; 5] = [
 pub const STATUSES: [&str; 4] = ["discovered", "not-started", "in-progress", "migrated"];
 
 /// A client service (or offline consumer) of a migration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Client {
     pub id: i64,
     pub migration_id: i64,
@@ -119,7 +119,7 @@ pub struct RampState {
 }
 
 /// What a valid token lets its bearer do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TokenGrant {
     pub token_id: i64,
     pub migration_id: i64,

@@ -2,25 +2,26 @@
 //! and the cached state the routing path reads per request.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use tern_ramp::Ramp;
 
 use crate::audit::{self, AuditEntry};
 use crate::clients::model::{Client, RampState, client_entity};
 use crate::clients::rules::{ramp_reason, ramp_refused};
 use crate::clock::now_ms;
-use crate::error::{ControlError, Result};
+use crate::db::Run;
+use crate::error::Result;
 use crate::store::Store;
 use crate::users::Actor;
 
 /// One ramp change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct RampStep {
     pub at: i64,
     pub from_ramp: i64,
     pub to_ramp: i64,
     pub actor: String,
     pub reason: String,
+    #[sqlx(try_from = "crate::db::Flag")]
     pub overridden: bool,
 }
 
@@ -67,9 +68,8 @@ impl Store {
         .bind(i64::from(to.millipercent()))
         .bind(now)
         .bind(client_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(ControlError::db("changing a read ramp"))?;
+        .run(&mut *tx, "changing a read ramp")
+        .await?;
         let full_reason = match (overridden, override_reason) {
             (true, Some(why)) => format!("{} (gate overridden: {why})", reason.trim()),
             _ => reason.trim().to_string(),
@@ -85,9 +85,7 @@ impl Store {
         .bind(&actor.name)
         .bind(&full_reason)
         .bind(i64::from(overridden))
-        .execute(&mut *tx)
-        .await
-        .map_err(ControlError::db("recording a ramp step"))?;
+        .run(&mut *tx, "recording a ramp step").await?;
         let mut entry = AuditEntry::new(
             actor,
             if overridden {
@@ -104,10 +102,7 @@ impl Store {
         if overridden {
             entry = entry.details(serde_json::json!({ "refused_because": check.reasons }));
         }
-        audit::record(&mut tx, entry).await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a ramp change"))?;
+        audit::commit(tx, entry, "committing a ramp change").await?;
         self.caches.clear_routing();
         tracing::info!(client = %client.name, from = %from, to = %to, "read ramp changed");
         self.client(client_id).await
@@ -126,25 +121,10 @@ impl Store {
 
     /// A client's ramp changes, oldest first.
     pub async fn ramp_steps(&self, client_id: i64) -> Result<Vec<RampStep>> {
-        let rows =
-            sqlx::query("SELECT * FROM client_ramp_steps WHERE client_id = $1 ORDER BY at, id")
-                .bind(client_id)
-                .fetch_all(self.pool())
-                .await
-                .map_err(ControlError::db("reading ramp steps"))?;
-        let get = |e| ControlError::db("reading a ramp step")(e);
-        rows.iter()
-            .map(|r| {
-                Ok(RampStep {
-                    at: r.try_get("at").map_err(get)?,
-                    from_ramp: r.try_get("from_ramp").map_err(get)?,
-                    to_ramp: r.try_get("to_ramp").map_err(get)?,
-                    actor: r.try_get("actor").map_err(get)?,
-                    reason: r.try_get("reason").map_err(get)?,
-                    overridden: r.try_get::<i64, _>("overridden").map_err(get)? != 0,
-                })
-            })
-            .collect()
+        sqlx::query("SELECT * FROM client_ramp_steps WHERE client_id = $1 ORDER BY at, id")
+            .bind(client_id)
+            .all(self.pool(), "reading ramp steps")
+            .await
     }
 
     /// The ramp of `client` in `migration`, cached for the routing path.

@@ -1,34 +1,13 @@
 //! Registering, reading and editing client services of a migration.
 
-use sqlx::Row;
-
 use crate::audit::{self, AuditEntry};
 use crate::clients::checklist::insert_item;
 use crate::clients::model::*;
 use crate::clock::now_ms;
+use crate::db::Run;
 use crate::error::{ControlError, Result};
 use crate::store::Store;
 use crate::users::Actor;
-
-fn client_from_row(row: &sqlx::any::AnyRow) -> Result<Client> {
-    let get = |e| ControlError::db("reading a client")(e);
-    Ok(Client {
-        id: row.try_get("id").map_err(get)?,
-        migration_id: row.try_get("migration_id").map_err(get)?,
-        migration_name: row.try_get("migration_name").map_err(get)?,
-        name: row.try_get("name").map_err(get)?,
-        owner_team: row.try_get("owner_team").map_err(get)?,
-        owner_contact: row.try_get("owner_contact").map_err(get)?,
-        kind: row.try_get("kind").map_err(get)?,
-        status: row.try_get("status").map_err(get)?,
-        ramp: row.try_get("ramp").map_err(get)?,
-        shadow_rate: row.try_get("shadow_rate").map_err(get)?,
-        shadow_rules: row.try_get("shadow_rules").map_err(get)?,
-        notes: row.try_get("notes").map_err(get)?,
-        created_at: row.try_get("created_at").map_err(get)?,
-        updated_at: row.try_get("updated_at").map_err(get)?,
-    })
-}
 
 const CLIENT_SELECT: &str = "SELECT c.*, m.name AS migration_name FROM clients c \
                              JOIN migrations m ON m.id = c.migration_id";
@@ -50,10 +29,8 @@ impl Store {
             sqlx::query("SELECT id, status FROM clients WHERE migration_id = $1 AND name = $2")
                 .bind(migration_id)
                 .bind(&name)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(ControlError::db("looking up a client"))?
-                .map(|r| (r.get::<i64, _>("id"), r.get::<String, _>("status")));
+                .optional(&mut *tx, "looking up a client")
+                .await?;
         let now = now_ms();
         let id = match existing {
             // A discovered client is registered by giving it an owner.
@@ -67,9 +44,8 @@ impl Store {
                 .bind(kind)
                 .bind(now)
                 .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(ControlError::db("registering a discovered client"))?;
+                .run(&mut *tx, "registering a discovered client")
+                .await?;
                 id
             }
             Some(_) => {
@@ -91,8 +67,8 @@ impl Store {
                 .await?
             }
         };
-        audit::record(
-            &mut tx,
+        audit::commit(
+            tx,
             AuditEntry::new(
                 actor,
                 "client.create",
@@ -101,43 +77,34 @@ impl Store {
             )
             .to_state("not-started")
             .details(serde_json::json!({ "owner_team": new.owner_team, "kind": kind })),
+            "committing a new client",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a new client"))?;
         self.client(id).await
     }
 
     /// The client with this id.
     pub async fn client(&self, id: i64) -> Result<Client> {
-        let row = sqlx::query(&format!("{CLIENT_SELECT} WHERE c.id = $1"))
+        sqlx::query(&format!("{CLIENT_SELECT} WHERE c.id = $1"))
             .bind(id)
-            .fetch_optional(self.pool())
+            .found(self.pool(), format!("client {id}"))
             .await
-            .map_err(ControlError::db(format!("reading client {id}")))?;
-        match row {
-            Some(row) => client_from_row(&row),
-            None => Err(ControlError::NotFound(format!("there is no client {id}"))),
-        }
     }
 
     /// The client `name` of the migration named `migration`.
     pub async fn client_by_name(&self, migration: &str, name: &str) -> Result<Client> {
-        let row = sqlx::query(&format!(
+        sqlx::query(&format!(
             "{CLIENT_SELECT} WHERE m.name = $1 AND c.name = $2"
         ))
         .bind(migration)
         .bind(name)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(ControlError::db("reading a client"))?;
-        match row {
-            Some(row) => client_from_row(&row),
-            None => Err(ControlError::NotFound(format!(
+        .optional(self.pool(), "reading a client")
+        .await?
+        .ok_or_else(|| {
+            ControlError::NotFound(format!(
                 "migration `{migration}` has no client `{name}`: register it on the clients page"
-            ))),
-        }
+            ))
+        })
     }
 
     /// Clients of one migration (or of all, with `None`); the actor's own clients first.
@@ -146,17 +113,12 @@ impl Store {
         actor: &Actor,
         migration_id: Option<i64>,
     ) -> Result<Vec<Client>> {
-        let rows = sqlx::query(&format!(
+        let mut clients: Vec<Client> = sqlx::query(&format!(
             "{CLIENT_SELECT} WHERE ($1 IS NULL OR c.migration_id = $1) ORDER BY m.name, c.name"
         ))
         .bind(migration_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("listing clients"))?;
-        let mut clients = rows
-            .iter()
-            .map(client_from_row)
-            .collect::<Result<Vec<_>>>()?;
+        .all(self.pool(), "listing clients")
+        .await?;
         clients.sort_by_key(|c| !owns(actor, c));
         Ok(clients)
     }
@@ -191,34 +153,27 @@ impl Store {
                 ))
             })?;
         }
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "UPDATE clients SET owner_team = COALESCE($1, owner_team),
+        self.audited(
+            sqlx::query(
+                "UPDATE clients SET owner_team = COALESCE($1, owner_team),
                     owner_contact = COALESCE($2, owner_contact), kind = COALESCE($3, kind),
                     notes = COALESCE($4, notes), shadow_rate = COALESCE($5, shadow_rate),
                     shadow_rules = COALESCE($6, shadow_rules), updated_at = $7
              WHERE id = $8",
-        )
-        .bind(edit.owner_team.as_deref().map(str::trim))
-        .bind(edit.owner_contact.as_deref().map(str::trim))
-        .bind(kind)
-        .bind(edit.notes.as_deref())
-        .bind(edit.shadow_rate)
-        .bind(edit.shadow_rules.as_deref())
-        .bind(now_ms())
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(ControlError::db("editing a client"))?;
-        audit::record(
-            &mut tx,
+            )
+            .bind(edit.owner_team.as_deref().map(str::trim))
+            .bind(edit.owner_contact.as_deref().map(str::trim))
+            .bind(kind)
+            .bind(edit.notes.as_deref())
+            .bind(edit.shadow_rate)
+            .bind(edit.shadow_rules.as_deref())
+            .bind(now_ms())
+            .bind(id),
+            "editing a client",
             AuditEntry::new(actor, "client.edit", "client", client_entity(&client))
                 .details(serde_json::to_value(&edit).unwrap_or_default()),
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a client edit"))?;
         self.caches.clear_routing();
         self.client(id).await
     }
@@ -239,25 +194,18 @@ impl Store {
                 "a client cannot be moved back to discovered: use not-started".into(),
             ));
         }
-        let mut tx = self.begin().await?;
-        sqlx::query("UPDATE clients SET status = $1, updated_at = $2 WHERE id = $3")
-            .bind(status)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db("changing a client's status"))?;
-        audit::record(
-            &mut tx,
+        self.audited(
+            sqlx::query("UPDATE clients SET status = $1, updated_at = $2 WHERE id = $3")
+                .bind(status)
+                .bind(now_ms())
+                .bind(id),
+            "changing a client's status",
             AuditEntry::new(actor, "client.status", "client", client_entity(&client))
                 .from_state(client.status.clone())
                 .to_state(status)
                 .reason(reason),
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a client's status"))?;
         self.client(id).await
     }
 }
@@ -284,10 +232,7 @@ pub(crate) async fn insert_client(
     .bind(kind)
     .bind(status)
     .bind(now)
-    .fetch_one(&mut **tx)
-    .await
-    .and_then(|r| r.try_get("id"))
-    .map_err(ControlError::db("registering a client"))?;
+    .scalar(&mut **tx, "registering a client").await?;
     for label in DEFAULT_CHECKLIST {
         insert_item(tx, id, label).await?;
     }

@@ -10,7 +10,7 @@ use tern_ramp::Ramp;
 use crate::error::{ControlError, Result};
 
 /// Per-migration limits for ramps and decommissioning.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Gates {
     pub migration_id: i64,
     /// Ramps above this (millipercent) need the gates to hold.

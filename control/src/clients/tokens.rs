@@ -2,17 +2,17 @@
 //! listed by prefix, revoked, and checked per request through a short cache.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::audit::{self, AuditEntry};
 use crate::clients::model::{TokenGrant, client_entity, hash_token, require_operate_or_owner};
 use crate::clock::now_ms;
+use crate::db::Run;
 use crate::error::{ControlError, Result};
 use crate::store::Store;
 use crate::users::Actor;
 
 /// An API token as listed (never the token itself).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ApiToken {
     pub id: i64,
     pub migration_id: i64,
@@ -75,12 +75,9 @@ impl Store {
         .bind(&prefix)
         .bind(&actor.name)
         .bind(now_ms())
-        .fetch_one(&mut *tx)
-        .await
-        .and_then(|r| r.try_get("id"))
-        .map_err(ControlError::db("creating an API token"))?;
-        audit::record(
-            &mut tx,
+        .scalar(&mut *tx, "creating an API token").await?;
+        audit::commit(
+            tx,
             AuditEntry::new(
                 actor,
                 "token.create",
@@ -92,11 +89,9 @@ impl Store {
                 entity,
             )
             .details(serde_json::json!({ "token": prefix, "label": label })),
+            "committing an API token",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing an API token"))?;
         let listed = self
             .list_tokens(migration_id)
             .await?
@@ -108,41 +103,19 @@ impl Store {
 
     /// A migration's tokens, newest first.
     pub async fn list_tokens(&self, migration_id: i64) -> Result<Vec<ApiToken>> {
-        let rows = sqlx::query("SELECT * FROM api_tokens WHERE migration_id = $1 ORDER BY id DESC")
+        sqlx::query("SELECT * FROM api_tokens WHERE migration_id = $1 ORDER BY id DESC")
             .bind(migration_id)
-            .fetch_all(self.pool())
+            .all(self.pool(), "listing API tokens")
             .await
-            .map_err(ControlError::db("listing API tokens"))?;
-        let get = |e| ControlError::db("reading an API token")(e);
-        rows.iter()
-            .map(|r| {
-                Ok(ApiToken {
-                    id: r.try_get("id").map_err(get)?,
-                    migration_id: r.try_get("migration_id").map_err(get)?,
-                    client_id: r.try_get("client_id").map_err(get)?,
-                    label: r.try_get("label").map_err(get)?,
-                    prefix: r.try_get("prefix").map_err(get)?,
-                    created_by: r.try_get("created_by").map_err(get)?,
-                    created_at: r.try_get("created_at").map_err(get)?,
-                    revoked_at: r.try_get("revoked_at").map_err(get)?,
-                })
-            })
-            .collect()
     }
 
     /// Revokes a token; it stops working at once in this process.
     pub async fn revoke_token(&self, actor: &Actor, token_id: i64) -> Result<()> {
-        let row =
+        let (migration_id, client_id, prefix): (i64, Option<i64>, String) =
             sqlx::query("SELECT migration_id, client_id, prefix FROM api_tokens WHERE id = $1")
                 .bind(token_id)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(ControlError::db("reading an API token"))?
-                .ok_or_else(|| {
-                    ControlError::NotFound(format!("there is no API token {token_id}"))
-                })?;
-        let client_id: Option<i64> = row.get("client_id");
-        let prefix: String = row.get("prefix");
+                .found(self.pool(), format!("API token {token_id}"))
+                .await?;
         let entity = match client_id {
             Some(id) => {
                 let client = self.client(id).await?;
@@ -151,18 +124,16 @@ impl Store {
             }
             None => {
                 actor.require_operate("revoking a collector token")?;
-                self.migration(row.get("migration_id")).await?.name
+                self.migration(migration_id).await?.name
             }
         };
-        let mut tx = self.begin().await?;
-        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        self.audited(
+            sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+            )
             .bind(now_ms())
-            .bind(token_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db("revoking an API token"))?;
-        audit::record(
-            &mut tx,
+            .bind(token_id),
+            "revoking an API token",
             AuditEntry::new(
                 actor,
                 "token.revoke",
@@ -176,9 +147,6 @@ impl Store {
             .details(serde_json::json!({ "token": prefix })),
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a token revocation"))?;
         self.caches.clear_routing();
         Ok(())
     }
@@ -191,28 +159,15 @@ impl Store {
         if let Some(grant) = self.caches.tokens.get(&hash) {
             return Ok(grant);
         }
-        let row = sqlx::query(
-            "SELECT t.id, t.migration_id, m.name AS migration_name, c.name AS client_name
+        let grant = sqlx::query(
+            "SELECT t.id AS token_id, t.migration_id, m.name AS migration_name, c.name AS client
              FROM api_tokens t JOIN migrations m ON m.id = t.migration_id
              LEFT JOIN clients c ON c.id = t.client_id
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
         )
         .bind(&hash)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(ControlError::db("checking an API token"))?;
-        let grant = match row {
-            Some(r) => {
-                let get = |e| ControlError::db("reading an API token")(e);
-                Some(TokenGrant {
-                    token_id: r.try_get("id").map_err(get)?,
-                    migration_id: r.try_get("migration_id").map_err(get)?,
-                    migration_name: r.try_get("migration_name").map_err(get)?,
-                    client: r.try_get("client_name").map_err(get)?,
-                })
-            }
-            None => None,
-        };
+        .optional(self.pool(), "checking an API token")
+        .await?;
         self.caches.tokens.put(hash, grant.clone());
         Ok(grant)
     }

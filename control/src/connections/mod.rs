@@ -11,10 +11,12 @@ pub mod resolve;
 pub mod secret;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::any::AnyRow;
+use sqlx::{FromRow, Row};
 
 use crate::audit::{self, AuditEntry};
 use crate::clock::now_ms;
+use crate::db::Run;
 use crate::error::{ControlError, Result};
 use crate::store::Store;
 use crate::users::Actor;
@@ -164,56 +166,52 @@ pub fn url_of(c: &Connection, password: Option<&str>) -> String {
     format!("{}://{auth}{}{port}/{}{query}", c.kind, c.host, c.database)
 }
 
-fn connection_from_row(row: &sqlx::any::AnyRow) -> Result<Connection> {
-    let get = |e| ControlError::db("reading a connection")(e);
-    let secret_kind: String = row.try_get("secret_kind").map_err(get)?;
-    let secret: String = row.try_get("secret").map_err(get)?;
-    let secret_source = match secret_kind.as_str() {
-        // A reference names where the secret lives; it is not the secret.
-        "env" | "file" => secret.clone(),
-        other => other.to_string(),
-    };
-    Ok(Connection {
-        id: row.try_get("id").map_err(get)?,
-        name: row.try_get("name").map_err(get)?,
-        kind: row.try_get("kind").map_err(get)?,
-        host: row.try_get("host").map_err(get)?,
-        port: row.try_get("port").map_err(get)?,
-        database: row.try_get("database").map_err(get)?,
-        username: row.try_get("username").map_err(get)?,
-        options: row.try_get("options").map_err(get)?,
-        secret_set: secret_kind != "none",
-        secret_source,
-        created_by: row.try_get("created_by").map_err(get)?,
-        created_at: row.try_get("created_at").map_err(get)?,
-        updated_at: row.try_get("updated_at").map_err(get)?,
-    })
+/// A connection's secret is not read back: only whether it is set and,
+/// for a reference, where it lives.
+impl<'r> FromRow<'r, AnyRow> for Connection {
+    fn from_row(row: &'r AnyRow) -> sqlx::Result<Connection> {
+        let secret_kind: String = row.try_get("secret_kind")?;
+        let secret_source = match secret_kind.as_str() {
+            // A reference names where the secret lives; it is not the secret.
+            "env" | "file" => row.try_get("secret")?,
+            other => other.to_string(),
+        };
+        Ok(Connection {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            kind: row.try_get("kind")?,
+            host: row.try_get("host")?,
+            port: row.try_get("port")?,
+            database: row.try_get("database")?,
+            username: row.try_get("username")?,
+            options: row.try_get("options")?,
+            secret_set: secret_kind != "none",
+            secret_source,
+            created_by: row.try_get("created_by")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
 }
 
 impl Store {
     /// Every connection, by name (engineers and admins: specs name them).
     pub async fn list_connections(&self, actor: &Actor) -> Result<Vec<Connection>> {
         actor.require_operate("listing connections")?;
-        let rows = sqlx::query("SELECT * FROM connections ORDER BY name")
-            .fetch_all(self.pool())
+        sqlx::query("SELECT * FROM connections ORDER BY name")
+            .all(self.pool(), "listing connections")
             .await
-            .map_err(ControlError::db("listing connections"))?;
-        rows.iter().map(connection_from_row).collect()
     }
 
     /// One connection by name.
     pub async fn connection(&self, name: &str) -> Result<Connection> {
-        let row = sqlx::query("SELECT * FROM connections WHERE name = $1")
+        sqlx::query("SELECT * FROM connections WHERE name = $1")
             .bind(name)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(ControlError::db(format!("reading connection `{name}`")))?;
-        match row {
-            Some(r) => connection_from_row(&r),
-            None => Err(ControlError::NotFound(format!(
+            .optional(self.pool(), format!("reading connection `{name}`"))
+            .await?
+            .ok_or_else(|| ControlError::NotFound(format!(
                 "there is no connection `{name}`: an admin registers it under Admin › Connections or with `tern connection add {name}`"
-            ))),
-        }
+            )))
     }
 
     /// The stored form of a secret input: (kind, text), or `None` to keep.
@@ -265,27 +263,22 @@ impl Store {
         .bind(&secret)
         .bind(&actor.name)
         .bind(now)
-        .execute(&mut *tx)
+        .run(&mut *tx, format!("registering connection `{}`", input.name))
         .await
         .map_err(|e| {
-            let err = ControlError::db(format!("registering connection `{}`", input.name))(e);
-            if err.is_unique_violation() {
-                ControlError::Conflict(format!(
+            e.or_conflict(|| {
+                format!(
                     "a connection named `{}` exists already: edit it, or choose another name",
                     input.name
-                ))
-            } else {
-                err
-            }
+                )
+            })
         })?;
-        audit::record(
-            &mut tx,
+        audit::commit(
+            tx,
             audit_entry(actor, "connection.create", &input, secret_kind, None),
+            "committing a new connection",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a new connection"))?;
         self.connection(&input.name).await
     }
 
@@ -314,33 +307,26 @@ impl Store {
         .bind(input.username.trim())
         .bind(input.options.trim())
         .bind(now_ms())
-        .execute(&mut *tx)
-        .await
-        .map_err(ControlError::db(format!(
-            "changing connection `{}`",
-            input.name
-        )))?;
+        .run(&mut *tx, format!("changing connection `{}`", input.name))
+        .await?;
         if let Some((kind, secret)) = &sealed {
             sqlx::query("UPDATE connections SET secret_kind = $2, secret = $3 WHERE name = $1")
                 .bind(&input.name)
                 .bind(*kind)
                 .bind(secret)
-                .execute(&mut *tx)
-                .await
-                .map_err(ControlError::db(format!(
-                    "replacing the secret of `{}`",
-                    input.name
-                )))?;
+                .run(
+                    &mut *tx,
+                    format!("replacing the secret of `{}`", input.name),
+                )
+                .await?;
         }
         let kind = sealed.as_ref().map_or("unchanged", |(k, _)| *k);
-        audit::record(
-            &mut tx,
+        audit::commit(
+            tx,
             audit_entry(actor, "connection.update", &input, kind, Some(&before)),
+            "committing a connection change",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a connection change"))?;
         self.connection(&input.name).await
     }
 
@@ -349,38 +335,25 @@ impl Store {
     pub async fn remove_connection(&self, actor: &Actor, name: &str) -> Result<()> {
         actor.require_admin("removing a connection")?;
         let c = self.connection(name).await?;
-        let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM connections WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db(format!("removing connection `{name}`")))?;
-        audit::record(
-            &mut tx,
+        self.audited(
+            sqlx::query("DELETE FROM connections WHERE name = $1").bind(name),
+            format!("removing connection `{name}`"),
             AuditEntry::new(actor, "connection.remove", "connection", name)
                 .details(serde_json::json!({ "was": describe(&c) })),
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a connection removal"))
+        Ok(())
     }
 
     /// The URL a job connects with, its secret read now (decrypted or from
     /// its reference). Never show or log what this returns.
     pub async fn connection_url(&self, name: &str) -> Result<String> {
         let c = self.connection(name).await?;
-        let row = sqlx::query("SELECT secret_kind, secret FROM connections WHERE name = $1")
-            .bind(name)
-            .fetch_one(self.pool())
-            .await
-            .map_err(ControlError::db(format!("reading connection `{name}`")))?;
-        let kind: String = row
-            .try_get("secret_kind")
-            .map_err(ControlError::db("reading a connection"))?;
-        let stored: String = row
-            .try_get("secret")
-            .map_err(ControlError::db("reading a connection"))?;
+        let (kind, stored): (String, String) =
+            sqlx::query("SELECT secret_kind, secret FROM connections WHERE name = $1")
+                .bind(name)
+                .one(self.pool(), format!("reading connection `{name}`"))
+                .await?;
         let password = match kind.as_str() {
             "encrypted" => {
                 let key = self.secret_key().ok_or_else(|| {
@@ -409,20 +382,13 @@ impl Store {
                 secret::KEY_HELP
             ))
         })?;
-        let rows =
+        let rows: Vec<(String, String)> =
             sqlx::query("SELECT name, secret FROM connections WHERE secret_kind = 'encrypted'")
-                .fetch_all(self.pool())
-                .await
-                .map_err(ControlError::db("reading connection secrets"))?;
+                .all(self.pool(), "reading connection secrets")
+                .await?;
         let mut changed = 0;
         let mut tx = self.begin().await?;
-        for row in rows {
-            let name: String = row
-                .try_get("name")
-                .map_err(ControlError::db("reading a connection"))?;
-            let stored: String = row
-                .try_get("secret")
-                .map_err(ControlError::db("reading a connection"))?;
+        for (name, stored) in rows {
             if key.is_current(&name, &stored) {
                 continue;
             }
@@ -431,22 +397,17 @@ impl Store {
                 .bind(&name)
                 .bind(&sealed)
                 .bind(now_ms())
-                .execute(&mut *tx)
-                .await
-                .map_err(ControlError::db(format!(
-                    "re-encrypting the secret of `{name}`"
-                )))?;
+                .run(&mut *tx, format!("re-encrypting the secret of `{name}`"))
+                .await?;
             changed += 1;
         }
-        audit::record(
-            &mut tx,
+        audit::commit(
+            tx,
             AuditEntry::new(actor, "connection.rekey", "connection", "*")
                 .details(serde_json::json!({ "re_encrypted": changed })),
+            "committing re-encrypted secrets",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing re-encrypted secrets"))?;
         Ok(changed)
     }
 }

@@ -12,11 +12,11 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::buckets::Phase;
 use crate::clock::now_ms;
-use crate::error::{ControlError, Result};
+use crate::db::Run;
+use crate::error::Result;
 use crate::jobs::{Job, JobKind, JobState};
 use crate::store::Store;
 
@@ -381,7 +381,7 @@ impl Store {
     /// migration id), in two queries whatever the number of buckets.
     pub async fn forecasts(&self, migration_id: Option<i64>) -> Result<BTreeMap<i64, Forecast>> {
         let loaded = "CASE WHEN rows_copied >= planned_rows THEN 1 ELSE 0 END";
-        let rows = sqlx::query(&format!(
+        let rows: Vec<(i64, Phase, i64, i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>)> = sqlx::query(&format!(
             "SELECT migration_id, phase, CAST({loaded} AS BIGINT) AS loaded, CAST(COUNT(*) AS BIGINT) AS n,
                     CAST(SUM(planned_rows) AS BIGINT) AS planned,
                     CAST(SUM(rows_copied) AS BIGINT) AS copied,
@@ -391,44 +391,34 @@ impl Store {
              GROUP BY migration_id, phase, {loaded}"
         ))
         .bind(migration_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("summing the buckets' work"))?;
+        .all(self.pool(), "summing the buckets' work")
+        .await?;
         let mut work: BTreeMap<i64, Vec<BucketWork>> = BTreeMap::new();
-        for r in &rows {
-            let get = |e| ControlError::db("reading the buckets' work")(e);
-            let phase: String = r.try_get("phase").map_err(get)?;
-            let loaded: i64 = r.try_get("loaded").map_err(get)?;
-            let sum = |c: &str| -> Result<i64> {
-                Ok(r.try_get::<Option<i64>, _>(c).map_err(get)?.unwrap_or(0))
-            };
-            work.entry(r.try_get("migration_id").map_err(get)?)
-                .or_default()
-                .push(BucketWork {
-                    phase: Phase::parse(&phase)?,
-                    loaded: loaded == 1,
-                    buckets: r.try_get("n").map_err(get)?,
-                    planned_rows: sum("planned")?,
-                    rows_copied: sum("copied")?,
-                    rows_short: sum("short")?,
-                    rows_max: sum("maxed")?,
-                });
+        for (id, phase, loaded, buckets, planned, copied, short, maxed) in rows {
+            let sum = |n: Option<i64>| n.unwrap_or(0);
+            work.entry(id).or_default().push(BucketWork {
+                phase,
+                loaded: loaded == 1,
+                buckets,
+                planned_rows: sum(planned),
+                rows_copied: sum(copied),
+                rows_short: sum(short),
+                rows_max: sum(maxed),
+            });
         }
         let now = now_ms();
-        let jobs = sqlx::query(
+        let jobs: Vec<Job> = sqlx::query(
             "SELECT * FROM jobs WHERE kind IN ('bulk-load', 'catch-up', 'verify')
                AND ($1 IS NULL OR migration_id = $1)
                AND (state = 'running' OR (state = 'succeeded' AND finished_at >= $2))",
         )
         .bind(migration_id)
         .bind(now - RECENT_MS)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading the jobs' measured rates"))?;
+        .all(self.pool(), "reading the jobs' measured rates")
+        .await?;
         let mut rates: BTreeMap<i64, Vec<Measured>> = BTreeMap::new();
         let mut recent: BTreeMap<i64, Vec<Job>> = BTreeMap::new();
-        for row in &jobs {
-            let job = crate::jobs::job_from_row(row)?;
+        for job in jobs {
             let Some(id) = job.migration_id else { continue };
             if let Some(m) = measured(&job, now) {
                 rates.entry(id).or_default().push(m);

@@ -20,4 +20,3 @@ mod requests;
 pub use model::*;
 pub use params::{BucketParams, FixParams, RepairParams, VerifyParams};
 pub use queue::enqueue;
-pub(crate) use queue::job_from_row;

@@ -63,6 +63,8 @@ pub enum JobState {
     Cancelled,
 }
 
+crate::db::stored_as_text!(JobKind, JobState);
+
 impl JobState {
     pub const ALL: [JobState; 6] = [
         JobState::Queued,

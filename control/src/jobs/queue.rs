@@ -1,47 +1,51 @@
 //! The queue in the store: enqueuing, reading, leasing, heartbeats and the
 //! end of a job (which moves its bucket as the end implies).
 
-use sqlx::Row;
+use sqlx::any::AnyRow;
+use sqlx::{FromRow, Row};
 
 use crate::access::Actor;
 use crate::audit::{self, AuditEntry};
 use crate::clock::now_ms;
+use crate::db::{self, Run};
 use crate::error::{ControlError, Result};
 use crate::jobs::model::*;
 use crate::jobs::requests::move_bucket_after_job;
 use crate::store::{Dialect, Store};
 
-pub(crate) fn job_from_row(row: &sqlx::any::AnyRow) -> Result<Job> {
-    let get = |e| ControlError::db("reading a job")(e);
-    let kind: String = row.try_get("kind").map_err(get)?;
-    let state: String = row.try_get("state").map_err(get)?;
-    let requested: Option<String> = row.try_get("requested").map_err(get)?;
-    let params: String = row.try_get("params").map_err(get)?;
-    Ok(Job {
-        id: row.try_get("id").map_err(get)?,
-        migration_id: row.try_get("migration_id").map_err(get)?,
-        bucket_id: row.try_get("bucket_id").map_err(get)?,
-        kind: JobKind::parse(&kind)?,
-        params: serde_json::from_str(&params)
-            .map_err(|e| ControlError::Internal(format!("job params are not JSON: {e}")))?,
-        state: JobState::parse(&state)?,
-        requested: requested.as_deref().and_then(Request::parse),
-        rate_limit: row.try_get("rate_limit").map_err(get)?,
-        worker: row.try_get("worker").map_err(get)?,
-        lease_expires_at: row.try_get("lease_expires_at").map_err(get)?,
-        attempts: row.try_get("attempts").map_err(get)?,
-        lease_token: row.try_get("lease_token").map_err(get)?,
-        rows_done: row.try_get("rows_done").map_err(get)?,
-        rows_total: row.try_get("rows_total").map_err(get)?,
-        rate: row.try_get("rate").map_err(get)?,
-        eta_seconds: row.try_get("eta_seconds").map_err(get)?,
-        message: row.try_get("message").map_err(get)?,
-        created_by: row.try_get("created_by").map_err(get)?,
-        created_at: row.try_get("created_at").map_err(get)?,
-        started_at: row.try_get("started_at").map_err(get)?,
-        updated_at: row.try_get("updated_at").map_err(get)?,
-        finished_at: row.try_get("finished_at").map_err(get)?,
-    })
+/// A job's params are JSON text; its request, when unknown, is none.
+impl<'r> FromRow<'r, AnyRow> for Job {
+    fn from_row(row: &'r AnyRow) -> sqlx::Result<Job> {
+        let requested: Option<String> = row.try_get("requested")?;
+        let params: String = row.try_get("params")?;
+        Ok(Job {
+            id: row.try_get("id")?,
+            migration_id: row.try_get("migration_id")?,
+            bucket_id: row.try_get("bucket_id")?,
+            kind: row.try_get("kind")?,
+            params: serde_json::from_str(&params).map_err(|e| sqlx::Error::ColumnDecode {
+                index: "params".into(),
+                source: e.into(),
+            })?,
+            state: row.try_get("state")?,
+            requested: requested.as_deref().and_then(Request::parse),
+            rate_limit: row.try_get("rate_limit")?,
+            worker: row.try_get("worker")?,
+            lease_expires_at: row.try_get("lease_expires_at")?,
+            attempts: row.try_get("attempts")?,
+            lease_token: row.try_get("lease_token")?,
+            rows_done: row.try_get("rows_done")?,
+            rows_total: row.try_get("rows_total")?,
+            rate: row.try_get("rate")?,
+            eta_seconds: row.try_get("eta_seconds")?,
+            message: row.try_get("message")?,
+            created_by: row.try_get("created_by")?,
+            created_at: row.try_get("created_at")?,
+            started_at: row.try_get("started_at")?,
+            updated_at: row.try_get("updated_at")?,
+            finished_at: row.try_get("finished_at")?,
+        })
+    }
 }
 
 /// Enqueues a job inside the caller's transaction (so the job and the change
@@ -60,7 +64,7 @@ pub async fn enqueue(
     // The store keeps one active relay per migration and one active run per
     // fix (unique partial indexes, migration 0008): of any number of racing
     // requests exactly one gets here without a unique violation.
-    let row = sqlx::query(
+    let id: i64 = sqlx::query(
         "INSERT INTO jobs (migration_id, bucket_id, kind, params, state, rate_limit,
                            created_by, created_at, updated_at, fix_id)
          VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $7, $8) RETURNING id",
@@ -73,16 +77,9 @@ pub async fn enqueue(
     .bind(&actor.name)
     .bind(now)
     .bind(fix_id)
-    .fetch_one(&mut **tx)
+    .scalar(&mut **tx, format!("enqueuing a {} job", job.kind.as_str()))
     .await
-    .map_err(ControlError::db(format!(
-        "enqueuing a {} job",
-        job.kind.as_str()
-    )))
     .map_err(|e| already_active(e, job))?;
-    let id: i64 = row
-        .try_get("id")
-        .map_err(ControlError::db("reading a job id"))?;
     audit::record(
         tx,
         AuditEntry::new(actor, "job.create", "job", id)
@@ -127,23 +124,16 @@ impl Store {
         actor.require_operate(&format!("starting a {} job", job.kind.as_str()))?;
         let mut tx = self.begin().await?;
         let id = enqueue(&mut tx, actor, &job).await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a new job"))?;
+        db::commit(tx, "committing a new job").await?;
         self.job(id).await
     }
 
     /// The job with this id.
     pub async fn job(&self, id: i64) -> Result<Job> {
-        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
+        sqlx::query("SELECT * FROM jobs WHERE id = $1")
             .bind(id)
-            .fetch_optional(self.pool())
+            .found(self.pool(), format!("job {id}"))
             .await
-            .map_err(ControlError::db(format!("reading job {id}")))?;
-        match row {
-            Some(row) => job_from_row(&row),
-            None => Err(ControlError::NotFound(format!("there is no job {id}"))),
-        }
     }
 
     /// Jobs of a migration (or of one bucket), newest first.
@@ -153,7 +143,7 @@ impl Store {
         bucket_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Job>> {
-        let rows = sqlx::query(
+        sqlx::query(
             "SELECT * FROM jobs
              WHERE ($1 IS NULL OR migration_id = $1) AND ($2 IS NULL OR bucket_id = $2)
              ORDER BY id DESC LIMIT $3",
@@ -161,10 +151,8 @@ impl Store {
         .bind(migration_id)
         .bind(bucket_id)
         .bind(limit.clamp(1, 10_000))
-        .fetch_all(self.pool())
+        .all(self.pool(), "listing jobs")
         .await
-        .map_err(ControlError::db("listing jobs"))?;
-        rows.iter().map(job_from_row).collect()
     }
 
     /// Leases the oldest job of one of `kinds` that is queued, or running with
@@ -190,10 +178,8 @@ impl Store {
         let mut tx = self.begin().await?;
         let token: i64 =
             sqlx::query("UPDATE lease_counter SET value = value + 1 WHERE id = 1 RETURNING value")
-                .fetch_one(&mut *tx)
-                .await
-                .and_then(|r| r.try_get("value"))
-                .map_err(ControlError::db("taking a lease token"))?;
+                .scalar(&mut *tx, "taking a lease token")
+                .await?;
         let kind_list = (0..kinds.len())
             .map(|i| format!("${}", i + 5))
             .collect::<Vec<_>>()
@@ -218,18 +204,11 @@ impl Store {
         for kind in kinds {
             query = query.bind(kind.as_str());
         }
-        let row = query
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(ControlError::db("leasing a job"))?;
-        let Some(row) = row else {
+        let Some(job): Option<Job> = query.optional(&mut *tx, "leasing a job").await? else {
             let _ = tx.rollback().await;
             return Ok(None);
         };
-        let job = job_from_row(&row)?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a lease"))?;
+        db::commit(tx, "committing a lease").await?;
         if job.attempts > 1 {
             tracing::info!(job = job.id, kind = job.kind.as_str(), %worker, attempt = job.attempts,
                 "took over a job whose lease expired");
@@ -249,7 +228,7 @@ impl Store {
         progress: &Progress,
     ) -> Result<Heartbeat> {
         let now = now_ms();
-        let row = sqlx::query(
+        let lease: Option<(Option<String>, Option<f64>)> = sqlx::query(
             "UPDATE jobs
              SET lease_expires_at = $1, rows_done = $2, rows_total = $3, rate = $4,
                  eta_seconds = $5, message = COALESCE($6, message), updated_at = $7
@@ -266,22 +245,14 @@ impl Store {
         .bind(job_id)
         .bind(worker)
         .bind(token)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(ControlError::db(format!(
-            "renewing the lease of job {job_id}"
-        )))?;
-        let Some(row) = row else {
+        .optional(self.pool(), format!("renewing the lease of job {job_id}"))
+        .await?;
+        let Some((requested, rate_limit)) = lease else {
             return Ok(Heartbeat::LeaseLost);
         };
-        let requested: Option<String> = row
-            .try_get("requested")
-            .map_err(ControlError::db("reading a job request"))?;
         Ok(Heartbeat::Continue {
             requested: requested.as_deref().and_then(Request::parse),
-            rate_limit: row
-                .try_get("rate_limit")
-                .map_err(ControlError::db("reading a job rate"))?,
+            rate_limit,
         })
     }
 
@@ -300,7 +271,7 @@ impl Store {
         let finished = state.is_final().then_some(now);
         let bucket_id = self.job(job_id).await?.bucket_id;
         let mut tx = self.begin().await?;
-        let done = sqlx::query(
+        let changed = sqlx::query(
             "UPDATE jobs
              SET state = $1, message = COALESCE($2, message), requested = NULL, worker = NULL,
                  lease_expires_at = NULL, updated_at = $3, finished_at = $4,
@@ -314,10 +285,9 @@ impl Store {
         .bind(job_id)
         .bind(worker)
         .bind(token)
-        .execute(&mut *tx)
-        .await
-        .map_err(ControlError::db(format!("finishing job {job_id}")))?;
-        if done.rows_affected() == 0 {
+        .run(&mut *tx, format!("finishing job {job_id}"))
+        .await?;
+        if changed == 0 {
             return Ok(false);
         }
         let actor = Actor {
@@ -339,9 +309,7 @@ impl Store {
                 move_bucket_after_job(&mut tx, &actor, bucket_id, next, &why).await?;
             }
         }
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a finished job"))?;
+        db::commit(tx, "committing a finished job").await?;
         Ok(true)
     }
 }

@@ -2,12 +2,11 @@
 //! job sees the request at its next heartbeat; a queued or paused one changes
 //! at once, and its bucket with it.
 
-use sqlx::Row;
-
 use crate::access::Actor;
 use crate::audit::{self, AuditEntry};
 use crate::buckets::move_bucket_in;
 use crate::clock::now_ms;
+use crate::db::Run;
 use crate::error::{ControlError, Result};
 use crate::jobs::model::*;
 use crate::phases::Phase;
@@ -49,17 +48,16 @@ impl Store {
             }
             _ => "UPDATE jobs SET requested = $1, updated_at = $2 WHERE id = $3 AND state = 'running'",
         };
-        let done = sqlx::query(sql)
+        let changed = sqlx::query(sql)
             .bind(request.as_str())
             .bind(now_ms())
             .bind(job_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db(format!(
-                "asking job {job_id} to {}",
-                request.as_str()
-            )))?;
-        if done.rows_affected() == 0 {
+            .run(
+                &mut *tx,
+                format!("asking job {job_id} to {}", request.as_str()),
+            )
+            .await?;
+        if changed == 0 {
             return Err(ControlError::Conflict(format!(
                 "job {job_id} changed state meanwhile: reload and try again"
             )));
@@ -73,21 +71,15 @@ impl Store {
             let why = format!("job {job_id} {} by {}", to_state.as_str(), actor.name);
             move_bucket_after_job(&mut tx, actor, bucket_id, next, &why).await?;
         }
-        audit::record(
-            &mut tx,
-            AuditEntry::new(actor, format!("job.{}", request.as_str()), "job", job_id)
-                .from_state(job.state.as_str())
-                .to_state(if to_state == job.state {
-                    format!("{} ({} requested)", job.state.as_str(), request.as_str())
-                } else {
-                    to_state.as_str().to_string()
-                })
-                .reason(reason),
-        )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a job request"))?;
+        let entry = AuditEntry::new(actor, format!("job.{}", request.as_str()), "job", job_id)
+            .from_state(job.state.as_str())
+            .to_state(if to_state == job.state {
+                format!("{} ({} requested)", job.state.as_str(), request.as_str())
+            } else {
+                to_state.as_str().to_string()
+            })
+            .reason(reason);
+        audit::commit(tx, entry, "committing a job request").await?;
         self.job(job_id).await
     }
 
@@ -95,7 +87,7 @@ impl Store {
     pub async fn resume_job(&self, actor: &Actor, job_id: i64, reason: &str) -> Result<Job> {
         actor.require_operate("resuming a job")?;
         let mut tx = self.begin().await?;
-        let done = sqlx::query(
+        let changed = sqlx::query(
             // The message said "paused at a checkpoint": no longer true.
             "UPDATE jobs SET state = 'queued', requested = NULL, updated_at = $1,
                     message = 'resumed: waits for a worker, then continues from its checkpoint'
@@ -103,10 +95,9 @@ impl Store {
         )
         .bind(now_ms())
         .bind(job_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(ControlError::db(format!("resuming job {job_id}")))?;
-        if done.rows_affected() == 0 {
+        .run(&mut *tx, format!("resuming job {job_id}"))
+        .await?;
+        if changed == 0 {
             let job = self.job(job_id).await?;
             return Err(ControlError::Conflict(format!(
                 "job {job_id} is {}: only a paused job can be resumed",
@@ -118,17 +109,11 @@ impl Store {
                 move_bucket_after_job(&mut tx, actor, bucket_id, resume, reason).await?;
             }
         }
-        audit::record(
-            &mut tx,
-            AuditEntry::new(actor, "job.resume", "job", job_id)
-                .from_state("paused")
-                .to_state("queued")
-                .reason(reason),
-        )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a job resume"))?;
+        let entry = AuditEntry::new(actor, "job.resume", "job", job_id)
+            .from_state("paused")
+            .to_state("queued")
+            .reason(reason);
+        audit::commit(tx, entry, "committing a job resume").await?;
         self.job(job_id).await
     }
 
@@ -157,22 +142,13 @@ impl Store {
             .bind(rate)
             .bind(now_ms())
             .bind(job_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db(format!(
-                "changing the rate of job {job_id}"
-            )))?;
-        audit::record(
-            &mut tx,
-            AuditEntry::new(actor, "job.rate", "job", job_id)
-                .from_state(fmt(job.rate_limit))
-                .to_state(fmt(rate))
-                .reason(reason),
-        )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a rate change"))?;
+            .run(&mut *tx, format!("changing the rate of job {job_id}"))
+            .await?;
+        let entry = AuditEntry::new(actor, "job.rate", "job", job_id)
+            .from_state(fmt(job.rate_limit))
+            .to_state(fmt(rate))
+            .reason(reason);
+        audit::commit(tx, entry, "committing a rate change").await?;
         self.job(job_id).await
     }
 }
@@ -187,13 +163,10 @@ pub(crate) async fn move_bucket_after_job(
     next: Phase,
     reason: &str,
 ) -> Result<()> {
-    let phase: String = sqlx::query("SELECT phase, resume_phase FROM buckets WHERE id = $1")
+    let from: Phase = sqlx::query("SELECT phase FROM buckets WHERE id = $1")
         .bind(bucket_id)
-        .fetch_one(&mut **tx)
-        .await
-        .and_then(|r| r.try_get("phase"))
-        .map_err(ControlError::db(format!("reading bucket {bucket_id}")))?;
-    let from = Phase::parse(&phase)?;
+        .scalar(&mut **tx, format!("reading bucket {bucket_id}"))
+        .await?;
     if crate::phases::job_may_move(from, next) {
         match move_bucket_in(tx, actor, bucket_id, next, reason).await {
             Ok(_) => {}

@@ -3,10 +3,10 @@
 //! shows on the overview and gates further switches.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::clock::now_ms;
-use crate::error::{ControlError, Result};
+use crate::db::{self, Run};
+use crate::error::Result;
 use crate::store::Store;
 
 /// The last drift check of one switched bucket.
@@ -25,9 +25,8 @@ impl Store {
             .bind(rows.max(0))
             .bind(now_ms())
             .bind(bucket_id)
-            .execute(self.pool())
-            .await
-            .map_err(ControlError::db("recording a drift check"))?;
+            .run(self.pool(), "recording a drift check")
+            .await?;
         Ok(())
     }
 
@@ -35,7 +34,7 @@ impl Store {
     /// whose writes are held now, read without the other buckets' rows (a
     /// migration page asks every few seconds).
     pub async fn switched_and_held(&self, migration_id: i64) -> Result<(Vec<i64>, Vec<i64>)> {
-        let rows = sqlx::query(
+        let rows: Vec<(i64, i64, i64)> = sqlx::query(
             "SELECT idx, CASE WHEN write_primary = 'new' THEN 1 ELSE 0 END AS switched,
                     CASE WHEN held_by IS NOT NULL THEN 1 ELSE 0 END AS held
              FROM buckets
@@ -43,20 +42,14 @@ impl Store {
              ORDER BY idx",
         )
         .bind(migration_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading the switched buckets"))?;
+        .all(self.pool(), "reading the switched buckets")
+        .await?;
         let (mut switched, mut held) = (Vec::new(), Vec::new());
-        for r in &rows {
-            let get = |c: &str| -> Result<i64> {
-                r.try_get(c)
-                    .map_err(ControlError::db("reading a switched bucket"))
-            };
-            let idx = get("idx")?;
-            if get("switched")? == 1 {
+        for (idx, is_switched, is_held) in rows {
+            if is_switched == 1 {
                 switched.push(idx);
             }
-            if get("held")? == 1 {
+            if is_held == 1 {
                 held.push(idx);
             }
         }
@@ -65,20 +58,13 @@ impl Store {
 
     /// The switched buckets whose last check found the stores different.
     pub async fn drifted_buckets(&self, migration_id: i64) -> Result<Vec<i64>> {
-        let rows = sqlx::query(
+        sqlx::query(
             "SELECT idx FROM buckets WHERE migration_id = $1 AND write_primary = 'new'
                AND drift_rows > 0 ORDER BY idx",
         )
         .bind(migration_id)
-        .fetch_all(self.pool())
+        .column(self.pool(), "reading drifted buckets")
         .await
-        .map_err(ControlError::db("reading drifted buckets"))?;
-        rows.iter()
-            .map(|r| {
-                r.try_get("idx")
-                    .map_err(ControlError::db("reading a drifted bucket"))
-            })
-            .collect()
     }
 
     /// The switched buckets due a drift check: never checked, or checked
@@ -88,22 +74,15 @@ impl Store {
         migration_id: i64,
         before: i64,
     ) -> Result<Vec<i64>> {
-        let rows = sqlx::query(
+        sqlx::query(
             "SELECT id FROM buckets WHERE migration_id = $1 AND write_primary = 'new'
                AND held_by IS NULL AND (drift_checked_at IS NULL OR drift_checked_at < $2)
              ORDER BY COALESCE(drift_checked_at, 0), idx",
         )
         .bind(migration_id)
         .bind(before)
-        .fetch_all(self.pool())
+        .column(self.pool(), "reading buckets due a drift check")
         .await
-        .map_err(ControlError::db("reading buckets due a drift check"))?;
-        rows.iter()
-            .map(|r| {
-                r.try_get("id")
-                    .map_err(ControlError::db("reading a bucket id"))
-            })
-            .collect()
     }
 }
 
@@ -117,18 +96,14 @@ impl Store {
     /// result as the bucket's drift and leaves its phase alone. Answers the
     /// jobs queued.
     pub async fn run_drift_watch(&self, every: std::time::Duration) -> Result<Vec<i64>> {
-        let migrations = sqlx::query(
+        let migrations: Vec<i64> = sqlx::query(
             "SELECT id FROM migrations WHERE status = 'active' AND completed_at IS NULL",
         )
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("listing migrations for the drift watch"))?;
+        .column(self.pool(), "listing migrations for the drift watch")
+        .await?;
         let before = now_ms() - i64::try_from(every.as_millis()).unwrap_or(i64::MAX / 2);
         let mut queued = Vec::new();
-        for m in &migrations {
-            let migration_id: i64 = m
-                .try_get("id")
-                .map_err(ControlError::db("reading a migration id"))?;
+        for migration_id in migrations {
             let due = self.buckets_due_drift_check(migration_id, before).await?;
             if due.is_empty() {
                 continue;
@@ -140,24 +115,15 @@ impl Store {
                     "SELECT COUNT(*) AS n FROM jobs WHERE bucket_id = $1 AND state IN ('queued', 'running', 'paused')",
                 )
                 .bind(bucket_id)
-                .fetch_one(&mut *tx)
-                .await
-                .and_then(|r| r.try_get("n"))
-                .map_err(ControlError::db("looking for a bucket's jobs"))?;
+                .scalar(&mut *tx, "looking for a bucket's jobs").await?;
                 if busy > 0 {
                     continue;
                 }
-                let b = sqlx::query("SELECT table_name, table_bucket FROM buckets WHERE id = $1")
-                    .bind(bucket_id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(ControlError::db("reading a switched bucket"))?;
-                let table: Option<String> = b
-                    .try_get("table_name")
-                    .map_err(ControlError::db("reading a bucket"))?;
-                let index: Option<i64> = b
-                    .try_get("table_bucket")
-                    .map_err(ControlError::db("reading a bucket"))?;
+                let (table, index): (Option<String>, Option<i64>) =
+                    sqlx::query("SELECT table_name, table_bucket FROM buckets WHERE id = $1")
+                        .bind(bucket_id)
+                        .one(&mut *tx, "reading a switched bucket")
+                        .await?;
                 let job = crate::jobs::NewJob {
                     migration_id: Some(migration_id),
                     bucket_id: Some(bucket_id),
@@ -179,9 +145,7 @@ impl Store {
                     crate::jobs::enqueue(&mut tx, &crate::users::Actor::system(), &job).await?,
                 );
             }
-            tx.commit()
-                .await
-                .map_err(ControlError::db("queueing drift checks"))?;
+            db::commit(tx, "queueing drift checks").await?;
         }
         Ok(queued)
     }

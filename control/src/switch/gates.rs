@@ -5,17 +5,19 @@
 //! rolling back needs a switched bucket and a running forward relay.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::buckets::{Bucket, Phase};
-use crate::error::{ControlError, Result};
+use crate::db::{self, Run};
+use crate::error::Result;
 use crate::store::Store;
 use crate::switch::Direction;
 
 /// Whether a target table's mapping inverts, as last checked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ReversePath {
+    #[sqlx(rename = "table_name")]
     pub table: String,
+    #[sqlx(try_from = "crate::db::Flag")]
     pub reversible: bool,
     /// Why not, when it does not (or what the check found).
     pub reason: String,
@@ -43,9 +45,8 @@ impl Store {
         sqlx::query("DELETE FROM reverse_paths WHERE migration_id = $1 AND table_name = $2")
             .bind(migration_id)
             .bind(table)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db("recording a reverse path"))?;
+            .run(&mut *tx, "recording a reverse path")
+            .await?;
         sqlx::query(
             "INSERT INTO reverse_paths (migration_id, table_name, reversible, reason, checked_at)
              VALUES ($1, $2, $3, $4, $5)",
@@ -55,35 +56,20 @@ impl Store {
         .bind(i64::from(reversible))
         .bind(reason)
         .bind(crate::clock::now_ms())
-        .execute(&mut *tx)
-        .await
-        .map_err(ControlError::db("recording a reverse path"))?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("recording a reverse path"))
+        .run(&mut *tx, "recording a reverse path")
+        .await?;
+        db::commit(tx, "recording a reverse path").await
     }
 
     /// Every table's reverse path as last checked.
     pub async fn reverse_paths(&self, migration_id: i64) -> Result<Vec<ReversePath>> {
-        let rows = sqlx::query(
+        sqlx::query(
             "SELECT table_name, reversible, reason, checked_at FROM reverse_paths
              WHERE migration_id = $1 ORDER BY table_name",
         )
         .bind(migration_id)
-        .fetch_all(self.pool())
+        .all(self.pool(), "reading reverse paths")
         .await
-        .map_err(ControlError::db("reading reverse paths"))?;
-        let get = |e| ControlError::db("reading a reverse path")(e);
-        rows.iter()
-            .map(|r| {
-                Ok(ReversePath {
-                    table: r.try_get("table_name").map_err(get)?,
-                    reversible: r.try_get::<i64, _>("reversible").map_err(get)? != 0,
-                    reason: r.try_get("reason").map_err(get)?,
-                    checked_at: r.try_get("checked_at").map_err(get)?,
-                })
-            })
-            .collect()
     }
 
     /// Whether a job of `kind` runs for the migration now.
@@ -93,10 +79,7 @@ impl Store {
         )
         .bind(migration_id)
         .bind(kind)
-        .fetch_one(self.pool())
-        .await
-        .and_then(|r| r.try_get("n"))
-        .map_err(ControlError::db("looking for a running relay"))?;
+        .scalar(self.pool(), "looking for a running relay").await?;
         Ok(n > 0)
     }
 

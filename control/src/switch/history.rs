@@ -2,19 +2,20 @@
 //! times: what the migration page lists.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
-use crate::error::{ControlError, Result};
+use crate::db::Run;
+use crate::error::Result;
 use crate::store::Store;
 
 /// One switch or rollback.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct SwitchRecord {
     pub id: i64,
     pub migration_id: i64,
     /// `switch` or `rollback`.
     pub direction: String,
     /// The buckets' indexes in the migration.
+    #[sqlx(try_from = "IdList")]
     pub buckets: Vec<i64>,
     /// `holding`, `draining`, `done` or `aborted`.
     pub state: String,
@@ -31,64 +32,53 @@ pub struct SwitchRecord {
     pub error: Option<String>,
 }
 
-pub(crate) fn switch_from_row(r: &sqlx::any::AnyRow) -> Result<SwitchRecord> {
-    let get = |e| ControlError::db("reading a switch")(e);
-    let buckets: String = r.try_get("buckets").map_err(get)?;
-    Ok(SwitchRecord {
-        id: r.try_get("id").map_err(get)?,
-        migration_id: r.try_get("migration_id").map_err(get)?,
-        direction: r.try_get("direction").map_err(get)?,
-        buckets: buckets
-            .split(',')
-            .filter_map(|s| s.trim().parse().ok())
-            .collect(),
-        state: r.try_get("state").map_err(get)?,
-        actor: r.try_get("actor").map_err(get)?,
-        reason: r.try_get("reason").map_err(get)?,
-        hold_version: r.try_get("hold_version").map_err(get)?,
-        clients_expected: r.try_get("clients_expected").map_err(get)?,
-        clients_acked: r.try_get("clients_acked").map_err(get)?,
-        started_at: r.try_get("started_at").map_err(get)?,
-        finished_at: r.try_get("finished_at").map_err(get)?,
-        hold_ms: r.try_get("hold_ms").map_err(get)?,
-        error: r.try_get("error").map_err(get)?,
-    })
+/// Bucket indexes as a switch stores them: `3,4,7`.
+pub struct IdList(Vec<i64>);
+
+impl IdList {
+    fn parse(text: &str) -> Result<IdList> {
+        Ok(IdList(
+            text.split(',')
+                .filter_map(|s| s.trim().parse().ok())
+                .collect(),
+        ))
+    }
+}
+
+crate::db::stored_as_text!(IdList);
+
+impl From<IdList> for Vec<i64> {
+    fn from(list: IdList) -> Vec<i64> {
+        list.0
+    }
 }
 
 impl Store {
     /// The latest switches and rollbacks of a migration, newest first.
     pub async fn list_switches(&self, migration_id: i64, limit: i64) -> Result<Vec<SwitchRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM switches WHERE migration_id = $1 ORDER BY id DESC LIMIT $2")
-                .bind(migration_id)
-                .bind(limit.clamp(1, 1000))
-                .fetch_all(self.pool())
-                .await
-                .map_err(ControlError::db("listing switches"))?;
-        rows.iter().map(switch_from_row).collect()
+        sqlx::query("SELECT * FROM switches WHERE migration_id = $1 ORDER BY id DESC LIMIT $2")
+            .bind(migration_id)
+            .bind(limit.clamp(1, 1000))
+            .all(self.pool(), "listing switches")
+            .await
     }
 
     /// One switch or rollback.
     pub async fn switch_record(&self, id: i64) -> Result<SwitchRecord> {
-        let row = sqlx::query("SELECT * FROM switches WHERE id = $1")
+        sqlx::query("SELECT * FROM switches WHERE id = $1")
             .bind(id)
-            .fetch_optional(self.pool())
+            .found(self.pool(), format!("switch {id}"))
             .await
-            .map_err(ControlError::db("reading a switch"))?
-            .ok_or_else(|| ControlError::NotFound(format!("there is no switch {id}")))?;
-        switch_from_row(&row)
     }
 
     /// When the migration was marked complete (decommissioned), if it was.
     pub async fn migration_completed_at(&self, migration_id: i64) -> Result<Option<i64>> {
-        sqlx::query("SELECT completed_at FROM migrations WHERE id = $1")
-            .bind(migration_id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(ControlError::db("reading whether a migration is complete"))?
-            .ok_or_else(|| ControlError::NotFound(format!("there is no migration {migration_id}")))?
-            .try_get("completed_at")
-            .map_err(ControlError::db("reading whether a migration is complete"))
+        let (completed_at,): (Option<i64>,) =
+            sqlx::query("SELECT completed_at FROM migrations WHERE id = $1")
+                .bind(migration_id)
+                .found(self.pool(), format!("migration {migration_id}"))
+                .await?;
+        Ok(completed_at)
     }
 }
 
@@ -113,7 +103,7 @@ impl Store {
     /// bucket's writes move to the new store) or completed have their
     /// buckets counted: the overview asks every few seconds.
     pub async fn sources_of_truth(&self) -> Result<Vec<SourceOfTruth>> {
-        let rows = sqlx::query(
+        let rows: Vec<(i64, String, Option<i64>, i64, i64)> = sqlx::query(
             "SELECT m.id, m.name, m.completed_at, COUNT(b.id) AS buckets,
                     COALESCE(SUM(CASE WHEN b.write_primary = 'new' THEN 1 ELSE 0 END), 0) AS switched
              FROM migrations m JOIN buckets b ON b.migration_id = m.id
@@ -122,23 +112,18 @@ impl Store {
                     OR EXISTS (SELECT 1 FROM switches s WHERE s.migration_id = m.id))
              GROUP BY m.id, m.name, m.completed_at ORDER BY m.name",
         )
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading the sources of truth"))?;
-        let get = |e| ControlError::db("reading a source of truth")(e);
+        .all(self.pool(), "reading the sources of truth")
+        .await?;
         let mut out = Vec::new();
-        for r in &rows {
-            let id: i64 = r.try_get("id").map_err(get)?;
-            let switched: i64 = r.try_get("switched").map_err(get)?;
-            let completed_at: Option<i64> = r.try_get("completed_at").map_err(get)?;
+        for (id, migration, completed_at, buckets, switched) in rows {
             let history = self.list_switches(id, 1).await?;
             if switched == 0 && completed_at.is_none() && history.is_empty() {
                 continue;
             }
             out.push(SourceOfTruth {
                 migration_id: id,
-                migration: r.try_get("name").map_err(get)?,
-                buckets: r.try_get("buckets").map_err(get)?,
+                migration,
+                buckets,
                 switched,
                 drifted: self.drifted_buckets(id).await?,
                 completed_at,

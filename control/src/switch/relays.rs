@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use sqlx::Row;
-
 use crate::clock::now_ms;
+use crate::db::Run;
 use crate::error::{ControlError, Result};
 use crate::store::Store;
 
@@ -17,23 +16,17 @@ impl Store {
     /// the table's plan), read together.
     pub async fn switched_set(&self, migration_id: i64) -> Result<(i64, Vec<(String, i64)>)> {
         let r = self.write_routing(migration_id).await?;
-        let rows = sqlx::query(
+        let rows: Vec<(Option<String>, Option<i64>)> = sqlx::query(
             "SELECT table_name, table_bucket FROM buckets
              WHERE migration_id = $1 AND write_primary = 'new' ORDER BY idx",
         )
         .bind(migration_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("reading the switched buckets"))?;
-        let get = |e| ControlError::db("reading a switched bucket")(e);
-        let mut set = Vec::new();
-        for row in &rows {
-            let t: Option<String> = row.try_get("table_name").map_err(get)?;
-            let i: Option<i64> = row.try_get("table_bucket").map_err(get)?;
-            if let (Some(t), Some(i)) = (t, i) {
-                set.push((t, i));
-            }
-        }
+        .all(self.pool(), "reading the switched buckets")
+        .await?;
+        let set = rows
+            .into_iter()
+            .filter_map(|(t, i)| Some((t?, i?)))
+            .collect();
         Ok((r.version, set))
     }
 
@@ -47,9 +40,7 @@ impl Store {
         .bind(job_id)
         .bind(version)
         .bind(now_ms())
-        .execute(self.pool())
-        .await
-        .map_err(ControlError::db("recording the set a relay filters by"))?;
+        .run(self.pool(), "recording the set a relay filters by").await?;
         Ok(())
     }
 
@@ -63,29 +54,22 @@ impl Store {
     ) -> Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let rows = sqlx::query(
+            let rows: Vec<(i64, String)> = sqlx::query(
                 "SELECT j.id, j.kind FROM jobs j LEFT JOIN relay_observed o ON o.job_id = j.id
                  WHERE j.migration_id = $1 AND j.kind IN ('relay', 'reverse-relay') AND j.state = 'running'
                    AND (o.routing_version IS NULL OR o.routing_version < $2)",
             )
             .bind(migration_id)
             .bind(version)
-            .fetch_all(self.pool())
-            .await
-            .map_err(ControlError::db("reading which relays show the switched set"))?;
+            .all(self.pool(), "reading which relays show the switched set")
+            .await?;
             if rows.is_empty() {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
                 let behind: Vec<String> = rows
                     .iter()
-                    .map(|r| {
-                        format!(
-                            "{} job {}",
-                            r.try_get::<String, _>("kind").unwrap_or_default(),
-                            r.try_get::<i64, _>("id").unwrap_or_default()
-                        )
-                    })
+                    .map(|(id, kind)| format!("{kind} job {id}"))
                     .collect();
                 return Err(ControlError::Conflict(format!(
                     "{} did not take the new switched buckets within {} ms: check that the relays run",
@@ -106,10 +90,8 @@ impl Store {
             "SELECT MAX(id) AS id FROM jobs WHERE migration_id = $1 AND kind = 'reverse-relay'",
         )
         .bind(migration_id)
-        .fetch_one(self.pool())
-        .await
-        .and_then(|r| r.try_get::<Option<i64>, _>("id"))
-        .map_err(ControlError::db("looking for the reverse relay"))?;
+        .scalar::<Option<i64>, _>(self.pool(), "looking for the reverse relay")
+        .await?;
         match newest {
             Some(id) => Ok(Some(self.job(id).await?)),
             None => Ok(None),
@@ -126,19 +108,15 @@ impl Store {
         actor.require_operate("starting the reverse relay")?;
         // An unknown migration is a 404, not a foreign-key failure.
         self.migration(migration_id).await?;
-        let active = sqlx::query(
-            "SELECT id FROM jobs WHERE migration_id = $1 AND kind = 'reverse-relay'
+        let active: Option<crate::jobs::Job> = sqlx::query(
+            "SELECT * FROM jobs WHERE migration_id = $1 AND kind = 'reverse-relay'
                AND state IN ('queued', 'running', 'paused') ORDER BY id DESC LIMIT 1",
         )
         .bind(migration_id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(ControlError::db("looking for the reverse relay"))?;
-        if let Some(row) = active {
-            let id: i64 = row
-                .try_get("id")
-                .map_err(ControlError::db("reading the reverse relay's job"))?;
-            return self.job(id).await;
+        .optional(self.pool(), "looking for the reverse relay")
+        .await?;
+        if let Some(job) = active {
+            return Ok(job);
         }
         self.enqueue_job(
             actor,

@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use tern_ramp::buckets::{KeyKind, bucket_of};
 
 use crate::clock::now_ms;
+use crate::db::{self, Run};
 use crate::error::{ControlError, Result};
 use crate::store::Store;
 
@@ -99,6 +99,18 @@ pub struct RoutingPickup {
 /// A client counts as active while it polled the write routing this recently.
 pub const ACTIVE_WINDOW: Duration = Duration::from_secs(30);
 
+/// A bucket's route as stored: index, table, index in the table, bounds,
+/// write primary and the switch holding it.
+type RouteRow = (
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<i64>,
+);
+
 fn window_start(window: Duration) -> i64 {
     now_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 2)
 }
@@ -108,41 +120,27 @@ impl Store {
     /// version and the primaries agree.
     pub async fn write_routing(&self, migration_id: i64) -> Result<WriteRouting> {
         let mut tx = self.begin().await?;
-        let head = sqlx::query("SELECT name, routing_version FROM migrations WHERE id = $1")
-            .bind(migration_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(ControlError::db("reading the write routing"))?
-            .ok_or_else(|| {
-                ControlError::NotFound(format!("there is no migration {migration_id}"))
-            })?;
-        let rows = sqlx::query(
+        let (migration, version): (String, i64) =
+            sqlx::query("SELECT name, routing_version FROM migrations WHERE id = $1")
+                .bind(migration_id)
+                .found(&mut *tx, format!("migration {migration_id}"))
+                .await?;
+        let rows: Vec<RouteRow> = sqlx::query(
             "SELECT idx, table_name, table_bucket, lo, hi, write_primary, held_by FROM buckets
              WHERE migration_id = $1 ORDER BY idx",
         )
         .bind(migration_id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(ControlError::db("reading the buckets' write primaries"))?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("reading the write routing"))?;
-        let get = |e| ControlError::db("reading a bucket's write primary")(e);
+        .all(&mut *tx, "reading the buckets' write primaries")
+        .await?;
+        db::commit(tx, "reading the write routing").await?;
         let mut tables: Vec<TableRoute> = Vec::new();
-        for r in &rows {
-            let table: Option<String> = r.try_get("table_name").map_err(get)?;
+        for (idx, table, index, lo, hi, primary, held) in rows {
             let table = table.unwrap_or_default();
-            let idx: i64 = r.try_get("idx").map_err(get)?;
-            let held: Option<i64> = r.try_get("held_by").map_err(get)?;
-            let primary: String = r.try_get("write_primary").map_err(get)?;
             let route = BucketRoute {
-                index: r
-                    .try_get::<Option<i64>, _>("table_bucket")
-                    .map_err(get)?
-                    .unwrap_or(idx),
+                index: index.unwrap_or(idx),
                 idx,
-                lo: r.try_get("lo").map_err(get)?,
-                hi: r.try_get("hi").map_err(get)?,
+                lo,
+                hi,
                 primary: match (held, primary.as_str()) {
                     (Some(_), _) => Primary::Hold,
                     (None, "new") => Primary::New,
@@ -166,22 +164,20 @@ impl Store {
                 .to_string();
         }
         Ok(WriteRouting {
-            migration: head.try_get("name").map_err(get)?,
-            version: head.try_get("routing_version").map_err(get)?,
+            migration,
+            version,
             tables,
         })
     }
 
     /// The routing version of a migration.
     pub async fn routing_version(&self, migration_id: i64) -> Result<i64> {
-        sqlx::query("SELECT routing_version FROM migrations WHERE id = $1")
-            .bind(migration_id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(ControlError::db("reading the routing version"))?
-            .ok_or_else(|| ControlError::NotFound(format!("there is no migration {migration_id}")))?
-            .try_get("routing_version")
-            .map_err(ControlError::db("reading the routing version"))
+        let (version,): (i64,) =
+            sqlx::query("SELECT routing_version FROM migrations WHERE id = $1")
+                .bind(migration_id)
+                .found(self.pool(), format!("migration {migration_id}"))
+                .await?;
+        Ok(version)
     }
 
     /// Waits until the routing version passes `after` or `wait` runs out, and
@@ -214,11 +210,11 @@ impl Store {
             .bind(version)
             .bind(now_ms())
             .bind(client_id)
-            .execute(self.pool())
-            .await
-            .map_err(ControlError::db(
+            .run(
+                self.pool(),
                 "recording the routing version a client applied",
-            ))?;
+            )
+            .await?;
         Ok(())
     }
 
@@ -243,23 +239,20 @@ impl Store {
         version: i64,
         window: Duration,
     ) -> Result<(Vec<String>, Vec<String>)> {
-        let rows = sqlx::query(
+        let rows: Vec<(String, Option<i64>)> = sqlx::query(
             "SELECT name, routing_version FROM clients
              WHERE migration_id = $1 AND routing_seen_at >= $2 ORDER BY name",
         )
         .bind(migration_id)
         .bind(window_start(window))
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db(
+        .all(
+            self.pool(),
             "reading the clients that poll the write routing",
-        ))?;
-        let get = |e| ControlError::db("reading a client's routing version")(e);
+        )
+        .await?;
         let mut active = Vec::new();
         let mut behind = Vec::new();
-        for r in rows {
-            let name: String = r.try_get("name").map_err(get)?;
-            let v: Option<i64> = r.try_get("routing_version").map_err(get)?;
+        for (name, v) in rows {
             if v.unwrap_or(-1) < version {
                 behind.push(name.clone());
             }

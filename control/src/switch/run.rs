@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use crate::audit::{self, AuditEntry};
 use crate::buckets::{Bucket, Phase, move_bucket_in};
 use crate::clock::now_ms;
+use crate::db::{self, Run};
 use crate::error::{ControlError, Result};
 use crate::migrations::Migration;
 use crate::store::Store;
@@ -70,16 +71,12 @@ async fn bump_version(
 ) -> Result<i64> {
     sqlx::query("UPDATE migrations SET routing_version = routing_version + 1 WHERE id = $1")
         .bind(migration_id)
-        .execute(&mut **tx)
-        .await
-        .map_err(ControlError::db("bumping the routing version"))?;
-    use sqlx::Row;
+        .run(&mut **tx, "bumping the routing version")
+        .await?;
     sqlx::query("SELECT routing_version FROM migrations WHERE id = $1")
         .bind(migration_id)
-        .fetch_one(&mut **tx)
+        .scalar(&mut **tx, "reading the routing version")
         .await
-        .and_then(|r| r.try_get("routing_version"))
-        .map_err(ControlError::db("reading the routing version"))
 }
 
 impl Store {
@@ -206,13 +203,10 @@ impl Store {
         sqlx::query("UPDATE buckets SET write_primary = $1 WHERE held_by = $2")
             .bind(primary)
             .bind(switch_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db("flipping the held buckets' write primary"))?;
+            .run(&mut *tx, "flipping the held buckets' write primary")
+            .await?;
         let v = bump_version(&mut tx, migration_id).await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a flip"))?;
+        db::commit(tx, "committing a flip").await?;
         self.routing_changed();
         Ok(v)
     }
@@ -232,8 +226,7 @@ impl Store {
             .active_clients_at(migration.id, i64::MAX, opts.active_window)
             .await?;
         let mut tx = self.begin().await?;
-        use sqlx::Row;
-        let inserted = sqlx::query(
+        let switch_id: i64 = sqlx::query(
             "INSERT INTO switches (migration_id, direction, buckets, state, actor, reason,
                                    clients_expected, started_at)
              VALUES ($1, $2, $3, 'holding', $4, $5, $6, $7) RETURNING id",
@@ -245,23 +238,16 @@ impl Store {
         .bind(reason)
         .bind(expected.len() as i64)
         .bind(now_ms())
-        .fetch_one(&mut *tx)
-        .await;
-        let switch_id: i64 = match inserted {
-            Ok(row) => row
-                .try_get("id")
-                .map_err(ControlError::db("reading the new switch's id"))?,
-            Err(e)
-                if e.as_database_error()
-                    .is_some_and(|d| d.is_unique_violation()) =>
-            {
-                return Err(ControlError::Conflict(format!(
+        .scalar(&mut *tx, "starting a switch")
+        .await
+        .map_err(|e| {
+            e.or_conflict(|| {
+                format!(
                     "migration `{}` has a switch or rollback under way: wait for it to finish (its hold is bounded) and try again",
                     migration.name
-                )));
-            }
-            Err(e) => return Err(ControlError::db("starting a switch")(e)),
-        };
+                )
+            })
+        })?;
         let version = bump_version(&mut tx, migration.id).await?;
         for b in buckets {
             let done = sqlx::query(
@@ -270,10 +256,8 @@ impl Store {
             .bind(switch_id)
             .bind(b.id)
             .bind(from)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db("holding a bucket's writes"))?;
-            if done.rows_affected() == 0 {
+            .run(&mut *tx, "holding a bucket's writes").await?;
+            if done == 0 {
                 return Err(ControlError::Conflict(format!(
                     "bucket {} changed meanwhile: reload and try again",
                     b.idx
@@ -283,11 +267,10 @@ impl Store {
         sqlx::query("UPDATE switches SET hold_version = $1 WHERE id = $2")
             .bind(version)
             .bind(switch_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db("recording the hold version"))?;
-        audit::record(
-            &mut tx,
+            .run(&mut *tx, "recording the hold version")
+            .await?;
+        audit::commit(
+            tx,
             AuditEntry::new(
                 actor,
                 &format!("{}.hold", direction.as_str()),
@@ -299,11 +282,9 @@ impl Store {
                 "switch": switch_id, "buckets": idxs, "routing_version": version,
                 "clients": expected,
             })),
+            "committing a hold",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a hold"))?;
         Ok((switch_id, version, expected))
     }
 
@@ -344,9 +325,8 @@ impl Store {
             .bind(state)
             .bind(acked)
             .bind(id)
-            .execute(self.pool())
-            .await
-            .map_err(ControlError::db("recording a switch's progress"))?;
+            .run(self.pool(), "recording a switch's progress")
+            .await?;
         Ok(())
     }
 
@@ -378,9 +358,8 @@ impl Store {
         let mut tx = self.begin().await?;
         sqlx::query("UPDATE buckets SET held_by = NULL WHERE held_by = $1")
             .bind(switch_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db("releasing a hold"))?;
+            .run(&mut *tx, "releasing a hold")
+            .await?;
         bump_version(&mut tx, migration.id).await?;
         sqlx::query(
             "UPDATE switches SET state = 'aborted', finished_at = $1, hold_ms = $2, error = $3 WHERE id = $4",
@@ -389,21 +368,17 @@ impl Store {
         .bind(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX))
         .bind(why)
         .bind(switch_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(ControlError::db("recording an aborted switch"))?;
-        audit::record(
-            &mut tx,
+        .run(&mut *tx, "recording an aborted switch").await?;
+        audit::commit(
+            tx,
             AuditEntry::new(actor, "switch.abort", "migration", migration.name.clone())
                 .reason(why)
                 .details(
                     serde_json::json!({ "switch": switch_id, "hold_ms": hold.as_millis() as i64 }),
                 ),
+            "committing a release",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a release"))?;
         self.routing_changed();
         tracing::warn!(migration = %migration.name, switch = switch_id, why, "switch aborted, writes released");
         Ok(())
@@ -430,9 +405,8 @@ impl Store {
             .bind(to)
             .bind(b.id)
             .bind(switch_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(ControlError::db("flipping a bucket's write primary"))?;
+            .run(&mut *tx, "flipping a bucket's write primary")
+            .await?;
             let why = format!("{} #{switch_id}", direction.as_str());
             match direction {
                 Direction::Switch => {
@@ -456,12 +430,11 @@ impl Store {
         .bind(now_ms())
         .bind(hold_ms)
         .bind(switch_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(ControlError::db("recording a finished switch"))?;
+        .run(&mut *tx, "recording a finished switch")
+        .await?;
         let idxs: Vec<i64> = buckets.iter().map(|b| b.idx).collect();
-        audit::record(
-            &mut tx,
+        audit::commit(
+            tx,
             AuditEntry::new(
                 actor,
                 &format!("{}.done", direction.as_str()),
@@ -474,11 +447,9 @@ impl Store {
             .details(
                 serde_json::json!({ "switch": switch_id, "buckets": idxs, "hold_ms": hold_ms }),
             ),
+            "committing a switch",
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(ControlError::db("committing a switch"))?;
         self.routing_changed();
         tracing::info!(migration = %migration.name, buckets = %list(&idxs), direction = direction.as_str(), hold_ms, "switched");
         self.switch_record(switch_id).await
@@ -491,27 +462,19 @@ impl Store {
         migration_id: i64,
         opts: SwitchOptions,
     ) -> Result<usize> {
-        use sqlx::Row;
         let limit = (opts.ack_timeout + opts.drain_timeout + Duration::from_secs(30)).as_millis();
-        let rows = sqlx::query(
+        let rows: Vec<(i64, i64)> = sqlx::query(
             "SELECT id, started_at FROM switches WHERE migration_id = $1 AND state IN ('holding', 'draining') AND started_at < $2",
         )
         .bind(migration_id)
         .bind(now_ms() - i64::try_from(limit).unwrap_or(i64::MAX / 2))
-        .fetch_all(self.pool())
-        .await
-        .map_err(ControlError::db("looking for stale holds"))?;
+        .all(self.pool(), "looking for stale holds")
+        .await?;
         if rows.is_empty() {
             return Ok(0);
         }
         let migration = self.migration(migration_id).await?;
-        for r in &rows {
-            let id: i64 = r
-                .try_get("id")
-                .map_err(ControlError::db("reading a stale switch"))?;
-            let started: i64 = r
-                .try_get("started_at")
-                .map_err(ControlError::db("reading a stale switch"))?;
+        for &(id, started) in &rows {
             let held = Duration::from_millis(u64::try_from(now_ms() - started).unwrap_or(0));
             self.release(
                 &Actor::system(),
