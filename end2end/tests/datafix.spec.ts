@@ -1,12 +1,9 @@
-import { execFileSync } from 'node:child_process';
 import { expect, test } from '@playwright/test';
-import { consoleErrors, hydrated, signIn } from './helpers';
+import { consoleErrors, hydrated, psql, signIn } from './helpers';
 
 // A members table on the local PostgreSQL server, two of whose first names are
 // longer than 1,000 characters.
 const db = `tern_e2e_fix_${Date.now()}`;
-const psql = (database: string, sql: string) =>
-  execFileSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-qd', database, '-c', sql]);
 
 test.beforeAll(() => {
   psql('postgres', `CREATE DATABASE ${db}`);

@@ -1,8 +1,5 @@
-import { Browser, expect, Locator, Page, test } from '@playwright/test';
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
-import { consoleErrors, hydrated, signIn } from './helpers';
+import { expect, Locator, Page, test } from '@playwright/test';
+import { bucketActions, consoleErrors, demoDir, hydrated, range, shot, signedInPage, signIn } from './helpers';
 
 // The newcomer's journey on the demo itself (`tern demo`'s stores and its
 // migration `messages-demo`, 16 buckets of contacts and messages, a live
@@ -18,16 +15,7 @@ import { consoleErrors, hydrated, signIn } from './helpers';
 // stays until dismissed, or until the board has shown for a few seconds that
 // the state it describes changed: reading it is reliable too.
 
-const shots = path.resolve(__dirname, '../screenshots');
-// The demo's data directory (see playwright.config.ts).
-const demoDir = path.join(os.tmpdir(), `tern-e2e-${Number(process.env.TERN_E2E_PORT ?? 3100)}`, 'demo');
-const WIDE = { width: 1400, height: 1000 };
 const PHONE = { width: 390, height: 844 };
-
-async function shot(page: Page, name: string): Promise<void> {
-  fs.mkdirSync(shots, { recursive: true });
-  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
-}
 
 /** The page scrolls no wider than the window. */
 async function expectNoSidewaysScroll(page: Page): Promise<void> {
@@ -36,13 +24,6 @@ async function expectNoSidewaysScroll(page: Page): Promise<void> {
     width: window.innerWidth,
   }));
   expect(scroll, `${page.url()} scrolls sideways to ${scroll}px in a ${width}px window`).toBeLessThanOrEqual(width);
-}
-
-async function signedInPage(browser: Browser, user: string, viewport = WIDE): Promise<Page> {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
-  await signIn(page, user);
-  return page;
 }
 
 /** A number shown with thousands separators. */
@@ -90,31 +71,11 @@ test('an engineer takes the demo migration from planned to verified while the PM
   await expect(engineer.getByRole('button', { name: 'Next →' })).toBeVisible();
   await expect(engineer.getByTestId('bucket-grid')).not.toContainText('page_start');
   await hydrated(engineer);
-  const selected = engineer.getByTestId('bucket-actions').getByText(/\d+ selected/);
-  const all = engineer.getByRole('checkbox', { name: 'select all buckets' });
+  const buckets = bucketActions(engineer);
+  const { selected, act } = buckets;
   /** Selects buckets `from`..`to` (indexes, inclusive), or every bucket. */
-  const select = async (from?: number, to?: number) => {
-    // From no selection: the header box selects all listed, then none.
-    await all.check();
-    await all.uncheck();
-    await expect(selected).toHaveText('0 selected');
-    if (from === undefined || to === undefined) {
-      await all.check();
-    } else {
-      for (let i = from; i <= to; i++) await engineer.getByRole('checkbox', { name: `select bucket ${i}`, exact: true }).check();
-    }
-    await expect(selected).toHaveText(`${from === undefined || to === undefined ? 16 : to - from + 1} selected`);
-  };
-  const answer = engineer.getByTestId('action-result').or(engineer.getByTestId('action-error'));
-  /** Presses an action on the selected buckets and returns its answer (the
-   * previous answer dismissed first, so this one cannot be mistaken for it). */
-  const act = async (label: string): Promise<string> => {
-    await engineer.getByTestId('action-dismiss').click({ timeout: 2_000 }).catch(() => {});
-    await expect(answer).toHaveCount(0);
-    await engineer.getByTestId('bucket-actions').getByRole('button', { name: label, exact: true }).click();
-    await expect(answer).toBeVisible();
-    return (await answer.textContent()) ?? '';
-  };
+  const select = (from?: number, to?: number) =>
+    from === undefined || to === undefined ? buckets.selectAll(16) : buckets.select(...range(from, to));
   const inPhase = (phase: string, count: number, timeout = 240_000) =>
     expect(engineer.locator(`[data-testid=bucket-row][data-phase=${phase}]`)).toHaveCount(count, { timeout });
   const result = engineer.getByTestId('action-result');

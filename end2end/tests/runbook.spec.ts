@@ -1,36 +1,9 @@
-import { execFileSync } from 'node:child_process';
 import { expect, test } from '@playwright/test';
-import * as os from 'os';
-import * as path from 'path';
-import { consoleErrors, hydrated, PASSWORD, signIn } from './helpers';
+import { consoleErrors, contactsSpec, demoDir, hydrated, PASSWORD, psql, signIn } from './helpers';
 
-// The demo's data directory (see playwright.config.ts): its SQLite source is
-// the source of the migration this journey creates.
-const port = Number(process.env.TERN_E2E_PORT ?? 3100);
-const demoDir = path.join(os.tmpdir(), `tern-e2e-${port}`, 'demo');
-
-function journeySpec(target: string): string {
-  return `chunk_rows = 500
-[source]
-url = "sqlite://${demoDir}/source.db"
-[target]
-url = "sqlite://${target}?mode=rwc"
-
-[[tables]]
-name = "contacts"
-key = ["id"]
-buckets = 4
-[tables.source]
-table = "contacts"
-key = ["member_id", "id"]
-bucket = "member_id"
-[tables.columns]
-id = "id"
-member_id = "member_id"
-email = { from = "email", trim = true, lower = true }
-full_name = "full_name"
-`;
-}
+// The demo's SQLite source is the source of the migration this journey creates.
+const journeySpec = (target: string): string =>
+  contactsSpec(`sqlite://${demoDir}/source.db`, `sqlite://${target}?mode=rwc`);
 
 test('an engineer creates a migration from a spec and watches a throttled bulk load move without reloading', async ({ page }) => {
   const errors = consoleErrors(page);
@@ -102,8 +75,6 @@ test('a viewer sees the migration page without actions and the API refuses their
 // A quiet PostgreSQL source (no live writer), so verification compares a
 // settled source with the target.
 const pgDb = `tern_e2e_verify_${Date.now()}`;
-const psql = (database: string, sql: string) =>
-  execFileSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-qd', database, '-c', sql]);
 
 test.describe('verification journey', () => {
   test.beforeAll(() => {
@@ -130,9 +101,7 @@ test('an engineer installs capture, bulk-loads, ramps the relay to every key, ca
   await hydrated(page);
   await page.getByTestId('migration-name-input').fill(`verified-${Date.now()}`);
   await page.getByTestId('spec-input').fill(
-    journeySpec('unused')
-      .replace(`url = "sqlite://${demoDir}/source.db"`, `url = "postgres://postgres@127.0.0.1:5432/${pgDb}"`)
-      .replace('url = "sqlite://unused?mode=rwc"', `url = "postgres://postgres@127.0.0.1:5432/${pgDb}_target"`),
+    contactsSpec(`postgres://postgres@127.0.0.1:5432/${pgDb}`, `postgres://postgres@127.0.0.1:5432/${pgDb}_target`),
   );
   await page.getByTestId('create').click();
   await expect(page).toHaveURL(/\/migrations\/\d+$/);

@@ -1,9 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { Browser, expect, Page, test } from '@playwright/test';
+import { expect, Page, test } from '@playwright/test';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
-import { consoleErrors, hydrated, signIn } from './helpers';
+import { bucketActions, consoleErrors, contactsSpec, demoDir, hydrated, shot, signedInPage } from './helpers';
 
 // The end of the playbook (issue 17) in the browser: an engineer takes a
 // SQLite → SQLite migration of the demo's contacts to verified, switches
@@ -21,14 +20,10 @@ import { consoleErrors, hydrated, signIn } from './helpers';
 // is trimmed and lower-cased on the way in, so it does not invert alone;
 // rows go back by the old table's primary key, which an upsert needs).
 
-const port = Number(process.env.TERN_E2E_PORT ?? 3100);
-const demoDir = path.join(os.tmpdir(), `tern-e2e-${port}`, 'demo');
 const stamp = Date.now();
 const oldStore = path.join(demoDir, `switch-old-${stamp}.db`);
 const newStore = path.join(demoDir, `switch-new-${stamp}.db`);
 const name = `switch-${stamp}`;
-const shots = path.resolve(__dirname, '../screenshots');
-const WIDE = { width: 1400, height: 1000 };
 
 /** Runs SQL in a SQLite file with the sqlite3 shell (waiting out Tern's
  * own writers); throws with the shell's error when SQLite refuses. */
@@ -37,27 +32,11 @@ const sqlite = (file: string, sql: string): string =>
     .toString()
     .trim();
 
-function spec(): string {
-  return `chunk_rows = 500
-[source]
-url = "sqlite://${oldStore}"
-[target]
-url = "sqlite://${newStore}?mode=rwc"
-
-[[tables]]
-name = "contacts"
-key = ["id"]
-buckets = 4
-[tables.source]
-table = "contacts"
-key = ["member_id", "id"]
-bucket = "member_id"
-[tables.columns]
-id = "id"
-member_id = "member_id"
-email = { from = "email", trim = true, lower = true }
-full_name = "full_name"
-source = "source"
+const spec = (): string =>
+  contactsSpec(
+    `sqlite://${oldStore}`,
+    `sqlite://${newStore}?mode=rwc`,
+    `source = "source"
 updated_at = "updated_at"
 [tables.reverse]
 key = ["id"]
@@ -68,13 +47,8 @@ email = "email"
 full_name = "full_name"
 source = "source"
 updated_at = "updated_at"
-`;
-}
-
-async function shot(page: Page, file: string): Promise<void> {
-  fs.mkdirSync(shots, { recursive: true });
-  await page.screenshot({ path: path.join(shots, `${file}.png`), fullPage: true });
-}
+`,
+  );
 
 /** Each phase pill of the bucket table reads on one line (at 1,400 px the
  * table has the room; a pill broken inside its word is a cramped table). */
@@ -88,12 +62,6 @@ async function pillsOnOneLine(page: Page): Promise<void> {
   );
   expect(lines.length).toBeGreaterThan(0);
   for (const [phase, n] of lines) expect(n, `the pill "${phase}" wraps onto ${n} lines`).toBe(1);
-}
-
-async function signedInPage(browser: Browser, user: string): Promise<Page> {
-  const page = await (await browser.newContext({ viewport: WIDE })).newPage();
-  await signIn(page, user);
-  return page;
 }
 
 test.beforeAll(() => {
@@ -137,24 +105,7 @@ test('an engineer switches buckets to the new store and rolls one back; after de
   const rows = engineer.getByTestId('bucket-row');
   const inPhase = (phase: string, count: number) =>
     expect(engineer.locator(`[data-testid=bucket-row][data-phase=${phase}]`)).toHaveCount(count, { timeout: 120_000 });
-  const all = engineer.getByRole('checkbox', { name: 'select all buckets' });
-  const selected = engineer.getByTestId('bucket-actions').getByText(/\d+ selected/);
-  /** Selects exactly these buckets (by index). */
-  const select = async (...idx: number[]) => {
-    await all.check();
-    await all.uncheck();
-    await expect(selected).toHaveText('0 selected');
-    for (const i of idx) await engineer.getByRole('checkbox', { name: `select bucket ${i}`, exact: true }).check();
-    await expect(selected).toHaveText(`${idx.length} selected`);
-  };
-  const answer = engineer.getByTestId('action-result').or(engineer.getByTestId('action-error'));
-  const act = async (label: string): Promise<string> => {
-    await engineer.getByTestId('action-dismiss').click({ timeout: 2_000 }).catch(() => {});
-    await expect(answer).toHaveCount(0);
-    await engineer.getByTestId('bucket-actions').getByRole('button', { name: label, exact: true }).click();
-    await expect(answer).toBeVisible();
-    return (await answer.textContent()) ?? '';
-  };
+  const { select, act } = bucketActions(engineer);
 
   // Planned to verified: capture, load, relay every key, catch up, verify.
   await engineer.getByTestId('install-capture').click();

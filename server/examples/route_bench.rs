@@ -16,6 +16,10 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The store records the tests seed too.
+#[path = "../tests/it/seed.rs"]
+mod seed;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,51 +44,21 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn setup(data: &str) -> anyhow::Result<()> {
-    use tern_control::buckets::BucketPlan;
-    use tern_control::clients::NewClient;
-    use tern_control::migrations::NewMigration;
     use tern_control::{Actor, Store};
     let store = Store::open_sqlite_file(&std::path::Path::new(data).join("tern.db")).await?;
     let sys = Actor::system();
-    let m = store
-        .create_migration(
-            &sys,
-            NewMigration {
-                name: "bench".into(),
-                description: String::new(),
-                spec: "x = 1".into(),
-                buckets: vec![BucketPlan {
-                    idx: 0,
-                    lo: None,
-                    hi: None,
-                    planned_rows: 1,
-                    table_name: None,
-                    table_bucket: None,
-                }],
-            },
-        )
-        .await?;
-    let c = store
-        .create_client(
-            &sys,
-            m.id,
-            NewClient {
-                name: "svc".into(),
-                owner_team: "bench".into(),
-                ..Default::default()
-            },
-        )
-        .await?;
+    let m = seed::migration(&store, "bench", "x = 1".into(), 1).await?;
+    let c = seed::clients(&store, m, &["svc"], "bench").await?[0];
     store
         .set_ramp(
             &sys,
-            c.id,
+            c,
             tern_ramp::Ramp::parse("25%")?,
             "bench",
             Some("benchmark data"),
         )
         .await?;
-    let (_, token) = store.create_token(&sys, m.id, Some(c.id), "bench").await?;
+    let (_, token) = store.create_token(&sys, m, Some(c), "bench").await?;
     store.close().await;
     println!("{token}");
     Ok(())

@@ -1,6 +1,7 @@
 use tern_control::audit::{self, AuditEntry, AuditFilter};
 use tern_control::{Actor, ControlError, Role, Store};
 
+use crate::support::audit_of;
 use crate::{admin, both_stores, new_user};
 
 both_stores!(
@@ -41,15 +42,7 @@ both_stores!(
                 },
             )
             .await?;
-        let ramps = store
-            .list_audit(
-                &admin(),
-                &AuditFilter {
-                    action: Some("ramp".into()),
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let ramps = audit_of(&store, "ramp").await?;
         let limited = store
             .list_audit(
                 &admin(),

@@ -1,38 +1,20 @@
-use tern_control::audit::AuditFilter;
-use tern_control::buckets::BucketPlan;
-use tern_control::migrations::{MigrationSettings, NewMigration};
+use tern_control::migrations::MigrationSettings;
 use tern_control::verify_runs::NewVerifyRun;
 use tern_control::{ControlError, Store};
 
+use crate::support::{audit_of, bucket, create_migration};
 use crate::{admin, both_stores};
 
 async fn skewed(store: &Store) -> anyhow::Result<i64> {
     let sizes = [
         9_000, 1_000, 1_000, 1_000, 1_000, 1_000, 1_000, 1_000, 1_000, 1_000,
     ];
-    let m = store
-        .create_migration(
-            &admin(),
-            NewMigration {
-                name: "inmail".into(),
-                description: String::new(),
-                spec: "x = 1".into(),
-                buckets: sizes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, rows)| BucketPlan {
-                        idx: i as i64,
-                        lo: None,
-                        hi: None,
-                        planned_rows: *rows,
-                        table_name: None,
-                        table_bucket: None,
-                    })
-                    .collect(),
-            },
-        )
-        .await?;
-    Ok(m.id)
+    let buckets = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, rows)| bucket(i as i64, *rows))
+        .collect();
+    create_migration(store, "inmail", buckets).await
 }
 
 both_stores!(
@@ -86,15 +68,7 @@ both_stores!(
             "the schedule sets the next batch time"
         );
 
-        let events = store
-            .list_audit(
-                &admin(),
-                &AuditFilter {
-                    action: Some("migration.settings".into()),
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let events = audit_of(&store, "migration.settings").await?;
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].reason.as_deref(), Some("two-week cadence"));
         Ok(())

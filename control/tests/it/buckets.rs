@@ -1,37 +1,21 @@
-use tern_control::audit::AuditFilter;
-use tern_control::buckets::{BucketPlan, Phase};
-use tern_control::migrations::NewMigration;
+use tern_control::buckets::Phase;
 use tern_control::{Actor, ControlError, Role, Store};
 
+use crate::support::{audit_of, bucket, create_migration, walk_bucket};
 use crate::{admin, both_stores};
 
 async fn one_bucket(store: &Store) -> anyhow::Result<i64> {
-    let m = store
-        .create_migration(
-            &admin(),
-            NewMigration {
-                name: "contacts".into(),
-                description: String::new(),
-                spec: "x = 1".into(),
-                buckets: vec![BucketPlan {
-                    idx: 0,
-                    lo: None,
-                    hi: None,
-                    planned_rows: 10,
-                    table_name: None,
-                    table_bucket: None,
-                }],
-            },
-        )
-        .await?;
-    Ok(store.list_buckets(m.id).await?[0].id)
+    let m = create_migration(store, "contacts", vec![bucket(0, 10)]).await?;
+    Ok(store.list_buckets(m).await?[0].id)
 }
 
 both_stores!(
     a_bucket_walks_the_playbook_and_each_step_is_stamped_and_audited,
     |store: Store| async move {
         let id = one_bucket(&store).await?;
-        for to in [
+        // This walk has no jobs: the phases that need evidence are an
+        // admin's override (the evidence itself is tested below).
+        let walk = [
             Phase::BulkLoading,
             Phase::Paused,
             Phase::BulkLoading,
@@ -41,15 +25,8 @@ both_stores!(
             Phase::Verifying,
             Phase::Verified,
             Phase::ReadsSwitching,
-        ] {
-            // This walk has no jobs: the phases that need evidence are an
-            // admin's override (the evidence itself is tested below).
-            if matches!(to, Phase::Loaded | Phase::CaughtUp | Phase::Verified) {
-                store.override_bucket_move(&admin(), id, to, "step").await?;
-            } else {
-                store.move_bucket(&admin(), id, to, "step").await?;
-            }
-        }
+        ];
+        walk_bucket(&store, id, &walk, "step").await?;
         // The source of truth moves with a switch (hold, drain, flip), never by hand.
         let by_hand = store
             .move_bucket(&admin(), id, Phase::Switched, "step")
@@ -62,15 +39,7 @@ both_stores!(
         assert_eq!(b.phase, Phase::ReadsSwitching);
         assert!(b.loaded_at.is_some() && b.caught_up_at.is_some() && b.verified_at.is_some());
 
-        let events = store
-            .list_audit(
-                &admin(),
-                &AuditFilter {
-                    action: Some("bucket.phase".into()),
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let events = audit_of(&store, "bucket.phase").await?;
         let moves: Vec<_> = events
             .iter()
             .filter(|e| e.action == "bucket.phase")
@@ -215,15 +184,7 @@ both_stores!(
         store
             .override_bucket_move(&admin(), id, Phase::CaughtUp, "caught up by the old tool")
             .await?;
-        let overrides = store
-            .list_audit(
-                &admin(),
-                &AuditFilter {
-                    action: Some("bucket.phase.override".into()),
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let overrides = audit_of(&store, "bucket.phase.override").await?;
         assert_eq!(overrides.len(), 1);
         assert_eq!(
             overrides[0].reason.as_deref(),

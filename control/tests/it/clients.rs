@@ -2,15 +2,13 @@
 //! shadow results, checklists, offline jobs, datasets and decommissioning.
 
 use serde_json::json;
-use tern_control::audit::AuditFilter;
-use tern_control::buckets::BucketPlan;
 use tern_control::clients::{ClientEdit, Gates, NewClient, Route};
-use tern_control::migrations::NewMigration;
 use tern_control::traffic::TrafficReport;
 use tern_control::verify_runs::NewVerifyRun;
 use tern_control::{Actor, ControlError, Role, Store};
 use tern_ramp::Ramp;
 
+use crate::support::{audit_of, bucket, create_migration};
 use crate::{admin, both_stores};
 
 fn engineer() -> Actor {
@@ -30,28 +28,11 @@ fn owner() -> Actor {
 }
 
 async fn setup(store: &Store) -> anyhow::Result<(i64, i64)> {
-    let m = store
-        .create_migration(
-            &admin(),
-            NewMigration {
-                name: "contacts".into(),
-                description: String::new(),
-                spec: "x = 1".into(),
-                buckets: vec![BucketPlan {
-                    idx: 0,
-                    lo: None,
-                    hi: None,
-                    planned_rows: 10,
-                    table_name: None,
-                    table_bucket: None,
-                }],
-            },
-        )
-        .await?;
+    let m = create_migration(store, "contacts", vec![bucket(0, 10)]).await?;
     let c = store
         .create_client(
             &engineer(),
-            m.id,
+            m,
             NewClient {
                 name: "inbox-service".into(),
                 owner_team: "Inbox".into(),
@@ -60,7 +41,7 @@ async fn setup(store: &Store) -> anyhow::Result<(i64, i64)> {
             },
         )
         .await?;
-    Ok((m.id, c.id))
+    Ok((m, c.id))
 }
 
 async fn verified(store: &Store, migration_id: i64, accuracy: f64) -> anyhow::Result<()> {
@@ -154,15 +135,7 @@ both_stores!(
             steps.iter().map(|s| s.to_ramp).collect::<Vec<_>>(),
             vec![10_000, 25_000, 0]
         );
-        let audit = store
-            .list_audit(
-                &admin(),
-                &AuditFilter {
-                    action: Some("ramp.".into()),
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let audit = audit_of(&store, "ramp.").await?;
         assert_eq!(audit.len(), 3);
         assert_eq!(audit[0].to_state.as_deref(), Some("0%"));
         assert_eq!(audit[0].reason.as_deref(), Some("errors in inbox"));
@@ -199,15 +172,7 @@ both_stores!(
             )
             .await?;
         assert_eq!(c.ramp, 50_000);
-        let audit = store
-            .list_audit(
-                &admin(),
-                &AuditFilter {
-                    action: Some("ramp.override".into()),
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let audit = audit_of(&store, "ramp.override").await?;
         assert_eq!(audit.len(), 1);
         assert!(
             audit[0]
@@ -434,15 +399,7 @@ both_stores!(
             )
             .await?;
         assert_eq!(locked.status, "locked");
-        let forced = store
-            .list_audit(
-                &admin(),
-                &AuditFilter {
-                    action: Some("dataset.force-lock".into()),
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let forced = audit_of(&store, "dataset.force-lock").await?;
         assert_eq!(forced.len(), 1);
         // Deleting is refused until it has been locked long enough.
         let early = store.delete_dataset(&engineer(), edges.id).await;

@@ -1,33 +1,14 @@
 use tern_control::Store;
-use tern_control::buckets::{BucketPlan, Phase};
+use tern_control::buckets::Phase;
 use tern_control::dashboard::BucketQuery;
-use tern_control::migrations::NewMigration;
 use tern_control::verify_runs::NewVerifyRun;
 
+use crate::support::{bucket, create_migration, table_bucket};
 use crate::{admin, both_stores};
 
 async fn many_buckets(store: &Store, name: &str, n: i64) -> anyhow::Result<i64> {
-    let m = store
-        .create_migration(
-            &admin(),
-            NewMigration {
-                name: name.into(),
-                description: String::new(),
-                spec: "x = 1".into(),
-                buckets: (0..n)
-                    .map(|idx| BucketPlan {
-                        idx,
-                        lo: None,
-                        hi: None,
-                        planned_rows: 100 + idx,
-                        table_name: None,
-                        table_bucket: None,
-                    })
-                    .collect(),
-            },
-        )
-        .await?;
-    Ok(m.id)
+    let buckets = (0..n).map(|idx| bucket(idx, 100 + idx)).collect();
+    create_migration(store, name, buckets).await
 }
 
 both_stores!(
@@ -175,34 +156,18 @@ both_stores!(
 both_stores!(
     the_overview_draws_one_accuracy_line_per_table,
     |store: Store| async move {
-        let m = store
-            .create_migration(
-                &admin(),
-                NewMigration {
-                    name: "tables".into(),
-                    description: String::new(),
-                    spec: "x = 1".into(),
-                    buckets: ["contacts", "contacts", "messages"]
-                        .iter()
-                        .enumerate()
-                        .map(|(idx, t)| BucketPlan {
-                            idx: idx as i64,
-                            lo: None,
-                            hi: None,
-                            planned_rows: 100,
-                            table_name: Some((*t).into()),
-                            table_bucket: Some(idx as i64),
-                        })
-                        .collect(),
-                },
-            )
-            .await?;
-        let buckets = store.list_buckets(m.id).await?;
+        let buckets = ["contacts", "contacts", "messages"]
+            .iter()
+            .enumerate()
+            .map(|(idx, t)| table_bucket(idx as i64, t, None, None, 100))
+            .collect();
+        let m = create_migration(&store, "tables", buckets).await?;
+        let buckets = store.list_buckets(m).await?;
         // contacts: 100% then 90% in its two buckets; messages: 50%.
         for (b, matched) in [(&buckets[0], 100), (&buckets[1], 90), (&buckets[2], 50)] {
             store
                 .record_verify_run(&NewVerifyRun {
-                    migration_id: m.id,
+                    migration_id: m,
                     bucket_id: Some(b.id),
                     job_id: None,
                     engine_run: None,
@@ -220,7 +185,7 @@ both_stores!(
         let lines = store.program_overview(&admin()).await?;
         let line = lines
             .iter()
-            .find(|l| l.summary.migration.id == m.id)
+            .find(|l| l.summary.migration.id == m)
             .expect("the migration's line");
         let latest: Vec<(&str, f64)> = line
             .accuracy_by_table

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 use tern_control::Store;
-use tern_control::audit::AuditFilter;
 use tern_control::fixes::FixSettings;
 use tern_control::jobs::JobState;
 use tern_control::runners::{self, RunnerContext};
@@ -17,21 +16,8 @@ use tern_control::worker::{Worker, WorkerTiming};
 use tern_testkit::{DbKind, TestDb};
 use tokio_util::sync::CancellationToken;
 
+use crate::support::{audit_of, exec};
 use crate::{admin, fresh_store};
-
-async fn exec(db: &TestDb, sql: &str) -> anyhow::Result<()> {
-    match db.kind {
-        DbKind::Postgres => {
-            let mut c = sqlx::PgConnection::connect(&db.url).await?;
-            sqlx::raw_sql(sql).execute(&mut c).await?;
-        }
-        _ => {
-            let mut c = sqlx::MySqlConnection::connect(&db.url).await?;
-            sqlx::raw_sql(sql).execute(&mut c).await?;
-        }
-    }
-    Ok(())
-}
 
 async fn counters(db: &TestDb) -> anyhow::Result<Vec<(i64, i64)>> {
     let sql = "SELECT id, CAST(counter AS SIGNED) FROM members ORDER BY id";
@@ -158,15 +144,7 @@ async fn killed_worker(store_kind: DbKind, target_kind: DbKind) -> anyhow::Resul
     assert!(store.fix_failures(run.id, 10).await?.is_empty());
 
     // Audit: who ran which fix on what, and how many records changed.
-    let events = store
-        .list_audit(
-            &admin(),
-            &AuditFilter {
-                action: Some("fix.".into()),
-                ..AuditFilter::default()
-            },
-        )
-        .await?;
+    let events = audit_of(&store, "fix.").await?;
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, vec!["fix.finished", "fix.run", "fix.create"]);
     let finished: serde_json::Value =
@@ -258,15 +236,7 @@ async fn a_rate_change_reaches_a_running_fix() -> anyhow::Result<()> {
         (fast - 200.0).abs() <= 200.0 * 0.25,
         "at 200/s measured {fast:.1}/s"
     );
-    let audit = store
-        .list_audit(
-            &admin(),
-            &AuditFilter {
-                action: Some("fix.settings".into()),
-                ..AuditFilter::default()
-            },
-        )
-        .await?;
+    let audit = audit_of(&store, "fix.settings").await?;
     assert_eq!(audit.len(), 1);
     Ok(())
 }

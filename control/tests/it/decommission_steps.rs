@@ -6,12 +6,10 @@
 //! longer be rolled back once the relays have stopped.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tern_control::audit::AuditFilter;
 use tern_control::decommission_steps::Step;
-use tern_control::error::Result as ControlResult;
 use tern_control::jobs::{JobState, Outcome};
 use tern_control::offline::NewOfflineJob;
 use tern_control::runners::RunnerContext;
@@ -20,14 +18,18 @@ use tern_control::{Actor, ControlError, Role, Store};
 use tern_engine::TransformerRegistry;
 use tern_ramp::Ramp;
 
-use crate::switch::{Relay, opts, ready_with_relays, relays_follow};
+use crate::support::refusal;
+use crate::switch::{Relay, ready_with_relays, switch, switch_all};
 use crate::{admin, both_stores};
 
-fn refusal(r: ControlResult<String>) -> String {
-    match r {
-        Err(ControlError::Conflict(why)) => why,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
+/// The client's reads ramped to 100% new, by an admin's override.
+async fn reads_moved(store: &Store, client: i64) -> anyhow::Result<()> {
+    let ramp = Ramp::parse("100%")?;
+    let why = Some("test: verified by hand");
+    store
+        .set_ramp(&admin(), client, ramp, "reads moved", why)
+        .await?;
+    Ok(())
 }
 
 both_stores!(
@@ -98,36 +100,14 @@ both_stores!(
         ));
 
         // Every bucket switched: the buckets no longer block, the rest still does.
-        let stop = Arc::new(AtomicBool::new(false));
-        let follower = relays_follow(store.clone(), m, jobs.clone(), stop.clone());
-        store
-            .switch_buckets(
-                &admin(),
-                m,
-                &[0, 1, 2, 3],
-                Direction::Switch,
-                "all",
-                &relay,
-                opts(),
-            )
-            .await?;
-        stop.store(true, Ordering::Relaxed);
-        follower.await?;
+        switch_all(&store, m, &jobs, &relay).await?;
         let why = refusal(run(Step::StopRelays).await);
         assert!(!why.contains("not switched"), "{why}");
         assert!(
             why.contains("writer at 0%") && why.contains("nightly-export"),
             "{why}"
         );
-        store
-            .set_ramp(
-                &admin(),
-                client,
-                Ramp::parse("100%")?,
-                "reads moved",
-                Some("test: verified by hand"),
-            )
-            .await?;
+        reads_moved(&store, client).await?;
         let why = refusal(run(Step::StopRelays).await);
         assert!(
             !why.contains("writer") && why.contains("nightly-export"),
@@ -212,13 +192,8 @@ both_stores!(
         assert_eq!(steps[1].refusal, None, "{:?}", steps[1]);
 
         // With the relays stopped a switched bucket can no longer be rolled back.
-        let back = store
-            .switch_buckets(&admin(), m, &[2], Direction::Rollback, "", &relay, opts())
-            .await;
-        assert!(
-            matches!(back, Err(ControlError::Conflict(ref msg)) if msg.contains("forward relay is not running")),
-            "{back:?}"
-        );
+        let why = refusal(switch(&store, m, &[2], Direction::Rollback, &relay).await);
+        assert!(why.contains("forward relay is not running"), "{why}");
         Ok(())
     }
 );
@@ -229,31 +204,9 @@ both_stores!(
         // Arrange: every bucket switched, the client at 100%, and then the
         // reverse relay ended (here: cancelled and finished by its worker).
         let (m, client, jobs) = ready_with_relays(&store).await?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let follower = relays_follow(store.clone(), m, jobs.clone(), stop.clone());
         let relay = Relay::new().await?;
-        store
-            .switch_buckets(
-                &admin(),
-                m,
-                &[0, 1, 2, 3],
-                Direction::Switch,
-                "all",
-                &relay,
-                opts(),
-            )
-            .await?;
-        stop.store(true, Ordering::Relaxed);
-        follower.await?;
-        store
-            .set_ramp(
-                &admin(),
-                client,
-                Ramp::parse("100%")?,
-                "reads moved",
-                Some("test: verified by hand"),
-            )
-            .await?;
+        switch_all(&store, m, &jobs, &relay).await?;
+        reads_moved(&store, client).await?;
         let reverse = store.job(jobs[1]).await?;
         store.cancel_job(&admin(), reverse.id, "test").await?;
         let worker = reverse.worker.clone().unwrap_or_default();

@@ -18,23 +18,10 @@ use tern_engine::{
 };
 use tern_testkit::{DbKind, TestDb};
 
+use crate::support::exec;
 use crate::{admin, fresh_store};
 
 const ROWS: i64 = 900;
-
-async fn exec(db: &TestDb, sql: &str) -> anyhow::Result<()> {
-    match db.kind {
-        DbKind::Postgres => {
-            let mut c = sqlx::PgConnection::connect(&db.url).await?;
-            sqlx::raw_sql(sql).execute(&mut c).await?;
-        }
-        _ => {
-            let mut c = sqlx::SqliteConnection::connect(&db.url).await?;
-            sqlx::raw_sql(sql).execute(&mut c).await?;
-        }
-    }
-    Ok(())
-}
 
 /// Rows, distinct ids, and the newest version in the target's `items`, and
 /// the bucket's checkpoint (rows written, done), read with plain SQL.

@@ -18,6 +18,7 @@ mod runbook;
 mod schedule;
 mod schema;
 mod sessions;
+mod support;
 mod switch;
 mod users;
 mod worker;

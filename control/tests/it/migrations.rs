@@ -1,8 +1,9 @@
 use tern_control::audit::AuditFilter;
-use tern_control::buckets::{BucketPlan, Phase};
+use tern_control::buckets::Phase;
 use tern_control::migrations::NewMigration;
 use tern_control::{Actor, ControlError, Role, Store};
 
+use crate::support::table_bucket;
 use crate::{admin, both_stores};
 
 fn contacts(buckets: i64) -> NewMigration {
@@ -11,13 +12,9 @@ fn contacts(buckets: i64) -> NewMigration {
         description: "Oracle contacts to the new store".into(),
         spec: "[source]\nurl = \"sqlite://a.db\"\n".into(),
         buckets: (0..buckets)
-            .map(|i| BucketPlan {
-                idx: i,
-                lo: Some((i * 100).to_string()),
-                hi: Some(((i + 1) * 100).to_string()),
-                planned_rows: 1000 + i,
-                table_name: Some("contacts".into()),
-                table_bucket: Some(i),
+            .map(|i| {
+                let (lo, hi) = ((i * 100).to_string(), ((i + 1) * 100).to_string());
+                table_bucket(i, "contacts", Some(lo), Some(hi), 1000 + i)
             })
             .collect(),
     }

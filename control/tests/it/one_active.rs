@@ -4,37 +4,19 @@
 //! why. SQLite and PostgreSQL.
 
 use sqlx::Connection;
-use tern_control::buckets::BucketPlan;
 use tern_control::jobs::{JobKind, JobState, NewJob};
-use tern_control::migrations::NewMigration;
 use tern_control::relay::RelayRampSpec;
 use tern_control::{ControlError, Store};
 use tern_testkit::TestDb;
 
+use crate::support::{create_migration, table_bucket};
 use crate::{admin, both_stores};
 
 const RACERS: usize = 8;
 
 async fn migration(store: &Store, name: &str) -> anyhow::Result<i64> {
-    let m = store
-        .create_migration(
-            &admin(),
-            NewMigration {
-                name: name.into(),
-                description: String::new(),
-                spec: "x = 1".into(),
-                buckets: vec![BucketPlan {
-                    idx: 0,
-                    lo: None,
-                    hi: None,
-                    planned_rows: 100,
-                    table_name: Some("contacts".into()),
-                    table_bucket: Some(0),
-                }],
-            },
-        )
-        .await?;
-    Ok(m.id)
+    let buckets = vec![table_bucket(0, "contacts", None, None, 100)];
+    create_migration(store, name, buckets).await
 }
 
 /// Runs `RACERS` copies of `f` at once; their results in order.

@@ -1,39 +1,21 @@
-use tern_control::buckets::{BucketPlan, Phase};
+use tern_control::buckets::Phase;
 use tern_control::jobs::{JobKind, JobState, Outcome};
-use tern_control::migrations::NewMigration;
 use tern_control::runbook::VerifyMode;
 use tern_control::{ControlError, Store};
 
+use crate::support::{create_migration, table_bucket};
 use crate::{admin, both_stores};
 
 async fn migration(store: &Store) -> anyhow::Result<(i64, Vec<i64>)> {
-    let m = store
-        .create_migration(
-            &admin(),
-            NewMigration {
-                name: "contacts".into(),
-                description: String::new(),
-                spec: "x = 1".into(),
-                buckets: (0..3)
-                    .map(|i| BucketPlan {
-                        idx: i,
-                        lo: Some((i * 10).to_string()),
-                        hi: Some((i * 10 + 10).to_string()),
-                        planned_rows: 100,
-                        table_name: Some("contacts".into()),
-                        table_bucket: Some(i),
-                    })
-                    .collect(),
-            },
-        )
-        .await?;
-    let ids = store
-        .list_buckets(m.id)
-        .await?
-        .iter()
-        .map(|b| b.id)
+    let buckets = (0..3)
+        .map(|i| {
+            let (lo, hi) = ((i * 10).to_string(), (i * 10 + 10).to_string());
+            table_bucket(i, "contacts", Some(lo), Some(hi), 100)
+        })
         .collect();
-    Ok((m.id, ids))
+    let m = create_migration(store, "contacts", buckets).await?;
+    let ids = store.list_buckets(m).await?.iter().map(|b| b.id).collect();
+    Ok((m, ids))
 }
 
 both_stores!(
@@ -70,27 +52,13 @@ both_stores!(a_jobs_end_moves_its_bucket, |store: Store| async move {
     let ids = store.start_bulk_load(&admin(), m, &buckets).await?;
 
     // Success moves the bucket on; failure and cancel mark it failed; pause pauses it.
-    let lease = leased(&store).await?;
-    store
-        .finish_job(
-            ids[0],
-            "w",
-            lease.lease_token,
-            &Outcome::Succeeded {
-                summary: None,
-                bucket_phase: Some(Phase::Loaded),
-            },
-        )
-        .await?;
-    let lease = leased(&store).await?;
-    store
-        .finish_job(
-            ids[1],
-            "w",
-            lease.lease_token,
-            &Outcome::Failed("target refused row 7".into()),
-        )
-        .await?;
+    finish_leased(&store, ids[0], loaded()).await?;
+    finish_leased(
+        &store,
+        ids[1],
+        Outcome::Failed("target refused row 7".into()),
+    )
+    .await?;
     store.pause_job(&admin(), ids[2], "later").await?;
 
     let phases: Vec<Phase> = futures_phases(&store, &buckets).await?;
@@ -108,12 +76,25 @@ both_stores!(a_jobs_end_moves_its_bucket, |store: Store| async move {
     Ok(())
 });
 
-/// The next bulk-load job, leased by worker `w`.
-async fn leased(store: &Store) -> anyhow::Result<tern_control::jobs::Job> {
-    store
+/// Leases the next bulk-load job as worker `w` and ends job `id` with
+/// `outcome` under that lease.
+async fn finish_leased(store: &Store, id: i64, outcome: Outcome) -> anyhow::Result<()> {
+    let lease = store
         .lease_job("w", &[JobKind::BulkLoad], 60_000)
         .await?
-        .ok_or_else(|| anyhow::anyhow!("no bulk-load job to lease"))
+        .ok_or_else(|| anyhow::anyhow!("no bulk-load job to lease"))?;
+    store
+        .finish_job(id, "w", lease.lease_token, &outcome)
+        .await?;
+    Ok(())
+}
+
+/// A bulk load's success: its bucket is loaded.
+fn loaded() -> Outcome {
+    Outcome::Succeeded {
+        summary: None,
+        bucket_phase: Some(Phase::Loaded),
+    }
 }
 
 async fn futures_phases(store: &Store, ids: &[i64]) -> anyhow::Result<Vec<Phase>> {
@@ -129,18 +110,7 @@ both_stores!(
     |store: Store| async move {
         let (m, buckets) = migration(&store).await?;
         let ids = store.start_bulk_load(&admin(), m, &buckets[..1]).await?;
-        let lease = leased(&store).await?;
-        store
-            .finish_job(
-                ids[0],
-                "w",
-                lease.lease_token,
-                &Outcome::Succeeded {
-                    summary: None,
-                    bucket_phase: Some(Phase::Loaded),
-                },
-            )
-            .await?;
+        finish_leased(&store, ids[0], loaded()).await?;
 
         let refused = store.start_catch_up(&admin(), m, &buckets[..1]).await;
         assert!(

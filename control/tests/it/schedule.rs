@@ -1,39 +1,22 @@
-use tern_control::buckets::{BucketPlan, Phase};
-use tern_control::migrations::{MigrationSettings, NewMigration};
+use tern_control::buckets::Phase;
+use tern_control::migrations::MigrationSettings;
 use tern_control::{ControlError, Store};
 
+use crate::support::{bucket, create_migration};
 use crate::{admin, both_stores};
 
 async fn four_buckets(store: &Store) -> anyhow::Result<i64> {
-    let m = store
-        .create_migration(
-            &admin(),
-            NewMigration {
-                name: "endorsements".into(),
-                description: String::new(),
-                spec: "x = 1".into(),
-                buckets: (0..4)
-                    .map(|i| BucketPlan {
-                        idx: i,
-                        lo: None,
-                        hi: None,
-                        planned_rows: 100,
-                        table_name: None,
-                        table_bucket: None,
-                    })
-                    .collect(),
-            },
-        )
-        .await?;
-    store.plan_batches(&admin(), m.id, &[], 2).await?;
+    let buckets = (0..4).map(|i| bucket(i, 100)).collect();
+    let id = create_migration(store, "endorsements", buckets).await?;
+    store.plan_batches(&admin(), id, &[], 2).await?;
     let every = MigrationSettings {
         schedule_every_hours: Some(336.0),
         ..MigrationSettings::default()
     };
     store
-        .update_migration_settings(&admin(), m.id, &every, "every two weeks")
+        .update_migration_settings(&admin(), id, &every, "every two weeks")
         .await?;
-    Ok(m.id)
+    Ok(id)
 }
 
 async fn make_due(store: &Store, id: i64) -> anyhow::Result<()> {

@@ -9,16 +9,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tern_control::audit::AuditFilter;
-use tern_control::buckets::{BucketPlan, Phase};
+use tern_control::buckets::Phase;
 use tern_control::clients::NewClient;
 use tern_control::jobs::{JobKind, JobState, NewJob};
-use tern_control::migrations::{Migration, NewMigration};
-use tern_control::switch::{Direction, Drain, Primary, SwitchOptions, drain_through_head};
+use tern_control::migrations::Migration;
+use tern_control::switch::{
+    Direction, Drain, Primary, SwitchOptions, SwitchRecord, drain_through_head,
+};
 use tern_control::verify_runs::NewVerifyRun;
 use tern_control::{ControlError, Store};
 use tern_engine::{Connector, Value};
 use tern_testkit::TestDb;
 
+use crate::support::{create_migration, refusal, table_bucket, walk_bucket};
 use crate::{admin, both_stores};
 
 /// A source changelog and a target relay position in two real SQLite
@@ -109,47 +112,32 @@ async fn ready(store: &Store) -> anyhow::Result<(i64, i64)> {
 /// [`ready`], and the ids of the two running relay jobs.
 pub(crate) async fn ready_with_relays(store: &Store) -> anyhow::Result<(i64, i64, Vec<i64>)> {
     let cuts = [None, Some("100"), Some("200"), Some("300"), None];
-    let m = store
-        .create_migration(
-            &admin(),
-            NewMigration {
-                name: "contacts".into(),
-                description: String::new(),
-                spec: "x = 1".into(),
-                buckets: (0..4)
-                    .map(|i| BucketPlan {
-                        idx: i,
-                        lo: cuts[i as usize].map(String::from),
-                        hi: cuts[i as usize + 1].map(String::from),
-                        planned_rows: 10,
-                        table_name: Some("contacts".into()),
-                        table_bucket: Some(i),
-                    })
-                    .collect(),
-            },
-        )
-        .await?;
-    for b in store.list_buckets(m.id).await? {
-        for p in [
+    let buckets = (0..4)
+        .map(|i| {
+            let (lo, hi) = (cuts[i as usize], cuts[i as usize + 1]);
+            table_bucket(
+                i,
+                "contacts",
+                lo.map(String::from),
+                hi.map(String::from),
+                10,
+            )
+        })
+        .collect();
+    let m = create_migration(store, "contacts", buckets).await?;
+    for b in store.list_buckets(m).await? {
+        let to_verified = [
             Phase::BulkLoading,
             Phase::Loaded,
             Phase::CatchingUp,
             Phase::CaughtUp,
             Phase::Verifying,
             Phase::Verified,
-        ] {
-            // No jobs ran here: the phases that need a job's evidence are an admin's override.
-            if matches!(p, Phase::Loaded | Phase::CaughtUp | Phase::Verified) {
-                store
-                    .override_bucket_move(&admin(), b.id, p, "test")
-                    .await?;
-            } else {
-                store.move_bucket(&admin(), b.id, p, "test").await?;
-            }
-        }
+        ];
+        walk_bucket(store, b.id, &to_verified, "test").await?;
         store
             .record_verify_run(&NewVerifyRun {
-                migration_id: m.id,
+                migration_id: m,
                 bucket_id: Some(b.id),
                 kind: "full".into(),
                 rows_compared: 10,
@@ -161,7 +149,7 @@ pub(crate) async fn ready_with_relays(store: &Store) -> anyhow::Result<(i64, i64
         store.record_bucket_lag(b.id, 0, 0.0).await?;
     }
     store
-        .record_reverse_path(m.id, "contacts", true, "copies and casts invert")
+        .record_reverse_path(m, "contacts", true, "copies and casts invert")
         .await?;
     let mut relays = Vec::new();
     for kind in [JobKind::Relay, JobKind::ReverseRelay] {
@@ -169,7 +157,7 @@ pub(crate) async fn ready_with_relays(store: &Store) -> anyhow::Result<(i64, i64
             .enqueue_job(
                 &admin(),
                 NewJob {
-                    migration_id: Some(m.id),
+                    migration_id: Some(m),
                     bucket_id: None,
                     kind,
                     params: serde_json::json!({}),
@@ -183,7 +171,7 @@ pub(crate) async fn ready_with_relays(store: &Store) -> anyhow::Result<(i64, i64
     let c = store
         .create_client(
             &admin(),
-            m.id,
+            m,
             NewClient {
                 name: "writer".into(),
                 owner_team: String::new(),
@@ -192,12 +180,12 @@ pub(crate) async fn ready_with_relays(store: &Store) -> anyhow::Result<(i64, i64
             },
         )
         .await?;
-    Ok((m.id, c.id, relays))
+    Ok((m, c.id, relays))
 }
 
 /// What the relay runners do: follow the switched set and record the
 /// routing version their relay filters by.
-pub(crate) fn relays_follow(
+fn relays_follow(
     store: Store,
     migration_id: i64,
     jobs: Vec<i64>,
@@ -216,6 +204,39 @@ pub(crate) fn relays_follow(
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
+}
+
+/// Switches (or rolls back) buckets `idxs` through `relay` as an admin,
+/// with no reason and [`opts`].
+pub(crate) async fn switch(
+    store: &Store,
+    m: i64,
+    idxs: &[i64],
+    direction: Direction,
+    relay: &Relay,
+) -> tern_control::error::Result<SwitchRecord> {
+    store
+        .switch_buckets(&admin(), m, idxs, direction, "", relay, opts())
+        .await
+}
+
+/// Switches all 4 buckets of [`ready_with_relays`] while its relays follow.
+pub(crate) async fn switch_all(
+    store: &Store,
+    m: i64,
+    jobs: &[i64],
+    relay: &Relay,
+) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let follower = relays_follow(store.clone(), m, jobs.to_vec(), stop.clone());
+    let all = [0, 1, 2, 3];
+    let switched = store
+        .switch_buckets(&admin(), m, &all, Direction::Switch, "all", relay, opts())
+        .await;
+    stop.store(true, Ordering::Relaxed);
+    follower.await?;
+    switched?;
+    Ok(())
 }
 
 /// What a client does: long-polls the routing and acknowledges each version
@@ -289,23 +310,13 @@ both_stores!(
                 "key `id` is a uuid5 of the source key: add a reverse section to the spec",
             )
             .await?;
-        let refused = store
-            .switch_buckets(&admin(), m, &[1], Direction::Switch, "", &relay, opts())
-            .await;
-        let Err(ControlError::Conflict(msg)) = refused else {
-            panic!("expected a refusal, got {refused:?}")
-        };
+        let msg = refusal(switch(&store, m, &[1], Direction::Switch, &relay).await);
         assert!(msg.contains("bucket 1"), "{msg}");
         assert!(msg.contains("lag is 7 changes"), "{msg}");
         assert!(msg.contains("uuid5"), "{msg}");
         // Rolling back a bucket that is not switched is refused too.
-        let refused = store
-            .switch_buckets(&admin(), m, &[0], Direction::Rollback, "", &relay, opts())
-            .await;
-        assert!(
-            matches!(refused, Err(ControlError::Conflict(ref m)) if m.contains("not switched")),
-            "{refused:?}"
-        );
+        let why = refusal(switch(&store, m, &[0], Direction::Rollback, &relay).await);
+        assert!(why.contains("not switched"), "{why}");
         assert!(
             store.list_switches(m, 10).await?.is_empty(),
             "a refusal holds nothing"
@@ -419,13 +430,8 @@ both_stores!(
         let relay = Relay::new().await?;
         // The client polled once (it is active) and then went quiet.
         store.ack_write_routing(c, 0).await?;
-        let refused = store
-            .switch_buckets(&admin(), m, &[0], Direction::Switch, "", &relay, opts())
-            .await;
-        assert!(
-            matches!(refused, Err(ControlError::Conflict(ref msg)) if msg.contains("writer") && msg.contains("aborted")),
-            "{refused:?}"
-        );
+        let why = refusal(switch(&store, m, &[0], Direction::Switch, &relay).await);
+        assert!(why.contains("writer") && why.contains("aborted"), "{why}");
         let r = store.write_routing(m).await?;
         assert_eq!(
             r.primary(None, "5")?,
@@ -450,20 +456,13 @@ both_stores!(
         relay.log(1).await?;
         relay.log(2).await?;
         relay.relay_to(1).await?; // one change behind the head
-        let refused = store
-            .switch_buckets(&admin(), m, &[3], Direction::Switch, "", &relay, opts())
-            .await;
-        assert!(
-            matches!(refused, Err(ControlError::Conflict(ref msg)) if msg.contains("did not drain")),
-            "{refused:?}"
-        );
+        let why = refusal(switch(&store, m, &[3], Direction::Switch, &relay).await);
+        assert!(why.contains("did not drain"), "{why}");
         assert_eq!(store.bucket_by_idx(m, 3).await?.write_primary, "old");
         assert_eq!(store.bucket_by_idx(m, 3).await?.held_by, None);
         // Once the relay catches up the same switch goes through.
         relay.relay_to(2).await?;
-        let done = store
-            .switch_buckets(&admin(), m, &[3], Direction::Switch, "", &relay, opts())
-            .await?;
+        let done = switch(&store, m, &[3], Direction::Switch, &relay).await?;
         assert_eq!(done.state, "done");
         stop.store(true, Ordering::Relaxed);
         follower.await?;

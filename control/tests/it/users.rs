@@ -1,6 +1,6 @@
-use tern_control::audit::AuditFilter;
 use tern_control::{ControlError, Role, Store};
 
+use crate::support::audit_of;
 use crate::{admin, both_stores, new_user};
 
 both_stores!(
@@ -120,15 +120,7 @@ both_stores!(
                 .is_none()
         );
 
-        let events = store
-            .list_audit(
-                &admin(),
-                &AuditFilter {
-                    action: Some("user.".into()),
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let events = audit_of(&store, "user.").await?;
         let actions: Vec<_> = events
             .iter()
             .map(|e| (e.action.as_str(), e.to_state.as_deref()))

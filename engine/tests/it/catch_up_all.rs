@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use tern_engine::{
     CatchUpOptions, CatchUpStatus, Link, Progress, RelayOptions, RelayRamp, RunControl, Spec,
-    TransformerRegistry, capture, catch_up_all, load_bucket, run_relay,
+    TransformerRegistry, catch_up_all, run_relay,
 };
-use tern_testkit::{DbKind, TestDb};
+use tern_testkit::DbKind;
 use tokio::sync::watch;
 
-use crate::shared_rows::{SPEC, create_inbox, fill_inbox};
-use crate::support::{Side, spec_text};
+use crate::shared_rows::{filled_inbox, spec};
+use crate::support::{Side, connect_captured, load_table, spec_text};
 
 /// Runs the relay from the head to the head once; its progress reports.
 async fn relay_reports(link: &Link) -> anyhow::Result<Vec<Progress>> {
@@ -38,21 +38,11 @@ async fn relay_reports(link: &Link) -> anyhow::Result<Vec<Progress>> {
 async fn every_bucket_of_every_table_is_caught_up_and_the_relay_says_when_one_is_not()
 -> anyhow::Result<()> {
     // Arrange: both tables loaded with capture on, then changes made.
-    let source_db = TestDb::postgres().await?;
-    let target_db = TestDb::postgres().await?;
-    let source = Side::open(&source_db).await?;
-    source.exec(&create_inbox(DbKind::Postgres)).await?;
-    fill_inbox(&source).await?;
-    let spec = Spec::parse(&spec_text(&source_db, &target_db, SPEC), "test.toml")?;
-    let link = Link::connect(spec.clone(), &TransformerRegistry::new()).await?;
-    capture::install(link.source(), &spec).await?;
+    let (source_db, target_db, source, _) = filled_inbox(DbKind::Postgres).await?;
+    let (link, _, _) = connect_captured(&spec_text(&source_db, &target_db, &spec())).await?;
     let mut planned = 0;
     for table in ["personal", "messages"] {
-        let plan = link.plan_or_resume(table, None).await?;
-        planned += plan.buckets.len();
-        for b in &plan.buckets {
-            load_bucket(&link, b, &RunControl::new()).await?;
-        }
+        planned += load_table(&link, table).await?.buckets.len();
     }
     source
         .exec("UPDATE inbox SET body = 'changed' WHERE thread_id <= 10; DELETE FROM inbox WHERE thread_id = 11")
@@ -111,17 +101,10 @@ async fn every_bucket_of_every_table_is_caught_up_and_the_relay_says_when_one_is
 #[tokio::test]
 async fn buckets_that_cannot_be_caught_up_are_listed_with_what_to_do() -> anyhow::Result<()> {
     // Arrange: only one table loaded, without capture.
-    let source_db = TestDb::postgres().await?;
-    let target_db = TestDb::postgres().await?;
-    let source = Side::open(&source_db).await?;
-    source.exec(&create_inbox(DbKind::Postgres)).await?;
-    fill_inbox(&source).await?;
-    let spec = Spec::parse(&spec_text(&source_db, &target_db, SPEC), "test.toml")?;
+    let (source_db, target_db, _source, _) = filled_inbox(DbKind::Postgres).await?;
+    let spec = Spec::parse(&spec_text(&source_db, &target_db, &spec()), "test.toml")?;
     let link = Link::connect(spec, &TransformerRegistry::new()).await?;
-    let plan = link.plan_or_resume("personal", None).await?;
-    for b in &plan.buckets {
-        load_bucket(&link, b, &RunControl::new()).await?;
-    }
+    let plan = load_table(&link, "personal").await?;
 
     // Act
     let all = catch_up_all(&link, &CatchUpOptions::default(), 4, &RunControl::new()).await?;

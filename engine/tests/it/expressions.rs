@@ -5,52 +5,29 @@
 use std::collections::BTreeSet;
 
 use tern_engine::{Link, Spec, TransformerRegistry, capture};
-use tern_testkit::{DbKind, TestDb};
+use tern_testkit::DbKind;
 
-use crate::shared_rows::{create_inbox, fill_inbox};
+use crate::shared_rows::{filled_inbox, inbox_spec};
 use crate::support::{Side, load_all, spec_text};
 
-const SPEC: &str = r#"
-chunk_rows = 25
-
-[[tables]]
-name = "personal"
-key = ["member_id", "message_id"]
-buckets = 2
-[tables.source]
-table = "inbox"
-key = ["member_id", "id"]
-bucket = "member_id"
-[tables.columns]
-member_id = "member_id"
-message_id = { uuid5 = ["thread_id", "msg_no"], namespace = "messages" }
-state = { expr = 'if is_unread == 1 { "new" } else { "read" }', cast = "text" }
-
-[[tables]]
-name = "messages"
-key = ["message_id"]
-buckets = 2
-[tables.source]
-table = "inbox"
-key = ["member_id", "id"]
-bucket = "thread_id"
-[tables.columns]
-message_id = { expr = 'uuid5("messages", thread_id, msg_no)', cast = "uuid" }
-label = { expr = '`thread ${thread_id} #${msg_no}: ` + upper(body)', cast = "text" }
-[tables.dedupe]
-keep = "first"
-"#;
+/// A conditional value and string building; the messages' key made by an
+/// expression, so their dedupe group is read from it.
+fn spec() -> String {
+    inbox_spec(
+        25,
+        2,
+        r#"state = { expr = 'if is_unread == 1 { "new" } else { "read" }', cast = "text" }"#,
+        r#"message_id = { expr = 'uuid5("messages", thread_id, msg_no)', cast = "uuid" }
+label = { expr = '`thread ${thread_id} #${msg_no}: ` + upper(body)', cast = "text" }"#,
+    )
+}
 
 #[tokio::test]
 async fn expression_columns_and_an_expression_dedupe_key_load_and_follow_deletes()
 -> anyhow::Result<()> {
     // Arrange
-    let source_db = TestDb::postgres().await?;
-    let target_db = TestDb::postgres().await?;
-    let source = Side::open(&source_db).await?;
-    source.exec(&create_inbox(DbKind::Postgres)).await?;
-    fill_inbox(&source).await?;
-    let text = spec_text(&source_db, &target_db, SPEC);
+    let (source_db, target_db, source, _) = filled_inbox(DbKind::Postgres).await?;
+    let text = spec_text(&source_db, &target_db, &spec());
     let spec = Spec::parse(&text, "test.toml")?;
     let group = spec
         .table("messages")?
@@ -116,9 +93,9 @@ async fn expression_columns_and_an_expression_dedupe_key_load_and_follow_deletes
 #[test]
 fn a_misspelt_function_is_refused_at_its_line() {
     let ends = "\n[source]\nurl = \"postgres://127.0.0.1/x\"\n[target]\nurl = \"postgres://127.0.0.1/y\"\n";
-    let good = format!("{SPEC}{ends}");
+    let good = format!("{}{ends}", spec());
     assert!(Spec::parse(&good, "test.toml").is_ok());
-    let bad = format!("{}{ends}", SPEC.replace("upper(body)", "shout(body)"));
+    let bad = format!("{}{ends}", spec().replace("upper(body)", "shout(body)"));
     let err = Spec::parse(&bad, "test.toml").unwrap_err().to_string();
     assert!(err.contains("tables[messages].columns.label"), "{err}");
     assert!(err.contains("calls `shout`, which is no function"), "{err}");

@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use tern_engine::{Link, RunControl, Spec, Task, TransformerRegistry, Unit, load_bucket};
+use tern_engine::{Link, Plan, RunControl, Spec, Task, TransformerRegistry, Unit, load_bucket};
 use tern_testkit::TestDb;
 
 use crate::support::{Side, spec_text};
@@ -30,25 +30,60 @@ const TARGET: &str = "CREATE TABLE items (id BIGINT PRIMARY KEY, member_id BIGIN
     CREATE INDEX items_member ON items (member_id);
     CREATE INDEX items_tern_source_key ON items (_tern_source_key)";
 
-async fn arrange(target_rows: bool) -> anyhow::Result<(TestDb, TestDb, Side)> {
-    let source_db = TestDb::mariadb().await?;
-    let target_db = TestDb::postgres().await?;
-    let source = Side::open(&source_db).await?;
-    source
-        .exec("CREATE TABLE items (id BIGINT PRIMARY KEY, member_id BIGINT NOT NULL)")
-        .await?;
-    let rows: Vec<String> = (1..=400).map(|i| format!("({i}, {})", i % 37)).collect();
-    source
-        .exec(&format!("INSERT INTO items VALUES {}", rows.join(", ")))
-        .await?;
-    let target = Side::open(&target_db).await?;
-    target.exec(TARGET).await?;
-    if target_rows {
-        target
-            .exec("INSERT INTO items VALUES (1, 0, '1', 0)")
+/// 400 items in the source; the target's `items` made by `target_ddl`.
+struct Fixture {
+    source_db: TestDb,
+    target_db: TestDb,
+    target: Side,
+}
+
+impl Fixture {
+    async fn new(source_db: TestDb, target_db: TestDb, target_ddl: &str) -> anyhow::Result<Self> {
+        let source = Side::open(&source_db).await?;
+        source
+            .exec("CREATE TABLE items (id BIGINT PRIMARY KEY, member_id BIGINT NOT NULL)")
             .await?;
+        let rows: Vec<String> = (1..=400).map(|i| format!("({i}, {})", i % 37)).collect();
+        source
+            .exec(&format!("INSERT INTO items VALUES {}", rows.join(", ")))
+            .await?;
+        let target = Side::open(&target_db).await?;
+        target.exec(target_ddl).await?;
+        Ok(Fixture {
+            source_db,
+            target_db,
+            target,
+        })
     }
-    Ok((source_db, target_db, target))
+
+    /// The link of [`SPEC`] and its plan of `items`.
+    async fn plan(&self) -> anyhow::Result<(Link, Plan)> {
+        let text = spec_text(&self.source_db, &self.target_db, SPEC);
+        let link = Link::connect(
+            Spec::parse(&text, "test.toml")?,
+            &TransformerRegistry::new(),
+        )
+        .await?;
+        let plan = link.plan_or_resume("items", None).await?;
+        Ok((link, plan))
+    }
+
+    /// What became of the table's indexes, as the engine recorded it.
+    async fn index_build_state(&self) -> anyhow::Result<Vec<String>> {
+        self.target
+            .strings("SELECT state FROM _tern_index_builds WHERE table_name = 'items'")
+            .await
+    }
+}
+
+/// A PostgreSQL target with [`TARGET`] and, if `target_rows`, a row in it.
+async fn arrange(target_rows: bool) -> anyhow::Result<Fixture> {
+    let ddl = if target_rows {
+        format!("{TARGET}; INSERT INTO items VALUES (1, 0, '1', 0)")
+    } else {
+        TARGET.to_string()
+    };
+    Fixture::new(TestDb::mariadb().await?, TestDb::postgres().await?, &ddl).await
 }
 
 /// `name: definition` of the table's indexes, sorted.
@@ -71,14 +106,10 @@ async fn index_oids(target: &Side) -> anyhow::Result<Vec<String>> {
 #[tokio::test]
 async fn an_empty_table_gets_its_indexes_after_its_last_bucket() -> anyhow::Result<()> {
     // Arrange
-    let (source_db, target_db, target) = arrange(false).await?;
-    let before = indexes(&target).await?;
-    let link = Link::connect(
-        Spec::parse(&spec_text(&source_db, &target_db, SPEC), "test.toml")?,
-        &TransformerRegistry::new(),
-    )
-    .await?;
-    let plan = link.plan_or_resume("items", None).await?;
+    let f = arrange(false).await?;
+    let target = &f.target;
+    let before = indexes(target).await?;
+    let (link, plan) = f.plan().await?;
     let steps = Arc::new(Mutex::new(Vec::new()));
     let seen = steps.clone();
     let control = RunControl::new().on_progress(move |p| {
@@ -89,9 +120,9 @@ async fn an_empty_table_gets_its_indexes_after_its_last_bucket() -> anyhow::Resu
 
     // Act
     load_bucket(&link, &plan.buckets[0], &control).await?;
-    let between = indexes(&target).await?;
+    let between = indexes(target).await?;
     load_bucket(&link, &plan.buckets[1], &control).await?;
-    let after = indexes(&target).await?;
+    let after = indexes(target).await?;
 
     // Assert
     assert_eq!(target.count("items").await?, 400);
@@ -104,12 +135,7 @@ async fn an_empty_table_gets_its_indexes_after_its_last_bucket() -> anyhow::Resu
         "while buckets load, only the primary key"
     );
     assert_eq!(after, before, "every index back, as it was defined");
-    assert_eq!(
-        target
-            .strings("SELECT state FROM _tern_index_builds WHERE table_name = 'items'")
-            .await?,
-        vec!["built".to_string()]
-    );
+    assert_eq!(f.index_build_state().await?, vec!["built".to_string()]);
     let steps = steps.lock().map(|s| s.clone()).unwrap_or_default();
     let last = steps.last().cloned();
     assert_eq!(
@@ -128,30 +154,21 @@ async fn an_empty_table_gets_its_indexes_after_its_last_bucket() -> anyhow::Resu
 #[tokio::test]
 async fn a_table_with_rows_keeps_its_indexes() -> anyhow::Result<()> {
     // Arrange
-    let (source_db, target_db, target) = arrange(true).await?;
-    let oids = index_oids(&target).await?;
-    let link = Link::connect(
-        Spec::parse(&spec_text(&source_db, &target_db, SPEC), "test.toml")?,
-        &TransformerRegistry::new(),
-    )
-    .await?;
-    let plan = link.plan_or_resume("items", None).await?;
+    let f = arrange(true).await?;
+    let target = &f.target;
+    let oids = index_oids(target).await?;
+    let (link, plan) = f.plan().await?;
 
     // Act
     load_bucket(&link, &plan.buckets[0], &RunControl::new()).await?;
-    let between = index_oids(&target).await?;
+    let between = index_oids(target).await?;
     load_bucket(&link, &plan.buckets[1], &RunControl::new()).await?;
 
     // Assert
     assert_eq!(target.count("items").await?, 400);
     assert_eq!(between, oids, "no index dropped while loading");
-    assert_eq!(index_oids(&target).await?, oids, "nor rebuilt after");
-    assert_eq!(
-        target
-            .strings("SELECT state FROM _tern_index_builds WHERE table_name = 'items'")
-            .await?,
-        vec!["kept".to_string()]
-    );
+    assert_eq!(index_oids(target).await?, oids, "nor rebuilt after");
+    assert_eq!(f.index_build_state().await?, vec!["kept".to_string()]);
     Ok(())
 }
 
@@ -173,39 +190,21 @@ async fn an_empty_mariadb_table_gets_its_plain_indexes_after_its_last_bucket() -
 {
     // Arrange: a MariaDB target with a plain index on two columns (one a
     // prefix), a unique index (a constraint: kept) and the source-key index.
-    let source_db = TestDb::postgres().await?;
-    let target_db = TestDb::mariadb().await?;
-    let source = Side::open(&source_db).await?;
-    source
-        .exec("CREATE TABLE items (id BIGINT PRIMARY KEY, member_id BIGINT NOT NULL)")
-        .await?;
-    let rows: Vec<String> = (1..=400).map(|i| format!("({i}, {})", i % 37)).collect();
-    source
-        .exec(&format!("INSERT INTO items VALUES {}", rows.join(", ")))
-        .await?;
-    let target = Side::open(&target_db).await?;
-    target
-        .exec(
-            "CREATE TABLE items (id BIGINT PRIMARY KEY, member_id BIGINT NOT NULL, \
-             _tern_source_key VARCHAR(255), _tern_version BIGINT NOT NULL, \
-             UNIQUE KEY items_version_id (_tern_version, id), \
-             KEY items_member (member_id, _tern_source_key(20)), \
-             KEY items_tern_source_key (_tern_source_key))",
-        )
-        .await?;
-    let before = mariadb_indexes(&target).await?;
-    let link = Link::connect(
-        Spec::parse(&spec_text(&source_db, &target_db, SPEC), "test.toml")?,
-        &TransformerRegistry::new(),
-    )
-    .await?;
-    let plan = link.plan_or_resume("items", None).await?;
+    let ddl = "CREATE TABLE items (id BIGINT PRIMARY KEY, member_id BIGINT NOT NULL, \
+               _tern_source_key VARCHAR(255), _tern_version BIGINT NOT NULL, \
+               UNIQUE KEY items_version_id (_tern_version, id), \
+               KEY items_member (member_id, _tern_source_key(20)), \
+               KEY items_tern_source_key (_tern_source_key))";
+    let f = Fixture::new(TestDb::postgres().await?, TestDb::mariadb().await?, ddl).await?;
+    let target = &f.target;
+    let before = mariadb_indexes(target).await?;
+    let (link, plan) = f.plan().await?;
 
     // Act
     load_bucket(&link, &plan.buckets[0], &RunControl::new()).await?;
-    let between = mariadb_indexes(&target).await?;
+    let between = mariadb_indexes(target).await?;
     load_bucket(&link, &plan.buckets[1], &RunControl::new()).await?;
-    let after = mariadb_indexes(&target).await?;
+    let after = mariadb_indexes(target).await?;
 
     // Assert
     assert_eq!(target.count("items").await?, 400);
@@ -218,11 +217,6 @@ async fn an_empty_mariadb_table_gets_its_plain_indexes_after_its_last_bucket() -
         "while buckets load, only the primary key and the unique index"
     );
     assert_eq!(after, before, "every index back, as it was defined");
-    assert_eq!(
-        target
-            .strings("SELECT state FROM _tern_index_builds WHERE table_name = 'items'")
-            .await?,
-        vec!["built".to_string()]
-    );
+    assert_eq!(f.index_build_state().await?, vec!["built".to_string()]);
     Ok(())
 }

@@ -16,6 +16,7 @@ mod pairs;
 mod plan;
 mod read_only;
 mod relay;
+mod relay_watch;
 mod resume;
 mod reverse;
 mod reverse_live;

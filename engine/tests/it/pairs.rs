@@ -86,46 +86,51 @@ pub async fn create_source(side: &Side, rows: &[Contact]) -> anyhow::Result<()> 
         }
     };
     side.exec(ddl).await?;
-    for c in rows {
-        let created = c.created_at.format("%Y-%m-%d %H:%M:%S").to_string();
-        match side {
-            Side::Pg(p) => {
-                sqlx::query("INSERT INTO contacts VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                    .bind(c.member_id)
-                    .bind(c.id)
-                    .bind(&c.email)
-                    .bind(&c.name)
-                    .bind(c.is_starred as i16)
-                    .bind(&c.score)
-                    .bind(c.created_at)
-                    .execute(p)
-                    .await?;
-            }
-            Side::My(p) => {
-                sqlx::query("INSERT INTO contacts VALUES (?, ?, ?, ?, ?, ?, ?)")
-                    .bind(c.member_id)
-                    .bind(c.id)
-                    .bind(&c.email)
-                    .bind(&c.name)
-                    .bind(c.is_starred)
-                    .bind(&c.score)
-                    .bind(c.created_at)
-                    .execute(p)
-                    .await?;
-            }
-            Side::Lite(p) => {
-                sqlx::query("INSERT INTO contacts VALUES (?, ?, ?, ?, ?, ?, ?)")
-                    .bind(c.member_id)
-                    .bind(c.id)
-                    .bind(&c.email)
-                    .bind(&c.name)
-                    .bind(c.is_starred)
-                    .bind(&c.score)
-                    .bind(created)
-                    .execute(p)
-                    .await?;
-            }
+    let (pg, other) = (
+        "INSERT INTO contacts VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO contacts VALUES (?, ?, ?, ?, ?, ?, ?)",
+    );
+    match side {
+        Side::Pg(p) => insert(p, pg, rows, |c| c.is_starred as i16, |c| c.created_at).await,
+        Side::My(p) => insert(p, other, rows, |c| c.is_starred, |c| c.created_at).await,
+        // SQLite is given the timestamp as text.
+        Side::Lite(p) => {
+            let text = |c: &Contact| c.created_at.format("%Y-%m-%d %H:%M:%S").to_string();
+            insert(p, other, rows, |c| c.is_starred, text).await
         }
+    }
+}
+
+/// Inserts `rows` one by one with `sql`, binding the columns in table order;
+/// `starred` and `created` give those two as the database takes them.
+async fn insert<DB, S, C>(
+    pool: &sqlx::Pool<DB>,
+    sql: &str,
+    rows: &[Contact],
+    starred: impl Fn(&Contact) -> S,
+    created: impl Fn(&Contact) -> C,
+) -> anyhow::Result<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> S: sqlx::Encode<'q, DB> + sqlx::Type<DB> + Send + 'q,
+    for<'q> C: sqlx::Encode<'q, DB> + sqlx::Type<DB> + Send + 'q,
+{
+    for c in rows {
+        sqlx::query(sql)
+            .bind(c.member_id)
+            .bind(c.id)
+            .bind(c.email.clone())
+            .bind(c.name.clone())
+            .bind(starred(c))
+            .bind(c.score.clone())
+            .bind(created(c))
+            .execute(pool)
+            .await?;
     }
     Ok(())
 }
@@ -181,69 +186,74 @@ fn expected(rows: &[Contact], source: DbKind) -> Vec<Target> {
 async fn read_target(side: &Side) -> anyhow::Result<Vec<Target>> {
     let sql = "SELECT contact_id, member_id, legacy_id, email, display_name, starred, score, origin, doc, created_at, _tern_version \
                FROM member_contacts ORDER BY member_id, legacy_id";
+    let plain = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
     let mut out = Vec::new();
     match side {
         Side::Pg(p) => {
             for r in sqlx::query(sql).fetch_all(p).await? {
-                anyhow::ensure!(r.try_get::<i64, _>("_tern_version")? > 0, "version missing");
-                out.push(Target {
-                    contact_id: r.try_get::<Uuid, _>("contact_id")?.to_string(),
-                    member_id: r.try_get("member_id")?,
-                    legacy_id: r.try_get("legacy_id")?,
-                    email: r.try_get("email")?,
-                    display_name: r.try_get("display_name")?,
-                    starred: r.try_get("starred")?,
-                    score: r.try_get("score")?,
-                    origin: r.try_get("origin")?,
-                    doc: r.try_get("doc")?,
-                    created_at: r
-                        .try_get::<NaiveDateTime, _>("created_at")?
-                        .format("%Y-%m-%d %H:%M:%S")
-                        .to_string(),
-                });
+                let id = r.try_get::<Uuid, _>("contact_id")?.to_string();
+                let created = plain(r.try_get("created_at")?);
+                out.push(target(
+                    &r,
+                    id,
+                    r.try_get("starred")?,
+                    r.try_get("doc")?,
+                    created,
+                )?);
             }
         }
         Side::Lite(p) => {
             for r in sqlx::query(sql).fetch_all(p).await? {
-                anyhow::ensure!(r.try_get::<i64, _>("_tern_version")? > 0, "version missing");
-                let created: String = r.try_get("created_at")?;
-                out.push(Target {
-                    contact_id: r.try_get("contact_id")?,
-                    member_id: r.try_get("member_id")?,
-                    legacy_id: r.try_get("legacy_id")?,
-                    email: r.try_get("email")?,
-                    display_name: r.try_get("display_name")?,
-                    starred: r.try_get::<i64, _>("starred")? != 0,
-                    score: r.try_get("score")?,
-                    origin: r.try_get("origin")?,
-                    doc: serde_json::from_str(&r.try_get::<String, _>("doc")?)?,
-                    created_at: created.chars().take(19).collect(),
-                });
+                let starred = r.try_get::<i64, _>("starred")? != 0;
+                let doc = serde_json::from_str(&r.try_get::<String, _>("doc")?)?;
+                let created = r
+                    .try_get::<String, _>("created_at")?
+                    .chars()
+                    .take(19)
+                    .collect();
+                out.push(target(&r, r.try_get("contact_id")?, starred, doc, created)?);
             }
         }
         Side::My(p) => {
             for r in sqlx::query(sql).fetch_all(p).await? {
-                anyhow::ensure!(r.try_get::<i64, _>("_tern_version")? > 0, "version missing");
-                out.push(Target {
-                    contact_id: r.try_get("contact_id")?,
-                    member_id: r.try_get("member_id")?,
-                    legacy_id: r.try_get("legacy_id")?,
-                    email: r.try_get("email")?,
-                    display_name: r.try_get("display_name")?,
-                    starred: r.try_get("starred")?,
-                    score: r.try_get("score")?,
-                    origin: r.try_get("origin")?,
-                    // MariaDB's JSON is a LONGTEXT in a binary collation.
-                    doc: serde_json::from_slice(&r.try_get::<Vec<u8>, _>("doc")?)?,
-                    created_at: r
-                        .try_get::<NaiveDateTime, _>("created_at")?
-                        .format("%Y-%m-%d %H:%M:%S")
-                        .to_string(),
-                });
+                // MariaDB's JSON is a LONGTEXT in a binary collation.
+                let doc = serde_json::from_slice(&r.try_get::<Vec<u8>, _>("doc")?)?;
+                let created = plain(r.try_get("created_at")?);
+                let (id, starred) = (r.try_get("contact_id")?, r.try_get("starred")?);
+                out.push(target(&r, id, starred, doc, created)?);
             }
         }
     }
     Ok(out)
+}
+
+/// A target row from the columns every database returns alike, and the
+/// others as read from each database; its version must be set.
+fn target<R: Row>(
+    r: &R,
+    contact_id: String,
+    starred: bool,
+    doc: serde_json::Value,
+    created_at: String,
+) -> anyhow::Result<Target>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    anyhow::ensure!(r.try_get::<i64, _>("_tern_version")? > 0, "version missing");
+    Ok(Target {
+        contact_id,
+        member_id: r.try_get("member_id")?,
+        legacy_id: r.try_get("legacy_id")?,
+        email: r.try_get("email")?,
+        display_name: r.try_get("display_name")?,
+        starred,
+        score: r.try_get("score")?,
+        origin: r.try_get("origin")?,
+        doc,
+        created_at,
+    })
 }
 
 async fn check_pair(source_kind: DbKind, target_kind: DbKind) -> anyhow::Result<()> {

@@ -6,9 +6,9 @@
 //! lower-cased), with the target.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use rand::Rng;
@@ -16,7 +16,7 @@ use tern_engine::Position;
 use tern_engine::ramp::Ramp;
 use tern_engine::verify::{self, VerifyOptions};
 use tern_engine::{
-    CatchUpOptions, CatchUpStatus, Link, Progress, RelayOptions, RelayRamp, RunControl, Spec,
+    CatchUpOptions, CatchUpStatus, Link, RelayOptions, RelayRamp, RunControl, Spec,
     TransformerRegistry, capture, catch_up_bucket, load_bucket, prune_changelog, run_relay,
 };
 use tern_testkit::{DbKind, TestDb};
@@ -24,7 +24,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::schema_dump;
-use crate::support::{Side, spec_text};
+use crate::relay_watch::{Seen, head};
+use crate::support::{Side, connect_captured, load_table, spec_text};
 
 const ROWS: i64 = 1500;
 const MEMBERS: i64 = 60;
@@ -116,6 +117,17 @@ fn diff(want: &BTreeMap<i64, (i64, String)>, got: &BTreeMap<i64, (i64, String)>)
     out
 }
 
+/// Asserts the target holds exactly the expected rows.
+fn assert_same(want: &BTreeMap<i64, (i64, String)>, got: &BTreeMap<i64, (i64, String)>) {
+    let d = diff(want, got);
+    assert!(
+        d.is_empty(),
+        "{} differences: {:?}",
+        d.len(),
+        &d[..d.len().min(20)]
+    );
+}
+
 /// A writer inserting, updating (body and bucket column) and deleting random
 /// rows until `running` is cleared. Returns the number of statements.
 fn spawn_writer(
@@ -158,75 +170,6 @@ fn spawn_writer(
     })
 }
 
-/// The latest relay progress, shared with the test.
-#[derive(Default)]
-struct Seen {
-    last: Mutex<Option<Progress>>,
-    batches: AtomicU64,
-}
-
-impl Seen {
-    /// A run control reporting here, stopped by `cancel`.
-    fn control(self: &Arc<Self>, cancel: &CancellationToken) -> RunControl {
-        let me = self.clone();
-        RunControl::new()
-            .with_cancel(cancel.clone())
-            .on_progress(move |p| {
-                me.batches.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut l) = me.last.lock() {
-                    *l = Some(p.clone());
-                }
-            })
-    }
-
-    fn get(&self) -> Option<Progress> {
-        self.last.lock().ok().and_then(|l| l.clone())
-    }
-
-    /// Waits until a batch with this ramp has been applied.
-    async fn wait_for_ramp(&self, ramp: &str) -> anyhow::Result<()> {
-        let until = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < until {
-            if self.get().is_some_and(|p| p.note.as_deref() == Some(ramp)) {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        anyhow::bail!("the relay never applied ramp {ramp}: {:?}", self.get())
-    }
-}
-
-/// The highest changelog sequence number in the source.
-async fn head(source: &Side) -> anyhow::Result<i64> {
-    let v = source
-        .strings("SELECT CAST(COALESCE(MAX(seq), 0) AS CHAR(20)) FROM _tern_changelog")
-        .await;
-    let v = match v {
-        Ok(v) => v,
-        Err(_) => {
-            source
-                .strings("SELECT CAST(COALESCE(MAX(seq), 0) AS TEXT) FROM _tern_changelog")
-                .await?
-        }
-    };
-    Ok(v.first().map_or(Ok(0), |s| s.trim().parse())?)
-}
-
-/// Waits until the relay's position has passed every change up to `h`.
-async fn wait_for_position(seen: &Seen, h: i64) -> anyhow::Result<()> {
-    let until = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < until {
-        if seen
-            .get()
-            .is_some_and(|p| p.position.is_some_and(|p| p.low() >= h))
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("the relay did not reach change {h}: {:?}", seen.get())
-}
-
 async fn the_whole_sequence_under_load(
     source_kind: DbKind,
     target_kind: DbKind,
@@ -238,12 +181,9 @@ async fn the_whole_sequence_under_load(
     let source = Arc::new(Side::open(&source_db).await?);
     create_items(&source, source_kind).await?;
     let schema_before = schema_dump(&source, source_kind).await?;
-    let spec = Spec::parse(
-        &spec_text(&source_db, &target_db, &items_spec(key)),
-        "test.toml",
-    )?;
-    let link = Arc::new(Link::connect(spec.clone(), &TransformerRegistry::new()).await?);
-    capture::install(link.source(), &spec).await?;
+    let (link, _, _) =
+        connect_captured(&spec_text(&source_db, &target_db, &items_spec(key))).await?;
+    let link = Arc::new(link);
     let running = Arc::new(AtomicBool::new(true));
     let writer = spawn_writer(source.clone(), running.clone(), Duration::from_millis(3));
 
@@ -254,16 +194,9 @@ async fn the_whole_sequence_under_load(
     let mut opts = RelayOptions::new(ramp_rx);
     opts.salt = "items-migration".into();
     opts.stream.batch_changes = 300;
-    let control = seen.control(&cancel);
-    let relay = {
-        let link = link.clone();
-        tokio::spawn(async move { run_relay(&link, opts, &control).await })
-    };
+    let relay = seen.spawn_relay(&link, opts, &cancel);
     seen.wait_for_ramp("10% of keys").await?;
-    let plan = link.plan_or_resume("items", None).await?;
-    for b in &plan.buckets {
-        load_bucket(&link, b, &RunControl::new()).await?;
-    }
+    let plan = load_table(&link, "items").await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     ramp_tx.send(RelayRamp::Percent(Ramp::parse("50%")?))?;
     seen.wait_for_ramp("50% of keys").await?;
@@ -278,7 +211,7 @@ async fn the_whole_sequence_under_load(
     tokio::time::sleep(Duration::from_millis(700)).await;
     running.store(false, Ordering::Relaxed);
     let writes = writer.await??;
-    wait_for_position(&seen, head(&source).await?).await?;
+    seen.wait_for_position(head(&source).await?).await?;
     cancel.cancel();
     let summary = relay.await??;
 
@@ -286,13 +219,7 @@ async fn the_whole_sequence_under_load(
     let want = expected(&source, source_kind).await?;
     let target = Side::open(&target_db).await?;
     let got = actual(&target, target_kind).await?;
-    let d = diff(&want, &got);
-    assert!(
-        d.is_empty(),
-        "{} differences: {:?}",
-        d.len(),
-        &d[..d.len().min(20)]
-    );
+    assert_same(&want, &got);
     assert!(writes > 100, "the writer ran throughout ({writes} writes)");
     assert!(
         summary.keys_skipped > 0,
@@ -344,14 +271,16 @@ async fn loaded(
     let source = Arc::new(Side::open(&source_db).await?);
     create_items(&source, DbKind::MariaDb).await?;
     let text = spec_text(&source_db, &target_db, &items_spec("[\"id\"]"));
-    let spec = Spec::parse(&text, "test.toml")?;
-    let link = Arc::new(Link::connect(spec.clone(), &TransformerRegistry::new()).await?);
-    let installed = capture::install(link.source(), &spec).await?;
-    let plan = link.plan_or_resume("items", None).await?;
-    for b in &plan.buckets {
-        load_bucket(&link, b, &RunControl::new()).await?;
-    }
-    Ok((source_db, target_db, source, link, text, installed.position))
+    let (link, _, installed) = connect_captured(&text).await?;
+    load_table(&link, "items").await?;
+    Ok((
+        source_db,
+        target_db,
+        source,
+        Arc::new(link),
+        text,
+        installed.position,
+    ))
 }
 
 #[tokio::test]
@@ -367,11 +296,7 @@ async fn a_target_that_goes_away_mid_relay_loses_nothing() -> anyhow::Result<()>
     opts.stream.batch_changes = 100;
     opts.stream.retry_initial = Duration::from_millis(50);
     opts.stream.retry_max = Duration::from_millis(400);
-    let control = seen.control(&cancel);
-    let relay = {
-        let link = link.clone();
-        tokio::spawn(async move { run_relay(&link, opts, &control).await })
-    };
+    let relay = seen.spawn_relay(&link, opts, &cancel);
     seen.wait_for_ramp("100% of keys").await?;
     let admin = sqlx::PgPool::connect(&tern_testkit::pg_admin_url()).await?;
 
@@ -400,7 +325,7 @@ async fn a_target_that_goes_away_mid_relay_loses_nothing() -> anyhow::Result<()>
     tokio::time::sleep(Duration::from_millis(500)).await;
     running.store(false, Ordering::Relaxed);
     writer.await??;
-    wait_for_position(&seen, head(&source).await?).await?;
+    seen.wait_for_position(head(&source).await?).await?;
     cancel.cancel();
     let summary = relay.await??;
 
@@ -408,13 +333,7 @@ async fn a_target_that_goes_away_mid_relay_loses_nothing() -> anyhow::Result<()>
     let want = expected(&source, DbKind::MariaDb).await?;
     let target = Side::open(&target_db).await?;
     let got = actual(&target, DbKind::Postgres).await?;
-    let d = diff(&want, &got);
-    assert!(
-        d.is_empty(),
-        "{} differences: {:?}",
-        d.len(),
-        &d[..d.len().min(20)]
-    );
+    assert_same(&want, &got);
     assert!(summary.retries > 0, "the relay noticed the target was gone");
     Ok(())
 }
@@ -451,12 +370,8 @@ async fn a_key_copied_from_the_source_key_is_relayed_and_verified_without_a_sour
     let cancel = CancellationToken::new();
     let mut opts = RelayOptions::fixed(RelayRamp::full());
     opts.start = Some(start);
-    let control = seen.control(&cancel);
-    let relay = {
-        let link = link.clone();
-        tokio::spawn(async move { run_relay(&link, opts, &control).await })
-    };
-    wait_for_position(&seen, head(&source).await?).await?;
+    let relay = seen.spawn_relay(&link, opts, &cancel);
+    seen.wait_for_position(head(&source).await?).await?;
     cancel.cancel();
     let summary = relay.await??;
     let full = VerifyOptions::full("items");
@@ -470,13 +385,7 @@ async fn a_key_copied_from_the_source_key_is_relayed_and_verified_without_a_sour
     // Assert
     let want = expected(&source, DbKind::MariaDb).await?;
     let got = actual(&target, DbKind::Postgres).await?;
-    let d = diff(&want, &got);
-    assert!(
-        d.is_empty(),
-        "{} differences: {:?}",
-        d.len(),
-        &d[..d.len().min(20)]
-    );
+    assert_same(&want, &got);
     assert_eq!(got.get(&4), Some(&(59, "moved".to_string())));
     assert!(!got.contains_key(&5) && !got.contains_key(&5002));
     assert!(summary.keys_deleted >= 3, "{summary:?}");
@@ -570,13 +479,7 @@ async fn a_relay_killed_with_sigkill_and_restarted_loses_and_doubles_nothing() -
     );
     let want = expected(&source, DbKind::MariaDb).await?;
     let got = actual(&target, DbKind::Postgres).await?;
-    let d = diff(&want, &got);
-    assert!(
-        d.is_empty(),
-        "{} differences: {:?}",
-        d.len(),
-        &d[..d.len().min(20)]
-    );
+    assert_same(&want, &got);
     Ok(())
 }
 

@@ -17,16 +17,17 @@ use anyhow::Context;
 use rand::Rng;
 use tern_engine::reverse::{self, Direction, Drain, SwitchedBuckets};
 use tern_engine::{
-    EngineError, Link, Plan, RelayOptions, RelayRamp, ReverseOptions, Reversibility, RunControl,
-    Side as EngineSide, Spec, TransformerRegistry, Value, capture, load_bucket, run_relay,
-    run_reverse_relay,
+    EngineError, Link, Plan, RelayOptions, RelayRamp, RelaySummary, ReverseOptions, ReverseSummary,
+    Reversibility, RunControl, Side as EngineSide, Spec, TransformerRegistry, Value, capture,
+    run_relay, run_reverse_relay,
 };
 use tern_testkit::{DbKind, TestDb};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::schema_dump;
-use crate::support::{Side, spec_text};
+use crate::support::{Side, connect_captured, load_table, spec_text};
 
 pub const ROWS: i64 = 400;
 pub const MEMBERS: i64 = 40;
@@ -80,6 +81,65 @@ pub async fn rows(
     Ok(out)
 }
 
+/// Asserts both stores hold the same rows (as [`rows`] reads them).
+pub fn assert_same_rows(old: &BTreeMap<i64, String>, new: &BTreeMap<i64, String>) {
+    let diffs: Vec<String> = old
+        .iter()
+        .filter(|(id, v)| new.get(id) != Some(v))
+        .map(|(id, v)| format!("{id}: old {v} new {:?}", new.get(id)))
+        .chain(
+            new.keys()
+                .filter(|id| !old.contains_key(id))
+                .map(|id| format!("{id}: only in the new store")),
+        )
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "{} differences: {:?}",
+        diffs.len(),
+        &diffs[..diffs.len().min(20)]
+    );
+}
+
+/// Drains the forward and the reverse relay to their changelog's head, as a
+/// switch drains them (a minute at most each).
+pub async fn drain_both(link: &Link) -> anyhow::Result<()> {
+    for (direction, side, name) in [
+        (Direction::Forward, EngineSide::Source, "default"),
+        (Direction::Reverse, EngineSide::Target, "reverse"),
+    ] {
+        let head = reverse::head(link, side)
+            .await?
+            .context("capture installed")?;
+        let drained = reverse::drain(link, direction, name, &head, Duration::from_secs(60)).await?;
+        assert!(
+            matches!(drained, Drain::Reached { .. }),
+            "{direction:?} did not drain: {drained:?}"
+        );
+    }
+    Ok(())
+}
+
+/// The forward and the reverse relay running on `link` until `cancel`.
+pub fn spawn_relays(
+    link: &Arc<Link>,
+    fwd: RelayOptions,
+    rev: ReverseOptions,
+    cancel: &CancellationToken,
+) -> (
+    JoinHandle<Result<RelaySummary, EngineError>>,
+    JoinHandle<Result<ReverseSummary, EngineError>>,
+) {
+    let control = RunControl::new().with_cancel(cancel.clone());
+    let forward = {
+        let (link, control) = (link.clone(), control.clone());
+        tokio::spawn(async move { run_relay(&link, fwd, &control).await })
+    };
+    let link = link.clone();
+    let backward = tokio::spawn(async move { run_reverse_relay(&link, rev, &control).await });
+    (forward, backward)
+}
+
 /// Changelog rows in a store.
 pub async fn changelog_rows(side: &Side) -> anyhow::Result<i64> {
     side.count("_tern_changelog").await
@@ -91,6 +151,18 @@ pub fn bucket_of(plan: &Plan, member: i64) -> usize {
         .iter()
         .find(|b| b.range.contains(&Value::Int(member)))
         .map_or(usize::MAX, |b| b.index)
+}
+
+/// A random write of an application: the kind of statement (0..10), which
+/// of `ids` ids it touches, the member of `members` it writes and a word.
+pub fn random_write(ids: usize, members: &[i64]) -> (u32, usize, i64, u32) {
+    let mut rng = rand::thread_rng();
+    (
+        rng.gen_range(0..10),
+        rng.gen_range(0..ids.max(1)),
+        members[rng.gen_range(0..members.len())],
+        rng.gen_range(0..1_000_000),
+    )
 }
 
 /// An application writing one store: inserts, updates (body, n, and member
@@ -110,15 +182,7 @@ fn spawn_app(
         let mut next_id = first_new_id;
         let mut n = 0u64;
         while running.load(Ordering::Relaxed) {
-            let (op, pick, member, word) = {
-                let mut rng = rand::thread_rng();
-                (
-                    rng.gen_range(0..10),
-                    rng.gen_range(0..ids.len().max(1)),
-                    members[rng.gen_range(0..members.len())],
-                    rng.gen_range(0..1_000_000),
-                )
-            };
+            let (op, pick, member, word) = random_write(ids.len(), &members);
             let member_col = if target { "member" } else { "member_id" };
             let sql = match op {
                 // An application on the new store fills Tern's version column.
@@ -174,13 +238,9 @@ async fn both_directions_under_load(
     let source = Arc::new(Side::open(&source_db).await?);
     create_items(&source, source_kind).await?;
     let schema_before = schema_dump(&source, source_kind).await?;
-    let spec = Spec::parse(&spec_text(&source_db, &target_db, SPEC), "test.toml")?;
-    let link = Arc::new(Link::connect(spec.clone(), &TransformerRegistry::new()).await?);
-    capture::install(link.source(), &spec).await?;
-    let plan = link.plan_or_resume("items", None).await?;
-    for b in &plan.buckets {
-        load_bucket(&link, b, &RunControl::new()).await?;
-    }
+    let (link, _, _) = connect_captured(&spec_text(&source_db, &target_db, SPEC)).await?;
+    let link = Arc::new(link);
+    let plan = load_table(&link, "items").await?;
     let target = Arc::new(Side::open(&target_db).await?);
     assert_eq!(
         reverse::check(&link).await?,
@@ -203,19 +263,12 @@ async fn both_directions_under_load(
     fwd.start = reverse::head(&link, EngineSide::Source).await?;
     fwd.switched = Some(switched_rx.clone());
     fwd.stream.batch_changes = 200;
-    let forward = {
-        let (link, control) = (link.clone(), RunControl::new().with_cancel(cancel.clone()));
-        tokio::spawn(async move { run_relay(&link, fwd, &control).await })
-    };
     let mut rev = ReverseOptions::new(switched_rx);
     let (observed_tx, mut observed_rx) = watch::channel(SwitchedBuckets::none());
     rev.observed = Some(Arc::new(observed_tx));
     rev.start = reverse::head(&link, EngineSide::Target).await?;
     rev.stream.batch_changes = 200;
-    let backward = {
-        let (link, control) = (link.clone(), RunControl::new().with_cancel(cancel.clone()));
-        tokio::spawn(async move { run_reverse_relay(&link, rev, &control).await })
-    };
+    let (forward, backward) = spawn_relays(&link, fwd, rev, &cancel);
 
     // The switch releases writes once the reverse relay filters by the set.
     assert!(reverse::wait_observed(&mut observed_rx, &switched, Duration::from_secs(30)).await);
@@ -260,43 +313,16 @@ async fn both_directions_under_load(
     let (source_writes, target_writes) = (on_source.await??, on_target.await??);
 
     // Both directions drained to their heads, as a switch drains them.
-    for (direction, side, name) in [
-        (Direction::Forward, EngineSide::Source, "default"),
-        (Direction::Reverse, EngineSide::Target, "reverse"),
-    ] {
-        let head = reverse::head(&link, side)
-            .await?
-            .context("capture installed")?;
-        let drained =
-            reverse::drain(&link, direction, name, &head, Duration::from_secs(60)).await?;
-        assert!(
-            matches!(drained, Drain::Reached { .. }),
-            "{direction:?} did not drain: {drained:?}"
-        );
-    }
+    drain_both(&link).await?;
     cancel.cancel();
     let fwd_summary = forward.await??;
     let rev_summary = backward.await??;
     drop(switched_tx);
 
     // Assert: row for row equal.
-    let old = rows(&source, source_kind, "member_id").await?;
-    let new = rows(&target, target_kind, "member").await?;
-    let diffs: Vec<String> = old
-        .iter()
-        .filter(|(id, v)| new.get(id) != Some(v))
-        .map(|(id, v)| format!("{id}: old {v} new {:?}", new.get(id)))
-        .chain(
-            new.keys()
-                .filter(|id| !old.contains_key(id))
-                .map(|id| format!("{id}: only in the new store")),
-        )
-        .collect();
-    assert!(
-        diffs.is_empty(),
-        "{} differences: {:?}",
-        diffs.len(),
-        &diffs[..diffs.len().min(20)]
+    assert_same_rows(
+        &rows(&source, source_kind, "member_id").await?,
+        &rows(&target, target_kind, "member").await?,
     );
     assert!(
         source_writes > 50 && target_writes > 50,
@@ -395,12 +421,8 @@ async fn a_table_that_does_not_invert_is_refused_with_its_reason() -> anyhow::Re
         "{why}"
     );
     assert!(why.contains("add a [tables.reverse] section"), "{why}");
-    let link = Link::connect(spec.clone(), &TransformerRegistry::new()).await?;
-    capture::install(link.source(), &spec).await?;
-    let plan = link.plan_or_resume("docs", None).await?;
-    for b in &plan.buckets {
-        load_bucket(&link, b, &RunControl::new()).await?;
-    }
+    let (link, _, _) = connect_captured(&spec_text(&source_db, &target_db, body)).await?;
+    load_table(&link, "docs").await?;
     assert_eq!(
         reverse::check(&link).await?,
         vec![("docs".into(), Some(why.clone()))]
@@ -445,13 +467,8 @@ async fn a_reverse_section_maps_a_lossy_table_back() -> anyhow::Result<()> {
          doc = { json = { member = \"member_id\", n = \"n\" } }\n\
          [tables.reverse.columns]\nid = \"id\"\nbody = \"body\"\n\
          member_id = { expr = \"doc.member\" }\nn = { expr = \"doc.n\" }\n";
-    let spec = Spec::parse(&spec_text(&source_db, &target_db, body), "test.toml")?;
-    let link = Link::connect(spec.clone(), &TransformerRegistry::new()).await?;
-    capture::install(link.source(), &spec).await?;
-    let plan = link.plan_or_resume("items", None).await?;
-    for b in &plan.buckets {
-        load_bucket(&link, b, &RunControl::new()).await?;
-    }
+    let (link, _, _) = connect_captured(&spec_text(&source_db, &target_db, body)).await?;
+    let plan = load_table(&link, "items").await?;
     assert_eq!(reverse::check(&link).await?, vec![("items".into(), None)]);
     reverse::install_capture(&link).await?;
     let target = Side::open(&target_db).await?;

@@ -10,18 +10,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rand::Rng;
 use tern_engine::reverse::{self, Direction, Drain, SwitchedBuckets};
-use tern_engine::{
-    Link, RelayOptions, RelayRamp, ReverseOptions, RunControl, Side as EngineSide, Spec,
-    TransformerRegistry, capture, load_bucket, run_relay, run_reverse_relay,
-};
+use tern_engine::{RelayOptions, RelayRamp, ReverseOptions, Side as EngineSide};
 use tern_testkit::{DbKind, TestDb};
 use tokio::sync::{RwLock, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::reverse::{MEMBERS, ROWS, SPEC, bucket_of, changelog_rows, create_items, rows};
-use crate::support::{Side, spec_text};
+use crate::reverse::{
+    MEMBERS, ROWS, SPEC, assert_same_rows, bucket_of, changelog_rows, create_items, drain_both,
+    random_write, rows, spawn_relays,
+};
+use crate::support::{Side, connect_captured, load_table, spec_text};
 
 /// Which store is the bucket's primary; the write lock is the hold.
 struct Primary {
@@ -41,15 +40,7 @@ fn spawn_writer(
         let (mut old, mut new) = (0u64, 0u64);
         let mut next_id = 300_000;
         while running.load(Ordering::Relaxed) {
-            let (op, pick, member, word) = {
-                let mut rng = rand::thread_rng();
-                (
-                    rng.gen_range(0..10),
-                    rng.gen_range(0..ids.len().max(1)),
-                    members[rng.gen_range(0..members.len())],
-                    rng.gen_range(0..1_000_000),
-                )
-            };
+            let (op, pick, member, word) = random_write(ids.len(), &members);
             let on_new = primary.new_store.read().await;
             let (m, n) = if *on_new {
                 ("member", format!("'{word}'"))
@@ -99,13 +90,9 @@ async fn a_bucket_switched_and_rolled_back_under_writes_loses_and_doubles_nothin
     let target_db = TestDb::new(DbKind::Postgres).await?;
     let source = Side::open(&source_db).await?;
     create_items(&source, DbKind::MariaDb).await?;
-    let spec = Spec::parse(&spec_text(&source_db, &target_db, SPEC), "test.toml")?;
-    let link = Arc::new(Link::connect(spec.clone(), &TransformerRegistry::new()).await?);
-    capture::install(link.source(), &spec).await?;
-    let plan = link.plan_or_resume("items", None).await?;
-    for b in &plan.buckets {
-        load_bucket(&link, b, &RunControl::new()).await?;
-    }
+    let (link, _, _) = connect_captured(&spec_text(&source_db, &target_db, SPEC)).await?;
+    let link = Arc::new(link);
+    let plan = load_table(&link, "items").await?;
     reverse::install_capture(&link).await?;
     let stores = Arc::new((source, Side::open(&target_db).await?));
     let logs0 = (
@@ -123,14 +110,7 @@ async fn a_bucket_switched_and_rolled_back_under_writes_loses_and_doubles_nothin
     let mut rev = ReverseOptions::new(switched_rx);
     rev.start = reverse::head(&link, EngineSide::Target).await?;
     rev.observed = Some(Arc::new(rev_obs_tx));
-    let forward = {
-        let (link, control) = (link.clone(), RunControl::new().with_cancel(cancel.clone()));
-        tokio::spawn(async move { run_relay(&link, fwd, &control).await })
-    };
-    let backward = {
-        let (link, control) = (link.clone(), RunControl::new().with_cancel(cancel.clone()));
-        tokio::spawn(async move { run_reverse_relay(&link, rev, &control).await })
-    };
+    let (forward, backward) = spawn_relays(&link, fwd, rev, &cancel);
     let members: Vec<i64> = (0..MEMBERS).filter(|m| bucket_of(&plan, *m) == 2).collect();
     let ids: Vec<i64> = (1..=ROWS)
         .filter(|id| members.contains(&(id % MEMBERS)))
@@ -187,37 +167,14 @@ async fn a_bucket_switched_and_rolled_back_under_writes_loses_and_doubles_nothin
     tokio::time::sleep(Duration::from_millis(1500)).await;
     running.store(false, Ordering::Relaxed);
     let (old_writes, new_writes) = writer.await??;
-    for (direction, side, name) in [
-        (Direction::Forward, EngineSide::Source, "default"),
-        (Direction::Reverse, EngineSide::Target, "reverse"),
-    ] {
-        let head = reverse::head(&link, side)
-            .await?
-            .context("capture installed")?;
-        let d = reverse::drain(&link, direction, name, &head, Duration::from_secs(60)).await?;
-        assert!(matches!(d, Drain::Reached { .. }), "{d:?}");
-    }
+    drain_both(&link).await?;
     cancel.cancel();
     let (fwd_summary, rev_summary) = (forward.await??, backward.await??);
 
     // Assert: equal row for row; each changelog holds the application's writes.
-    let old = rows(&stores.0, DbKind::MariaDb, "member_id").await?;
-    let new = rows(&stores.1, DbKind::Postgres, "member").await?;
-    let diffs: Vec<String> = old
-        .iter()
-        .filter(|(id, v)| new.get(id) != Some(v))
-        .map(|(id, v)| format!("{id}: old {v} new {:?}", new.get(id)))
-        .chain(
-            new.keys()
-                .filter(|id| !old.contains_key(id))
-                .map(|id| format!("{id}: only new")),
-        )
-        .collect();
-    assert!(
-        diffs.is_empty(),
-        "{} differences: {:?}",
-        diffs.len(),
-        &diffs[..diffs.len().min(20)]
+    assert_same_rows(
+        &rows(&stores.0, DbKind::MariaDb, "member_id").await?,
+        &rows(&stores.1, DbKind::Postgres, "member").await?,
     );
     assert!(
         old_writes > 100 && new_writes > 50,

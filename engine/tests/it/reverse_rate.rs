@@ -7,14 +7,11 @@
 use std::time::Instant;
 
 use tern_engine::reverse::{self, SwitchedBuckets};
-use tern_engine::{
-    Link, ReverseOptions, RunControl, Side as EngineSide, Spec, TransformerRegistry, capture,
-    load_bucket, run_reverse_relay,
-};
+use tern_engine::{ReverseOptions, RunControl, Side as EngineSide, run_reverse_relay};
 use tern_testkit::{DbKind, TestDb};
 use tokio::sync::watch;
 
-use crate::support::{Side, spec_text};
+use crate::support::{Side, connect_captured, load_table, spec_text};
 
 const ROWS: i64 = 20_000;
 
@@ -35,13 +32,8 @@ async fn reverse_relay_rate_mariadb_from_postgres() -> anyhow::Result<()> {
     let body = "[[tables]]\nname = \"items\"\nkey = [\"id\"]\nbuckets = 4\n\
                 [tables.source]\ntable = \"items\"\nbucket = \"member_id\"\n\
                 [tables.columns]\nid = \"id\"\nmember = \"member_id\"\ntext = \"body\"\n";
-    let spec = Spec::parse(&spec_text(&source_db, &target_db, body), "test.toml")?;
-    let link = Link::connect(spec.clone(), &TransformerRegistry::new()).await?;
-    capture::install(link.source(), &spec).await?;
-    let plan = link.plan_or_resume("items", None).await?;
-    for b in &plan.buckets {
-        load_bucket(&link, b, &RunControl::new()).await?;
-    }
+    let (link, _, _) = connect_captured(&spec_text(&source_db, &target_db, body)).await?;
+    let plan = load_table(&link, "items").await?;
     reverse::install_capture(&link).await?;
     let start = reverse::head(&link, EngineSide::Target).await?;
     let target = Side::open(&target_db).await?;

@@ -11,58 +11,87 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 use tern_engine::{
-    CatchUpOptions, CatchUpStatus, Link, Progress, RelayOptions, RelayRamp, RunControl, Spec,
-    TransformerRegistry, capture, catch_up_all, load_bucket, run_relay,
+    CatchUpOptions, CatchUpStatus, Link, RelayOptions, RelayRamp, RunControl, TransformerRegistry,
+    catch_up_all, load_bucket, run_relay,
 };
 use tern_testkit::{DbKind, TestDb};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Side, load_all, spec_text};
+use crate::relay_watch::{Seen, head};
+use crate::support::{Side, connect_captured, load_all, spec_text};
 
 const THREADS: i64 = 40;
 const MESSAGES_PER_THREAD: i64 = 6;
 const MEMBERS: i64 = 12;
 
-pub const SPEC: &str = r#"
-chunk_rows = 40
+/// The inbox split into `personal` (a row per member and message) and the
+/// shared `messages` (a row per message, the first copy kept), `buckets`
+/// buckets each; `personal` and `messages` are more columns of each.
+pub fn inbox_spec(chunk_rows: u32, buckets: u32, personal: &str, messages: &str) -> String {
+    format!(
+        r#"
+chunk_rows = {chunk_rows}
 
 [[tables]]
 name = "personal"
 key = ["member_id", "message_id"]
-buckets = 3
+buckets = {buckets}
 [tables.source]
 table = "inbox"
 key = ["member_id", "id"]
 bucket = "member_id"
 [tables.columns]
 member_id = "member_id"
-message_id = { uuid5 = ["thread_id", "msg_no"], namespace = "messages" }
-is_unread = { from = "is_unread", cast = "bool" }
+message_id = {{ uuid5 = ["thread_id", "msg_no"], namespace = "messages" }}
+{personal}
 
 [[tables]]
 name = "messages"
 key = ["message_id"]
-buckets = 3
+buckets = {buckets}
 [tables.source]
 table = "inbox"
 key = ["member_id", "id"]
 bucket = "thread_id"
 [tables.columns]
-message_id = { uuid5 = ["thread_id", "msg_no"], namespace = "messages" }
+{messages}
+[tables.dedupe]
+keep = "first"
+"#
+    )
+}
+
+/// Both tables with their source columns copied.
+pub fn spec() -> String {
+    inbox_spec(
+        40,
+        3,
+        r#"is_unread = { from = "is_unread", cast = "bool" }"#,
+        r#"message_id = { uuid5 = ["thread_id", "msg_no"], namespace = "messages" }
 thread_id = "thread_id"
 msg_no = "msg_no"
 sender_id = "sender_id"
-body = "body"
-[tables.dedupe]
-keep = "first"
-"#;
+body = "body""#,
+    )
+}
 
-pub fn create_inbox(kind: DbKind) -> String {
+/// A source on `kind` holding the inbox, filled, and an empty PostgreSQL
+/// target: both databases, the source, and the last inbox id.
+pub async fn filled_inbox(kind: DbKind) -> anyhow::Result<(TestDb, TestDb, Side, i64)> {
+    let source_db = TestDb::new(kind).await?;
+    let target_db = TestDb::postgres().await?;
+    let source = Side::open(&source_db).await?;
+    source.exec(&create_inbox(kind)).await?;
+    let last_id = fill_inbox(&source).await?;
+    Ok((source_db, target_db, source, last_id))
+}
+
+fn create_inbox(kind: DbKind) -> String {
     let body = if kind == DbKind::MariaDb {
         "VARCHAR(200)"
     } else {
@@ -76,7 +105,7 @@ pub fn create_inbox(kind: DbKind) -> String {
 }
 
 /// Every message of every thread, copied to 1–4 members.
-pub async fn fill_inbox(source: &Side) -> anyhow::Result<i64> {
+async fn fill_inbox(source: &Side) -> anyhow::Result<i64> {
     let mut values = Vec::new();
     let mut id = 0;
     for thread in 1..=THREADS {
@@ -189,53 +218,21 @@ fn differences(want: &[String], got: &[String]) -> Vec<String> {
     out
 }
 
-async fn head(source: &Side) -> anyhow::Result<i64> {
-    let v = source
-        .strings("SELECT CAST(COALESCE(MAX(seq), 0) AS CHAR(20)) FROM _tern_changelog")
-        .await;
-    let v = match v {
-        Ok(v) => v,
-        Err(_) => {
-            source
-                .strings("SELECT CAST(COALESCE(MAX(seq), 0) AS TEXT) FROM _tern_changelog")
-                .await?
-        }
-    };
-    Ok(v.first().map_or(Ok(0), |s| s.trim().parse())?)
-}
-
 async fn shared_rows_under_live_changes(source_kind: DbKind) -> anyhow::Result<()> {
     // Arrange: the inbox, capture installed, the relay running at 100%, a
     // writer running.
-    let source_db = TestDb::new(source_kind).await?;
-    let target_db = TestDb::postgres().await?;
-    let source = Arc::new(Side::open(&source_db).await?);
-    source.exec(&create_inbox(source_kind)).await?;
-    let last_id = fill_inbox(&source).await?;
-    let spec = Spec::parse(&spec_text(&source_db, &target_db, SPEC), "test.toml")?;
-    let link = Arc::new(Link::connect(spec.clone(), &TransformerRegistry::new()).await?);
-    capture::install(link.source(), &spec).await?;
+    let (source_db, target_db, source, last_id) = filled_inbox(source_kind).await?;
+    let source = Arc::new(source);
+    let (link, _, _) = connect_captured(&spec_text(&source_db, &target_db, &spec())).await?;
+    let link = Arc::new(link);
     let running = Arc::new(AtomicBool::new(true));
     let writer = spawn_writer(source.clone(), running.clone(), last_id);
     let (_ramp_tx, ramp_rx) = watch::channel(RelayRamp::full());
     let cancel = CancellationToken::new();
     let mut opts = RelayOptions::new(ramp_rx);
     opts.stream.batch_changes = 50;
-    let last = Arc::new(std::sync::Mutex::new(None::<Progress>));
-    let control = {
-        let last = last.clone();
-        RunControl::new()
-            .with_cancel(cancel.clone())
-            .on_progress(move |p| {
-                if let Ok(mut l) = last.lock() {
-                    *l = Some(p.clone());
-                }
-            })
-    };
-    let relay = {
-        let link = link.clone();
-        tokio::spawn(async move { run_relay(&link, opts, &control).await })
-    };
+    let seen = Arc::new(Seen::default());
+    let relay = seen.spawn_relay(&link, opts, &cancel);
 
     // Act: load every bucket of both tables under the writer, catch every
     // bucket up, stop the writer, let the relay reach the head.
@@ -259,28 +256,14 @@ async fn shared_rows_under_live_changes(source_kind: DbKind) -> anyhow::Result<(
     tokio::time::sleep(Duration::from_millis(300)).await;
     running.store(false, Ordering::Relaxed);
     let done = writer.await??;
-    let h = head(&source).await?;
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let at = last
-            .lock()
-            .ok()
-            .and_then(|l| l.clone())
-            .and_then(|p| p.position)
-            .map(|p| p.low());
-        if at.is_some_and(|p| p >= h) {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < until, "the relay did not reach change {h}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    seen.wait_for_position(head(&source).await?).await?;
     cancel.cancel();
     relay.await??;
 
     // Assert: equal to a fresh bulk load of the final source.
     let fresh_db = TestDb::postgres().await?;
     load_all(
-        &spec_text(&source_db, &fresh_db, SPEC),
+        &spec_text(&source_db, &fresh_db, &spec()),
         &TransformerRegistry::new(),
     )
     .await?;
@@ -353,10 +336,8 @@ async fn deleting_the_copy_that_wrote_a_shared_row_keeps_the_row_for_the_others(
              (2, 2, 1, 1, 7, 'second copy', 1), (3, 3, 1, 1, 7, 'third copy', 0)",
         )
         .await?;
-    let text = spec_text(&source_db, &target_db, SPEC);
-    let spec = Spec::parse(&text, "test.toml")?;
-    let link = Link::connect(spec.clone(), &TransformerRegistry::new()).await?;
-    capture::install(link.source(), &spec).await?;
+    let text = spec_text(&source_db, &target_db, &spec());
+    let (link, _, _) = connect_captured(&text).await?;
     load_all(&text, &TransformerRegistry::new()).await?;
     let target = Side::open(&target_db).await?;
     let bodies = || target.strings("SELECT body FROM messages");

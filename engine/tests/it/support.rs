@@ -4,7 +4,8 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use sqlx::{MySqlPool, PgPool, SqlitePool};
-use tern_engine::{BucketReport, Link, RunControl, Spec, TransformerRegistry, load_bucket};
+use tern_engine::capture::{self, InstallReport};
+use tern_engine::{BucketReport, Link, Plan, RunControl, Spec, TransformerRegistry, load_bucket};
 use tern_testkit::{DbKind, TestDb};
 
 /// A plain connection to a test database, for arranging and checking.
@@ -97,10 +98,31 @@ pub async fn load_all(
     let mut reports = Vec::new();
     let tables: Vec<String> = link.tables().iter().map(|s| s.to_string()).collect();
     for t in tables {
-        let plan = link.plan_or_resume(&t, None).await?;
-        for b in &plan.buckets {
-            reports.push(load_bucket(&link, b, &RunControl::new()).await?);
-        }
+        reports.extend(load_table_reports(&link, &t).await?.1);
     }
     Ok((link, reports))
+}
+
+/// Connects the spec `text` (no custom transformers) and installs change
+/// capture on its source: the link, the spec, and what was installed.
+pub async fn connect_captured(text: &str) -> anyhow::Result<(Link, Spec, InstallReport)> {
+    let spec = Spec::parse(text, "test.toml")?;
+    let link = Link::connect(spec.clone(), &TransformerRegistry::new()).await?;
+    let installed = capture::install(link.source(), &spec).await?;
+    Ok((link, spec, installed))
+}
+
+/// Plans (or resumes the plan of) `table` and bulk-loads each of its buckets.
+pub async fn load_table(link: &Link, table: &str) -> anyhow::Result<Plan> {
+    Ok(load_table_reports(link, table).await?.0)
+}
+
+/// [`load_table`], and each bucket's report.
+async fn load_table_reports(link: &Link, table: &str) -> anyhow::Result<(Plan, Vec<BucketReport>)> {
+    let plan = link.plan_or_resume(table, None).await?;
+    let mut reports = Vec::new();
+    for b in &plan.buckets {
+        reports.push(load_bucket(link, b, &RunControl::new()).await?);
+    }
+    Ok((plan, reports))
 }

@@ -7,9 +7,9 @@
 
 use tern_engine::verify::{self, MismatchKind, VerifyOptions};
 use tern_engine::{RunControl, TransformerRegistry, Value};
-use tern_testkit::{DbKind, TestDb};
+use tern_testkit::DbKind;
 
-use crate::shared_rows::{SPEC, create_inbox, fill_inbox};
+use crate::shared_rows::{filled_inbox, spec};
 use crate::support::{Side, load_all, spec_text};
 
 #[tokio::test]
@@ -17,13 +17,9 @@ async fn orphans_in_a_uuid5_keyed_target_are_listed_as_extra_and_repair_removes_
 -> anyhow::Result<()> {
     // Arrange: the inbox loaded, then two messages deleted from the source
     // with no capture to tell the target, and one made-up row in the target.
-    let source_db = TestDb::mariadb().await?;
-    let target_db = TestDb::postgres().await?;
-    let source = Side::open(&source_db).await?;
-    source.exec(&create_inbox(DbKind::MariaDb)).await?;
-    fill_inbox(&source).await?;
+    let (source_db, target_db, source, _) = filled_inbox(DbKind::MariaDb).await?;
     let (link, _) = load_all(
-        &spec_text(&source_db, &target_db, SPEC),
+        &spec_text(&source_db, &target_db, &spec()),
         &TransformerRegistry::new(),
     )
     .await?;

@@ -7,12 +7,9 @@ use std::collections::BTreeMap;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tern_control::buckets::BucketPlan;
-use tern_control::clients::NewClient;
-use tern_control::migrations::NewMigration;
 use tern_control::{Actor, Store};
 
-use crate::{DataDir, PASSWORD, Server, add_user, client, tern_bin};
+use crate::{ApiSession, DataDir, Server, add_user, seed, tern_bin};
 
 const ROLES: [(&str, &str); 4] = [
     ("vi", "viewer"),
@@ -36,45 +33,15 @@ struct Fixture {
 async fn seed(data: &std::path::Path) -> anyhow::Result<Fixture> {
     let store = Store::open_sqlite_file(&data.join("tern.db")).await?;
     let system = Actor::system();
-    let m = store
-        .create_migration(
-            &system,
-            NewMigration {
-                name: "contacts".into(),
-                description: String::new(),
-                spec: format!(
-                    "[source]\nurl = \"postgres://app:{SECRET}@db.internal/inbox\"\n\
-                     [target]\nurl = \"postgres://app@db.internal/inbox_new?password={SECRET}\"\n"
-                ),
-                buckets: vec![BucketPlan {
-                    idx: 0,
-                    lo: None,
-                    hi: None,
-                    planned_rows: 1,
-                    table_name: None,
-                    table_bucket: None,
-                }],
-            },
-        )
-        .await?;
-    let mut clients = Vec::new();
-    for name in ["inbox", "search"] {
-        let c = store
-            .create_client(
-                &system,
-                m.id,
-                NewClient {
-                    name: name.into(),
-                    owner_team: "T".into(),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        clients.push(c.id);
-    }
+    let spec = format!(
+        "[source]\nurl = \"postgres://app:{SECRET}@db.internal/inbox\"\n\
+         [target]\nurl = \"postgres://app@db.internal/inbox_new?password={SECRET}\"\n"
+    );
+    let m = seed::migration(&store, "contacts", spec, 1).await?;
+    let clients = seed::clients(&store, m, &["inbox", "search"], "T").await?;
     let mut tokens = Vec::new();
     for c in &clients {
-        let (t, _) = store.create_token(&system, m.id, Some(*c), "seed").await?;
+        let (t, _) = store.create_token(&system, m, Some(*c), "seed").await?;
         tokens.push(t.id);
     }
     let fix = store
@@ -98,7 +65,7 @@ async fn seed(data: &std::path::Path) -> anyhow::Result<Fixture> {
     .await?;
     store.close().await;
     Ok(Fixture {
-        migration: m.id,
+        migration: m,
         own_client: clients[0],
         other_client: clients[1],
         fix: fix.id,
@@ -140,27 +107,6 @@ async fn access_rows(data: &std::path::Path) -> anyhow::Result<Vec<Row>> {
         .collect())
 }
 
-/// A signed-in role: its cookie jar and CSRF token.
-struct Session {
-    http: reqwest::Client,
-    csrf: String,
-}
-
-async fn sign_in(server: &Server, user: &str) -> anyhow::Result<Session> {
-    let http = client();
-    let s: Value = http
-        .post(server.url("/api/v1/session"))
-        .json(&json!({ "username": user, "password": PASSWORD }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    Ok(Session {
-        http,
-        csrf: s["csrf_token"].as_str().unwrap_or_default().to_string(),
-    })
-}
-
 impl Fixture {
     /// The route with its parameters filled: real records for reads and for a
     /// client's own routes; records that do not exist for other writes, so
@@ -187,15 +133,15 @@ impl Fixture {
 
 async fn send(
     server: &Server,
-    session: &Session,
+    session: &ApiSession,
     method: &str,
     url_path: &str,
     body: Option<&str>,
 ) -> anyhow::Result<(StatusCode, String)> {
-    let mut req = session
-        .http
-        .request(Method::from_bytes(method.as_bytes())?, server.url(url_path))
-        .header("X-CSRF-Token", &session.csrf);
+    let mut req = session.request(
+        Method::from_bytes(method.as_bytes())?,
+        &server.url(url_path),
+    );
     if method != "GET" {
         // Not a valid body for any handler: a request that passes the wall is
         // refused by the handler (422) or finds nothing (404).
@@ -225,7 +171,7 @@ async fn every_route_answers_every_role_as_the_access_table_says() -> anyhow::Re
     let server = Server::start(&data.0).await?;
     let mut sessions = BTreeMap::new();
     for (user, _) in ROLES {
-        sessions.insert(user, sign_in(&server, user).await?);
+        sessions.insert(user, ApiSession::sign_in(&server, user).await?);
     }
     assert!(
         rows.len() > 60,
@@ -279,7 +225,7 @@ async fn every_route_answers_every_role_as_the_access_table_says() -> anyhow::Re
             if row.method == "POST" && row.path == "/auth/logout"
                 || row.method == "DELETE" && row.path == "/api/v1/session"
             {
-                sessions.insert(user, sign_in(&server, user).await?);
+                sessions.insert(user, ApiSession::sign_in(&server, user).await?);
             }
         }
     }
@@ -300,9 +246,9 @@ async fn a_client_owner_reads_only_their_own_client_and_no_secrets() -> anyhow::
     add_user(&data.0, "vi", "viewer", &[]).await?;
     let fx = seed(&data.0).await?;
     let server = Server::start(&data.0).await?;
-    let owner = sign_in(&server, "co").await?;
-    let viewer = sign_in(&server, "vi").await?;
-    let get = |s: &Session, path: String| {
+    let owner = ApiSession::sign_in(&server, "co").await?;
+    let viewer = ApiSession::sign_in(&server, "vi").await?;
+    let get = |s: &ApiSession, path: String| {
         let req = s.http.get(server.url(&path));
         async move {
             let res = req.send().await?;
@@ -396,15 +342,24 @@ async fn a_client_owner_reads_only_their_own_client_and_no_secrets() -> anyhow::
     Ok(())
 }
 
-#[tokio::test]
-async fn no_spec_fix_or_connection_reaches_terns_own_store() -> anyhow::Result<()> {
-    // Arrange: the issue's attack, an engineer making themselves admin.
+/// `tern serve` (its environment with `env`) with an engineer `en` and an
+/// admin `ad`, both signed in over the API.
+async fn engineer_and_admin(
+    env: &[(&str, &str)],
+) -> anyhow::Result<(DataDir, Server, ApiSession, ApiSession)> {
     let data = DataDir::new();
     add_user(&data.0, "en", "engineer", &[]).await?;
     add_user(&data.0, "ad", "admin", &[]).await?;
-    let server = Server::start(&data.0).await?;
-    let engineer = sign_in(&server, "en").await?;
-    let admin = sign_in(&server, "ad").await?;
+    let server = Server::start_with(&data.0, env).await?;
+    let engineer = ApiSession::sign_in(&server, "en").await?;
+    let admin = ApiSession::sign_in(&server, "ad").await?;
+    Ok((data, server, engineer, admin))
+}
+
+#[tokio::test]
+async fn no_spec_fix_or_connection_reaches_terns_own_store() -> anyhow::Result<()> {
+    // Arrange: the issue's attack, an engineer making themselves admin.
+    let (data, server, engineer, admin) = engineer_and_admin(&[]).await?;
     let own = data.0.join("tern.db");
     let link = data.0.join("innocent.db");
     std::os::unix::fs::symlink(&own, &link)?;
@@ -481,13 +436,8 @@ async fn no_spec_fix_or_connection_reaches_terns_own_store() -> anyhow::Result<(
 #[tokio::test]
 async fn a_connection_keeps_its_secret_and_specs_name_it() -> anyhow::Result<()> {
     // Arrange: a server with a secret key, an admin and an engineer.
-    let data = DataDir::new();
-    add_user(&data.0, "en", "engineer", &[]).await?;
-    add_user(&data.0, "ad", "admin", &[]).await?;
     let key = "7".repeat(64);
-    let server = Server::start_with(&data.0, &[("TERN_SECRET_KEY", &key)]).await?;
-    let engineer = sign_in(&server, "en").await?;
-    let admin = sign_in(&server, "ad").await?;
+    let (data, server, engineer, admin) = engineer_and_admin(&[("TERN_SECRET_KEY", &key)]).await?;
     let db = tern_testkit::TestDb::postgres().await?;
     let body = json!({
         "name": "fix-target", "kind": "postgres", "host": "127.0.0.1", "port": 5432,
@@ -598,7 +548,7 @@ async fn the_overview_links_a_client_owner_only_to_pages_they_may_open() -> anyh
     let server = Server::start(&data.0).await?;
 
     for (user, role) in [("co", "client-owner"), ("vi", "viewer")] {
-        let session = sign_in(&server, user).await?;
+        let session = ApiSession::sign_in(&server, user).await?;
         // Act: the overview, and every page it links to.
         let res = session.http.get(server.url("/")).send().await?;
         assert_eq!(res.status(), StatusCode::OK);

@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::{DataDir, PASSWORD, Server, add_user, client, sign_in};
+use crate::{ApiSession, DataDir, Server, add_user, client, sign_in};
 
 #[tokio::test]
 async fn signing_in_opens_the_overview_and_a_wrong_password_does_not() -> anyhow::Result<()> {
@@ -155,39 +155,19 @@ async fn a_script_signs_in_over_the_api_and_uses_its_csrf_token() -> anyhow::Res
     let data = DataDir::new();
     add_user(&data.0, "root", "admin", &[]).await?;
     let server = Server::start(&data.0).await?;
-    let http = client();
+    let root = ApiSession::sign_in(&server, "root").await?;
+    assert_eq!(root.csrf.len(), 64);
 
-    let session: Value = http
-        .post(server.url("/api/v1/session"))
-        .json(&json!({ "username": "root", "password": PASSWORD }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = session["csrf_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert_eq!(token.len(), 64);
-
-    let created = http
-        .post(server.url("/api/v1/users"))
-        .header("X-CSRF-Token", &token)
-        .json(&json!({ "username": "eng.bob", "role": "engineer", "password": "long enough pw" }))
-        .send()
-        .await?;
+    let users = server.url("/api/v1/users");
+    let bob = json!({ "username": "eng.bob", "role": "engineer", "password": "long enough pw" });
+    let created = root.post_json(&users, &bob).await?;
     assert_eq!(created.status(), StatusCode::CREATED);
 
-    let duplicate = http
-        .post(server.url("/api/v1/users"))
-        .header("X-CSRF-Token", &token)
-        .json(&json!({ "username": "eng.bob", "role": "engineer", "password": "long enough pw" }))
-        .send()
-        .await?;
+    let duplicate = root.post_json(&users, &bob).await?;
     assert_eq!(duplicate.status(), StatusCode::CONFLICT);
 
-    let audit: Value = http
-        .get(server.url("/api/v1/audit?action=user.create"))
+    let audit: Value = root
+        .get(&server.url("/api/v1/audit?action=user.create"))
         .send()
         .await?
         .json()

@@ -6,66 +6,17 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tern_client::{ClientConfig, Route, TernClient};
-use tern_control::buckets::BucketPlan;
-use tern_control::clients::NewClient;
-use tern_control::migrations::NewMigration;
-use tern_control::{Actor, Store};
+use tern_control::Store;
 use tern_ramp::Ramp;
 
-use crate::{DataDir, PASSWORD, Server, add_user, client};
-
-async fn session(server: &Server, user: &str) -> anyhow::Result<(reqwest::Client, String)> {
-    let http = client();
-    let s: Value = http
-        .post(server.url("/api/v1/session"))
-        .json(&json!({ "username": user, "password": PASSWORD }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    Ok((
-        http,
-        s["csrf_token"].as_str().unwrap_or_default().to_string(),
-    ))
-}
+use crate::{ApiSession, DataDir, Server, add_user, client, seed};
 
 /// A migration `contacts` with clients `inbox` and `search`, made in the store
 /// the server will open.
 async fn seed(data: &std::path::Path) -> anyhow::Result<(i64, i64)> {
     let store = Store::open_sqlite_file(&data.join("tern.db")).await?;
-    let m = store
-        .create_migration(
-            &Actor::system(),
-            NewMigration {
-                name: "contacts".into(),
-                description: String::new(),
-                spec: "x = 1".into(),
-                buckets: vec![BucketPlan {
-                    idx: 0,
-                    lo: None,
-                    hi: None,
-                    planned_rows: 1,
-                    table_name: None,
-                    table_bucket: None,
-                }],
-            },
-        )
-        .await?;
-    let mut ids = Vec::new();
-    for name in ["inbox", "search"] {
-        let c = store
-            .create_client(
-                &Actor::system(),
-                m.id,
-                NewClient {
-                    name: name.into(),
-                    owner_team: "T".into(),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        ids.push(c.id);
-    }
+    let m = seed::migration(&store, "contacts", "x = 1".into(), 1).await?;
+    let ids = seed::clients(&store, m, &["inbox", "search"], "T").await?;
     store.close().await;
     Ok((ids[0], ids[1]))
 }
@@ -78,15 +29,13 @@ async fn tokens_routing_traffic_shadow_gates_and_charts() -> anyhow::Result<()> 
     add_user(&data.0, "boss", "admin", &[]).await?;
     let (inbox, search) = seed(&data.0).await?;
     let server = Server::start(&data.0).await?;
-    let (eng, csrf) = session(&server, "eng").await?;
+    let eng = ApiSession::sign_in(&server, "eng").await?;
     let token_of = |id: i64| {
-        let eng = eng.clone();
-        let csrf = csrf.clone();
+        let eng = &eng;
         let url = server.url(&format!("/api/v1/clients/{id}/tokens"));
         async move {
             let v: Value = eng
-                .post(url)
-                .header("X-CSRF-Token", csrf)
+                .post(&url)
                 .json(&json!({"label": "test"}))
                 .send()
                 .await?
@@ -141,17 +90,13 @@ async fn tokens_routing_traffic_shadow_gates_and_charts() -> anyhow::Result<()> 
     assert_eq!(cross_route.status(), StatusCode::FORBIDDEN);
 
     // Ramp to 10% (below the gate), then 25% is refused with the reason.
-    let ramp = |to: &str, override_reason: Option<&str>, who: &reqwest::Client, token: &str| {
-        who.post(server.url(&format!("/api/v1/clients/{inbox}/ramp")))
-            .header("X-CSRF-Token", token)
+    let ramp = |to: &str, override_reason: Option<&str>, who: &ApiSession| {
+        who.post(&server.url(&format!("/api/v1/clients/{inbox}/ramp")))
             .json(&json!({"ramp": to, "reason": "step", "override_reason": override_reason}))
             .send()
     };
-    assert_eq!(
-        ramp("10%", None, &eng, &csrf).await?.status(),
-        StatusCode::OK
-    );
-    let refused = ramp("25%", None, &eng, &csrf).await?;
+    assert_eq!(ramp("10%", None, &eng).await?.status(), StatusCode::OK);
+    let refused = ramp("25%", None, &eng).await?;
     assert_eq!(refused.status(), StatusCode::CONFLICT);
     let why = refused.json::<Value>().await?["error"]
         .as_str()
@@ -161,20 +106,15 @@ async fn tokens_routing_traffic_shadow_gates_and_charts() -> anyhow::Result<()> 
         why.contains("verification") && why.contains("shadow"),
         "{why}"
     );
-    let (boss, boss_csrf) = session(&server, "boss").await?;
+    let boss = ApiSession::sign_in(&server, "boss").await?;
     assert_eq!(
-        ramp(
-            "25%",
-            Some("incident 7: verified by hand"),
-            &boss,
-            &boss_csrf
-        )
-        .await?
-        .status(),
+        ramp("25%", Some("incident 7: verified by hand"), &boss)
+            .await?
+            .status(),
         StatusCode::OK
     );
     let audit: Value = boss
-        .get(server.url("/api/v1/audit?action=ramp.override"))
+        .get(&server.url("/api/v1/audit?action=ramp.override"))
         .send()
         .await?
         .json()
@@ -226,7 +166,7 @@ async fn tokens_routing_traffic_shadow_gates_and_charts() -> anyhow::Result<()> 
 
     // Charts: SVG with both series and the ramp steps.
     let svg = eng
-        .get(server.url(&format!("/charts/clients/{inbox}/traffic.svg")))
+        .get(&server.url(&format!("/charts/clients/{inbox}/traffic.svg")))
         .send()
         .await?;
     assert_eq!(svg.status(), StatusCode::OK);
@@ -240,14 +180,14 @@ async fn tokens_routing_traffic_shadow_gates_and_charts() -> anyhow::Result<()> 
     assert!(svg.contains("ramp 10%") && svg.contains("ramp 25%"));
     assert!(svg.matches("<polyline").count() >= 2);
     let share = eng
-        .get(server.url("/charts/migrations/1/share.svg"))
+        .get(&server.url("/charts/migrations/1/share.svg"))
         .send()
         .await?
         .text()
         .await?;
     assert!(share.contains("share on new") && share.contains("<circle"));
     let mm = eng
-        .get(server.url(&format!("/charts/clients/{inbox}/mismatch.svg")))
+        .get(&server.url(&format!("/charts/clients/{inbox}/mismatch.svg")))
         .send()
         .await?
         .text()
@@ -262,8 +202,7 @@ async fn tokens_routing_traffic_shadow_gates_and_charts() -> anyhow::Result<()> 
 
     // Revoked: 401 at once.
     let revoked = eng
-        .delete(server.url(&format!("/api/v1/tokens/{inbox_token_id}")))
-        .header("X-CSRF-Token", &csrf)
+        .delete(&server.url(&format!("/api/v1/tokens/{inbox_token_id}")))
         .send()
         .await?;
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);

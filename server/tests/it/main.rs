@@ -11,6 +11,7 @@ mod clients;
 mod operability;
 mod overview_cache;
 mod runbook;
+mod seed;
 mod support;
 mod switch_drift;
 mod switch_journey;
@@ -21,6 +22,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use reqwest::{Method, RequestBuilder};
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -154,4 +157,71 @@ pub async fn sign_in(
         .form(&[("username", user), ("password", PASSWORD), ("next", "/")])
         .send()
         .await?)
+}
+
+/// A session signed in over the JSON API: its cookie jar and CSRF token.
+pub struct ApiSession {
+    pub http: reqwest::Client,
+    pub csrf: String,
+}
+
+impl ApiSession {
+    /// Signs `user` in with `POST /api/v1/session`, as a script would.
+    pub async fn sign_in(server: &Server, user: &str) -> anyhow::Result<ApiSession> {
+        let http = client();
+        let session: serde_json::Value = http
+            .post(server.url("/api/v1/session"))
+            .json(&json!({ "username": user, "password": PASSWORD }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let csrf = session["csrf_token"]
+            .as_str()
+            .with_context(|| format!("a session with a CSRF token: {session}"))?
+            .to_string();
+        Ok(ApiSession { http, csrf })
+    }
+
+    /// A request that carries the session's CSRF token.
+    pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
+        self.http
+            .request(method, url)
+            .header("X-CSRF-Token", &self.csrf)
+    }
+
+    pub fn post(&self, url: &str) -> RequestBuilder {
+        self.request(Method::POST, url)
+    }
+
+    pub fn put(&self, url: &str) -> RequestBuilder {
+        self.request(Method::PUT, url)
+    }
+
+    pub fn delete(&self, url: &str) -> RequestBuilder {
+        self.request(Method::DELETE, url)
+    }
+
+    /// POSTs `body` as JSON.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<reqwest::Response> {
+        Ok(self.post(url).json(body).send().await?)
+    }
+
+    /// PUTs `body` as JSON.
+    pub async fn put_json(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<reqwest::Response> {
+        Ok(self.put(url).json(body).send().await?)
+    }
+
+    /// A read; it needs no CSRF token.
+    pub fn get(&self, url: &str) -> RequestBuilder {
+        self.http.get(url)
+    }
 }

@@ -5,32 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tern_app::overview_cache::{FRESH, OverviewCache};
-use tern_control::buckets::BucketPlan;
-use tern_control::migrations::NewMigration;
-use tern_control::{Actor, Store};
+use tern_control::Store;
 
-use crate::DataDir;
+use crate::{DataDir, seed};
 
 async fn migration(store: &Store, name: &str) -> anyhow::Result<i64> {
-    let m = store
-        .create_migration(
-            &Actor::system(),
-            NewMigration {
-                name: name.into(),
-                description: String::new(),
-                spec: "x = 1".into(),
-                buckets: vec![BucketPlan {
-                    idx: 0,
-                    lo: None,
-                    hi: None,
-                    planned_rows: 1_000,
-                    table_name: None,
-                    table_bucket: None,
-                }],
-            },
-        )
-        .await?;
-    Ok(m.id)
+    seed::migration(store, name, "x = 1".into(), 1_000).await
 }
 
 fn copied(lines: &[tern_control::dashboard::ProgramLine], id: i64) -> i64 {

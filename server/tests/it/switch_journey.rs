@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{bail, ensure};
 use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -41,7 +41,7 @@ use tern_engine::TransformerRegistry;
 use tern_ramp::Ramp;
 use tern_testkit::TestDb;
 
-use crate::{DataDir, PASSWORD, Server};
+use crate::{ApiSession, DataDir, PASSWORD, Server};
 
 /// What a row must hold, by the writer's log: (member_id, body, n).
 pub type RowState = (i64, String, i64);
@@ -59,8 +59,7 @@ pub struct Journey {
     pub target: TestDb,
     _control: TestDb,
     _data: DataDir,
-    http: reqwest::Client,
-    csrf: String,
+    admin: ApiSession,
     pub migration: i64,
     pub client_id: i64,
     token: String,
@@ -149,18 +148,7 @@ impl Journey {
         let data = DataDir::new();
         let server =
             Server::start_with(&data.0, &[("TERN_DATABASE_URL", control.url.as_str())]).await?;
-        let http = crate::client();
-        let session: Value = http
-            .post(server.url("/api/v1/session"))
-            .json(&json!({ "username": "boss", "password": PASSWORD }))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let csrf = session["csrf_token"]
-            .as_str()
-            .context("a session with a CSRF token")?
-            .to_string();
+        let admin = ApiSession::sign_in(&server, "boss").await?;
         Ok(Journey {
             server,
             store,
@@ -168,8 +156,7 @@ impl Journey {
             target,
             _control: control,
             _data: data,
-            http,
-            csrf,
+            admin,
             migration: m.id,
             client_id: client.id,
             token,
@@ -213,9 +200,8 @@ impl Journey {
     /// A JSON request as the signed-in admin; answers the status and body.
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<(StatusCode, Value)> {
         let r = self
-            .http
-            .post(self.server.url(path))
-            .header("X-CSRF-Token", &self.csrf)
+            .admin
+            .post(&self.server.url(path))
             .json(&body)
             .send()
             .await?;
@@ -225,7 +211,7 @@ impl Journey {
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let r = self.http.get(self.server.url(path)).send().await?;
+        let r = self.admin.get(&self.server.url(path)).send().await?;
         ensure!(r.status() == StatusCode::OK, "GET {path}: {}", r.status());
         Ok(r.json().await?)
     }
