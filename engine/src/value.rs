@@ -357,21 +357,30 @@ fn format_float(f: f64) -> String {
 }
 
 /// `YYYY-MM-DD HH:MM:SS.ffffff`, without chrono's format-string parsing
-/// (this runs for every timestamp of every row a load copies).
+/// (this runs for every timestamp of every row a load copies or a
+/// verification hashes). For years 0 to 9999.
+pub(crate) struct TimestampText<'a>(pub &'a NaiveDateTime);
+
+impl std::fmt::Display for TimestampText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.0;
+        write!(
+            f,
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.and_utc().timestamp_subsec_micros().min(999_999)
+        )
+    }
+}
+
 fn write_timestamp(out: &mut Vec<u8>, t: &NaiveDateTime) {
     use std::io::Write;
-    let micros = t.and_utc().timestamp_subsec_micros();
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        micros.min(999_999)
-    );
+    let _ = write!(out, "{}", TimestampText(t));
 }
 
 fn parse_naive(s: &str) -> Option<NaiveDateTime> {

@@ -27,7 +27,7 @@ use super::context::{Ctx, GroupSums, KEYS_PER_BATCH};
 use super::sums::{Sum, piece, row_hash};
 use crate::connector::{Dialect, SOURCE_KEY_COLUMN};
 use crate::error::Result;
-use crate::value::{ColumnType, Value};
+use crate::value::{ColumnType, TimestampText, Value};
 
 /// What the group sums of a chunk said: the expected rows still to read row
 /// by row (those of differing groups) and the rows found equal.
@@ -148,7 +148,7 @@ impl GroupSums {
     /// The canonical text of a row's compared values, as `piece` builds it
     /// in the target, fields joined by `|`.
     fn canonical(&self, row: &[Value], out: &mut String) {
-        use chrono::{Datelike, Timelike};
+        use chrono::Datelike;
         use std::fmt::Write;
         for (i, (v, ty)) in row.iter().zip(&self.types).enumerate() {
             if i > 0 {
@@ -162,20 +162,8 @@ impl GroupSums {
                 (Value::Text(s), ColumnType::Text) => write!(out, "{}:{s}", s.chars().count()),
                 // Written field by field: a format string is parsed anew
                 // for every value.
-                (Value::Timestamp(t), _)
-                    if (0..=9999).contains(&t.year()) && t.nanosecond() < 1_000_000_000 =>
-                {
-                    write!(
-                        out,
-                        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
-                        t.year(),
-                        t.month(),
-                        t.day(),
-                        t.hour(),
-                        t.minute(),
-                        t.second(),
-                        t.nanosecond() / 1_000
-                    )
+                (Value::Timestamp(t), _) if (0..=9999).contains(&t.year()) => {
+                    write!(out, "{}", TimestampText(t))
                 }
                 (Value::Timestamp(t), _) => write!(out, "{}", t.format("%Y-%m-%d %H:%M:%S%.6f")),
                 (Value::Date(d), _) if (0..=9999).contains(&d.year()) => {
