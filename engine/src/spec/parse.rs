@@ -576,6 +576,45 @@ fn json_fields(v: toml::Value) -> std::result::Result<Vec<(String, String)>, Str
     }
 }
 
+/// The source columns whose values decide a dedupe key, from the key
+/// columns' mappings (copies, UUIDv5 and JSON of source columns; constants
+/// add none). A key column a transformer fills cannot be traced back: the
+/// spec must then say `group = [...]`.
+fn derive_group(
+    key: &[String],
+    columns: &[ColumnSpec],
+) -> std::result::Result<Vec<String>, String> {
+    let mut group: Vec<String> = Vec::new();
+    let mut add = |c: &String| {
+        if !group.contains(c) {
+            group.push(c.clone());
+        }
+    };
+    for k in key {
+        let Some(col) = columns.iter().find(|c| &c.name == k) else {
+            continue;
+        };
+        match &col.transform {
+            Transform::Copy(c) => add(c),
+            Transform::Uuid5 { from, .. } => from.iter().for_each(&mut add),
+            Transform::Json(fields) => fields.iter().for_each(|(_, c)| add(c)),
+            Transform::Expr(e) => crate::expr::Expression::compile(e, None)?
+                .reads()
+                .iter()
+                .for_each(&mut add),
+            Transform::Constant(_) => {}
+            Transform::Slot => {
+                return Err(format!(
+                    "dedupe key column `{k}` is filled by a transformer, so Tern cannot tell which \
+                     source records share a row: name the source columns that decide it, e.g. \
+                     group = [\"thread_id\", \"msg_no\"]"
+                ));
+            }
+        }
+    }
+    Ok(group)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::Spec;
@@ -638,43 +677,4 @@ uid = { uuid5 = ["member_id"], namespace = "members" }"#,
         assert!(err.contains("line 9, tables[people].key"), "{err}");
         assert!(err.contains("source.key"), "{err}");
     }
-}
-
-/// The source columns whose values decide a dedupe key, from the key
-/// columns' mappings (copies, UUIDv5 and JSON of source columns; constants
-/// add none). A key column a transformer fills cannot be traced back: the
-/// spec must then say `group = [...]`.
-fn derive_group(
-    key: &[String],
-    columns: &[ColumnSpec],
-) -> std::result::Result<Vec<String>, String> {
-    let mut group: Vec<String> = Vec::new();
-    let mut add = |c: &String| {
-        if !group.contains(c) {
-            group.push(c.clone());
-        }
-    };
-    for k in key {
-        let Some(col) = columns.iter().find(|c| &c.name == k) else {
-            continue;
-        };
-        match &col.transform {
-            Transform::Copy(c) => add(c),
-            Transform::Uuid5 { from, .. } => from.iter().for_each(&mut add),
-            Transform::Json(fields) => fields.iter().for_each(|(_, c)| add(c)),
-            Transform::Expr(e) => crate::expr::Expression::compile(e, None)?
-                .reads()
-                .iter()
-                .for_each(&mut add),
-            Transform::Constant(_) => {}
-            Transform::Slot => {
-                return Err(format!(
-                    "dedupe key column `{k}` is filled by a transformer, so Tern cannot tell which \
-                     source records share a row: name the source columns that decide it, e.g. \
-                     group = [\"thread_id\", \"msg_no\"]"
-                ));
-            }
-        }
-    }
-    Ok(group)
 }

@@ -299,7 +299,7 @@ struct ListQuery {
 )]
 async fn list_clients(c: Caller, Query(q): Query<ListQuery>) -> Answer {
     let me = &c.actor;
-    let mut clients = c.state.store.list_clients(&me, q.migration_id).await?;
+    let mut clients = c.state.store.list_clients(me, q.migration_id).await?;
     clients.retain(|c| me.sees_client(&c.name));
     Ok(Json(json!(clients)))
 }

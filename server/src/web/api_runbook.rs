@@ -352,9 +352,9 @@ async fn job_action(
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
     let a = &c.actor;
     let job = match action.as_str() {
-        "pause" => c.state.store.pause_job(&a, id, &reason).await?,
-        "resume" => c.state.store.resume_job(&a, id, &reason).await?,
-        "cancel" => c.state.store.cancel_job(&a, id, &reason).await?,
+        "pause" => c.state.store.pause_job(a, id, &reason).await?,
+        "resume" => c.state.store.resume_job(a, id, &reason).await?,
+        "cancel" => c.state.store.cancel_job(a, id, &reason).await?,
         other => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
