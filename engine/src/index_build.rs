@@ -54,13 +54,23 @@ async fn ensure_table(target: &Connector) -> Result<()> {
         }
         _ => "table_name TEXT PRIMARY KEY, state TEXT NOT NULL, definitions TEXT NOT NULL",
     };
-    target
-        .execute_ddl(
-            &format!("CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} ({columns})"),
-            "create Tern's table of deferred index builds",
-        )
-        .await
+    let create = format!("CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} ({columns})");
+    let what = "create Tern's table of deferred index builds";
+    match target.dialect() {
+        // A table's buckets start loading at once. PostgreSQL's IF NOT
+        // EXISTS races on the table's type name (the loser fails, is retried,
+        // and leaves an ERROR in the server's log): a transaction lock lets
+        // one create while the others wait and then find it.
+        Dialect::Postgres => {
+            let lock = format!("SELECT pg_advisory_xact_lock({BUILDS_LOCK})");
+            target.run_ddl(&[lock, create], what).await
+        }
+        _ => target.execute_ddl(&create, what).await,
+    }
 }
+
+/// The advisory lock key taken while creating [`BUILDS_TABLE`] ("tern_ib").
+const BUILDS_LOCK: i64 = 0x7465_726e_5f69_62;
 
 /// The state recorded for `table` (`deferred`, `built` or `kept`) and its
 /// index definitions (name, `CREATE INDEX …`).

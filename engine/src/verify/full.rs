@@ -8,6 +8,7 @@
 //! the mapping allows, buckets take the checksum path instead
 //! ([`super::checksum`]).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::checksum::{self, Checksums};
 use super::context::{BucketDiff, Ctx};
+use super::grouped::Span;
 use super::in_flight::Settling;
 use super::results::Counts;
 use super::store;
@@ -163,17 +165,28 @@ async fn full_bucket(
         let mut found = Vec::new();
         let mut chunk_counts = Counts::default();
         // Transformed keys: only the groups whose checksums differ are read.
+        let mut strays = Vec::new();
         let expected = match &ctx.grouped {
-            Some(g) if !ctx.range_reads => match g.check(ctx, chunk.expected).await {
-                Ok(checked) => {
-                    chunk_counts.compared += checked.equal_rows;
-                    chunk_counts.matched += checked.equal_rows;
-                    ord += checked.equal_rows;
-                    by_checksum += checked.equal_rows;
-                    checked.expected
+            Some(g) if !ctx.range_reads => {
+                let span = Span::of_chunk(
+                    ctx,
+                    &bucket.range,
+                    after.as_deref(),
+                    chunk.last.as_deref(),
+                    chunk.end,
+                );
+                match g.check(ctx, chunk.expected, span).await {
+                    Ok(checked) => {
+                        chunk_counts.compared += checked.equal_rows;
+                        chunk_counts.matched += checked.equal_rows;
+                        ord += checked.equal_rows;
+                        by_checksum += checked.equal_rows;
+                        strays = checked.strays;
+                        checked.expected
+                    }
+                    Err(e) => break Err(e),
                 }
-                Err(e) => break Err(e),
-            },
+            }
             _ => chunk.expected,
         };
         let actual = if ctx.range_reads {
@@ -202,10 +215,19 @@ async fn full_bucket(
             };
             ctx.target_lookup(&wanted, &sources).await
         };
-        let actual = match actual {
+        let mut actual = match actual {
             Ok(a) => a,
             Err(e) => break Err(e),
         };
+        // Rows of records the chunk does not have: compared as extra.
+        if !strays.is_empty() {
+            let read: HashSet<_> = actual.iter().map(|r| ctx.key_id(r)).collect();
+            actual.extend(
+                strays
+                    .into_iter()
+                    .filter(|r| !read.contains(&ctx.key_id(r))),
+            );
+        }
         ctx.compare(
             expected,
             actual,

@@ -13,8 +13,14 @@
 //! key, as the row-by-row path reads every row), and compared there, so
 //! every mismatch is found and stored with its fields exactly as before.
 //!
-//! Rows of the target whose record is gone have no source key in any chunk:
-//! the orphan pass of a whole-table diff finds them, as on the row path.
+//! Rows of the target whose record is gone have no source key in any chunk.
+//! When the source key is one integer column that is also the bucket column,
+//! a chunk answers for every key from the previous chunk's last to its own
+//! last, and the target sums that whole span: such a row makes its group
+//! differ, and the group's rows outside the chunk's keys are read and
+//! compared as extra, so the whole-table diff needs no orphan pass after the
+//! chunks. Otherwise the orphan pass (`orphans.rs`) finds them, as on the
+//! row path.
 //! Dedupe and shared rows (several records, one row) and column types
 //! without a canonical text in both places (floats, decimals, JSON, bytes,
 //! time zones) keep the row-by-row path; the reason is in the run's report.
@@ -25,6 +31,7 @@ use md5::{Digest, Md5};
 
 use super::context::{Ctx, GroupSums, KEYS_PER_BATCH};
 use super::sums::{Sum, piece, row_hash};
+use crate::chunk::KeyRange;
 use crate::connector::{Dialect, SOURCE_KEY_COLUMN};
 use crate::error::Result;
 use crate::value::{ColumnType, TimestampText, Value};
@@ -34,6 +41,10 @@ use crate::value::{ColumnType, TimestampText, Value};
 pub(super) struct Checked {
     pub expected: Vec<Vec<Value>>,
     pub equal_rows: u64,
+    /// Target rows of differing groups inside the chunk's span whose source
+    /// key is no record of the chunk: rows of deleted records (or of records
+    /// inserted since the chunk was read), compared as extra.
+    pub strays: Vec<Vec<Value>>,
 }
 
 impl GroupSums {
@@ -84,16 +95,23 @@ impl GroupSums {
     }
 
     /// Checks a chunk's expected rows against the target's group sums. When
-    /// the chunk's source keys are a range of integers ([`Span::of_chunk`]),
-    /// the target sums its rows of that range through the `_tern_source_key`
-    /// index (one range scan) instead of looking up every key of the chunk;
-    /// a row of the range that is no record of the chunk (an orphan) makes
-    /// its group differ and read, and the orphan pass lists it.
-    pub(super) async fn check(&self, ctx: &Ctx, expected: Vec<Vec<Value>>) -> Result<Checked> {
+    /// the chunk answers for a range of integer source keys (`span`, see
+    /// [`Span::of_chunk`]), the target sums its rows of that range through
+    /// the `_tern_source_key` index (one range scan) instead of looking up
+    /// every key of the chunk, and a row of the range that is no record of
+    /// the chunk (an orphan) makes its group differ: it is read and returned
+    /// in [`Checked::strays`].
+    pub(super) async fn check(
+        &self,
+        ctx: &Ctx,
+        expected: Vec<Vec<Value>>,
+        span: Option<Span>,
+    ) -> Result<Checked> {
         let Some(sk) = ctx.shape.source_key else {
             return Ok(Checked {
                 expected,
                 equal_rows: 0,
+                strays: Vec::new(),
             });
         };
         let mut mine: HashMap<i64, Sum> = HashMap::new();
@@ -117,12 +135,12 @@ impl GroupSums {
             let s = mine.entry(g).or_insert(Sum::EMPTY);
             s.add(u64::from_be_bytes(h[..8].try_into().unwrap_or([0; 8])));
         }
-        let span = Span::of_chunk(ctx, &keys);
-        let theirs = match span.and_then(Span::text_ranges) {
-            Some(ranges) if ctx.target.dialect() == Dialect::Postgres => {
-                self.target_sums_in(ctx, &ranges).await?
-            }
-            _ => self.target_sums(ctx, &keys).await?,
+        let ranges = span
+            .filter(|_| ctx.target.dialect() == Dialect::Postgres)
+            .map(Span::text_ranges);
+        let theirs = match &ranges {
+            Some(ranges) => self.target_sums_in(ctx, ranges).await?,
+            None => self.target_sums(ctx, &keys).await?,
         };
         let differ: HashSet<i64> = mine
             .keys()
@@ -139,10 +157,37 @@ impl GroupSums {
                 equal_rows += 1;
             }
         }
+        let strays = match &ranges {
+            Some(ranges) if !differ.is_empty() => {
+                let mut groups: Vec<i64> = differ.into_iter().collect();
+                groups.sort_unstable();
+                let mine: HashSet<&str> = keys.iter().map(String::as_str).collect();
+                let mut rows = self.target_rows_in(ctx, ranges, &groups).await?;
+                rows.retain(|r| match &r[sk] {
+                    Value::Text(t) => !mine.contains(t.as_str()),
+                    _ => true,
+                });
+                rows
+            }
+            _ => Vec::new(),
+        };
         Ok(Checked {
             expected: to_read,
             equal_rows,
+            strays,
         })
+    }
+
+    /// Whether the chunks of a whole-table diff find every orphan themselves
+    /// (then the orphan pass has nothing to do): each chunk is checked over
+    /// its whole span of source keys ([`Span::of_chunk`]) in a PostgreSQL
+    /// target, and the buckets cover every key.
+    pub(super) fn finds_orphans(ctx: &Ctx) -> bool {
+        ctx.target.dialect() == Dialect::Postgres
+            && ctx.shape.source_key.is_some()
+            && !ctx.range_reads
+            && !ctx.row_by_row
+            && Span::applies(ctx)
     }
 
     /// The canonical text of a row's compared values, as `piece` builds it
@@ -183,29 +228,37 @@ impl GroupSums {
     async fn target_sums_in(&self, ctx: &Ctx, ranges: &[TextRange]) -> Result<HashMap<i64, Sum>> {
         let d = ctx.target.dialect();
         let sk = d.quote(SOURCE_KEY_COLUMN);
-        let mut params = Vec::with_capacity(ranges.len() * 2);
-        let mut conds = Vec::with_capacity(ranges.len());
-        for r in ranges {
-            params.push(Value::Text(r.lo.clone()));
-            params.push(Value::Text(r.hi.clone()));
-            conds.push(format!(
-                "({sk} >= {} AND {sk} <= {} AND length({sk}) = {})",
-                d.placeholder(params.len() - 1),
-                d.placeholder(params.len()),
-                r.lo.len()
-            ));
-        }
+        let (conds, params) = in_ranges(ctx, ranges);
         let sql = format!(
-            "SELECT ('x' || substr(md5({sk}), 1, 2))::bit(8)::int AS g, count(*), \
+            "SELECT {g} AS g, count(*), \
              bit_xor(('x' || substr({h}, 1, 16))::bit(64)::bigint)::text \
              FROM {table} WHERE {conds} GROUP BY 1",
+            g = pg_group(&sk),
             h = self.target_hash,
             table = d.quote(&ctx.table),
-            conds = conds.join(" OR "),
         );
         let what = format!("checksum groups of {} in the target", ctx.table);
         let (_, rows) = ctx.target.fetch(&sql, &params, &what).await?;
         super::sums::sums_of(rows, &what)
+    }
+
+    /// The target's rows whose source key's text is in one of the ranges and
+    /// in one of the groups (PostgreSQL).
+    async fn target_rows_in(
+        &self,
+        ctx: &Ctx,
+        ranges: &[TextRange],
+        groups: &[i64],
+    ) -> Result<Vec<Vec<Value>>> {
+        let sk = ctx.target.dialect().quote(SOURCE_KEY_COLUMN);
+        let (conds, params) = in_ranges(ctx, ranges);
+        let list: Vec<String> = groups.iter().map(i64::to_string).collect();
+        let where_ = format!(
+            " WHERE ({conds}) AND {} IN ({})",
+            pg_group(&sk),
+            list.join(", ")
+        );
+        ctx.target_rows(&where_, &params).await
     }
 
     /// The target's sums per group over the rows of the given source keys.
@@ -220,10 +273,11 @@ impl GroupSums {
             // One array parameter: one index scan for the whole chunk.
             Dialect::Postgres => vec![(
                 format!(
-                    "SELECT ('x' || substr(md5({sk}), 1, 2))::bit(8)::int AS g, count(*), \
+                    "SELECT {g} AS g, count(*), \
                      bit_xor(('x' || substr({h}, 1, 16))::bit(64)::bigint)::text \
                      FROM {table} WHERE {sk} = ANY(ARRAY(SELECT jsonb_array_elements_text($1::text::jsonb))) \
-                     GROUP BY 1"
+                     GROUP BY 1",
+                    g = pg_group(&sk),
                 ),
                 vec![Value::Text(
                     serde_json::to_string(keys).unwrap_or_else(|_| "[]".into()),
@@ -257,15 +311,16 @@ impl GroupSums {
     }
 }
 
-/// A chunk's source keys as an inclusive range of integers.
+/// The source keys a chunk answers for, as an inclusive range of integers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Span {
+pub(super) struct Span {
     lo: i64,
     hi: i64,
 }
 
 /// Source keys' texts of one length between two bounds of that length: for
-/// decimal digits of one length, text order is number order.
+/// decimal digits of one length, text order is number order (and for
+/// negative numbers of one length, the order of their absolute values).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct TextRange {
     lo: String,
@@ -273,54 +328,103 @@ struct TextRange {
 }
 
 impl Span {
-    /// The span of a chunk's source keys (the texts in `keys`, which the
-    /// target keeps in `_tern_source_key`) when the source key is one integer
-    /// column and also the bucket column, so that the chunk holds every
-    /// record between its first key and its last; `None` when a key is not
-    /// written as plain decimal digits.
-    fn of_chunk(ctx: &Ctx, keys: &[String]) -> Option<Span> {
+    /// Whether chunks of this table answer for spans of source keys: the
+    /// source key is one integer column and also the bucket column, so that a
+    /// chunk holds every record between the previous chunk's last key and
+    /// its own last key.
+    fn applies(ctx: &Ctx) -> bool {
         let q = &ctx.query;
-        let one_int = matches!(&q.key_types()[..], [Some(ColumnType::Int)]);
-        if !one_int || q.order.len() != 1 || q.order[0] != q.key[0] {
-            return None;
-        }
-        let mut span: Option<Span> = None;
-        for k in keys {
-            let n: i64 = k.parse().ok()?;
-            if n.to_string() != *k {
-                return None;
-            }
-            span = Some(match span {
-                None => Span { lo: n, hi: n },
-                Some(s) => Span {
-                    lo: s.lo.min(n),
-                    hi: s.hi.max(n),
-                },
-            });
-        }
-        span
+        matches!(&q.key_types()[..], [Some(ColumnType::Int)])
+            && q.order.len() == 1
+            && q.order[0] == q.key[0]
     }
 
-    /// The span's non-negative keys as text ranges, one per number of
-    /// digits, or `None` when it has none (negative keys are summed from a
-    /// lookup of the chunk's keys instead).
-    fn text_ranges(self) -> Option<Vec<TextRange>> {
-        let lo = self.lo.max(0);
-        if lo > self.hi {
+    /// The span of a chunk of a bucket of `range`: from after the previous
+    /// chunk's last key (`after`), or the bucket's start, to its own last key,
+    /// or the bucket's end for the bucket's last chunk (`end`). `None` when
+    /// chunks have no spans ([`Span::applies`]) or a bound is no integer.
+    pub(super) fn of_chunk(
+        ctx: &Ctx,
+        range: &KeyRange,
+        after: Option<&[Value]>,
+        last: Option<&[Value]>,
+        end: bool,
+    ) -> Option<Span> {
+        if !Self::applies(ctx) {
             return None;
         }
-        let digits = |n: i64| n.to_string().len() as u32;
-        let mut out = Vec::new();
-        for len in digits(lo)..=digits(self.hi) {
-            let first = if len == 1 { 0 } else { 10i64.pow(len - 1) };
-            let last = 10i64.checked_pow(len).map_or(i64::MAX, |p| p - 1);
-            out.push(TextRange {
-                lo: lo.max(first).to_string(),
-                hi: self.hi.min(last).to_string(),
-            });
-        }
-        Some(out)
+        let int = |v: Option<&Value>| match v {
+            Some(Value::Int(n)) => Some(*n),
+            _ => None,
+        };
+        let lo = match after {
+            Some(a) => int(a.first())?.checked_add(1)?,
+            None => match &range.lo {
+                Some(v) => int(Some(v))?,
+                None => i64::MIN,
+            },
+        };
+        let hi = match (end, last) {
+            (false, Some(l)) => int(l.first())?,
+            (false, None) => return None,
+            (true, _) => match &range.hi {
+                Some(v) => int(Some(v))?.checked_sub(1)?,
+                None => i64::MAX,
+            },
+        };
+        (lo <= hi).then_some(Span { lo, hi })
     }
+
+    /// The span's keys as text ranges, one per sign and number of digits.
+    fn text_ranges(self) -> Vec<TextRange> {
+        let digits = |n: i128| n.to_string().len() as u32;
+        // [a, b] of non-negative numbers, one range per number of digits.
+        let split = |a: i128, b: i128, sign: &str, out: &mut Vec<TextRange>| {
+            for len in digits(a)..=digits(b) {
+                let first = if len == 1 { 0 } else { 10i128.pow(len - 1) };
+                let last = 10i128.pow(len) - 1;
+                out.push(TextRange {
+                    lo: format!("{sign}{}", a.max(first)),
+                    hi: format!("{sign}{}", b.min(last)),
+                });
+            }
+        };
+        let (lo, hi) = (i128::from(self.lo), i128::from(self.hi));
+        let mut out = Vec::new();
+        if lo < 0 {
+            // -1 … -9, then -10 … -99: by absolute value.
+            split((-hi).max(1), -lo, "-", &mut out);
+        }
+        if hi >= 0 {
+            split(lo.max(0), hi, "", &mut out);
+        }
+        out
+    }
+}
+
+/// `WHERE` conditions (joined by OR) and parameters for source keys whose
+/// text is in one of `ranges`.
+fn in_ranges(ctx: &Ctx, ranges: &[TextRange]) -> (String, Vec<Value>) {
+    let d = ctx.target.dialect();
+    let sk = d.quote(SOURCE_KEY_COLUMN);
+    let mut params = Vec::with_capacity(ranges.len() * 2);
+    let mut conds = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        params.push(Value::Text(r.lo.clone()));
+        params.push(Value::Text(r.hi.clone()));
+        conds.push(format!(
+            "({sk} >= {} AND {sk} <= {} AND length({sk}) = {})",
+            d.placeholder(params.len() - 1),
+            d.placeholder(params.len()),
+            r.lo.len()
+        ));
+    }
+    (conds.join(" OR "), params)
+}
+
+/// PostgreSQL's group of a source key column (see [`group`]).
+fn pg_group(source_key: &str) -> String {
+    format!("('x' || substr(md5({source_key}), 1, 2))::bit(8)::int")
 }
 
 /// The group of a source key: the first byte of its MD5.
@@ -337,22 +441,25 @@ mod tests {
         let ranges = |lo, hi| {
             Span { lo, hi }
                 .text_ranges()
-                .map(|r| r.into_iter().map(|t| (t.lo, t.hi)).collect::<Vec<_>>())
+                .into_iter()
+                .map(|t| (t.lo, t.hi))
+                .collect::<Vec<_>>()
         };
         let s = |a: &str, b: &str| (a.to_string(), b.to_string());
-        assert_eq!(
-            ranges(1_020_000, 1_029_999),
-            Some(vec![s("1020000", "1029999")])
-        );
+        assert_eq!(ranges(1_020_000, 1_029_999), vec![s("1020000", "1029999")]);
         assert_eq!(
             ranges(95, 1_203),
-            Some(vec![s("95", "99"), s("100", "999"), s("1000", "1203")])
+            vec![s("95", "99"), s("100", "999"), s("1000", "1203")]
         );
-        assert_eq!(ranges(-50, 7), Some(vec![s("0", "7")]));
-        assert_eq!(ranges(-50, -1), None);
-        let all = ranges(i64::MIN, i64::MAX).unwrap_or_default();
-        assert_eq!(all.len(), 19);
-        assert_eq!(all[18], s("1000000000000000000", &i64::MAX.to_string()));
+        assert_eq!(
+            ranges(-50, 7),
+            vec![s("-1", "-9"), s("-10", "-50"), s("0", "7")]
+        );
+        assert_eq!(ranges(-50, -12), vec![s("-12", "-50")]);
+        let all = ranges(i64::MIN, i64::MAX);
+        assert_eq!(all.len(), 38);
+        assert_eq!(all[18], s("-1000000000000000000", &i64::MIN.to_string()));
+        assert_eq!(all[37], s("1000000000000000000", &i64::MAX.to_string()));
     }
 
     #[test]

@@ -16,7 +16,9 @@
 //! is not read at all.
 //!
 //! Aligned tables need no such pass: their target rows are read by key range,
-//! so rows without a source record show up as extra in the diff itself.
+//! so rows without a source record show up as extra in the diff itself; nor
+//! do tables whose chunks are checked by group sums over whole spans of
+//! integer source keys (`grouped.rs`), for the same reason.
 
 use std::collections::HashSet;
 

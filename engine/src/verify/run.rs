@@ -174,7 +174,11 @@ pub(super) async fn run(
     let mut rows_by_checksum = 0;
     let (keys_read, complete) = match &opts.mode {
         Mode::Full => {
-            let sweep = opts.scope == Scope::All && orphans::needed(&ctx);
+            // Chunks checked over whole spans of source keys meet every orphan
+            // themselves (`grouped.rs`): no pass after them.
+            let sweep = opts.scope == Scope::All
+                && orphans::needed(&ctx)
+                && !GroupSums::finds_orphans(&ctx);
             let early = sweep.then(|| orphans::Early::start(&ctx)).flatten();
             let sums = sums.as_ref().ok().cloned();
             let diff = full::run(

@@ -3,8 +3,9 @@
 //! rows and orphans seeded in the target are found, counted and stored with
 //! their fields exactly as the row-by-row diff finds them, while most rows
 //! are found equal by group sums without being read. The target sums each
-//! chunk's range of source keys; an orphan inside a range (its record
-//! deleted) or past the last key is found by the orphan pass.
+//! chunk's whole span of source keys, so an orphan inside a range (its record
+//! deleted), past the last key or before the first (a negative key) is found
+//! by the chunks themselves.
 
 use std::collections::BTreeSet;
 
@@ -84,7 +85,8 @@ async fn group_sums_find_what_the_row_by_row_diff_finds() -> anyhow::Result<()> 
              DELETE FROM items WHERE _tern_source_key IN ('77', '78', '400');
              INSERT INTO items (item_id, member_id, body, flag, at, _tern_version, _tern_source_key)
                VALUES (gen_random_uuid(), 1, 'orphan', false, '2020-01-01', 1, '100001'),
-                      (gen_random_uuid(), 1, 'orphan', true, '2020-01-01', 1, '100002')",
+                      (gen_random_uuid(), 1, 'orphan', true, '2020-01-01', 1, '100002'),
+                      (gen_random_uuid(), 1, 'orphan', true, '2020-01-01', 1, '-5')",
         )
         .await?;
     // A record deleted behind Tern's back: its target row is an orphan in
@@ -101,7 +103,7 @@ async fn group_sums_find_what_the_row_by_row_diff_finds() -> anyhow::Result<()> 
     let c = grouped.counts;
     assert_eq!(
         (c.compared, c.matched, c.missing, c.extra, c.different),
-        (ROWS as u64 + 2, ROWS as u64 - 10, 3, 3, 6)
+        (ROWS as u64 + 3, ROWS as u64 - 10, 3, 4, 6)
     );
     assert_eq!(grouped.counts, every_row.counts);
     assert_eq!(grouped.row_by_row_reason, None);
@@ -122,6 +124,7 @@ async fn group_sums_find_what_the_row_by_row_diff_finds() -> anyhow::Result<()> 
     assert!(found.contains("Missing Some([Int(77)]) "), "{found:?}");
     assert!(found.contains("Extra Some([Int(100001)]) "), "{found:?}");
     assert!(found.contains("Extra Some([Int(300)]) "), "{found:?}");
+    assert!(found.contains("Extra Some([Int(-5)]) "), "{found:?}");
     let listed = verify::list_mismatches(link.target(), &grouped.run_id, 0, 100, false).await?;
     assert!(
         listed
