@@ -53,22 +53,11 @@ fn insert(d: Dialect, changelog: &str, t: &CapturedTable, op: char) -> String {
     } else {
         image(d, t, "NEW")
     };
-    // MySQL triggers have no WHEN: the insert selects nothing while Tern's
-    // origin mark is set (see `crate::connector::origin`).
-    let values = if d == Dialect::MySql {
-        format!(
-            "SELECT '{}', '{op}', {old}, {new}, {} FROM DUAL WHERE {}",
-            t.table,
-            clock_sql(d),
-            unmarked_sql(d)
-        )
-    } else {
-        format!(
-            "VALUES ('{}', '{op}', {old}, {new}, {})",
-            t.table,
-            clock_sql(d)
-        )
-    };
+    let values = format!(
+        "VALUES ('{}', '{op}', {old}, {new}, {})",
+        t.table,
+        clock_sql(d)
+    );
     format!("INSERT INTO {changelog} (table_name, op, old_row, new_row, changed_at) {values}")
 }
 
@@ -187,6 +176,14 @@ pub(super) fn install_table(
                 };
                 let body = insert(d, changelog, t, op);
                 if d == Dialect::MySql {
+                    // MySQL triggers have no WHEN: the insert is skipped while
+                    // Tern's origin mark is set (see `crate::connector::origin`).
+                    // An `INSERT … SELECT … WHERE` would do the same but counts
+                    // as a bulk insert, which holds the changelog's AUTO-INC
+                    // table lock to the end of the application's statement:
+                    // concurrent writers then deadlock on it (MariaDB error
+                    // 1467, "Failed to read auto-increment value").
+                    let body = format!("IF {} THEN {body}; END IF", unmarked_sql(d));
                     if replace_triggers {
                         out.push(format!(
                             "CREATE OR REPLACE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW {body}"
@@ -306,10 +303,11 @@ mod tests {
         assert_eq!(
             sql[1],
             "CREATE OR REPLACE TRIGGER `_tern_capture_items_u` AFTER UPDATE ON `items` FOR EACH ROW \
-             INSERT INTO `db`.`_tern_changelog` (table_name, op, old_row, new_row, changed_at) SELECT \
-             'items', 'U', JSON_OBJECT('id', OLD.`id`, 'member_id', OLD.`member_id`), \
+             IF @tern_origin IS NULL THEN \
+             INSERT INTO `db`.`_tern_changelog` (table_name, op, old_row, new_row, changed_at) VALUES \
+             ('items', 'U', JSON_OBJECT('id', OLD.`id`, 'member_id', OLD.`member_id`), \
              JSON_OBJECT('id', NEW.`id`, 'member_id', NEW.`member_id`), \
-             CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED) FROM DUAL WHERE @tern_origin IS NULL"
+             CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)); END IF"
         );
     }
 

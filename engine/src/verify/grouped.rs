@@ -412,8 +412,11 @@ fn in_ranges(ctx: &Ctx, ranges: &[TextRange]) -> (String, Vec<Value>) {
     for r in ranges {
         params.push(Value::Text(r.lo.clone()));
         params.push(Value::Text(r.hi.clone()));
+        // The sign is asked for apart: a collation other than C may pass
+        // over the `-` when it orders ('-50' beside '50').
+        let sign = if r.lo.starts_with('-') { "=" } else { "<>" };
         conds.push(format!(
-            "({sk} >= {} AND {sk} <= {} AND length({sk}) = {})",
+            "({sk} >= {} AND {sk} <= {} AND length({sk}) = {} AND left({sk}, 1) {sign} '-')",
             d.placeholder(params.len() - 1),
             d.placeholder(params.len()),
             r.lo.len()
