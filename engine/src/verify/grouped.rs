@@ -5,10 +5,11 @@
 //! Tern transforms the chunk's source rows as always. It then hashes each
 //! expected row itself: the MD5 of the row's canonical text, the same text
 //! the target database builds from its columns (`checksum.rs` writes it),
-//! and sums them per group, a group being the first byte of the MD5 of the
-//! row's `_tern_source_key`. The target computes the same sums over its rows
+//! and sums them per group, a group being the first byte of that MD5 (one
+//! hash a row on each side). The target computes the same sums over its rows
 //! whose `_tern_source_key` is one of the chunk's source keys (found through
-//! that column's index), grouped the same way, without sending a row. Only
+//! that column's index), grouped the same way, without sending a row. A row
+//! that differs lands in one group on each side, and both differ. Only
 //! the groups whose sums differ are read row by row (by key and by source
 //! key, as the row-by-row path reads every row), and compared there, so
 //! every mismatch is found and stored with its fields exactly as before.
@@ -124,14 +125,14 @@ impl GroupSums {
                 Value::Text(t) => t.as_str(),
                 _ => "",
             };
-            let g = group(key);
-            group_of.push(g);
             if seen.insert(key) {
                 keys.push(key.to_string());
             }
             text.clear();
             self.canonical(&row[..self.types.len()], &mut text);
             let h = Md5::digest(text.as_bytes());
+            let g = group_of_hash(&h);
+            group_of.push(g);
             let s = mine.entry(g).or_insert(Sum::EMPTY);
             s.add(u64::from_be_bytes(h[..8].try_into().unwrap_or([0; 8])));
         }
@@ -159,15 +160,8 @@ impl GroupSums {
         }
         let strays = match &ranges {
             Some(ranges) if !differ.is_empty() => {
-                let mut groups: Vec<i64> = differ.into_iter().collect();
-                groups.sort_unstable();
                 let mine: HashSet<&str> = keys.iter().map(String::as_str).collect();
-                let mut rows = self.target_rows_in(ctx, ranges, &groups).await?;
-                rows.retain(|r| match &r[sk] {
-                    Value::Text(t) => !mine.contains(t.as_str()),
-                    _ => true,
-                });
-                rows
+                self.strays_in(ctx, ranges, &mine).await?
             }
             _ => Vec::new(),
         };
@@ -226,39 +220,66 @@ impl GroupSums {
     /// The target's sums per group over its rows whose source key's text is
     /// in one of the given ranges (PostgreSQL; see [`Span::text_ranges`]).
     async fn target_sums_in(&self, ctx: &Ctx, ranges: &[TextRange]) -> Result<HashMap<i64, Sum>> {
-        let d = ctx.target.dialect();
-        let sk = d.quote(SOURCE_KEY_COLUMN);
         let (conds, params) = in_ranges(ctx, ranges);
-        let sql = format!(
-            "SELECT {g} AS g, count(*), \
-             bit_xor(('x' || substr({h}, 1, 16))::bit(64)::bigint)::text \
-             FROM {table} WHERE {conds} GROUP BY 1",
-            g = pg_group(&sk),
-            h = self.target_hash,
-            table = d.quote(&ctx.table),
-        );
+        let sql = self.pg_sums(ctx, &conds);
         let what = format!("checksum groups of {} in the target", ctx.table);
         let (_, rows) = ctx.target.fetch(&sql, &params, &what).await?;
         super::sums::sums_of(rows, &what)
     }
 
-    /// The target's rows whose source key's text is in one of the ranges and
-    /// in one of the groups (PostgreSQL).
-    async fn target_rows_in(
+    /// PostgreSQL's sums per group of the rows meeting any of `conds` (one
+    /// index scan each): each row's MD5 computed once (the fence keeps the
+    /// planner from writing it twice).
+    fn pg_sums(&self, ctx: &Ctx, conds: &[String]) -> String {
+        let table = ctx.target.dialect().quote(&ctx.table);
+        let rows: Vec<String> = conds
+            .iter()
+            .map(|c| format!("SELECT {} AS h FROM {table} WHERE {c}", self.target_hash))
+            .collect();
+        format!(
+            "SELECT {g} AS g, count(*), bit_xor(('x' || substr(h, 1, 16))::bit(64)::bigint)::text \
+             FROM (SELECT h FROM ({rows}) u OFFSET 0) s GROUP BY 1",
+            g = pg_group("h"),
+            rows = rows.join(" UNION ALL "),
+        )
+    }
+
+    /// The target's rows whose source key's text is in one of the ranges but
+    /// is none of `mine` (PostgreSQL): the source keys of the range first
+    /// (from the index alone, no row hashed), then the rows of those that
+    /// are no record of the chunk.
+    async fn strays_in(
         &self,
         ctx: &Ctx,
         ranges: &[TextRange],
-        groups: &[i64],
+        mine: &HashSet<&str>,
     ) -> Result<Vec<Vec<Value>>> {
-        let sk = ctx.target.dialect().quote(SOURCE_KEY_COLUMN);
+        let d = ctx.target.dialect();
         let (conds, params) = in_ranges(ctx, ranges);
-        let list: Vec<String> = groups.iter().map(i64::to_string).collect();
-        let where_ = format!(
-            " WHERE ({conds}) AND {} IN ({})",
-            pg_group(&sk),
-            list.join(", ")
-        );
-        ctx.target_rows(&where_, &params).await
+        let sql: Vec<String> = conds
+            .iter()
+            .map(|c| {
+                format!(
+                    "SELECT {} FROM {} WHERE {c}",
+                    d.quote(SOURCE_KEY_COLUMN),
+                    d.quote(&ctx.table)
+                )
+            })
+            .collect();
+        let sql = sql.join(" UNION ALL ");
+        let what = format!("list the source keys of a chunk's span in {}", ctx.table);
+        let (_, keys) = ctx.target.fetch(&sql, &params, &what).await?;
+        let gone: Vec<String> = keys
+            .into_iter()
+            .filter_map(|r| match r.into_iter().next() {
+                Some(Value::Text(k)) if !mine.contains(k.as_str()) => Some(k),
+                _ => None,
+            })
+            .collect();
+        if gone.is_empty() {
+            return Ok(Vec::new());
+        }
+        ctx.target_lookup(&[], &gone).await
     }
 
     /// The target's sums per group over the rows of the given source keys.
@@ -272,12 +293,11 @@ impl GroupSums {
         let batches: Vec<(String, Vec<Value>)> = match d {
             // One array parameter: one index scan for the whole chunk.
             Dialect::Postgres => vec![(
-                format!(
-                    "SELECT {g} AS g, count(*), \
-                     bit_xor(('x' || substr({h}, 1, 16))::bit(64)::bigint)::text \
-                     FROM {table} WHERE {sk} = ANY(ARRAY(SELECT jsonb_array_elements_text($1::text::jsonb))) \
-                     GROUP BY 1",
-                    g = pg_group(&sk),
+                self.pg_sums(
+                    ctx,
+                    &[format!(
+                        "{sk} = ANY(ARRAY(SELECT jsonb_array_elements_text($1::text::jsonb)))"
+                    )],
                 ),
                 vec![Value::Text(
                     serde_json::to_string(keys).unwrap_or_else(|_| "[]".into()),
@@ -292,9 +312,9 @@ impl GroupSums {
                     let cond = d.keys_in(std::slice::from_ref(&sk), &vals, &mut params);
                     (
                         format!(
-                            "SELECT CAST(CONV(SUBSTRING(MD5({sk}), 1, 2), 16, 10) AS SIGNED) AS g, COUNT(*), \
-                             CAST(BIT_XOR(CAST(CONV(SUBSTRING({h}, 1, 16), 16, 10) AS UNSIGNED)) AS CHAR) \
-                             FROM {table} WHERE {cond} GROUP BY 1"
+                            "SELECT CAST(CONV(SUBSTRING(h, 1, 2), 16, 10) AS SIGNED) AS g, COUNT(*), \
+                             CAST(BIT_XOR(CAST(CONV(SUBSTRING(h, 1, 16), 16, 10) AS UNSIGNED)) AS CHAR) \
+                             FROM (SELECT {h} AS h FROM {table} WHERE {cond}) s GROUP BY 1"
                         ),
                         params,
                     )
@@ -402,19 +422,31 @@ impl Span {
     }
 }
 
-/// `WHERE` conditions (joined by OR) and parameters for source keys whose
-/// text is in one of `ranges`.
-fn in_ranges(ctx: &Ctx, ranges: &[TextRange]) -> (String, Vec<Value>) {
+/// `WHERE` conditions and their parameters for source keys whose text is in
+/// one of `ranges`: one condition a range, read through the source key's
+/// index, and one for the ranges that hold every number of their length.
+/// Text order puts longer numbers between the bounds of such a range
+/// ('1000' … '9999' holds '1234567'), so its index range is most of the
+/// table: they are read together in one pass by length instead of one pass
+/// each (a span to the largest key has twelve).
+fn in_ranges(ctx: &Ctx, ranges: &[TextRange]) -> (Vec<String>, Vec<Value>) {
     let d = ctx.target.dialect();
     let sk = d.quote(SOURCE_KEY_COLUMN);
     let mut params = Vec::with_capacity(ranges.len() * 2);
     let mut conds = Vec::with_capacity(ranges.len());
+    // Lengths of whole ranges: negative numbers, then the others.
+    let mut whole: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     for r in ranges {
-        params.push(Value::Text(r.lo.clone()));
-        params.push(Value::Text(r.hi.clone()));
+        let negative = r.lo.starts_with('-');
         // The sign is asked for apart: a collation other than C may pass
         // over the `-` when it orders ('-50' beside '50').
-        let sign = if r.lo.starts_with('-') { "=" } else { "<>" };
+        let sign = if negative { "=" } else { "<>" };
+        if r.is_whole() {
+            whole[usize::from(!negative)].push(r.lo.len().to_string());
+            continue;
+        }
+        params.push(Value::Text(r.lo.clone()));
+        params.push(Value::Text(r.hi.clone()));
         conds.push(format!(
             "({sk} >= {} AND {sk} <= {} AND length({sk}) = {} AND left({sk}, 1) {sign} '-')",
             d.placeholder(params.len() - 1),
@@ -422,17 +454,42 @@ fn in_ranges(ctx: &Ctx, ranges: &[TextRange]) -> (String, Vec<Value>) {
             r.lo.len()
         ));
     }
-    (conds.join(" OR "), params)
+    let by_length: Vec<String> = whole
+        .iter()
+        .zip(["=", "<>"])
+        .filter(|(lengths, _)| !lengths.is_empty())
+        .map(|(lengths, sign)| {
+            format!(
+                "(length({sk}) IN ({}) AND left({sk}, 1) {sign} '-')",
+                lengths.join(", ")
+            )
+        })
+        .collect();
+    if !by_length.is_empty() {
+        conds.push(format!("({})", by_length.join(" OR ")));
+    }
+    (conds, params)
 }
 
-/// PostgreSQL's group of a source key column (see [`group`]).
-fn pg_group(source_key: &str) -> String {
-    format!("('x' || substr(md5({source_key}), 1, 2))::bit(8)::int")
+impl TextRange {
+    /// Whether the range holds every number of its length and sign
+    /// ('0' … '9', '100' … '999', '-10' … '-99').
+    fn is_whole(&self) -> bool {
+        let lo = self.lo.trim_start_matches('-');
+        let hi = self.hi.trim_start_matches('-');
+        let first = lo == "0" || (lo.starts_with('1') && lo.bytes().skip(1).all(|b| b == b'0'));
+        first && hi.len() == lo.len() && hi.bytes().all(|b| b == b'9')
+    }
 }
 
-/// The group of a source key: the first byte of its MD5.
-fn group(source_key: &str) -> i64 {
-    i64::from(Md5::digest(source_key.as_bytes())[0])
+/// PostgreSQL's group of a row from its MD5 in hex (see [`group_of_hash`]).
+fn pg_group(md5_hex: &str) -> String {
+    format!("('x' || substr({md5_hex}, 1, 2))::bit(8)::int")
+}
+
+/// The group of a row: the first byte of its MD5.
+fn group_of_hash(md5: &[u8]) -> i64 {
+    md5.first().copied().map_or(0, i64::from)
 }
 
 #[cfg(test)]
@@ -463,6 +520,24 @@ mod tests {
         assert_eq!(all.len(), 38);
         assert_eq!(all[18], s("-1000000000000000000", &i64::MIN.to_string()));
         assert_eq!(all[37], s("1000000000000000000", &i64::MAX.to_string()));
+    }
+
+    #[test]
+    fn ranges_holding_every_number_of_their_length_are_told_apart() {
+        let whole = |lo: &str, hi: &str| {
+            TextRange {
+                lo: lo.into(),
+                hi: hi.into(),
+            }
+            .is_whole()
+        };
+        assert!(whole("0", "9"));
+        assert!(whole("1000", "9999"));
+        assert!(whole("-10", "-99"));
+        assert!(whole("-1", "-9"));
+        assert!(!whole("1001", "9999"));
+        assert!(!whole("1000", "9998"));
+        assert!(!whole("1020001", "1030000"));
     }
 
     #[test]
@@ -497,6 +572,6 @@ mod tests {
     #[test]
     fn the_group_is_the_first_byte_of_the_md5_as_the_databases_compute_it() {
         // md5('1') = c4ca4238a0b923820dcc509a6f75849b
-        assert_eq!(group("1"), 0xc4);
+        assert_eq!(group_of_hash(&Md5::digest(b"1")), 0xc4);
     }
 }
