@@ -411,6 +411,7 @@ pub(super) async fn full_bucket(
     loop {
         if !control.admit(limit as u64).await {
             return Ok(BucketDiff {
+                spanless: false,
                 counts,
                 done: false,
                 read,
@@ -476,6 +477,7 @@ pub(super) async fn full_bucket(
         ctx.report(control, bucket, &counts, read, chunks, started);
         if end {
             return Ok(BucketDiff {
+                spanless: false,
                 counts,
                 done: true,
                 read,

@@ -65,6 +65,9 @@ pub(super) struct BucketDiff {
     pub read: u64,
     /// Of those, rows found equal by chunk checksums.
     pub by_checksum: u64,
+    /// A chunk of this attempt was checked by group sums without its span of
+    /// source keys, so its orphans are left to the orphan pass.
+    pub spanless: bool,
 }
 
 /// Identity of a target key within a run: an integer without allocation for

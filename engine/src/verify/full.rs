@@ -34,6 +34,9 @@ pub(super) struct FullDiff {
     pub complete: bool,
     /// Rows found equal by chunk checksums without being read row by row.
     pub by_checksum: u64,
+    /// A chunk was checked without its span of source keys (see
+    /// [`BucketDiff::spanless`]).
+    pub spanless: bool,
 }
 
 /// Full diff of the buckets, `parallelism` at a time, each in its own task,
@@ -63,6 +66,7 @@ pub(super) async fn run(
                 .unwrap_or_default();
             if progress.done {
                 return Ok(BucketDiff {
+                    spanless: false,
                     counts: progress.counts,
                     done: true,
                     read: 0,
@@ -79,6 +83,7 @@ pub(super) async fn run(
         read: 0,
         complete: true,
         by_checksum: 0,
+        spanless: false,
     };
     let mut first_err = None;
     while let Some(joined) = tasks.join_next().await {
@@ -88,6 +93,7 @@ pub(super) async fn run(
                 diff.read += b.read;
                 diff.by_checksum += b.by_checksum;
                 diff.complete &= b.done;
+                diff.spanless |= b.spanless;
             }
             Ok(Err(e)) => {
                 control.cancel.cancel();
@@ -149,6 +155,7 @@ async fn full_bucket(
     let mut chunks = 0u64;
     let mut by_checksum = 0u64;
     let mut settling = Settling::default();
+    let mut spanless = false;
     let result = loop {
         let next = tokio::select! {
             biased;
@@ -175,6 +182,7 @@ async fn full_bucket(
                     chunk.last.as_deref(),
                     chunk.end,
                 );
+                spanless |= span.is_none();
                 match g.check(ctx, chunk.expected, span).await {
                     Ok(checked) => {
                         chunk_counts.compared += checked.equal_rows;
@@ -260,6 +268,7 @@ async fn full_bucket(
     drop(rx);
     reader_task.abort();
     result.map(|done| BucketDiff {
+        spanless,
         counts,
         done,
         read,

@@ -174,12 +174,14 @@ pub(super) async fn run(
     let mut rows_by_checksum = 0;
     let (keys_read, complete) = match &opts.mode {
         Mode::Full => {
+            let sweep = opts.scope == Scope::All && orphans::needed(&ctx);
             // Chunks checked over whole spans of source keys meet every orphan
-            // themselves (`grouped.rs`): no pass after them.
-            let sweep = opts.scope == Scope::All
-                && orphans::needed(&ctx)
-                && !GroupSums::finds_orphans(&ctx);
-            let early = sweep.then(|| orphans::Early::start(&ctx)).flatten();
+            // themselves (`grouped.rs`): no pass after them, unless a chunk
+            // could not be (a bound that is no integer).
+            let in_chunks = GroupSums::finds_orphans(&ctx);
+            let early = (sweep && !in_chunks)
+                .then(|| orphans::Early::start(&ctx))
+                .flatten();
             let sums = sums.as_ref().ok().cloned();
             let diff = full::run(
                 &ctx,
@@ -193,7 +195,7 @@ pub(super) async fn run(
             rows_by_checksum = diff.by_checksum;
             // Rows of deleted records, which the diff by source records
             // cannot meet (see `orphans.rs`); over the whole table only.
-            if diff.complete && sweep {
+            if diff.complete && sweep && (!in_chunks || diff.spanless) {
                 let (_, swept) = orphans::run(&ctx, &buckets, control, &mut counts, early).await?;
                 (diff.read, swept)
             } else {
