@@ -173,11 +173,13 @@ impl GroupSums {
     }
 
     /// Whether the chunks of a whole-table diff find every orphan themselves
-    /// (then the orphan pass has nothing to do): each chunk is checked over
-    /// its whole span of source keys ([`Span::of_chunk`]) in a PostgreSQL
-    /// target, and the buckets cover every key.
+    /// (then the orphan pass has nothing to do): the table is checked by
+    /// group sums, each chunk over its whole span of source keys
+    /// ([`Span::of_chunk`]) in a PostgreSQL target, and the buckets cover
+    /// every key.
     pub(super) fn finds_orphans(ctx: &Ctx) -> bool {
-        ctx.target.dialect() == Dialect::Postgres
+        ctx.grouped.is_some()
+            && ctx.target.dialect() == Dialect::Postgres
             && ctx.shape.source_key.is_some()
             && !ctx.range_reads
             && !ctx.row_by_row
