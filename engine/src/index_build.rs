@@ -70,7 +70,7 @@ async fn ensure_table(target: &Connector) -> Result<()> {
 }
 
 /// The advisory lock key taken while creating [`BUILDS_TABLE`] ("tern_ib").
-const BUILDS_LOCK: i64 = 0x7465_726e_5f69_62;
+const BUILDS_LOCK: i64 = 0x0074_6572_6e5f_6962;
 
 /// The state recorded for `table` (`deferred`, `built` or `kept`) and its
 /// index definitions (name, `CREATE INDEX …`).
