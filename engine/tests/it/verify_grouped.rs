@@ -15,7 +15,11 @@ use tern_testkit::TestDb;
 
 use crate::support::{Side, load_all, spec_text};
 
-const SPEC: &str = r#"
+/// The spec of `items` keyed by a UUIDv5 of its source id, with these
+/// further columns (`name = "source column"` lines).
+fn spec(columns: &str) -> String {
+    format!(
+        r#"
 chunk_rows = 100
 
 [[tables]]
@@ -26,12 +30,10 @@ buckets = 2
 table = "items"
 key = ["id"]
 [tables.columns]
-item_id = { uuid5 = ["id"], namespace = "items" }
-member_id = "member_id"
-body = "body"
-flag = "flag"
-at = "at"
-"#;
+item_id = {{ uuid5 = ["id"], namespace = "items" }}
+{columns}"#
+    )
+}
 
 const ROWS: i64 = 600;
 
@@ -71,7 +73,11 @@ async fn group_sums_find_what_the_row_by_row_diff_finds() -> anyhow::Result<()> 
         .exec(&format!("INSERT INTO items VALUES {}", rows.join(", ")))
         .await?;
     let (link, _) = load_all(
-        &spec_text(&source_db, &target_db, SPEC),
+        &spec_text(
+            &source_db,
+            &target_db,
+            &spec("member_id = \"member_id\"\nbody = \"body\"\nflag = \"flag\"\nat = \"at\"\n"),
+        ),
         &TransformerRegistry::new(),
     )
     .await?;
@@ -152,22 +158,8 @@ async fn orphans_of_a_table_read_row_by_row_are_still_found() -> anyhow::Result<
     source
         .exec(&format!("INSERT INTO items VALUES {}", rows.join(", ")))
         .await?;
-    let spec = r#"
-chunk_rows = 100
-
-[[tables]]
-name = "items"
-key = ["item_id"]
-buckets = 2
-[tables.source]
-table = "items"
-key = ["id"]
-[tables.columns]
-item_id = { uuid5 = ["id"], namespace = "items" }
-price = "price"
-"#;
     let (link, _) = load_all(
-        &spec_text(&source_db, &target_db, spec),
+        &spec_text(&source_db, &target_db, &spec("price = \"price\"\n")),
         &TransformerRegistry::new(),
     )
     .await?;
