@@ -153,8 +153,10 @@ pub trait OrderedColumn {
     async fn value_at(&self, from: Option<&Value>, offset: u64) -> Result<Option<Value>>;
     /// The smallest value greater than `v`.
     async fn next_after(&self, v: &Value) -> Result<Option<Value>>;
-    /// Rows with `from <= value < to` (`from` unbounded when `None`).
-    async fn count_between(&self, from: Option<&Value>, to: &Value) -> Result<u64>;
+    /// The largest value.
+    async fn last_value(&self) -> Result<Option<Value>>;
+    /// Rows with `from <= value < to` (either unbounded when `None`).
+    async fn count_between(&self, from: Option<&Value>, to: Option<&Value>) -> Result<u64>;
 }
 
 /// Boundaries cutting `rows` rows into `n` buckets of about equal count, and
@@ -162,10 +164,15 @@ pub trait OrderedColumn {
 /// after the previous one, in column order. A single value that holds more
 /// than a share moves the boundary to the next value, so its bucket is larger
 /// (and fewer buckets may result). Each step reads one share of the index.
+///
+/// When the column is `unique` (it is the table's whole key), the value
+/// `offset` rows on has exactly `offset` rows before it, so the bucket's
+/// count is known without counting it again.
 pub async fn boundaries(
     col: &(impl OrderedColumn + Sync),
     rows: u64,
     n: usize,
+    unique: bool,
 ) -> Result<(Vec<Value>, Vec<u64>)> {
     let n = n.max(1);
     let mut bounds: Vec<Value> = Vec::new();
@@ -183,13 +190,19 @@ pub async fn boundaries(
         let Some(mut v) = col.value_at(bounds.last(), offset).await? else {
             break;
         };
+        let mut counted = unique;
         if bounds.last().unwrap_or(&min) == &v {
             match col.next_after(&v).await? {
                 Some(next) => v = next,
                 None => break,
             }
+            counted = false;
         }
-        let size = col.count_between(bounds.last(), &v).await?;
+        let size = if counted {
+            offset
+        } else {
+            col.count_between(bounds.last(), Some(&v)).await?
+        };
         sizes.push(size);
         start += size;
         bounds.push(v);
@@ -210,6 +223,54 @@ impl SqlColumn<'_> {
         let context = format!("plan buckets of {}", self.query.table);
         let (_, rows) = self.source.fetch(sql, params, &context).await?;
         Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()))
+    }
+}
+
+impl SqlColumn<'_> {
+    /// The table's rows, and those with a bucket column value.
+    async fn counts(&self) -> Result<(u64, u64)> {
+        let b = self.query.dialect().quote(&self.query.bucket);
+        let ctx = format!("plan buckets of {}", self.query.table);
+        let sql = format!(
+            "SELECT COUNT(*), COUNT({b}) FROM {}",
+            self.query.from_clause()
+        );
+        let (_, counts) = self.source.fetch(&sql, &[], &ctx).await?;
+        Ok(match counts.first().map(Vec::as_slice) {
+            Some([Value::Int(t), Value::Int(nn)]) => (
+                u64::try_from(*t).unwrap_or(0),
+                u64::try_from(*nn).unwrap_or(0),
+            ),
+            _ => (0, 0),
+        })
+    }
+
+    /// Rows whose bucket column is NULL (an index lookup where the column
+    /// has an index).
+    async fn null_rows(&self) -> Result<u64> {
+        let b = self.query.dialect().quote(&self.query.bucket);
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} WHERE {b} IS NULL",
+            self.query.from_clause()
+        );
+        Ok(match self.first_value(&sql, &[]).await? {
+            Some(Value::Int(c)) => u64::try_from(c).unwrap_or(0),
+            _ => 0,
+        })
+    }
+
+    /// Refuses a source whose bucket column is NULL in `nulls` rows.
+    fn refuse_nulls(&self, nulls: u64) -> Result<()> {
+        if nulls == 0 {
+            return Ok(());
+        }
+        Err(EngineError::schema(
+            &self.query.table,
+            format!(
+                "{nulls} source rows have NULL in bucket column {}; no bucket would copy them",
+                self.query.bucket
+            ),
+        ))
     }
 }
 
@@ -246,19 +307,30 @@ impl OrderedColumn for SqlColumn<'_> {
         Ok(min.filter(|v| !v.is_null()))
     }
 
-    async fn count_between(&self, from: Option<&Value>, to: &Value) -> Result<u64> {
+    async fn last_value(&self) -> Result<Option<Value>> {
+        let b = self.query.dialect().quote(&self.query.bucket);
+        let sql = format!("SELECT MAX({b}) FROM {}", self.query.from_clause());
+        let max = self.first_value(&sql, &[]).await?;
+        Ok(max.filter(|v| !v.is_null()))
+    }
+
+    async fn count_between(&self, from: Option<&Value>, to: Option<&Value>) -> Result<u64> {
         let d = self.query.dialect();
         let b = d.quote(&self.query.bucket);
-        let mut params = vec![to.clone()];
-        let mut cond = format!("{b} < {}", d.placeholder(1));
-        if let Some(f) = from {
-            params.push(f.clone());
-            cond.push_str(&format!(" AND {b} >= {}", d.placeholder(2)));
+        let mut params = Vec::new();
+        let mut conds = Vec::new();
+        for (v, op) in [(from, ">="), (to, "<")] {
+            if let Some(v) = v {
+                params.push(v.clone());
+                conds.push(format!("{b} {op} {}", d.placeholder(params.len())));
+            }
         }
-        let sql = format!(
-            "SELECT COUNT(*) FROM {} WHERE {cond}",
-            self.query.from_clause()
-        );
+        let where_ = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        let sql = format!("SELECT COUNT(*) FROM {}{where_}", self.query.from_clause());
         Ok(match self.first_value(&sql, &params).await? {
             Some(Value::Int(c)) => u64::try_from(c).unwrap_or(0),
             _ => 0,
@@ -266,41 +338,153 @@ impl OrderedColumn for SqlColumn<'_> {
     }
 }
 
+/// How many points per bucket [`walk`] takes: a boundary lands within one
+/// step between points (1/16 of a share, with a right estimate) of its even
+/// place.
+const POINTS_PER_BUCKET: u64 = 16;
+
+/// Pieces of an integer column's value range that [`walk`] walks at once
+/// (each on a connection of its own, so the source spends more than one core).
+const SEGMENTS: i128 = 4;
+
+/// What one walk of a unique column found.
+#[derive(Debug, PartialEq)]
+enum Walk {
+    /// The boundaries and each bucket's rows.
+    Planned(Vec<Value>, Vec<u64>),
+    /// Fewer points than buckets (the estimate was far too high): the
+    /// table's exact row count, for [`boundaries`].
+    Counted(u64),
+    /// The walk met a value twice: the column is not unique after all.
+    NotUnique,
+}
+
+/// Plans a unique column in one walk of its index, without counting the
+/// table first. Points every `estimate / (16 n)` rows (each the value `step`
+/// rows after the one before: with distinct values, each point's position
+/// is exact), the rows after a segment's last point counted, then the n - 1
+/// points nearest to even shares of the exact total become the boundaries.
+/// An integer column is walked in [`SEGMENTS`] pieces of its value range at
+/// once. The estimate only sets the step: a wrong one costs evenness or one
+/// more walk, never a wrong count.
+async fn walk(col: &(impl OrderedColumn + Sync), estimate: u64, n: usize) -> Result<Walk> {
+    let n = n.max(1) as u64;
+    let step = (estimate / (n * POINTS_PER_BUCKET)).max(1);
+    let mut starts = vec![None];
+    if let (Some(Value::Int(lo)), Some(Value::Int(hi))) =
+        (col.value_at(None, 0).await?, col.last_value().await?)
+    {
+        let (lo, width) = (i128::from(lo), i128::from(hi) - i128::from(lo) + 1);
+        let mut cuts: Vec<i64> = (1..SEGMENTS)
+            .filter_map(|j| i64::try_from(lo + width * j / SEGMENTS).ok())
+            .filter(|&cut| i128::from(cut) > lo)
+            .collect();
+        cuts.dedup();
+        starts.extend(cuts.into_iter().map(|cut| Some(Value::Int(cut))));
+    }
+    let segments = futures::future::try_join_all(starts.iter().enumerate().map(|(j, from)| {
+        let to = starts.get(j + 1).cloned().flatten();
+        walk_segment(col, from.clone(), to, step)
+    }))
+    .await?;
+    // Every point with the number of rows before it.
+    let mut points: Vec<(Value, u64)> = Vec::new();
+    let mut total = 0u64;
+    for segment in segments {
+        let Some((values, rows)) = segment else {
+            return Ok(Walk::NotUnique);
+        };
+        points.extend((1..).zip(values).map(|(k, v)| (v, total + k * step)));
+        total += rows;
+    }
+    let m = points.len();
+    if (m as u64) + 1 < n {
+        return Ok(Walk::Counted(total));
+    }
+    let n = n as usize;
+    let (mut bounds, mut sizes) = (Vec::new(), Vec::new());
+    let (mut prev, mut before) = (0usize, 0u64);
+    for i in 1..n {
+        let even = u64::try_from(u128::from(i as u64) * u128::from(total) / n as u128).unwrap_or(0);
+        // The point nearest to the even share, after the previous boundary
+        // and leaving a point for each boundary still to come.
+        let after = points.partition_point(|(_, at)| *at < even);
+        let nearest = match (after.checked_sub(1), points.get(after)) {
+            (Some(b), Some((_, at))) if even - points[b].1 <= at - even => b,
+            (Some(b), None) => b,
+            _ => after,
+        };
+        let k = nearest.max(prev).min(m - (n - i));
+        let (value, at) = &points[k];
+        bounds.push(value.clone());
+        sizes.push(at - before);
+        (prev, before) = (k + 1, *at);
+    }
+    sizes.push(total - before);
+    Ok(Walk::Planned(bounds, sizes))
+}
+
+/// One segment of a [`walk`]: the points every `step` rows from `from` (the
+/// column's start when `None`) up to `to` (its end when `None`), and the
+/// segment's exact rows; `None` when a value came twice.
+async fn walk_segment(
+    col: &(impl OrderedColumn + Sync),
+    from: Option<Value>,
+    to: Option<Value>,
+    step: u64,
+) -> Result<Option<(Vec<Value>, u64)>> {
+    let mut points: Vec<Value> = Vec::new();
+    while let Some(v) = col.value_at(points.last().or(from.as_ref()), step).await? {
+        if to
+            .as_ref()
+            .is_some_and(|t| v.compare(t).is_none_or(|o| o.is_ge()))
+        {
+            break;
+        }
+        if points.last() == Some(&v) {
+            return Ok(None);
+        }
+        points.push(v);
+    }
+    let rest = col
+        .count_between(points.last().or(from.as_ref()), to.as_ref())
+        .await?;
+    let rows = points.len() as u64 * step + rest;
+    Ok(Some((points, rows)))
+}
+
 /// Plans `n` buckets of `query`'s source by row count, with each bucket's
 /// count. Refuses a source with NULLs in the bucket column: no
 /// bucket range would ever copy those rows.
+///
+/// When the bucket column is the whole source key of a table the database
+/// has statistics for, one [`walk`] of its index plans it (about the cost of
+/// one count of the table); otherwise the table is counted and then cut
+/// share by share ([`boundaries`]).
 pub async fn plan(source: &Connector, query: &SourceQuery, n: usize) -> Result<Plan> {
-    let d = query.dialect();
-    let b = d.quote(&query.bucket);
-    let from = query.from_clause();
-    let ctx = format!("plan buckets of {}", query.table);
-    let (_, counts) = source
-        .fetch(
-            &format!("SELECT COUNT(*), COUNT({b}) FROM {from}"),
-            &[],
-            &ctx,
-        )
-        .await?;
-    let (total, non_null) = match counts.first().map(Vec::as_slice) {
-        Some([Value::Int(t), Value::Int(nn)]) => (*t, *nn),
-        _ => (0, 0),
+    let col = SqlColumn { source, query };
+    // The bucket column alone is the source key: its values are distinct.
+    let unique = query.key.len() == 1 && query.key[0] == query.bucket;
+    let estimate = match &query.relation_table {
+        Some(t) if unique && n > 1 => source.estimated_rows(t).await?,
+        _ => None,
     };
-    if total > non_null {
-        return Err(EngineError::schema(
-            &query.table,
-            format!(
-                "{} source rows have NULL in bucket column {}; no bucket would copy them",
-                total - non_null,
-                query.bucket
-            ),
-        ));
-    }
-    let (bounds, rows) = boundaries(
-        &SqlColumn { source, query },
-        u64::try_from(total).unwrap_or(0),
-        n,
-    )
-    .await?;
+    let walked = match estimate {
+        Some(estimate) => {
+            col.refuse_nulls(col.null_rows().await?)?;
+            walk(&col, estimate, n).await?
+        }
+        None => Walk::NotUnique,
+    };
+    let (bounds, rows) = match walked {
+        Walk::Planned(bounds, rows) => (bounds, rows),
+        Walk::Counted(total) => boundaries(&col, total, n, true).await?,
+        Walk::NotUnique => {
+            let (total, non_null) = col.counts().await?;
+            col.refuse_nulls(total.saturating_sub(non_null))?;
+            boundaries(&col, non_null, n, unique).await?
+        }
+    };
     let ranges = ranges_from_boundaries(&bounds);
     Ok(Plan {
         table: query.table.clone(),
@@ -380,6 +564,25 @@ mod tests {
     /// A sorted column in memory, answering like the SQL does.
     struct Sorted(Vec<i64>);
 
+    /// A sorted column that refuses to count.
+    struct Uncountable(Sorted);
+
+    #[async_trait::async_trait]
+    impl OrderedColumn for Uncountable {
+        async fn value_at(&self, from: Option<&Value>, offset: u64) -> Result<Option<Value>> {
+            self.0.value_at(from, offset).await
+        }
+        async fn next_after(&self, v: &Value) -> Result<Option<Value>> {
+            self.0.next_after(v).await
+        }
+        async fn last_value(&self) -> Result<Option<Value>> {
+            self.0.last_value().await
+        }
+        async fn count_between(&self, _: Option<&Value>, _: Option<&Value>) -> Result<u64> {
+            Err(EngineError::schema("t", "counted a unique column"))
+        }
+    }
+
     #[async_trait::async_trait]
     impl OrderedColumn for Sorted {
         async fn value_at(&self, from: Option<&Value>, offset: u64) -> Result<Option<Value>> {
@@ -393,10 +596,13 @@ mod tests {
             let Value::Int(v) = v else { return Ok(None) };
             Ok(self.0.iter().find(|x| *x > v).map(|x| Value::Int(*x)))
         }
-        async fn count_between(&self, from: Option<&Value>, to: &Value) -> Result<u64> {
+        async fn last_value(&self) -> Result<Option<Value>> {
+            Ok(self.0.last().map(|v| Value::Int(*v)))
+        }
+        async fn count_between(&self, from: Option<&Value>, to: Option<&Value>) -> Result<u64> {
             let range = KeyRange {
                 lo: from.cloned(),
-                hi: Some(to.clone()),
+                hi: to.cloned(),
             };
             Ok(self
                 .0
@@ -409,9 +615,16 @@ mod tests {
     fn ranges(mut values: Vec<i64>, n: usize) -> Vec<KeyRange> {
         values.sort_unstable();
         let rows = values.len() as u64;
-        let (bounds, sizes) =
-            futures::executor::block_on(boundaries(&Sorted(values.clone()), rows, n))
-                .unwrap_or_default();
+        // Distinct values are planned both ways, with the same result.
+        let unique = values.windows(2).all(|w| w[0] < w[1]);
+        let plan = |unique| {
+            futures::executor::block_on(boundaries(&Sorted(values.clone()), rows, n, unique))
+                .unwrap_or_default()
+        };
+        let (bounds, sizes) = plan(false);
+        if unique {
+            assert_eq!(plan(true), (bounds.clone(), sizes.clone()));
+        }
         let ranges = ranges_from_boundaries(&bounds);
         // The sizes the planner reports are the true counts.
         for (r, size) in ranges.iter().zip(&sizes) {
@@ -441,6 +654,48 @@ mod tests {
         }
 
         #[test]
+        fn distinct_values_are_planned_without_counting_them(values in prop::collection::btree_set(-1000i64..1000, 1..400), n in 1usize..12) {
+            let values: Vec<i64> = values.into_iter().collect();
+            let rows = values.len() as u64;
+            let col = Uncountable(Sorted(values.clone()));
+            let planned = futures::executor::block_on(boundaries(&col, rows, n, true));
+            prop_assert!(planned.is_ok(), "{:?}", planned.err());
+            // `ranges` checks the sizes against the values and against a
+            // plan that counts.
+            let r = ranges(values, n);
+            prop_assert_eq!(r.len(), n.min(rows as usize));
+        }
+
+        #[test]
+        fn one_walk_plans_distinct_values_with_exact_counts(values in prop::collection::btree_set(-5000i64..5000, 1..2000), n in 2usize..12, percent in 10u64..1000) {
+            let values: Vec<i64> = values.into_iter().collect();
+            let rows = values.len() as u64;
+            // The database's estimate, from a tenth to ten times the truth.
+            let estimate = (rows * percent / 100).max(1);
+            let walked = futures::executor::block_on(walk(&Sorted(values.clone()), estimate, n));
+            prop_assert!(walked.is_ok());
+            match walked.unwrap_or(Walk::NotUnique) {
+                Walk::Planned(bounds, sizes) => {
+                    let ranges = ranges_from_boundaries(&bounds);
+                    prop_assert_eq!(ranges.len(), n);
+                    let step = (estimate / (n as u64 * POINTS_PER_BUCKET)).max(1);
+                    for (r, size) in ranges.iter().zip(&sizes) {
+                        let count = values.iter().filter(|v| r.contains(&Value::Int(**v))).count() as u64;
+                        prop_assert_eq!(count, *size);
+                        prop_assert!(count > 0, "bucket {} is empty", r);
+                        if estimate <= 2 * rows {
+                            // Each end off by at most a step (points are a
+                            // step apart, up to two where segments meet).
+                            prop_assert!(count <= rows.div_ceil(n as u64) + 2 * step, "bucket {} has {} rows of {}, step {}", r, count, rows, step);
+                        }
+                    }
+                }
+                Walk::Counted(total) => prop_assert_eq!(total, rows),
+                Walk::NotUnique => prop_assert!(false, "distinct values called not unique"),
+            }
+        }
+
+        #[test]
         fn buckets_are_balanced_up_to_the_largest_single_value(mut values in prop::collection::vec(0i64..1000, 1..600), n in 1usize..10) {
             values.sort_unstable();
             let r = ranges(values.clone(), n);
@@ -451,6 +706,17 @@ mod tests {
                 prop_assert!(size <= share + largest_run, "bucket {} has {} rows, share {} run {}", range, size, share, largest_run);
             }
         }
+    }
+
+    #[test]
+    fn a_walk_that_meets_a_value_twice_gives_up() -> Result<()> {
+        // The spec calls the column the key, but 5 is there 40 times.
+        let mut values: Vec<i64> = (0..100).collect();
+        values.extend([5; 40]);
+        values.sort_unstable();
+        let walked = futures::executor::block_on(walk(&Sorted(values), 140, 2))?;
+        assert_eq!(walked, Walk::NotUnique);
+        Ok(())
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct SourceQuery {
     dialect: Dialect,
     /// `"t" AS _tern_src` or `(SELECT …) AS _tern_src`.
     from: String,
+    /// The source table, when the source is one (not a query).
+    pub relation_table: Option<String>,
     pub columns: Vec<SourceColumn>,
     /// Bucket column then key (see [`crate::spec::SourceSpec::order_columns`]).
     pub order: Vec<String>,
@@ -85,6 +87,10 @@ impl SourceQuery {
             return Err(EngineError::schema(&table.name, "the table has no source"));
         };
         let d = source.dialect();
+        let relation_table = match &src.relation {
+            Relation::Table(t) => Some(t.clone()),
+            Relation::Query(_) => None,
+        };
         let from = match &src.relation {
             Relation::Table(t) => {
                 if source.table_columns(t).await?.is_none() {
@@ -111,6 +117,7 @@ impl SourceQuery {
             order_idx: order.iter().map(pos).collect(),
             key_idx: src.key.iter().map(pos).collect(),
             from,
+            relation_table,
             columns,
             order,
             bucket: src.bucket.clone(),
@@ -406,6 +413,7 @@ mod tests {
             table: "t".into(),
             dialect,
             from: "\"t\" AS _tern_src".into(),
+            relation_table: Some("t".into()),
             columns: vec![],
             order: order.iter().map(|s| s.to_string()).collect(),
             order_idx: vec![0, 1],

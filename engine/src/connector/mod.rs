@@ -250,6 +250,27 @@ impl Connector {
         .map_err(EngineError::db(ctx))
     }
 
+    /// The database's own estimate of a table's rows, from its statistics
+    /// (PostgreSQL `pg_class.reltuples`, MySQL/MariaDB
+    /// `information_schema.tables.table_rows`): free to read, and off by
+    /// whatever the statistics are behind. `None` when there is none (a table
+    /// never analysed, SQLite), or when it says 0.
+    pub async fn estimated_rows(&self, table: &str) -> Result<Option<u64>> {
+        let ctx = format!(
+            "read the estimated rows of {table} on {} database {}",
+            self.role, self.url
+        );
+        let estimate = match &self.pool {
+            Pool::Pg(p) => postgres::estimated_rows(p, table).await,
+            Pool::My(p) => mysql::estimated_rows(p, table).await,
+            Pool::Lite(_) => Ok(None),
+        }
+        .map_err(EngineError::db(ctx))?;
+        Ok(estimate
+            .and_then(|n| u64::try_from(n).ok())
+            .filter(|&n| n > 0))
+    }
+
     /// Runs a query and returns its column names and rows. `context` says
     /// what the query was for, in errors.
     pub async fn fetch(

@@ -47,6 +47,22 @@ pub(super) async fn table_exists(p: &MySqlPool, table: &str) -> Result<bool, sql
     Ok(n > 0)
 }
 
+/// The table's `table_rows` (InnoDB's sampled estimate; NULL for a view).
+pub(super) async fn estimated_rows(p: &MySqlPool, table: &str) -> Result<Option<i64>, sqlx::Error> {
+    let (schema, name) = match table.split_once('.') {
+        Some((s, n)) => (Some(s.to_string()), n.to_string()),
+        None => (None, table.to_string()),
+    };
+    let rows: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT CAST(table_rows AS SIGNED) FROM information_schema.tables WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?",
+    )
+    .bind(schema)
+    .bind(name)
+    .fetch_optional(p)
+    .await?;
+    Ok(rows.flatten())
+}
+
 /// Runs a query in a `READ ONLY` transaction that the server stops after
 /// `timeout` (MariaDB's `max_statement_time`, in seconds; MySQL's
 /// `max_execution_time`, in milliseconds), then rolls back: the server

@@ -40,6 +40,14 @@ pub(super) async fn table_exists(p: &PgPool, table: &str) -> Result<bool, sqlx::
         .await
 }
 
+/// The table's `reltuples` (-1: never vacuumed or analysed).
+pub(super) async fn estimated_rows(p: &PgPool, table: &str) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT reltuples::int8 FROM pg_class WHERE oid = to_regclass($1)")
+        .bind(D.quote(table))
+        .fetch_optional(p)
+        .await
+}
+
 /// Runs a query in a `READ ONLY` transaction that stops it after `timeout`
 /// (`statement_timeout`, local to the transaction), then rolls back: the
 /// server refuses any write, a data-modifying CTE or a writing function

@@ -1,7 +1,7 @@
 //! Balanced buckets on a real database: equal row counts, not equal widths.
 
 use tern_engine::{Link, Spec, TransformerRegistry, Value};
-use tern_testkit::TestDb;
+use tern_testkit::{DbKind, TestDb};
 
 use crate::support::{Side, spec_text};
 
@@ -52,4 +52,65 @@ async fn buckets_split_a_skewed_key_space_by_row_count() -> anyhow::Result<()> {
     );
     assert!(plan.skew() < 1.6, "skew {}", plan.skew());
     Ok(())
+}
+
+/// A table bucketed by its own key, with gaps and negative keys: planned in
+/// one walk of the key (the database's row estimate sets the walk's step),
+/// every bucket's row count exact.
+async fn a_table_keyed_by_its_bucket_column(source_db: TestDb) -> anyhow::Result<()> {
+    // Arrange: 3,000 keys, squares and their negatives, so no two are a
+    // fixed distance apart; statistics taken, as a live table has them.
+    let target_db = TestDb::sqlite()?;
+    let source = Side::open(&source_db).await?;
+    source
+        .exec("CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, note TEXT)")
+        .await?;
+    let ids: Vec<i64> = (1..=1500i64).flat_map(|i| [i * i, -i * i + 7]).collect();
+    let rows: Vec<String> = ids.iter().map(|id| format!("({id}, 'n')")).collect();
+    source
+        .exec(&format!("INSERT INTO items VALUES {}", rows.join(", ")))
+        .await?;
+    source
+        .exec(match source_db.kind {
+            DbKind::MariaDb => "ANALYZE TABLE items",
+            _ => "ANALYZE items",
+        })
+        .await?;
+    let body = "[[tables]]\nname = \"items\"\nkey = [\"id\"]\nbuckets = 5\n\
+                [tables.source]\ntable = \"items\"\n[tables.columns]\nid = \"id\"\nnote = \"note\"\n";
+    let spec = Spec::parse(&spec_text(&source_db, &target_db, body), "test.toml")?;
+    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
+    let estimate = link.source().estimated_rows("items").await?;
+    assert!(
+        estimate.is_some(),
+        "the source has no estimate: the walk is not tried"
+    );
+
+    // Act
+    let plan = link.plan("items", None).await?;
+
+    // Assert: every key in exactly one bucket, each bucket's count its own.
+    assert_eq!(plan.buckets.len(), 5);
+    assert_eq!(plan.total_rows(), ids.len() as u64);
+    for b in &plan.buckets {
+        let held = ids
+            .iter()
+            .filter(|id| b.range.contains(&Value::Int(**id)))
+            .count();
+        assert_eq!(b.rows, held as u64, "bucket {} {}", b.index, b.range);
+    }
+    assert!(plan.skew() < 1.2, "skew {}", plan.skew());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_mariadb_table_keyed_by_its_bucket_column_is_planned_with_exact_counts()
+-> anyhow::Result<()> {
+    a_table_keyed_by_its_bucket_column(TestDb::mariadb().await?).await
+}
+
+#[tokio::test]
+async fn a_postgres_table_keyed_by_its_bucket_column_is_planned_with_exact_counts()
+-> anyhow::Result<()> {
+    a_table_keyed_by_its_bucket_column(TestDb::postgres().await?).await
 }
