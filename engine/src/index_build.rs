@@ -329,12 +329,19 @@ pub async fn build_deferred(
         progress.note = Some(format!("building {name}"));
         progress.measure(i as u64, i as u64, Some(total), started.elapsed());
         control.report(&progress);
-        target
-            .execute_ddl(
-                &if_not_exists(def),
-                &format!("build index {name} of {table} after its load"),
-            )
-            .await?;
+        let what = format!("build index {name} of {table} after its load");
+        match target.dialect() {
+            // The table's last two buckets may finish at once and both get
+            // here. PostgreSQL would build the index twice side by side (the
+            // second then fails on the catalog's unique name): a transaction
+            // lock per table lets one build while the other waits and then
+            // finds it. (MariaDB queues two ALTERs of a table by itself.)
+            Dialect::Postgres => {
+                let lock = format!("SELECT pg_advisory_xact_lock({})", build_lock(table));
+                target.run_ddl(&[lock, if_not_exists(def)], &what).await?
+            }
+            _ => target.execute_ddl(&if_not_exists(def), &what).await?,
+        }
         built.push(name.clone());
         progress.steps += 1;
     }
@@ -380,6 +387,16 @@ pub async fn build_deferred(
     }))
 }
 
+/// The advisory lock key under which `table`'s deferred indexes are built:
+/// [`BUILDS_LOCK`] mixed with the table name (FNV-1a), the same in every
+/// process.
+fn build_lock(table: &str) -> i64 {
+    let hash = table.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    BUILDS_LOCK ^ (hash as i64)
+}
+
 /// `CREATE [UNIQUE] INDEX name …` as `CREATE [UNIQUE] INDEX IF NOT EXISTS name …`.
 fn if_not_exists(def: &str) -> String {
     for head in ["CREATE UNIQUE INDEX ", "CREATE INDEX "] {
@@ -395,6 +412,13 @@ fn if_not_exists(def: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_table_builds_under_a_lock_of_its_own() {
+        assert_eq!(build_lock("messages"), build_lock("messages"));
+        assert_ne!(build_lock("messages"), build_lock("members"));
+        assert_ne!(build_lock("messages"), BUILDS_LOCK);
+    }
 
     #[test]
     fn definitions_become_idempotent() {
