@@ -13,7 +13,8 @@
 #   3. the same pipe into a bare table, then the primary key and index built
 #      (index after load, what pgloader and pg_dump do): the reference,
 #   4. pgloader (Debian package; --dynamic-space-size 4096).
-# Rows/s are wall-clock, process start to end (index builds included). Peak
+# Rows/s are wall-clock, process start to end (index builds included), each
+# after a CHECKPOINT (no contender pays for the WAL of the one before). Peak
 # RSS is Tern's, from /usr/bin/time -v. Ends with exactly one summary line:
 # bulk_load rows=N tern_rows_per_s=X pipe_rows_per_s=Y pipe_index_after_rows_per_s=Z pgloader_rows_per_s=W tern/pipe=R tern/pipe_index_after=Q tern/pgloader=S peak_rss_mb=M
 #
@@ -54,6 +55,7 @@ if [ "${BUCKET:-id}" = member_id ] || [ "${SOURCE_KEY_COLUMN:-0}" = 1 ]; then
 fi
 { spec_header "$SRC_DB" tern_bench_tern; spec_messages messages id '"id"' "$SOURCE_ORDER"; } > "$WORK/spec.toml"
 log "tern bulk-load"
+settle_pg
 t0=$(now)
 /usr/bin/time -v -o "$WORK/time.txt" "$TERN" bulk-load --spec "$WORK/spec.toml" \
   --parallel "${PARALLEL:-2}" > "$WORK/tern.out"
@@ -69,6 +71,7 @@ INDEXES=$(psql -Atd tern_bench_tern -c "SELECT COUNT(*) FROM pg_indexes WHERE ta
 fresh_pg tern_bench_pipe
 psql -qd tern_bench_pipe -c "$TARGET_DDL"
 log "raw pipe mysql | psql \\copy (primary key and index in place)"
+settle_pg
 t0=$(now)
 pipe_copy "$SRC_DB" tern_bench_pipe
 t1=$(now)
@@ -79,6 +82,7 @@ expect_rows "the pipe's target" "$(pg_count tern_bench_pipe messages)"
 fresh_pg tern_bench_pipe_ia
 psql -qd tern_bench_pipe_ia -c "$MESSAGES_TABLE"
 log "raw pipe into a bare table, then primary key and index"
+settle_pg
 t0=$(now)
 pipe_copy "$SRC_DB" tern_bench_pipe_ia
 psql -qd tern_bench_pipe_ia -c "$MESSAGES_INDEXES"
@@ -91,6 +95,7 @@ PGLOADER_RATE=0
 if [ "${SKIP_PGLOADER:-0}" != 1 ]; then
   fresh_pg tern_bench_pgloader
   log "pgloader"
+  settle_pg
   t0=$(now)
   if pgloader --dynamic-space-size 4096 --quiet \
       "$MYSQL_URL_BASE/$SRC_DB" "postgresql://$PGUSER@$PGHOST:$PGPORT/tern_bench_pgloader" \
