@@ -114,3 +114,41 @@ async fn a_postgres_table_keyed_by_its_bucket_column_is_planned_with_exact_count
 -> anyhow::Result<()> {
     a_table_keyed_by_its_bucket_column(TestDb::postgres().await?).await
 }
+
+#[tokio::test]
+async fn a_key_that_is_not_unique_after_all_gets_its_buckets_counted() -> anyhow::Result<()> {
+    // Arrange: the spec calls `id` the key, but the source has no such
+    // constraint and 500 is there 301 times.
+    let source_db = TestDb::mariadb().await?;
+    let target_db = TestDb::sqlite()?;
+    let source = Side::open(&source_db).await?;
+    source
+        .exec("CREATE TABLE items (id BIGINT NOT NULL, note TEXT, KEY (id))")
+        .await?;
+    let mut ids: Vec<i64> = (1..=1000).collect();
+    ids.extend([500; 300]);
+    let rows: Vec<String> = ids.iter().map(|id| format!("({id}, 'n')")).collect();
+    source
+        .exec(&format!("INSERT INTO items VALUES {}", rows.join(", ")))
+        .await?;
+    source.exec("ANALYZE TABLE items").await?;
+    let body = "[[tables]]\nname = \"items\"\nkey = [\"id\"]\nbuckets = 2\n\
+                [tables.source]\ntable = \"items\"\n[tables.columns]\nid = \"id\"\nnote = \"note\"\n";
+    let spec = Spec::parse(&spec_text(&source_db, &target_db, body), "test.toml")?;
+    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
+    assert!(link.source().estimated_rows("items").await?.is_some());
+
+    // Act
+    let plan = link.plan("items", None).await?;
+
+    // Assert: the counts are the rows each bucket holds.
+    assert_eq!(plan.total_rows(), ids.len() as u64);
+    for b in &plan.buckets {
+        let held = ids
+            .iter()
+            .filter(|id| b.range.contains(&Value::Int(**id)))
+            .count();
+        assert_eq!(b.rows, held as u64, "bucket {} {}", b.index, b.range);
+    }
+    Ok(())
+}
