@@ -248,6 +248,14 @@ impl SqlColumn<'_> {
         })
     }
 
+    /// The count a `SELECT COUNT(*) …` answers.
+    async fn count(&self, sql: &str, params: &[Value]) -> Result<u64> {
+        Ok(match self.first_value(sql, params).await? {
+            Some(Value::Int(c)) => u64::try_from(c).unwrap_or(0),
+            _ => 0,
+        })
+    }
+
     /// Rows whose bucket column is NULL (an index lookup where the column
     /// has an index).
     async fn null_rows(&self) -> Result<u64> {
@@ -256,10 +264,7 @@ impl SqlColumn<'_> {
             "SELECT COUNT(*) FROM {} WHERE {b} IS NULL",
             self.query.from_clause()
         );
-        Ok(match self.first_value(&sql, &[]).await? {
-            Some(Value::Int(c)) => u64::try_from(c).unwrap_or(0),
-            _ => 0,
-        })
+        self.count(&sql, &[]).await
     }
 
     /// Refuses a source whose bucket column is NULL in `nulls` rows.
@@ -334,10 +339,7 @@ impl OrderedColumn for SqlColumn<'_> {
             format!(" WHERE {}", conds.join(" AND "))
         };
         let sql = format!("SELECT COUNT(*) FROM {}{where_}", self.query.from_clause());
-        Ok(match self.first_value(&sql, &params).await? {
-            Some(Value::Int(c)) => u64::try_from(c).unwrap_or(0),
-            _ => 0,
-        })
+        self.count(&sql, &params).await
     }
 }
 

@@ -1,6 +1,6 @@
 //! Balanced buckets on a real database: equal row counts, not equal widths.
 
-use tern_engine::{Link, Spec, TransformerRegistry, Value};
+use tern_engine::{Link, Plan, Spec, TransformerRegistry, Value};
 use tern_testkit::{DbKind, TestDb};
 
 use crate::support::{Side, spec_text};
@@ -54,18 +54,18 @@ async fn buckets_split_a_skewed_key_space_by_row_count() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A table bucketed by its own key, with gaps and negative keys: planned in
-/// one walk of the key (the database's row estimate sets the walk's step),
-/// every bucket's row count exact.
-async fn a_table_keyed_by_its_bucket_column(source_db: TestDb) -> anyhow::Result<()> {
-    // Arrange: 3,000 keys, squares and their negatives, so no two are a
-    // fixed distance apart; statistics taken, as a live table has them.
+/// Plans `items` (made by `create`, holding `ids`) into `buckets` buckets
+/// by its key `id`, after the source has taken statistics (so the walk is
+/// tried), and checks every bucket's count against the keys it holds.
+async fn plan_items_by_key(
+    source_db: &TestDb,
+    create: &str,
+    ids: &[i64],
+    buckets: usize,
+) -> anyhow::Result<Plan> {
     let target_db = TestDb::sqlite()?;
-    let source = Side::open(&source_db).await?;
-    source
-        .exec("CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, note TEXT)")
-        .await?;
-    let ids: Vec<i64> = (1..=1500i64).flat_map(|i| [i * i, -i * i + 7]).collect();
+    let source = Side::open(source_db).await?;
+    source.exec(create).await?;
     let rows: Vec<String> = ids.iter().map(|id| format!("({id}, 'n')")).collect();
     source
         .exec(&format!("INSERT INTO items VALUES {}", rows.join(", ")))
@@ -76,9 +76,11 @@ async fn a_table_keyed_by_its_bucket_column(source_db: TestDb) -> anyhow::Result
             _ => "ANALYZE items",
         })
         .await?;
-    let body = "[[tables]]\nname = \"items\"\nkey = [\"id\"]\nbuckets = 5\n\
-                [tables.source]\ntable = \"items\"\n[tables.columns]\nid = \"id\"\nnote = \"note\"\n";
-    let spec = Spec::parse(&spec_text(&source_db, &target_db, body), "test.toml")?;
+    let body = format!(
+        "[[tables]]\nname = \"items\"\nkey = [\"id\"]\nbuckets = {buckets}\n\
+         [tables.source]\ntable = \"items\"\n[tables.columns]\nid = \"id\"\nnote = \"note\"\n"
+    );
+    let spec = Spec::parse(&spec_text(source_db, &target_db, &body), "test.toml")?;
     let link = Link::connect(spec, &TransformerRegistry::new()).await?;
     let estimate = link.source().estimated_rows("items").await?;
     assert!(
@@ -86,11 +88,9 @@ async fn a_table_keyed_by_its_bucket_column(source_db: TestDb) -> anyhow::Result
         "the source has no estimate: the walk is not tried"
     );
 
-    // Act
     let plan = link.plan("items", None).await?;
 
-    // Assert: every key in exactly one bucket, each bucket's count its own.
-    assert_eq!(plan.buckets.len(), 5);
+    // Every key in exactly one bucket, each bucket's count its own.
     assert_eq!(plan.total_rows(), ids.len() as u64);
     for b in &plan.buckets {
         let held = ids
@@ -99,6 +99,19 @@ async fn a_table_keyed_by_its_bucket_column(source_db: TestDb) -> anyhow::Result
             .count();
         assert_eq!(b.rows, held as u64, "bucket {} {}", b.index, b.range);
     }
+    Ok(plan)
+}
+
+/// A table bucketed by its own key, with gaps and negative keys: planned in
+/// one walk of the key (the database's row estimate sets the walk's step),
+/// every bucket's row count exact.
+async fn a_table_keyed_by_its_bucket_column(source_db: TestDb) -> anyhow::Result<()> {
+    // 3,000 keys, squares and their negatives, so no two are a fixed
+    // distance apart.
+    let ids: Vec<i64> = (1..=1500i64).flat_map(|i| [i * i, -i * i + 7]).collect();
+    let create = "CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, note TEXT)";
+    let plan = plan_items_by_key(&source_db, create, &ids, 5).await?;
+    assert_eq!(plan.buckets.len(), 5);
     assert!(plan.skew() < 1.2, "skew {}", plan.skew());
     Ok(())
 }
@@ -117,38 +130,11 @@ async fn a_postgres_table_keyed_by_its_bucket_column_is_planned_with_exact_count
 
 #[tokio::test]
 async fn a_key_that_is_not_unique_after_all_gets_its_buckets_counted() -> anyhow::Result<()> {
-    // Arrange: the spec calls `id` the key, but the source has no such
-    // constraint and 500 is there 301 times.
-    let source_db = TestDb::mariadb().await?;
-    let target_db = TestDb::sqlite()?;
-    let source = Side::open(&source_db).await?;
-    source
-        .exec("CREATE TABLE items (id BIGINT NOT NULL, note TEXT, KEY (id))")
-        .await?;
+    // The spec calls `id` the key, but the source has no such constraint
+    // and 500 is there 301 times.
     let mut ids: Vec<i64> = (1..=1000).collect();
     ids.extend([500; 300]);
-    let rows: Vec<String> = ids.iter().map(|id| format!("({id}, 'n')")).collect();
-    source
-        .exec(&format!("INSERT INTO items VALUES {}", rows.join(", ")))
-        .await?;
-    source.exec("ANALYZE TABLE items").await?;
-    let body = "[[tables]]\nname = \"items\"\nkey = [\"id\"]\nbuckets = 2\n\
-                [tables.source]\ntable = \"items\"\n[tables.columns]\nid = \"id\"\nnote = \"note\"\n";
-    let spec = Spec::parse(&spec_text(&source_db, &target_db, body), "test.toml")?;
-    let link = Link::connect(spec, &TransformerRegistry::new()).await?;
-    assert!(link.source().estimated_rows("items").await?.is_some());
-
-    // Act
-    let plan = link.plan("items", None).await?;
-
-    // Assert: the counts are the rows each bucket holds.
-    assert_eq!(plan.total_rows(), ids.len() as u64);
-    for b in &plan.buckets {
-        let held = ids
-            .iter()
-            .filter(|id| b.range.contains(&Value::Int(**id)))
-            .count();
-        assert_eq!(b.rows, held as u64, "bucket {} {}", b.index, b.range);
-    }
+    let create = "CREATE TABLE items (id BIGINT NOT NULL, note TEXT, KEY (id))";
+    plan_items_by_key(&TestDb::mariadb().await?, create, &ids, 2).await?;
     Ok(())
 }
